@@ -1,0 +1,33 @@
+"""The bridge's SQLite store: one module per table, no SQL outside this package."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .chats import Chats
+from .db import Database
+from .messages import Messages
+from .outbox import Outbox
+from .puppets import Puppets
+from .room_events import RoomEvents
+from .transactions import Transactions
+
+
+@dataclass
+class Store:
+    db: Database
+    chats: Chats
+    puppets: Puppets
+    messages: Messages
+    outbox: Outbox
+    transactions: Transactions
+    room_events: RoomEvents
+
+    @classmethod
+    def open(cls, path: Path | str, first_chat_number: int = 1001) -> "Store":
+        db = Database(path)
+        return cls(db, Chats(db, first_chat_number), Puppets(db), Messages(db), Outbox(db), Transactions(db),
+                   RoomEvents(db))
+
+    def close(self) -> None:
+        self.db.close()

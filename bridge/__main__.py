@@ -1,0 +1,89 @@
+"""Command line: ``python -m bridge generate-registration | run | demo``."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import secrets
+import signal
+import sys
+from pathlib import Path
+
+import yaml
+
+from . import config as cfg
+
+
+def _patch_secret(text: str, key: str, value: str) -> str:
+    """Replace ``  key: …`` in the config text, keeping every comment around it."""
+    pattern = re.compile(rf"^(\s+){key}:.*$", re.MULTILINE)
+    if not pattern.search(text):
+        raise cfg.ConfigError(f"{key} is missing from the configuration file; copy it from example-config.yaml")
+    return pattern.sub(lambda m: f"{m.group(1)}{key}: {value}", text, count=1)
+
+
+def generate_registration(config_path: Path, out: Path) -> None:
+    from .appservice.registration import new_tokens, registration
+
+    text = config_path.read_text(encoding="utf-8")
+    as_token, hs_token = new_tokens()
+    text = _patch_secret(text, "as_token", as_token)
+    text = _patch_secret(text, "hs_token", hs_token)
+    raw = yaml.safe_load(text) or {}
+    pickle = ((raw.get("crypto") or {}).get("pickle_key") or "")
+    if not pickle or cfg.EXAMPLE_SECRET in str(pickle):
+        text = _patch_secret(text, "pickle_key", secrets.token_hex(32))
+    config = cfg.load(yaml.safe_load(text), config_path.resolve().parent)   # validate before writing anything
+    out.write_text(yaml.safe_dump(registration(config), sort_keys=False), encoding="utf-8")
+    config_path.write_text(text, encoding="utf-8")
+    print(f"Wrote {out}; new tokens saved in {config_path}. Add the registration to the homeserver's "
+          "app_service_config_files and restart it.")
+
+
+async def _run(config: cfg.Config) -> None:
+    from .app import Bridge
+
+    bridge = Bridge(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await bridge.start()
+        await stop.wait()
+    finally:
+        await bridge.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bridge", description="Precinct: police web chat over Matrix")
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate-registration", help="write the appservice registration (new random tokens)")
+    g.add_argument("-c", "--config", type=Path, default=Path("config.yaml"))
+    g.add_argument("-o", "--output", type=Path, default=Path("registration.yaml"))
+    r = sub.add_parser("run", help="run the bridge")
+    r.add_argument("-c", "--config", type=Path, default=Path("config.yaml"))
+    d = sub.add_parser("demo", help="run the bridge with an embedded local Synapse")
+    d.add_argument("--data", type=Path, default=Path("demo-data"))
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "generate-registration":
+            generate_registration(args.config, args.output)
+        elif args.command == "run":
+            config = cfg.load_file(args.config)
+            logging.basicConfig(level=config.get("logging.level"),
+                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            logging.getLogger("nio").setLevel(logging.WARNING)
+            asyncio.run(_run(config))
+        elif args.command == "demo":
+            from .demo import run_demo
+            return run_demo(args.data)
+    except cfg.ConfigError as e:
+        print(f"Configuration error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Wiring: builds the store, the Matrix side, the chat services and both listeners; starts and stops them."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from .appservice.endpoint import AppserviceEndpoint
+from .chats.hub import ChatHub
+from .chats.inbound import InboundPump
+from .chats.lifecycle import ChatService
+from .chats.outbound import OutboundPump
+from .config import Config
+from .matrix import rooms
+from .matrix.crypto import Crypto
+from .matrix.intent import HomeserverApi
+from .matrix.puppets import PuppetManager
+from .store import Store
+from .web.server import public_app
+from .web.visitor_api import VisitorApi
+
+log = logging.getLogger(__name__)
+
+
+class Bridge:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.store = Store.open(config.path("store.path"), config.get("chats.first_number"))
+        self.api = HomeserverApi(config.get("homeserver.url"), config.get("appservice.as_token"),
+                                 config.get("appservice.id"), config.get("homeserver.verify_tls"))
+        self.crypto = Crypto(self.api, config.get("homeserver.url"), config.path("store.crypto_dir"),
+                             config.get("crypto.pickle_key"), self.store.puppets)
+        self.puppets = PuppetManager(self.api, self.crypto, self.store.puppets, config.get("homeserver.server_name"),
+                                     config.get("appservice.puppet_prefix"), config.get("chats.puppet_pool_size"))
+        self.hub = ChatHub()
+        self.outbound = OutboundPump(self.store, self.crypto)
+        self.chats = ChatService(config, self.store, self.api, self.crypto, self.puppets, self.hub,
+                                 self.outbound.wake)
+        self.inbound = InboundPump(config, self.store, self.crypto, self.puppets, self.chats)
+        self.endpoint = AppserviceEndpoint(config.get("appservice.hs_token"), self.store.transactions,
+                                           self.inbound.wake, self._user_exists)
+        self.visitor_api = VisitorApi(config, self.store, self.chats)
+        self._runners: list[web.AppRunner] = []
+
+    def _user_exists(self, user_id: str) -> bool:
+        return self.puppets.is_puppet(user_id) and self.store.puppets.exists(user_id)
+
+    async def _listen(self, app: web.Application, host: str, port: int) -> None:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        self._runners.append(runner)
+
+    async def start(self) -> None:
+        await self.api.start()
+        # The appservice listener first: the homeserver may start delivering as soon as we ping.
+        await self._listen(self.endpoint.app(), self.config.get("appservice.bind_host"),
+                           self.config.get("appservice.port"))
+        await self._wait_for_homeserver()
+        self.chats.room_version = await rooms.default_room_version(self.api)
+        self.inbound.start()
+        self.outbound.start()
+        await self.chats.resume()
+        self.inbound.wake()
+        self.outbound.wake()
+        self.puppets.refill_pool()
+        await self._listen(public_app(self.visitor_api), self.config.get("web.bind_host"), self.config.get("web.port"))
+        try:
+            await self.api.ping()       # makes the homeserver retry queued transactions now
+        except Exception as e:
+            log.warning("appservice ping failed (is the registration loaded by the homeserver?): %s", e)
+        log.info("Precinct is running: citizens at %s/chat", self.config.get("web.public_url"))
+
+    async def _wait_for_homeserver(self, attempts: int = 60) -> None:
+        for i in range(attempts):
+            try:
+                await self.api.request("GET", "/_matrix/client/versions", what="versions")
+                return
+            except Exception as e:
+                if i == attempts - 1:
+                    raise RuntimeError(f"homeserver at {self.config.get('homeserver.url')} not reachable: {e}")
+                log.info("waiting for the homeserver: %s", e)
+                await asyncio.sleep(1)
+
+    async def stop(self) -> None:
+        for runner in self._runners:
+            await runner.cleanup()
+        await self.puppets.stop()
+        await self.chats.stop()
+        await self.inbound.stop()
+        await self.outbound.stop()
+        await self.crypto.close()
+        await self.api.close()
+        self.store.close()

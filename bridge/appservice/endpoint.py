@@ -1,0 +1,81 @@
+"""The appservice API the homeserver calls (``/_matrix/app/v1/*``).
+
+It authenticates, parses, writes the transaction to the store and answers; it
+never handles an event itself.  A transaction is acknowledged only once it is
+committed to SQLite, so a crash after the 200 loses nothing; a repeated txnId
+is answered 200 and ignored.  Processing happens after the answer, in
+``chats.inbound``, woken by ``on_stored``.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Callable
+
+from aiohttp import web
+
+from ..store.transactions import Transactions
+
+log = logging.getLogger(__name__)
+
+
+def matrix_error(status: int, errcode: str, message: str) -> web.Response:
+    return web.json_response({"errcode": errcode, "error": message}, status=status)
+
+
+class AppserviceEndpoint:
+    def __init__(self, hs_token: str, transactions: Transactions, on_stored: Callable[[], None],
+                 user_exists: Callable[[str], bool]) -> None:
+        self._hs_token = hs_token.encode()
+        self.transactions = transactions
+        self.on_stored = on_stored
+        self.user_exists = user_exists
+        self.pings = 0
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._authenticate], client_max_size=64 * 1024 * 1024)
+        app.router.add_put("/_matrix/app/v1/transactions/{txn_id}", self.transaction)
+        app.router.add_get("/_matrix/app/v1/users/{user_id}", self.user_query)
+        app.router.add_get("/_matrix/app/v1/rooms/{alias}", self.room_query)
+        app.router.add_post("/_matrix/app/v1/ping", self.ping)
+        return app
+
+    @web.middleware
+    async def _authenticate(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
+        header = request.headers.get("Authorization", "")
+        token = header[7:].encode() if header.startswith("Bearer ") else b""
+        if not token or not hmac.compare_digest(token, self._hs_token):
+            return matrix_error(403, "M_FORBIDDEN", "Missing or wrong homeserver token")
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:
+            return matrix_error(404, "M_UNRECOGNIZED", "Unrecognized request")
+        except web.HTTPMethodNotAllowed:
+            return matrix_error(405, "M_UNRECOGNIZED", "Method not allowed")
+
+    async def transaction(self, request: web.Request) -> web.Response:
+        txn_id = request.match_info["txn_id"]
+        try:
+            body = json.loads(await request.read())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return matrix_error(400, "M_NOT_JSON", "Transaction body is not JSON")
+        if not isinstance(body, dict) or not isinstance(body.get("events", []), list):
+            return matrix_error(400, "M_BAD_JSON", "Transaction must be an object with an 'events' list")
+        if self.transactions.store(txn_id, body):
+            self.on_stored()
+        else:
+            log.debug("transaction %s already received", txn_id)
+        return web.json_response({})
+
+    async def user_query(self, request: web.Request) -> web.Response:
+        if self.user_exists(request.match_info["user_id"]):
+            return web.json_response({})
+        return matrix_error(404, "M_NOT_FOUND", "No such user")
+
+    async def room_query(self, request: web.Request) -> web.Response:
+        return matrix_error(404, "M_NOT_FOUND", "Precinct does not provide room aliases")
+
+    async def ping(self, request: web.Request) -> web.Response:
+        self.pings += 1
+        return web.json_response({})

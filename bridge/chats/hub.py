@@ -1,0 +1,54 @@
+"""In-process fan-out from the chat logic to the citizen's open connections.
+
+Signals carry no message data: a connection that hears "messages" reads the
+store from the last seq it sent, so order and exactly-once come from the store,
+not from this queue.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+
+class Subscription:
+    def __init__(self, hub: "ChatHub", chat_id: str) -> None:
+        self.hub, self.chat_id = hub, chat_id
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+
+    async def get(self) -> dict[str, Any]:
+        return await self.queue.get()
+
+    def close(self) -> None:
+        self.hub._subs[self.chat_id].discard(self)
+
+
+class ChatHub:
+    def __init__(self) -> None:
+        self._subs: dict[str, set[Subscription]] = defaultdict(set)
+
+    def subscribe(self, chat_id: str) -> Subscription:
+        sub = Subscription(self, chat_id)
+        self._subs[chat_id].add(sub)
+        return sub
+
+    def connections(self, chat_id: str | None = None) -> int:
+        if chat_id is not None:
+            return len(self._subs.get(chat_id, ()))
+        return sum(len(s) for s in self._subs.values())
+
+    def _publish(self, chat_id: str, signal: dict[str, Any]) -> None:
+        for sub in list(self._subs.get(chat_id, ())):
+            try:
+                sub.queue.put_nowait(signal)
+            except asyncio.QueueFull:
+                pass  # a stuck client; it re-reads from the store when it catches up
+
+    def messages(self, chat_id: str) -> None:
+        self._publish(chat_id, {"kind": "messages"})
+
+    def typing(self, chat_id: str, active: bool) -> None:
+        self._publish(chat_id, {"kind": "typing", "active": active})
+
+    def status(self, chat_id: str, state: str) -> None:
+        self._publish(chat_id, {"kind": "status", "state": state})

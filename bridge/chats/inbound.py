@@ -1,0 +1,181 @@
+"""Matrix → citizen: from stored appservice transactions to messages the citizen can read.
+
+    as_transactions (stored by appservice.endpoint before its 200)
+        │ 1. room events → room_events (unique event_id: replays and repeats vanish here)
+        │ 2. crypto payload → matrix.crypto.feed_transaction (keys before the messages that need them)
+        │ 3. typing → hub
+        ▼
+    room_events, per room, oldest first
+        │ membership/state → crypto.observe (who to encrypt for) + chat life cycle (officer joined)
+        │ m.room.encrypted → crypto.decrypt; no key yet → the room waits (order kept) until the key
+        │                    arrives or `undecryptable_wait_seconds` pass, then the officer is asked to resend
+        ▼ m.room.message / redaction → messages (+ seq) and the event marked done, in one commit
+
+A failing event is marked ``failed`` with its error and logged; it never blocks the rest.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from ..config import Config
+from ..matrix.crypto import Crypto
+from ..matrix.puppets import PuppetManager
+from ..store import Store
+from ..store.chats import CLOSED, Chat
+from ..store.room_events import DONE, FAILED, IGNORED, RoomEvent
+from . import events as ev
+from .lifecycle import ChatService
+
+log = logging.getLogger(__name__)
+
+EPHEMERAL = ("ephemeral", "de.sorunome.msc2409.ephemeral")
+UNKNOWN_ROOM_GRACE_MS = 10 * 60 * 1000   # events may arrive before we stored the room we just created
+
+
+class InboundPump:
+    def __init__(self, config: Config, store: Store, crypto: Crypto, puppets: PuppetManager,
+                 chats: ChatService) -> None:
+        self.store, self.crypto, self.puppets, self.chats = store, crypto, puppets, chats
+        self.wait_ms = int(config.get("crypto.undecryptable_wait_seconds") * 1000)
+        self.bot = chats.bot
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.failed_events = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=2.0)
+            except asyncio.TimeoutError:
+                pass                                  # periodic pass: undecryptable deadlines
+            self._wake.clear()
+            try:
+                await self.process_all()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("inbound pump pass failed; retrying")
+                await asyncio.sleep(1)
+
+    async def process_all(self) -> None:
+        while batch := self.store.transactions.unprocessed():
+            for txn_id, body in batch:
+                await self.process_transaction(txn_id, body)
+        for room_id in self.store.room_events.rooms_pending():
+            await self.process_room(room_id)
+
+    async def process_transaction(self, txn_id: str, body: dict[str, Any]) -> None:
+        for event in body.get("events") or []:
+            if not (isinstance(event, dict) and isinstance(event.get("event_id"), str)
+                    and isinstance(event.get("room_id"), str) and isinstance(event.get("type"), str)):
+                log.warning("transaction %s: malformed event set aside: %.200r", txn_id, event)
+                self.failed_events += 1
+                continue
+            self.store.room_events.add(event)
+        try:
+            await self.crypto.feed_transaction(body, self.puppets.is_puppet)
+        except Exception:
+            log.exception("transaction %s: crypto payload could not be applied", txn_id)
+        for key in EPHEMERAL:
+            for e in body.get(key) or []:
+                if isinstance(e, dict) and e.get("type") == "m.typing":
+                    self._typing(e)
+        self.store.transactions.mark_processed(txn_id)
+
+    def _typing(self, event: dict[str, Any]) -> None:
+        chat = self.store.chats.by_room(str(event.get("room_id")))
+        if chat and chat.state != CLOSED:
+            users = (event.get("content") or {}).get("user_ids") or []
+            self.chats.hub.typing(chat.id, any(not self._ours(u) for u in users))
+
+    def _ours(self, user_id: str) -> bool:
+        return user_id == self.bot or self.puppets.is_puppet(user_id)
+
+    async def process_room(self, room_id: str) -> None:
+        chat = self.store.chats.by_room(room_id)
+        pending = self.store.room_events.pending(room_id)
+        if chat is None or not chat.puppet:
+            now = int(time.time() * 1000)
+            for item in pending:
+                if now - int(item.event.get("origin_server_ts") or now) > UNKNOWN_ROOM_GRACE_MS:
+                    self.store.room_events.finish(item.stream, IGNORED, "not a chat room")
+            return
+        for item in pending:
+            try:
+                if not await self.handle(chat, item):
+                    return                            # waiting for keys: later events wait too
+            except Exception as e:
+                log.exception("event %s in chat %s failed; set aside", item.event_id, chat.number)
+                self.failed_events += 1
+                self.store.room_events.finish(item.stream, FAILED, f"{type(e).__name__}: {e}")
+            chat = self.store.chats.get(chat.id) or chat
+
+    async def handle(self, chat: Chat, item: RoomEvent) -> bool:
+        """Handle one event; False means "not yet" (undecryptable for now)."""
+        event, puppet = item.event, chat.puppet
+        assert puppet
+        if "state_key" in event:
+            await self.crypto.observe(puppet, chat.room_id, [event])  # type: ignore[arg-type]
+        if self._ours(str(event.get("sender"))):
+            self.store.room_events.finish(item.stream, DONE)
+            return True
+        if event["type"] == "m.room.encrypted":
+            decrypted = await self.crypto.decrypt(puppet, event)
+            if decrypted is None:
+                first_failed = self.store.room_events.note_failure(item.stream)
+                if time.time() * 1000 - first_failed < self.wait_ms:
+                    return False
+                self.chats.notify_officers(chat, "⚠ The citizen did not receive your message sent at "
+                                           f"{_clock(event)} (it could not be decrypted). Please send it again.")
+                self.store.room_events.finish(item.stream, FAILED, "undecryptable")
+                return True
+            event = decrypted
+        meaning = ev.interpret(event)
+        sender = str(event.get("sender"))
+        name = self._display_name(chat, sender)
+        if isinstance(meaning, ev.Membership):
+            if meaning.membership == "join" and not self._ours(meaning.user_id):
+                # Idempotent, so a crash before the event is marked done just repeats it harmlessly.
+                await self.chats.officer_joined(chat, meaning.user_id, meaning.display_name or meaning.user_id)
+            self.store.room_events.finish(item.stream, DONE)
+            return True
+        with self.store.db.transaction():
+            if isinstance(meaning, ev.OfficerText):
+                self.chats.officer_message(chat, meaning.kind, meaning.body, sender, name, item.event_id,
+                                           event.get("origin_server_ts"))
+            elif isinstance(meaning, (ev.OfficerEdit, ev.OfficerRedaction)):
+                target = self.store.messages.by_event_id(meaning.target_event_id)
+                if target is not None:
+                    kind, body = ("edit", meaning.body) if isinstance(meaning, ev.OfficerEdit) else ("redaction", "")
+                    self.chats.officer_message(chat, kind, body, sender, name, item.event_id,
+                                               event.get("origin_server_ts"), target_seq=target.seq)
+            elif isinstance(meaning, ev.Unsupported):
+                log.info("chat %s: %s not shown to the citizen: %s", chat.number, item.event_id, meaning.reason)
+            self.store.room_events.finish(item.stream, DONE)
+        return True
+
+    def _display_name(self, chat: Chat, user_id: str) -> str:
+        client = self.crypto.clients.get(chat.puppet or "")
+        room = client.rooms.get(chat.room_id or "") if client else None
+        if room and user_id in room.users:
+            return room.user_name(user_id) or user_id
+        return user_id
+
+
+def _clock(event: dict[str, Any]) -> str:
+    ts = event.get("origin_server_ts")
+    return time.strftime("%H:%M UTC", time.gmtime(ts / 1000)) if isinstance(ts, int) else "an earlier time"

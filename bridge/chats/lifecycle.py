@@ -1,0 +1,185 @@
+"""A chat's life: opened by a citizen, given a puppet and an encrypted room, joined by an officer, closed.
+
+    open() ──▶ waiting ──(officer joins)──▶ active ──(close by either side)──▶ closed
+       └─ setup task: puppet (from the pool) ─▶ room created, officers invited ─▶ outbox released
+
+Everything that must survive a crash is written before it is acted on; the
+setup task is resumable and is restarted for unfinished chats at start-up.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+from typing import Callable
+
+from ..config import Config
+from ..matrix import rooms
+from ..matrix.crypto import Crypto
+from ..matrix.intent import HomeserverApi
+from ..matrix.puppets import PuppetManager
+from ..store import Store
+from ..store.chats import ACTIVE, CLOSED, WAITING, Chat
+from ..store.messages import OFFICER, SYSTEM, VISITOR, Message
+from .hub import ChatHub
+
+log = logging.getLogger(__name__)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_txn_id() -> str:
+    return "precinct." + secrets.token_hex(12)
+
+
+class ChatClosed(Exception):
+    pass
+
+
+class ChatService:
+    def __init__(self, config: Config, store: Store, api: HomeserverApi, crypto: Crypto, puppets: PuppetManager,
+                 hub: ChatHub, wake_outbound: Callable[[], None]) -> None:
+        self.config, self.store, self.api, self.crypto, self.puppets = config, store, api, crypto, puppets
+        self.hub, self.wake_outbound = hub, wake_outbound
+        self.bot = f"@{config.get('appservice.bot_localpart')}:{config.get('homeserver.server_name')}"
+        self.room_version = "10"
+        self._setup: dict[str, asyncio.Task] = {}
+
+    # ---- citizen actions -----------------------------------------------------------------------
+    def open(self, topic_id: str | None, display_name: str | None, language: str | None) -> tuple[Chat, str]:
+        topic = self.config.topic(topic_id)
+        token = secrets.token_urlsafe(32)            # 256 random bits; only its hash is stored
+        chat = self.store.chats.create(secrets.token_urlsafe(12), hash_token(token), topic.id, topic.agency,
+                                       display_name, language)
+        self.store.messages.add(chat.id, SYSTEM, "text",
+                                "You are in the queue. An officer will be with you shortly.")
+        self.start_setup(chat.id)
+        return chat, token
+
+    def authenticate(self, token: str) -> Chat | None:
+        return self.store.chats.by_token_hash(hash_token(token)) if token else None
+
+    def visitor_message(self, chat: Chat, client_id: str, body: str) -> Message:
+        """Store a visitor message and queue its Matrix send; the same client_id returns the first result."""
+        existing = self.store.messages.by_client_id(chat.id, client_id)
+        if existing:
+            return existing
+        if chat.state == CLOSED:
+            raise ChatClosed()
+        with self.store.db.transaction():
+            msg = self.store.messages.add(chat.id, VISITOR, "text", body, sender=chat.display_name,
+                                          client_id=client_id)
+            self.store.outbox.add(chat.id, new_txn_id(), "m.room.message", {"msgtype": "m.text", "body": body},
+                                  message_seq=msg.seq)
+        self.hub.messages(chat.id)
+        self.wake_outbound()
+        return msg
+
+    async def visitor_typing(self, chat: Chat, active: bool) -> None:
+        chat = self.store.chats.get(chat.id) or chat
+        if chat.room_id and chat.puppet and chat.state != CLOSED:
+            try:
+                await self.api.typing(chat.puppet, chat.room_id, active)
+            except Exception as e:  # typing is best effort
+                log.info("typing for chat %s not sent: %s", chat.number, e)
+
+    def close(self, chat: Chat, by: str, officer_name: str | None = None) -> None:
+        if chat.state == CLOSED:
+            return
+        with self.store.db.transaction():
+            self.store.chats.set_state(chat.id, CLOSED)
+            text = "The chat has ended." if by == VISITOR else f"{officer_name or 'The officer'} has ended the chat."
+            self.store.messages.add(chat.id, SYSTEM, "text", text)
+            if by == VISITOR:
+                self.store.outbox.add(chat.id, new_txn_id(), "m.room.message",
+                                      {"msgtype": "m.notice", "body": "The citizen has ended the chat."})
+        self.hub.messages(chat.id)
+        self.hub.status(chat.id, CLOSED)
+        self.wake_outbound()
+
+    # ---- Matrix-side happenings ------------------------------------------------------------------
+    async def officer_joined(self, chat: Chat, user_id: str, name: str) -> None:
+        if chat.state == WAITING:
+            with self.store.db.transaction():
+                self.store.chats.set_state(chat.id, ACTIVE, officer=user_id)
+                self.store.messages.add(chat.id, SYSTEM, "text", f"{name} has joined the chat.",
+                                        sender=name, sender_mxid=user_id)
+            self.hub.messages(chat.id)
+            self.hub.status(chat.id, ACTIVE)
+        try:
+            # Share the room key now, so the officer's first read does not wait for key exchange.
+            await self.crypto.share_room_key(chat.puppet, chat.room_id)  # type: ignore[arg-type]
+        except Exception as e:
+            log.warning("room key for chat %s not shared on join (will be on next send): %s", chat.number, e)
+
+    def officer_message(self, chat: Chat, kind: str, body: str, user_id: str, name: str, event_id: str,
+                        ts: int | None, target_seq: int | None = None) -> Message:
+        msg = self.store.messages.add(chat.id, OFFICER, kind, body, sender=name, sender_mxid=user_id,
+                                      event_id=event_id, target_seq=target_seq, ts=ts)
+        self.hub.messages(chat.id)
+        return msg
+
+    def notify_officers(self, chat: Chat, text: str) -> None:
+        """A notice in the room from the visitor's puppet (never shown to the citizen)."""
+        self.store.outbox.add(chat.id, new_txn_id(), "m.room.message", {"msgtype": "m.notice", "body": text})
+        self.wake_outbound()
+
+    # ---- setup -----------------------------------------------------------------------------------
+    def start_setup(self, chat_id: str) -> None:
+        task = self._setup.get(chat_id)
+        if task is None or task.done():
+            self._setup[chat_id] = asyncio.create_task(self._setup_with_retry(chat_id))
+
+    async def _setup_with_retry(self, chat_id: str) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self.setup(chat_id)
+                self._setup.pop(chat_id, None)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("setting up chat %s failed (retrying in %.0fs): %s", chat_id, delay, e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+
+    async def setup(self, chat_id: str) -> None:
+        chat = self.store.chats.get(chat_id)
+        if chat is None or chat.room_id:
+            return
+        name = chat.display_name or "Visitor"
+        puppet = await self.puppets.for_chat(chat.id, f"{name} (Chat {chat.number})")
+        if chat.puppet != puppet.user_id:
+            self.store.chats.set_puppet(chat.id, puppet.user_id)
+        room_id = await rooms.find_chat_room(self.api, puppet.user_id)
+        if room_id is None:
+            topic = self.config.topic(chat.topic)
+            agency = self.config.agency(chat.agency)
+            body = rooms.chat_room_request(f"Chat {chat.number} — {topic.label}",
+                                           f"Web chat from a member of the public. Topic: {topic.label}.",
+                                           list(agency.officers), self.bot, puppet.user_id, self.room_version)
+            room_id = await rooms.create_chat_room(self.api, puppet.user_id, body)
+        self.store.chats.set_room(chat.id, room_id)
+        await self.crypto.restore_room(puppet.user_id, room_id)
+        log.info("chat %s ready in %s", chat.number, room_id)
+        self.wake_outbound()
+
+    async def resume(self) -> None:
+        """At start-up: finish interrupted set-ups and reload the devices of open chats."""
+        for chat in self.store.chats.needing_room():
+            self.start_setup(chat.id)
+        for chat in self.store.chats.open_with_room():
+            try:
+                await self.crypto.catch_up(chat.puppet)  # type: ignore[arg-type]
+                await self.crypto.restore_room(chat.puppet, chat.room_id)  # type: ignore[arg-type]
+            except Exception as e:
+                log.warning("could not restore chat %s: %s", chat.number, e)
+
+    async def stop(self) -> None:
+        for task in self._setup.values():
+            task.cancel()
+        await asyncio.gather(*self._setup.values(), return_exceptions=True)

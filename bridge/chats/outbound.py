@@ -1,0 +1,70 @@
+"""Citizen → Matrix: send the outbox, one chat at a time in order, until each item is confirmed.
+
+An item's txn_id was stored with it; a send repeated after a crash or a
+timeout reuses it, and the homeserver answers with the original event rather
+than creating a second one.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..matrix.crypto import Crypto
+from ..store import Store
+
+log = logging.getLogger(__name__)
+
+
+class OutboundPump:
+    def __init__(self, store: Store, crypto: Crypto) -> None:
+        self.store, self.crypto = store, crypto
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._senders: dict[str, asyncio.Task] = {}
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        tasks = [t for t in [self._task, *self._senders.values()] if t]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=5.0)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            for chat_id in self.store.outbox.chats_pending():
+                sender = self._senders.get(chat_id)
+                if sender is None or sender.done():
+                    self._senders[chat_id] = asyncio.create_task(self._send_chat(chat_id))
+
+    async def _send_chat(self, chat_id: str) -> None:
+        delay = 0.5
+        while (item := self.store.outbox.next_for(chat_id)) is not None:
+            chat = self.store.chats.get(chat_id)
+            if chat is None or not chat.room_id or not chat.puppet:
+                return                                # room not ready; setup wakes us when it is
+            try:
+                event_id = await self.crypto.send(chat.puppet, chat.room_id, item.event_type, item.content,
+                                                  item.txn_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("chat %s: send %s failed (retrying in %.1fs): %s", chat.number, item.txn_id, delay, e)
+                self.store.outbox.mark_attempt_failed(item.id, str(e))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+                continue
+            delay = 0.5
+            with self.store.db.transaction():
+                self.store.outbox.mark_sent(item.id, event_id)
+                if item.message_seq is not None:
+                    self.store.messages.set_event_id(chat_id, item.message_seq, event_id)

@@ -1,0 +1,298 @@
+"""The one configuration schema.
+
+Every key's default, type and explanation live in ``SCHEMA`` below and nowhere
+else: loading, validation, environment overrides and ``example-config.yaml``
+(rendered by :func:`render_example`, checked against the schema by a test) all
+read it.  A bad key stops start-up with a message naming the key.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+EXAMPLE_SECRET = "CHANGE-ME"  # placeholder used in the example; refused at start-up
+
+
+class ConfigError(ValueError):
+    """A configuration problem, worded for the person editing the file."""
+
+
+@dataclass(frozen=True)
+class Key:
+    path: str                 # dotted path, e.g. "appservice.hs_token"
+    kind: type | str          # str, int, float, bool, "list", "agencies", "topics"
+    default: Any = None       # None with required=True means it must be given
+    doc: str = ""
+    required: bool = False
+    secret: bool = False
+    example: Any = None       # value written to example-config.yaml (defaults to default)
+    check: Callable[[Any], str | None] | None = None  # returns an error text or None
+
+
+def _url(v: str) -> str | None:
+    return None if re.match(r"^https?://[^\s/]+", v) else "must be an http(s) URL"
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else "must be greater than 0"
+
+
+def _port(v: int) -> str | None:
+    return None if 0 < v < 65536 else "must be a TCP port (1-65535)"
+
+
+def _localpart(v: str) -> str | None:
+    return None if re.fullmatch(r"[a-z0-9._=\-/]+", v) else "must be a Matrix localpart (a-z 0-9 . _ = - /)"
+
+
+def _secret(v: str) -> str | None:
+    if EXAMPLE_SECRET in v:
+        return "is still the example value; generate a random secret (e.g. `openssl rand -hex 32`)"
+    return None if len(v) >= 16 else "must be at least 16 characters of random text"
+
+
+SCHEMA: list[Key] = [
+    Key("homeserver.url", str, "http://127.0.0.1:8008", "How the bridge reaches the homeserver's client API.", check=_url),
+    Key("homeserver.server_name", str, required=True, example="police.example",
+        doc="The homeserver's server name (the part after ':' in user IDs)."),
+    Key("homeserver.verify_tls", bool, True, "Verify the homeserver's TLS certificate (leave on in production)."),
+    Key("appservice.id", str, "precinct", "Appservice ID, as in the registration file.", check=_localpart),
+    Key("appservice.bind_host", str, "127.0.0.1",
+        "Private address for the appservice API (homeserver → bridge). Never expose it publicly."),
+    Key("appservice.port", int, 29330, "Port of the appservice API listener.", check=_port),
+    Key("appservice.url", str, "http://127.0.0.1:29330",
+        "URL at which the homeserver reaches the appservice API (written into the registration).", check=_url),
+    Key("appservice.as_token", str, required=True, secret=True, example=EXAMPLE_SECRET + "-as-token",
+        doc="Token the bridge uses towards the homeserver. `generate-registration` fills it in.", check=_secret),
+    Key("appservice.hs_token", str, required=True, secret=True, example=EXAMPLE_SECRET + "-hs-token",
+        doc="Token the homeserver presents to the bridge. `generate-registration` fills it in.", check=_secret),
+    Key("appservice.bot_localpart", str, "precinct", "Localpart of the bridge's own bot user (sender_localpart).",
+        check=_localpart),
+    Key("appservice.puppet_prefix", str, "webchat_",
+        "Localpart prefix of visitor puppet users; the registration claims it exclusively.", check=_localpart),
+    Key("web.bind_host", str, "127.0.0.1",
+        "Address of the public listener (citizen page and visitor API); put a TLS reverse proxy in front."),
+    Key("web.port", int, 8080, "Port of the public listener.", check=_port),
+    Key("web.public_url", str, "http://127.0.0.1:8080",
+        "The URL citizens use to reach the public listener (used to build ws_url and links).", check=_url),
+    Key("web.max_message_chars", int, 4000, "Longest visitor message accepted; longer ones get 413, never truncated.",
+        check=_positive),
+    Key("web.max_display_name_chars", int, 64, "Longest visitor display name accepted.", check=_positive),
+    Key("store.path", str, "precinct.db", "SQLite database file (relative paths are relative to the config file)."),
+    Key("store.crypto_dir", str, "crypto",
+        "Folder for the visitor devices' encryption state (one file per device; relative to the config file)."),
+    Key("crypto.pickle_key", str, required=True, secret=True, example=EXAMPLE_SECRET + "-pickle-key",
+        doc="Secret that encrypts the stored device keys at rest. Losing it makes existing devices unusable.",
+        check=_secret),
+    Key("crypto.undecryptable_wait_seconds", float, 60.0,
+        "How long an officer message that cannot be decrypted waits for its keys before the officer is asked to "
+        "resend it.", check=_positive),
+    Key("chats.first_number", int, 1001, "Number given to the first chat; officers see 'Chat <number>'.",
+        check=_positive),
+    Key("chats.puppet_pool_size", int, 3,
+        "Visitor identities (user, device, cross-signing) prepared ahead so a new chat only needs its room. "
+        "0 disables the pool."),
+    Key("agencies", "agencies", required=True,
+        example=[{"id": "central", "name": "Central Police",
+                  "officers": ["@officer1:police.example", "@officer2:police.example"]}],
+        doc="Agencies answering chats. Each has an id, a name and the Matrix IDs of the officers invited to its chats."),
+    Key("topics", "topics",
+        default=[{"id": "general", "label": "General enquiry", "agency": None}],
+        example=[{"id": "general", "label": "General enquiry", "agency": "central"},
+                 {"id": "lost-property", "label": "Lost property", "agency": "central"}],
+        doc="Topics a citizen can pick; each goes to an agency (null: the first agency)."),
+    Key("logging.level", str, "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.",
+        check=lambda v: None if v in ("DEBUG", "INFO", "WARNING", "ERROR") else "must be DEBUG, INFO, WARNING or ERROR"),
+]
+
+_BY_PATH = {k.path: k for k in SCHEMA}
+_TOP_SECTIONS = {k.path.split(".")[0] for k in SCHEMA}
+
+
+@dataclass(frozen=True)
+class Agency:
+    id: str
+    name: str
+    officers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Topic:
+    id: str
+    label: str
+    agency: str
+
+
+@dataclass
+class Config:
+    """Validated configuration. ``get("a.b")`` reads a key; agencies and topics are typed."""
+
+    values: dict[str, Any]
+    base_dir: Path
+    agencies: list[Agency] = field(default_factory=list)
+    topics: list[Topic] = field(default_factory=list)
+
+    def get(self, path: str) -> Any:
+        return self.values[path]
+
+    def path(self, key: str) -> Path:
+        p = Path(self.values[key])
+        return p if p.is_absolute() else self.base_dir / p
+
+    def agency(self, agency_id: str) -> Agency:
+        return next(a for a in self.agencies if a.id == agency_id)
+
+    def topic(self, topic_id: str | None) -> Topic:
+        for t in self.topics:
+            if t.id == topic_id:
+                return t
+        return self.topics[0]
+
+
+def _lookup(raw: dict, path: str) -> tuple[bool, Any]:
+    node: Any = raw
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _coerce(key: Key, value: Any) -> Any:
+    if key.kind in (str, int, float, bool):
+        if key.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if key.kind is not bool and isinstance(value, bool) or not isinstance(value, key.kind):
+            raise ConfigError(f"{key.path}: expected {key.kind.__name__}, got {type(value).__name__} ({value!r})")
+    if key.check and (problem := key.check(value)):
+        raise ConfigError(f"{key.path}: {problem}")
+    return value
+
+
+def _env_value(key: Key, text: str) -> Any:
+    if key.kind is bool:
+        return text.lower() in ("1", "true", "yes", "on")
+    if key.kind in (int, float):
+        try:
+            return key.kind(text)
+        except ValueError:
+            raise ConfigError(f"{key.path} (from environment): expected {key.kind.__name__}, got {text!r}")
+    if key.kind is str:
+        return text
+    return yaml.safe_load(text)
+
+
+def env_name(path: str) -> str:
+    """``appservice.hs_token`` → ``PRECINCT_APPSERVICE__HS_TOKEN``."""
+    return "PRECINCT_" + path.upper().replace(".", "__")
+
+
+def _parse_agencies(value: Any) -> list[Agency]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError("agencies: expected a non-empty list of agencies")
+    out, seen = [], set()
+    for i, a in enumerate(value):
+        where = f"agencies[{i}]"
+        if not isinstance(a, dict):
+            raise ConfigError(f"{where}: expected a mapping with id, name, officers")
+        unknown = set(a) - {"id", "name", "officers"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; expected id, name, officers")
+        aid, name, officers = a.get("id"), a.get("name"), a.get("officers", [])
+        if not isinstance(aid, str) or not re.fullmatch(r"[a-z0-9_-]+", aid):
+            raise ConfigError(f"{where}.id: expected a short lowercase identifier, got {aid!r}")
+        if aid in seen:
+            raise ConfigError(f"{where}.id: duplicate agency id {aid!r}")
+        seen.add(aid)
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{where}.name: expected the agency's name")
+        if not isinstance(officers, list) or not all(
+                isinstance(o, str) and re.fullmatch(r"@[^:\s]+:\S+", o) for o in officers):
+            raise ConfigError(f"{where}.officers: expected a list of Matrix user IDs like @name:server")
+        out.append(Agency(aid, name.strip(), tuple(officers)))
+    return out
+
+
+def _parse_topics(value: Any, agencies: list[Agency]) -> list[Topic]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError("topics: expected a non-empty list of topics")
+    ids = {a.id for a in agencies}
+    out = []
+    for i, t in enumerate(value):
+        where = f"topics[{i}]"
+        if not isinstance(t, dict) or not isinstance(t.get("id"), str) or not isinstance(t.get("label"), str):
+            raise ConfigError(f"{where}: expected a mapping with id, label and agency")
+        agency = t.get("agency") or agencies[0].id
+        if agency not in ids:
+            raise ConfigError(f"{where}.agency: {agency!r} is not one of the agencies {sorted(ids)}")
+        out.append(Topic(t["id"], t["label"], agency))
+    return out
+
+
+def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Config:
+    """Validate a parsed config mapping (plus ``PRECINCT_*`` environment overrides)."""
+    environ = os.environ if environ is None else environ
+    if not isinstance(raw, dict):
+        raise ConfigError("the configuration file must be a YAML mapping")
+    unknown = set(raw) - _TOP_SECTIONS
+    if unknown:
+        raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}; expected {sorted(_TOP_SECTIONS)}")
+    for section, body in raw.items():
+        if isinstance(body, dict):
+            for sub in body:
+                if f"{section}.{sub}" not in _BY_PATH:
+                    raise ConfigError(f"{section}.{sub}: unknown key (see example-config.yaml)")
+    values: dict[str, Any] = {}
+    for key in SCHEMA:
+        found, value = _lookup(raw, key.path)
+        if env_name(key.path) in environ:
+            found, value = True, _env_value(key, environ[env_name(key.path)])
+        if not found or value is None:
+            if key.required:
+                raise ConfigError(f"{key.path}: missing; {key.doc}")
+            value = key.default
+        values[key.path] = _coerce(key, value) if key.kind in (str, int, float, bool) else value
+    agencies = _parse_agencies(values["agencies"])
+    topics = _parse_topics(values["topics"], agencies)
+    return Config(values, base_dir, agencies, topics)
+
+
+def load_file(path: str | Path, environ: dict[str, str] | None = None) -> Config:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} not found")
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}")
+    return load(raw, path.resolve().parent, environ)
+
+
+def render_example() -> str:
+    """The documented example config, straight from the schema (what example-config.yaml must contain)."""
+    lines = ["# Precinct configuration. Every key is listed with its explanation and default.",
+             "# Values can also be set by environment variables: PRECINCT_<SECTION>__<KEY>,",
+             "# e.g. PRECINCT_APPSERVICE__HS_TOKEN. Keys marked 'required' have no default.", ""]
+    section = None
+    for key in SCHEMA:
+        parts = key.path.split(".")
+        value = key.example if key.example is not None else key.default
+        tag = " (required)" if key.required else ""
+        tag += " (secret)" if key.secret else ""
+        if len(parts) == 1:
+            lines += ["", f"# {key.doc}{tag}",
+                      yaml.safe_dump({parts[0]: value}, sort_keys=False, allow_unicode=True).rstrip()]
+            section = None
+            continue
+        if parts[0] != section:
+            lines += ["", f"{parts[0]}:"]
+            section = parts[0]
+        lines.append(f"  # {key.doc}{tag}")
+        dumped = yaml.safe_dump({parts[1]: value}, default_flow_style=True, allow_unicode=True, width=1000).strip()
+        lines.append("  " + dumped[1:-1] if dumped.startswith("{") else "  " + dumped)
+    return "\n".join(lines).lstrip("\n") + "\n"

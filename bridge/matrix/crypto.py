@@ -1,0 +1,244 @@
+"""End-to-end encryption for every visitor puppet, fed by appservice transactions.
+
+The only module that touches nio's crypto.  Each puppet has its own device and
+its own nio ``PuppetClient`` (loaded on demand, state pickled in
+``store.crypto_dir`` with the configured pickle key).  Nobody calls ``/sync`` in
+normal operation: the appservice transaction already carries what a sync would
+(MSC2409 to-device events, MSC3202 one-time-key counts and device lists), so we
+cut it per puppet and hand it to nio as if it were a sync response.
+
+    appservice transaction
+        │  feed_transaction()                   ┌───────────────────────────┐
+        ├─ to-device for @p:dev ─────────────▶  │ PuppetClient @p (nio)      │
+        ├─ one-time-key counts for @p:dev ───▶  │  SyncResponse.from_dict()  │──▶ upkeep(): keys/upload,
+        ├─ device-list changes (users that   ▶  │  receive_response()        │    keys/query, keys/claim,
+        │  share a room with @p)                └───────────────────────────┘    to-device sends
+        └─ room events ─▶ (chats.delivery stores them; calls observe() for
+                           membership/state and decrypt() for m.room.encrypted)
+
+Rooms are not remembered by nio across restarts, so ``restore_room`` rebuilds a
+room from ``/state`` when a puppet is loaded.  To-device messages that arrived
+while the bridge was down are not repeated in catch-up transactions; ``catch_up``
+fetches them once at start-up (the only /sync, filtered to to-device, with a
+stored ``since`` so the homeserver can delete what was delivered).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import nio
+from nio.crypto import OlmDevice  # noqa: F401  (re-exported type for callers' annotations)
+
+from ..store.puppets import Puppets
+from .intent import HomeserverApi, PuppetClient
+
+log = logging.getLogger(__name__)
+
+OTK_COUNTS = "org.matrix.msc3202.device_one_time_keys_count"
+FALLBACK_KEYS = "org.matrix.msc3202.device_unused_fallback_key_types"
+DEVICE_LISTS = "org.matrix.msc3202.device_lists"
+TO_DEVICE = ("de.sorunome.msc2409.to_device", "to_device")
+
+
+class CryptoError(Exception):
+    pass
+
+
+class Crypto:
+    def __init__(self, api: HomeserverApi, homeserver_url: str, store_dir: Path, pickle_key: str,
+                 puppets: Puppets) -> None:
+        self.api = api
+        self.homeserver_url = homeserver_url
+        self.store_dir = store_dir
+        self.pickle_key = pickle_key
+        self.puppets = puppets
+        self.clients: dict[str, PuppetClient] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._load_lock = asyncio.Lock()
+
+    # ---- loading -------------------------------------------------------------------------------
+    def lock(self, user_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(user_id, asyncio.Lock())
+
+    async def client(self, user_id: str) -> PuppetClient:
+        """The puppet's nio client, loading its pickled device state the first time."""
+        if (c := self.clients.get(user_id)) is not None:
+            return c
+        async with self._load_lock:
+            if (c := self.clients.get(user_id)) is not None:
+                return c
+            puppet = self.puppets.get(user_id)
+            if puppet is None:
+                raise CryptoError(f"unknown puppet {user_id}")
+            self.store_dir.mkdir(parents=True, exist_ok=True)
+            config = nio.AsyncClientConfig(
+                encryption_enabled=True, store=nio.store.SqliteStore, store_name=f"{user_id[1:].split(':')[0]}.db",
+                pickle_key=self.pickle_key, max_timeouts=3, max_limit_exceeded=5, request_timeout=30)
+            c = PuppetClient(self.homeserver_url, user_id, device_id=puppet.device_id,
+                             store_path=str(self.store_dir), config=config, ssl=self.api.ssl)
+            c.restore_login(user_id, puppet.device_id, self.api.as_token)
+            self.clients[user_id] = c
+            return c
+
+    async def upload_device_keys(self, user_id: str) -> dict[str, str]:
+        """Publish the device's identity and one-time keys; returns {"ed25519": …, "curve25519": …}."""
+        c = await self.client(user_id)
+        async with self.lock(user_id):
+            await self._upkeep(c)
+        assert c.olm
+        return dict(c.olm.account.identity_keys)
+
+    async def unload(self, user_id: str) -> None:
+        c = self.clients.pop(user_id, None)
+        if c:
+            await c.close()
+
+    async def close(self) -> None:
+        for user_id in list(self.clients):
+            await self.unload(user_id)
+
+    # ---- feeding ---------------------------------------------------------------------------------
+    async def feed_transaction(self, body: dict[str, Any], is_puppet) -> None:  # type: ignore[no-untyped-def]
+        """Hand each puppet its part of a transaction's crypto payload (to-device, key counts, device lists)."""
+        per_device: dict[str, dict[str, Any]] = {}
+
+        def slot(user_id: str) -> dict[str, Any]:
+            return per_device.setdefault(user_id, {"to_device": [], "otk": None, "fallback": None, "changed": set(),
+                                                   "left": set()})
+
+        for key in TO_DEVICE:
+            for ev in body.get(key, []) or []:
+                user_id = ev.get("to_user_id")
+                if user_id and is_puppet(user_id):
+                    slot(user_id)["to_device"].append(
+                        {k: ev[k] for k in ("type", "sender", "content") if k in ev})
+        for user_id, devices in (body.get(OTK_COUNTS) or {}).items():
+            if is_puppet(user_id):
+                for counts in devices.values():
+                    slot(user_id)["otk"] = counts
+        for user_id, devices in (body.get(FALLBACK_KEYS) or {}).items():
+            if is_puppet(user_id):
+                for types in devices.values():
+                    slot(user_id)["fallback"] = types
+        lists = body.get(DEVICE_LISTS) or {}
+        changed, left = set(lists.get("changed", [])), set(lists.get("left", []))
+        if changed or left:
+            for user_id, c in self.clients.items():
+                members = {u for room in c.rooms.values() for u in room.users}
+                if members & (changed | left):
+                    slot(user_id)["changed"] |= members & changed
+                    slot(user_id)["left"] |= members & left
+        for user_id, part in per_device.items():
+            if not self.puppets.exists(user_id):
+                continue
+            sync: dict[str, Any] = {"to_device": {"events": part["to_device"]},
+                                    "device_lists": {"changed": sorted(part["changed"]), "left": sorted(part["left"])}}
+            if part["otk"] is not None:
+                sync["device_one_time_keys_count"] = part["otk"]
+            if part["fallback"] is not None:
+                sync["device_unused_fallback_key_types"] = part["fallback"]
+            await self._receive(user_id, sync)
+
+    async def observe(self, user_id: str, room_id: str, events: list[dict[str, Any]], *, as_state: bool = False) -> None:
+        """Let nio see a room's state/membership events (who to encrypt for, whether it is encrypted)."""
+        section = "state" if as_state else "timeline"
+        join = {"timeline": {"events": [] if as_state else events, "limited": False},
+                "state": {"events": events if as_state else []}}
+        await self._receive(user_id, {"rooms": {"join": {room_id: join}}})
+
+    async def restore_room(self, user_id: str, room_id: str) -> None:
+        state = await self.api.room_state(user_id, room_id)
+        await self.observe(user_id, room_id, state, as_state=True)
+
+    async def _receive(self, user_id: str, sync: dict[str, Any]) -> None:
+        c = await self.client(user_id)
+        sync.setdefault("next_batch", "appservice")
+        sync.setdefault("rooms", {"join": {}, "invite": {}, "leave": {}})
+        async with self.lock(user_id):
+            response = nio.SyncResponse.from_dict(sync)
+            if isinstance(response, nio.SyncError):
+                raise CryptoError(f"could not shape sync for {user_id}: {response.message}")
+            await c.receive_response(response)
+            await self._upkeep(c)
+
+    async def _upkeep(self, c: PuppetClient) -> None:
+        """What a syncing client does after each sync: keep keys published, queried, claimed and sent."""
+        if c.should_upload_keys:
+            _check(await c.keys_upload(), "keys upload")
+        if c.should_query_keys:
+            _check(await c.keys_query(), "keys query")
+        if c.should_claim_keys:
+            _check(await c.keys_claim(c.get_users_for_key_claiming()), "keys claim")
+        await c.send_to_device_messages()
+
+    async def catch_up(self, user_id: str) -> None:
+        """Fetch to-device messages sent while the bridge was down (start-up only)."""
+        puppet = self.puppets.get(user_id)
+        if puppet is None:
+            return
+        data = await self.api.to_device_backlog(user_id, puppet.device_id, puppet.next_batch)
+        sync = {"to_device": data.get("to_device", {"events": []}),
+                "device_one_time_keys_count": data.get("device_one_time_keys_count", {})}
+        await self._receive(user_id, sync)
+        if data.get("next_batch"):
+            self.puppets.mark(user_id, "next_batch", data["next_batch"])
+
+    # ---- using ---------------------------------------------------------------------------------
+    async def decrypt(self, user_id: str, event: dict[str, Any]) -> dict[str, Any] | None:
+        """The decrypted event (type, content, sender, event_id…) or None when its keys are not here yet."""
+        c = await self.client(user_id)
+        parsed = nio.Event.parse_encrypted_event(event)
+        if not isinstance(parsed, nio.MegolmEvent):
+            raise CryptoError(f"not a Megolm event: {event.get('event_id')}")
+        parsed.room_id = event["room_id"]
+        try:
+            decrypted = c.decrypt_event(parsed)
+        except nio.EncryptionError as e:
+            log.debug("cannot decrypt %s yet: %s", event.get("event_id"), e)
+            return None
+        source = dict(decrypted.source)
+        source.setdefault("sender", event.get("sender"))
+        source.setdefault("origin_server_ts", event.get("origin_server_ts"))
+        source["event_id"] = event["event_id"]
+        source["room_id"] = event["room_id"]
+        return source
+
+    async def share_room_key(self, user_id: str, room_id: str) -> None:
+        """Share a fresh room key with every member device now (called when an officer joins)."""
+        c = await self.client(user_id)
+        async with self.lock(user_id):
+            await self._ensure_room(c, room_id)
+            if c.olm.should_share_group_session(room_id):  # type: ignore[union-attr]
+                _check(await c.share_group_session(room_id, ignore_unverified_devices=True), "share room key")
+
+    async def send(self, user_id: str, room_id: str, event_type: str, content: dict[str, Any], txn_id: str) -> str:
+        """Encrypt (the room is encrypted) and send with a stable txn_id; returns the event ID."""
+        c = await self.client(user_id)
+        async with self.lock(user_id):
+            await self._ensure_room(c, room_id)
+            resp = await c.room_send(room_id, event_type, content, tx_id=txn_id, ignore_unverified_devices=True)
+        if not isinstance(resp, nio.RoomSendResponse):
+            raise CryptoError(f"send failed: {getattr(resp, 'message', resp)}")
+        return resp.event_id
+
+    async def _ensure_room(self, c: PuppetClient, room_id: str) -> None:
+        if room_id not in c.rooms:
+            state = await self.api.room_state(c.user_id, room_id)
+            response = nio.SyncResponse.from_dict({"next_batch": "appservice", "rooms": {"join": {room_id: {
+                "timeline": {"events": [], "limited": False}, "state": {"events": state}}}, "invite": {}, "leave": {}}})
+            await c.receive_response(response)
+        if c.should_query_keys:
+            _check(await c.keys_query(), "keys query")
+
+    def identity_keys(self, user_id: str) -> dict[str, str]:
+        c = self.clients[user_id]
+        assert c.olm
+        return dict(c.olm.account.identity_keys)
+
+
+def _check(resp: Any, what: str) -> None:
+    if isinstance(resp, nio.ErrorResponse):
+        raise CryptoError(f"{what} failed: {resp.status_code} {resp.message}")

@@ -1,0 +1,146 @@
+"""Talking to the homeserver as the appservice, or as one puppet on its own device.
+
+``HomeserverApi`` covers the few appservice calls nio has no method for
+(register, device creation, ping, typing, cross-signing upload).  ``PuppetClient``
+is a nio ``AsyncClient`` that adds ``user_id``/``device_id`` to every request
+(appservice identity assertion and MSC3202 device masquerading), so all of nio's
+endpoints act as that puppet's device with the single as_token.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import quote, urlencode, urlparse, urlunparse, parse_qsl
+
+import aiohttp
+import nio
+
+log = logging.getLogger(__name__)
+
+
+class MatrixError(Exception):
+    def __init__(self, status: int, body: dict[str, Any], what: str) -> None:
+        self.status, self.body = status, body
+        self.errcode = body.get("errcode", "") if isinstance(body, dict) else ""
+        super().__init__(f"{what}: HTTP {status} {self.errcode} {body.get('error', '') if isinstance(body, dict) else body}")
+
+
+class HomeserverApi:
+    """Raw appservice requests with the as_token (one shared aiohttp session)."""
+
+    def __init__(self, base_url: str, as_token: str, appservice_id: str, verify_tls: bool = True) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.as_token = as_token
+        self.appservice_id = appservice_id
+        self.ssl = None if verify_tls else False
+        self.session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+
+    async def close(self) -> None:
+        if self.session:
+            await self.session.close()
+
+    async def request(self, method: str, path: str, body: Any = None, *, user_id: str | None = None,
+                      device_id: str | None = None, query: dict[str, str] | None = None,
+                      ok: tuple[int, ...] = (200,), what: str = "") -> dict[str, Any]:
+        assert self.session, "HomeserverApi.start() not called"
+        params = dict(query or {})
+        if user_id:
+            params["user_id"] = user_id
+        if device_id:
+            params["device_id"] = device_id
+        async with self.session.request(
+                method, self.base_url + path, params=params or None, ssl=self.ssl,
+                json=body, headers={"Authorization": f"Bearer {self.as_token}"}) as resp:
+            try:
+                data = await resp.json(content_type=None)
+            except (json.JSONDecodeError, aiohttp.ContentTypeError):
+                data = {"error": (await resp.text())[:200]}
+            if resp.status not in ok:
+                raise MatrixError(resp.status, data or {}, what or f"{method} {path}")
+            return data or {}
+
+    async def register(self, localpart: str) -> None:
+        """Create an appservice user; an existing one is fine (M_USER_IN_USE)."""
+        try:
+            await self.request("POST", "/_matrix/client/v3/register",
+                               {"type": "m.login.application_service", "username": localpart, "inhibit_login": True},
+                               what="register puppet")
+        except MatrixError as e:
+            if e.errcode != "M_USER_IN_USE":
+                raise
+
+    async def create_device(self, user_id: str, device_id: str, display_name: str) -> None:
+        """MSC4190: an appservice creates its user's device directly (idempotent)."""
+        await self.request("PUT", f"/_matrix/client/v3/devices/{quote(device_id)}", {"display_name": display_name},
+                           user_id=user_id, ok=(200, 201), what="create device")
+
+    async def set_display_name(self, user_id: str, name: str) -> None:
+        await self.request("PUT", f"/_matrix/client/v3/profile/{quote(user_id)}/displayname",
+                           {"displayname": name}, user_id=user_id, what="set display name")
+
+    async def ping(self) -> dict[str, Any]:
+        """Ask the homeserver to call our /ping; it also retries queued transactions at once."""
+        return await self.request("POST", f"/_matrix/client/v1/appservice/{quote(self.appservice_id)}/ping",
+                                  {"transaction_id": "precinct-startup"}, what="appservice ping")
+
+    async def joined_rooms(self, user_id: str) -> list[str]:
+        data = await self.request("GET", "/_matrix/client/v3/joined_rooms", user_id=user_id, what="joined rooms")
+        return list(data.get("joined_rooms", []))
+
+    async def room_state(self, user_id: str, room_id: str) -> list[dict[str, Any]]:
+        async with self._raw("GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/state", user_id) as resp:
+            if resp.status != 200:
+                raise MatrixError(resp.status, await resp.json(content_type=None), "room state")
+            return await resp.json()
+
+    async def typing(self, user_id: str, room_id: str, active: bool, timeout_ms: int = 20000) -> None:
+        body: dict[str, Any] = {"typing": active}
+        if active:
+            body["timeout"] = timeout_ms
+        await self.request("PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/typing/{quote(user_id)}", body,
+                           user_id=user_id, what="typing")
+
+    async def upload_cross_signing(self, user_id: str, body: dict[str, Any]) -> None:
+        await self.request("POST", "/_matrix/client/v3/keys/device_signing/upload", body, user_id=user_id,
+                           what="cross-signing upload")
+
+    async def upload_signatures(self, user_id: str, body: dict[str, Any]) -> None:
+        data = await self.request("POST", "/_matrix/client/v3/keys/signatures/upload", body, user_id=user_id,
+                                  what="signature upload")
+        if data.get("failures"):
+            raise MatrixError(200, data, "signature upload failures")
+
+    async def query_device_keys(self, user_id: str, device_id: str) -> dict[str, Any]:
+        data = await self.request("POST", "/_matrix/client/v3/keys/query", {"device_keys": {user_id: [device_id]}},
+                                  user_id=user_id, what="keys query")
+        return data.get("device_keys", {}).get(user_id, {}).get(device_id, {})
+
+    async def to_device_backlog(self, user_id: str, device_id: str, since: str | None) -> dict[str, Any]:
+        """Pending to-device messages for one puppet device (only used at start-up, see crypto.catch_up)."""
+        query = {"timeout": "0", "filter": json.dumps(
+            {"room": {"rooms": []}, "presence": {"types": []}, "account_data": {"types": []}})}
+        if since:
+            query["since"] = since
+        return await self.request("GET", "/_matrix/client/v3/sync", user_id=user_id, device_id=device_id,
+                                  query=query, what="to-device catch-up")
+
+    def _raw(self, method: str, path: str, user_id: str):  # type: ignore[no-untyped-def]
+        assert self.session
+        return self.session.request(method, self.base_url + path, params={"user_id": user_id}, ssl=self.ssl,
+                                    headers={"Authorization": f"Bearer {self.as_token}"})
+
+
+class PuppetClient(nio.AsyncClient):
+    """A nio client whose every request is made as ``user_id`` on ``device_id`` (appservice masquerading)."""
+
+    async def send(self, method: str, path: str, data: Any = None, headers: dict[str, str] | None = None,
+                   trace_context: Any = None, timeout: float | None = None) -> aiohttp.ClientResponse:
+        url = urlparse(path)
+        query = [(k, v) for k, v in parse_qsl(url.query, keep_blank_values=True) if k not in ("user_id", "device_id")]
+        query += [("user_id", self.user_id), ("device_id", self.device_id)]
+        return await super().send(method, urlunparse(url._replace(query=urlencode(query))), data, headers,
+                                  trace_context, timeout)

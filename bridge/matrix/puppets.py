@@ -1,0 +1,92 @@
+"""Visitor puppets: a Matrix user, its own device and its own cross-signing identity.
+
+Preparing one takes several homeserver round trips (register, device, key
+upload, cross-signing), so a few are prepared ahead in a pool and a new chat
+takes one that is ready.  Each step is recorded in the store; a crash part-way
+resumes at the step that was not done.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+
+from ..store.puppets import Puppet, Puppets
+from .crosssign import CrossSigningIdentity
+from .crypto import Crypto
+from .intent import HomeserverApi
+
+log = logging.getLogger(__name__)
+
+
+class PuppetManager:
+    def __init__(self, api: HomeserverApi, crypto: Crypto, puppets: Puppets, server_name: str, prefix: str,
+                 pool_size: int = 0) -> None:
+        self.api, self.crypto, self.puppets = api, crypto, puppets
+        self.server_name, self.prefix, self.pool_size = server_name, prefix, pool_size
+        self._filling: asyncio.Task | None = None
+
+    def is_puppet(self, user_id: str) -> bool:
+        return user_id.startswith(f"@{self.prefix}") and user_id.endswith(f":{self.server_name}")
+
+    async def new(self) -> Puppet:
+        localpart = self.prefix + secrets.token_hex(8)
+        device_id = "PRECINCT" + secrets.token_hex(4).upper()
+        puppet = self.puppets.add(f"@{localpart}:{self.server_name}", device_id)
+        return await self.ensure_ready(puppet)
+
+    async def ensure_ready(self, puppet: Puppet) -> Puppet:
+        """Finish whatever set-up steps this puppet still lacks (idempotent)."""
+        user_id = puppet.user_id
+        if not puppet.registered:
+            await self.api.register(user_id[1:].split(":")[0])
+            self.puppets.mark(user_id, "registered")
+        if not puppet.device_created:
+            await self.api.create_device(user_id, puppet.device_id, "Precinct web chat")
+            self.puppets.mark(user_id, "device_created")
+        await self.crypto.upload_device_keys(user_id)
+        if not puppet.cross_signed:
+            identity = CrossSigningIdentity.generate(user_id)
+            await self.api.upload_cross_signing(user_id, identity.upload_body())
+            device_keys = await self.api.query_device_keys(user_id, puppet.device_id)
+            if not device_keys:
+                raise RuntimeError(f"homeserver has no keys for {user_id} {puppet.device_id} after upload")
+            await self.api.upload_signatures(user_id, identity.sign_device(device_keys))
+            # The private keys are not kept: the device is signed once and never replaced.
+            self.puppets.mark(user_id, "master_key", identity.master.public_key)
+            self.puppets.mark(user_id, "cross_signed")
+        return self.puppets.get(user_id)  # type: ignore[return-value]
+
+    async def for_chat(self, chat_id: str, display_name: str) -> Puppet:
+        """The chat's puppet: already assigned, from the pool, or made now."""
+        puppet = self.puppets.for_chat(chat_id) or self.puppets.claim_ready(chat_id)
+        if puppet is None:
+            puppet = await self.new()
+            self.puppets.assign(puppet.user_id, chat_id)
+        elif not puppet.ready:
+            puppet = await self.ensure_ready(puppet)
+        await self.api.set_display_name(puppet.user_id, display_name)
+        self.refill_pool()
+        return puppet
+
+    def refill_pool(self) -> None:
+        if self.pool_size > 0 and (self._filling is None or self._filling.done()):
+            self._filling = asyncio.create_task(self._fill())
+
+    async def _fill(self) -> None:
+        try:
+            for puppet in self.puppets.pool():
+                if not puppet.ready:
+                    await self.ensure_ready(puppet)
+            while len(self.puppets.pool()) < self.pool_size:
+                await self.new()
+        except Exception:
+            log.exception("could not fill the puppet pool; chats will prepare their own puppet")
+
+    async def stop(self) -> None:
+        if self._filling and not self._filling.done():
+            self._filling.cancel()
+            try:
+                await self._filling
+            except (asyncio.CancelledError, Exception):
+                pass

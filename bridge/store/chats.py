@@ -1,0 +1,80 @@
+"""The ``chats`` table: one row per citizen conversation."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from .db import Database
+
+WAITING, ACTIVE, CLOSED = "waiting", "active", "closed"
+
+
+@dataclass
+class Chat:
+    id: str
+    number: int
+    token_hash: str
+    topic: str
+    agency: str
+    display_name: str | None
+    language: str | None
+    state: str
+    puppet: str | None
+    room_id: str | None
+    officer: str | None
+    created_ts: int
+    ready_ts: int | None
+    closed_ts: int | None
+
+
+class Chats:
+    def __init__(self, db: Database, first_number: int = 1001) -> None:
+        self.db = db
+        self.first_number = first_number
+
+    def create(self, chat_id: str, token_hash: str, topic: str, agency: str,
+               display_name: str | None, language: str | None) -> Chat:
+        with self.db.transaction():
+            row = self.db.row("SELECT MAX(number) AS n FROM chats")
+            number = max((row["n"] or 0) + 1, self.first_number)
+            self.db.execute(
+                "INSERT INTO chats (id, number, token_hash, topic, agency, display_name, language, state, created_ts)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                [chat_id, number, token_hash, topic, agency, display_name, language, WAITING, _now()])
+        return self.get(chat_id)  # type: ignore[return-value]
+
+    def get(self, chat_id: str) -> Chat | None:
+        row = self.db.row("SELECT * FROM chats WHERE id = ?", [chat_id])
+        return Chat(**row) if row else None
+
+    def by_token_hash(self, token_hash: str) -> Chat | None:
+        row = self.db.row("SELECT * FROM chats WHERE token_hash = ?", [token_hash])
+        return Chat(**row) if row else None
+
+    def by_room(self, room_id: str) -> Chat | None:
+        row = self.db.row("SELECT * FROM chats WHERE room_id = ?", [room_id])
+        return Chat(**row) if row else None
+
+    def needing_room(self) -> list[Chat]:
+        return [Chat(**r) for r in self.db.rows(
+            "SELECT * FROM chats WHERE room_id IS NULL AND state != ? ORDER BY number", [CLOSED])]
+
+    def open_with_room(self) -> list[Chat]:
+        return [Chat(**r) for r in self.db.rows(
+            "SELECT * FROM chats WHERE room_id IS NOT NULL AND state != ? ORDER BY number", [CLOSED])]
+
+    def set_puppet(self, chat_id: str, puppet: str) -> None:
+        self.db.execute("UPDATE chats SET puppet = ? WHERE id = ?", [puppet, chat_id])
+
+    def set_room(self, chat_id: str, room_id: str) -> None:
+        self.db.execute("UPDATE chats SET room_id = ?, ready_ts = ? WHERE id = ?", [room_id, _now(), chat_id])
+
+    def set_state(self, chat_id: str, state: str, officer: str | None = None) -> None:
+        closed = _now() if state == CLOSED else None
+        self.db.execute(
+            "UPDATE chats SET state = ?, officer = COALESCE(?, officer), closed_ts = COALESCE(?, closed_ts)"
+            " WHERE id = ?", [state, officer, closed, chat_id])
+
+
+def _now() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,116 @@
+"""SQLite connection, schema version and numbered migrations.
+
+One connection, used from the event loop thread only; WAL so readers never
+block the writer; ``synchronous=FULL`` so a commit is on disk before we ack a
+visitor or answer the homeserver 200.  Each table has its own small module in
+this package; this file only knows how to bring the schema up to date.
+"""
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from pathlib import Path
+from typing import Callable, Iterator
+
+import sqlite_utils
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db["chats"].create({
+        "id": str, "number": int, "token_hash": str, "topic": str, "agency": str,
+        "display_name": str, "language": str, "state": str, "puppet": str, "room_id": str,
+        "officer": str, "created_ts": int, "ready_ts": int, "closed_ts": int,
+    }, pk="id", not_null={"number", "token_hash", "state", "created_ts"})
+    db["chats"].create_index(["number"], unique=True)
+    db["chats"].create_index(["token_hash"], unique=True)
+    db["chats"].create_index(["room_id"], unique=True)
+    db["chats"].create_index(["state"])
+
+    db["puppets"].create({
+        "user_id": str, "device_id": str, "chat_id": str, "registered": int, "device_created": int,
+        "cross_signed": int, "master_key": str, "next_batch": str, "created_ts": int,
+    }, pk="user_id", not_null={"device_id", "created_ts"})
+    db["puppets"].create_index(["chat_id"])
+
+    db["messages"].create({
+        "chat_id": str, "seq": int, "sender_kind": str, "kind": str, "sender": str, "sender_mxid": str,
+        "body": str, "ts": int, "client_id": str, "event_id": str, "target_seq": int,
+    }, pk=("chat_id", "seq"), not_null={"sender_kind", "kind", "body", "ts"})
+    db["messages"].create_index(["chat_id", "client_id"], unique=True)
+    db["messages"].create_index(["event_id"], unique=True)
+
+    db["outbox"].create({
+        "id": int, "chat_id": str, "txn_id": str, "event_type": str, "content": str, "message_seq": int,
+        "state": str, "attempts": int, "event_id": str, "last_error": str, "created_ts": int, "sent_ts": int,
+    }, pk="id", not_null={"chat_id", "txn_id", "event_type", "content", "state", "created_ts"})
+    db["outbox"].create_index(["txn_id"], unique=True)
+    db["outbox"].create_index(["state", "chat_id", "id"])
+
+    db["as_transactions"].create({
+        "txn_id": str, "body": str, "received_ts": int, "processed_ts": int,
+    }, pk="txn_id", not_null={"body", "received_ts"})
+
+    db["room_events"].create({
+        "stream": int, "event_id": str, "room_id": str, "type": str, "sender": str, "event": str,
+        "state": str, "error": str, "received_ts": int, "first_failed_ts": int, "processed_ts": int,
+    }, pk="stream", not_null={"event_id", "room_id", "type", "event", "state", "received_ts"})
+    db["room_events"].create_index(["event_id"], unique=True)
+    db["room_events"].create_index(["state", "room_id", "stream"])
+
+
+# Numbered upgrade steps: never edit a released step, append a new one.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+
+
+class Database:
+    """The bridge's store connection. Table modules take one of these."""
+
+    def __init__(self, path: Path | str, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), check_same_thread=False)
+        self.db = sqlite_utils.Database(conn)
+        if str(path) != ":memory:":
+            self.db.enable_wal()
+        self.db.execute(f"PRAGMA synchronous={synchronous}")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.migrate()
+
+    @property
+    def version(self) -> int:
+        if "schema_version" not in self.db.table_names():
+            return 0
+        row = self.db.execute("SELECT version FROM schema_version").fetchone()
+        return row[0] if row else 0
+
+    def migrate(self) -> None:
+        current = self.version
+        for number, step in enumerate(MIGRATIONS, start=1):
+            if number <= current:
+                continue
+            with self.db.atomic():
+                if "schema_version" not in self.db.table_names():
+                    self.db["schema_version"].create({"version": int})
+                step(self.db)
+                self.db.execute("DELETE FROM schema_version")
+                self.db.execute("INSERT INTO schema_version (version) VALUES (?)", [number])
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together or not at all (nests via savepoints)."""
+        with self.db.atomic():
+            yield
+
+    def execute(self, sql: str, params: list | tuple = ()) -> sqlite3.Cursor:
+        return self.db.execute(sql, params)
+
+    def rows(self, sql: str, params: list | tuple = ()) -> list[dict]:
+        return list(self.db.query(sql, params))
+
+    def row(self, sql: str, params: list | tuple = ()) -> dict | None:
+        rows = self.rows(sql, params)
+        return rows[0] if rows else None
+
+    def close(self) -> None:
+        self.db.close()

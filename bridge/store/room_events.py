@@ -1,0 +1,64 @@
+"""The ``room_events`` table: Matrix room events to handle, in the order the homeserver sent them.
+
+The unique event_id drops events already seen (after a restart too).  Events
+stay ``pending`` until handled; an encrypted event whose keys have not arrived
+holds back the later events of its room so the citizen sees them in order.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .db import Database
+
+PENDING, DONE, FAILED, IGNORED = "pending", "done", "failed", "ignored"
+
+
+@dataclass
+class RoomEvent:
+    stream: int
+    event_id: str
+    room_id: str
+    event: dict[str, Any]
+    first_failed_ts: int | None
+
+
+class RoomEvents:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, event: dict[str, Any]) -> bool:
+        """Queue an event; False when it was seen before."""
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO room_events (event_id, room_id, type, sender, event, state, received_ts)"
+            " VALUES (?,?,?,?,?,?,?)",
+            [event["event_id"], event["room_id"], event.get("type", ""), event.get("sender"), json.dumps(event),
+             PENDING, int(time.time() * 1000)])
+        return cur.rowcount == 1
+
+    def rooms_pending(self) -> list[str]:
+        return [r["room_id"] for r in self.db.rows(
+            "SELECT room_id, MIN(stream) AS s FROM room_events WHERE state = ? GROUP BY room_id ORDER BY s", [PENDING])]
+
+    def pending(self, room_id: str, limit: int = 200) -> list[RoomEvent]:
+        rows = self.db.rows("SELECT stream, event_id, room_id, event, first_failed_ts FROM room_events"
+                            " WHERE room_id = ? AND state = ? ORDER BY stream LIMIT ?", [room_id, PENDING, limit])
+        for r in rows:
+            r["event"] = json.loads(r["event"])
+        return [RoomEvent(**r) for r in rows]
+
+    def finish(self, stream: int, state: str = DONE, error: str | None = None) -> None:
+        self.db.execute("UPDATE room_events SET state = ?, error = ?, processed_ts = ? WHERE stream = ?",
+                        [state, error[:1000] if error else None, int(time.time() * 1000), stream])
+
+    def note_failure(self, stream: int) -> int:
+        """Record the first time decryption failed; returns that time (ms)."""
+        now = int(time.time() * 1000)
+        self.db.execute("UPDATE room_events SET first_failed_ts = COALESCE(first_failed_ts, ?) WHERE stream = ?",
+                        [now, stream])
+        return self.db.row("SELECT first_failed_ts FROM room_events WHERE stream = ?", [stream])["first_failed_ts"]  # type: ignore[index]
+
+    def count(self, state: str) -> int:
+        return self.db.row("SELECT COUNT(*) AS n FROM room_events WHERE state = ?", [state])["n"]  # type: ignore[index]

@@ -1,0 +1,27 @@
+"""The ``as_transactions`` table: appservice transactions, written before the homeserver gets its 200."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from .db import Database
+
+
+class Transactions:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def store(self, txn_id: str, body: dict[str, Any]) -> bool:
+        """Persist a transaction; False when this txn_id was already received (a retry)."""
+        cur = self.db.execute("INSERT OR IGNORE INTO as_transactions (txn_id, body, received_ts) VALUES (?,?,?)",
+                              [txn_id, json.dumps(body), int(time.time() * 1000)])
+        return cur.rowcount == 1
+
+    def unprocessed(self, limit: int = 50) -> list[tuple[str, dict[str, Any]]]:
+        rows = self.db.rows("SELECT txn_id, body FROM as_transactions WHERE processed_ts IS NULL"
+                            " ORDER BY received_ts, rowid LIMIT ?", [limit])
+        return [(r["txn_id"], json.loads(r["body"])) for r in rows]
+
+    def mark_processed(self, txn_id: str) -> None:
+        self.db.execute("UPDATE as_transactions SET processed_ts = ? WHERE txn_id = ?", [int(time.time() * 1000), txn_id])

@@ -1,0 +1,69 @@
+"""The public listener: citizen page, static files and the visitor API, behind strict headers.
+
+Whatever goes wrong, a citizen gets ``{"error", "message"}`` and never a stack trace.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from .visitor_api import ApiError, VisitorApi
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+                               "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                               "frame-ancestors 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+@web.middleware
+async def errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    try:
+        return await handler(request)
+    except ApiError as e:
+        return e.response()
+    except web.HTTPRequestEntityTooLarge:
+        return ApiError(413, "too_large", "The request is too large.").response()
+    except web.HTTPException as e:
+        if e.status >= 400:
+            code = {404: "not_found", 405: "method_not_allowed"}.get(e.status, "http_error")
+            return ApiError(e.status, code, e.reason or "Request failed.").response()
+        raise
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return ApiError(500, "internal_error", "Something went wrong on our side. Your chat is safe; "
+                                               "please try again.").response()
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    response = await handler(request)
+    if not response.prepared:
+        response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def public_app(visitor_api: VisitorApi) -> web.Application:
+    app = web.Application(middlewares=[security_headers, errors], client_max_size=1024 * 1024)
+    visitor_api.routes(app)
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app.router.add_get("/health", health)
+    if (STATIC / "chat.html").exists():
+        async def chat_page(request: web.Request) -> web.FileResponse:
+            return web.FileResponse(STATIC / "chat.html")
+        app.router.add_get("/chat", chat_page)
+        app.router.add_static("/static/", STATIC)
+    return app

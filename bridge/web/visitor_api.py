@@ -1,0 +1,273 @@
+"""Visitor API v1: the public contract citizens' browsers speak (see docs/visitor-api.md).
+
+Validation and wire format live here; what a message *does* lives in
+``chats.lifecycle``.  Every client mistake gets ``{"error", "message"}`` (an HTTP
+status, or an ``error`` frame on the WebSocket) and the connection and the chat
+carry on.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from ..config import Config
+from ..chats.lifecycle import ChatClosed, ChatService
+from ..store import Store
+from ..store.chats import Chat
+from ..store.messages import Message
+
+log = logging.getLogger(__name__)
+
+AUTH_TIMEOUT = 15.0
+MAX_CLIENT_ID = 128
+MAX_FRAME_BYTES = 64 * 1024
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message = status, error, message
+
+    def response(self) -> web.Response:
+        return web.json_response({"error": self.error, "message": self.message}, status=self.status)
+
+    def frame(self) -> dict[str, Any]:
+        return {"type": "error", "error": self.error, "message": self.message}
+
+
+def message_frame(m: Message) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "message", "seq": m.seq, "from": m.sender_kind, "kind": m.kind,
+                             "sender": m.sender or _default_sender(m.sender_kind), "body": m.body, "ts": m.ts}
+    if m.target_seq is not None:
+        frame["target"] = m.target_seq
+    if m.client_id is not None:
+        frame["client_id"] = m.client_id
+    return frame
+
+
+def _default_sender(kind: str) -> str:
+    return {"visitor": "You", "officer": "Officer", "system": "Precinct"}.get(kind, kind)
+
+
+class VisitorApi:
+    def __init__(self, config: Config, store: Store, chats: ChatService) -> None:
+        self.config, self.store, self.chats = config, store, chats
+        self.max_chars = config.get("web.max_message_chars")
+        self.max_name = config.get("web.max_display_name_chars")
+        self.public_url = config.get("web.public_url").rstrip("/")
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/api/v1/chats", self.create_chat)
+        app.router.add_get("/api/v1/chats/{chat_id}", self.get_chat)
+        app.router.add_get("/api/v1/chats/{chat_id}/ws", self.websocket)
+        app.router.add_get("/api/v1/chats/{chat_id}/messages", self.get_messages)
+        app.router.add_post("/api/v1/chats/{chat_id}/messages", self.post_message)
+        app.router.add_post("/api/v1/chats/{chat_id}/close", self.post_close)
+
+    # ---- validation --------------------------------------------------------------------------------
+    @staticmethod
+    async def _json(request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        if not raw:
+            return {}
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError(400, "invalid_json", "The request body is not valid JSON.")
+        if not isinstance(data, dict):
+            raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
+        return data
+
+    def _optional_text(self, data: dict[str, Any], key: str, limit: int) -> str | None:
+        value = data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ApiError(400, "bad_request", f"'{key}' must be a string.")
+        value = value.strip()
+        if len(value) > limit:
+            raise ApiError(400, "bad_request", f"'{key}' is longer than {limit} characters.")
+        return value or None
+
+    def _message_fields(self, data: dict[str, Any]) -> tuple[str, str]:
+        client_id, body = data.get("client_id"), data.get("body")
+        if not isinstance(client_id, str) or not client_id or len(client_id) > MAX_CLIENT_ID:
+            raise ApiError(400, "bad_request", f"'client_id' must be a non-empty string of at most {MAX_CLIENT_ID} "
+                                               "characters, unique per message.")
+        if not isinstance(body, str) or not body.strip():
+            raise ApiError(400, "bad_request", "'body' must be a non-empty string.")
+        if len(body) > self.max_chars:
+            raise ApiError(413, "message_too_long", f"The message is {len(body)} characters long; the limit is "
+                                                    f"{self.max_chars}. Please split it into shorter messages.")
+        return client_id, body
+
+    def _chat_for(self, request: web.Request, token: str | None = None) -> Chat:
+        if token is None:
+            header = request.headers.get("Authorization", "")
+            token = header[7:].strip() if header.startswith("Bearer ") else ""
+        chat = self.chats.authenticate(token)
+        if chat is None:
+            raise ApiError(401, "unauthorized", "The chat token is missing or not valid.")
+        if chat.id != request.match_info["chat_id"]:
+            raise ApiError(404, "not_found", "No such chat.")
+        return chat
+
+    def _since(self, value: Any) -> int:
+        if value is None or value == "":
+            return 0
+        try:
+            since = int(value)
+        except (TypeError, ValueError):
+            raise ApiError(400, "bad_request", "'since' must be a whole number (the last seq you have, 0 at first).")
+        if since < 0:
+            raise ApiError(400, "bad_request", "'since' must not be negative.")
+        return since
+
+    def _state(self, chat: Chat) -> dict[str, Any]:
+        return {"chat_id": chat.id, "number": chat.number, "state": chat.state, "topic": chat.topic}
+
+    # ---- HTTP --------------------------------------------------------------------------------------
+    async def create_chat(self, request: web.Request) -> web.Response:
+        data = await self._json(request)
+        topic = self._optional_text(data, "topic", 64)
+        if topic is not None and topic not in {t.id for t in self.config.topics}:
+            raise ApiError(400, "bad_request", f"Unknown topic {topic!r}; choose one of "
+                                               f"{', '.join(t.id for t in self.config.topics)}.")
+        name = self._optional_text(data, "display_name", self.max_name)
+        language = self._optional_text(data, "language", 16)
+        chat, token = self.chats.open(topic, name, language)
+        ws_url = self.public_url.replace("http", "ws", 1) + f"/api/v1/chats/{chat.id}/ws"
+        return web.json_response({"chat_id": chat.id, "token": token, "ws_url": ws_url, "number": chat.number},
+                                 status=201)
+
+    async def get_chat(self, request: web.Request) -> web.Response:
+        return web.json_response(self._state(self._chat_for(request)))
+
+    async def get_messages(self, request: web.Request) -> web.Response:
+        chat = self._chat_for(request)
+        since = self._since(request.query.get("since"))
+        chat = self.store.chats.get(chat.id) or chat
+        return web.json_response({"state": chat.state,
+                                  "messages": [message_frame(m) for m in self.store.messages.since(chat.id, since)]})
+
+    async def post_message(self, request: web.Request) -> web.Response:
+        chat = self._chat_for(request)
+        client_id, body = self._message_fields(await self._json(request))
+        msg = self._send(chat, client_id, body)
+        return web.json_response({"client_id": client_id, "seq": msg.seq}, status=201)
+
+    async def post_close(self, request: web.Request) -> web.Response:
+        chat = self._chat_for(request)
+        self.chats.close(chat, by="visitor")
+        return web.json_response({"state": "closed"})
+
+    def _send(self, chat: Chat, client_id: str, body: str) -> Message:
+        try:
+            return self.chats.visitor_message(self.store.chats.get(chat.id) or chat, client_id, body)
+        except ChatClosed:
+            raise ApiError(409, "chat_closed", "This chat has ended; start a new chat to write again.")
+
+    # ---- WebSocket ---------------------------------------------------------------------------------
+    async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_FRAME_BYTES)
+        await ws.prepare(request)
+        try:
+            chat, since = await self._ws_auth(request, ws)
+        except ApiError as e:
+            await ws.send_json(e.frame())
+            await ws.close(code=4000 + e.status, message=e.error.encode())
+            return ws
+        except asyncio.TimeoutError:
+            await ws.send_json(ApiError(401, "unauthorized", "Send an auth frame first.").frame())
+            await ws.close(code=4401)
+            return ws
+        sub = self.chats.hub.subscribe(chat.id)
+        last = since
+        try:
+            current = self.store.chats.get(chat.id) or chat
+            await ws.send_json({"type": "ready", "state": current.state, "chat_id": chat.id, "number": chat.number})
+            last = await self._replay(ws, chat.id, last)
+            reader = asyncio.create_task(self._read_frames(ws, chat))
+            while not reader.done():
+                getter = asyncio.create_task(sub.get())
+                done, _ = await asyncio.wait({reader, getter}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    break
+                signal = getter.result()
+                if signal["kind"] == "messages":
+                    last = await self._replay(ws, chat.id, last)
+                elif signal["kind"] == "typing":
+                    await ws.send_json({"type": "typing", "active": signal["active"]})
+                elif signal["kind"] == "status":
+                    last = await self._replay(ws, chat.id, last)
+                    await ws.send_json({"type": "status", "state": signal["state"]})
+            await asyncio.gather(reader, return_exceptions=True)
+        except (ConnectionResetError, RuntimeError) as e:
+            log.debug("websocket for chat %s ended: %s", chat.number, e)
+        finally:
+            sub.close()
+            if not ws.closed:
+                await ws.close()
+        return ws
+
+    async def _ws_auth(self, request: web.Request, ws: web.WebSocketResponse) -> tuple[Chat, int]:
+        while True:
+            msg = await asyncio.wait_for(ws.receive(), timeout=AUTH_TIMEOUT)
+            if msg.type != WSMsgType.TEXT:
+                raise ApiError(400, "bad_frame", "Expected a JSON text frame {\"type\":\"auth\",…}.")
+            try:
+                frame = json.loads(msg.data)
+            except json.JSONDecodeError:
+                await ws.send_json(ApiError(400, "invalid_json", "The frame is not valid JSON.").frame())
+                continue
+            if not isinstance(frame, dict) or frame.get("type") != "auth" or not isinstance(frame.get("token"), str):
+                await ws.send_json(ApiError(400, "bad_frame", "The first frame must be "
+                                            "{\"type\":\"auth\",\"token\":\"…\",\"since\":N}.").frame())
+                continue
+            return self._chat_for(request, frame["token"]), self._since(frame.get("since"))
+
+    async def _replay(self, ws: web.WebSocketResponse, chat_id: str, last: int) -> int:
+        while batch := self.store.messages.since(chat_id, last):
+            for m in batch:
+                await ws.send_json(message_frame(m))
+                last = m.seq
+        return last
+
+    async def _read_frames(self, ws: web.WebSocketResponse, chat: Chat) -> None:
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                if msg.type == WSMsgType.BINARY:
+                    await ws.send_json(ApiError(400, "bad_frame", "Binary frames are not supported.").frame())
+                continue
+            try:
+                await self._client_frame(ws, chat, msg.data)
+            except ApiError as e:
+                await ws.send_json(e.frame())
+
+    async def _client_frame(self, ws: web.WebSocketResponse, chat: Chat, data: str) -> None:
+        try:
+            frame = json.loads(data)
+        except json.JSONDecodeError:
+            raise ApiError(400, "invalid_json", "The frame is not valid JSON.")
+        if not isinstance(frame, dict):
+            raise ApiError(400, "bad_frame", "A frame must be a JSON object with a 'type'.")
+        kind = frame.get("type")
+        if kind == "message":
+            client_id, body = self._message_fields(frame)
+            msg = self._send(chat, client_id, body)
+            await ws.send_json({"type": "ack", "client_id": client_id, "seq": msg.seq})
+        elif kind == "typing":
+            if not isinstance(frame.get("active"), bool):
+                raise ApiError(400, "bad_frame", "'active' must be true or false.")
+            asyncio.create_task(self.chats.visitor_typing(chat, frame["active"]))
+        elif kind == "close":
+            self.chats.close(self.store.chats.get(chat.id) or chat, by="visitor")
+        elif kind == "auth":
+            raise ApiError(400, "bad_frame", "Already authenticated.")
+        else:
+            raise ApiError(400, "bad_frame", "Unknown frame type; expected message, typing or close.")

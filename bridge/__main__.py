@@ -32,7 +32,7 @@ def generate_registration(config_path: Path, out: Path) -> None:
     text = _patch_secret(text, "hs_token", hs_token)
     raw = yaml.safe_load(text) or {}
     pickle = ((raw.get("crypto") or {}).get("pickle_key") or "")
-    if not pickle or cfg.EXAMPLE_SECRET in str(pickle):
+    if not isinstance(pickle, str) or cfg.secret_problem(pickle):
         text = _patch_secret(text, "pickle_key", secrets.token_hex(32))
     config = cfg.load(yaml.safe_load(text), config_path.resolve().parent)   # validate before writing anything
     out.write_text(yaml.safe_dump(registration(config), sort_keys=False), encoding="utf-8")

@@ -50,7 +50,7 @@ def _localpart(v: str) -> str | None:
     return None if re.fullmatch(r"[a-z0-9._=\-/]+", v) else "must be a Matrix localpart (a-z 0-9 . _ = - /)"
 
 
-def _secret(v: str) -> str | None:
+def secret_problem(v: str) -> str | None:
     if EXAMPLE_SECRET in v:
         return "is still the example value; generate a random secret (e.g. `openssl rand -hex 32`)"
     return None if len(v) >= 16 else "must be at least 16 characters of random text"
@@ -68,9 +68,9 @@ SCHEMA: list[Key] = [
     Key("appservice.url", str, "http://127.0.0.1:29330",
         "URL at which the homeserver reaches the appservice API (written into the registration).", check=_url),
     Key("appservice.as_token", str, required=True, secret=True, example=EXAMPLE_SECRET + "-as-token",
-        doc="Token the bridge uses towards the homeserver. `generate-registration` fills it in.", check=_secret),
+        doc="Token the bridge uses towards the homeserver. `generate-registration` fills it in.", check=secret_problem),
     Key("appservice.hs_token", str, required=True, secret=True, example=EXAMPLE_SECRET + "-hs-token",
-        doc="Token the homeserver presents to the bridge. `generate-registration` fills it in.", check=_secret),
+        doc="Token the homeserver presents to the bridge. `generate-registration` fills it in.", check=secret_problem),
     Key("appservice.bot_localpart", str, "precinct", "Localpart of the bridge's own bot user (sender_localpart).",
         check=_localpart),
     Key("appservice.puppet_prefix", str, "webchat_",
@@ -88,7 +88,7 @@ SCHEMA: list[Key] = [
         "Folder for the visitor devices' encryption state (one file per device; relative to the config file)."),
     Key("crypto.pickle_key", str, required=True, secret=True, example=EXAMPLE_SECRET + "-pickle-key",
         doc="Secret that encrypts the stored device keys at rest. Losing it makes existing devices unusable.",
-        check=_secret),
+        check=secret_problem),
     Key("crypto.undecryptable_wait_seconds", float, 60.0,
         "How long an officer message that cannot be decrypted waits for its keys before the officer is asked to "
         "resend it.", check=_positive),

@@ -25,6 +25,7 @@ stored ``since`` so the homeserver can delete what was delivered).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,19 @@ TO_DEVICE = ("de.sorunome.msc2409.to_device", "to_device")
 
 class CryptoError(Exception):
     pass
+
+
+_batches = itertools.count(1)
+
+
+def _sync_response(sync: dict[str, Any]) -> nio.SyncResponse:
+    """Shape a transaction slice as a sync response. Each needs its own next_batch: nio skips repeats."""
+    sync = {**sync, "next_batch": f"appservice-{next(_batches)}"}
+    sync.setdefault("rooms", {"join": {}, "invite": {}, "leave": {}})
+    response = nio.SyncResponse.from_dict(sync)
+    if isinstance(response, nio.SyncError):
+        raise CryptoError(f"could not shape a sync response: {response.message}")
+    return response
 
 
 class Crypto:
@@ -144,7 +158,6 @@ class Crypto:
 
     async def observe(self, user_id: str, room_id: str, events: list[dict[str, Any]], *, as_state: bool = False) -> None:
         """Let nio see a room's state/membership events (who to encrypt for, whether it is encrypted)."""
-        section = "state" if as_state else "timeline"
         join = {"timeline": {"events": [] if as_state else events, "limited": False},
                 "state": {"events": events if as_state else []}}
         await self._receive(user_id, {"rooms": {"join": {room_id: join}}})
@@ -155,14 +168,12 @@ class Crypto:
 
     async def _receive(self, user_id: str, sync: dict[str, Any]) -> None:
         c = await self.client(user_id)
-        sync.setdefault("next_batch", "appservice")
-        sync.setdefault("rooms", {"join": {}, "invite": {}, "leave": {}})
         async with self.lock(user_id):
-            response = nio.SyncResponse.from_dict(sync)
-            if isinstance(response, nio.SyncError):
-                raise CryptoError(f"could not shape sync for {user_id}: {response.message}")
-            await c.receive_response(response)
-            await self._upkeep(c)
+            await c.receive_response(_sync_response(sync))
+            try:
+                await self._upkeep(c)
+            except Exception as e:   # nio keeps its flags set, so the next feed retries
+                log.warning("key upkeep for %s failed: %s", user_id, e)
 
     async def _upkeep(self, c: PuppetClient) -> None:
         """What a syncing client does after each sync: keep keys published, queried, claimed and sent."""
@@ -227,9 +238,8 @@ class Crypto:
     async def _ensure_room(self, c: PuppetClient, room_id: str) -> None:
         if room_id not in c.rooms:
             state = await self.api.room_state(c.user_id, room_id)
-            response = nio.SyncResponse.from_dict({"next_batch": "appservice", "rooms": {"join": {room_id: {
-                "timeline": {"events": [], "limited": False}, "state": {"events": state}}}, "invite": {}, "leave": {}}})
-            await c.receive_response(response)
+            await c.receive_response(_sync_response({"rooms": {"join": {room_id: {
+                "timeline": {"events": [], "limited": False}, "state": {"events": state}}}, "invite": {}, "leave": {}}}))
         if c.should_query_keys:
             _check(await c.keys_query(), "keys query")
 

@@ -1,0 +1,92 @@
+"""Fixtures: a real Synapse on a free loopback port and the real bridge process, once per session.
+
+The registration Synapse loads is the output of ``python -m bridge
+generate-registration``, so every integration test also shows Synapse accepts it.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bridge.localhs import LocalSynapse, free_port
+from tests.support.bridge_process import BridgeProcess
+
+ROOT = Path(__file__).parents[1]
+SERVER = "localhost"
+PASSWORD = "officer-password-1"
+OFFICERS = {"central": "officer1", "nightshift": "officer2", "interop": "jsofficer"}
+
+
+@dataclass
+class MatrixEnv:
+    dir: Path
+    synapse: LocalSynapse
+    config_path: Path
+    registration_path: Path
+    config: dict
+    bridge: BridgeProcess
+
+    @property
+    def public_url(self) -> str:
+        return self.config["web"]["public_url"]
+
+    def officer_id(self, agency: str) -> str:
+        return f"@{OFFICERS[agency]}:{SERVER}"
+
+
+def write_bridge_config(dir: Path, hs_url: str) -> tuple[Path, dict]:
+    web_port, as_port = free_port(), free_port()
+    config = {
+        "homeserver": {"url": hs_url, "server_name": SERVER},
+        "appservice": {"id": "precinct", "port": as_port, "url": f"http://127.0.0.1:{as_port}",
+                       "as_token": "placeholder", "hs_token": "placeholder"},
+        "web": {"port": web_port, "public_url": f"http://127.0.0.1:{web_port}", "max_message_chars": 4000},
+        "store": {"path": "precinct.db", "crypto_dir": "crypto"},
+        "crypto": {"pickle_key": "placeholder", "undecryptable_wait_seconds": 6},
+        "chats": {"puppet_pool_size": 2},
+        "agencies": [{"id": a, "name": f"{a.title()} Police", "officers": [f"@{o}:{SERVER}"]}
+                     for a, o in OFFICERS.items()],
+        "topics": [{"id": "general", "label": "General enquiry", "agency": "central"},
+                   {"id": "lost-property", "label": "Lost property", "agency": "central"},
+                   {"id": "night", "label": "Night desk", "agency": "nightshift"},
+                   {"id": "interop", "label": "Interop", "agency": "interop"}],
+        "logging": {"level": "INFO"},
+    }
+    path = dir / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path, config
+
+
+@pytest.fixture(scope="session")
+def matrix_env(tmp_path_factory: pytest.TempPathFactory):
+    dir = tmp_path_factory.mktemp("matrix")
+    hs_port = free_port()
+    config_path, _ = write_bridge_config(dir, f"http://127.0.0.1:{hs_port}")
+    registration = dir / "registration.yaml"
+    subprocess.run([sys.executable, "-m", "bridge", "generate-registration", "-c", str(config_path),
+                    "-o", str(registration)], check=True, cwd=ROOT, capture_output=True)
+    config = yaml.safe_load(config_path.read_text())
+    synapse = LocalSynapse(dir / "synapse", SERVER, hs_port, [registration])
+    bridge = BridgeProcess(config_path, config["web"]["public_url"], dir / "bridge.log")
+    try:
+        synapse.start()
+        for localpart in OFFICERS.values():
+            synapse.register_user(localpart, PASSWORD)
+        bridge.start()
+        yield MatrixEnv(dir, synapse, config_path, registration, config, bridge)
+    finally:
+        bridge.stop()
+        synapse.stop()
+
+
+@pytest.fixture
+def bridge_log(matrix_env: MatrixEnv):
+    """On failure, show the bridge's log tail."""
+    yield
+    # (printed by pytest only when a test fails, via captured output)
+    print("---- bridge log tail ----\n" + matrix_env.bridge.tail(80))

@@ -1,0 +1,98 @@
+"""An officer as a real encrypted matrix-nio client with its own sync loop."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import nio
+
+from .waiting import until
+
+
+@dataclass
+class Received:
+    room_id: str
+    event_id: str
+    sender: str
+    body: str
+    sender_key: str | None
+    device_id: str | None
+    source: dict[str, Any] = field(default_factory=dict)
+
+
+class NioOfficer:
+    def __init__(self, homeserver: str, user_id: str, password: str, store_dir: Path) -> None:
+        store_dir.mkdir(parents=True, exist_ok=True)
+        self.password = password
+        self.client = nio.AsyncClient(homeserver, user_id, store_path=str(store_dir),
+                                      config=nio.AsyncClientConfig(encryption_enabled=True, store_sync_tokens=True))
+        self.messages: list[Received] = []
+        self.undecryptable: list[nio.MegolmEvent] = []
+        self.joined: set[str] = set()
+        self._task: asyncio.Task | None = None
+        self.auto_join: Callable[[str], bool] = lambda room_id: True
+
+    async def start(self) -> None:
+        resp = await self.client.login(self.password, device_name="test officer")
+        assert isinstance(resp, nio.LoginResponse), resp
+        if self.client.should_upload_keys:
+            await self.client.keys_upload()
+        self.client.add_event_callback(self._on_invite, nio.InviteMemberEvent)
+        self.client.add_event_callback(self._on_text, nio.RoomMessageText)
+        self.client.add_event_callback(self._on_text, nio.RoomMessageNotice)
+        self.client.add_event_callback(self._on_undecryptable, nio.MegolmEvent)
+        await self.client.sync(timeout=0, full_state=True)
+        self._task = asyncio.create_task(self.client.sync_forever(timeout=1000, full_state=False))
+
+    async def _on_invite(self, room: nio.MatrixRoom, event: nio.InviteMemberEvent) -> None:
+        if event.state_key == self.client.user_id and event.membership == "invite" and self.auto_join(room.room_id):
+            resp = await self.client.join(room.room_id)
+            if isinstance(resp, nio.JoinResponse):
+                self.joined.add(room.room_id)
+
+    async def _on_text(self, room: nio.MatrixRoom, event: Any) -> None:
+        if event.sender == self.client.user_id:
+            return
+        self.messages.append(Received(room.room_id, event.event_id, event.sender, event.body,
+                                      getattr(event, "sender_key", None), getattr(event, "device_id", None),
+                                      event.source))
+
+    async def _on_undecryptable(self, room: nio.MatrixRoom, event: nio.MegolmEvent) -> None:
+        self.undecryptable.append(event)
+
+    async def wait_message(self, predicate: Callable[[Received], bool], timeout: float = 30,
+                           what: str = "an officer-side message") -> Received:
+        def find() -> Received | None:
+            return next((m for m in self.messages if predicate(m)), None)
+        return await until(find, timeout, what)
+
+    async def wait_joined(self, room_id: str, timeout: float = 30) -> None:
+        await until(lambda: room_id in self.joined or room_id in self.client.rooms, timeout, f"join of {room_id}")
+
+    async def send(self, room_id: str, body: str, msgtype: str = "m.text", **extra: Any) -> str:
+        content = {"msgtype": msgtype, "body": body, **extra}
+        return await self._send(room_id, "m.room.message", content)
+
+    async def edit(self, room_id: str, event_id: str, new_body: str) -> str:
+        content = {"msgtype": "m.text", "body": f"* {new_body}",
+                   "m.new_content": {"msgtype": "m.text", "body": new_body},
+                   "m.relates_to": {"rel_type": "m.replace", "event_id": event_id}}
+        return await self._send(room_id, "m.room.message", content)
+
+    async def redact(self, room_id: str, event_id: str) -> str:
+        resp = await self.client.room_redact(room_id, event_id, reason="test")
+        assert isinstance(resp, nio.RoomRedactResponse), resp
+        return resp.event_id
+
+    async def _send(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
+        resp = await self.client.room_send(room_id, event_type, content, ignore_unverified_devices=True)
+        assert isinstance(resp, nio.RoomSendResponse), resp
+        return resp.event_id
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.client.close()

@@ -1,0 +1,136 @@
+"""kill -9 of the bridge at several points mid-conversation loses and duplicates nothing.
+
+The citizen's client behaves as the real page does: after a reconnect it asks
+for everything since the last seq it has, and resends any message it never saw
+acknowledged, with the same client_id.
+"""
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+import pytest
+
+from tests.conftest import PASSWORD, MatrixEnv
+from tests.support.officer import NioOfficer
+from tests.support.visitor import Visitor
+from tests.support.waiting import until
+
+
+class Citizen(Visitor):
+    """A visitor that remembers what it sent and resends unacknowledged messages after reconnecting."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(base_url)
+        self.sent: dict[str, str] = {}          # client_id → body, in order
+
+    async def say(self, body: str, wait_ack: bool = True) -> None:
+        client_id = uuid.uuid4().hex
+        self.sent[client_id] = body
+        await self.send(body, client_id=client_id, wait_ack=wait_ack)
+
+    def acked(self) -> set[str]:
+        return {f["client_id"] for f in self.frames if f.get("type") == "ack"}
+
+    async def reconnect(self) -> None:
+        await until(self._try_connect, 60, "reconnect to the restarted bridge")
+        for client_id, body in self.sent.items():
+            if client_id not in self.acked():
+                await self.send(body, client_id=client_id)
+
+    async def _try_connect(self) -> bool:
+        try:
+            await self.connect()
+            return True
+        except Exception:
+            return False
+
+
+@pytest.fixture
+async def officer(matrix_env: MatrixEnv, tmp_path):
+    o = NioOfficer(matrix_env.synapse.url, matrix_env.officer_id("nightshift"), PASSWORD, tmp_path / "officer2")
+    await o.start()
+    yield o
+    await o.stop()
+
+
+async def test_kill_9_at_several_points_loses_and_duplicates_nothing(matrix_env: MatrixEnv, officer: NioOfficer,
+                                                                       bridge_log):
+    bridge = matrix_env.bridge
+    citizen = Citizen(matrix_env.public_url)
+    officer_sent: list[str] = []
+    try:
+        await citizen.create(topic="night", display_name="Robin")
+        await citizen.connect()
+        opening = f"opening {uuid.uuid4().hex[:6]}"
+        await citizen.say(opening)
+        first = await officer.wait_message(lambda m: m.body == opening, 60, "opening message")
+        room_id, device_key = first.room_id, first.sender_key
+
+        async def officer_says(text: str) -> None:
+            officer_sent.append(text)
+            await officer.send(room_id, text)
+
+        async def restart() -> None:
+            bridge.start()
+            await citizen.reconnect()
+
+        # 1. Killed right after acknowledging a citizen message (probably before it reached Matrix).
+        await citizen.say("one: acknowledged then killed")
+        bridge.kill9()
+        await restart()
+
+        # 2. Killed while the officer writes: the homeserver queues the transactions and retries.
+        await officer_says("two: officer while bridge down A")
+        bridge.kill9()
+        await officer_says("two: officer while bridge down B")
+        await restart()
+
+        # 3. Killed with citizen messages in flight, before their acks came back.
+        for i in range(4):
+            await citizen.say(f"three: burst {i}", wait_ack=False)
+        bridge.kill9()
+        await restart()
+
+        # 4. Killed in the middle of an officer burst, after part of it reached the citizen.
+        for i in range(5):
+            await officer_says(f"four: officer burst {i}")
+        await citizen.wait_frame(lambda f: f.get("body") == "four: officer burst 1", 60, "start of officer burst")
+        bridge.kill9()
+        await restart()
+
+        # 5. After all that, the same puppet device still encrypts and the officer still decrypts.
+        closing = f"closing {uuid.uuid4().hex[:6]}"
+        await citizen.say(closing)
+        last = await officer.wait_message(lambda m: m.body == closing, 90, "closing message")
+        assert last.sender_key == device_key, "the puppet must keep its own device across restarts"
+        await officer_says("five: final officer reply")
+
+        # Everything the citizen sent reached the officer exactly once, in order.
+        expected_at_officer = list(citizen.sent.values())
+        await until(lambda: all(any(m.body == b for m in officer.messages) for b in expected_at_officer), 90,
+                    "every citizen message at the officer")
+        at_officer = [m.body for m in officer.messages if m.room_id == room_id]
+        counts = Counter(at_officer)
+        assert all(counts[b] == 1 for b in expected_at_officer), counts
+        assert [b for b in at_officer if b in expected_at_officer] == expected_at_officer
+        # Everything the officer sent reached the citizen exactly once, in order.
+        await until(lambda: all(any(f.get("body") == t for f in citizen.messages()) for t in officer_sent), 90,
+                    "every officer message at the citizen")
+        from_officer = [f["body"] for f in citizen.messages() if f["from"] == "officer"]
+        assert from_officer == officer_sent
+        # And the citizen's own view, replayed from zero, has each of its messages once.
+        fresh = Visitor(matrix_env.public_url)
+        fresh.chat_id, fresh.token, fresh.ws_url = citizen.chat_id, citizen.token, citizen.ws_url
+        await fresh.connect(since=0)
+        await until(lambda: len(fresh.messages()) >= len(citizen.messages()), 30, "full replay")
+        replay = fresh.messages()
+        await fresh.close()
+        assert [f["body"] for f in replay if f["from"] == "visitor"] == expected_at_officer
+        assert [f["body"] for f in replay if f["from"] == "officer"] == officer_sent
+        assert [f["seq"] for f in replay] == list(range(1, len(replay) + 1))
+        assert not officer.undecryptable, "officer could not decrypt some puppet messages"
+    finally:
+        await citizen.close()
+        if bridge.pid is None:
+            bridge.start()

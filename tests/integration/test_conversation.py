@@ -79,3 +79,53 @@ async def test_officer_reply_edit_and_redaction_reach_visitor_in_order(matrix_en
     assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
     joined = [f for f in visitor.messages() if f["from"] == "system" and "joined" in f["body"]]
     assert joined and joined[0]["seq"] < frames[0]["seq"]
+
+
+async def test_typing_reaches_both_sides(matrix_env, officer, visitor, bridge_log):
+    await visitor.create(topic="general")
+    await visitor.connect()
+    marker = f"typing test {uuid.uuid4().hex[:8]}"
+    await visitor.send(marker)
+    got = await officer.wait_message(lambda m: m.body == marker, timeout=60)
+    await visitor.wait_frame(lambda f: f.get("type") == "status" and f.get("state") == "active")
+    resp = await officer.client.room_typing(got.room_id, True, timeout=20000)
+    assert isinstance(resp, nio.RoomTypingResponse)
+    await visitor.wait_frame(lambda f: f.get("type") == "typing" and f["active"] is True, what="officer typing")
+    await officer.client.room_typing(got.room_id, False)
+    await visitor.wait_frame(lambda f: f.get("type") == "typing" and f["active"] is False, what="officer stopped")
+    await visitor.ws.send_json({"type": "typing", "active": True})
+    await until(lambda: got.sender in officer.client.rooms[got.room_id].typing_users, 30, "visitor typing at officer")
+
+
+async def test_undecryptable_officer_message_asks_the_officer_to_resend(matrix_env, officer, visitor, bridge_log):
+    """An encrypted event whose key never comes: the citizen sees nothing of it, the officer gets a notice."""
+    import time
+
+    import aiohttp
+    import yaml
+
+    from tests.support.bridge_db import room_of
+
+    await visitor.create(topic="general")
+    await visitor.connect()
+    room_id = await room_of(matrix_env.dir / "precinct.db", visitor.chat_id)
+    await officer.wait_joined(room_id, 60)
+    hs_token = yaml.safe_load(matrix_env.registration_path.read_text())["hs_token"]
+    bogus = {"event_id": f"${uuid.uuid4().hex}", "room_id": room_id, "type": "m.room.encrypted",
+             "sender": officer.client.user_id, "origin_server_ts": int(time.time() * 1000),
+             "content": {"algorithm": "m.megolm.v1.aes-sha2", "sender_key": "A" * 43, "device_id": "NOPE",
+                         "session_id": "B" * 43, "ciphertext": "AwgAEhA"}}
+    async with aiohttp.ClientSession() as s:
+        async with s.put(f"{matrix_env.config['appservice']['url']}/_matrix/app/v1/transactions/u-{uuid.uuid4().hex}",
+                         json={"events": [bogus]}, headers={"Authorization": f"Bearer {hs_token}"}) as r:
+            assert r.status == 200
+    notice = await officer.wait_message(lambda m: m.room_id == room_id and "send it again" in m.body, 60,
+                                        "resend notice")
+    assert notice.source["content"]["msgtype"] == "m.notice"
+    # The room was held only until the deadline: a real message after it still reaches the citizen.
+    await officer.send(room_id, "this one is fine")
+    await visitor.wait_frame(lambda f: f.get("body") == "this one is fine", 60, "message after the bad one")
+    bodies = [f["body"] for f in visitor.messages() if f["from"] == "officer"]
+    assert bodies == ["this one is fine"]
+    assert not any("AwgAEhA" in f.get("body", "") or "error" in f.get("body", "").lower()
+                   for f in visitor.messages())

@@ -1,0 +1,40 @@
+"""Interop with the officers' real client stack: matrix-js-sdk with its Rust crypto (what Element runs).
+
+The officer decrypts a visitor's message and its crypto reports **no warning shield**: the
+puppet's device is signed by the puppet's own cross-signing identity.  Without that, Element
+marks every visitor message red ("encrypted by a device not verified by its owner").
+"""
+from __future__ import annotations
+
+import uuid
+
+from tests.conftest import PASSWORD, MatrixEnv
+from tests.interop.officer_client import SHIELD_NONE, JsOfficer, prerequisites_missing
+from tests.support.bridge_db import room_of
+from tests.support.visitor import Visitor
+
+
+async def test_element_stack_officer_sees_no_shield_and_reply_reaches_visitor(matrix_env: MatrixEnv, bridge_log):
+    missing = prerequisites_missing()
+    assert missing is None, missing          # `make test` installs node_modules; a missing one is a failure
+    visitor = Visitor(matrix_env.public_url)
+    officer = JsOfficer(matrix_env.synapse.url, matrix_env.officer_id("interop"), PASSWORD)
+    try:
+        await officer.start()
+        await visitor.create(topic="interop", display_name="Jo")
+        await visitor.connect()
+        room_id = await room_of(matrix_env.dir / "precinct.db", visitor.chat_id)
+        await officer.wait_for(lambda e: e["event"] == "joined" and e["room_id"] == room_id, timeout=90)
+        marker = f"Someone took my bike {uuid.uuid4().hex[:8]}"
+        await visitor.send(marker)
+        msg = await officer.wait_for(lambda e: e["event"] == "message" and e["body"] == marker, timeout=90)
+        assert msg["sender"].startswith("@webchat_")
+        assert msg["shield_colour"] == SHIELD_NONE, (msg["shield_colour"], msg["shield_reason"])
+        assert msg["sender_device_id"] and msg["sender_device_id"].startswith("PRECINCT")
+        reply = f"We can help with that {uuid.uuid4().hex[:8]}"
+        await officer.send(room_id, reply)
+        frame = await visitor.wait_frame(lambda f: f.get("body") == reply, 90, "Element-stack reply at visitor")
+        assert frame["from"] == "officer"
+    finally:
+        await visitor.close()
+        await officer.stop()

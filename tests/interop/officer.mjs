@@ -33,6 +33,11 @@
 //   {"event":"stopped"}                          last line before a clean exit 0
 // stdin: one JSON object per line (commands that arrive before "ready" wait for it)
 //   {"cmd":"send","room_id","body","ref"}   send an m.text (encrypted by the SDK in encrypted rooms)
+//   {"cmd":"shield","room_id","event_id","ref"}
+//        re-evaluate a received message's shield once the sender's devices are downloaded, as
+//        Element's timeline does when device info arrives (a message can decrypt before that, and
+//        then reads UNKNOWN_DEVICE for a moment); answers
+//        {"event":"shield","ref","event_id","shield_colour","shield_reason","sender_device_id"}
 //   {"cmd":"stop"}                          stop the client and exit 0; EOF on stdin and SIGTERM too
 
 import { parseArgs } from "node:util";
@@ -338,6 +343,24 @@ async function handleCommand(line) {
                 }
                 const res = await client.sendMessage(cmd.room_id, { msgtype: MsgType.Text, body: cmd.body });
                 emit({ event: "sent", ref, event_id: res.event_id });
+            } catch (err) {
+                emit({ event: "error", ref, message: String(err?.message ?? err) });
+            }
+            return;
+        case "shield":
+            try {
+                if (!client) throw new Error("not ready yet");
+                const event = client.getRoom(cmd.room_id)?.findEventById(cmd.event_id);
+                if (!event) throw new Error(`no event ${cmd.event_id} in ${cmd.room_id}`);
+                await client.getCrypto().getUserDeviceInfo([event.getSender()], true);
+                const info = await client.getCrypto().getEncryptionInfoForEvent(event);
+                const sender = await senderDeviceOf(event);
+                emit({
+                    event: "shield", ref, event_id: cmd.event_id,
+                    shield_colour: info ? info.shieldColour : null,
+                    shield_reason: info ? shieldReasonName(info.shieldReason) : null,
+                    sender_device_id: sender.deviceId,
+                });
             } catch (err) {
                 emit({ event: "error", ref, message: String(err?.message ?? err) });
             }

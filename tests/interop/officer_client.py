@@ -236,6 +236,15 @@ class JsOfficer:
             raise JsOfficerError(f"send to {room_id} failed: {result.get('message')}")
         return result["event_id"]
 
+    async def shield(self, room_id: str, event_id: str, timeout: float = 60) -> dict[str, Any]:
+        """The message's shield once its sender's devices are known (what Element's timeline settles on)."""
+        ref = uuid.uuid4().hex
+        await self._command({"cmd": "shield", "room_id": room_id, "event_id": event_id, "ref": ref})
+        result = await self.wait_for(lambda e: e.get("ref") == ref and e["event"] in ("shield", "error"), timeout)
+        if result["event"] == "error":
+            raise JsOfficerError(f"shield of {event_id} failed: {result.get('message')}")
+        return result
+
     def stderr_tail(self, lines: int = 60) -> str:
         tail = list(self._stderr_tail)[-lines:]
         return "officer stderr (last lines):\n" + "\n".join(tail) if tail else "(officer stderr empty)"

@@ -11,6 +11,7 @@ import logging
 
 from ..matrix.crypto import Crypto
 from ..store import Store
+from ..store.chats import CLOSED
 
 log = logging.getLogger(__name__)
 
@@ -68,3 +69,7 @@ class OutboundPump:
                 self.store.outbox.mark_sent(item.id, event_id)
                 if item.message_seq is not None:
                     self.store.messages.set_event_id(chat_id, item.message_seq, event_id)
+        chat = self.store.chats.get(chat_id)
+        if chat and chat.state == CLOSED and chat.puppet:
+            # Nothing left to send for a finished chat: free its device's memory (reloaded if ever needed).
+            await self.crypto.unload(chat.puppet)

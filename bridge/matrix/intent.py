@@ -112,7 +112,7 @@ class HomeserverApi:
         data = await self.request("POST", "/_matrix/client/v3/keys/signatures/upload", body, user_id=user_id,
                                   what="signature upload")
         if data.get("failures"):
-            raise MatrixError(200, data, "signature upload failures")
+            raise MatrixError(200, {"error": json.dumps(data["failures"])[:500]}, "signature upload refused")
 
     async def query_device_keys(self, user_id: str, device_id: str) -> dict[str, Any]:
         data = await self.request("POST", "/_matrix/client/v3/keys/query", {"device_keys": {user_id: [device_id]}},

@@ -25,18 +25,24 @@ class PuppetManager:
         self.api, self.crypto, self.puppets = api, crypto, puppets
         self.server_name, self.prefix, self.pool_size = server_name, prefix, pool_size
         self._filling: asyncio.Task | None = None
+        self._preparing: dict[str, asyncio.Lock] = {}
 
     def is_puppet(self, user_id: str) -> bool:
         return user_id.startswith(f"@{self.prefix}") and user_id.endswith(f":{self.server_name}")
 
-    async def new(self) -> Puppet:
+    async def new(self, chat_id: str | None = None) -> Puppet:
+        """A new puppet, for a chat or (chat_id None) for the pool; born assigned so the pool never sees it."""
         localpart = self.prefix + secrets.token_hex(8)
         device_id = "PRECINCT" + secrets.token_hex(4).upper()
-        puppet = self.puppets.add(f"@{localpart}:{self.server_name}", device_id)
+        puppet = self.puppets.add(f"@{localpart}:{self.server_name}", device_id, chat_id)
         return await self.ensure_ready(puppet)
 
     async def ensure_ready(self, puppet: Puppet) -> Puppet:
-        """Finish whatever set-up steps this puppet still lacks (idempotent)."""
+        """Finish whatever set-up steps this puppet still lacks (idempotent, one preparation at a time)."""
+        async with self._preparing.setdefault(puppet.user_id, asyncio.Lock()):
+            return await self._prepare(self.puppets.get(puppet.user_id) or puppet)
+
+    async def _prepare(self, puppet: Puppet) -> Puppet:
         user_id = puppet.user_id
         if not puppet.registered:
             await self.api.register(user_id[1:].split(":")[0])
@@ -61,8 +67,7 @@ class PuppetManager:
         """The chat's puppet: already assigned, from the pool, or made now."""
         puppet = self.puppets.for_chat(chat_id) or self.puppets.claim_ready(chat_id)
         if puppet is None:
-            puppet = await self.new()
-            self.puppets.assign(puppet.user_id, chat_id)
+            puppet = await self.new(chat_id)
         elif not puppet.ready:
             puppet = await self.ensure_ready(puppet)
         await self.api.set_display_name(puppet.user_id, display_name)

@@ -33,9 +33,9 @@ class Puppets:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def add(self, user_id: str, device_id: str) -> Puppet:
-        self.db.execute("INSERT INTO puppets (user_id, device_id, created_ts) VALUES (?,?,?)",
-                        [user_id, device_id, int(time.time() * 1000)])
+    def add(self, user_id: str, device_id: str, chat_id: str | None = None) -> Puppet:
+        self.db.execute("INSERT INTO puppets (user_id, device_id, chat_id, created_ts) VALUES (?,?,?,?)",
+                        [user_id, device_id, chat_id, int(time.time() * 1000)])
         return self.get(user_id)  # type: ignore[return-value]
 
     def get(self, user_id: str) -> Puppet | None:

@@ -42,7 +42,9 @@ async def test_visitor_message_reaches_officer_from_puppet_device(matrix_env, of
     assert got.source.get("type") == "m.room.message"
     puppet = got.sender
     assert puppet.startswith("@webchat_") and puppet.endswith(":localhost")
-    devices = list(officer.client.device_store.active_user_devices(puppet))
+    # The officer's client may decrypt before its sync loop has fetched the puppet's device list.
+    devices = await until(lambda: list(officer.client.device_store.active_user_devices(puppet)), 30,
+                          "the puppet's device list at the officer")
     assert len(devices) == 1, "each visitor puppet has exactly one device of its own"
     assert got.sender_key == devices[0].curve25519, "message not encrypted by the puppet's own device"
     assert devices[0].id.startswith("PRECINCT")

@@ -1,0 +1,52 @@
+"""Puppets under a burst of new chats: each gets its own device, signed by its own cross-signing key."""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import aiohttp
+
+from bridge.matrix.crosssign import verify_json
+from tests.conftest import PASSWORD, MatrixEnv
+from tests.support.bridge_db import room_of
+from tests.support.visitor import Visitor
+
+
+async def test_burst_of_chats_while_the_pool_refills(matrix_env: MatrixEnv, bridge_log):
+    visitors = [Visitor(matrix_env.public_url) for _ in range(8)]
+    try:
+        await asyncio.gather(*(v.create(topic="general") for v in visitors))
+        db = matrix_env.dir / "precinct.db"
+        rooms = await asyncio.gather(*(room_of(db, v.chat_id, 90) for v in visitors))
+        assert len(set(rooms)) == len(visitors)
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        ids = [v.chat_id for v in visitors]
+        rows = conn.execute(f"SELECT user_id, device_id, cross_signed, master_key FROM puppets WHERE chat_id IN "
+                            f"({','.join('?' * len(ids))})", ids).fetchall()
+        conn.close()
+        assert len(rows) == len(visitors) and len({r[0] for r in rows}) == len(visitors)
+        assert all(r[2] == 1 and r[3] for r in rows)
+        # Check with the homeserver, as an officer's client would: the device carries a signature by
+        # the user's self-signing key, which carries a signature by the master key we recorded.
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"{matrix_env.synapse.url}/_matrix/client/v3/login",
+                              json={"type": "m.login.password", "user": "officer1", "password": PASSWORD}) as r:
+                token = (await r.json())["access_token"]
+            async with s.post(f"{matrix_env.synapse.url}/_matrix/client/v3/keys/query",
+                              json={"device_keys": {r[0]: [] for r in rows}},
+                              headers={"Authorization": f"Bearer {token}"}) as r:
+                keys = await r.json()
+        for user_id, device_id, _, master in rows:
+            devices = keys["device_keys"][user_id]
+            assert list(devices) == [device_id], "exactly one device per puppet"
+            master_key = keys["master_keys"][user_id]
+            assert list(master_key["keys"].values()) == [master]
+            ssk = keys["self_signing_keys"][user_id]
+            assert verify_json(ssk, user_id, master)
+            ssk_pub = next(iter(ssk["keys"].values()))
+            assert verify_json(devices[device_id], user_id, ssk_pub)
+        log = matrix_env.bridge.log_path.read_text(errors="replace")
+        for problem in ("could not fill the puppet pool", "signature upload refused", "setting up chat"):
+            assert problem not in log, f"bridge log shows {problem!r}"
+    finally:
+        await asyncio.gather(*(v.close() for v in visitors))

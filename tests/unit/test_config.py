@@ -1,0 +1,360 @@
+"""The configuration schema: example file, validation messages that name the key, environment overrides."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bridge import config as cfg
+from bridge.config import ConfigError
+
+ROOT = Path(__file__).parents[2]
+EXAMPLE = ROOT / "example-config.yaml"
+REGENERATE = ("python -c \"from bridge import config; print(config.render_example(), end='')\" "
+              "> example-config.yaml")
+SECRETS = {"appservice.as_token": "a" * 64, "appservice.hs_token": "b" * 64, "crypto.pickle_key": "c" * 64}
+
+
+def example_raw() -> dict[str, Any]:
+    return yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+
+
+def with_secrets(raw: dict[str, Any]) -> dict[str, Any]:
+    raw = copy.deepcopy(raw)
+    for path, value in SECRETS.items():
+        section, key = path.split(".")
+        raw[section][key] = value
+    return raw
+
+
+def good() -> dict[str, Any]:
+    return with_secrets(example_raw())
+
+
+def load(raw: Any, environ: dict[str, str] | None = None) -> cfg.Config:
+    return cfg.load(raw, ROOT, environ or {})
+
+
+def refused(raw: Any, environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as e:
+        load(raw, environ)
+    return str(e.value)
+
+
+# ---- the example file ------------------------------------------------------------------------------
+
+def test_example_file_is_exactly_the_rendered_schema():
+    assert EXAMPLE.read_text(encoding="utf-8") == cfg.render_example(), (
+        f"example-config.yaml has drifted from bridge/config.py's SCHEMA; regenerate it with\n    {REGENERATE}")
+
+
+def _example_lines() -> list[str]:
+    return EXAMPLE.read_text(encoding="utf-8").splitlines()
+
+
+@pytest.mark.parametrize("key", cfg.SCHEMA, ids=lambda k: k.path)
+def test_every_schema_key_is_in_the_example_with_a_comment_above(key: cfg.Key):
+    lines = _example_lines()
+    parts = key.path.split(".")
+    if len(parts) == 1:
+        index = lines.index(f"{parts[0]}:")
+    else:
+        start = lines.index(f"{parts[0]}:")
+        end = next((i for i in range(start + 1, len(lines)) if lines[i] and not lines[i].startswith(" ")),
+                   len(lines))
+        matches = [i for i in range(start + 1, end) if lines[i].startswith(f"  {parts[1]}:")]
+        assert len(matches) == 1, f"{key.path} is not (exactly once) in its section of the example"
+        index = matches[0]
+    above = lines[index - 1].strip()
+    assert above.startswith("# ") and key.doc.split()[0] in above, f"{key.path} has no explanation above it"
+    if key.required:
+        assert "(required)" in above
+    if key.secret:
+        assert "(secret)" in above
+
+
+def test_example_values_parse_back_to_the_schema_examples():
+    raw = example_raw()
+    for key in cfg.SCHEMA:
+        found, value = cfg._lookup(raw, key.path)
+        assert found, key.path
+        assert value == (key.example if key.example is not None else key.default), key.path
+
+
+def test_example_is_refused_only_for_its_example_secrets():
+    raw = example_raw()
+    remaining = dict(SECRETS)
+    while remaining:
+        message = refused(raw)
+        named = [path for path in remaining if path in message]
+        assert len(named) == 1, f"expected one secret named, got: {message}"
+        assert "example value" in message
+        section, key = named[0].split(".")
+        raw[section][key] = remaining.pop(named[0])
+    loaded = load(raw)
+    assert loaded.get("homeserver.server_name") == "police.example"
+
+
+def test_example_with_real_secrets_loads():
+    config = load(good())
+    assert config.get("web.port") == 8080
+    assert config.get("crypto.undecryptable_wait_seconds") == 60.0
+    assert [a.id for a in config.agencies] == ["central"]
+    assert config.agency("central").officers == ("@officer1:police.example", "@officer2:police.example")
+    assert [(t.id, t.agency) for t in config.topics] == [("general", "central"), ("lost-property", "central")]
+    assert config.topic(None).id == "general"
+    assert config.path("store.path") == ROOT / "precinct.db"
+
+
+def test_defaults_fill_in_optional_keys():
+    raw = {"homeserver": {"server_name": "example.org"},
+           "appservice": {"as_token": "a" * 32, "hs_token": "b" * 32},
+           "crypto": {"pickle_key": "c" * 32},
+           "agencies": [{"id": "a", "name": "A", "officers": []}]}
+    config = load(raw)
+    for key in cfg.SCHEMA:
+        if not key.required and key.path != "topics":
+            assert config.get(key.path) == key.default, key.path
+    assert [(t.id, t.agency) for t in config.topics] == [("general", "a")]   # agency null: the first agency
+
+
+def test_short_secret_is_refused():
+    raw = good()
+    raw["crypto"]["pickle_key"] = "short"
+    assert "crypto.pickle_key" in refused(raw)
+
+
+# ---- every kind of mistake names its key -----------------------------------------------------------
+
+@pytest.mark.parametrize("path", [k.path for k in cfg.SCHEMA if k.required])
+def test_missing_required_key(path: str):
+    raw = good()
+    parts = path.split(".")
+    if len(parts) == 1:
+        del raw[parts[0]]
+    else:
+        del raw[parts[0]][parts[1]]
+    message = refused(raw)
+    assert message.startswith(f"{path}: missing"), message
+
+
+@pytest.mark.parametrize("path, value, expected", [
+    ("web.port", "eighty", "expected int"),
+    ("web.port", True, "expected int"),
+    ("web.port", 80.5, "expected int"),
+    ("homeserver.verify_tls", "yes", "expected bool"),
+    ("homeserver.verify_tls", 1, "expected bool"),
+    ("homeserver.server_name", 123, "expected str"),
+    ("crypto.undecryptable_wait_seconds", "soon", "expected float"),
+    ("chats.first_number", [1], "expected int"),
+])
+def test_wrong_type(path: str, value: Any, expected: str):
+    raw = good()
+    section, key = path.split(".")
+    raw[section][key] = value
+    message = refused(raw)
+    assert message.startswith(f"{path}: {expected}"), message
+
+
+def test_int_is_accepted_for_a_float_key():
+    raw = good()
+    raw["crypto"]["undecryptable_wait_seconds"] = 5
+    value = load(raw).get("crypto.undecryptable_wait_seconds")
+    assert value == 5.0 and isinstance(value, float)
+
+
+def test_unknown_key():
+    raw = good()
+    raw["web"]["max_message_chars_typo"] = 10
+    message = refused(raw)
+    assert "web.max_message_chars_typo" in message and "unknown key" in message
+
+
+def test_unknown_top_level_section():
+    raw = good()
+    raw["webb"] = {"port": 1}
+    message = refused(raw)
+    assert "webb" in message and "unknown top-level" in message
+
+
+def test_config_that_is_not_a_mapping():
+    assert "mapping" in refused(["not", "a", "mapping"])
+
+
+def test_a_section_that_is_not_a_mapping_is_refused():
+    """`logging: DEBUG` (instead of `logging: {level: DEBUG}`) must not be silently replaced by defaults."""
+    raw = good()
+    raw["logging"] = "DEBUG"
+    assert "logging" in refused(raw)
+
+
+@pytest.mark.parametrize("agencies, expected", [
+    ([], "agencies:"),
+    ("central", "agencies:"),
+    (["central"], "agencies[0]:"),
+    ([{"id": "Central Police", "name": "C", "officers": []}], "agencies[0].id:"),
+    ([{"id": "", "name": "C", "officers": []}], "agencies[0].id:"),
+    ([{"name": "C", "officers": []}], "agencies[0].id:"),
+    ([{"id": "central", "name": "C", "officers": []}, {"id": "central", "name": "D", "officers": []}],
+     "agencies[1].id: duplicate"),
+    ([{"id": "central", "name": " ", "officers": []}], "agencies[0].name:"),
+    ([{"id": "central", "name": "C", "officers": ["officer1"]}], "agencies[0].officers:"),
+    ([{"id": "central", "name": "C", "officers": ["@officer1"]}], "agencies[0].officers:"),
+    ([{"id": "central", "name": "C", "officers": "@officer1:police.example"}], "agencies[0].officers:"),
+    ([{"id": "central", "name": "C", "officers": [], "colour": "blue"}], "agencies[0]: unknown key"),
+])
+def test_bad_agency(agencies: Any, expected: str):
+    raw = good()
+    raw["agencies"] = agencies
+    message = refused(raw)
+    assert message.startswith(expected), message
+
+
+def test_topic_pointing_at_an_unknown_agency():
+    raw = good()
+    raw["topics"][1]["agency"] = "traffic"
+    message = refused(raw)
+    assert message.startswith("topics[1].agency:") and "'traffic'" in message and "central" in message
+
+
+@pytest.mark.parametrize("topics, expected", [
+    ([], "topics:"),
+    ([{"label": "No id"}], "topics[0]:"),
+    ([{"id": "general"}], "topics[0]:"),
+])
+def test_bad_topic(topics: Any, expected: str):
+    raw = good()
+    raw["topics"] = topics
+    assert refused(raw).startswith(expected)
+
+
+def test_topic_with_a_misspelt_key_is_refused():
+    """`agnecy: traffic` must not silently route the topic's chats to the first agency."""
+    raw = good()
+    raw["agencies"].append({"id": "traffic", "name": "Traffic", "officers": []})
+    raw["topics"][1] = {"id": "lost-property", "label": "Lost property", "agnecy": "traffic"}
+    assert "topics[1]" in refused(raw)
+
+
+@pytest.mark.parametrize("path", ["homeserver.url", "appservice.url", "web.public_url"])
+@pytest.mark.parametrize("value", ["127.0.0.1:8008", "ftp://example.org", "http://", "https:// spaced"])
+def test_bad_url(path: str, value: str):
+    raw = good()
+    section, key = path.split(".")
+    raw[section][key] = value
+    message = refused(raw)
+    assert message.startswith(f"{path}:") and "URL" in message, message
+
+
+@pytest.mark.parametrize("path", ["appservice.port", "web.port"])
+@pytest.mark.parametrize("value", [0, -1, 65536, 100000])
+def test_bad_port(path: str, value: int):
+    raw = good()
+    section, key = path.split(".")
+    raw[section][key] = value
+    message = refused(raw)
+    assert message.startswith(f"{path}:") and "port" in message, message
+
+
+@pytest.mark.parametrize("path, value", [
+    ("appservice.puppet_prefix", "Web Chat"),
+    ("appservice.bot_localpart", "Precinct!"),
+    ("logging.level", "LOUD"),
+    ("web.max_message_chars", 0),
+    ("crypto.undecryptable_wait_seconds", -1.0),
+])
+def test_other_checks_name_the_key(path: str, value: Any):
+    raw = good()
+    section, key = path.split(".")
+    raw[section][key] = value
+    assert refused(raw).startswith(f"{path}:")
+
+
+# ---- environment overrides -------------------------------------------------------------------------
+
+def test_env_name():
+    assert cfg.env_name("appservice.hs_token") == "PRECINCT_APPSERVICE__HS_TOKEN"
+    assert cfg.env_name("agencies") == "PRECINCT_AGENCIES"
+
+
+def test_env_overrides_a_secret():
+    raw = example_raw()
+    environ = {"PRECINCT_APPSERVICE__AS_TOKEN": "x" * 64, "PRECINCT_APPSERVICE__HS_TOKEN": "y" * 64,
+               "PRECINCT_CRYPTO__PICKLE_KEY": "z" * 64}
+    config = load(raw, environ)
+    assert config.get("appservice.hs_token") == "y" * 64
+    assert config.get("appservice.as_token") == "x" * 64
+
+
+def test_env_supplies_a_missing_required_key():
+    raw = good()
+    del raw["appservice"]["hs_token"]
+    config = load(raw, {"PRECINCT_APPSERVICE__HS_TOKEN": "h" * 40})
+    assert config.get("appservice.hs_token") == "h" * 40
+
+
+def test_env_example_secret_is_refused():
+    message = refused(good(), {"PRECINCT_APPSERVICE__HS_TOKEN": "CHANGE-ME-please-please"})
+    assert "appservice.hs_token" in message
+
+
+def test_env_int_key():
+    config = load(good(), {"PRECINCT_WEB__PORT": "9090"})
+    assert config.get("web.port") == 9090
+
+
+def test_env_float_key():
+    config = load(good(), {"PRECINCT_CRYPTO__UNDECRYPTABLE_WAIT_SECONDS": "2.5"})
+    assert config.get("crypto.undecryptable_wait_seconds") == 2.5
+
+
+@pytest.mark.parametrize("text, expected", [("false", False), ("0", False), ("no", False), ("off", False),
+                                            ("true", True), ("1", True), ("YES", True), ("on", True)])
+def test_env_bool_key(text: str, expected: bool):
+    raw = good()
+    raw["homeserver"]["verify_tls"] = not expected
+    assert load(raw, {"PRECINCT_HOMESERVER__VERIFY_TLS": text}).get("homeserver.verify_tls") is expected
+
+
+def test_env_bad_int_names_the_key():
+    message = refused(good(), {"PRECINCT_WEB__PORT": "eighty"})
+    assert "web.port" in message and "environment" in message and "'eighty'" in message
+
+
+def test_env_int_still_checked():
+    assert refused(good(), {"PRECINCT_WEB__PORT": "70000"}).startswith("web.port:")
+
+
+def test_env_bad_bool_names_the_key():
+    """A typo must not quietly turn TLS verification off."""
+    message = refused(good(), {"PRECINCT_HOMESERVER__VERIFY_TLS": "ture"})
+    assert "homeserver.verify_tls" in message
+
+
+def test_env_structured_key_is_yaml():
+    agencies = '[{"id": "north", "name": "North", "officers": ["@n:police.example"]}]'
+    raw = good()
+    del raw["topics"]
+    config = load(raw, {"PRECINCT_AGENCIES": agencies})
+    assert [a.id for a in config.agencies] == ["north"]
+    assert config.topics[0].agency == "north"
+
+
+def test_load_file_reports_missing_and_invalid_files(tmp_path: Path):
+    with pytest.raises(ConfigError, match="not found"):
+        cfg.load_file(tmp_path / "nope.yaml", environ={})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("homeserver: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        cfg.load_file(bad, environ={})
+
+
+def test_load_file_resolves_paths_next_to_the_file(tmp_path: Path):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(good()), encoding="utf-8")
+    config = cfg.load_file(path, environ={})
+    assert config.path("store.path") == tmp_path / "precinct.db"
+    assert config.path("store.crypto_dir") == tmp_path / "crypto"

@@ -1,0 +1,354 @@
+"""The SQLite store: schema and migrations, numbering, uniqueness that makes every path idempotent, atomicity."""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bridge.store import Store
+from bridge.store.chats import ACTIVE, CLOSED, WAITING
+from bridge.store.db import MIGRATIONS, Database
+from bridge.store.messages import OFFICER, SYSTEM, VISITOR
+
+TABLES = {"chats", "puppets", "messages", "outbox", "as_transactions", "room_events", "schema_version"}
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = Store.open(tmp_path / "precinct.db")
+    yield s
+    s.close()
+
+
+def new_chat(store: Store, n: int, topic: str = "general", agency: str = "central"):
+    return store.chats.create(f"chat-{n}", f"hash-{n}", topic, agency, None, None)
+
+
+def ready_puppet(store: Store, user_id: str) -> None:
+    store.puppets.add(user_id, "DEVICE" + user_id[-1])
+    for step in ("registered", "device_created", "cross_signed"):
+        store.puppets.mark(user_id, step)
+
+
+# ---- schema and migrations -------------------------------------------------------------------------
+
+def test_migrations_create_the_schema(tmp_path: Path):
+    db = Database(tmp_path / "sub" / "dir" / "precinct.db")
+    try:
+        assert db.version == len(MIGRATIONS)
+        assert TABLES <= set(db.db.table_names())
+        indexes = {tuple(i.columns): i.unique for i in db.db["messages"].indexes}
+        assert indexes[("chat_id", "client_id")] and indexes[("event_id",)]
+        assert {tuple(i.columns): i.unique for i in db.db["outbox"].indexes}[("txn_id",)]
+        assert {tuple(i.columns): i.unique for i in db.db["room_events"].indexes}[("event_id",)]
+        assert {tuple(i.columns): i.unique for i in db.db["chats"].indexes}[("token_hash",)]
+    finally:
+        db.close()
+
+
+def test_reopening_is_idempotent_and_keeps_data(tmp_path: Path):
+    path = tmp_path / "precinct.db"
+    s = Store.open(path)
+    new_chat(s, 1)
+    s.messages.add("chat-1", SYSTEM, "text", "hello")
+    version = s.db.version
+    s.close()
+    for _ in range(2):
+        s = Store.open(path)
+        try:
+            assert s.db.version == version == len(MIGRATIONS)
+            assert s.db.row("SELECT COUNT(*) AS n FROM schema_version")["n"] == 1
+            assert s.chats.get("chat-1") is not None
+            assert [m.body for m in s.messages.since("chat-1", 0)] == ["hello"]
+        finally:
+            s.close()
+
+
+def test_wal_and_full_sync(store: Store):
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2      # FULL
+
+
+# ---- chats -----------------------------------------------------------------------------------------
+
+def test_chat_numbers_are_sequential_from_first_number(tmp_path: Path):
+    s = Store.open(tmp_path / "a.db", first_chat_number=1001)
+    try:
+        assert [new_chat(s, i).number for i in range(3)] == [1001, 1002, 1003]
+    finally:
+        s.close()
+    s = Store.open(tmp_path / "b.db", first_chat_number=7)
+    try:
+        assert [new_chat(s, i).number for i in range(2)] == [7, 8]
+    finally:
+        s.close()
+
+
+def test_chat_number_continues_after_reopen(tmp_path: Path):
+    path = tmp_path / "precinct.db"
+    s = Store.open(path)
+    new_chat(s, 1)
+    s.close()
+    s = Store.open(path)
+    try:
+        assert new_chat(s, 2).number == 1002
+    finally:
+        s.close()
+
+
+def test_new_chat_is_waiting_and_found_by_token_hash(store: Store):
+    chat = store.chats.create("c1", "h1", "general", "central", "Alex", "en")
+    assert (chat.state, chat.display_name, chat.language, chat.room_id) == (WAITING, "Alex", "en", None)
+    assert store.chats.by_token_hash("h1").id == "c1"
+    assert store.chats.by_token_hash("nope") is None
+    assert [c.id for c in store.chats.needing_room()] == ["c1"]
+
+
+def test_chat_state_changes(store: Store):
+    new_chat(store, 1)
+    store.chats.set_puppet("chat-1", "@webchat_1:p")
+    store.chats.set_room("chat-1", "!room:p")
+    assert store.chats.by_room("!room:p").id == "chat-1"
+    assert store.chats.needing_room() == [] and [c.id for c in store.chats.open_with_room()] == ["chat-1"]
+    store.chats.set_state("chat-1", ACTIVE, officer="@o:p")
+    store.chats.set_state("chat-1", CLOSED)
+    chat = store.chats.get("chat-1")
+    assert chat.state == CLOSED and chat.officer == "@o:p" and chat.closed_ts
+    assert store.chats.open_with_room() == []
+
+
+def test_token_hash_is_unique(store: Store):
+    store.chats.create("c1", "same", "general", "central", None, None)
+    with pytest.raises(sqlite3.IntegrityError):
+        store.chats.create("c2", "same", "general", "central", None, None)
+
+
+# ---- messages --------------------------------------------------------------------------------------
+
+def test_seq_per_chat_independent(store: Store):
+    new_chat(store, 1)
+    new_chat(store, 2)
+    seqs = [store.messages.add("chat-1", VISITOR, "text", "a1").seq,
+            store.messages.add("chat-2", VISITOR, "text", "b1").seq,
+            store.messages.add("chat-1", OFFICER, "text", "a2").seq,
+            store.messages.add("chat-1", SYSTEM, "text", "a3").seq,
+            store.messages.add("chat-2", OFFICER, "text", "b2").seq]
+    assert seqs == [1, 1, 2, 3, 2]
+    assert [(m.seq, m.body) for m in store.messages.since("chat-1", 0)] == [(1, "a1"), (2, "a2"), (3, "a3")]
+    assert [m.body for m in store.messages.since("chat-1", 2)] == ["a3"]
+    assert [m.body for m in store.messages.since("chat-2", 0)] == ["b1", "b2"]
+    assert store.messages.since("chat-1", 0, limit=2)[-1].seq == 2
+
+
+def test_message_fields_round_trip(store: Store):
+    new_chat(store, 1)
+    m = store.messages.add("chat-1", OFFICER, "edit", "new", sender="PC Smith", sender_mxid="@o:p",
+                           event_id="$e", target_seq=4, ts=1234)
+    assert store.messages.get("chat-1", m.seq) == m
+    assert (m.kind, m.sender, m.sender_mxid, m.event_id, m.target_seq, m.ts) == \
+        ("edit", "PC Smith", "@o:p", "$e", 4, 1234)
+    assert store.messages.by_event_id("$e") == m
+
+
+def test_client_id_unique_per_chat(store: Store):
+    new_chat(store, 1)
+    new_chat(store, 2)
+    store.messages.add("chat-1", VISITOR, "text", "hi", client_id="c1")
+    with pytest.raises(sqlite3.IntegrityError):
+        store.messages.add("chat-1", VISITOR, "text", "hi again", client_id="c1")
+    store.messages.add("chat-2", VISITOR, "text", "hi", client_id="c1")     # another chat may use it
+    assert store.messages.by_client_id("chat-1", "c1").body == "hi"
+    assert [m.body for m in store.messages.since("chat-1", 0)] == ["hi"]
+    # Messages without a client_id (officer, system) are not constrained by it.
+    store.messages.add("chat-1", SYSTEM, "text", "one")
+    store.messages.add("chat-1", SYSTEM, "text", "two")
+
+
+def test_event_id_unique(store: Store):
+    new_chat(store, 1)
+    new_chat(store, 2)
+    store.messages.add("chat-1", OFFICER, "text", "hi", event_id="$e1")
+    with pytest.raises(sqlite3.IntegrityError):
+        store.messages.add("chat-2", OFFICER, "text", "hi", event_id="$e1")
+    m = store.messages.add("chat-1", VISITOR, "text", "mine", client_id="c")
+    with pytest.raises(sqlite3.IntegrityError):
+        store.messages.set_event_id("chat-1", m.seq, "$e1")
+    store.messages.set_event_id("chat-1", m.seq, "$e2")
+    assert store.messages.by_event_id("$e2").client_id == "c"
+
+
+# ---- appservice transactions and room events -------------------------------------------------------
+
+def test_repeated_txn_id_is_not_stored_twice(store: Store):
+    assert store.transactions.store("t1", {"events": [1]}) is True
+    assert store.transactions.store("t1", {"events": [2]}) is False
+    assert store.transactions.unprocessed() == [("t1", {"events": [1]})]
+    store.transactions.mark_processed("t1")
+    assert store.transactions.unprocessed() == []
+    assert store.transactions.store("t1", {"events": [3]}) is False
+
+
+def test_repeated_event_id_is_not_queued_twice(store: Store):
+    event = {"event_id": "$e1", "room_id": "!r:p", "type": "m.room.message", "sender": "@o:p", "content": {}}
+    assert store.room_events.add(event) is True
+    assert store.room_events.add(dict(event, content={"body": "changed"})) is False
+    pending = store.room_events.pending("!r:p")
+    assert [p.event_id for p in pending] == ["$e1"] and pending[0].event["content"] == {}
+    store.room_events.finish(pending[0].stream)
+    assert store.room_events.add(event) is False
+    assert store.room_events.pending("!r:p") == []
+
+
+def test_room_events_keep_arrival_order(store: Store):
+    for i, room in enumerate(["!b:p", "!a:p", "!b:p", "!a:p"]):
+        store.room_events.add({"event_id": f"$e{i}", "room_id": room, "type": "m.room.message"})
+    assert store.room_events.rooms_pending() == ["!b:p", "!a:p"]
+    assert [e.event_id for e in store.room_events.pending("!a:p")] == ["$e1", "$e3"]
+
+
+# ---- atomicity -------------------------------------------------------------------------------------
+
+def test_transaction_rolls_back_every_write_on_exception(store: Store):
+    new_chat(store, 1)
+    with pytest.raises(RuntimeError):
+        with store.db.transaction():
+            msg = store.messages.add("chat-1", VISITOR, "text", "hello", client_id="c1")
+            store.outbox.add("chat-1", "txn-1", "m.room.message", {"body": "hello"}, message_seq=msg.seq)
+            raise RuntimeError("crash between the writes and the commit")
+    assert store.messages.since("chat-1", 0) == []
+    assert store.outbox.next_for("chat-1") is None and store.outbox.pending_count() == 0
+
+
+def test_failing_statement_rolls_back_the_earlier_writes(store: Store):
+    new_chat(store, 1)
+    store.outbox.add("chat-1", "txn-taken", "m.room.message", {"body": "first"})
+    with pytest.raises(sqlite3.IntegrityError):
+        with store.db.transaction():
+            msg = store.messages.add("chat-1", VISITOR, "text", "hello", client_id="c1")
+            store.outbox.add("chat-1", "txn-taken", "m.room.message", {"body": "hello"}, message_seq=msg.seq)
+    assert store.messages.by_client_id("chat-1", "c1") is None
+    assert store.outbox.pending_count() == 1
+    # The connection is usable afterwards and the next write commits.
+    msg = store.messages.add("chat-1", VISITOR, "text", "hello", client_id="c1")
+    assert msg.seq == 1
+
+
+def test_rolled_back_transaction_is_not_on_disk(tmp_path: Path):
+    path = tmp_path / "precinct.db"
+    s = Store.open(path)
+    new_chat(s, 1)
+    with pytest.raises(RuntimeError):
+        with s.db.transaction():
+            s.messages.add("chat-1", VISITOR, "text", "lost")
+            raise RuntimeError()
+    with s.db.transaction():
+        s.messages.add("chat-1", VISITOR, "text", "kept")
+    other = sqlite3.connect(path)
+    try:
+        assert other.execute("SELECT body FROM messages").fetchall() == [("kept",)]
+    finally:
+        other.close()
+        s.close()
+
+
+def test_writes_outside_a_transaction_are_committed_at_once(tmp_path: Path):
+    path = tmp_path / "precinct.db"
+    s = Store.open(path)
+    try:
+        new_chat(s, 1)
+        s.outbox.add("chat-1", "t1", "m.room.message", {"body": "x"})
+        assert s.transactions.store("txn", {}) is True
+        other = sqlite3.connect(path)
+        try:
+            assert other.execute("SELECT txn_id FROM outbox").fetchall() == [("t1",)]
+            assert other.execute("SELECT txn_id FROM as_transactions").fetchall() == [("txn",)]
+        finally:
+            other.close()
+    finally:
+        s.close()
+
+
+def test_nested_transaction_failure_rolls_back_only_the_inner_part(store: Store):
+    new_chat(store, 1)
+    with store.db.transaction():
+        store.messages.add("chat-1", SYSTEM, "text", "outer")
+        with pytest.raises(RuntimeError):
+            with store.db.transaction():
+                store.messages.add("chat-1", SYSTEM, "text", "inner")
+                raise RuntimeError()
+    assert [m.body for m in store.messages.since("chat-1", 0)] == ["outer"]
+
+
+# ---- outbox ----------------------------------------------------------------------------------------
+
+def test_outbox_order_per_chat(store: Store):
+    for i, chat in enumerate(["a", "b", "a", "a", "b"]):
+        store.outbox.add(chat, f"t{i}", "m.room.message", {"body": f"{chat}{i}"}, message_seq=i)
+    assert sorted(store.outbox.chats_pending()) == ["a", "b"]
+    sent = []
+    while (item := store.outbox.next_for("a")) is not None:
+        sent.append((item.txn_id, item.content["body"], item.message_seq))
+        store.outbox.mark_sent(item.id, f"$ev{item.id}")
+    assert sent == [("t0", "a0", 0), ("t2", "a2", 2), ("t3", "a3", 3)]
+    assert store.outbox.chats_pending() == ["b"]
+    assert store.outbox.next_for("b").txn_id == "t1"
+    assert store.outbox.pending_count() == 2
+
+
+def test_outbox_failed_attempt_keeps_the_item_and_its_txn_id(store: Store):
+    store.outbox.add("a", "t1", "m.room.message", {"body": "x"})
+    item = store.outbox.next_for("a")
+    store.outbox.mark_attempt_failed(item.id, "timeout " * 200)
+    again = store.outbox.next_for("a")
+    assert (again.id, again.txn_id, again.attempts) == (item.id, "t1", 1)
+
+
+def test_outbox_txn_id_unique(store: Store):
+    store.outbox.add("a", "t1", "m.room.message", {})
+    with pytest.raises(sqlite3.IntegrityError):
+        store.outbox.add("b", "t1", "m.room.message", {})
+
+
+# ---- puppets ---------------------------------------------------------------------------------------
+
+def test_claim_ready_gives_each_ready_puppet_to_one_chat(store: Store):
+    ready_puppet(store, "@webchat_1:p")
+    store.puppets.add("@webchat_2:p", "D2")                     # registered only: not ready
+    store.puppets.mark("@webchat_2:p", "registered")
+    ready_puppet(store, "@webchat_3:p")
+    claimed = [store.puppets.claim_ready(f"chat-{i}") for i in range(4)]
+    users = [p.user_id if p else None for p in claimed]
+    assert len(set(users[:2])) == 2
+    assert set(users[:2]) == {"@webchat_1:p", "@webchat_3:p"}
+    assert users[2:] == [None, None]
+    for i, p in enumerate(claimed[:2]):
+        assert p.chat_id == f"chat-{i}" and p.ready
+        assert store.puppets.for_chat(f"chat-{i}").user_id == p.user_id
+    assert [p.user_id for p in store.puppets.pool()] == ["@webchat_2:p"]
+
+
+def test_claim_ready_across_connections(tmp_path: Path):
+    """Two connections to one database (e.g. a restart overlapping): still one chat per puppet."""
+    path = tmp_path / "precinct.db"
+    a, b = Store.open(path), Store.open(path)
+    try:
+        ready_puppet(a, "@webchat_1:p")
+        first, second = a.puppets.claim_ready("chat-a"), b.puppets.claim_ready("chat-b")
+        assert first is not None and first.user_id == "@webchat_1:p"
+        assert second is None
+        assert b.puppets.get("@webchat_1:p").chat_id == "chat-a"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_puppet_steps(store: Store):
+    p = store.puppets.add("@webchat_9:p", "DEV")
+    assert not p.ready and p.chat_id is None
+    store.puppets.mark("@webchat_9:p", "master_key", "KEY")
+    with pytest.raises(ValueError):
+        store.puppets.mark("@webchat_9:p", "chat_id", "x")
+    assert store.puppets.exists("@webchat_9:p") and not store.puppets.exists("@nobody:p")
+    store.puppets.assign("@webchat_9:p", "chat-9")
+    assert store.puppets.for_chat("chat-9").master_key == "KEY"

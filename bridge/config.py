@@ -176,7 +176,11 @@ def _coerce(key: Key, value: Any) -> Any:
 
 def _env_value(key: Key, text: str) -> Any:
     if key.kind is bool:
-        return text.lower() in ("1", "true", "yes", "on")
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key.path} (from environment {env_name(key.path)}): expected true or false, got {text!r}")
     if key.kind in (int, float):
         try:
             return key.kind(text)
@@ -227,6 +231,9 @@ def _parse_topics(value: Any, agencies: list[Agency]) -> list[Topic]:
         where = f"topics[{i}]"
         if not isinstance(t, dict) or not isinstance(t.get("id"), str) or not isinstance(t.get("label"), str):
             raise ConfigError(f"{where}: expected a mapping with id, label and agency")
+        unknown = set(t) - {"id", "label", "agency"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; expected id, label, agency")
         agency = t.get("agency") or agencies[0].id
         if agency not in ids:
             raise ConfigError(f"{where}.agency: {agency!r} is not one of the agencies {sorted(ids)}")
@@ -243,6 +250,9 @@ def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Co
     if unknown:
         raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}; expected {sorted(_TOP_SECTIONS)}")
     for section, body in raw.items():
+        nested = any("." in k.path and k.path.startswith(section + ".") for k in SCHEMA)
+        if nested and body is not None and not isinstance(body, dict):
+            raise ConfigError(f"{section}: expected a mapping of keys (see example-config.yaml), got {body!r}")
         if isinstance(body, dict):
             for sub in body:
                 if f"{section}.{sub}" not in _BY_PATH:

@@ -22,7 +22,7 @@ def registration(config: Config) -> dict[str, Any]:
         "hs_token": config.get("appservice.hs_token"),
         "sender_localpart": config.get("appservice.bot_localpart"),
         "namespaces": {
-            "users": [{"exclusive": True, "regex": f"@{prefix}.*:{server}"}],
+            "users": [{"exclusive": True, "regex": f"^@{prefix}[^:]*:{server}$"}],
             "aliases": [],
             "rooms": [],
         },

@@ -35,6 +35,7 @@ class Membership:
     user_id: str
     membership: str      # join | leave | invite | ban
     display_name: str | None
+    previous: str | None = None   # membership before this event: join → join is only a profile change
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,13 @@ class _TextExtractor(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in ("mx-reply", "script", "style"):
             self._skip += 1
-        elif tag in self.BLOCK and self.parts and not self.parts[-1].endswith("\n"):
+            return
+        if self._skip:
+            return
+        if tag == "br":
+            self.parts.append("\n")
+            return
+        if tag in self.BLOCK and self.parts and not self.parts[-1].endswith("\n"):
             self.parts.append("\n")
         if tag == "li":
             self.parts.append("• ")
@@ -68,11 +75,13 @@ class _TextExtractor(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in ("mx-reply", "script", "style"):
             self._skip = max(0, self._skip - 1)
+        elif self._skip:
+            return
         elif tag == "a" and self._href:
             href = self._href.pop()
             if href and not "".join(self.parts).endswith(href):
                 self.parts.append(f" ({href})")
-        elif tag in self.BLOCK:
+        elif tag in self.BLOCK and tag != "br":
             self.parts.append("\n")
 
     def handle_data(self, data: str) -> None:
@@ -119,7 +128,10 @@ def interpret(event: dict[str, Any]) -> Interpretation:
         if not isinstance(state_key, str):
             return Unsupported("member event without state_key")
         name = content.get("displayname") if isinstance(content.get("displayname"), str) else None
-        return Membership(state_key, str(content.get("membership", "")), name)
+        unsigned = event.get("unsigned") if isinstance(event.get("unsigned"), dict) else {}
+        prev = unsigned.get("prev_content") if isinstance(unsigned.get("prev_content"), dict) else {}
+        previous = prev.get("membership") if isinstance(prev.get("membership"), str) else None
+        return Membership(state_key, str(content.get("membership", "")), name, previous)
     if etype == "m.room.redaction":
         target = content.get("redacts") or event.get("redacts")
         return OfficerRedaction(target) if isinstance(target, str) else Unsupported("redaction without target")

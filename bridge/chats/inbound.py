@@ -148,7 +148,7 @@ class InboundPump:
         sender = str(event.get("sender"))
         name = self._display_name(chat, sender)
         if isinstance(meaning, ev.Membership):
-            if meaning.membership == "join" and not self._ours(meaning.user_id):
+            if meaning.membership == "join" and meaning.previous != "join" and not self._ours(meaning.user_id):
                 # Idempotent, so a crash before the event is marked done just repeats it harmlessly.
                 await self.chats.officer_joined(chat, meaning.user_id, meaning.display_name or meaning.user_id)
             self.store.room_events.finish(item.stream, DONE)
@@ -159,7 +159,13 @@ class InboundPump:
                                            event.get("origin_server_ts"))
             elif isinstance(meaning, (ev.OfficerEdit, ev.OfficerRedaction)):
                 target = self.store.messages.by_event_id(meaning.target_event_id)
-                if target is not None:
+                # Only within this chat; an edit only by whoever wrote the original (as Matrix clients do).
+                allowed = target is not None and target.chat_id == chat.id and (
+                    isinstance(meaning, ev.OfficerRedaction) or target.sender_mxid == sender)
+                if not allowed:
+                    log.info("chat %s: %s ignored: it targets a message it may not change", chat.number,
+                             item.event_id)
+                elif target is not None:
                     kind, body = ("edit", meaning.body) if isinstance(meaning, ev.OfficerEdit) else ("redaction", "")
                     self.chats.officer_message(chat, kind, body, sender, name, item.event_id,
                                                event.get("origin_server_ts"), target_seq=target.seq)

@@ -93,7 +93,8 @@ class ChatService:
             self.store.chats.set_state(chat.id, CLOSED)
             text = "The chat has ended." if by == VISITOR else f"{officer_name or 'The officer'} has ended the chat."
             self.store.messages.add(chat.id, SYSTEM, "text", text)
-            if by == VISITOR:
+            # Officers hear of it only if there is a room, or one is still owed for unsent messages.
+            if by == VISITOR and (chat.room_id or self.store.outbox.has_pending(chat.id)):
                 self.store.outbox.add(chat.id, new_txn_id(), "m.room.message",
                                       {"msgtype": "m.notice", "body": "The citizen has ended the chat."})
         self.hub.messages(chat.id)
@@ -102,12 +103,15 @@ class ChatService:
 
     # ---- Matrix-side happenings ------------------------------------------------------------------
     async def officer_joined(self, chat: Chat, user_id: str, name: str) -> None:
-        if chat.state == WAITING:
-            with self.store.db.transaction():
+        """Announce an officer's arrival to the citizen; the first one makes the chat active."""
+        with self.store.db.transaction():
+            if chat.state == WAITING:
                 self.store.chats.set_state(chat.id, ACTIVE, officer=user_id)
+            if chat.state != CLOSED:
                 self.store.messages.add(chat.id, SYSTEM, "text", f"{name} has joined the chat.",
                                         sender=name, sender_mxid=user_id)
-            self.hub.messages(chat.id)
+        self.hub.messages(chat.id)
+        if chat.state == WAITING:
             self.hub.status(chat.id, ACTIVE)
         try:
             # Share the room key now, so the officer's first read does not wait for key exchange.
@@ -170,8 +174,11 @@ class ChatService:
 
     async def resume(self) -> None:
         """At start-up: finish interrupted set-ups and reload the devices of open chats."""
-        for chat in self.store.chats.needing_room():
-            self.start_setup(chat.id)
+        unsent = set(self.store.outbox.chats_pending())
+        for chat in self.store.chats.without_room():
+            # A chat closed before its room existed still owes the officers what the citizen was told was sent.
+            if chat.state != CLOSED or chat.id in unsent:
+                self.start_setup(chat.id)
         for chat in self.store.chats.open_with_room():
             try:
                 await self.crypto.catch_up(chat.puppet)  # type: ignore[arg-type]

@@ -55,9 +55,8 @@ class Chats:
         row = self.db.row("SELECT * FROM chats WHERE room_id = ?", [room_id])
         return Chat(**row) if row else None
 
-    def needing_room(self) -> list[Chat]:
-        return [Chat(**r) for r in self.db.rows(
-            "SELECT * FROM chats WHERE room_id IS NULL AND state != ? ORDER BY number", [CLOSED])]
+    def without_room(self) -> list[Chat]:
+        return [Chat(**r) for r in self.db.rows("SELECT * FROM chats WHERE room_id IS NULL ORDER BY number")]
 
     def open_with_room(self) -> list[Chat]:
         return [Chat(**r) for r in self.db.rows(

@@ -63,5 +63,8 @@ class Messages:
         return [Message(**r) for r in self.db.rows(
             "SELECT * FROM messages WHERE chat_id = ? AND seq > ? ORDER BY seq LIMIT ?", [chat_id, seq, limit])]
 
+    def last_seq(self, chat_id: str) -> int:
+        return self.db.row("SELECT COALESCE(MAX(seq), 0) AS n FROM messages WHERE chat_id = ?", [chat_id])["n"]  # type: ignore[index]
+
     def set_event_id(self, chat_id: str, seq: int, event_id: str) -> None:
         self.db.execute("UPDATE messages SET event_id = ? WHERE chat_id = ? AND seq = ?", [event_id, chat_id, seq])

@@ -41,6 +41,10 @@ class Outbox:
     def chats_pending(self) -> list[str]:
         return [r["chat_id"] for r in self.db.rows("SELECT DISTINCT chat_id FROM outbox WHERE state = ?", [PENDING])]
 
+    def has_pending(self, chat_id: str) -> bool:
+        return self.db.row("SELECT 1 AS x FROM outbox WHERE chat_id = ? AND state = ? LIMIT 1",
+                           [chat_id, PENDING]) is not None
+
     def next_for(self, chat_id: str) -> OutboxItem | None:
         row = self.db.row("SELECT id, chat_id, txn_id, event_type, content, message_seq, attempts FROM outbox"
                           " WHERE chat_id = ? AND state = ? ORDER BY id LIMIT 1", [chat_id, PENDING])

@@ -27,6 +27,10 @@ MAX_CLIENT_ID = 128
 MAX_FRAME_BYTES = 64 * 1024
 
 
+class _ClientGone(Exception):
+    """The client went away (or broke the frame size limit) before authenticating."""
+
+
 class ApiError(Exception):
     def __init__(self, status: int, error: str, message: str) -> None:
         super().__init__(message)
@@ -116,16 +120,23 @@ class VisitorApi:
             raise ApiError(404, "not_found", "No such chat.")
         return chat
 
-    def _since(self, value: Any) -> int:
-        if value is None or value == "":
+    def _since(self, value: Any, from_query: bool = False) -> int:
+        """In a query string 'since' is text; in a JSON frame it must be a JSON integer."""
+        if value is None or (from_query and value == ""):
             return 0
-        try:
-            since = int(value)
-        except (TypeError, ValueError):
-            raise ApiError(400, "bad_request", "'since' must be a whole number (the last seq you have, 0 at first).")
-        if since < 0:
+        problem = ApiError(400, "bad_request", "'since' must be a whole number (the last seq you have, 0 at first).")
+        if isinstance(value, str):
+            if not from_query:
+                raise problem
+            if not value.isdigit():
+                raise problem if not value.startswith("-") else ApiError(400, "bad_request",
+                                                                        "'since' must not be negative.")
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise problem
+        if value < 0:
             raise ApiError(400, "bad_request", "'since' must not be negative.")
-        return since
+        return value
 
     def _state(self, chat: Chat) -> dict[str, Any]:
         return {"chat_id": chat.id, "number": chat.number, "state": chat.state, "topic": chat.topic}
@@ -149,7 +160,7 @@ class VisitorApi:
 
     async def get_messages(self, request: web.Request) -> web.Response:
         chat = self._chat_for(request)
-        since = self._since(request.query.get("since"))
+        since = self._since(request.query.get("since"), from_query=True)
         chat = self.store.chats.get(chat.id) or chat
         return web.json_response({"state": chat.state,
                                   "messages": [message_frame(m) for m in self.store.messages.since(chat.id, since)]})
@@ -185,8 +196,11 @@ class VisitorApi:
             await ws.send_json(ApiError(401, "unauthorized", "Send an auth frame first.").frame())
             await ws.close(code=4401)
             return ws
+        except _ClientGone:
+            return ws
         sub = self.chats.hub.subscribe(chat.id)
-        last = since
+        # A client claiming more than exists would otherwise never see the messages up to its number.
+        last = min(since, self.store.messages.last_seq(chat.id))
         try:
             current = self.store.chats.get(chat.id) or chat
             await ws.send_json({"type": "ready", "state": current.state, "chat_id": chat.id, "number": chat.number})
@@ -216,8 +230,15 @@ class VisitorApi:
         return ws
 
     async def _ws_auth(self, request: web.Request, ws: web.WebSocketResponse) -> tuple[Chat, int]:
+        """Wait for the auth frame; one deadline from connection, however many wrong frames come first."""
+        deadline = asyncio.get_running_loop().time() + AUTH_TIMEOUT
         while True:
-            msg = await asyncio.wait_for(ws.receive(), timeout=AUTH_TIMEOUT)
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise asyncio.TimeoutError()
+            msg = await asyncio.wait_for(ws.receive(), timeout=remaining)
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                raise _ClientGone()
             if msg.type != WSMsgType.TEXT:
                 raise ApiError(400, "bad_frame", "Expected a JSON text frame {\"type\":\"auth\",…}.")
             try:

@@ -102,7 +102,7 @@ def test_new_chat_is_waiting_and_found_by_token_hash(store: Store):
     assert (chat.state, chat.display_name, chat.language, chat.room_id) == (WAITING, "Alex", "en", None)
     assert store.chats.by_token_hash("h1").id == "c1"
     assert store.chats.by_token_hash("nope") is None
-    assert [c.id for c in store.chats.needing_room()] == ["c1"]
+    assert [c.id for c in store.chats.without_room()] == ["c1"]
 
 
 def test_chat_state_changes(store: Store):
@@ -110,7 +110,7 @@ def test_chat_state_changes(store: Store):
     store.chats.set_puppet("chat-1", "@webchat_1:p")
     store.chats.set_room("chat-1", "!room:p")
     assert store.chats.by_room("!room:p").id == "chat-1"
-    assert store.chats.needing_room() == [] and [c.id for c in store.chats.open_with_room()] == ["chat-1"]
+    assert store.chats.without_room() == [] and [c.id for c in store.chats.open_with_room()] == ["chat-1"]
     store.chats.set_state("chat-1", ACTIVE, officer="@o:p")
     store.chats.set_state("chat-1", CLOSED)
     chat = store.chats.get("chat-1")

@@ -1,0 +1,85 @@
+"""The WebSocket's authentication phase (bridge/web/visitor_api.py), with the Matrix side left out."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+
+from bridge.chats.hub import ChatHub
+from bridge.chats.lifecycle import ChatService
+from bridge.store import Store
+from bridge.web import visitor_api
+from bridge.web.server import public_app
+from tests.support.configs import example_config
+
+
+async def _server(tmp_path):
+    config = example_config(tmp_path)
+    store = Store.open(tmp_path / "p.db")
+    chats = ChatService(config, store, None, None, None, ChatHub(), lambda: None)  # type: ignore[arg-type]
+    chats.start_setup = lambda chat_id: None
+    server = TestServer(public_app(visitor_api.VisitorApi(config, store, chats)))
+    await server.start_server()
+    return server, chats, store
+
+
+async def _closed(ws: aiohttp.ClientWebSocketResponse, timeout: float) -> bool:
+    try:
+        while (await ws.receive(timeout=timeout)).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+            pass
+        return True
+    except asyncio.TimeoutError:
+        return False
+
+
+async def test_auth_deadline_is_not_reset_by_junk_frames(tmp_path, monkeypatch):
+    monkeypatch.setattr(visitor_api, "AUTH_TIMEOUT", 1.0)
+    server, chats, store = await _server(tmp_path)
+    chat, _ = chats.open(None, None, None)
+    async with aiohttp.ClientSession() as s:
+        ws = await s.ws_connect(server.make_url(f"/api/v1/chats/{chat.id}/ws"))
+        closed = False
+        for _ in range(20):                           # keep sending junk, well past the deadline
+            await ws.send_str('{"type": "hello"}')
+            if closed := await _closed(ws, 0.25):
+                break
+        assert closed and ws.close_code == 4401
+    await server.close()
+    store.close()
+
+
+async def test_since_beyond_the_last_message_still_gets_new_messages(tmp_path):
+    server, chats, store = await _server(tmp_path)
+    chat, token = chats.open(None, None, None)       # seq 1: the queue notice
+    async with aiohttp.ClientSession() as s:
+        ws = await s.ws_connect(server.make_url(f"/api/v1/chats/{chat.id}/ws"))
+        await ws.send_json({"type": "auth", "token": token, "since": 99})
+        assert (await ws.receive_json(timeout=5))["type"] == "ready"
+        await ws.send_json({"type": "message", "client_id": "x", "body": "hello"})
+        frames = [await ws.receive_json(timeout=5) for _ in range(2)]
+        assert {f["type"] for f in frames} == {"ack", "message"}
+        for bad in ("5", 5.9, True, -1):
+            ws2 = await s.ws_connect(server.make_url(f"/api/v1/chats/{chat.id}/ws"))
+            await ws2.send_json({"type": "auth", "token": token, "since": bad})
+            err = await ws2.receive_json(timeout=5)
+            assert err["type"] == "error" and err["error"] == "bad_request", bad
+            await ws2.close()
+        await ws.close()
+    await server.close()
+    store.close()
+
+
+async def test_client_leaving_before_auth_is_not_logged_as_an_error(tmp_path, caplog):
+    server, chats, store = await _server(tmp_path)
+    chat, _ = chats.open(None, None, None)
+    async with aiohttp.ClientSession() as s:
+        ws = await s.ws_connect(server.make_url(f"/api/v1/chats/{chat.id}/ws"))
+        await ws.close()
+        ws = await s.ws_connect(server.make_url(f"/api/v1/chats/{chat.id}/ws"))
+        await ws.send_str("x" * (visitor_api.MAX_FRAME_BYTES + 10))
+        assert await _closed(ws, 5)
+    await server.close()                              # waits for the handlers to finish
+    store.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

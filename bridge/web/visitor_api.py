@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 AUTH_TIMEOUT = 15.0
 MAX_CLIENT_ID = 128
 MAX_FRAME_BYTES = 64 * 1024
+HISTORY_PAGE = 500          # messages per GET …/messages; "more": true says ask again from the last seq
 
 
 class _ClientGone(Exception):
@@ -162,8 +163,9 @@ class VisitorApi:
         chat = self._chat_for(request)
         since = self._since(request.query.get("since"), from_query=True)
         chat = self.store.chats.get(chat.id) or chat
-        return web.json_response({"state": chat.state,
-                                  "messages": [message_frame(m) for m in self.store.messages.since(chat.id, since)]})
+        page = self.store.messages.since(chat.id, since, limit=HISTORY_PAGE + 1)
+        return web.json_response({"state": chat.state, "more": len(page) > HISTORY_PAGE,
+                                  "messages": [message_frame(m) for m in page[:HISTORY_PAGE]]})
 
     async def post_message(self, request: web.Request) -> web.Response:
         chat = self._chat_for(request)

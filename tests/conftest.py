@@ -15,6 +15,7 @@ import yaml
 
 from bridge.localhs import LocalSynapse, free_port
 from tests.support.bridge_process import BridgeProcess
+from tests.support.officer import NioOfficer
 
 ROOT = Path(__file__).parents[1]
 SERVER = "localhost"
@@ -90,3 +91,20 @@ def bridge_log(matrix_env: MatrixEnv):
     yield
     # (printed by pytest only when a test fails, via captured output)
     print("---- bridge log tail ----\n" + matrix_env.bridge.tail(80))
+
+
+@pytest.fixture
+async def officer_of(matrix_env: MatrixEnv, tmp_path):
+    """``await officer_of("central")``: a started encrypted nio officer of that agency, stopped after the test."""
+    started: list[NioOfficer] = []
+
+    async def make(agency: str) -> NioOfficer:
+        o = NioOfficer(matrix_env.synapse.url, matrix_env.officer_id(agency), PASSWORD,
+                       tmp_path / f"officer-{agency}-{len(started)}")
+        started.append(o)
+        await o.start()
+        return o
+
+    yield make
+    for o in started:
+        await o.stop()

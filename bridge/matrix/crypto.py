@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import nio
-from nio.crypto import OlmDevice  # noqa: F401  (re-exported type for callers' annotations)
 
 from ..store.puppets import Puppets
 from .intent import HomeserverApi, PuppetClient

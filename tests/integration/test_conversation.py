@@ -6,18 +6,27 @@ import uuid
 import nio
 import pytest
 
-from tests.conftest import PASSWORD, MatrixEnv
+from tests.conftest import MatrixEnv
 from tests.support.officer import NioOfficer
 from tests.support.visitor import Visitor
 from tests.support.waiting import until
 
 
 @pytest.fixture
-async def officer(matrix_env: MatrixEnv, tmp_path):
-    o = NioOfficer(matrix_env.synapse.url, matrix_env.officer_id("central"), PASSWORD, tmp_path / "officer")
-    await o.start()
-    yield o
-    await o.stop()
+async def officer(officer_of):
+    return await officer_of("central")
+
+
+async def open_chat(visitor: Visitor, officer: NioOfficer, topic: str = "general"):
+    """Start a chat and wait until the officer has read the first message and the citizen sees 'active'."""
+    await visitor.create(topic=topic)
+    await visitor.connect()
+    marker = f"hello {uuid.uuid4().hex[:8]}"
+    await visitor.send(marker)
+    got = await officer.wait_message(lambda m: m.body == marker, timeout=60)
+    await visitor.wait_frame(lambda f: f.get("type") == "status" and f.get("state") == "active",
+                             what="active status after officer join")
+    return got
 
 
 @pytest.fixture
@@ -53,13 +62,7 @@ async def test_visitor_message_reaches_officer_from_puppet_device(matrix_env, of
 
 
 async def test_officer_reply_edit_and_redaction_reach_visitor_in_order(matrix_env, officer, visitor, bridge_log):
-    await visitor.create(topic="general")
-    await visitor.connect()
-    marker = f"hello {uuid.uuid4().hex[:8]}"
-    await visitor.send(marker)
-    got = await officer.wait_message(lambda m: m.body == marker, timeout=60)
-    await visitor.wait_frame(lambda f: f.get("type") == "status" and f.get("state") == "active",
-                             what="active status after officer join")
+    got = await open_chat(visitor, officer)
 
     first = await officer.send(got.room_id, "Hello, this is Officer One.")
     second = await officer.send(got.room_id, "Formatted", format="org.matrix.custom.html",
@@ -84,12 +87,7 @@ async def test_officer_reply_edit_and_redaction_reach_visitor_in_order(matrix_en
 
 
 async def test_typing_reaches_both_sides(matrix_env, officer, visitor, bridge_log):
-    await visitor.create(topic="general")
-    await visitor.connect()
-    marker = f"typing test {uuid.uuid4().hex[:8]}"
-    await visitor.send(marker)
-    got = await officer.wait_message(lambda m: m.body == marker, timeout=60)
-    await visitor.wait_frame(lambda f: f.get("type") == "status" and f.get("state") == "active")
+    got = await open_chat(visitor, officer)
     resp = await officer.client.room_typing(got.room_id, True, timeout=20000)
     assert isinstance(resp, nio.RoomTypingResponse)
     await visitor.wait_frame(lambda f: f.get("type") == "typing" and f["active"] is True, what="officer typing")

@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import PASSWORD, MatrixEnv
+from tests.conftest import MatrixEnv
 from tests.support.officer import NioOfficer
 from tests.support.visitor import Visitor
 from tests.support.waiting import until
@@ -47,11 +47,8 @@ class Citizen(Visitor):
 
 
 @pytest.fixture
-async def officer(matrix_env: MatrixEnv, tmp_path):
-    o = NioOfficer(matrix_env.synapse.url, matrix_env.officer_id("nightshift"), PASSWORD, tmp_path / "officer2")
-    await o.start()
-    yield o
-    await o.stop()
+async def officer(officer_of):
+    return await officer_of("nightshift")
 
 
 async def test_kill_9_at_several_points_loses_and_duplicates_nothing(matrix_env: MatrixEnv, officer: NioOfficer,

@@ -31,6 +31,8 @@ import signal
 import socket
 import sys
 import time
+import traceback
+import urllib.parse
 from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, Iterator
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
 SERVER_NAME = "localhost"
 OFFICER_LOCALPART = "officer"
+OFFICER_DISPLAY_NAME = "PC Demo"
 AGENCY_ID = "demo"
 AGENCY_NAME = "Demo Police"
 AGENCY_ROOM_NAME = "Demo Police — officers"
@@ -60,6 +63,14 @@ class DemoError(Exception):
 
 class _Stop(BaseException):
     """A stop signal arrived while setting up (BaseException: nothing on the way may swallow it)."""
+
+
+def say(*parts: object, err: bool = False) -> None:
+    """Print for the person running the demo; a closed terminal or pipe must not stop the clean-up."""
+    try:
+        print(*parts, file=sys.stderr if err else sys.stdout, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 # ---- files in the data directory ------------------------------------------------------------------
@@ -220,13 +231,13 @@ def ensure_config(files: DemoFiles) -> cfg.Config:
             generate_registration(draft, files.registration)  # real secrets in, validated, registration written
         os.chmod(draft, 0o600)
         os.replace(draft, files.config)                       # only a complete config ever becomes config.yaml
-        print(f"Created {files.config} (new secrets) and {files.registration}.")
+        say(f"Created {files.config} (new secrets) and {files.registration}.")
     config = cfg.load_file(files.config)
     old = _configured_ports(config)
     ports = choose_ports(old)
     if ports != old:
         moved = ", ".join(f"{name} {old[name]} → {ports[name]}" for name in ports if ports[name] != old[name])
-        print(f"Ports in use by something else, moved: {moved} (saved in {files.config.name}).")
+        say(f"Ports in use by something else, moved: {moved} (saved in {files.config.name}).")
         _write_private(files.config, with_ports(files.config.read_text(encoding="utf-8"), ports))
         config = cfg.load_file(files.config)
     if config.get("homeserver.server_name") != SERVER_NAME:
@@ -360,7 +371,7 @@ def stop_leftover_synapse(files: DemoFiles) -> None:
     except OSError:
         cmdline = ""
     if "synapse.app.homeserver" in cmdline and str(files.synapse / "homeserver.yaml") in cmdline:
-        print(f"Stopping the Synapse left running by an earlier demo run (pid {pid})…")
+        say(f"Stopping the Synapse left running by an earlier demo run (pid {pid})…")
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
         while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
@@ -416,7 +427,7 @@ def _setup_logging(config: cfg.Config, path: Path) -> list[logging.Handler]:
 
 
 async def run_bridge(config: cfg.Config, synapse: LocalSynapse, after_start: Callable[[], None],
-                     on_ready: Callable[[], None]) -> int:
+                     on_ready: Callable[[], None], stop_requested: Callable[[], bool] = lambda: False) -> int:
     """Run the bridge until a stop signal (0) or until something fails (1).
 
     ``after_start`` (blocking; run in a thread) does the homeserver-side setup once
@@ -429,6 +440,8 @@ async def run_bridge(config: cfg.Config, synapse: LocalSynapse, after_start: Cal
     stop = asyncio.Event()
     for sig in SIGNALS:
         loop.add_signal_handler(sig, stop.set)
+    if stop_requested():          # a signal that came before the loop took the handlers over
+        stop.set()
 
     async def synapse_died() -> None:
         while synapse.pid is not None:
@@ -454,18 +467,18 @@ async def run_bridge(config: cfg.Config, synapse: LocalSynapse, after_start: Cal
             log.error("start-up failed", exc_info=err)
             raise err  # type: ignore[misc]    # run_demo reports it, after the bridge has stopped
         if watchdog.done() and not stop.is_set():
-            print(f"\nSynapse stopped unexpectedly; see {synapse.console_path} and {synapse.log_path}.",
-                  file=sys.stderr)
+            say(f"\nSynapse stopped unexpectedly; see {synapse.console_path} and {synapse.log_path}.",
+                err=True)
             code = 1
     finally:
-        print("Stopping the bridge…", flush=True)
+        say("Stopping the bridge…")
         for task in (starting, stopping, watchdog):
             task.cancel()
         await asyncio.gather(starting, stopping, watchdog, return_exceptions=True)
         stopping_bridge = asyncio.create_task(bridge.stop())
         done, _ = await asyncio.wait({stopping_bridge}, timeout=3)
         if not done:
-            print("Waiting for open chat pages to disconnect (can take up to a minute)…", flush=True)
+            say("Waiting for open chat pages to disconnect (can take up to a minute)…")
         try:
             await stopping_bridge
         except Exception:
@@ -486,6 +499,9 @@ def officer_setup(synapse: LocalSynapse, password: str, files: DemoFiles) -> Non
     token = officer_session(synapse.url, password)
     try:
         remove_unused_devices(synapse.url, token, password)
+        user_id = urllib.parse.quote(f"@{OFFICER_LOCALPART}:{SERVER_NAME}")
+        request_json("PUT", f"{synapse.url}/_matrix/client/v3/profile/{user_id}/displayname",
+                     {"displayname": OFFICER_DISPLAY_NAME}, token=token)   # citizens see this name
         ensure_agency_room(synapse.url, token, files, state)
     finally:
         logout(synapse.url, token)
@@ -504,13 +520,14 @@ def _banner(config: cfg.Config, synapse: LocalSynapse, password: str, files: Dem
  Officer user ID          @{OFFICER_LOCALPART}:{SERVER_NAME}
  Officer password         {password}
 
- Officer: sign in with Element (https://app.element.io or Element Desktop)
- on this machine; choose to edit the homeserver ("Sign in to another server"
- / custom homeserver) and enter {synapse.url}, then the user name
- "{OFFICER_LOCALPART}" and the password above. New chats arrive as invitations;
- the room "{AGENCY_ROOM_NAME}" is the officer's own.
- If the browser asks whether Element may access devices on your local
- network, allow it: the homeserver is on 127.0.0.1.
+ 1. Officer: sign in with Element (https://app.element.io or Element
+    Desktop) on this machine. Choose to edit the homeserver ("Sign in to
+    another server" / custom homeserver), enter {synapse.url}, then
+    the user name "{OFFICER_LOCALPART}" and the password above. If the browser
+    asks whether Element may reach devices on your local network, allow it.
+    The room "{AGENCY_ROOM_NAME}" is the officer's own.
+ 2. Citizen: open the chat page in another browser window and start a chat.
+    It arrives in Element as an invitation; accept it and reply.
 
  Data and logs: {files.dir}  (login saved in {files.login.name};
  bridge log {files.bridge_log.name}, Synapse log synapse/homeserver.log)
@@ -523,11 +540,15 @@ def run_demo(data_dir: Path) -> int:
     """Run Synapse and the bridge from ``data_dir`` until Ctrl-C / SIGTERM. Returns the exit code."""
     files = DemoFiles(Path(data_dir))
     phase = {"name": "setup"}
+    requested = {"stop": False}
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if phase["name"] == "setup":
             raise _Stop(signum)
-        print("Still stopping, please wait…", file=sys.stderr)
+        if phase["name"] == "running":        # until run_bridge's own handlers are in place
+            requested["stop"] = True
+            return
+        say("Still stopping, please wait…", err=True)
 
     previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
 
@@ -561,38 +582,38 @@ def run_demo(data_dir: Path) -> int:
             synapse = DemoSynapse(files.synapse, SERVER_NAME, _configured_ports(config)["homeserver"],
                                   registration_paths=[files.registration])
             synapse.on_spawned = install_handlers  # type: ignore[method-assign]
-            print(f"Starting Synapse on {synapse.url} ({'first run: generating its keys, ' if fresh else ''}"
-                  "a few seconds)…", flush=True)
+            say(f"Starting Synapse on {synapse.url} ({'first run: generating its keys, ' if fresh else ''}"
+                  "a few seconds)…")
             try:
                 synapse.start()
             finally:
                 install_handlers()
             _write_private(files.synapse_pid, f"{synapse.pid}\n")
 
-            print("Starting the bridge…", flush=True)
+            say("Starting the bridge…")
             handlers = _setup_logging(config, files.bridge_log)
             banner = _banner(config, synapse, password, files)
             phase["name"] = "running"
             hs = synapse
             code = asyncio.run(run_bridge(config, hs, lambda: officer_setup(hs, password, files),
-                                          lambda: print(banner, flush=True)))
+                                          lambda: say(banner), lambda: requested["stop"]))
         except _Stop:
-            print("\nStopped during setup.", file=sys.stderr)
-        except (DemoError, cfg.ConfigError, RuntimeError, OSError) as e:
-            print(f"\nThe demo could not start: {e}", file=sys.stderr)
+            say("\nStopped during setup.", err=True)
+        except (DemoError, cfg.ConfigError, RuntimeError, OSError, ValueError) as e:
+            say(f"\nThe demo could not start: {e}", err=True)
             if handlers:
-                print(f"(details in {files.bridge_log})", file=sys.stderr)
+                say(f"(details in {files.bridge_log})", err=True)
             code = 1
         except Exception as e:
             log.exception("demo failed")
-            print(f"\nThe demo failed unexpectedly: {e!r}", file=sys.stderr)
+            say(f"\nThe demo failed unexpectedly: {e!r}\n{traceback.format_exc()}", err=True)
             code = 1
         finally:
             phase["name"] = "stopping"
             install_handlers()                            # asyncio puts the default handlers back
             if synapse is not None:
                 if synapse.pid is not None:
-                    print("Stopping Synapse…", flush=True)
+                    say("Stopping Synapse…")
                 synapse.stop()
                 files.synapse_pid.unlink(missing_ok=True)
             for handler in handlers:
@@ -601,5 +622,5 @@ def run_demo(data_dir: Path) -> int:
     for sig, handler in previous.items():
         signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
     if code == 0:
-        print("Demo stopped.")
+        say("Demo stopped.")
     return code

@@ -135,6 +135,8 @@ class InboundPump:
             return True
         if event["type"] == "m.room.encrypted":
             decrypted = await self.crypto.decrypt(puppet, event)
+            if decrypted is None and await self.crypto.recover_keys(puppet):
+                decrypted = await self.crypto.decrypt(puppet, event)
             if decrypted is None:
                 first_failed = self.store.room_events.note_failure(item.stream)
                 if time.time() * 1000 - first_failed < self.wait_ms:

@@ -19,8 +19,10 @@ cut it per puppet and hand it to nio as if it were a sync response.
 Rooms are not remembered by nio across restarts, so ``restore_room`` rebuilds a
 room from ``/state`` when a puppet is loaded.  To-device messages that arrived
 while the bridge was down are not repeated in catch-up transactions; ``catch_up``
-fetches them once at start-up (the only /sync, filtered to to-device, with a
-stored ``since`` so the homeserver can delete what was delivered).
+fetches them at start-up, and ``recover_keys`` does the same for one puppet when
+a room key is missing (the push can skip to-device messages); these are the only
+/sync calls, filtered to to-device, with a stored ``since`` so the homeserver can
+delete what was delivered.
 """
 from __future__ import annotations
 
@@ -71,6 +73,7 @@ class Crypto:
         self.clients: dict[str, PuppetClient] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._load_lock = asyncio.Lock()
+        self._last_recovery: dict[str, float] = {}
 
     # ---- loading -------------------------------------------------------------------------------
     def lock(self, user_id: str) -> asyncio.Lock:
@@ -184,8 +187,22 @@ class Crypto:
             _check(await c.keys_claim(c.get_users_for_key_claiming()), "keys claim")
         await c.send_to_device_messages()
 
+    async def recover_keys(self, user_id: str, min_interval: float = 3.0) -> bool:
+        """Fetch the device inbox once in a while when a room key is missing; True if a fetch was made.
+
+        The appservice push can skip to-device messages (Synapse 1.163, several sent at once to
+        different puppets), but they stay in the device's inbox, so a missing key is looked for there
+        before the officer is ever asked to resend.
+        """
+        now = asyncio.get_running_loop().time()
+        if now - self._last_recovery.get(user_id, -min_interval) < min_interval:
+            return False
+        self._last_recovery[user_id] = now
+        await self.catch_up(user_id)
+        return True
+
     async def catch_up(self, user_id: str) -> None:
-        """Fetch to-device messages sent while the bridge was down (start-up only)."""
+        """Fetch to-device messages from the device inbox (start-up, and recover_keys)."""
         puppet = self.puppets.get(user_id)
         if puppet is None:
             return

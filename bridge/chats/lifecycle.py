@@ -115,7 +115,7 @@ class ChatService:
             self.hub.status(chat.id, ACTIVE)
         try:
             # Share the room key now, so the officer's first read does not wait for key exchange.
-            await self.crypto.share_room_key(chat.puppet, chat.room_id)  # type: ignore[arg-type]
+            await self.crypto.share_room_key(chat.puppet, chat.room_id, refresh=[user_id])  # type: ignore[arg-type]
         except Exception as e:
             log.warning("room key for chat %s not shared on join (will be on next send): %s", chat.number, e)
 

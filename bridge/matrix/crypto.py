@@ -30,7 +30,7 @@ import asyncio
 import itertools
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import nio
 
@@ -74,6 +74,9 @@ class Crypto:
         self._locks: dict[str, asyncio.Lock] = {}
         self._load_lock = asyncio.Lock()
         self._last_recovery: dict[str, float] = {}
+        # m.room_key contents (index 0) of the Megolm sessions each puppet created per room, oldest
+        # first; memory only. Lets an officer's device that joins late read what was already sent.
+        self._created_keys: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
     # ---- loading -------------------------------------------------------------------------------
     def lock(self, user_id: str) -> asyncio.Lock:
@@ -233,23 +236,68 @@ class Crypto:
         source["room_id"] = event["room_id"]
         return source
 
-    async def share_room_key(self, user_id: str, room_id: str) -> None:
-        """Share a fresh room key with every member device now (called when an officer joins)."""
+    async def share_room_key(self, user_id: str, room_id: str, refresh: Iterable[str] = ()) -> None:
+        """Share a new room key with every member device now (called when an officer joins).
+
+        ``refresh``: users whose device lists to fetch again first.  The homeserver reports device
+        changes only for users who share a *joined* room with us, so an officer who signed in on a
+        new device between the invite and the join would otherwise be left without the key.
+        """
         c = await self.client(user_id)
         async with self.lock(user_id):
+            assert c.olm
+            c.olm.users_for_key_query.update(refresh)
             await self._ensure_room(c, room_id)
-            if c.olm.should_share_group_session(room_id):  # type: ignore[union-attr]
-                _check(await c.share_group_session(room_id, ignore_unverified_devices=True), "share room key")
+            # nio does not count invite → join as a change, so rotate explicitly: a fresh key for
+            # every device present now, including ones that appeared after the invite.
+            c.invalidate_outbound_session(room_id)
+            await self._share_new_session(c, room_id)
+            # Messages sent just before the join (it reaches us a moment later) used an earlier key.
+            await self._reshare_earlier_keys(c, room_id, list(refresh))
 
     async def send(self, user_id: str, room_id: str, event_type: str, content: dict[str, Any], txn_id: str) -> str:
         """Encrypt (the room is encrypted) and send with a stable txn_id; returns the event ID."""
         c = await self.client(user_id)
         async with self.lock(user_id):
             await self._ensure_room(c, room_id)
+            if c.olm.should_share_group_session(room_id):  # type: ignore[union-attr]
+                await self._share_new_session(c, room_id)
             resp = await c.room_send(room_id, event_type, content, tx_id=txn_id, ignore_unverified_devices=True)
         if not isinstance(resp, nio.RoomSendResponse):
             raise CryptoError(f"send failed: {getattr(resp, 'message', resp)}")
         return resp.event_id
+
+    async def _share_new_session(self, c: PuppetClient, room_id: str) -> None:
+        _check(await c.share_group_session(room_id, ignore_unverified_devices=True), "share room key")
+        session = c.olm.outbound_group_sessions.get(room_id)  # type: ignore[union-attr]
+        if session is None:
+            return
+        keys = self._created_keys.setdefault((c.user_id, room_id), [])
+        if not keys or keys[-1]["session_id"] != session.id:
+            # Nothing has been encrypted with it yet, so this is its key from the first message on.
+            keys.append({"algorithm": "m.megolm.v1.aes-sha2", "room_id": room_id, "session_id": session.id,
+                         "session_key": session.session_key})
+            del keys[:-20]
+
+    async def _reshare_earlier_keys(self, c: PuppetClient, room_id: str, users: list[str]) -> None:
+        """Send the original m.room_key of this puppet's earlier sessions in the room to these users' devices."""
+        earlier = self._created_keys.get((c.user_id, room_id), [])[:-1]
+        olm = c.olm
+        if not earlier or not users or olm is None:
+            return
+        for content in earlier:
+            messages: dict[str, dict[str, Any]] = {}
+            for user in users:
+                for device in olm.device_store.active_user_devices(user):
+                    session = olm.session_store.get(device.curve25519)
+                    if session is not None:
+                        messages.setdefault(user, {})[device.id] = olm._olm_encrypt(
+                            session, device, "m.room_key", content)
+            if messages:
+                await self.api.request("PUT", f"/_matrix/client/v3/sendToDevice/m.room.encrypted/"
+                                              f"precinct.{next(_batches)}.{content['session_id'][:8]}",
+                                       {"messages": messages}, user_id=c.user_id, device_id=c.device_id,
+                                       what="re-share room key")
 
     async def _ensure_room(self, c: PuppetClient, room_id: str) -> None:
         if room_id not in c.rooms:

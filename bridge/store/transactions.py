@@ -1,6 +1,13 @@
-"""The ``as_transactions`` table: appservice transactions, written before the homeserver gets its 200."""
+"""The ``as_transactions`` table: appservice transactions, written before the homeserver gets its 200.
+
+A retry repeats the same txnId with the same body and is ignored.  Synapse can start
+numbering again after its own restart, so the same txnId with a different body is a
+new transaction: rows are keyed by the txnId and a digest of the body.  (Room events
+inside are de-duplicated by event ID anyway.)
+"""
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from typing import Any
@@ -14,8 +21,10 @@ class Transactions:
 
     def store(self, txn_id: str, body: dict[str, Any]) -> bool:
         """Persist a transaction; False when this txn_id was already received (a retry)."""
+        text = json.dumps(body, sort_keys=True)
+        key = f"{txn_id}#{hashlib.sha256(text.encode()).hexdigest()[:32]}"
         cur = self.db.execute("INSERT OR IGNORE INTO as_transactions (txn_id, body, received_ts) VALUES (?,?,?)",
-                              [txn_id, json.dumps(body), int(time.time() * 1000)])
+                              [key, text, int(time.time() * 1000)])
         return cur.rowcount == 1
 
     def unprocessed(self, limit: int = 50) -> list[tuple[str, dict[str, Any]]]:
@@ -23,5 +32,5 @@ class Transactions:
                             " ORDER BY received_ts, rowid LIMIT ?", [limit])
         return [(r["txn_id"], json.loads(r["body"])) for r in rows]
 
-    def mark_processed(self, txn_id: str) -> None:
-        self.db.execute("UPDATE as_transactions SET processed_ts = ? WHERE txn_id = ?", [int(time.time() * 1000), txn_id])
+    def mark_processed(self, txn_key: str) -> None:
+        self.db.execute("UPDATE as_transactions SET processed_ts = ? WHERE txn_id = ?", [int(time.time() * 1000), txn_key])

@@ -32,3 +32,30 @@ async def test_officer_keys_shared_to_many_chats_at_once_all_arrive(matrix_env: 
         assert not any("send it again" in m.body for m in officer.messages)
     finally:
         await asyncio.gather(*(v.close() for v in visitors))
+
+
+async def test_officer_signing_in_on_a_new_device_after_the_invite_can_read_the_chat(matrix_env: MatrixEnv,
+                                                                                      officer_of, bridge_log):
+    """The invite goes out before the officer's new device exists; joining must still bring it the key."""
+    from tests.support.bridge_db import room_of
+
+    visitor = Visitor(matrix_env.public_url)
+    try:
+        await visitor.create(topic="night")
+        await visitor.connect()
+        room_id = await room_of(matrix_env.dir / "precinct.db", visitor.chat_id)
+        marker = f"before the officer's device existed {uuid.uuid4().hex[:6]}"
+        await visitor.send(marker)
+        officer = await officer_of("nightshift")       # logs in now: a device the puppet has never seen
+        await officer.wait_joined(room_id, 60)
+        later = f"after the join {uuid.uuid4().hex[:6]}"
+        await visitor.send(later)
+        try:
+            got = await officer.wait_message(lambda m: m.body == later, 30, "message after the join")
+        except AssertionError:
+            raise AssertionError(f"officer {officer.client.device_id} undecryptable: "
+                                 f"{[(e.session_id, e.room_id == room_id) for e in officer.undecryptable]} "
+                                 f"got: {[m.body for m in officer.messages]} visitor: {visitor.messages()}")
+        assert got.room_id == room_id
+    finally:
+        await visitor.close()

@@ -43,6 +43,7 @@ class NioOfficer:
         self.client.add_event_callback(self._on_text, nio.RoomMessageText)
         self.client.add_event_callback(self._on_text, nio.RoomMessageNotice)
         self.client.add_event_callback(self._on_undecryptable, nio.MegolmEvent)
+        self.client.add_response_callback(self._retry_undecryptable, nio.SyncResponse)
         await self.client.sync(timeout=0, full_state=True)
         self._task = asyncio.create_task(self.client.sync_forever(timeout=1000, full_state=False))
 
@@ -61,6 +62,19 @@ class NioOfficer:
 
     async def _on_undecryptable(self, room: nio.MatrixRoom, event: nio.MegolmEvent) -> None:
         self.undecryptable.append(event)
+
+    async def _retry_undecryptable(self, response: nio.SyncResponse) -> None:
+        """Like Element: when keys arrive later, decrypt what could not be decrypted before."""
+        for event in list(self.undecryptable):
+            try:
+                decrypted = self.client.decrypt_event(event)
+            except nio.EncryptionError:
+                continue
+            self.undecryptable.remove(event)
+            if isinstance(decrypted, (nio.RoomMessageText, nio.RoomMessageNotice)):
+                room = self.client.rooms.get(event.room_id)
+                if room is not None:
+                    await self._on_text(room, decrypted)
 
     async def wait_message(self, predicate: Callable[[Received], bool], timeout: float = 30,
                            what: str = "an officer-side message") -> Received:
@@ -95,4 +109,5 @@ class NioOfficer:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await self.client.logout()        # the device goes away, as when an officer signs out
         await self.client.close()

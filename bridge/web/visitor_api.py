@@ -12,7 +12,7 @@ import json
 import logging
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..config import Config
 from ..chats.lifecycle import ChatClosed, ChatService
@@ -36,12 +36,16 @@ class ApiError(Exception):
     def __init__(self, status: int, error: str, message: str) -> None:
         super().__init__(message)
         self.status, self.error, self.message = status, error, message
+        self.client_id: str | None = None      # set when the error is about one of the citizen's messages
 
     def response(self) -> web.Response:
         return web.json_response({"error": self.error, "message": self.message}, status=self.status)
 
     def frame(self) -> dict[str, Any]:
-        return {"type": "error", "error": self.error, "message": self.message}
+        frame = {"type": "error", "error": self.error, "message": self.message}
+        if self.client_id is not None:
+            frame["client_id"] = self.client_id
+        return frame
 
 
 def message_frame(m: Message) -> dict[str, Any]:
@@ -64,8 +68,10 @@ class VisitorApi:
         self.max_chars = config.get("web.max_message_chars")
         self.max_name = config.get("web.max_display_name_chars")
         self.public_url = config.get("web.public_url").rstrip("/")
+        self._sockets: set[web.WebSocketResponse] = set()
 
     def routes(self, app: web.Application) -> None:
+        app.on_shutdown.append(self._close_sockets)
         app.router.add_post("/api/v1/chats", self.create_chat)
         app.router.add_get("/api/v1/chats/{chat_id}", self.get_chat)
         app.router.add_get("/api/v1/chats/{chat_id}/ws", self.websocket)
@@ -188,6 +194,18 @@ class VisitorApi:
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_FRAME_BYTES)
         await ws.prepare(request)
+        self._sockets.add(ws)
+        try:
+            return await self._serve(request, ws)
+        finally:
+            self._sockets.discard(ws)
+
+    async def _close_sockets(self, app: web.Application) -> None:
+        """At shutdown: tell every citizen's page to reconnect later (1001) instead of holding the stop."""
+        for ws in list(self._sockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server restarting")
+
+    async def _serve(self, request: web.Request, ws: web.WebSocketResponse) -> web.WebSocketResponse:
         try:
             chat, since = await self._ws_auth(request, ws)
         except ApiError as e:
@@ -281,8 +299,13 @@ class VisitorApi:
             raise ApiError(400, "bad_frame", "A frame must be a JSON object with a 'type'.")
         kind = frame.get("type")
         if kind == "message":
-            client_id, body = self._message_fields(frame)
-            msg = self._send(chat, client_id, body)
+            try:
+                client_id, body = self._message_fields(frame)
+                msg = self._send(chat, client_id, body)
+            except ApiError as e:
+                if isinstance(frame.get("client_id"), str) and len(frame["client_id"]) <= MAX_CLIENT_ID:
+                    e.client_id = frame["client_id"]
+                raise
             await ws.send_json({"type": "ack", "client_id": client_id, "seq": msg.seq})
         elif kind == "typing":
             if not isinstance(frame.get("active"), bool):

@@ -83,3 +83,23 @@ async def test_client_leaving_before_auth_is_not_logged_as_an_error(tmp_path, ca
     await server.close()                              # waits for the handlers to finish
     store.close()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+async def test_message_errors_name_the_message_and_shutdown_closes_sockets_at_once(tmp_path):
+    server, chats, store = await _server(tmp_path)
+    chat, token = chats.open(None, None, None)
+    async with aiohttp.ClientSession() as s:
+        ws = await s.ws_connect(server.make_url(f"/api/v1/chats/{chat.id}/ws"))
+        await ws.send_json({"type": "auth", "token": token, "since": 0})
+        assert (await ws.receive_json(timeout=5))["type"] == "ready"
+        await ws.receive_json(timeout=5)                       # the queue notice, seq 1
+        await ws.send_json({"type": "message", "client_id": "long-1", "body": "x" * 5000})
+        err = await ws.receive_json(timeout=5)
+        assert err["error"] == "message_too_long" and err["client_id"] == "long-1"
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await server.close()                                   # aiohttp would wait up to 60 s for open sockets
+        assert loop.time() - started < 10
+        closing = await ws.receive(timeout=5)
+        assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 1001
+    store.close()

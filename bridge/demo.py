@@ -381,34 +381,6 @@ def stop_leftover_synapse(files: DemoFiles) -> None:
     files.synapse_pid.unlink(missing_ok=True)
 
 
-def forget_processed_transactions(config: cfg.Config) -> int:
-    """Drop the bridge's record of appservice transactions it has already processed.
-
-    Synapse on SQLite numbers appservice transactions from max(pending txn_id) + 1
-    after every restart (completed ones are deleted, and SQLite has no sequence),
-    so after the demo restarts Synapse it sends txn 1, 2, 3… again.  The bridge
-    keeps every txn_id it has seen to ignore retries, and would silently drop
-    all of them: officers' joins and messages would never reach the citizen.
-    The demo stops the bridge before Synapse, so no transaction the bridge has
-    answered is still pending in Synapse and forgetting processed ones is safe.
-    (Unprocessed ones are kept and handled when the bridge starts.)
-    """
-    import sqlite3
-
-    path = config.path("store.path")
-    if not path.exists():
-        return 0
-    db = sqlite3.connect(path)
-    try:
-        with db:
-            cur = db.execute("DELETE FROM as_transactions WHERE processed_ts IS NOT NULL")
-        return cur.rowcount
-    except sqlite3.OperationalError:      # no such table yet
-        return 0
-    finally:
-        db.close()
-
-
 # ---- the bridge --------------------------------------------------------------------------------------
 
 def _setup_logging(config: cfg.Config, path: Path) -> list[logging.Handler]:
@@ -572,7 +544,6 @@ def run_demo(data_dir: Path) -> int:
             held.enter_context(_exclusive(files.lock))   # released last, after Synapse has stopped
             stop_leftover_synapse(files)                  # before choosing ports: it may hold ours
             config = ensure_config(files)
-            forget_processed_transactions(config)         # Synapse is about to restart its txn numbering
             password = ensure_officer_login(files, config.get("homeserver.url").rstrip("/"))
             state = files.read_state()
 

@@ -32,7 +32,8 @@ class Bridge:
         self.crypto = Crypto(self.api, config.get("homeserver.url"), config.path("store.crypto_dir"),
                              config.get("crypto.pickle_key"), self.store.puppets)
         self.puppets = PuppetManager(self.api, self.crypto, self.store.puppets, config.get("homeserver.server_name"),
-                                     config.get("appservice.puppet_prefix"), config.get("chats.puppet_pool_size"))
+                                     config.get("appservice.puppet_prefix"), config.get("chats.puppet_pool_size"),
+                                     bot=f"@{config.get('appservice.bot_localpart')}:{config.get('homeserver.server_name')}")
         self.hub = ChatHub()
         self.outbound = OutboundPump(self.store, self.crypto)
         self.chats = ChatService(config, self.store, self.api, self.crypto, self.puppets, self.hub,
@@ -58,7 +59,7 @@ class Bridge:
         await self._listen(self.endpoint.app(), self.config.get("appservice.bind_host"),
                            self.config.get("appservice.port"))
         await self._wait_for_homeserver()
-        self.chats.room_version = await rooms.default_room_version(self.api)
+        self.chats.room_version = self.puppets.room_version = await rooms.default_room_version(self.api)
         self.inbound.start()
         self.outbound.start()
         await self.chats.resume()

@@ -155,22 +155,28 @@ class ChatService:
         chat = self.store.chats.get(chat_id)
         if chat is None or chat.room_id:
             return
-        name = chat.display_name or "Visitor"
-        puppet = await self.puppets.for_chat(chat.id, f"{name} (Chat {chat.number})")
+        puppet = await self.puppets.for_chat(chat.id)
         if chat.puppet != puppet.user_id:
             self.store.chats.set_puppet(chat.id, puppet.user_id)
-        room_id = await rooms.find_chat_room(self.api, puppet.user_id)
-        if room_id is None:
-            topic = self.config.topic(chat.topic)
-            agency = self.config.agency(chat.agency)
-            body = rooms.chat_room_request(f"Chat {chat.number} — {topic.label}",
-                                           f"Web chat from a member of the public. Topic: {topic.label}.",
-                                           list(agency.officers), self.bot, puppet.user_id, self.room_version)
-            room_id = await rooms.create_chat_room(self.api, puppet.user_id, body)
+        topic, agency = self.config.topic(chat.topic), self.config.agency(chat.agency)
+        name = f"Chat {chat.number} — {topic.label}"
+        about = f"Web chat from a member of the public. Topic: {topic.label}."
+        officers = list(agency.officers)
+        profile = self.api.set_display_name(puppet.user_id, f"{chat.display_name or 'Visitor'} (Chat {chat.number})")
+        if puppet.room_id:                     # from the pool: the room exists, give it this chat's face
+            room_id = puppet.room_id
+            await asyncio.gather(profile, rooms.dress_chat_room(self.api, puppet.user_id, room_id, name, about,
+                                                                officers, self.bot, self.room_version))
+        else:
+            await profile
+            room_id = await rooms.find_chat_room(self.api, puppet.user_id) or await rooms.create_chat_room(
+                self.api, puppet.user_id, rooms.chat_room_request(name, about, officers, self.bot,
+                                                                  puppet.user_id, self.room_version))
         self.store.chats.set_room(chat.id, room_id)
-        await self.crypto.restore_room(puppet.user_id, room_id)
         log.info("chat %s ready in %s", chat.number, room_id)
         self.wake_outbound()
+        self.puppets.refill_pool()             # after this chat's room, so the refill does not compete with it
+        await self.crypto.restore_room(puppet.user_id, room_id)
 
     async def resume(self) -> None:
         """At start-up: finish interrupted set-ups and reload the devices of open chats."""

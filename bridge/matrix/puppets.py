@@ -12,6 +12,7 @@ import logging
 import secrets
 
 from ..store.puppets import Puppet, Puppets
+from . import rooms
 from .crosssign import CrossSigningIdentity
 from .crypto import Crypto
 from .intent import HomeserverApi
@@ -21,9 +22,11 @@ log = logging.getLogger(__name__)
 
 class PuppetManager:
     def __init__(self, api: HomeserverApi, crypto: Crypto, puppets: Puppets, server_name: str, prefix: str,
-                 pool_size: int = 0) -> None:
+                 pool_size: int = 0, bot: str = "") -> None:
         self.api, self.crypto, self.puppets = api, crypto, puppets
         self.server_name, self.prefix, self.pool_size = server_name, prefix, pool_size
+        self.bot = bot
+        self.room_version = "10"              # the homeserver's default, learnt at start-up
         self._filling: asyncio.Task | None = None
         self._preparing: dict[str, asyncio.Lock] = {}
 
@@ -61,17 +64,20 @@ class PuppetManager:
             # The private keys are not kept: the device is signed once and never replaced.
             self.puppets.mark(user_id, "master_key", identity.master.public_key)
             self.puppets.mark(user_id, "cross_signed")
+        if puppet.chat_id is None and not puppet.room_id:
+            # Pool puppets get their (bare, encrypted) room now, off the new chat's critical path.
+            room_id = await rooms.find_chat_room(self.api, user_id) or await rooms.create_chat_room(
+                self.api, user_id, rooms.pool_room_request(self.bot, user_id, self.room_version))
+            self.puppets.mark(user_id, "room_id", room_id)
         return self.puppets.get(user_id)  # type: ignore[return-value]
 
-    async def for_chat(self, chat_id: str, display_name: str) -> Puppet:
-        """The chat's puppet: already assigned, from the pool, or made now."""
+    async def for_chat(self, chat_id: str) -> Puppet:
+        """The chat's puppet: already assigned, from the pool (with its room), or made now (without)."""
         puppet = self.puppets.for_chat(chat_id) or self.puppets.claim_ready(chat_id)
         if puppet is None:
             puppet = await self.new(chat_id)
         elif not puppet.ready:
             puppet = await self.ensure_ready(puppet)
-        await self.api.set_display_name(puppet.user_id, display_name)
-        self.refill_pool()
         return puppet
 
     def refill_pool(self) -> None:

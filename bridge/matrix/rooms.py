@@ -1,9 +1,11 @@
 """Chat rooms: created by the visitor's puppet, encrypted from the first event, officers invited."""
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+from urllib.parse import quote
 
-from .intent import HomeserverApi
+from .intent import HomeserverApi, MatrixError
 
 
 def creator_has_implicit_power(room_version: str) -> bool:
@@ -11,28 +13,40 @@ def creator_has_implicit_power(room_version: str) -> bool:
     return room_version.isdigit() and int(room_version) >= 12
 
 
-def chat_room_request(name: str, topic: str, officers: list[str], bot: str, creator: str,
-                      room_version: str) -> dict[str, Any]:
-    """The createRoom body for a chat (pure; tested without a homeserver)."""
+def power_levels(officers: list[str], bot: str, creator: str, room_version: str) -> dict[str, Any]:
     users = {bot: 100, **{o: 50 for o in officers}}
     if not creator_has_implicit_power(room_version):
         users[creator] = 100
+    return {"users": users, "users_default": 0, "events_default": 0, "state_default": 50, "invite": 50,
+            "kick": 50, "ban": 50, "redact": 50, "events": {}}
+
+
+INITIAL_STATE = [
+    {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}},
+    # Officers invited now may read what the citizen wrote while waiting.
+    {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "invited"}},
+    {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}},
+]
+
+
+def pool_room_request(bot: str, creator: str, room_version: str) -> dict[str, Any]:
+    """A chat room made ahead for a pool puppet: encrypted from its first event, nobody invited yet."""
+    return {"preset": "private_chat", "is_direct": False, "initial_state": INITIAL_STATE,
+            "power_level_content_override": power_levels([], bot, creator, room_version),
+            "creation_content": {"m.federate": True}}
+
+
+def chat_room_request(name: str, topic: str, officers: list[str], bot: str, creator: str,
+                      room_version: str) -> dict[str, Any]:
+    """The createRoom body for a chat made on demand (pure; tested without a homeserver)."""
     return {
         "preset": "private_chat",
         "name": name,
         "topic": topic,
         "invite": officers,
         "is_direct": False,
-        "initial_state": [
-            {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}},
-            # Officers invited now may read what the citizen wrote while waiting.
-            {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "invited"}},
-            {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}},
-        ],
-        "power_level_content_override": {
-            "users": users,
-            "events_default": 0, "invite": 50, "kick": 50, "ban": 50, "redact": 50, "state_default": 50,
-        },
+        "initial_state": INITIAL_STATE,
+        "power_level_content_override": power_levels(officers, bot, creator, room_version),
         "creation_content": {"m.federate": True},
     }
 
@@ -51,3 +65,22 @@ async def find_chat_room(api: HomeserverApi, puppet: str) -> str | None:
 async def create_chat_room(api: HomeserverApi, puppet: str, body: dict[str, Any]) -> str:
     data = await api.request("POST", "/_matrix/client/v3/createRoom", body, user_id=puppet, what="create chat room")
     return data["room_id"]
+
+
+async def dress_chat_room(api: HomeserverApi, puppet: str, room_id: str, name: str, topic: str,
+                          officers: list[str], bot: str, room_version: str) -> None:
+    """Turn a pool room into a chat's room: name, topic, officers' power, invites (idempotent)."""
+    base = f"/_matrix/client/v3/rooms/{quote(room_id)}"
+    state = {"m.room.name": {"name": name}, "m.room.topic": {"topic": topic},
+             "m.room.power_levels": power_levels(officers, bot, puppet, room_version)}
+    await asyncio.gather(*(api.request("PUT", f"{base}/state/{event_type}/", content, user_id=puppet,
+                                       what=f"set {event_type}") for event_type, content in state.items()))
+    await asyncio.gather(*(_invite(api, puppet, base, officer) for officer in officers))
+
+
+async def _invite(api: HomeserverApi, puppet: str, base: str, officer: str) -> None:
+    try:
+        await api.request("POST", f"{base}/invite", {"user_id": officer}, user_id=puppet, what="invite officer")
+    except MatrixError as e:
+        if "already" not in str(e):      # re-inviting someone invited or joined (a resumed set-up) is fine
+            raise

@@ -58,8 +58,13 @@ def _v1(db: sqlite_utils.Database) -> None:
     db["room_events"].create_index(["state", "room_id", "stream"])
 
 
+def _v2(db: sqlite_utils.Database) -> None:
+    # A pool puppet's room, created ahead (encrypted, nobody invited) so a new chat only dresses it.
+    db["puppets"].add_column("room_id", str)
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 
 
 class Database:

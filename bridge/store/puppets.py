@@ -23,6 +23,7 @@ class Puppet:
     master_key: str | None
     next_batch: str | None
     created_ts: int
+    room_id: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -56,7 +57,8 @@ class Puppets:
         """Give a prepared pool puppet to a chat (atomically), or None when the pool is empty."""
         with self.db.transaction():
             row = self.db.row("SELECT user_id FROM puppets WHERE chat_id IS NULL AND registered = 1 AND "
-                              "device_created = 1 AND cross_signed = 1 ORDER BY created_ts LIMIT 1")
+                              "device_created = 1 AND cross_signed = 1 AND room_id IS NOT NULL "
+                              "ORDER BY created_ts LIMIT 1")
             if not row:
                 return None
             self.db.execute("UPDATE puppets SET chat_id = ? WHERE user_id = ?", [chat_id, row["user_id"]])
@@ -66,6 +68,6 @@ class Puppets:
         self.db.execute("UPDATE puppets SET chat_id = ? WHERE user_id = ?", [chat_id, user_id])
 
     def mark(self, user_id: str, step: str, value: str | int = 1) -> None:
-        if step not in ("registered", "device_created", "cross_signed", "master_key", "next_batch"):
+        if step not in ("registered", "device_created", "cross_signed", "master_key", "next_batch", "room_id"):
             raise ValueError(step)
         self.db.execute(f"UPDATE puppets SET {step} = ? WHERE user_id = ?", [value, user_id])

@@ -11,6 +11,7 @@ class FakeApi:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.identities: dict[str, int] = {}
+        self.rooms: dict[str, str] = {}
         self.seen_in_pool_while_preparing: list[str] = []
 
     async def register(self, localpart: str) -> None:
@@ -32,6 +33,16 @@ class FakeApi:
     async def set_display_name(self, user_id: str, name: str) -> None:
         pass
 
+    async def joined_rooms(self, user_id: str) -> list[str]:
+        return [room for room, creator in self.rooms.items() if creator == user_id]
+
+    async def request(self, method: str, path: str, body=None, *, user_id=None, **kw) -> dict:
+        assert path.endswith("/createRoom") and user_id
+        await asyncio.sleep(0.01)
+        room_id = f"!room{len(self.rooms)}:hs.example"
+        self.rooms[room_id] = user_id
+        return {"room_id": room_id}
+
 
 class FakeCrypto:
     async def upload_device_keys(self, user_id: str) -> dict:
@@ -43,17 +54,22 @@ async def test_chats_made_while_the_pool_is_empty_are_never_prepared_twice(tmp_p
     store = Store.open(tmp_path / "db.sqlite")
     api = FakeApi(store)
     manager = PuppetManager(api, FakeCrypto(), store.puppets, "hs.example", "webchat_", pool_size=3)  # type: ignore[arg-type]
-    # Several chats at once with an empty pool: each for_chat refills the pool concurrently.
-    puppets = await asyncio.gather(*(manager.for_chat(f"chat{i}", "Visitor") for i in range(6)))
+    # Several chats at once with an empty pool, while the pool refills (as chat set-ups trigger it).
+    manager.refill_pool()
+    puppets = await asyncio.gather(*(manager.for_chat(f"chat{i}") for i in range(6)))
     await manager._filling                                  # let the refill finish
     assert len({p.user_id for p in puppets}) == 6
     assert all(store.puppets.for_chat(f"chat{i}").user_id == puppets[i].user_id for i in range(6))
     assert all(count == 1 for count in api.identities.values()), api.identities
     pool = store.puppets.pool()
-    assert len(pool) == 3 and all(p.ready for p in pool)
-    # Taking from the pool hands each prepared puppet to exactly one chat.
-    taken = await asyncio.gather(*(manager.for_chat(f"later{i}", "Visitor") for i in range(3)))
+    assert len(pool) == 3 and all(p.ready and p.room_id for p in pool)
+    # Pool puppets come with a room of their own; puppets made for a chat on demand do not.
+    assert {api.rooms[p.room_id] for p in pool} == {p.user_id for p in pool}
+    assert not any(p.room_id for p in puppets if p.user_id not in {q.user_id for q in pool})
+    # Taking from the pool hands each prepared puppet (and its room) to exactly one chat.
+    taken = await asyncio.gather(*(manager.for_chat(f"later{i}") for i in range(3)))
     assert {p.user_id for p in taken} == {p.user_id for p in pool}
+    assert {p.room_id for p in taken} == {p.room_id for p in pool}
     assert all(count == 1 for count in api.identities.values())
     await manager.stop()
     store.close()

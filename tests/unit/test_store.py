@@ -26,9 +26,11 @@ def new_chat(store: Store, n: int, topic: str = "general", agency: str = "centra
 
 
 def ready_puppet(store: Store, user_id: str) -> None:
+    """A complete pool puppet: identity prepared and its room made ahead."""
     store.puppets.add(user_id, "DEVICE" + user_id[-1])
     for step in ("registered", "device_created", "cross_signed"):
         store.puppets.mark(user_id, step)
+    store.puppets.mark(user_id, "room_id", f"!pool-{user_id[-1]}:p")
 
 
 # ---- schema and migrations -------------------------------------------------------------------------
@@ -322,6 +324,9 @@ def test_claim_ready_gives_each_ready_puppet_to_one_chat(store: Store):
     store.puppets.add("@webchat_2:p", "D2")                     # registered only: not ready
     store.puppets.mark("@webchat_2:p", "registered")
     ready_puppet(store, "@webchat_3:p")
+    store.puppets.add("@webchat_4:p", "D4")                     # identity ready, room not made yet
+    for step in ("registered", "device_created", "cross_signed"):
+        store.puppets.mark("@webchat_4:p", step)
     claimed = [store.puppets.claim_ready(f"chat-{i}") for i in range(4)]
     users = [p.user_id if p else None for p in claimed]
     assert len(set(users[:2])) == 2
@@ -330,7 +335,7 @@ def test_claim_ready_gives_each_ready_puppet_to_one_chat(store: Store):
     for i, p in enumerate(claimed[:2]):
         assert p.chat_id == f"chat-{i}" and p.ready
         assert store.puppets.for_chat(f"chat-{i}").user_id == p.user_id
-    assert [p.user_id for p in store.puppets.pool()] == ["@webchat_2:p"]
+    assert [p.user_id for p in store.puppets.pool()] == ["@webchat_2:p", "@webchat_4:p"]
 
 
 def test_claim_ready_across_connections(tmp_path: Path):

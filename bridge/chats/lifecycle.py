@@ -160,18 +160,18 @@ class ChatService:
             self.store.chats.set_puppet(chat.id, puppet.user_id)
         topic, agency = self.config.topic(chat.topic), self.config.agency(chat.agency)
         name = f"Chat {chat.number} — {topic.label}"
-        about = f"Web chat from a member of the public. Topic: {topic.label}."
         officers = list(agency.officers)
-        profile = self.api.set_display_name(puppet.user_id, f"{chat.display_name or 'Visitor'} (Chat {chat.number})")
+        renamed = self.api.set_display_name(puppet.user_id, chat.display_name) if chat.display_name else None
         if puppet.room_id:                     # from the pool: the room exists, give it this chat's face
             room_id = puppet.room_id
-            await asyncio.gather(profile, rooms.dress_chat_room(self.api, puppet.user_id, room_id, name, about,
-                                                                officers, self.bot, self.room_version))
+            await asyncio.gather(rooms.dress_chat_room(self.api, puppet.user_id, room_id, name, officers),
+                                 *([renamed] if renamed else []))
         else:
-            await profile
+            if renamed:
+                await renamed
             room_id = await rooms.find_chat_room(self.api, puppet.user_id) or await rooms.create_chat_room(
-                self.api, puppet.user_id, rooms.chat_room_request(name, about, officers, self.bot,
-                                                                  puppet.user_id, self.room_version))
+                self.api, puppet.user_id, rooms.chat_room_request(name, officers, self.bot, puppet.user_id,
+                                                                  self.room_version))
         self.store.chats.set_room(chat.id, room_id)
         log.info("chat %s ready in %s", chat.number, room_id)
         self.wake_outbound()

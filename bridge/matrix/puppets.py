@@ -52,6 +52,8 @@ class PuppetManager:
             self.puppets.mark(user_id, "registered")
         if not puppet.device_created:
             await self.api.create_device(user_id, puppet.device_id, "Precinct web chat")
+            # Officers see "Visitor" unless the citizen gives a name (then the chat renames it).
+            await self.api.set_display_name(user_id, "Visitor")
             self.puppets.mark(user_id, "device_created")
         await self.crypto.upload_device_keys(user_id)
         if not puppet.cross_signed:

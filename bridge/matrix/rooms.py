@@ -13,11 +13,18 @@ def creator_has_implicit_power(room_version: str) -> bool:
     return room_version.isdigit() and int(room_version) >= 12
 
 
-def power_levels(officers: list[str], bot: str, creator: str, room_version: str) -> dict[str, Any]:
-    users = {bot: 100, **{o: 50 for o in officers}}
+ROOM_TOPIC = "Web chat with a member of the public, bridged by Precinct."
+
+
+def power_levels(bot: str, creator: str, room_version: str) -> dict[str, Any]:
+    """Every member but the bridge has officer power (50): only invited officers can ever join.
+
+    Fixed when the room is made, so giving a room to a chat needs no power-levels event.
+    """
+    users = {bot: 100}
     if not creator_has_implicit_power(room_version):
         users[creator] = 100
-    return {"users": users, "users_default": 0, "events_default": 0, "state_default": 50, "invite": 50,
+    return {"users": users, "users_default": 50, "events_default": 0, "state_default": 50, "invite": 50,
             "kick": 50, "ban": 50, "redact": 50, "events": {}}
 
 
@@ -31,22 +38,21 @@ INITIAL_STATE = [
 
 def pool_room_request(bot: str, creator: str, room_version: str) -> dict[str, Any]:
     """A chat room made ahead for a pool puppet: encrypted from its first event, nobody invited yet."""
-    return {"preset": "private_chat", "is_direct": False, "initial_state": INITIAL_STATE,
-            "power_level_content_override": power_levels([], bot, creator, room_version),
+    return {"preset": "private_chat", "is_direct": False, "topic": ROOM_TOPIC, "initial_state": INITIAL_STATE,
+            "power_level_content_override": power_levels(bot, creator, room_version),
             "creation_content": {"m.federate": True}}
 
 
-def chat_room_request(name: str, topic: str, officers: list[str], bot: str, creator: str,
-                      room_version: str) -> dict[str, Any]:
+def chat_room_request(name: str, officers: list[str], bot: str, creator: str, room_version: str) -> dict[str, Any]:
     """The createRoom body for a chat made on demand (pure; tested without a homeserver)."""
     return {
         "preset": "private_chat",
         "name": name,
-        "topic": topic,
+        "topic": ROOM_TOPIC,
         "invite": officers,
         "is_direct": False,
         "initial_state": INITIAL_STATE,
-        "power_level_content_override": power_levels(officers, bot, creator, room_version),
+        "power_level_content_override": power_levels(bot, creator, room_version),
         "creation_content": {"m.federate": True},
     }
 
@@ -67,14 +73,14 @@ async def create_chat_room(api: HomeserverApi, puppet: str, body: dict[str, Any]
     return data["room_id"]
 
 
-async def dress_chat_room(api: HomeserverApi, puppet: str, room_id: str, name: str, topic: str,
-                          officers: list[str], bot: str, room_version: str) -> None:
-    """Turn a pool room into a chat's room: name, topic, officers' power, invites (idempotent)."""
+async def dress_chat_room(api: HomeserverApi, puppet: str, room_id: str, name: str, officers: list[str]) -> None:
+    """Give a pool room to a chat: its name, then the officers' invites (idempotent).
+
+    Only two kinds of event, because every event costs a turn of the homeserver's per-room queue
+    on the new chat's critical path; everything else was set when the room was made.
+    """
     base = f"/_matrix/client/v3/rooms/{quote(room_id)}"
-    state = {"m.room.name": {"name": name}, "m.room.topic": {"topic": topic},
-             "m.room.power_levels": power_levels(officers, bot, puppet, room_version)}
-    await asyncio.gather(*(api.request("PUT", f"{base}/state/{event_type}/", content, user_id=puppet,
-                                       what=f"set {event_type}") for event_type, content in state.items()))
+    await api.request("PUT", f"{base}/state/m.room.name/", {"name": name}, user_id=puppet, what="name the room")
     await asyncio.gather(*(_invite(api, puppet, base, officer) for officer in officers))
 
 

@@ -12,7 +12,8 @@ from .chats.inbound import InboundPump
 from .chats.lifecycle import ChatService
 from .chats.outbound import OutboundPump
 from .config import Config
-from .matrix import rooms
+from . import __version__
+from .matrix import bot, rooms
 from .matrix.crypto import Crypto
 from .matrix.intent import HomeserverApi
 from .matrix.puppets import PuppetManager
@@ -68,9 +69,12 @@ class Bridge:
         self.puppets.refill_pool()
         await self._listen(public_app(self.visitor_api), self.config.get("web.bind_host"), self.config.get("web.port"))
         try:
-            await self.api.ping()       # makes the homeserver retry queued transactions now
+            # An event of ours wakes the homeserver's appservice scheduler (idle after its own restart);
+            # the ping then makes it retry queued transactions now rather than after its back-off.
+            await bot.announce_start(self.api, self.store.settings, self.chats.bot, __version__)
+            await self.api.ping()
         except Exception as e:
-            log.warning("appservice ping failed (is the registration loaded by the homeserver?): %s", e)
+            log.warning("start-up notice or appservice ping failed (is the registration loaded?): %s", e)
         log.info("Precinct is running: citizens at %s/chat", self.config.get("web.public_url"))
 
     async def _wait_for_homeserver(self, attempts: int = 60) -> None:

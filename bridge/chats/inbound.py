@@ -111,7 +111,10 @@ class InboundPump:
         if chat is None or not chat.puppet:
             now = int(time.time() * 1000)
             for item in pending:
-                if now - int(item.event.get("origin_server_ts") or now) > UNKNOWN_ROOM_GRACE_MS:
+                # Our own events in a room that is not a chat (the bot's status room, a pool room not
+                # yet given to a chat; its state is read from the homeserver when it is) mean nothing here.
+                if self._ours(str(item.event.get("sender"))) \
+                        or now - int(item.event.get("origin_server_ts") or now) > UNKNOWN_ROOM_GRACE_MS:
                     self.store.room_events.finish(item.stream, IGNORED, "not a chat room")
             return
         for item in pending:

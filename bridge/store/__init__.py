@@ -10,6 +10,7 @@ from .messages import Messages
 from .outbox import Outbox
 from .puppets import Puppets
 from .room_events import RoomEvents
+from .settings import Settings
 from .transactions import Transactions
 
 
@@ -22,12 +23,13 @@ class Store:
     outbox: Outbox
     transactions: Transactions
     room_events: RoomEvents
+    settings: Settings
 
     @classmethod
     def open(cls, path: Path | str, first_chat_number: int = 1001) -> "Store":
         db = Database(path)
         return cls(db, Chats(db, first_chat_number), Puppets(db), Messages(db), Outbox(db), Transactions(db),
-                   RoomEvents(db))
+                   RoomEvents(db), Settings(db))
 
     def close(self) -> None:
         self.db.close()

@@ -63,8 +63,12 @@ def _v2(db: sqlite_utils.Database) -> None:
     db["puppets"].add_column("room_id", str)
 
 
+def _v3(db: sqlite_utils.Database) -> None:
+    db["settings"].create({"key": str, "value": str}, pk="key")
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
 
 
 class Database:

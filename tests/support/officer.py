@@ -109,5 +109,7 @@ class NioOfficer:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self.client.logout()        # the device goes away, as when an officer signs out
+            self._task = None
+        if self.client.logged_in:
+            await self.client.logout()    # the device goes away, as when an officer signs out
         await self.client.close()

@@ -1,0 +1,37 @@
+"""The bridge's own bot user (the appservice's sender).
+
+At start-up it posts a notice in its status room.  Besides telling administrators when the
+bridge (re)started, the event wakes Synapse's appservice scheduler, which after a homeserver
+restart stays idle until some new event concerns the appservice: without it, transactions
+queued during an outage can wait a minute or more.
+"""
+from __future__ import annotations
+
+import time
+from urllib.parse import quote
+
+from ..store.settings import Settings
+from .intent import HomeserverApi, MatrixError
+
+STATUS_ROOM = "status_room"
+
+
+async def announce_start(api: HomeserverApi, settings: Settings, bot: str, version: str) -> str:
+    """Post "bridge started" in the bot's status room (made once); returns the room ID."""
+    room_id = settings.get(STATUS_ROOM)
+    if not room_id:
+        data = await api.request("POST", "/_matrix/client/v3/createRoom", {
+            "preset": "private_chat", "name": "Precinct bridge status",
+            "topic": "The Precinct bridge notes here each time it starts."}, user_id=bot, what="status room")
+        room_id = data["room_id"]
+        settings.set(STATUS_ROOM, room_id)
+    text = f"Precinct {version} started at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}."
+    try:
+        await api.request("PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/"
+                                 f"precinct.start.{time.time_ns()}", {"msgtype": "m.notice", "body": text},
+                          user_id=bot, what="start-up notice")
+    except MatrixError as e:
+        if e.status not in (403, 404):
+            raise
+        settings.set(STATUS_ROOM, "")          # the room is gone (purged?): make a new one next start
+    return room_id

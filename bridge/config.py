@@ -97,6 +97,18 @@ SCHEMA: list[Key] = [
     Key("chats.puppet_pool_size", int, 3,
         "Visitor identities (user, device, cross-signing) prepared ahead so a new chat only needs its room. "
         "0 disables the pool."),
+    Key("site.service_name", str, "Police non-emergency web chat", "Title shown to citizens on the chat page."),
+    Key("site.emergency_number", str, "999",
+        "Emergency number shown (as a tap-to-call link) on every screen: 999, 911, 112…",
+        check=lambda v: None if re.fullmatch(r"[0-9+ ]{2,16}", v) else "must be a phone number such as 999, 911 or 112"),
+    Key("site.welcome_text", str, "Tell us what happened and an officer will reply here.",
+        "Short welcome shown above the start form."),
+    Key("site.privacy_url", str, "", "Link to the privacy notice (empty: no link shown)."),
+    Key("site.require_consent", bool, False,
+        "Citizens must tick that they have read the privacy notice before starting a chat (needs site.privacy_url)."),
+    Key("site.quick_exit_url", str, "https://www.bbc.co.uk/weather",
+        "Neutral page the 'Quick exit' button replaces the chat with, for someone who must hide it at once.",
+        check=_url),
     Key("agencies", "agencies", required=True,
         example=[{"id": "central", "name": "Central Police",
                   "officers": ["@officer1:police.example", "@officer2:police.example"]}],
@@ -269,6 +281,11 @@ def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Co
         values[key.path] = _coerce(key, value) if key.kind in (str, int, float, bool) else value
     agencies = _parse_agencies(values["agencies"])
     topics = _parse_topics(values["topics"], agencies)
+    privacy = values["site.privacy_url"]
+    if privacy and _url(privacy):
+        raise ConfigError(f"site.privacy_url: {_url(privacy)}")
+    if values["site.require_consent"] and not privacy:
+        raise ConfigError("site.require_consent: needs site.privacy_url, the notice citizens consent to")
     return Config(values, base_dir, agencies, topics)
 
 

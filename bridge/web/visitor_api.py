@@ -72,6 +72,7 @@ class VisitorApi:
 
     def routes(self, app: web.Application) -> None:
         app.on_shutdown.append(self._close_sockets)
+        app.router.add_get("/api/v1/site", self.site)
         app.router.add_post("/api/v1/chats", self.create_chat)
         app.router.add_get("/api/v1/chats/{chat_id}", self.get_chat)
         app.router.add_get("/api/v1/chats/{chat_id}/ws", self.websocket)
@@ -149,6 +150,17 @@ class VisitorApi:
         return {"chat_id": chat.id, "number": chat.number, "state": chat.state, "topic": chat.topic}
 
     # ---- HTTP --------------------------------------------------------------------------------------
+    async def site(self, request: web.Request) -> web.Response:
+        """What the citizen page shows before a chat: names, emergency number, topics (no secrets)."""
+        c = self.config
+        return web.json_response({
+            "service_name": c.get("site.service_name"), "emergency_number": c.get("site.emergency_number"),
+            "welcome_text": c.get("site.welcome_text"), "privacy_url": c.get("site.privacy_url") or None,
+            "require_consent": c.get("site.require_consent"), "quick_exit_url": c.get("site.quick_exit_url"),
+            "max_message_chars": self.max_chars,
+            "topics": [{"id": t.id, "label": t.label} for t in c.topics],
+        }, headers={"Cache-Control": "no-cache"})
+
     async def create_chat(self, request: web.Request) -> web.Response:
         data = await self._json(request)
         topic = self._optional_text(data, "topic", 64)

@@ -358,3 +358,20 @@ def test_load_file_resolves_paths_next_to_the_file(tmp_path: Path):
     config = cfg.load_file(path, environ={})
     assert config.path("store.path") == tmp_path / "precinct.db"
     assert config.path("store.crypto_dir") == tmp_path / "crypto"
+
+
+def test_site_consent_needs_a_privacy_notice_and_a_valid_emergency_number(tmp_path):
+    raw = yaml.safe_load((Path(__file__).parents[2] / "example-config.yaml").read_text())
+    raw["appservice"].update(as_token="a" * 64, hs_token="b" * 64)
+    raw["crypto"]["pickle_key"] = "c" * 64
+    raw["site"]["require_consent"] = True
+    with pytest.raises(cfg.ConfigError, match="site.require_consent"):
+        cfg.load(raw, tmp_path, {})
+    raw["site"]["privacy_url"] = "not a url"
+    with pytest.raises(cfg.ConfigError, match="site.privacy_url"):
+        cfg.load(raw, tmp_path, {})
+    raw["site"]["privacy_url"] = "https://police.example/privacy"
+    assert cfg.load(raw, tmp_path, {}).get("site.require_consent") is True
+    raw["site"]["emergency_number"] = "call us"
+    with pytest.raises(cfg.ConfigError, match="site.emergency_number"):
+        cfg.load(raw, tmp_path, {})

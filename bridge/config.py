@@ -80,6 +80,9 @@ SCHEMA: list[Key] = [
     Key("web.port", int, 8080, "Port of the public listener.", check=_port),
     Key("web.public_url", str, "http://127.0.0.1:8080",
         "The URL citizens use to reach the public listener (used to build ws_url and links).", check=_url),
+    Key("web.embed_origins", "origins", default=[], example=["https://www.police.example"],
+        doc="Agency websites allowed to embed the chat widget and open its WebSocket (scheme://host[:port]). "
+            "The bridge's own origin is always allowed."),
     Key("web.max_message_chars", int, 4000, "Longest visitor message accepted; longer ones get 413, never truncated.",
         check=_positive),
     Key("web.max_display_name_chars", int, 64, "Longest visitor display name accepted.", check=_positive),
@@ -208,6 +211,14 @@ def env_name(path: str) -> str:
     return "PRECINCT_" + path.upper().replace(".", "__")
 
 
+def _parse_origins(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(
+            isinstance(o, str) and re.fullmatch(r"https?://[^/\s:]+(:\d+)?", o) for o in value):
+        raise ConfigError("web.embed_origins: expected a list of origins like https://www.police.example "
+                          "(scheme and host, no path)")
+    return value
+
+
 def _parse_agencies(value: Any) -> list[Agency]:
     if not isinstance(value, list) or not value:
         raise ConfigError("agencies: expected a non-empty list of agencies")
@@ -279,6 +290,7 @@ def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Co
                 raise ConfigError(f"{key.path}: missing; {key.doc}")
             value = key.default
         values[key.path] = _coerce(key, value) if key.kind in (str, int, float, bool) else value
+    values["web.embed_origins"] = _parse_origins(values["web.embed_origins"])
     agencies = _parse_agencies(values["agencies"])
     topics = _parse_topics(values["topics"], agencies)
     privacy = values["site.privacy_url"]

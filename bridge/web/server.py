@@ -15,10 +15,15 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 
+def content_security_policy(embed_origins: list[str]) -> str:
+    """Strict CSP; only the agencies' own sites may frame the page (the widget's iframe)."""
+    ancestors = " ".join(["'self'", *embed_origins])
+    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+            f"frame-ancestors {ancestors}")
+
+
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-                               "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-                               "frame-ancestors 'self'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Opener-Policy": "same-origin",
@@ -45,16 +50,21 @@ async def errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
                                                "please try again.").response()
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    response = await handler(request)
-    if not response.prepared:
-        response.headers.update(SECURITY_HEADERS)
-    return response
+def security_headers(embed_origins: list[str]):  # type: ignore[no-untyped-def]
+    headers = {**SECURITY_HEADERS, "Content-Security-Policy": content_security_policy(embed_origins)}
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        response = await handler(request)
+        if not response.prepared:
+            response.headers.update(headers)
+        return response
+    return middleware
 
 
 def public_app(visitor_api: VisitorApi) -> web.Application:
-    app = web.Application(middlewares=[security_headers, errors], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=[security_headers(visitor_api.embed_origins), errors],
+                          client_max_size=1024 * 1024)
     visitor_api.routes(app)
 
     async def health(request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -69,6 +70,9 @@ class VisitorApi:
         self.max_name = config.get("web.max_display_name_chars")
         self.public_url = config.get("web.public_url").rstrip("/")
         self._sockets: set[web.WebSocketResponse] = set()
+        self.embed_origins: list[str] = list(config.get("web.embed_origins"))
+        own = urlsplit(self.public_url)
+        self.allowed_origins = {f"{own.scheme}://{own.netloc}", *self.embed_origins}
 
     def routes(self, app: web.Application) -> None:
         app.on_shutdown.append(self._close_sockets)
@@ -204,6 +208,11 @@ class VisitorApi:
 
     # ---- WebSocket ---------------------------------------------------------------------------------
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+        origin = request.headers.get("Origin")
+        # Browsers always send Origin on a WebSocket handshake; a page from a site that is not ours
+        # (or an agency's, for the widget) must not open a citizen's chat.
+        if origin is not None and origin not in self.allowed_origins:
+            raise ApiError(403, "origin_not_allowed", "This site may not open the chat.")
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_FRAME_BYTES)
         await ws.prepare(request)
         self._sockets.add(ws)

@@ -103,3 +103,27 @@ async def test_message_errors_name_the_message_and_shutdown_closes_sockets_at_on
         closing = await ws.receive(timeout=5)
         assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 1001
     store.close()
+
+
+async def test_websocket_origin_is_checked_and_only_agency_sites_may_frame_the_page(tmp_path):
+    server, chats, store = await _server(tmp_path)       # example config: embeds from https://www.police.example
+    chat, token = chats.open(None, None, None)
+    url = server.make_url(f"/api/v1/chats/{chat.id}/ws")
+    async with aiohttp.ClientSession() as s:
+        for origin in ("https://www.police.example", "http://127.0.0.1:8080"):   # an agency site; our own
+            ws = await s.ws_connect(url, origin=origin)
+            await ws.send_json({"type": "auth", "token": token, "since": 0})
+            assert (await ws.receive_json(timeout=5))["type"] == "ready"
+            await ws.close()
+        for origin in ("https://evil.example", "https://www.police.example.evil.org", "null"):
+            async with s.get(url, headers={"Origin": origin, "Connection": "Upgrade", "Upgrade": "websocket",
+                                           "Sec-WebSocket-Version": "13",
+                                           "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}) as r:
+                assert r.status == 403, origin
+                assert (await r.json())["error"] == "origin_not_allowed"
+        async with s.get(server.make_url("/api/v1/site")) as r:
+            csp = r.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'self' https://www.police.example" in csp
+    assert "script-src 'self';" in csp and "unsafe-inline" not in csp
+    await server.close()
+    store.close()

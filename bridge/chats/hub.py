@@ -50,5 +50,9 @@ class ChatHub:
     def typing(self, chat_id: str, active: bool) -> None:
         self._publish(chat_id, {"kind": "typing", "active": active})
 
+    def queue(self, chat_id: str) -> None:
+        """The queue moved: the chat's position or estimate may have changed."""
+        self._publish(chat_id, {"kind": "queue"})
+
     def status(self, chat_id: str, state: str) -> None:
         self._publish(chat_id, {"kind": "status", "state": state})

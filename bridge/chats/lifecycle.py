@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
+import time
 from typing import Callable
 
 from ..config import Config
@@ -22,6 +23,7 @@ from ..matrix.puppets import PuppetManager
 from ..store import Store
 from ..store.chats import ACTIVE, CLOSED, WAITING, Chat
 from ..store.messages import OFFICER, SYSTEM, VISITOR, Message
+from . import queue
 from .hub import ChatHub
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,17 @@ class ChatService:
                                 "You are in the queue. An officer will be with you shortly.")
         self.start_setup(chat.id)
         return chat, token
+
+    def queue_place(self, chat: Chat) -> tuple[int | None, int | None]:
+        """(position, estimated seconds) for a waiting chat; position 1 is answered next."""
+        ids = [c.id for c in self.store.chats.waiting(chat.agency)]
+        position = ids.index(chat.id) + 1 if chat.id in ids else None
+        week_ago = int(time.time() * 1000) - 7 * 24 * 3600 * 1000
+        return position, queue.estimate_seconds(self.store.chats.recent_waits(chat.topic, week_ago))
+
+    def _queue_moved(self, agency: str) -> None:
+        for waiting in self.store.chats.waiting(agency):
+            self.hub.queue(waiting.id)
 
     def authenticate(self, token: str) -> Chat | None:
         return self.store.chats.by_token_hash(hash_token(token)) if token else None
@@ -99,6 +112,8 @@ class ChatService:
                                       {"msgtype": "m.notice", "body": "The citizen has ended the chat."})
         self.hub.messages(chat.id)
         self.hub.status(chat.id, CLOSED)
+        if chat.state == WAITING:
+            self._queue_moved(chat.agency)
         self.wake_outbound()
 
     # ---- Matrix-side happenings ------------------------------------------------------------------
@@ -113,6 +128,7 @@ class ChatService:
         self.hub.messages(chat.id)
         if chat.state == WAITING:
             self.hub.status(chat.id, ACTIVE)
+            self._queue_moved(chat.agency)      # everyone behind moves up
         try:
             # Share the room key now, so the officer's first read does not wait for key exchange.
             await self.crypto.share_room_key(chat.puppet, chat.room_id, refresh=[user_id])  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ class Chat:
     created_ts: int
     ready_ts: int | None
     closed_ts: int | None
+    answered_ts: int | None = None
 
 
 class Chats:
@@ -70,9 +71,21 @@ class Chats:
 
     def set_state(self, chat_id: str, state: str, officer: str | None = None) -> None:
         closed = _now() if state == CLOSED else None
+        answered = _now() if state == ACTIVE else None
         self.db.execute(
-            "UPDATE chats SET state = ?, officer = COALESCE(?, officer), closed_ts = COALESCE(?, closed_ts)"
-            " WHERE id = ?", [state, officer, closed, chat_id])
+            "UPDATE chats SET state = ?, officer = COALESCE(?, officer), closed_ts = COALESCE(?, closed_ts),"
+            " answered_ts = COALESCE(answered_ts, ?) WHERE id = ?", [state, officer, closed, answered, chat_id])
+
+    def waiting(self, agency: str) -> list[Chat]:
+        """The agency's queue, first come first served."""
+        return [Chat(**r) for r in self.db.rows(
+            "SELECT * FROM chats WHERE agency = ? AND state = ? ORDER BY number", [agency, WAITING])]
+
+    def recent_waits(self, topic: str, since_ms: int, limit: int = 20) -> list[int]:
+        """How long recent answered chats on this topic waited for their first officer (ms)."""
+        return [r["w"] for r in self.db.rows(
+            "SELECT answered_ts - created_ts AS w FROM chats WHERE topic = ? AND answered_ts IS NOT NULL"
+            " AND answered_ts >= ? ORDER BY answered_ts DESC LIMIT ?", [topic, since_ms, limit])]
 
 
 def _now() -> int:

@@ -67,8 +67,14 @@ def _v3(db: sqlite_utils.Database) -> None:
     db["settings"].create({"key": str, "value": str}, pk="key")
 
 
+def _v4(db: sqlite_utils.Database) -> None:
+    # When the first officer joined: the real waits behind the citizen's wait estimate.
+    db["chats"].add_column("answered_ts", int)
+    db["chats"].create_index(["topic", "answered_ts"])
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
 
 
 class Database:

@@ -17,6 +17,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..config import Config
 from ..chats.lifecycle import ChatClosed, ChatService
+from ..chats.queue import queue_frame
 from ..store import Store
 from ..store.chats import Chat
 from ..store.messages import Message
@@ -151,7 +152,13 @@ class VisitorApi:
         return value
 
     def _state(self, chat: Chat) -> dict[str, Any]:
-        return {"chat_id": chat.id, "number": chat.number, "state": chat.state, "topic": chat.topic}
+        """The chat as GET /api/v1/chats/{id} and the ready frame describe it (queue place while waiting)."""
+        status = {k: v for k, v in self._status(chat).items() if k != "type"}
+        return {"chat_id": chat.id, "number": chat.number, "topic": chat.topic, **status}
+
+    def _status(self, chat: Chat) -> dict[str, Any]:
+        position, estimate = self.chats.queue_place(chat) if chat.state == "waiting" else (None, None)
+        return queue_frame(chat.state, position, estimate)
 
     # ---- HTTP --------------------------------------------------------------------------------------
     async def site(self, request: web.Request) -> web.Response:
@@ -243,8 +250,8 @@ class VisitorApi:
         # A client claiming more than exists would otherwise never see the messages up to its number.
         last = min(since, self.store.messages.last_seq(chat.id))
         try:
-            current = self.store.chats.get(chat.id) or chat
-            await ws.send_json({"type": "ready", "state": current.state, "chat_id": chat.id, "number": chat.number})
+            state = self._state(self.store.chats.get(chat.id) or chat)
+            await ws.send_json({"type": "ready", **state})
             last = await self._replay(ws, chat.id, last)
             reader = asyncio.create_task(self._read_frames(ws, chat))
             while not reader.done():
@@ -258,9 +265,9 @@ class VisitorApi:
                     last = await self._replay(ws, chat.id, last)
                 elif signal["kind"] == "typing":
                     await ws.send_json({"type": "typing", "active": signal["active"]})
-                elif signal["kind"] == "status":
+                elif signal["kind"] in ("status", "queue"):
                     last = await self._replay(ws, chat.id, last)
-                    await ws.send_json({"type": "status", "state": signal["state"]})
+                    await ws.send_json(self._status(self.store.chats.get(chat.id) or chat))
             await asyncio.gather(reader, return_exceptions=True)
         except (ConnectionResetError, RuntimeError) as e:
             log.debug("websocket for chat %s ended: %s", chat.number, e)

@@ -99,6 +99,9 @@ async def test_http_send_limits_and_idempotence(matrix_env: MatrixEnv, visitor: 
 async def test_websocket_survives_client_errors(matrix_env: MatrixEnv, visitor: Visitor):
     ready = await visitor.connect()
     assert ready["state"] in ("waiting", "active")
+    if ready["state"] == "waiting":          # nobody answers this agency in this test: it queues
+        assert isinstance(ready["position"], int) and ready["position"] >= 1
+        assert "estimate_seconds" in ready   # null until enough real waits are known
     ws = visitor.ws
     await ws.send_str("{not json")
     await visitor.wait_frame(lambda f: f.get("error") == "invalid_json", what="invalid_json frame")

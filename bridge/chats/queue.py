@@ -1,0 +1,26 @@
+"""Where a waiting citizen stands, and an honest estimate of the wait (pure functions).
+
+The estimate is the median of real waits (chat opened → first officer joined) of recent chats on
+the same topic.  With too few of them there is no estimate: the page says "we don't know yet"
+rather than a made-up number.
+"""
+from __future__ import annotations
+
+from statistics import median
+
+MIN_SAMPLES = 5          # fewer recent answered chats than this: no estimate
+
+
+def estimate_seconds(recent_waits_ms: list[int]) -> int | None:
+    if len(recent_waits_ms) < MIN_SAMPLES:
+        return None
+    return max(1, round(median(recent_waits_ms) / 1000))
+
+
+def queue_frame(state: str, position: int | None, estimate: int | None) -> dict:
+    """The visitor API's status frame; position is 1 for the next chat to be answered."""
+    frame: dict = {"type": "status", "state": state}
+    if state == "waiting":
+        frame["position"] = position
+        frame["estimate_seconds"] = estimate
+    return frame

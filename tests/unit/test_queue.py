@@ -1,0 +1,47 @@
+"""Queue position and the honest wait estimate (bridge/chats/queue.py, lifecycle.queue_place)."""
+from __future__ import annotations
+
+from bridge.chats.hub import ChatHub
+from bridge.chats.lifecycle import ChatService
+from bridge.chats.queue import MIN_SAMPLES, estimate_seconds, queue_frame
+from bridge.store import Store
+from bridge.store.chats import ACTIVE
+from tests.support.configs import example_config
+
+
+def test_no_estimate_without_enough_real_waits():
+    assert estimate_seconds([]) is None
+    assert estimate_seconds([60_000] * (MIN_SAMPLES - 1)) is None
+    assert estimate_seconds([60_000, 120_000, 240_000, 30_000, 90_000]) == 90
+    assert queue_frame("waiting", 2, None) == {"type": "status", "state": "waiting", "position": 2,
+                                               "estimate_seconds": None}
+    assert queue_frame("active", None, None) == {"type": "status", "state": "active"}
+
+
+def test_positions_move_up_and_waiting_chats_hear_about_it(tmp_path):
+    store = Store.open(tmp_path / "p.db")
+    hub = ChatHub()
+    service = ChatService(example_config(tmp_path), store, None, None, None, hub, lambda: None)  # type: ignore[arg-type]
+    service.start_setup = lambda chat_id: None
+    chats = [service.open("general", None, None)[0] for _ in range(3)]
+    assert [service.queue_place(store.chats.get(c.id))[0] for c in chats] == [1, 2, 3]
+    subs = [hub.subscribe(c.id) for c in chats]
+    service.close(store.chats.get(chats[0].id), by="visitor")           # the first citizen gives up
+    assert [service.queue_place(store.chats.get(c.id))[0] for c in chats[1:]] == [1, 2]
+    assert all(any(s.queue.get_nowait()["kind"] == "queue" for _ in range(s.queue.qsize())) for s in subs[1:])
+    store.close()
+
+
+def test_estimate_comes_from_real_answered_chats_on_the_topic(tmp_path):
+    store = Store.open(tmp_path / "p.db")
+    service = ChatService(example_config(tmp_path), store, None, None, None, ChatHub(), lambda: None)  # type: ignore[arg-type]
+    service.start_setup = lambda chat_id: None
+    for i in range(MIN_SAMPLES):
+        chat, _ = service.open("general", None, None)
+        store.chats.set_state(chat.id, ACTIVE, officer="@o:p")
+        store.db.execute("UPDATE chats SET answered_ts = created_ts + ? WHERE id = ?", [(i + 1) * 60_000, chat.id])
+    waiting, _ = service.open("general", None, None)
+    other_topic, _ = service.open("lost-property", None, None)
+    assert service.queue_place(store.chats.get(waiting.id)) == (1, 180)          # median of 1..5 minutes
+    assert service.queue_place(store.chats.get(other_topic.id)) == (2, None)     # no data for that topic yet
+    store.close()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .chats import Chats
 from .db import Database
+from .feedback import Feedback
 from .messages import Messages
 from .outbox import Outbox
 from .puppets import Puppets
@@ -24,12 +25,13 @@ class Store:
     transactions: Transactions
     room_events: RoomEvents
     settings: Settings
+    feedback: Feedback
 
     @classmethod
     def open(cls, path: Path | str, first_chat_number: int = 1001) -> "Store":
         db = Database(path)
         return cls(db, Chats(db, first_chat_number), Puppets(db), Messages(db), Outbox(db), Transactions(db),
-                   RoomEvents(db), Settings(db))
+                   RoomEvents(db), Settings(db), Feedback(db))
 
     def close(self) -> None:
         self.db.close()

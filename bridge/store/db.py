@@ -73,8 +73,13 @@ def _v4(db: sqlite_utils.Database) -> None:
     db["chats"].create_index(["topic", "answered_ts"])
 
 
+def _v5(db: sqlite_utils.Database) -> None:
+    db["feedback"].create({"chat_id": str, "rating": int, "comment": str, "ts": int}, pk="chat_id",
+                          not_null={"rating", "ts"})
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
 
 
 class Database:

@@ -21,6 +21,7 @@ from ..chats.queue import queue_frame
 from ..store import Store
 from ..store.chats import Chat
 from ..store.messages import Message
+from . import transcript
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ class VisitorApi:
         app.router.add_get("/api/v1/chats/{chat_id}/messages", self.get_messages)
         app.router.add_post("/api/v1/chats/{chat_id}/messages", self.post_message)
         app.router.add_post("/api/v1/chats/{chat_id}/close", self.post_close)
+        app.router.add_post("/api/v1/chats/{chat_id}/feedback", self.post_feedback)
+        app.router.add_get("/api/v1/chats/{chat_id}/transcript", self.get_transcript)
 
     # ---- validation --------------------------------------------------------------------------------
     @staticmethod
@@ -206,6 +209,36 @@ class VisitorApi:
         chat = self._chat_for(request)
         self.chats.close(chat, by="visitor")
         return web.json_response({"state": "closed"})
+
+    async def post_feedback(self, request: web.Request) -> web.Response:
+        chat = self.store.chats.get(self._chat_for(request).id)
+        assert chat is not None
+        data = await self._json(request)
+        rating = data.get("rating")
+        if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
+            raise ApiError(400, "bad_request", "'rating' must be a whole number from 1 to 5.")
+        comment = self._optional_text(data, "comment", 2000)
+        if chat.state != "closed":
+            raise ApiError(409, "chat_open", "Feedback can be given once the chat has ended.")
+        if not self.store.feedback.add(chat.id, rating, comment):
+            raise ApiError(409, "feedback_given", "Feedback for this chat was already received. Thank you.")
+        return web.json_response({"rating": rating}, status=201)
+
+    async def get_transcript(self, request: web.Request) -> web.Response:
+        chat = self.store.chats.get(self._chat_for(request).id)
+        assert chat is not None
+        fmt = request.query.get("format", "txt")
+        if fmt not in ("txt", "html"):
+            raise ApiError(400, "bad_request", "'format' must be txt or html.")
+        messages: list[Message] = []
+        while batch := self.store.messages.since(chat.id, messages[-1].seq if messages else 0):
+            messages += batch
+        name = self.config.get("site.service_name")
+        filename = f"chat-{chat.number}.{fmt}"
+        body = transcript.as_text(chat, name, messages) if fmt == "txt" else transcript.as_html(chat, name, messages)
+        return web.Response(text=body, content_type="text/plain" if fmt == "txt" else "text/html", charset="utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                     "Cache-Control": "no-store"})
 
     def _send(self, chat: Chat, client_id: str, body: str) -> Message:
         try:

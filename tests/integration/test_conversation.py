@@ -129,3 +129,42 @@ async def test_undecryptable_officer_message_asks_the_officer_to_resend(matrix_e
     assert bodies == ["this one is fine"]
     assert not any("AwgAEhA" in f.get("body", "") or "error" in f.get("body", "").lower()
                    for f in visitor.messages())
+
+
+async def test_feedback_and_transcript_after_the_chat(matrix_env, officer, visitor, bridge_log):
+    import sqlite3
+
+    got = await open_chat(visitor, officer)
+    first = await officer.send(got.room_id, "Your reference is <b>CR-1234</b> & keep it safe")
+    await officer.edit(got.room_id, first, "Your reference is CR-1234")
+    await officer.send(got.room_id, "<script>alert(1)</script> is just text")
+    await visitor.wait_frame(lambda f: f.get("kind") == "edit", 60, "the edit")
+    await visitor.wait_frame(lambda f: "is just text" in f.get("body", ""), 60, "the script text")
+    path = f"/api/v1/chats/{visitor.chat_id}"
+    status, body = await visitor.http("POST", path + "/feedback", json={"rating": 5})
+    assert status == 409 and body["error"] == "chat_open"
+    assert (await visitor.http("POST", path + "/close"))[0] == 200
+    for bad in ({"rating": 0}, {"rating": 6}, {"rating": "5"}, {"rating": True}, {}):
+        assert (await visitor.http("POST", path + "/feedback", json=bad))[0] == 400, bad
+    status, _ = await visitor.http("POST", path + "/feedback", json={"rating": 4, "comment": "Quick and kind"})
+    assert status == 201
+    status, body = await visitor.http("POST", path + "/feedback", json={"rating": 1})
+    assert status == 409 and body["error"] == "feedback_given"
+    conn = sqlite3.connect(f"file:{matrix_env.dir / 'precinct.db'}?mode=ro", uri=True)
+    assert conn.execute("SELECT rating, comment FROM feedback WHERE chat_id = ?",
+                        [visitor.chat_id]).fetchall() == [(4, "Quick and kind")]
+    conn.close()
+
+    status, text = await visitor.http("GET", path + "/transcript?format=txt")
+    assert status == 200
+    lines = text.splitlines()
+    assert lines[0].endswith(f"transcript of chat {(await visitor.http('GET', path))[1]['number']}")
+    assert any(line.endswith("You: " + got.body) for line in lines)
+    assert any("Your reference is CR-1234 (edited)" in line for line in lines)
+    assert not any("keep it safe" in line for line in lines)          # the edit replaced the original
+    assert any("has joined the chat" in line for line in lines) and any("The chat has ended" in line for line in lines)
+    status, page = await visitor.http("GET", path + "/transcript?format=html")
+    assert status == 200 and page.startswith("<!doctype html>")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; is just text" in page and "<script>" not in page
+    assert (await visitor.http("GET", path + "/transcript?format=pdf"))[0] == 400
+    assert (await visitor.http("GET", path + "/transcript", token="wrong"))[0] == 401

@@ -1,0 +1,20 @@
+"""The ``feedback`` table: the citizen's rating (1-5) and optional comment, one per chat."""
+from __future__ import annotations
+
+import time
+
+from .db import Database
+
+
+class Feedback:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, chat_id: str, rating: int, comment: str | None) -> bool:
+        """Store it; False when this chat already has feedback (it is given once)."""
+        cur = self.db.execute("INSERT OR IGNORE INTO feedback (chat_id, rating, comment, ts) VALUES (?,?,?,?)",
+                              [chat_id, rating, comment, int(time.time() * 1000)])
+        return cur.rowcount == 1
+
+    def get(self, chat_id: str) -> dict | None:
+        return self.db.row("SELECT rating, comment, ts FROM feedback WHERE chat_id = ?", [chat_id])

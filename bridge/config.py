@@ -100,6 +100,11 @@ SCHEMA: list[Key] = [
     Key("chats.puppet_pool_size", int, 3,
         "Visitor identities (user, device, cross-signing) prepared ahead so a new chat only needs its room. "
         "0 disables the pool."),
+    Key("attachments.max_bytes", int, 10 * 1024 * 1024, "Largest attachment a citizen may send, in bytes.",
+        check=_positive),
+    Key("attachments.allowed_types", "mimetypes", default=["image/jpeg", "image/png", "image/webp", "application/pdf"],
+        doc="Types citizens may send, recognised from the file's content (not its name). "
+            "Known: image/jpeg, image/png, image/webp, application/pdf."),
     Key("site.service_name", str, "Police non-emergency web chat", "Title shown to citizens on the chat page."),
     Key("site.emergency_number", str, "999",
         "Emergency number shown (as a tap-to-call link) on every screen: 999, 911, 112…",
@@ -291,6 +296,10 @@ def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Co
             value = key.default
         values[key.path] = _coerce(key, value) if key.kind in (str, int, float, bool) else value
     values["web.embed_origins"] = _parse_origins(values["web.embed_origins"])
+    known = {"image/jpeg", "image/png", "image/webp", "application/pdf"}
+    types = values["attachments.allowed_types"]
+    if not isinstance(types, list) or not set(types) <= known:
+        raise ConfigError(f"attachments.allowed_types: expected a list drawn from {sorted(known)}")
     agencies = _parse_agencies(values["agencies"])
     topics = _parse_topics(values["topics"], agencies)
     privacy = values["site.privacy_url"]

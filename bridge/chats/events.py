@@ -20,6 +20,16 @@ class OfficerText:
 
 
 @dataclass(frozen=True)
+class OfficerAttachment:
+    kind: str                      # image | file
+    name: str
+    mimetype: str
+    size: int | None
+    mxc: str
+    file_info: dict[str, Any] | None   # EncryptedFile, or None for an unencrypted upload
+
+
+@dataclass(frozen=True)
 class OfficerEdit:
     target_event_id: str
     body: str
@@ -43,7 +53,8 @@ class Unsupported:
     reason: str
 
 
-Interpretation = OfficerText | OfficerEdit | OfficerRedaction | Membership | Unsupported | None
+Interpretation = (OfficerText | OfficerAttachment | OfficerEdit | OfficerRedaction | Membership | Unsupported
+                  | None)
 
 
 class _TextExtractor(HTMLParser):
@@ -144,9 +155,25 @@ def interpret(event: dict[str, Any]) -> Interpretation:
             return Unsupported("edit without m.new_content")
         return OfficerEdit(relates["event_id"], message_text(new))
     msgtype = content.get("msgtype")
+    if msgtype in ("m.image", "m.file", "m.video", "m.audio"):
+        return _attachment(content, msgtype)
     if msgtype in TEXT_TYPES:
         body = message_text(content)
         if not body.strip():
             return Unsupported("empty message")
         return OfficerText(TEXT_TYPES[msgtype], body)
     return Unsupported(f"message type {msgtype!r} is not shown to citizens yet")
+
+
+def _attachment(content: dict[str, Any], msgtype: str) -> OfficerAttachment | Unsupported:
+    file_info = content.get("file") if isinstance(content.get("file"), dict) else None
+    mxc = file_info.get("url") if file_info else content.get("url")
+    if not isinstance(mxc, str) or not mxc.startswith("mxc://"):
+        return Unsupported("attachment without a media URL")
+    info = content.get("info") if isinstance(content.get("info"), dict) else {}
+    name = content.get("filename") or content.get("body")
+    size = info.get("size") if isinstance(info.get("size"), int) else None
+    mimetype = info.get("mimetype") if isinstance(info.get("mimetype"), str) else "application/octet-stream"
+    return OfficerAttachment("image" if msgtype == "m.image" else "file", name if isinstance(name, str) else "file",
+                             mimetype, size, mxc, {k: v for k, v in file_info.items() if k != "url"} if file_info
+                             else None)

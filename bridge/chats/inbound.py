@@ -24,6 +24,7 @@ from ..config import Config
 from ..matrix.crypto import Crypto
 from ..matrix.puppets import PuppetManager
 from ..store import Store
+from ..store.attachments import Attachment
 from ..store.chats import CLOSED, Chat
 from ..store.room_events import DONE, FAILED, IGNORED, RoomEvent
 from . import events as ev
@@ -162,6 +163,11 @@ class InboundPump:
             if isinstance(meaning, ev.OfficerText):
                 self.chats.officer_message(chat, meaning.kind, meaning.body, sender, name, item.event_id,
                                            event.get("origin_server_ts"))
+            elif isinstance(meaning, ev.OfficerAttachment):
+                msg = self.chats.officer_message(chat, meaning.kind, meaning.name, sender, name, item.event_id,
+                                                 event.get("origin_server_ts"))
+                self.store.attachments.add(Attachment(chat.id, msg.seq, meaning.name, meaning.mimetype,
+                                                      meaning.size, None, meaning.mxc, meaning.file_info))
             elif isinstance(meaning, (ev.OfficerEdit, ev.OfficerRedaction)):
                 target = self.store.messages.by_event_id(meaning.target_event_id)
                 # Only within this chat; an edit only by whoever wrote the original (as Matrix clients do).

@@ -17,13 +17,14 @@ from typing import Callable
 
 from ..config import Config
 from ..matrix import rooms
-from ..matrix.crypto import Crypto
+from ..matrix.crypto import Crypto, decrypt_file, encrypt_file
 from ..matrix.intent import HomeserverApi
 from ..matrix.puppets import PuppetManager
 from ..store import Store
+from ..store.attachments import Attachment
 from ..store.chats import ACTIVE, CLOSED, WAITING, Chat
 from ..store.messages import OFFICER, SYSTEM, VISITOR, Message
-from . import queue
+from . import attachments, queue
 from .hub import ChatHub
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,48 @@ class ChatService:
         self.hub.messages(chat.id)
         self.wake_outbound()
         return msg
+
+    async def visitor_attachment(self, chat: Chat, client_id: str, filename: str | None, data: bytes,
+                                 mimetype: str, msgtype: str) -> Message:
+        """Encrypt and upload a citizen's file as the puppet, then store and queue it like a message.
+
+        The upload happens before the ack: a crash in between leaves an unused encrypted blob in the
+        media repository, never a half-sent message; a retry with the same client_id is answered from
+        the store.
+        """
+        existing = self.store.messages.by_client_id(chat.id, client_id)
+        if existing:
+            return existing
+        if chat.state == CLOSED:
+            raise ChatClosed()
+        name = attachments.safe_filename(filename, mimetype)
+        puppet = chat.puppet or (await self.puppets.for_chat(chat.id)).user_id
+        ciphertext, file_info = encrypt_file(data)
+        mxc = await self.api.upload(puppet, ciphertext, "encrypted")
+        kind = "image" if msgtype == "m.image" else "file"
+        content = {"msgtype": msgtype, "body": name, "filename": name,
+                   "info": {"mimetype": mimetype, "size": len(data)}, "file": {"url": mxc, **file_info}}
+        with self.store.db.transaction():
+            msg = self.store.messages.add(chat.id, VISITOR, kind, name, sender=chat.display_name,
+                                          client_id=client_id)
+            self.store.attachments.add(Attachment(chat.id, msg.seq, name, mimetype, len(data),
+                                                  hashlib.sha256(data).hexdigest(), mxc, file_info))
+            self.store.outbox.add(chat.id, new_txn_id(), "m.room.message", content, message_seq=msg.seq)
+        self.hub.messages(chat.id)
+        self.wake_outbound()
+        return msg
+
+    async def attachment_bytes(self, chat: Chat, seq: int, max_bytes: int) -> tuple[Attachment, bytes] | None:
+        """A chat's attachment, fetched from the media repository as its puppet and decrypted."""
+        found = self.store.attachments.get(chat.id, seq)
+        if found is None or not chat.puppet:
+            return None
+        data = await self.api.download(chat.puppet, found.mxc, max_bytes)
+        if found.file_info:
+            data = decrypt_file(data, found.file_info)
+        if found.sha256 and hashlib.sha256(data).hexdigest() != found.sha256:
+            raise ValueError("attachment content does not match its recorded hash")
+        return found, data
 
     async def visitor_typing(self, chat: Chat, active: bool) -> None:
         chat = self.store.chats.get(chat.id) or chat

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import nio
+from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 
 from ..store.puppets import Puppets
 from .intent import HomeserverApi, PuppetClient
@@ -316,3 +317,17 @@ class Crypto:
 def _check(resp: Any, what: str) -> None:
     if isinstance(resp, nio.ErrorResponse):
         raise CryptoError(f"{what} failed: {resp.status_code} {resp.message}")
+
+
+def encrypt_file(data: bytes) -> tuple[bytes, dict[str, Any]]:
+    """Encrypt an attachment (AES-CTR); returns the ciphertext and the EncryptedFile fields but "url"."""
+    ciphertext, info = encrypt_attachment(data)
+    return ciphertext, info
+
+
+def decrypt_file(ciphertext: bytes, info: dict[str, Any]) -> bytes:
+    """Decrypt an attachment after checking its hash; raises CryptoError when it does not match."""
+    try:
+        return decrypt_attachment(ciphertext, info["key"]["k"], info["hashes"]["sha256"], info["iv"])
+    except (KeyError, TypeError, ValueError, nio.EncryptionError) as e:
+        raise CryptoError(f"attachment could not be decrypted: {e}")

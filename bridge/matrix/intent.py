@@ -128,6 +128,34 @@ class HomeserverApi:
         return await self.request("GET", "/_matrix/client/v3/sync", user_id=user_id, device_id=device_id,
                                   query=query, what="to-device catch-up")
 
+    async def upload(self, user_id: str, data: bytes, filename: str) -> str:
+        """Put bytes in the media repository as the puppet; returns the mxc:// URI."""
+        assert self.session
+        async with self.session.post(self.base_url + "/_matrix/media/v3/upload", data=data, ssl=self.ssl,
+                                     params={"user_id": user_id, "filename": filename},
+                                     headers={"Authorization": f"Bearer {self.as_token}",
+                                              "Content-Type": "application/octet-stream"}) as resp:
+            body = await resp.json(content_type=None)
+            if resp.status != 200 or "content_uri" not in body:
+                raise MatrixError(resp.status, body or {}, "media upload")
+            return body["content_uri"]
+
+    async def download(self, user_id: str, mxc: str, max_bytes: int) -> bytes:
+        """Fetch a media file (authenticated media) as the puppet, refusing anything over max_bytes."""
+        assert self.session
+        if not mxc.startswith("mxc://") or mxc.count("/") != 3:
+            raise MatrixError(400, {"error": "not an mxc URI"}, "media download")
+        server, media_id = mxc[6:].split("/", 1)
+        async with self.session.get(f"{self.base_url}/_matrix/client/v1/media/download/{quote(server)}/"
+                                    f"{quote(media_id)}", params={"user_id": user_id}, ssl=self.ssl,
+                                    headers={"Authorization": f"Bearer {self.as_token}"}) as resp:
+            if resp.status != 200:
+                raise MatrixError(resp.status, await resp.json(content_type=None) or {}, "media download")
+            data = await resp.content.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise MatrixError(413, {"error": "media too large"}, "media download")
+            return data
+
     def _raw(self, method: str, path: str, user_id: str):  # type: ignore[no-untyped-def]
         assert self.session
         return self.session.request(method, self.base_url + path, params={"user_id": user_id}, ssl=self.ssl,

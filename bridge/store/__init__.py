@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .attachments import Attachments
 from .chats import Chats
 from .db import Database
 from .feedback import Feedback
@@ -26,12 +27,13 @@ class Store:
     room_events: RoomEvents
     settings: Settings
     feedback: Feedback
+    attachments: Attachments
 
     @classmethod
     def open(cls, path: Path | str, first_chat_number: int = 1001) -> "Store":
         db = Database(path)
         return cls(db, Chats(db, first_chat_number), Puppets(db), Messages(db), Outbox(db), Transactions(db),
-                   RoomEvents(db), Settings(db), Feedback(db))
+                   RoomEvents(db), Settings(db), Feedback(db), Attachments(db))
 
     def close(self) -> None:
         self.db.close()

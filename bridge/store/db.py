@@ -78,8 +78,15 @@ def _v5(db: sqlite_utils.Database) -> None:
                           not_null={"rating", "ts"})
 
 
+def _v6(db: sqlite_utils.Database) -> None:
+    # The file behind an image/file message: where it is in the media repository and how to decrypt it.
+    db["attachments"].create({"chat_id": str, "seq": int, "name": str, "mimetype": str, "size": int,
+                              "sha256": str, "mxc": str, "file_info": str}, pk=("chat_id", "seq"),
+                             not_null={"name", "mimetype", "mxc"})
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 
 
 class Database:

@@ -63,8 +63,9 @@ def security_headers(embed_origins: list[str]):  # type: ignore[no-untyped-def]
 
 
 def public_app(visitor_api: VisitorApi) -> web.Application:
+    # Large enough for an attachment; JSON endpoints enforce their own, smaller limit.
     app = web.Application(middlewares=[security_headers(visitor_api.embed_origins), errors],
-                          client_max_size=1024 * 1024)
+                          client_max_size=visitor_api.max_attachment + 64 * 1024)
     visitor_api.routes(app)
 
     async def health(request: web.Request) -> web.Response:

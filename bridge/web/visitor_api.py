@@ -17,8 +17,10 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..config import Config
 from ..chats.lifecycle import ChatClosed, ChatService
+from ..chats import attachments
 from ..chats.queue import queue_frame
 from ..store import Store
+from ..store.attachments import Attachment
 from ..store.chats import Chat
 from ..store.messages import Message
 from . import transcript
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 AUTH_TIMEOUT = 15.0
 MAX_CLIENT_ID = 128
 MAX_FRAME_BYTES = 64 * 1024
+MAX_JSON_BYTES = 64 * 1024
 HISTORY_PAGE = 500          # messages per GET …/messages; "more": true says ask again from the last seq
 
 
@@ -51,9 +54,12 @@ class ApiError(Exception):
         return frame
 
 
-def message_frame(m: Message) -> dict[str, Any]:
+def message_frame(m: Message, attachment: Attachment | None = None) -> dict[str, Any]:
     frame: dict[str, Any] = {"type": "message", "seq": m.seq, "from": m.sender_kind, "kind": m.kind,
                              "sender": m.sender or _default_sender(m.sender_kind), "body": m.body, "ts": m.ts}
+    if attachment is not None:
+        frame["attachment"] = {"name": attachment.name, "mimetype": attachment.mimetype, "size": attachment.size,
+                               "url": f"/api/v1/chats/{m.chat_id}/attachments/{m.seq}"}
     if m.target_seq is not None:
         frame["target"] = m.target_seq
     if m.client_id is not None:
@@ -69,6 +75,8 @@ class VisitorApi:
     def __init__(self, config: Config, store: Store, chats: ChatService) -> None:
         self.config, self.store, self.chats = config, store, chats
         self.max_chars = config.get("web.max_message_chars")
+        self.max_attachment = config.get("attachments.max_bytes")
+        self.allowed_types = set(config.get("attachments.allowed_types"))
         self.max_name = config.get("web.max_display_name_chars")
         self.public_url = config.get("web.public_url").rstrip("/")
         self._sockets: set[web.WebSocketResponse] = set()
@@ -86,11 +94,15 @@ class VisitorApi:
         app.router.add_post("/api/v1/chats/{chat_id}/messages", self.post_message)
         app.router.add_post("/api/v1/chats/{chat_id}/close", self.post_close)
         app.router.add_post("/api/v1/chats/{chat_id}/feedback", self.post_feedback)
+        app.router.add_post("/api/v1/chats/{chat_id}/attachments", self.post_attachment)
+        app.router.add_get("/api/v1/chats/{chat_id}/attachments/{seq}", self.get_attachment)
         app.router.add_get("/api/v1/chats/{chat_id}/transcript", self.get_transcript)
 
     # ---- validation --------------------------------------------------------------------------------
     @staticmethod
     async def _json(request: web.Request) -> dict[str, Any]:
+        if (request.content_length or 0) > MAX_JSON_BYTES:
+            raise ApiError(413, "too_large", "The request is too large.")
         raw = await request.read()
         if not raw:
             return {}
@@ -197,7 +209,7 @@ class VisitorApi:
         chat = self.store.chats.get(chat.id) or chat
         page = self.store.messages.since(chat.id, since, limit=HISTORY_PAGE + 1)
         return web.json_response({"state": chat.state, "more": len(page) > HISTORY_PAGE,
-                                  "messages": [message_frame(m) for m in page[:HISTORY_PAGE]]})
+                                  "messages": [self._frame(m) for m in page[:HISTORY_PAGE]]})
 
     async def post_message(self, request: web.Request) -> web.Response:
         chat = self._chat_for(request)
@@ -209,6 +221,45 @@ class VisitorApi:
         chat = self._chat_for(request)
         self.chats.close(chat, by="visitor")
         return web.json_response({"state": "closed"})
+
+    async def post_attachment(self, request: web.Request) -> web.Response:
+        chat = self.store.chats.get(self._chat_for(request).id)
+        assert chat is not None
+        client_id = request.query.get("client_id", "")
+        if not client_id or len(client_id) > MAX_CLIENT_ID:
+            raise ApiError(400, "bad_request", "'client_id' (query) must be a non-empty string, unique per message.")
+        limit = self.max_attachment
+        if request.content_length is not None and request.content_length > limit:
+            raise ApiError(413, "file_too_large", f"Files can be at most {limit // (1024 * 1024)} MB.")
+        data = await request.content.read(limit + 1)
+        if len(data) > limit:
+            raise ApiError(413, "file_too_large", f"Files can be at most {limit // (1024 * 1024)} MB.")
+        if not data:
+            raise ApiError(400, "bad_request", "The file is empty.")
+        kind = attachments.sniff(data)
+        if kind is None or kind[0] not in self.allowed_types:
+            allowed = ", ".join(sorted(t.split("/")[1].upper() for t in self.allowed_types))
+            raise ApiError(415, "unsupported_type", f"Only these kinds of file can be sent: {allowed}.")
+        try:
+            msg = await self.chats.visitor_attachment(chat, client_id, request.query.get("filename"), data, *kind)
+        except ChatClosed:
+            raise ApiError(409, "chat_closed", "This chat has ended; start a new chat to write again.")
+        return web.json_response({"client_id": client_id, "seq": msg.seq}, status=201)
+
+    async def get_attachment(self, request: web.Request) -> web.StreamResponse:
+        chat = self.store.chats.get(self._chat_for(request).id)
+        assert chat is not None
+        seq = request.match_info["seq"]
+        found = await self.chats.attachment_bytes(chat, int(seq), self.max_attachment * 4) if seq.isdigit() else None
+        if found is None:
+            raise ApiError(404, "not_found", "No such attachment.")
+        attachment, data = found
+        # Shown inline only if it is a type we know to be harmless; anything else is a download.
+        mimetype = attachment.mimetype if attachment.mimetype in ("image/jpeg", "image/png", "image/webp",
+                                                                  "application/pdf") else "application/octet-stream"
+        return web.Response(body=data, content_type=mimetype, headers={
+            "Content-Disposition": f'attachment; filename="{attachments.safe_filename(attachment.name, mimetype)}"',
+            "Cache-Control": "private, no-store"})
 
     async def post_feedback(self, request: web.Request) -> web.Response:
         chat = self.store.chats.get(self._chat_for(request).id)
@@ -333,10 +384,14 @@ class VisitorApi:
                 continue
             return self._chat_for(request, frame["token"]), self._since(frame.get("since"))
 
+    def _frame(self, m: Message) -> dict[str, Any]:
+        attachment = self.store.attachments.get(m.chat_id, m.seq) if m.kind in ("image", "file") else None
+        return message_frame(m, attachment)
+
     async def _replay(self, ws: web.WebSocketResponse, chat_id: str, last: int) -> int:
         while batch := self.store.messages.since(chat_id, last):
             for m in batch:
-                await ws.send_json(message_frame(m))
+                await ws.send_json(self._frame(m))
                 last = m.seq
         return last
 

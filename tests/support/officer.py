@@ -29,6 +29,7 @@ class NioOfficer:
         self.client = nio.AsyncClient(homeserver, user_id, store_path=str(store_dir),
                                       config=nio.AsyncClientConfig(encryption_enabled=True, store_sync_tokens=True))
         self.messages: list[Received] = []
+        self.media: list[tuple[str, nio.RoomEncryptedMedia]] = []      # (room_id, event)
         self.undecryptable: list[nio.MegolmEvent] = []
         self.joined: set[str] = set()
         self._task: asyncio.Task | None = None
@@ -42,6 +43,7 @@ class NioOfficer:
         self.client.add_event_callback(self._on_invite, nio.InviteMemberEvent)
         self.client.add_event_callback(self._on_text, nio.RoomMessageText)
         self.client.add_event_callback(self._on_text, nio.RoomMessageNotice)
+        self.client.add_event_callback(self._on_media, nio.RoomEncryptedMedia)
         self.client.add_event_callback(self._on_undecryptable, nio.MegolmEvent)
         self.client.add_response_callback(self._retry_undecryptable, nio.SyncResponse)
         await self.client.sync(timeout=0, full_state=True)
@@ -59,6 +61,26 @@ class NioOfficer:
         self.messages.append(Received(room.room_id, event.event_id, event.sender, event.body,
                                       getattr(event, "sender_key", None), getattr(event, "device_id", None),
                                       event.source))
+
+    async def _on_media(self, room: nio.MatrixRoom, event: nio.RoomEncryptedMedia) -> None:
+        self.media.append((room.room_id, event))
+
+    async def download_decrypted(self, event: nio.RoomEncryptedMedia) -> bytes:
+        """Fetch an encrypted attachment from the homeserver and decrypt it, as Element would."""
+        from nio.crypto.attachments import decrypt_attachment
+        resp = await self.client.download(event.url)
+        assert isinstance(resp, nio.DownloadResponse), resp
+        return decrypt_attachment(resp.body, event.key["k"], event.hashes["sha256"], event.iv)
+
+    async def send_encrypted_file(self, room_id: str, data: bytes, name: str, mimetype: str) -> str:
+        from nio.crypto.attachments import encrypt_attachment
+        ciphertext, info = encrypt_attachment(data)
+        resp, _ = await self.client.upload(lambda *a: ciphertext, content_type="application/octet-stream",
+                                           filesize=len(ciphertext))
+        assert isinstance(resp, nio.UploadResponse), resp
+        return await self._send(room_id, "m.room.message", {
+            "msgtype": "m.file", "body": name, "filename": name, "info": {"mimetype": mimetype, "size": len(data)},
+            "file": {"url": resp.content_uri, **info}})
 
     async def _on_undecryptable(self, room: nio.MatrixRoom, event: nio.MegolmEvent) -> None:
         self.undecryptable.append(event)

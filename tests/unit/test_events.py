@@ -239,8 +239,8 @@ def test_missing_content_is_unsupported():
 
 
 @pytest.mark.parametrize("content", [
-    {"msgtype": "m.image", "body": "photo.jpg", "url": "mxc://x/y"},
     {"msgtype": "m.file", "body": "f.pdf"},
+    {"msgtype": "m.image", "body": "p.jpg", "url": "https://example.org/p.jpg"},
     {"body": "no msgtype"},
     {"msgtype": "m.text"},
     {"msgtype": "m.text", "body": 42},
@@ -250,3 +250,15 @@ def test_missing_content_is_unsupported():
 def test_unshowable_messages_are_unsupported(content: dict[str, Any]):
     result = interpret(message(content))
     assert isinstance(result, Unsupported) and result.reason
+
+
+def test_officer_attachments_plain_and_encrypted():
+    from bridge.chats.events import OfficerAttachment
+    plain = interpret(message({"msgtype": "m.image", "body": "photo.jpg", "url": "mxc://x/y",
+                          "info": {"mimetype": "image/jpeg", "size": 10}}))
+    assert plain == OfficerAttachment("image", "photo.jpg", "image/jpeg", 10, "mxc://x/y", None)
+    secret = {"url": "mxc://x/z", "key": {"k": "abc"}, "iv": "iv", "hashes": {"sha256": "h"}, "v": "v2"}
+    enc = interpret(message({"msgtype": "m.file", "body": "caption", "filename": "form.pdf", "file": secret}))
+    assert isinstance(enc, OfficerAttachment) and enc.kind == "file" and enc.name == "form.pdf"
+    assert enc.mxc == "mxc://x/z" and enc.file_info == {k: v for k, v in secret.items() if k != "url"}
+    assert enc.mimetype == "application/octet-stream" and enc.size is None

@@ -42,6 +42,10 @@ class ChatClosed(Exception):
     pass
 
 
+class ChatNotReady(Exception):
+    """The chat's Matrix side is still being set up."""
+
+
 class ChatService:
     def __init__(self, config: Config, store: Store, api: HomeserverApi, crypto: Crypto, puppets: PuppetManager,
                  hub: ChatHub, wake_outbound: Callable[[], None]) -> None:
@@ -105,10 +109,11 @@ class ChatService:
             return existing
         if chat.state == CLOSED:
             raise ChatClosed()
+        if not chat.puppet:
+            raise ChatNotReady()      # set-up owns choosing the puppet; it takes moments
         name = attachments.safe_filename(filename, mimetype)
-        puppet = chat.puppet or (await self.puppets.for_chat(chat.id)).user_id
         ciphertext, file_info = encrypt_file(data)
-        mxc = await self.api.upload(puppet, ciphertext, "encrypted")
+        mxc = await self.api.upload(chat.puppet, ciphertext, "encrypted")
         kind = "image" if msgtype == "m.image" else "file"
         content = {"msgtype": msgtype, "body": name, "filename": name,
                    "info": {"mimetype": mimetype, "size": len(data)}, "file": {"url": mxc, **file_info}}

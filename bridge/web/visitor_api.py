@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..config import Config
-from ..chats.lifecycle import ChatClosed, ChatService
+from ..chats.lifecycle import ChatClosed, ChatNotReady, ChatService
 from ..chats import attachments
 from ..chats.queue import queue_frame
 from ..store import Store
@@ -244,6 +244,8 @@ class VisitorApi:
             msg = await self.chats.visitor_attachment(chat, client_id, request.query.get("filename"), data, *kind)
         except ChatClosed:
             raise ApiError(409, "chat_closed", "This chat has ended; start a new chat to write again.")
+        except ChatNotReady:
+            raise ApiError(409, "not_ready", "Your chat is still being set up; please try again in a moment.")
         return web.json_response({"client_id": client_id, "seq": msg.seq}, status=201)
 
     async def get_attachment(self, request: web.Request) -> web.StreamResponse:

@@ -4,8 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := tests/interop/node_modules/.installed
+BROWSER_STAMP := tests/browser/node_modules/.installed
+CHROMIUM   := /usr/bin/chromium
 
-.PHONY: demo test install node clean
+.PHONY: demo test install node browser chromium clean
 
 install: $(STAMP)
 
@@ -22,11 +24,22 @@ $(NODE_STAMP): tests/interop/package.json tests/interop/package-lock.json
 	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The browser tests: axe-core from npm, and Debian's Chromium, which Playwright (from PyPI, in the
+# venv) drives as it is; nothing downloads a browser of its own. Installing it needs root, no stdin.
+browser: $(BROWSER_STAMP) chromium
+
+$(BROWSER_STAMP): tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+chromium:
+	@test -x $(CHROMIUM) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium </dev/null)
+
 demo: $(STAMP)
 	$(BIN)/python -m bridge demo --data demo-data
 
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) browser
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) tests/interop/node_modules tests/artifacts
+	rm -rf $(VENV) tests/interop/node_modules tests/browser/node_modules tests/artifacts

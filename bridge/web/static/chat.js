@@ -30,10 +30,15 @@
     start: $("start"), startForm: $("start-form"), topic: $("topic"), name: $("name"),
     startError: $("start-error"), startButton: $("start-button"),
     chat: $("chat"), number: $("chat-number"), state: $("chat-state"), connection: $("connection"),
-    log: $("log"), typing: $("typing"), chatError: $("chat-error"),
+    conversation: $("conversation"), log: $("log"), typing: $("typing"), chatError: $("chat-error"),
     composer: $("composer"), message: $("message"), send: $("send-button"), end: $("end-button"),
-    ended: $("ended"), newChat: $("new-chat-button")
+    endConfirm: $("end-confirm"), endConfirmText: $("end-confirm-text"), endYes: $("end-yes"), endNo: $("end-no"),
+    ended: $("ended"), endedText: $("ended-text"), newChat: $("new-chat-button"),
+    serviceName: $("service-name"), welcome: $("welcome")
   };
+
+  // Deployment settings (GET /api/v1/site); the page's own text is the fallback until they arrive.
+  var site = { emergency_number: "999", max_message_chars: 4000 };
 
   // ---- session (sessionStorage: this tab only, gone when it closes) ---------------------------
 
@@ -94,26 +99,72 @@
   }
 
   function nearBottom() {
-    return ui.log.scrollHeight - ui.log.scrollTop - ui.log.clientHeight < 80;
+    var box = ui.conversation;
+    return box.scrollHeight - box.scrollTop - box.clientHeight < 80;
   }
 
   function scrollToEnd() {
-    ui.log.scrollTop = ui.log.scrollHeight;
+    ui.conversation.scrollTop = ui.conversation.scrollHeight;
   }
 
-  // ---- topic from the URL: ?topic=<id> is passed through to the API ----------------------------
+  // ---- topic from the URL (?topic=<id>) and the deployment's settings ---------------------------
 
-  (function topicFromUrl() {
+  var wantedTopic = (function () {
     var wanted;
     try { wanted = new URLSearchParams(window.location.search).get("topic"); } catch (e) { wanted = null; }
-    if (!wanted || wanted.length > 64) { return; }
-    var label = wanted.replace(/[-_]+/g, " ").trim();
+    return wanted && wanted.length <= 64 ? wanted : null;
+  })();
+
+  (function topicFromUrl() {
+    // Until the configured topics arrive (or if they never do), pass the URL's topic through as is.
+    if (!wantedTopic) { return; }
+    var label = wantedTopic.replace(/[-_]+/g, " ").trim();
     label = label.charAt(0).toUpperCase() + label.slice(1);
     var option = make("option", "", label);
-    option.value = wanted;
+    option.value = wantedTopic;
     ui.topic.appendChild(option);
-    ui.topic.value = wanted;
+    ui.topic.value = wantedTopic;
   })();
+
+  function applySite(data) {
+    if (!data || typeof data !== "object") { return; }
+    if (typeof data.service_name === "string" && data.service_name) {
+      ui.serviceName.textContent = data.service_name;
+      document.title = data.service_name;
+    }
+    if (typeof data.welcome_text === "string") { show(ui.welcome, data.welcome_text); }
+    if (typeof data.emergency_number === "string" && /^[0-9+ ]{2,20}$/.test(data.emergency_number)) {
+      site.emergency_number = data.emergency_number;
+      Array.prototype.forEach.call(document.querySelectorAll(".js-emergency"), function (a) {
+        a.textContent = data.emergency_number;
+        a.href = "tel:" + data.emergency_number.replace(/ /g, "");
+      });
+    }
+    if (typeof data.max_message_chars === "number" && data.max_message_chars > 0) {
+      site.max_message_chars = data.max_message_chars;
+    }
+    var topics = Array.isArray(data.topics) ? data.topics.filter(function (t) {
+      return t && typeof t.id === "string" && typeof t.label === "string";
+    }) : [];
+    if (topics.length) {
+      var current = ui.topic.value;
+      ui.topic.textContent = "";
+      topics.forEach(function (t) {
+        var option = make("option", "", t.label);
+        option.value = t.id;
+        ui.topic.appendChild(option);
+      });
+      var ids = topics.map(function (t) { return t.id; });
+      var pick = ids.indexOf(current) !== -1 ? current : (ids.indexOf(wantedTopic) !== -1 ? wantedTopic : ids[0]);
+      ui.topic.value = pick;
+    }
+  }
+
+  function loadSite() {
+    fetch("/api/v1/site", { credentials: "omit", cache: "no-store" }).then(function (response) {
+      return response.ok ? response.json() : null;
+    }).then(applySite).catch(function () { /* keep the page's own text */ });
+  }
 
   // ---- rendering the conversation --------------------------------------------------------------
 
@@ -204,7 +255,8 @@
     li.classList.add("is-unconfirmed");
     byClientId.set(item.client_id, li);
     ui.log.appendChild(li);
-    setOwnState(li, wsReady ? "Sending…" : "Not sent yet: it will be sent when you are back online");
+    setOwnState(li, wsReady || navigator.onLine !== false ? "Sending…"
+                                                           : "Not sent yet: it will be sent when you are back online");
     return li;
   }
 
@@ -217,9 +269,13 @@
     ui.state.textContent = STATE_TEXT[state];
     ui.state.classList.toggle("is-active", state === "active");
     var closed = state === "closed";
+    var focusInComposer = ui.composer.contains(document.activeElement);
     ui.composer.hidden = closed;
     ui.ended.hidden = !closed;
     if (closed) {
+      hideEndConfirm(false);
+      // Keyboard and screen-reader users must not be left on a control that just vanished.
+      if (focusInComposer) { ui.endedText.focus(); }
       stopTyping();
       showOfficerTyping(false);
       show(ui.connection, "");
@@ -269,6 +325,14 @@
   function sendMessage() {
     var body = ui.message.value;
     if (!body.trim() || !session || session.state === "closed") { return; }
+    var length = Array.from(body).length;   // code points, as the bridge counts
+    if (length > site.max_message_chars) {
+      show(ui.chatError, "Your message is " + length + " characters long; the limit is " + site.max_message_chars +
+           ". Please split it into shorter messages.");
+      ui.message.focus();
+      return;
+    }
+    show(ui.chatError, "");
     var item = { client_id: newClientId(), body: body, ts: Date.now() };
     session.outbox.push(item);
     saveSession();
@@ -326,11 +390,7 @@
     };
     sock.onclose = function (event) {
       if (sock !== ws) { return; }
-      ws = null;
-      wsReady = false;
-      inflight = [];
-      showOfficerTyping(false);
-      typingActive = false;
+      socketGone();
       if (event.code === 4401 || event.code === 4404) {
         lostChat();
       } else if (session && session.state !== "closed") {
@@ -340,20 +400,51 @@
     sock.onerror = function () { /* onclose follows */ };
   }
 
+  function socketGone() {
+    ws = null;
+    wsReady = false;
+    inflight = [];          // unacknowledged messages stay in the outbox and go again, same client_id
+    showOfficerTyping(false);
+    typingActive = false;
+  }
+
   function scheduleReconnect() {
     if (retryTimer || !session) { return; }
     var delay = Math.min(retryDelay, RETRY_MAX_MS) * (0.8 + Math.random() * 0.4);
     retryDelay = Math.min(retryDelay * 2, RETRY_MAX_MS);
     var seconds = Math.max(1, Math.round(delay / 1000));
-    show(ui.connection, "Connection lost. Trying again in " + seconds + (seconds === 1 ? " second" : " seconds") +
-         "… Messages you write now will be sent when you are back.");
+    show(ui.connection, navigator.onLine === false
+      ? "You are offline. Messages you write now will be sent when you are back online."
+      : "Connection lost. Trying again in " + seconds + (seconds === 1 ? " second" : " seconds") +
+        "… Messages you write now will be sent when you are back.");
     retryTimer = window.setTimeout(function () { retryTimer = null; connect(); }, delay);
   }
 
   function reconnectNow() {
     if (!session || ws || session.state === "closed") { return; }
+    window.clearTimeout(retryTimer);
+    retryTimer = null;
     retryDelay = RETRY_MIN_MS;
     connect();
+  }
+
+  function wentOffline() {
+    // The device says it has no network: the socket is as good as dead (a phone's TCP connection
+    // can take minutes to time out). Drop it now, say so, and reconnect on "online".
+    if (!session || session.state === "closed") { return; }
+    if (ws) {
+      var old = ws;
+      socketGone();
+      try { old.close(1000); } catch (e) { /* already closing */ }
+    }
+    byClientId.forEach(function (li) {
+      if (li.classList.contains("is-unconfirmed")) {
+        setOwnState(li, "Not sent yet: it will be sent when you are back online");
+      }
+    });
+    window.clearTimeout(retryTimer);   // a retry already waiting: keep its pace, but say why now
+    retryTimer = null;
+    scheduleReconnect();
   }
 
   function lostChat() {
@@ -492,16 +583,30 @@
       var text = err instanceof TypeError
         ? "We could not reach the chat service. Please check your connection and try again."
         : err.message;
-      show(ui.startError, text + " In an emergency call 999.");
+      show(ui.startError, text + " In an emergency call " + site.emergency_number + ".");
     }).then(function () {
       ui.startButton.disabled = false;
       ui.startButton.textContent = "Start chat";
     });
   }
 
+  function askToEnd() {
+    if (!session || session.state === "closed") { return; }
+    ui.endConfirm.hidden = false;
+    ui.end.setAttribute("aria-expanded", "true");
+    ui.endConfirmText.focus();
+  }
+
+  function hideEndConfirm(refocus) {
+    if (ui.endConfirm.hidden) { return; }
+    ui.endConfirm.hidden = true;
+    ui.end.setAttribute("aria-expanded", "false");
+    if (refocus) { ui.end.focus(); }
+  }
+
   function endChat() {
     if (!session || session.state === "closed") { return; }
-    if (!window.confirm("End this chat? You will not be able to write in it again.")) { return; }
+    // The question stays (and keeps the focus) until the "closed" status moves it to the ended text.
     stopTyping();
     if (sendFrame({ type: "close" })) { return; }   // the status frame that follows updates the page
     fetch("/api/v1/chats/" + encodeURIComponent(session.chat_id) + "/close", {
@@ -518,6 +623,7 @@
   }
 
   function newChat() {
+    hideEndConfirm(false);
     if (ws) { var old = ws; ws = null; old.close(1000); }
     wsReady = false;
     window.clearTimeout(retryTimer);
@@ -541,12 +647,20 @@
     }
   });
   ui.message.addEventListener("input", onInput);
-  ui.end.addEventListener("click", endChat);
+  ui.end.addEventListener("click", askToEnd);
+  ui.endYes.addEventListener("click", endChat);
+  ui.endNo.addEventListener("click", function () { hideEndConfirm(true); });
+  ui.endConfirm.addEventListener("keydown", function (event) {
+    if (event.key === "Escape") { event.preventDefault(); hideEndConfirm(true); }
+  });
   ui.newChat.addEventListener("click", newChat);
   window.addEventListener("online", reconnectNow);
+  window.addEventListener("offline", wentOffline);
   document.addEventListener("visibilitychange", function () {
     if (document.visibilityState === "visible") { reconnectNow(); }
   });
+
+  loadSite();
 
   // Resume a chat from this tab (after a reload): render what we had, then ask for what is new.
   session = loadSession();

@@ -27,6 +27,7 @@ delete what was delivered.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
 from pathlib import Path
@@ -51,6 +52,11 @@ class CryptoError(Exception):
 
 
 _batches = itertools.count(1)
+
+
+def _txn_safe(session_id: str) -> str:
+    """A path-safe txn id part: Megolm session IDs are unpadded base64 and may hold '/' or '+'."""
+    return hashlib.sha256(session_id.encode()).hexdigest()[:16]
 
 
 def _sync_response(sync: dict[str, Any]) -> nio.SyncResponse:
@@ -296,7 +302,7 @@ class Crypto:
                             session, device, "m.room_key", content)
             if messages:
                 await self.api.request("PUT", f"/_matrix/client/v3/sendToDevice/m.room.encrypted/"
-                                              f"precinct.{next(_batches)}.{content['session_id'][:8]}",
+                                              f"precinct.{next(_batches)}.{_txn_safe(content['session_id'])}",
                                        {"messages": messages}, user_id=c.user_id, device_id=c.device_id,
                                        what="re-share room key")
 

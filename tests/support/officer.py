@@ -47,7 +47,15 @@ class NioOfficer:
         self.client.add_event_callback(self._on_undecryptable, nio.MegolmEvent)
         self.client.add_response_callback(self._retry_undecryptable, nio.SyncResponse)
         await self.client.sync(timeout=0, full_state=True)
-        self._task = asyncio.create_task(self.client.sync_forever(timeout=1000, full_state=False))
+        self._task = asyncio.create_task(self._sync_loop())
+
+    async def _sync_loop(self) -> None:
+        """Element-like: a key query that lost a race with room_send's own is not a reason to stop syncing."""
+        while True:
+            try:
+                await self.client.sync_forever(timeout=1000, full_state=False)
+            except nio.LocalProtocolError:
+                continue
 
     async def _on_invite(self, room: nio.MatrixRoom, event: nio.InviteMemberEvent) -> None:
         if event.state_key == self.client.user_id and event.membership == "invite" and self.auto_join(room.room_id):
@@ -123,6 +131,12 @@ class NioOfficer:
         return resp.event_id
 
     async def _send(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
+        # Load the members first: otherwise room_send queries keys itself, racing the sync loop's own
+        # query, and the loser raises LocalProtocolError('No key query required.'), killing sync_forever.
+        room = self.client.rooms.get(room_id)
+        if room is not None and not room.members_synced:
+            resp = await self.client.joined_members(room_id)
+            assert isinstance(resp, nio.JoinedMembersResponse), resp
         resp = await self.client.room_send(room_id, event_type, content, ignore_unverified_devices=True)
         assert isinstance(resp, nio.RoomSendResponse), resp
         return resp.event_id

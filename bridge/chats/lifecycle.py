@@ -23,6 +23,7 @@ from ..matrix.puppets import PuppetManager
 from ..store import Store
 from ..store.attachments import Attachment
 from ..store.chats import ACTIVE, CLOSED, WAITING, Chat
+from . import notices
 from ..store.messages import OFFICER, SYSTEM, VISITOR, Message
 from . import attachments, queue
 from .hub import ChatHub
@@ -61,8 +62,7 @@ class ChatService:
         token = secrets.token_urlsafe(32)            # 256 random bits; only its hash is stored
         chat = self.store.chats.create(secrets.token_urlsafe(12), hash_token(token), topic.id, topic.agency,
                                        display_name, language)
-        self.store.messages.add(chat.id, SYSTEM, "text",
-                                "You are in the queue. An officer will be with you shortly.")
+        self.store.messages.add(chat.id, SYSTEM, "text", notices.text("queued"))
         self.start_setup(chat.id)
         return chat, token
 
@@ -152,7 +152,8 @@ class ChatService:
             return
         with self.store.db.transaction():
             self.store.chats.set_state(chat.id, CLOSED)
-            text = "The chat has ended." if by == VISITOR else f"{officer_name or 'The officer'} has ended the chat."
+            text = (notices.text("ended_by_visitor") if by == VISITOR
+                    else notices.text("ended_by_officer", name=officer_name or "The officer"))
             self.store.messages.add(chat.id, SYSTEM, "text", text)
             # Officers hear of it only if there is a room, or one is still owed for unsent messages.
             if by == VISITOR and (chat.room_id or self.store.outbox.has_pending(chat.id)):
@@ -171,7 +172,7 @@ class ChatService:
             if chat.state == WAITING:
                 self.store.chats.set_state(chat.id, ACTIVE, officer=user_id)
             if chat.state != CLOSED:
-                self.store.messages.add(chat.id, SYSTEM, "text", f"{name} has joined the chat.",
+                self.store.messages.add(chat.id, SYSTEM, "text", notices.text("officer_joined", name=name),
                                         sender=name, sender_mxid=user_id)
         self.hub.messages(chat.id)
         if chat.state == WAITING:

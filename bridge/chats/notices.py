@@ -1,0 +1,21 @@
+"""Every system message a citizen can see, by code, with its English text.
+
+The store keeps the code and its parameters with each system message so the citizen's page can
+show it in the citizen's language (its translation files use the same codes); the English text
+is what transcripts and clients without a translation show.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+ENGLISH: dict[str, str] = {
+    "queued": "You are in the queue. An officer will be with you shortly.",
+    "officer_joined": "{name} has joined the chat.",
+    "ended_by_visitor": "The chat has ended.",
+    "ended_by_officer": "{name} has ended the chat.",
+}
+
+
+def text(code: str, **params: Any) -> str:
+    """The English text of a notice; unknown codes are a programming error."""
+    return ENGLISH[code].format(**params)

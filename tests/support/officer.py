@@ -130,6 +130,27 @@ class NioOfficer:
         assert isinstance(resp, nio.RoomRedactResponse), resp
         return resp.event_id
 
+    async def _know_devices(self, room: nio.MatrixRoom) -> None:
+        """Wait until every member has a known device before encrypting.
+
+        nio's room_send shares the room key with the devices it knows *now*; a member queried just
+        before their device keys were uploaded (ten puppets made at once) shows no device, nio
+        shares with nobody, and the member can never decrypt the message. Every member of a chat
+        room (officers, puppets) has a device, so an empty list only means "asked too early"."""
+        others = set(room.users) - {self.client.user_id}
+
+        async def known() -> bool:
+            missing = {u for u in others if not any(self.client.device_store.active_user_devices(u))}
+            if not missing:
+                return True
+            self.client.olm.users_for_key_query.update(missing)
+            try:
+                await self.client.keys_query()
+            except nio.LocalProtocolError:
+                pass                           # the sync loop's query took them; look again
+            return False
+        await until(known, 30, f"device lists of {sorted(others)}")
+
     async def _send(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
         # Load the members first: otherwise room_send queries keys itself, racing the sync loop's own
         # query, and the loser raises LocalProtocolError('No key query required.'), killing sync_forever.
@@ -137,6 +158,8 @@ class NioOfficer:
         if room is not None and not room.members_synced:
             resp = await self.client.joined_members(room_id)
             assert isinstance(resp, nio.JoinedMembersResponse), resp
+        if room is not None:
+            await self._know_devices(room)
         resp = await self.client.room_send(room_id, event_type, content, ignore_unverified_devices=True)
         assert isinstance(resp, nio.RoomSendResponse), resp
         return resp.event_id

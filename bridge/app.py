@@ -9,6 +9,7 @@ from aiohttp import web
 from .appservice.endpoint import AppserviceEndpoint
 from .chats.hub import ChatHub
 from .chats.inbound import InboundPump
+from .chats.journal import Journal, LogJournal
 from .chats.lifecycle import ChatService
 from .chats.outbound import OutboundPump
 from .config import Config
@@ -17,6 +18,7 @@ from .matrix import bot, rooms
 from .matrix.crypto import Crypto
 from .matrix.intent import HomeserverApi
 from .matrix.puppets import PuppetManager
+from .officers.chat_room import ChatRoomCommands
 from .store import Store
 from .web.server import public_app
 from .web.visitor_api import VisitorApi
@@ -25,8 +27,9 @@ log = logging.getLogger(__name__)
 
 
 class Bridge:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, journal: Journal | None = None) -> None:
         self.config = config
+        self.journal = journal or LogJournal()
         self.store = Store.open(config.path("store.path"), config.get("chats.first_number"))
         self.api = HomeserverApi(config.get("homeserver.url"), config.get("appservice.as_token"),
                                  config.get("appservice.id"), config.get("homeserver.verify_tls"))
@@ -39,7 +42,8 @@ class Bridge:
         self.outbound = OutboundPump(self.store, self.crypto)
         self.chats = ChatService(config, self.store, self.api, self.crypto, self.puppets, self.hub,
                                  self.outbound.wake)
-        self.inbound = InboundPump(config, self.store, self.crypto, self.puppets, self.chats)
+        self.commands = ChatRoomCommands(self.chats, self.journal, config.get("officers.command_prefix"))
+        self.inbound = InboundPump(config, self.store, self.crypto, self.puppets, self.chats, self.commands)
         self.endpoint = AppserviceEndpoint(config.get("appservice.hs_token"), self.store.transactions,
                                            self.inbound.wake, self._user_exists)
         self.visitor_api = VisitorApi(config, self.store, self.chats)

@@ -117,6 +117,10 @@ SCHEMA: list[Key] = [
     Key("site.quick_exit_url", str, "https://www.bbc.co.uk/weather",
         "Neutral page the 'Quick exit' button replaces the chat with, for someone who must hide it at once.",
         check=_url),
+    Key("officers.command_prefix", str, "!",
+        "What starts an officer's command (!close, !claim …). Nothing starting with it ever reaches a citizen.",
+        check=lambda v: None if 1 <= len(v) <= 3 and not v.isspace() and " " not in v
+        else "must be 1-3 non-blank characters, such as ! or /"),
     Key("agencies", "agencies", required=True,
         example=[{"id": "central", "name": "Central Police",
                   "officers": ["@officer1:police.example", "@officer2:police.example"]}],

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config
 from ..matrix.crypto import Crypto
@@ -30,6 +30,9 @@ from ..store.room_events import DONE, FAILED, IGNORED, RoomEvent
 from . import events as ev
 from .lifecycle import ChatService
 
+if TYPE_CHECKING:
+    from ..officers.chat_room import ChatRoomCommands
+
 log = logging.getLogger(__name__)
 
 EPHEMERAL = ("ephemeral", "de.sorunome.msc2409.ephemeral")
@@ -38,8 +41,9 @@ UNKNOWN_ROOM_GRACE_MS = 10 * 60 * 1000   # events may arrive before we stored th
 
 class InboundPump:
     def __init__(self, config: Config, store: Store, crypto: Crypto, puppets: PuppetManager,
-                 chats: ChatService) -> None:
+                 chats: ChatService, commands: ChatRoomCommands) -> None:
         self.store, self.crypto, self.puppets, self.chats = store, crypto, puppets, chats
+        self.commands = commands
         self.wait_ms = int(config.get("crypto.undecryptable_wait_seconds") * 1000)
         self.bot = chats.bot
         self._wake = asyncio.Event()
@@ -157,6 +161,12 @@ class InboundPump:
             if meaning.membership == "join" and meaning.previous != "join" and not self._ours(meaning.user_id):
                 # Idempotent, so a crash before the event is marked done just repeats it harmlessly.
                 await self.chats.officer_joined(chat, meaning.user_id, meaning.display_name or meaning.user_id)
+            self.store.room_events.finish(item.stream, DONE)
+            return True
+        if isinstance(meaning, (ev.OfficerText, ev.OfficerEdit)) and self.commands.is_command(meaning.body):
+            # Never to the citizen: a command (even a mistyped one), or an edit turning text into one.
+            if isinstance(meaning, ev.OfficerText):
+                await self.commands.handle(chat, sender, name, meaning.body)
             self.store.room_events.finish(item.stream, DONE)
             return True
         with self.store.db.transaction():

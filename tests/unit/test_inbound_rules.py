@@ -16,7 +16,8 @@ def _pump(store: Store, tmp_path):
                             officer_message=lambda chat, kind, body, *a, target_seq=None, **k:
                             published.append((chat.id, kind, target_seq)))
     pump = InboundPump(example_config(tmp_path), store, SimpleNamespace(clients={}),
-                       SimpleNamespace(is_puppet=lambda u: u.startswith("@webchat_")), chats)  # type: ignore[arg-type]
+                       SimpleNamespace(is_puppet=lambda u: u.startswith("@webchat_")), chats,
+                       SimpleNamespace(is_command=lambda t: t.startswith("!")))  # type: ignore[arg-type]
     return pump, published
 
 

@@ -63,7 +63,7 @@ class ChatService:
         token = secrets.token_urlsafe(32)            # 256 random bits; only its hash is stored
         chat = self.store.chats.create(secrets.token_urlsafe(12), hash_token(token), topic.id, topic.agency,
                                        display_name, language)
-        self.store.messages.add(chat.id, SYSTEM, "text", notices.text("queued"))
+        self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("queued"))
         self.start_setup(chat.id)
         return chat, token
 
@@ -153,9 +153,9 @@ class ChatService:
             return
         with self.store.db.transaction():
             self.store.chats.set_state(chat.id, CLOSED)
-            text = (notices.text("ended_by_visitor") if by == VISITOR
-                    else notices.text("ended_by_officer", name=officer_name or "The officer"))
-            self.store.messages.add(chat.id, SYSTEM, "text", text)
+            notice = (notices.message("ended_by_visitor") if by == VISITOR
+                      else notices.message("ended_by_officer", name=officer_name or "The officer"))
+            self.store.messages.add(chat.id, SYSTEM, "text", **notice)
             # Officers hear of it only if there is a room, or one is still owed for unsent messages.
             if by == VISITOR and (chat.room_id or self.store.outbox.has_pending(chat.id)):
                 self.store.outbox.add(chat.id, new_txn_id(), "m.room.message",
@@ -173,7 +173,7 @@ class ChatService:
             if chat.state == WAITING:
                 self.store.chats.set_state(chat.id, ACTIVE, officer=user_id)
             if chat.state != CLOSED:
-                self.store.messages.add(chat.id, SYSTEM, "text", notices.text("officer_joined", name=name),
+                self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("officer_joined", name=name),
                                         sender=name, sender_mxid=user_id)
         self.hub.messages(chat.id)
         if chat.state == WAITING:

@@ -85,8 +85,15 @@ def _v6(db: sqlite_utils.Database) -> None:
                              not_null={"name", "mimetype", "mxc"})
 
 
+def _v7(db: sqlite_utils.Database) -> None:
+    # A system message's notice code and parameters (JSON), so the citizen's page can show it in the
+    # citizen's language; the English body stays for transcripts and other clients.
+    db["messages"].add_column("code", str)
+    db["messages"].add_column("params", str)
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 
 
 class Database:

@@ -15,6 +15,7 @@ import secrets
 import time
 from typing import Callable
 
+from .. import metrics
 from ..config import Config
 from ..matrix import rooms
 from ..matrix.crypto import Crypto, decrypt_file, encrypt_file
@@ -65,7 +66,7 @@ class ChatService:
         with self.store.db.transaction():
             chat = self.store.chats.create(secrets.token_urlsafe(12), hash_token(token), topic.id, topic.agency,
                                            display_name, language)
-            self.store.messages.add(chat.id, SYSTEM, "text", notices.text("queued"))
+            self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("queued"))
             self.journal.chat_event(chat.id, "queued", None, number=chat.number, agency=chat.agency,
                                     topic=chat.topic, language=language, display_name=display_name)
         self.start_setup(chat.id)
@@ -163,9 +164,9 @@ class ChatService:
             return
         with self.store.db.transaction():
             self.store.chats.set_state(chat.id, CLOSED)
-            text = (notices.text("ended_by_visitor") if by == VISITOR
-                    else notices.text("ended_by_officer", name=officer_name or "The officer"))
-            self.store.messages.add(chat.id, SYSTEM, "text", text)
+            notice = (notices.message("ended_by_visitor") if by == VISITOR
+                      else notices.message("ended_by_officer", name=officer_name or "The officer"))
+            self.store.messages.add(chat.id, SYSTEM, "text", **notice)
             if by == VISITOR:
                 self.journal.chat_event(chat.id, "closed", "visitor", by="visitor")
             # Officers hear of it only if there is a room, or one is still owed for unsent messages.
@@ -185,11 +186,12 @@ class ChatService:
             if chat.state == WAITING:
                 self.store.chats.set_state(chat.id, ACTIVE, officer=user_id)
             if chat.state != CLOSED:
-                self.store.messages.add(chat.id, SYSTEM, "text", notices.text("officer_joined", name=name),
+                self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("officer_joined", name=name),
                                         sender=name, sender_mxid=user_id)
                 self.journal.chat_event(chat.id, "officer.joined", user_id, name=name)
         self.hub.messages(chat.id)
         if chat.state == WAITING:
+            metrics.chat_answered(chat.agency, chat.created_ts)
             self.hub.status(chat.id, ACTIVE)
             self._queue_moved(chat.agency)      # everyone behind moves up
         try:
@@ -216,6 +218,9 @@ class ChatService:
                 self.journal.chat_event(chat.id, "message.officer", user_id, seq=msg.seq, device=device,
                                         event_id=event_id, format=kind, target_seq=target_seq, sender_name=name,
                                         body=body)
+        metrics.message_bridged(metrics.TO_CITIZEN)
+        if self.store.messages.count_from(chat.id, OFFICER) == 1:
+            metrics.first_response(chat.agency, chat.created_ts, msg.ts)
         self.hub.messages(chat.id)
         return msg
 

@@ -86,6 +86,13 @@ def _v6(db: sqlite_utils.Database) -> None:
 
 
 def _v7(db: sqlite_utils.Database) -> None:
+    # A system message's notice code and parameters (JSON), so the citizen's page can show it in the
+    # citizen's language; the English body stays for transcripts and other clients.
+    db["messages"].add_column("code", str)
+    db["messages"].add_column("params", str)
+
+
+def _v8(db: sqlite_utils.Database) -> None:
     # Records: each chat's hash-chained transcript, its signed seal, the audit chain, legal holds and
     # the redactions an erasure still owes the homeserver. Personal content sits outside the hashed
     # part (committed to by a salted hash), so erasing it leaves every chain verifiable.
@@ -110,7 +117,7 @@ def _v7(db: sqlite_utils.Database) -> None:
 
 
 # Numbered upgrade steps: never edit a released step, append a new one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 
 
 class Database:

@@ -64,6 +64,9 @@ def message_frame(m: Message, attachment: Attachment | None = None) -> dict[str,
         frame["target"] = m.target_seq
     if m.client_id is not None:
         frame["client_id"] = m.client_id
+    if m.code is not None:
+        # A system line the page shows in the citizen's language; body stays the English text.
+        frame["code"], frame["params"] = m.code, m.notice_params
     return frame
 
 

@@ -13,7 +13,7 @@ from .chats.journal import Journal, LogJournal
 from .chats.lifecycle import ChatService
 from .chats.outbound import OutboundPump
 from .config import Config
-from . import __version__
+from . import __version__, metrics
 from .matrix import bot, rooms
 from .matrix.crypto import Crypto
 from .matrix.intent import HomeserverApi
@@ -48,6 +48,9 @@ class Bridge:
                                            self.inbound.wake, self._user_exists)
         self.visitor_api = VisitorApi(config, self.store, self.chats)
         self._runners: list[web.AppRunner] = []
+        self._unwatch = metrics.watch(metrics.LevelsCollector(
+            self.store.chats.counts, lambda: [a.id for a in config.agencies], self.hub.connections,
+            self.store.transactions.count_unprocessed))
 
     def _user_exists(self, user_id: str) -> bool:
         return self.puppets.is_puppet(user_id) and self.store.puppets.exists(user_id)
@@ -63,6 +66,8 @@ class Bridge:
         # The appservice listener first: the homeserver may start delivering as soon as we ping.
         await self._listen(self.endpoint.app(), self.config.get("appservice.bind_host"),
                            self.config.get("appservice.port"))
+        if self.config.get("metrics.enabled"):
+            await self._listen(metrics.app(), self.config.get("metrics.bind_host"), self.config.get("metrics.port"))
         await self._wait_for_homeserver()
         self.chats.room_version = self.puppets.room_version = await rooms.default_room_version(self.api)
         self.inbound.start()
@@ -95,6 +100,7 @@ class Bridge:
     async def stop(self) -> None:
         for runner in self._runners:
             await runner.cleanup()
+        self._unwatch()
         await self.puppets.stop()
         await self.chats.stop()
         await self.inbound.stop()

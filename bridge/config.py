@@ -122,6 +122,11 @@ SCHEMA: list[Key] = [
     Key("crypto.undecryptable_wait_seconds", float, 60.0,
         "How long an officer message that cannot be decrypted waits for its keys before the officer is asked to "
         "resend it.", check=_positive),
+    Key("metrics.enabled", bool, True, "Serve Prometheus metrics at /metrics on the private metrics listener."),
+    Key("metrics.bind_host", str, "127.0.0.1",
+        "Private address of the metrics listener. Never expose it publicly: the figures describe police workload. "
+        "It is separate from the appservice listener so Prometheus never needs the homeserver's token."),
+    Key("metrics.port", int, 29331, "Port of the metrics listener.", check=_port),
     Key("chats.first_number", int, 1001, "Number given to the first chat; officers see 'Chat <number>'.",
         check=_positive),
     Key("chats.puppet_pool_size", int, 3,

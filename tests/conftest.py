@@ -36,18 +36,23 @@ class MatrixEnv:
     def public_url(self) -> str:
         return self.config["web"]["public_url"]
 
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.config['metrics']['port']}/metrics"
+
     def officer_id(self, agency: str) -> str:
         return f"@{OFFICERS[agency]}:{SERVER}"
 
 
 def write_bridge_config(dir: Path, hs_url: str) -> tuple[Path, dict]:
-    web_port, as_port = free_port(), free_port()
+    web_port, as_port, metrics_port = free_port(), free_port(), free_port()
     config = {
         "homeserver": {"url": hs_url, "server_name": SERVER},
         "appservice": {"id": "precinct", "port": as_port, "url": f"http://127.0.0.1:{as_port}",
                        "as_token": "placeholder", "hs_token": "placeholder"},
         "web": {"port": web_port, "public_url": f"http://127.0.0.1:{web_port}", "max_message_chars": 4000},
         "store": {"path": "precinct.db", "crypto_dir": "crypto"},
+        "metrics": {"port": metrics_port},
         "crypto": {"pickle_key": "placeholder", "undecryptable_wait_seconds": 6},
         "chats": {"puppet_pool_size": 2},
         "agencies": [{"id": a, "name": f"{a.title()} Police", "officers": [f"@{o}:{SERVER}"]}

@@ -20,6 +20,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from .. import metrics
 from ..config import Config
 from ..matrix.crypto import Crypto
 from ..matrix.puppets import PuppetManager
@@ -100,6 +101,7 @@ class InboundPump:
                 if isinstance(e, dict) and e.get("type") == "m.typing":
                     self._typing(e)
         self.store.transactions.mark_processed(txn_id)
+        metrics.transaction_processed(_oldest_origin(body))
 
     def _typing(self, event: dict[str, Any]) -> None:
         chat = self.store.chats.by_room(str(event.get("room_id")))
@@ -146,12 +148,15 @@ class InboundPump:
             if decrypted is None and await self.crypto.recover_keys(puppet):
                 decrypted = await self.crypto.decrypt(puppet, event)
             if decrypted is None:
+                if item.first_failed_ts is None:
+                    metrics.decrypt_failed(final=False)
                 first_failed = self.store.room_events.note_failure(item.stream)
                 if time.time() * 1000 - first_failed < self.wait_ms:
                     return False
                 self.chats.notify_officers(chat, "⚠ The citizen did not receive your message sent at "
                                            f"{_clock(event)} (it could not be decrypted). Please send it again.")
                 self.store.room_events.finish(item.stream, FAILED, "undecryptable")
+                metrics.decrypt_failed(final=True)
                 return True
             event = decrypted
         meaning = ev.interpret(event)
@@ -201,6 +206,12 @@ class InboundPump:
         if room and user_id in room.users:
             return room.user_name(user_id) or user_id
         return user_id
+
+
+def _oldest_origin(body: dict[str, Any]) -> int | None:
+    stamps = [e["origin_server_ts"] for e in body.get("events") or []
+              if isinstance(e, dict) and isinstance(e.get("origin_server_ts"), int)]
+    return min(stamps, default=None)
 
 
 def _clock(event: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ import secrets
 import time
 from typing import Callable
 
+from .. import metrics
 from ..config import Config
 from ..matrix import rooms
 from ..matrix.crypto import Crypto, decrypt_file, encrypt_file
@@ -176,6 +177,7 @@ class ChatService:
                                         sender=name, sender_mxid=user_id)
         self.hub.messages(chat.id)
         if chat.state == WAITING:
+            metrics.chat_answered(chat.agency, chat.created_ts)
             self.hub.status(chat.id, ACTIVE)
             self._queue_moved(chat.agency)      # everyone behind moves up
         try:
@@ -188,6 +190,9 @@ class ChatService:
                         ts: int | None, target_seq: int | None = None) -> Message:
         msg = self.store.messages.add(chat.id, OFFICER, kind, body, sender=name, sender_mxid=user_id,
                                       event_id=event_id, target_seq=target_seq, ts=ts)
+        metrics.message_bridged(metrics.TO_CITIZEN)
+        if self.store.messages.count_from(chat.id, OFFICER) == 1:
+            metrics.first_response(chat.agency, chat.created_ts, msg.ts)
         self.hub.messages(chat.id)
         return msg
 

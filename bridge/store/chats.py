@@ -87,6 +87,11 @@ class Chats:
             "SELECT answered_ts - created_ts AS w FROM chats WHERE topic = ? AND answered_ts IS NOT NULL"
             " AND answered_ts >= ? ORDER BY answered_ts DESC LIMIT ?", [topic, since_ms, limit])]
 
+    def counts(self) -> dict[tuple[str, str], int]:
+        """How many chats each agency has in each state: {(agency, state): n}."""
+        return {(r["agency"], r["state"]): r["n"] for r in self.db.rows(
+            "SELECT agency, state, COUNT(*) AS n FROM chats GROUP BY agency, state")}
+
 
 def _now() -> int:
     return int(time.time() * 1000)

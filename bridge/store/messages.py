@@ -76,5 +76,9 @@ class Messages:
     def last_seq(self, chat_id: str) -> int:
         return self.db.row("SELECT COALESCE(MAX(seq), 0) AS n FROM messages WHERE chat_id = ?", [chat_id])["n"]  # type: ignore[index]
 
+    def count_from(self, chat_id: str, sender_kind: str) -> int:
+        return self.db.row("SELECT COUNT(*) AS n FROM messages WHERE chat_id = ? AND sender_kind = ?",
+                           [chat_id, sender_kind])["n"]  # type: ignore[index]
+
     def set_event_id(self, chat_id: str, seq: int, event_id: str) -> None:
         self.db.execute("UPDATE messages SET event_id = ? WHERE chat_id = ? AND seq = ?", [event_id, chat_id, seq])

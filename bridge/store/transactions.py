@@ -32,5 +32,8 @@ class Transactions:
                             " ORDER BY received_ts, rowid LIMIT ?", [limit])
         return [(r["txn_id"], json.loads(r["body"])) for r in rows]
 
+    def count_unprocessed(self) -> int:
+        return self.db.row("SELECT COUNT(*) AS n FROM as_transactions WHERE processed_ts IS NULL")["n"]  # type: ignore[index]
+
     def mark_processed(self, txn_key: str) -> None:
         self.db.execute("UPDATE as_transactions SET processed_ts = ? WHERE txn_id = ?", [int(time.time() * 1000), txn_key])

@@ -22,6 +22,8 @@ from .officers.chat_room import ChatRoomCommands
 from .store import Store
 from .web.server import public_app
 from .web.visitor_api import VisitorApi
+from .webhooks.journal import AnnouncingJournal
+from .webhooks.sender import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,8 @@ class Bridge:
         self.config = config
         self.journal = journal or LogJournal()
         self.store = Store.open(config.path("store.path"), config.get("chats.first_number"))
+        self.webhooks = WebhookSender(self.store.webhooks, config.webhooks, self.journal, self.store.db.transaction)
+        self.journal = AnnouncingJournal(self.journal, self.store, config.webhooks, self.webhooks.wake)
         self.api = HomeserverApi(config.get("homeserver.url"), config.get("appservice.as_token"),
                                  config.get("appservice.id"), config.get("homeserver.verify_tls"))
         self.crypto = Crypto(self.api, config.get("homeserver.url"), config.path("store.crypto_dir"),
@@ -72,6 +76,7 @@ class Bridge:
         self.chats.room_version = self.puppets.room_version = await rooms.default_room_version(self.api)
         self.inbound.start()
         self.outbound.start()
+        self.webhooks.start()
         await self.chats.resume()
         self.inbound.wake()
         self.outbound.wake()
@@ -105,6 +110,7 @@ class Bridge:
         await self.chats.stop()
         await self.inbound.stop()
         await self.outbound.stop()
+        await self.webhooks.stop()
         await self.crypto.close()
         await self.api.close()
         self.store.close()

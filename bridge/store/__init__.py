@@ -14,6 +14,7 @@ from .puppets import Puppets
 from .room_events import RoomEvents
 from .settings import Settings
 from .transactions import Transactions
+from .webhooks import WebhookOutbox
 
 
 @dataclass
@@ -28,12 +29,13 @@ class Store:
     settings: Settings
     feedback: Feedback
     attachments: Attachments
+    webhooks: WebhookOutbox
 
     @classmethod
     def open(cls, path: Path | str, first_chat_number: int = 1001) -> "Store":
         db = Database(path)
         return cls(db, Chats(db, first_chat_number), Puppets(db), Messages(db), Outbox(db), Transactions(db),
-                   RoomEvents(db), Settings(db), Feedback(db), Attachments(db))
+                   RoomEvents(db), Settings(db), Feedback(db), Attachments(db), WebhookOutbox(db))
 
     def close(self) -> None:
         self.db.close()

@@ -38,6 +38,33 @@ def _url(v: str) -> str | None:
     return None if re.match(r"^https?://[^\s/]+", v) else "must be an http(s) URL"
 
 
+def contrast_ratio(a: str, b: str) -> float:
+    """WCAG 2.1 contrast ratio of two #rrggbb colours (1.0 to 21.0)."""
+    def luminance(colour: str) -> float:
+        channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        r, g, b = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+    light, dark = sorted((luminance(a), luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def _text_background(v: str) -> str | None:
+    """A colour white text sits on (buttons, header) must reach WCAG AA: 4.5:1."""
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", v):
+        return "must be a colour written #rrggbb, such as #0b57a4"
+    ratio = contrast_ratio(v, "#ffffff")
+    if ratio < 4.5:
+        return (f"{v} has a contrast of {ratio:.1f}:1 with the white text on it; WCAG AA needs at least 4.5:1. "
+                "Choose a darker colour")
+    return None
+
+
+def _logo(v: str) -> str | None:
+    if v and not re.search(r"\.(png|jpe?g|webp|svg)$", v, re.IGNORECASE):
+        return "must be a .png, .jpg, .webp or .svg file"
+    return None
+
+
 def _positive(v: float) -> str | None:
     return None if v > 0 else "must be greater than 0"
 
@@ -110,12 +137,24 @@ SCHEMA: list[Key] = [
     Key("attachments.allowed_types", "mimetypes", default=["image/jpeg", "image/png", "image/webp", "application/pdf"],
         doc="Types citizens may send, recognised from the file's content (not its name). "
             "Known: image/jpeg, image/png, image/webp, application/pdf."),
-    Key("site.service_name", str, "Police non-emergency web chat", "Title shown to citizens on the chat page."),
+    Key("site.service_name", str, "",
+        "The agency's name for the chat, shown as the page's title and header in every language "
+        "(empty: 'Police non-emergency web chat', in the citizen's language)."),
+    Key("site.logo", str, "",
+        "The agency's logo shown in the page header: a .png, .jpg, .webp or .svg file (relative to the config file); "
+        "the bridge serves it itself, so the page loads nothing from elsewhere. Empty: no logo.", check=_logo),
+    Key("site.primary_color", str, "#0b57a4",
+        "Colour of buttons and links (#rrggbb). White text sits on it, so it must reach a 4.5:1 contrast.",
+        check=_text_background),
+    Key("site.header_color", str, "#0b3a6e",
+        "Colour of the page header (#rrggbb). White text sits on it, so it must reach a 4.5:1 contrast.",
+        check=_text_background),
     Key("site.emergency_number", str, "999",
         "Emergency number shown (as a tap-to-call link) on every screen: 999, 911, 112…",
         check=lambda v: None if re.fullmatch(r"[0-9+ ]{2,16}", v) else "must be a phone number such as 999, 911 or 112"),
-    Key("site.welcome_text", str, "Tell us what happened and an officer will reply here.",
-        "Short welcome shown above the start form."),
+    Key("site.welcome_text", str, "",
+        "Short welcome shown above the start form, as written, in every language (empty: the standard welcome, "
+        "in the citizen's language)."),
     Key("site.privacy_url", str, "", "Link to the privacy notice (empty: no link shown)."),
     Key("site.require_consent", bool, False,
         "Citizens must tick that they have read the privacy notice before starting a chat (needs site.privacy_url)."),
@@ -346,6 +385,9 @@ def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Co
     privacy = values["site.privacy_url"]
     if privacy and _url(privacy):
         raise ConfigError(f"site.privacy_url: {_url(privacy)}")
+    logo = values["site.logo"]
+    if logo and not (Path(logo) if Path(logo).is_absolute() else base_dir / logo).is_file():
+        raise ConfigError(f"site.logo: the file {logo} does not exist (paths are relative to the config file)")
     if values["site.require_consent"] and not privacy:
         raise ConfigError("site.require_consent: needs site.privacy_url, the notice citizens consent to")
     webhooks = _parse_webhooks(values["webhooks.endpoints"], agencies)

@@ -23,7 +23,7 @@ from ..store import Store
 from ..store.attachments import Attachment
 from ..store.chats import Chat
 from ..store.messages import Message
-from . import transcript
+from . import branding, transcript
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +183,9 @@ class VisitorApi:
         """What the citizen page shows before a chat: names, emergency number, topics (no secrets)."""
         c = self.config
         return web.json_response({
-            "service_name": c.get("site.service_name"), "emergency_number": c.get("site.emergency_number"),
-            "welcome_text": c.get("site.welcome_text"), "privacy_url": c.get("site.privacy_url") or None,
+            "service_name": c.get("site.service_name") or None, "emergency_number": c.get("site.emergency_number"),
+            "logo_url": branding.logo_url(c),
+            "welcome_text": c.get("site.welcome_text") or None, "privacy_url": c.get("site.privacy_url") or None,
             "require_consent": c.get("site.require_consent"), "quick_exit_url": c.get("site.quick_exit_url"),
             "max_message_chars": self.max_chars,
             "topics": [{"id": t.id, "label": t.label} for t in c.topics],
@@ -192,6 +193,9 @@ class VisitorApi:
 
     async def create_chat(self, request: web.Request) -> web.Response:
         data = await self._json(request)
+        if self.config.get("site.require_consent") and data.get("consent") is not True:
+            raise ApiError(400, "consent_required", "Please confirm that you have read the privacy notice "
+                                                    "(\"consent\": true) before starting a chat.")
         topic = self._optional_text(data, "topic", 64)
         if topic is not None and topic not in {t.id for t in self.config.topics}:
             raise ApiError(400, "bad_request", f"Unknown topic {topic!r}; choose one of "
@@ -289,7 +293,7 @@ class VisitorApi:
         messages: list[Message] = []
         while batch := self.store.messages.since(chat.id, messages[-1].seq if messages else 0):
             messages += batch
-        name = self.config.get("site.service_name")
+        name = self.config.get("site.service_name") or transcript.DEFAULT_SERVICE_NAME
         filename = f"chat-{chat.number}.{fmt}"
         body = transcript.as_text(chat, name, messages) if fmt == "txt" else transcript.as_html(chat, name, messages)
         return web.Response(text=body, content_type="text/plain" if fmt == "txt" else "text/html", charset="utf-8",

@@ -15,6 +15,7 @@ from typing import Callable, ContextManager
 
 import aiohttp
 
+from ..background import WakeableLoop
 from ..chats.journal import Journal
 from ..config import Webhook
 from ..store.webhooks import Delivery, WebhookOutbox
@@ -33,25 +34,16 @@ def retry_delay(attempts: int) -> float:
     return min(FIRST_RETRY_SECONDS * 2 ** max(0, attempts - 1), MAX_RETRY_SECONDS)
 
 
-class WebhookSender:
+class WebhookSender(WakeableLoop):
     def __init__(self, outbox: WebhookOutbox, webhooks: list[Webhook], journal: Journal,
                  transaction: Callable[[], ContextManager], clock: Callable[[], float] = time.time) -> None:
         self.outbox, self.journal, self.transaction, self.clock = outbox, journal, transaction, clock
         self.secrets = {(w.agency, w.url): w.secret for w in webhooks}
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
         self._session: aiohttp.ClientSession | None = None
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        super().__init__()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await super().stop()
         if self._session:
             await self._session.close()
 
@@ -64,11 +56,7 @@ class WebhookSender:
             except Exception:
                 log.exception("webhook delivery pass failed; retrying")
                 wait = 5.0
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
+            await self._sleep(wait)
 
     async def deliver_due(self) -> float:
         """Try every URL's oldest pending delivery that is due; returns seconds until the next is due."""

@@ -37,10 +37,12 @@ async def test_chat_events_reach_the_agencys_system_signed_and_retried(matrix_en
         assert signing.verify(WEBHOOK_SECRET, r.headers["X-Precinct-Timestamp"], r.body,
                               r.headers["X-Precinct-Signature"]), "signature does not verify"
     first = requests[0]
-    assert first.status == 500
+    assert first.status == 500 and json.loads(first.body)["event"] == "chat.queued"
     again = [r for r in requests[1:] if r.headers["X-Precinct-Delivery"] == first.headers["X-Precinct-Delivery"]]
     assert again and again[0].status == 200 and again[0].body == first.body, "the failed delivery was not retried"
     closed = json.loads(next(r.body for r in requests if json.loads(r.body)["event"] == "chat.closed"))
     assert closed["agency"] == "hooked" and closed["chat"]["state"] == "closed"
     assert closed["actor"] == matrix_env.officer_id("hooked") and closed["details"]["reason"] == "done"
     assert all(r.headers["X-Precinct-Event"] == json.loads(r.body)["event"] for r in requests)
+    delivered = [json.loads(r.body)["event"] for r in requests if r.status == 200]
+    assert delivered == ["chat.queued", "chat.closed"], delivered          # in order, each once

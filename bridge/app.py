@@ -9,7 +9,7 @@ from aiohttp import web
 from .appservice.endpoint import AppserviceEndpoint
 from .chats.hub import ChatHub
 from .chats.inbound import InboundPump
-from .chats.journal import Journal, LogJournal
+from .chats.journal import Journal
 from .chats.lifecycle import ChatService
 from .chats.outbound import OutboundPump
 from .config import Config
@@ -19,9 +19,12 @@ from .matrix.crypto import Crypto
 from .matrix.intent import HomeserverApi
 from .matrix.puppets import PuppetManager
 from .officers.chat_room import ChatRoomCommands
+from .records import Records
 from .store import Store
 from .web.server import public_app
 from .web.visitor_api import VisitorApi
+from .webhooks.journal import AnnouncingJournal
+from .webhooks.sender import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +32,11 @@ log = logging.getLogger(__name__)
 class Bridge:
     def __init__(self, config: Config, journal: Journal | None = None) -> None:
         self.config = config
-        self.journal = journal or LogJournal()
         self.store = Store.open(config.path("store.path"), config.get("chats.first_number"))
+        self.records = Records.open(config, self.store)
+        self.journal: Journal = journal or self.records
+        self.webhooks = WebhookSender(self.store.webhooks, config.webhooks, self.journal, self.store.db.transaction)
+        self.journal = AnnouncingJournal(self.journal, self.store, config.webhooks, self.webhooks.wake)
         self.api = HomeserverApi(config.get("homeserver.url"), config.get("appservice.as_token"),
                                  config.get("appservice.id"), config.get("homeserver.verify_tls"))
         self.crypto = Crypto(self.api, config.get("homeserver.url"), config.path("store.crypto_dir"),
@@ -41,7 +47,7 @@ class Bridge:
         self.hub = ChatHub()
         self.outbound = OutboundPump(self.store, self.crypto)
         self.chats = ChatService(config, self.store, self.api, self.crypto, self.puppets, self.hub,
-                                 self.outbound.wake)
+                                 self.outbound.wake, self.journal)
         self.commands = ChatRoomCommands(self.chats, self.journal, config.get("officers.command_prefix"))
         self.inbound = InboundPump(config, self.store, self.crypto, self.puppets, self.chats, self.commands)
         self.endpoint = AppserviceEndpoint(config.get("appservice.hs_token"), self.store.transactions,
@@ -62,6 +68,7 @@ class Bridge:
         self._runners.append(runner)
 
     async def start(self) -> None:
+        self.records.config_loaded(self.config)
         await self.api.start()
         # The appservice listener first: the homeserver may start delivering as soon as we ping.
         await self._listen(self.endpoint.app(), self.config.get("appservice.bind_host"),
@@ -72,6 +79,7 @@ class Bridge:
         self.chats.room_version = self.puppets.room_version = await rooms.default_room_version(self.api)
         self.inbound.start()
         self.outbound.start()
+        self.webhooks.start()
         await self.chats.resume()
         self.inbound.wake()
         self.outbound.wake()
@@ -105,6 +113,7 @@ class Bridge:
         await self.chats.stop()
         await self.inbound.stop()
         await self.outbound.stop()
+        await self.webhooks.stop()
         await self.crypto.close()
         await self.api.close()
         self.store.close()

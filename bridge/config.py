@@ -167,13 +167,32 @@ SCHEMA: list[Key] = [
         else "must be 1-3 non-blank characters, such as ! or /"),
     Key("agencies", "agencies", required=True,
         example=[{"id": "central", "name": "Central Police",
-                  "officers": ["@officer1:police.example", "@officer2:police.example"]}],
-        doc="Agencies answering chats. Each has an id, a name and the Matrix IDs of the officers invited to its chats."),
+                  "officers": ["@officer1:police.example", "@officer2:police.example"],
+                  "supervisors": ["@sergeant1:police.example"], "retention_days": 730}],
+        doc="Agencies answering chats. Each has an id, a name and the Matrix IDs of the officers invited to its chats; "
+            "optionally supervisors (Matrix IDs allowed !hold/!unhold and the console) and retention_days "
+            "(overrides records.retention_days for its chats)."),
     Key("topics", "topics",
         default=[{"id": "general", "label": "General enquiry", "agency": None}],
         example=[{"id": "general", "label": "General enquiry", "agency": "central"},
                  {"id": "lost-property", "label": "Lost property", "agency": "central"}],
         doc="Topics a citizen can pick; each goes to an agency (null: the first agency)."),
+    Key("records.signing_key_path", str, "records-signing.key",
+        "Ed25519 key that signs each closed chat's transcript; created (mode 0600) on first start. Keep it with the "
+        "config's secrets and back it up: `python -m bridge records public-key` prints what verifiers need."),
+    Key("records.retention_days", int, 730,
+        "Closed chats are purged this many days after closing (an agency's retention_days overrides it); "
+        "chats under legal hold are never purged.", check=_positive),
+    Key("records.audit_retention_days", int, 365,
+        "Audit entries are kept at least this many days (the chain stays verifiable after pruning).",
+        check=lambda v: None if v >= 365 else "must be at least 365 days"),
+    Key("records.purge_interval_minutes", int, 60,
+        "How often the bridge purges expired chats and audit entries.", check=_positive),
+    Key("webhooks.endpoints", "webhooks", default=[],
+        doc="Signed webhooks, so a force can link chats to its records or CAD system. A list of "
+            "{agency: <agency id>, url: https://…, secret: <at least 16 random characters>}; each receives "
+            "chat.queued, chat.claimed, chat.assigned, chat.transferred and chat.closed of that agency's chats as "
+            "JSON POSTs signed with HMAC-SHA256 (see docs/webhooks.md), retried with back-off for a day."),
     Key("logging.level", str, "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.",
         check=lambda v: None if v in ("DEBUG", "INFO", "WARNING", "ERROR") else "must be DEBUG, INFO, WARNING or ERROR"),
 ]
@@ -187,6 +206,8 @@ class Agency:
     id: str
     name: str
     officers: tuple[str, ...]
+    supervisors: tuple[str, ...] = ()
+    retention_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +215,13 @@ class Topic:
     id: str
     label: str
     agency: str
+
+
+@dataclass(frozen=True)
+class Webhook:
+    agency: str
+    url: str
+    secret: str
 
 
 @dataclass
@@ -204,6 +232,7 @@ class Config:
     base_dir: Path
     agencies: list[Agency] = field(default_factory=list)
     topics: list[Topic] = field(default_factory=list)
+    webhooks: list[Webhook] = field(default_factory=list)
 
     def get(self, path: str) -> Any:
         return self.values[path]
@@ -214,6 +243,11 @@ class Config:
 
     def agency(self, agency_id: str) -> Agency:
         return next(a for a in self.agencies if a.id == agency_id)
+
+    def retention_days(self, agency_id: str) -> int:
+        """How long this agency's closed chats are kept."""
+        agency = next((a for a in self.agencies if a.id == agency_id), None)
+        return agency.retention_days if agency and agency.retention_days else self.values["records.retention_days"]
 
     def topic(self, topic_id: str | None) -> Topic:
         for t in self.topics:
@@ -280,9 +314,10 @@ def _parse_agencies(value: Any) -> list[Agency]:
         where = f"agencies[{i}]"
         if not isinstance(a, dict):
             raise ConfigError(f"{where}: expected a mapping with id, name, officers")
-        unknown = set(a) - {"id", "name", "officers"}
+        unknown = set(a) - {"id", "name", "officers", "supervisors", "retention_days"}
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; expected id, name, officers")
+            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; expected id, name, officers, "
+                              "supervisors, retention_days")
         aid, name, officers = a.get("id"), a.get("name"), a.get("officers", [])
         if not isinstance(aid, str) or not re.fullmatch(r"[a-z0-9_-]+", aid):
             raise ConfigError(f"{where}.id: expected a short lowercase identifier, got {aid!r}")
@@ -294,7 +329,13 @@ def _parse_agencies(value: Any) -> list[Agency]:
         if not isinstance(officers, list) or not all(
                 isinstance(o, str) and re.fullmatch(r"@[^:\s]+:\S+", o) for o in officers):
             raise ConfigError(f"{where}.officers: expected a list of Matrix user IDs like @name:server")
-        out.append(Agency(aid, name.strip(), tuple(officers)))
+        supervisors, retention = a.get("supervisors", []), a.get("retention_days")
+        if not isinstance(supervisors, list) or not all(
+                isinstance(o, str) and re.fullmatch(r"@[^:\s]+:\S+", o) for o in supervisors):
+            raise ConfigError(f"{where}.supervisors: expected a list of Matrix user IDs like @name:server")
+        if retention is not None and (isinstance(retention, bool) or not isinstance(retention, int) or retention <= 0):
+            raise ConfigError(f"{where}.retention_days: expected a whole number of days greater than 0")
+        out.append(Agency(aid, name.strip(), tuple(officers), tuple(supervisors), retention))
     return out
 
 
@@ -314,6 +355,25 @@ def _parse_topics(value: Any, agencies: list[Agency]) -> list[Topic]:
         if agency not in ids:
             raise ConfigError(f"{where}.agency: {agency!r} is not one of the agencies {sorted(ids)}")
         out.append(Topic(t["id"], t["label"], agency))
+    return out
+
+
+def _parse_webhooks(value: Any, agencies: list[Agency]) -> list[Webhook]:
+    if not isinstance(value, list):
+        raise ConfigError("webhooks.endpoints: expected a list of {agency, url, secret}")
+    ids = {a.id for a in agencies}
+    out = []
+    for i, w in enumerate(value):
+        where = f"webhooks.endpoints[{i}]"
+        if not isinstance(w, dict) or set(w) != {"agency", "url", "secret"}:
+            raise ConfigError(f"{where}: expected exactly the keys agency, url and secret")
+        if w["agency"] not in ids:
+            raise ConfigError(f"{where}.agency: {w['agency']!r} is not one of the agencies {sorted(ids)}")
+        if not isinstance(w["url"], str) or _url(w["url"]):
+            raise ConfigError(f"{where}.url: must be an http(s) URL")
+        if not isinstance(w["secret"], str) or (problem := secret_problem(w["secret"])):
+            raise ConfigError(f"{where}.secret: {problem if isinstance(w['secret'], str) else 'expected text'}")
+        out.append(Webhook(w["agency"], w["url"], w["secret"]))
     return out
 
 
@@ -358,7 +418,8 @@ def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Co
         raise ConfigError(f"site.logo: the file {logo} does not exist (paths are relative to the config file)")
     if values["site.require_consent"] and not privacy:
         raise ConfigError("site.require_consent: needs site.privacy_url, the notice citizens consent to")
-    return Config(values, base_dir, agencies, topics)
+    webhooks = _parse_webhooks(values["webhooks.endpoints"], agencies)
+    return Config(values, base_dir, agencies, topics, webhooks)
 
 
 def load_file(path: str | Path, environ: dict[str, str] | None = None) -> Config:

@@ -21,8 +21,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .. import metrics
+from ..background import WakeableLoop
 from ..config import Config
-from ..matrix.crypto import Crypto
+from ..matrix.crypto import SENDER_DEVICE, Crypto
 from ..matrix.puppets import PuppetManager
 from ..store import Store
 from ..store.attachments import Attachment
@@ -40,35 +41,20 @@ EPHEMERAL = ("ephemeral", "de.sorunome.msc2409.ephemeral")
 UNKNOWN_ROOM_GRACE_MS = 10 * 60 * 1000   # events may arrive before we stored the room we just created
 
 
-class InboundPump:
+class InboundPump(WakeableLoop):
     def __init__(self, config: Config, store: Store, crypto: Crypto, puppets: PuppetManager,
                  chats: ChatService, commands: ChatRoomCommands) -> None:
         self.store, self.crypto, self.puppets, self.chats = store, crypto, puppets, chats
         self.commands = commands
         self.wait_ms = int(config.get("crypto.undecryptable_wait_seconds") * 1000)
+        self.max_hash_bytes = max(config.get("attachments.max_bytes"), 100 * 1024 * 1024)
         self.bot = chats.bot
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
         self.failed_events = 0
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        super().__init__()
 
     async def _run(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=2.0)
-            except asyncio.TimeoutError:
-                pass                                  # periodic pass: undecryptable deadlines
-            self._wake.clear()
+            await self._sleep(2.0)                    # woken, or a periodic pass: undecryptable deadlines
             try:
                 await self.process_all()
             except asyncio.CancelledError:
@@ -160,7 +146,10 @@ class InboundPump:
                 return True
             event = decrypted
         meaning = ev.interpret(event)
-        sender = str(event.get("sender"))
+        sender, device = str(event.get("sender")), event.get(SENDER_DEVICE)
+        sha256 = None
+        if isinstance(meaning, ev.OfficerAttachment):      # before the transaction: it downloads
+            sha256 = await self.chats.attachment_sha256(chat, meaning.mxc, meaning.file_info, self.max_hash_bytes)
         name = self._display_name(chat, sender)
         if isinstance(meaning, ev.Membership):
             if meaning.membership == "join" and meaning.previous != "join" and not self._ours(meaning.user_id):
@@ -177,12 +166,12 @@ class InboundPump:
         with self.store.db.transaction():
             if isinstance(meaning, ev.OfficerText):
                 self.chats.officer_message(chat, meaning.kind, meaning.body, sender, name, item.event_id,
-                                           event.get("origin_server_ts"))
+                                           event.get("origin_server_ts"), device=device)
             elif isinstance(meaning, ev.OfficerAttachment):
-                msg = self.chats.officer_message(chat, meaning.kind, meaning.name, sender, name, item.event_id,
-                                                 event.get("origin_server_ts"))
-                self.store.attachments.add(Attachment(chat.id, msg.seq, meaning.name, meaning.mimetype,
-                                                      meaning.size, None, meaning.mxc, meaning.file_info))
+                self.chats.officer_message(chat, meaning.kind, meaning.name, sender, name, item.event_id,
+                                           event.get("origin_server_ts"), device=device,
+                                           attachment=Attachment(chat.id, 0, meaning.name, meaning.mimetype,
+                                                                 meaning.size, sha256, meaning.mxc, meaning.file_info))
             elif isinstance(meaning, (ev.OfficerEdit, ev.OfficerRedaction)):
                 target = self.store.messages.by_event_id(meaning.target_event_id)
                 # Only within this chat; an edit only by whoever wrote the original (as Matrix clients do).
@@ -194,7 +183,7 @@ class InboundPump:
                 elif target is not None:
                     kind, body = ("edit", meaning.body) if isinstance(meaning, ev.OfficerEdit) else ("redaction", "")
                     self.chats.officer_message(chat, kind, body, sender, name, item.event_id,
-                                               event.get("origin_server_ts"), target_seq=target.seq)
+                                               event.get("origin_server_ts"), target_seq=target.seq, device=device)
             elif isinstance(meaning, ev.Unsupported):
                 log.info("chat %s: %s not shown to the citizen: %s", chat.number, item.event_id, meaning.reason)
             self.store.room_events.finish(item.stream, DONE)

@@ -52,6 +52,10 @@ class Chats:
         row = self.db.row("SELECT * FROM chats WHERE token_hash = ?", [token_hash])
         return Chat(**row) if row else None
 
+    def by_number(self, number: int) -> Chat | None:
+        row = self.db.row("SELECT * FROM chats WHERE number = ?", [number])
+        return Chat(**row) if row else None
+
     def by_room(self, room_id: str) -> Chat | None:
         row = self.db.row("SELECT * FROM chats WHERE room_id = ?", [room_id])
         return Chat(**row) if row else None

@@ -25,6 +25,8 @@ from .records.retention import Retention
 from .store import Store
 from .web.server import public_app
 from .web.visitor_api import VisitorApi
+from .webhooks.journal import AnnouncingJournal
+from .webhooks.sender import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ class Bridge:
         self.records = Records.open(config, self.store)
         self.journal: Journal = journal or self.records
         self.retention = Retention(config, self.store, self.records)
+        self.webhooks = WebhookSender(self.store.webhooks, config.webhooks, self.journal, self.store.db.transaction)
+        self.journal = AnnouncingJournal(self.journal, self.store, config.webhooks, self.webhooks.wake)
         self.api = HomeserverApi(config.get("homeserver.url"), config.get("appservice.as_token"),
                                  config.get("appservice.id"), config.get("homeserver.verify_tls"))
         self.crypto = Crypto(self.api, config.get("homeserver.url"), config.path("store.crypto_dir"),
@@ -82,6 +86,7 @@ class Bridge:
         self.inbound.start()
         self.outbound.start()
         self.keeper.start()
+        self.webhooks.start()
         await self.chats.resume()
         self.inbound.wake()
         self.outbound.wake()
@@ -116,6 +121,7 @@ class Bridge:
         await self.inbound.stop()
         await self.outbound.stop()
         await self.keeper.stop()
+        await self.webhooks.stop()
         await self.crypto.close()
         await self.api.close()
         self.store.close()

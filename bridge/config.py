@@ -188,6 +188,11 @@ SCHEMA: list[Key] = [
         check=lambda v: None if v >= 365 else "must be at least 365 days"),
     Key("records.purge_interval_minutes", int, 60,
         "How often the bridge purges expired chats and audit entries.", check=_positive),
+    Key("webhooks.endpoints", "webhooks", default=[],
+        doc="Signed webhooks, so a force can link chats to its records or CAD system. A list of "
+            "{agency: <agency id>, url: https://…, secret: <at least 16 random characters>}; each receives "
+            "chat.queued, chat.claimed, chat.assigned, chat.transferred and chat.closed of that agency's chats as "
+            "JSON POSTs signed with HMAC-SHA256 (see docs/webhooks.md), retried with back-off for a day."),
     Key("logging.level", str, "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.",
         check=lambda v: None if v in ("DEBUG", "INFO", "WARNING", "ERROR") else "must be DEBUG, INFO, WARNING or ERROR"),
 ]
@@ -212,6 +217,13 @@ class Topic:
     agency: str
 
 
+@dataclass(frozen=True)
+class Webhook:
+    agency: str
+    url: str
+    secret: str
+
+
 @dataclass
 class Config:
     """Validated configuration. ``get("a.b")`` reads a key; agencies and topics are typed."""
@@ -220,6 +232,7 @@ class Config:
     base_dir: Path
     agencies: list[Agency] = field(default_factory=list)
     topics: list[Topic] = field(default_factory=list)
+    webhooks: list[Webhook] = field(default_factory=list)
 
     def get(self, path: str) -> Any:
         return self.values[path]
@@ -345,6 +358,25 @@ def _parse_topics(value: Any, agencies: list[Agency]) -> list[Topic]:
     return out
 
 
+def _parse_webhooks(value: Any, agencies: list[Agency]) -> list[Webhook]:
+    if not isinstance(value, list):
+        raise ConfigError("webhooks.endpoints: expected a list of {agency, url, secret}")
+    ids = {a.id for a in agencies}
+    out = []
+    for i, w in enumerate(value):
+        where = f"webhooks.endpoints[{i}]"
+        if not isinstance(w, dict) or set(w) != {"agency", "url", "secret"}:
+            raise ConfigError(f"{where}: expected exactly the keys agency, url and secret")
+        if w["agency"] not in ids:
+            raise ConfigError(f"{where}.agency: {w['agency']!r} is not one of the agencies {sorted(ids)}")
+        if not isinstance(w["url"], str) or _url(w["url"]):
+            raise ConfigError(f"{where}.url: must be an http(s) URL")
+        if not isinstance(w["secret"], str) or (problem := secret_problem(w["secret"])):
+            raise ConfigError(f"{where}.secret: {problem if isinstance(w['secret'], str) else 'expected text'}")
+        out.append(Webhook(w["agency"], w["url"], w["secret"]))
+    return out
+
+
 def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Config:
     """Validate a parsed config mapping (plus ``PRECINCT_*`` environment overrides)."""
     environ = os.environ if environ is None else environ
@@ -386,7 +418,8 @@ def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Co
         raise ConfigError(f"site.logo: the file {logo} does not exist (paths are relative to the config file)")
     if values["site.require_consent"] and not privacy:
         raise ConfigError("site.require_consent: needs site.privacy_url, the notice citizens consent to")
-    return Config(values, base_dir, agencies, topics)
+    webhooks = _parse_webhooks(values["webhooks.endpoints"], agencies)
+    return Config(values, base_dir, agencies, topics, webhooks)
 
 
 def load_file(path: str | Path, environ: dict[str, str] | None = None) -> Config:

@@ -21,6 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .. import metrics
+from ..background import WakeableLoop
 from ..config import Config
 from ..matrix.crypto import SENDER_DEVICE, Crypto
 from ..matrix.puppets import PuppetManager
@@ -40,7 +41,7 @@ EPHEMERAL = ("ephemeral", "de.sorunome.msc2409.ephemeral")
 UNKNOWN_ROOM_GRACE_MS = 10 * 60 * 1000   # events may arrive before we stored the room we just created
 
 
-class InboundPump:
+class InboundPump(WakeableLoop):
     def __init__(self, config: Config, store: Store, crypto: Crypto, puppets: PuppetManager,
                  chats: ChatService, commands: ChatRoomCommands) -> None:
         self.store, self.crypto, self.puppets, self.chats = store, crypto, puppets, chats
@@ -48,28 +49,12 @@ class InboundPump:
         self.wait_ms = int(config.get("crypto.undecryptable_wait_seconds") * 1000)
         self.max_hash_bytes = max(config.get("attachments.max_bytes"), 100 * 1024 * 1024)
         self.bot = chats.bot
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
         self.failed_events = 0
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        super().__init__()
 
     async def _run(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=2.0)
-            except asyncio.TimeoutError:
-                pass                                  # periodic pass: undecryptable deadlines
-            self._wake.clear()
+            await self._sleep(2.0)                    # woken, or a periodic pass: undecryptable deadlines
             try:
                 await self.process_all()
             except asyncio.CancelledError:

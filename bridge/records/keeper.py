@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 
+from ..background import WakeableLoop
 from ..config import Config
 from ..matrix.intent import HomeserverApi, MatrixError
 from ..store import Store
@@ -22,25 +23,13 @@ GIVE_UP_AFTER = 8
 REDACTION_REASON = "Erased at the citizen's request"
 
 
-class RecordsKeeper:
+class RecordsKeeper(WakeableLoop):
     def __init__(self, config: Config, store: Store, api: HomeserverApi, records: Records,
                  retention: Retention) -> None:
         self.config, self.store, self.api, self.records, self.retention = config, store, api, records, retention
         self.interval_s = config.get("records.purge_interval_minutes") * 60
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
         self._next_purge = 0.0
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        super().__init__()
 
     async def _run(self) -> None:
         delay = 5.0
@@ -55,11 +44,7 @@ class RecordsKeeper:
                 raise
             except Exception:
                 log.exception("records upkeep failed; retrying")
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
+            await self._sleep(delay)
 
     def housekeeping(self) -> None:
         purged = self.retention.purge_expired()

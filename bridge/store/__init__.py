@@ -19,6 +19,7 @@ from .redactions import Redactions
 from .room_events import RoomEvents
 from .settings import Settings
 from .transactions import Transactions
+from .webhooks import WebhookOutbox
 
 
 @dataclass
@@ -38,13 +39,14 @@ class Store:
     audit_log: AuditLog
     legal_holds: LegalHolds
     redactions: Redactions
+    webhooks: WebhookOutbox
 
     @classmethod
     def open(cls, path: Path | str, first_chat_number: int = 1001) -> "Store":
         db = Database(path)
         return cls(db, Chats(db, first_chat_number), Puppets(db), Messages(db), Outbox(db), Transactions(db),
                    RoomEvents(db), Settings(db), Feedback(db), Attachments(db), ChatRecords(db), RecordSeals(db),
-                   AuditLog(db), LegalHolds(db), Redactions(db))
+                   AuditLog(db), LegalHolds(db), Redactions(db), WebhookOutbox(db))
 
     def close(self) -> None:
         self.db.close()

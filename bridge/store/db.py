@@ -116,8 +116,18 @@ def _v8(db: sqlite_utils.Database) -> None:
                             not_null={"chat_id", "room_id", "user_id", "event_id"})
 
 
+def _v9(db: sqlite_utils.Database) -> None:
+    # Webhook deliveries owed to agencies' systems: written in the same commit as the chat change they tell of.
+    db["webhook_outbox"].create({
+        "id": int, "delivery_id": str, "agency": str, "url": str, "event": str, "payload": str, "state": str,
+        "attempts": int, "next_ts": int, "last_error": str, "created_ts": int, "delivered_ts": int,
+    }, pk="id", not_null={"delivery_id", "agency", "url", "event", "payload", "state", "next_ts", "created_ts"})
+    db["webhook_outbox"].create_index(["delivery_id"], unique=True)
+    db["webhook_outbox"].create_index(["state", "url", "id"])
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
 
 
 class Database:

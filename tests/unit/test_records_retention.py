@@ -141,3 +141,41 @@ async def test_hold_commands_in_the_chat_room_are_for_supervisors_only(env):
         notices.append(item.content["body"])
         store.outbox.mark_sent(item.id, f"$n{item.id}")
     assert any("Only a supervisor" in n for n in notices) and any("legal hold" in n for n in notices)
+
+
+async def test_the_keeper_purges_on_schedule_and_gives_up_a_failing_redaction_on_the_record(env):
+    from bridge.matrix.intent import MatrixError
+    from bridge.records.keeper import GIVE_UP_AFTER, RecordsKeeper
+
+    config, store, records, service, retention = env
+
+    class RefusingHomeserver:                  # the homeserver's answer is all that matters here
+        calls = 0
+
+        async def redact(self, *args: object) -> str:
+            RefusingHomeserver.calls += 1
+            raise MatrixError(403, {"errcode": "M_FORBIDDEN"}, "redact")
+
+    expired = finished_chat(store, service, "old", closed_days_ago=800)
+    erased = finished_chat(store, service, "to erase")
+    retention.erase(erased, "visitor", "127.0.0.1")
+    keeper = RecordsKeeper(config, store, RefusingHomeserver(), records, retention)  # type: ignore[arg-type]
+    keeper.housekeeping()
+    assert store.chats.get(expired.id) is None and store.chats.get(erased.id) is not None
+    for _ in range(GIVE_UP_AFTER):
+        assert await keeper.redact_pending() is False
+    assert RefusingHomeserver.calls == GIVE_UP_AFTER and store.redactions.count() == 0
+    assert ("chat.redaction", "failed", erased.id) in actions(records)
+    assert await keeper.redact_pending() is True
+
+
+async def test_an_officers_close_seals_the_record(env):
+    config, store, records, service, retention = env
+    chat, _ = service.open("general", None, None)
+    store.chats.set_room(chat.id, "!r:p")
+    commands = ChatRoomCommands(service, records, "!", retention=retention)
+    await commands.handle(store.chats.get(chat.id), "@officer1:police.example", "Officer One", "!close resolved")
+    doc = records.transcripts.document(chat.id)
+    assert doc["entries"][-1]["kind"] == "closed" and doc["entries"][-1]["content"] == {"reason": "resolved"}
+    assert doc["seal"]["last_index"] == len(doc["entries"]) and verify_document(doc) is None
+    assert ("chat.close", "ok", chat.id) in actions(records)

@@ -126,8 +126,14 @@ def _v9(db: sqlite_utils.Database) -> None:
     db["webhook_outbox"].create_index(["state", "url", "id"])
 
 
+def _v10(db: sqlite_utils.Database) -> None:
+    # What an erasure owes the homeserver besides redacting events: "profile" = the puppet's display
+    # name (the citizen's name) replaced by a neutral one and its member event redacted.
+    db["redactions"].add_column("kind", str, not_null_default="event")
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10]
 
 
 class Database:

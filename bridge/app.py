@@ -13,6 +13,8 @@ from .chats.journal import Journal
 from .chats.lifecycle import ChatService
 from .chats.outbound import OutboundPump
 from .config import Config
+from .console.auth import ConsoleAuth, supervised_agencies
+from .console.web import ConsoleWeb
 from . import __version__, metrics
 from .matrix import bot, rooms
 from .matrix.crypto import Crypto
@@ -53,6 +55,10 @@ class Bridge:
         self.endpoint = AppserviceEndpoint(config.get("appservice.hs_token"), self.store.transactions,
                                            self.inbound.wake, self._user_exists)
         self.visitor_api = VisitorApi(config, self.store, self.chats)
+        self.console_auth = ConsoleAuth(self.store, self.journal, lambda user: supervised_agencies(config, user),
+                                        config.get("web.public_url"), config.get("console.link_ttl_seconds"),
+                                        config.get("console.idle_minutes"))
+        self.console = ConsoleWeb(config, self.store, self.console_auth, self.records, self.chats.bot)
         self._runners: list[web.AppRunner] = []
         self._unwatch = metrics.watch(metrics.LevelsCollector(
             self.store.chats.counts, lambda: [a.id for a in config.agencies], self.hub.connections,
@@ -84,7 +90,8 @@ class Bridge:
         self.inbound.wake()
         self.outbound.wake()
         self.puppets.refill_pool()
-        await self._listen(public_app(self.visitor_api), self.config.get("web.bind_host"), self.config.get("web.port"))
+        await self._listen(public_app(self.visitor_api, self.console.app()), self.config.get("web.bind_host"),
+                           self.config.get("web.port"))
         try:
             # An event of ours wakes the homeserver's appservice scheduler (idle after its own restart);
             # the ping then makes it retry queued transactions now rather than after its back-off.

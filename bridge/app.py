@@ -22,6 +22,8 @@ from .matrix.intent import HomeserverApi
 from .matrix.puppets import PuppetManager
 from .officers.chat_room import ChatRoomCommands
 from .records import Records
+from .records.keeper import RecordsKeeper
+from .records.retention import Retention
 from .store import Store
 from .web.server import public_app
 from .web.visitor_api import VisitorApi
@@ -37,6 +39,7 @@ class Bridge:
         self.store = Store.open(config.path("store.path"), config.get("chats.first_number"))
         self.records = Records.open(config, self.store)
         self.journal: Journal = journal or self.records
+        self.retention = Retention(config, self.store, self.records)
         self.webhooks = WebhookSender(self.store.webhooks, config.webhooks, self.journal, self.store.db.transaction)
         self.journal = AnnouncingJournal(self.journal, self.store, config.webhooks, self.webhooks.wake)
         self.api = HomeserverApi(config.get("homeserver.url"), config.get("appservice.as_token"),
@@ -50,15 +53,18 @@ class Bridge:
         self.outbound = OutboundPump(self.store, self.crypto)
         self.chats = ChatService(config, self.store, self.api, self.crypto, self.puppets, self.hub,
                                  self.outbound.wake, self.journal)
-        self.commands = ChatRoomCommands(self.chats, self.journal, config.get("officers.command_prefix"))
+        self.commands = ChatRoomCommands(self.chats, self.journal, config.get("officers.command_prefix"),
+                                         retention=self.retention)
         self.inbound = InboundPump(config, self.store, self.crypto, self.puppets, self.chats, self.commands)
         self.endpoint = AppserviceEndpoint(config.get("appservice.hs_token"), self.store.transactions,
                                            self.inbound.wake, self._user_exists)
-        self.visitor_api = VisitorApi(config, self.store, self.chats)
+        self.keeper = RecordsKeeper(config, self.store, self.api, self.records, self.retention)
+        self.visitor_api = VisitorApi(config, self.store, self.chats, retention=self.retention,
+                                      on_erased=self.keeper.wake)
         self.console_auth = ConsoleAuth(self.store, self.journal, lambda user: supervised_agencies(config, user),
                                         config.get("web.public_url"), config.get("console.link_ttl_seconds"),
                                         config.get("console.idle_minutes"))
-        self.console = ConsoleWeb(config, self.store, self.console_auth, self.records, self.chats.bot)
+        self.console = ConsoleWeb(config, self.store, self.console_auth, self.records, self.retention, self.chats.bot)
         self._runners: list[web.AppRunner] = []
         self._unwatch = metrics.watch(metrics.LevelsCollector(
             self.store.chats.counts, lambda: [a.id for a in config.agencies], self.hub.connections,
@@ -85,6 +91,7 @@ class Bridge:
         self.chats.room_version = self.puppets.room_version = await rooms.default_room_version(self.api)
         self.inbound.start()
         self.outbound.start()
+        self.keeper.start()
         self.webhooks.start()
         await self.chats.resume()
         self.inbound.wake()
@@ -120,6 +127,7 @@ class Bridge:
         await self.chats.stop()
         await self.inbound.stop()
         await self.outbound.stop()
+        await self.keeper.stop()
         await self.webhooks.stop()
         await self.crypto.close()
         await self.api.close()

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from ..config import Config
 from ..records import Records
+from ..records.retention import Retention
 from ..store import Store
 from ..store.chats import Chat
 from . import pages
@@ -31,9 +32,6 @@ COOKIE = "precinct_console"
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
 EXPORT_TYPES = {"json": "application/json", "html": "text/html", "txt": "text/plain"}
-
-HoldAction = Callable[[Chat, str | None, str, str], bool]      # (chat, reason, actor, origin) → changed
-
 
 def csrf_token(session_id: str) -> str:
     return hmac.new(session_id.encode(), b"precinct-console-csrf", hashlib.sha256).hexdigest()
@@ -48,13 +46,13 @@ def day_ms(text: str | None, end: bool = False) -> int | None:
 
 
 class ConsoleWeb:
-    def __init__(self, config: Config, store: Store, auth: ConsoleAuth, records: Records, bot: str) -> None:
+    def __init__(self, config: Config, store: Store, auth: ConsoleAuth, records: Records, retention: Retention,
+                 bot: str) -> None:
         self.config, self.store, self.auth, self.records, self.bot = config, store, auth, records, bot
+        self.retention = retention
         public = urlsplit(config.get("web.public_url"))
         self.origin = f"{public.scheme}://{public.netloc}"
         self.secure = public.scheme == "https"
-        self.hold: HoldAction | None = None       # set when records' retention is wired in
-        self.lift: HoldAction | None = None
         self.extra_routes: list[Callable[[web.Application], None]] = []
 
     def app(self) -> web.Application:
@@ -219,7 +217,7 @@ class ConsoleWeb:
         chat = self._chat_for(who, request.match_info["chat_id"], "transcript.viewed", request.remote or "")
         doc = self.records.view(chat.id, actor=who.user_id, origin=request.remote or "")
         return self._html(pages.transcript(self._page(who, sid), doc, self.store.feedback.get(chat.id),
-                                           can_hold=self.hold is not None))
+                                           can_hold=True))
 
     async def export(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
         fmt = request.query.get("format", "")
@@ -233,12 +231,14 @@ class ConsoleWeb:
 
     async def set_hold(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
         form = await self._form(request, sid)
-        action = "legal_hold.set" if form.get("action") == "set" else "legal_hold.lifted"
+        if form.get("action") not in ("set", "lift"):
+            raise web.HTTPBadRequest(reason="Bad request", text="A legal hold is set or lifted.")
+        action = "legal_hold.set" if form["action"] == "set" else "legal_hold.lifted"
         chat = self._chat_for(who, request.match_info["chat_id"], action, request.remote or "")
-        change = self.hold if form.get("action") == "set" else self.lift if form.get("action") == "lift" else None
-        if change is None:
-            raise web.HTTPBadRequest(reason="Not possible", text="Legal holds cannot be changed here.")
-        change(chat, form.get("reason", "").strip() or None, who.user_id, request.remote or "")
+        if form["action"] == "set":
+            self.retention.hold(chat, form.get("reason", "").strip()[:500] or None, who.user_id, request.remote or "")
+        else:
+            self.retention.lift(chat, who.user_id, request.remote or "")
         raise web.HTTPSeeOther(f"/console/chats/{chat.id}")
 
     async def feedback(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:

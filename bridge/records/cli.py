@@ -127,6 +127,60 @@ def cmd_public_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _retention(config: Any, store: Any, records: Any) -> Any:
+    from .retention import Retention
+
+    return Retention(config, store, records)
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    config, store, records = _open(args)
+    try:
+        purged = _retention(config, store, records).purge_expired(actor=args.by or _actor(), origin="cli")
+        pruned = records.trail.prune(config.get("records.audit_retention_days"))
+    finally:
+        store.close()
+    print(f"Purged {len(purged)} chat(s) past retention (held chats kept); {pruned} old audit entries pruned.")
+    return 0
+
+
+def cmd_hold(args: argparse.Namespace) -> int:
+    config, store, records = _open(args)
+    try:
+        chat = _chat_or_exit(records, args.chat)
+        retention = _retention(config, store, records)
+        if args.lift:
+            changed = retention.lift(chat, args.by or _actor(), "cli")
+            print(f"Legal hold on chat {chat.number} lifted." if changed else f"Chat {chat.number} was not held.")
+        else:
+            changed = retention.hold(chat, args.reason, args.by or _actor(), "cli")
+            print(f"Chat {chat.number} is under legal hold." if changed else f"Chat {chat.number} was already held.")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    from .retention import Refused
+
+    config, store, records = _open(args)
+    try:
+        chat = _chat_or_exit(records, args.chat)
+        try:
+            erased = _retention(config, store, records).erase(chat, args.by or _actor(), "cli")
+        except Refused as e:
+            print(f"Refused ({e.error}): {e.message}", file=sys.stderr)
+            return 1
+    finally:
+        store.close()
+    if erased.already:
+        print(f"Chat {chat.number} was already erased.")
+    else:
+        print(f"Chat {chat.number} erased from the bridge's store; {erased.redactions} message(s) of the citizen "
+              "will be redacted in the Matrix room by the running bridge.")
+    return 0
+
+
 def add_parsers(sub: Any) -> None:
     def with_config(p: argparse.ArgumentParser, func: Callable[[argparse.Namespace], int]) -> None:
         p.add_argument("-c", "--config", type=Path, default=Path("config.yaml"))
@@ -159,3 +213,17 @@ def add_parsers(sub: Any) -> None:
     r = sub.add_parser("records", help="signing key, retention, legal hold, erasure").add_subparsers(
         dest="records_command", required=True)
     with_config(r.add_parser("public-key", help="print the key that signs transcripts"), cmd_public_key)
+    p = r.add_parser("purge", help="purge closed chats past retention now (the bridge also does it on a schedule)")
+    p.add_argument("--by", help="who asks (recorded in the audit log; default: the system user)")
+    with_config(p, cmd_purge)
+    p = r.add_parser("hold", help="place (or --lift) a legal hold on a chat")
+    p.add_argument("chat", help="chat ID or number")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--reason", help="why the chat must be kept (e.g. a case reference)")
+    g.add_argument("--lift", action="store_true", help="lift the hold")
+    p.add_argument("--by", help="who asks (recorded in the audit log; default: the system user)")
+    with_config(p, cmd_hold)
+    p = r.add_parser("erase", help="erase a closed chat's personal data (refused under legal hold)")
+    p.add_argument("chat", help="chat ID or number")
+    p.add_argument("--by", help="who asks (recorded in the audit log; default: the system user)")
+    with_config(p, cmd_erase)

@@ -77,6 +77,10 @@ class ChatRecords:
                               " WHERE chat_id = ? AND erased_ts IS NULL", [int(time.time() * 1000), chat_id])
         return cur.rowcount
 
+    def has_kind(self, chat_id: str, kind: str) -> bool:
+        return self.db.row("SELECT 1 AS x FROM chat_records WHERE chat_id = ? AND kind = ? LIMIT 1",
+                           [chat_id, kind]) is not None
+
     def delete_chat(self, chat_id: str) -> None:
         self.db.execute("DELETE FROM chat_records WHERE chat_id = ?", [chat_id])
 

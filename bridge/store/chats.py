@@ -67,6 +67,18 @@ class Chats:
         return [Chat(**r) for r in self.db.rows(
             "SELECT * FROM chats WHERE room_id IS NOT NULL AND state != ? ORDER BY number", [CLOSED])]
 
+    def expired(self, agency: str, closed_before_ms: int) -> list[Chat]:
+        """The agency's chats closed before the given time (candidates for purging)."""
+        return [Chat(**r) for r in self.db.rows(
+            "SELECT * FROM chats WHERE agency = ? AND state = ? AND closed_ts < ? ORDER BY closed_ts",
+            [agency, CLOSED, closed_before_ms])]
+
+    def erase_name(self, chat_id: str) -> None:
+        self.db.execute("UPDATE chats SET display_name = NULL WHERE id = ?", [chat_id])
+
+    def delete(self, chat_id: str) -> None:
+        self.db.execute("DELETE FROM chats WHERE id = ?", [chat_id])
+
     def set_puppet(self, chat_id: str, puppet: str) -> None:
         self.db.execute("UPDATE chats SET puppet = ? WHERE id = ?", [puppet, chat_id])
 

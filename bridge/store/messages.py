@@ -80,5 +80,12 @@ class Messages:
         return self.db.row("SELECT COUNT(*) AS n FROM messages WHERE chat_id = ? AND sender_kind = ?",
                            [chat_id, sender_kind])["n"]  # type: ignore[index]
 
+    def erase_chat(self, chat_id: str) -> None:
+        """Blank every message of one chat (text, names, notice parameters); the numbering stays."""
+        self.db.execute("UPDATE messages SET body = '', sender = NULL, params = NULL WHERE chat_id = ?", [chat_id])
+
+    def delete_chat(self, chat_id: str) -> None:
+        self.db.execute("DELETE FROM messages WHERE chat_id = ?", [chat_id])
+
     def set_event_id(self, chat_id: str, seq: int, event_id: str) -> None:
         self.db.execute("UPDATE messages SET event_id = ? WHERE chat_id = ? AND seq = ?", [event_id, chat_id, seq])

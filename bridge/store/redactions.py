@@ -35,6 +35,9 @@ class Redactions:
         self.db.execute("UPDATE redactions SET attempts = attempts + 1, last_error = ? WHERE id = ?",
                         [error[:500], item_id])
 
+    def delete_chat(self, chat_id: str) -> None:
+        self.db.execute("DELETE FROM redactions WHERE chat_id = ?", [chat_id])
+
     def count(self, chat_id: str | None = None) -> int:
         if chat_id is None:
             return self.db.row("SELECT COUNT(*) AS n FROM redactions")["n"]  # type: ignore[index]

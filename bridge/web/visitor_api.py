@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -19,6 +19,7 @@ from ..config import Config
 from ..chats.lifecycle import ChatClosed, ChatNotReady, ChatService
 from ..chats import attachments
 from ..chats.queue import queue_frame
+from ..records.retention import Refused, Retention
 from ..store import Store
 from ..store.attachments import Attachment
 from ..store.chats import Chat
@@ -75,8 +76,10 @@ def _default_sender(kind: str) -> str:
 
 
 class VisitorApi:
-    def __init__(self, config: Config, store: Store, chats: ChatService) -> None:
+    def __init__(self, config: Config, store: Store, chats: ChatService, *, retention: Retention | None = None,
+                 on_erased: Callable[[], None] | None = None) -> None:
         self.config, self.store, self.chats = config, store, chats
+        self.retention, self.on_erased = retention, on_erased
         self.max_chars = config.get("web.max_message_chars")
         self.max_attachment = config.get("attachments.max_bytes")
         self.allowed_types = set(config.get("attachments.allowed_types"))
@@ -96,6 +99,7 @@ class VisitorApi:
         app.router.add_get("/api/v1/chats/{chat_id}/messages", self.get_messages)
         app.router.add_post("/api/v1/chats/{chat_id}/messages", self.post_message)
         app.router.add_post("/api/v1/chats/{chat_id}/close", self.post_close)
+        app.router.add_delete("/api/v1/chats/{chat_id}", self.delete_chat)
         app.router.add_post("/api/v1/chats/{chat_id}/feedback", self.post_feedback)
         app.router.add_post("/api/v1/chats/{chat_id}/attachments", self.post_attachment)
         app.router.add_get("/api/v1/chats/{chat_id}/attachments/{seq}", self.get_attachment)
@@ -228,6 +232,20 @@ class VisitorApi:
         chat = self._chat_for(request)
         self.chats.close(chat, by="visitor")
         return web.json_response({"state": "closed"})
+
+    async def delete_chat(self, request: web.Request) -> web.Response:
+        """The citizen's erasure request: 202 once the personal data is gone from the store and the
+        redactions are queued; 409 legal_hold (refusal recorded) or chat_open."""
+        chat = self._chat_for(request)
+        if self.retention is None:
+            raise ApiError(503, "unavailable", "Erasure is not available on this service.")
+        try:
+            erased = self.retention.erase(chat, actor="visitor", origin=request.remote or "web")
+        except Refused as e:
+            raise ApiError(409, e.error, e.message)
+        if self.on_erased:
+            self.on_erased()
+        return web.json_response({"state": "erased", "already": erased.already}, status=202)
 
     async def post_attachment(self, request: web.Request) -> web.Response:
         chat = self.store.chats.get(self._chat_for(request).id)

@@ -84,3 +84,18 @@ async def test_a_closed_chat_is_exported_verified_and_tampering_named(matrix_env
     hits = cli(matrix_env, "transcript", "search", reply).stdout
     assert f"({visitor.chat_id})" in hits
     assert cli(matrix_env, "audit", "verify").stdout.startswith("OK:")
+
+
+def test_start_up_records_the_configuration_by_hash_never_its_secrets(matrix_env):
+    import sqlite3
+    conn = sqlite3.connect(f"file:{matrix_env.dir / 'precinct.db'}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT actor, details FROM audit_log WHERE action = 'config.loaded'").fetchall()
+    finally:
+        conn.close()
+    assert rows and rows[0][0] == "bridge"
+    details = json.loads(rows[0][1])
+    assert len(details["config_sha256"]) == 64
+    for secret in (matrix_env.config["appservice"]["hs_token"], matrix_env.config["appservice"]["as_token"],
+                   matrix_env.config["crypto"]["pickle_key"]):
+        assert secret not in rows[0][1]

@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bridge.console.auth import ConsoleAuth
 from bridge.console.web import COOKIE, ConsoleWeb
 from bridge.records import Records
+from bridge.records.retention import Retention
 from bridge.store import Store
 from bridge.web.server import public_app
 from bridge.web.visitor_api import VisitorApi
@@ -27,10 +28,8 @@ class Env:
         supervisors = {SERGEANT: ("central",), OUTSIDER: ("elsewhere",)}
         self.auth = ConsoleAuth(self.store, self.records, lambda u: supervisors.get(u, ()),
                                 self.config.get("web.public_url"), clock=lambda: self.clock[0])
-        self.console = ConsoleWeb(self.config, self.store, self.auth, self.records, "@precinct:police.example")
-        self.held: list[tuple] = []
-        self.console.hold = lambda chat, reason, actor, origin: self.held.append(("set", chat.id, reason, actor)) or True
-        self.console.lift = lambda chat, reason, actor, origin: self.held.append(("lift", chat.id, actor)) or True
+        self.console = ConsoleWeb(self.config, self.store, self.auth, self.records,
+                                  Retention(self.config, self.store, self.records), "@precinct:police.example")
 
     def chat(self, agency: str = "central", n: int = 1):  # type: ignore[no-untyped-def]
         chat = self.store.chats.create(f"c{agency}{n}", f"h{agency}{n}", "general", agency, "Sam", "en")
@@ -143,12 +142,22 @@ async def test_live_view_search_transcript_export_and_hold_for_own_agency_only(e
     held = await env.client.post(f"/console/chats/{mine.id}/hold", data={"csrf": csrf, "action": "set",
                                                                          "reason": "court case 17"},
                                  allow_redirects=False)
-    assert held.status == 303 and env.held == [("set", mine.id, "court case 17", SERGEANT)]
+    assert held.status == 303
+    hold = env.store.legal_holds.get(mine.id)
+    assert hold is not None and hold.reason == "court case 17" and hold.actor == SERGEANT
+    assert "court case 17" in await (await env.client.get(f"/console/chats/{mine.id}")).text()
     forged = await env.client.post(f"/console/chats/{mine.id}/hold", data={"csrf": "0" * 64, "action": "lift"})
-    assert forged.status == 403 and len(env.held) == 1
+    assert forged.status == 403 and env.store.legal_holds.get(mine.id) is not None
     cross = await env.client.post(f"/console/chats/{mine.id}/hold", data={"csrf": csrf, "action": "lift"},
                                   headers={"Origin": "https://evil.example"})
-    assert cross.status == 403 and len(env.held) == 1
+    assert cross.status == 403 and env.store.legal_holds.get(mine.id) is not None
+    lifted = await env.client.post(f"/console/chats/{mine.id}/hold", data={"csrf": csrf, "action": "lift"},
+                                   allow_redirects=False)
+    assert lifted.status == 303 and env.store.legal_holds.get(mine.id) is None
+    assert [(a["actor"], a["outcome"]) for a in env.audits("legal_hold.set")] == [(SERGEANT, "ok")]
+    assert [(a["actor"], a["outcome"]) for a in env.audits("legal_hold.lifted")] == [(SERGEANT, "ok")]
+    theirs_hold = await env.client.post(f"/console/chats/{theirs.id}/hold", data={"csrf": csrf, "action": "set"})
+    assert theirs_hold.status == 404 and env.store.legal_holds.get(theirs.id) is None
 
     fb = await (await env.client.get("/console/feedback")).text()
     assert "Quick and kind" in fb and "4 of 5" in fb

@@ -10,25 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from bridge.chats.hub import ChatHub
 from bridge.chats.lifecycle import ChatService
 from bridge.records import Records
 from bridge.records import chain, export
 from bridge.records.signing import Signer, SigningKeyError
 from bridge.records.transcripts import verify_document
 from bridge.store import Store
-from tests.support.configs import example_config
+from tests.support.records import records_env
 
 
 @pytest.fixture
 def setup(tmp_path: Path):
-    config = example_config(tmp_path)
-    store = Store.open(tmp_path / "p.db")
-    records = Records.open(config, store)
-    service = ChatService(config, store, None, None, None, ChatHub(), lambda: None, records)  # type: ignore[arg-type]
-    service.start_setup = lambda chat_id: None
-    yield config, store, records, service
-    store.close()
+    env = records_env(tmp_path)
+    yield env
+    env[1].close()
 
 
 def closed_chat(store: Store, records: Records, service: ChatService) -> str:

@@ -126,8 +126,16 @@ def _v9(db: sqlite_utils.Database) -> None:
     db["webhook_outbox"].create_index(["state", "url", "id"])
 
 
+def _v10(db: sqlite_utils.Database) -> None:
+    # Supervisor console: one-time sign-in links and sessions, both kept only as hashes of their secrets.
+    db["console_links"].create({"token_hash": str, "user_id": str, "created_ts": int, "expires_ts": int,
+                                "used_ts": int}, pk="token_hash", not_null={"user_id", "created_ts", "expires_ts"})
+    db["console_sessions"].create({"id_hash": str, "user_id": str, "created_ts": int, "last_seen_ts": int,
+                                   "ended_ts": int}, pk="id_hash", not_null={"user_id", "created_ts", "last_seen_ts"})
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10]
 
 
 class Database:

@@ -116,6 +116,8 @@ def verify_document(doc: dict[str, Any], public_key: str | None = None) -> chain
     if problem:
         return problem
     if seal is None:
+        if public_key:
+            return "the record is not signed (it was exported while the chat was open), so its origin cannot be checked"
         return None if (doc.get("chat") or {}).get("state") != "closed" else "the chat is closed but its record is not signed"
     if not isinstance(seal, dict):
         return "the seal is malformed"

@@ -217,3 +217,15 @@ def test_search_by_date_tag_and_rating(setup):
     assert chat_id in find(tag="theft") and find(tag="fraud") == []
     assert chat_id in find(rating=2) and find(rating=5) == []
     assert find(agency="nightshift") == []
+
+
+def test_a_changed_configuration_is_audited_at_start_up(setup):
+    config, store, records, service = setup
+    records.config_loaded(config)
+    records.config_loaded(config)
+    config.values["records.retention_days"] = 90
+    records.config_loaded(config)
+    trail = [(e["action"], e["details"]) for e in records.trail.entries()]
+    assert [a for a, _ in trail] == ["config.loaded", "config.loaded", "config.changed", "config.loaded"]
+    assert trail[2][1]["previous_sha256"] == trail[0][1]["config_sha256"] != trail[2][1]["config_sha256"]
+    assert config.get("appservice.hs_token") not in json.dumps(trail)

@@ -116,6 +116,15 @@ def test_tampering_in_the_store_is_detected_and_named(setup):
     assert records.transcripts.verify_stored(chat_id) is None
     store.db.execute("DELETE FROM chat_records WHERE chat_id = ? AND idx = 2", [chat_id])
     assert str(records.transcripts.verify_stored(chat_id)).startswith("entry 2 removed")
+    store.db.execute("DELETE FROM record_seals WHERE chat_id = ?", [chat_id])
+    assert "entry 2 removed" in str(records.transcripts.verify_stored(chat_id))
+
+
+def test_a_closed_chat_without_its_seal_fails(setup):
+    config, store, records, service = setup
+    chat_id = closed_chat(store, records, service)
+    store.db.execute("DELETE FROM record_seals WHERE chat_id = ?", [chat_id])
+    assert "not signed" in str(records.transcripts.verify_stored(chat_id))
 
 
 def test_erasing_content_keeps_the_chain_and_seal_verifiable(setup):

@@ -9,13 +9,14 @@ from ..store.chats import CLOSED, Chat
 from ..store.messages import OFFICER
 from . import commands
 from .commands import Command, CommandError
+from .transfer import Transfers
 
 log = logging.getLogger(__name__)
 
 
 class ChatRoomCommands:
-    def __init__(self, chats: ChatService, journal: Journal, prefix: str) -> None:
-        self.chats, self.journal, self.prefix = chats, journal, prefix
+    def __init__(self, chats: ChatService, journal: Journal, prefix: str, transfers: Transfers) -> None:
+        self.chats, self.journal, self.prefix, self.transfers = chats, journal, prefix, transfers
         self.specs = commands.CHAT_ROOM
 
     def is_command(self, text: str) -> bool:
@@ -45,3 +46,6 @@ class ChatRoomCommands:
             self.chats.notify_officers(chat, f"{name} closed chat {chat.number}.{reason}")
             self.journal.chat_event(chat.id, "closed", sender, by="officer", reason=cmd.arg or None)
             self.journal.audit("chat.close", sender, target=chat.id, origin=chat.room_id, reason=cmd.arg or None)
+
+    async def _transfer(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
+        await self.transfers.transfer(chat, sender, name, cmd.first, cmd.rest)

@@ -85,8 +85,16 @@ def _v6(db: sqlite_utils.Database) -> None:
                              not_null={"name", "mimetype", "mxc"})
 
 
+def _v7(db: sqlite_utils.Database) -> None:
+    # A pending transfer (!transfer): to whom (agency id or officer user ID) and by whom, so the officer
+    # who takes it over is given the conversation so far and the first officer leaves, even after a restart.
+    db["chats"].add_column("transfer_to", str)
+    db["chats"].add_column("transferred_by", str)
+    db["chats"].add_column("transfer_note", str)
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 
 
 class Database:

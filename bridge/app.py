@@ -9,11 +9,11 @@ from aiohttp import web
 from .appservice.endpoint import AppserviceEndpoint
 from .chats.hub import ChatHub
 from .chats.inbound import InboundPump
-from .chats.journal import Journal, LogJournal
+from .chats.journal import Journal
 from .chats.lifecycle import ChatService
 from .chats.outbound import OutboundPump
 from .config import Config
-from . import __version__
+from . import __version__, metrics
 from .matrix import bot, rooms
 from .matrix.crypto import Crypto
 from .matrix.intent import HomeserverApi
@@ -22,9 +22,14 @@ from .officers.access import Access
 from .officers.admission import Admission
 from .officers.chat_room import ChatRoomCommands
 from .officers.transfer import Transfers
+from .records import Records
+from .records.keeper import RecordsKeeper
+from .records.retention import Retention
 from .store import Store
 from .web.server import public_app
 from .web.visitor_api import VisitorApi
+from .webhooks.journal import AnnouncingJournal
+from .webhooks.sender import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +37,12 @@ log = logging.getLogger(__name__)
 class Bridge:
     def __init__(self, config: Config, journal: Journal | None = None) -> None:
         self.config = config
-        self.journal = journal or LogJournal()
         self.store = Store.open(config.path("store.path"), config.get("chats.first_number"))
+        self.records = Records.open(config, self.store)
+        self.journal: Journal = journal or self.records
+        self.retention = Retention(config, self.store, self.records)
+        self.webhooks = WebhookSender(self.store.webhooks, config.webhooks, self.journal, self.store.db.transaction)
+        self.journal = AnnouncingJournal(self.journal, self.store, config.webhooks, self.webhooks.wake)
         self.api = HomeserverApi(config.get("homeserver.url"), config.get("appservice.as_token"),
                                  config.get("appservice.id"), config.get("homeserver.verify_tls"))
         self.crypto = Crypto(self.api, config.get("homeserver.url"), config.path("store.crypto_dir"),
@@ -48,18 +57,23 @@ class Bridge:
         self.hub = ChatHub()
         self.outbound = OutboundPump(self.store, self.crypto)
         self.chats = ChatService(config, self.store, self.api, self.crypto, self.puppets, self.hub,
-                                 self.outbound.wake)
+                                 self.outbound.wake, self.journal)
+        self.chats.acl = self.access.server_acl()
         self.transfers = Transfers(config, self.chats, self.access, self.journal, self.api)
         self.admission = Admission(config, self.chats, self.access, self.journal, self.api)
-        self.chats.acl = self.access.server_acl()
         self.commands = ChatRoomCommands(self.chats, self.journal, config.get("officers.command_prefix"),
-                                         self.transfers)
+                                         retention=self.retention, transfers=self.transfers)
         self.inbound = InboundPump(config, self.store, self.crypto, self.puppets, self.chats, self.commands,
                                    self.admission)
         self.endpoint = AppserviceEndpoint(config.get("appservice.hs_token"), self.store.transactions,
                                            self.inbound.wake, self._user_exists)
-        self.visitor_api = VisitorApi(config, self.store, self.chats)
+        self.keeper = RecordsKeeper(config, self.store, self.api, self.records, self.retention)
+        self.visitor_api = VisitorApi(config, self.store, self.chats, retention=self.retention,
+                                      on_erased=self.keeper.wake)
         self._runners: list[web.AppRunner] = []
+        self._unwatch = metrics.watch(metrics.LevelsCollector(
+            self.store.chats.counts, lambda: [a.id for a in config.agencies], self.hub.connections,
+            self.store.transactions.count_unprocessed))
 
     def _user_exists(self, user_id: str) -> bool:
         return self.puppets.is_puppet(user_id) and self.store.puppets.exists(user_id)
@@ -71,14 +85,19 @@ class Bridge:
         self._runners.append(runner)
 
     async def start(self) -> None:
+        self.records.config_loaded(self.config)
         await self.api.start()
         # The appservice listener first: the homeserver may start delivering as soon as we ping.
         await self._listen(self.endpoint.app(), self.config.get("appservice.bind_host"),
                            self.config.get("appservice.port"))
+        if self.config.get("metrics.enabled"):
+            await self._listen(metrics.app(), self.config.get("metrics.bind_host"), self.config.get("metrics.port"))
         await self._wait_for_homeserver()
         self.chats.room_version = self.puppets.room_version = await rooms.default_room_version(self.api)
         self.inbound.start()
         self.outbound.start()
+        self.keeper.start()
+        self.webhooks.start()
         await self.chats.resume()
         self.inbound.wake()
         self.outbound.wake()
@@ -107,10 +126,13 @@ class Bridge:
     async def stop(self) -> None:
         for runner in self._runners:
             await runner.cleanup()
+        self._unwatch()
         await self.puppets.stop()
         await self.chats.stop()
         await self.inbound.stop()
         await self.outbound.stop()
+        await self.keeper.stop()
+        await self.webhooks.stop()
         await self.crypto.close()
         await self.api.close()
         self.store.close()

@@ -38,6 +38,33 @@ def _url(v: str) -> str | None:
     return None if re.match(r"^https?://[^\s/]+", v) else "must be an http(s) URL"
 
 
+def contrast_ratio(a: str, b: str) -> float:
+    """WCAG 2.1 contrast ratio of two #rrggbb colours (1.0 to 21.0)."""
+    def luminance(colour: str) -> float:
+        channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        r, g, b = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+    light, dark = sorted((luminance(a), luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def _text_background(v: str) -> str | None:
+    """A colour white text sits on (buttons, header) must reach WCAG AA: 4.5:1."""
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", v):
+        return "must be a colour written #rrggbb, such as #0b57a4"
+    ratio = contrast_ratio(v, "#ffffff")
+    if ratio < 4.5:
+        return (f"{v} has a contrast of {ratio:.1f}:1 with the white text on it; WCAG AA needs at least 4.5:1. "
+                "Choose a darker colour")
+    return None
+
+
+def _logo(v: str) -> str | None:
+    if v and not re.search(r"\.(png|jpe?g|webp|svg)$", v, re.IGNORECASE):
+        return "must be a .png, .jpg, .webp or .svg file"
+    return None
+
+
 def _positive(v: float) -> str | None:
     return None if v > 0 else "must be greater than 0"
 
@@ -95,6 +122,11 @@ SCHEMA: list[Key] = [
     Key("crypto.undecryptable_wait_seconds", float, 60.0,
         "How long an officer message that cannot be decrypted waits for its keys before the officer is asked to "
         "resend it.", check=_positive),
+    Key("metrics.enabled", bool, True, "Serve Prometheus metrics at /metrics on the private metrics listener."),
+    Key("metrics.bind_host", str, "127.0.0.1",
+        "Private address of the metrics listener. Never expose it publicly: the figures describe police workload. "
+        "It is separate from the appservice listener so Prometheus never needs the homeserver's token."),
+    Key("metrics.port", int, 29331, "Port of the metrics listener.", check=_port),
     Key("chats.first_number", int, 1001, "Number given to the first chat; officers see 'Chat <number>'.",
         check=_positive),
     Key("chats.puppet_pool_size", int, 3,
@@ -105,12 +137,24 @@ SCHEMA: list[Key] = [
     Key("attachments.allowed_types", "mimetypes", default=["image/jpeg", "image/png", "image/webp", "application/pdf"],
         doc="Types citizens may send, recognised from the file's content (not its name). "
             "Known: image/jpeg, image/png, image/webp, application/pdf."),
-    Key("site.service_name", str, "Police non-emergency web chat", "Title shown to citizens on the chat page."),
+    Key("site.service_name", str, "",
+        "The agency's name for the chat, shown as the page's title and header in every language "
+        "(empty: 'Police non-emergency web chat', in the citizen's language)."),
+    Key("site.logo", str, "",
+        "The agency's logo shown in the page header: a .png, .jpg, .webp or .svg file (relative to the config file); "
+        "the bridge serves it itself, so the page loads nothing from elsewhere. Empty: no logo.", check=_logo),
+    Key("site.primary_color", str, "#0b57a4",
+        "Colour of buttons and links (#rrggbb). White text sits on it, so it must reach a 4.5:1 contrast.",
+        check=_text_background),
+    Key("site.header_color", str, "#0b3a6e",
+        "Colour of the page header (#rrggbb). White text sits on it, so it must reach a 4.5:1 contrast.",
+        check=_text_background),
     Key("site.emergency_number", str, "999",
         "Emergency number shown (as a tap-to-call link) on every screen: 999, 911, 112…",
         check=lambda v: None if re.fullmatch(r"[0-9+ ]{2,16}", v) else "must be a phone number such as 999, 911 or 112"),
-    Key("site.welcome_text", str, "Tell us what happened and an officer will reply here.",
-        "Short welcome shown above the start form."),
+    Key("site.welcome_text", str, "",
+        "Short welcome shown above the start form, as written, in every language (empty: the standard welcome, "
+        "in the citizen's language)."),
     Key("site.privacy_url", str, "", "Link to the privacy notice (empty: no link shown)."),
     Key("site.require_consent", bool, False,
         "Citizens must tick that they have read the privacy notice before starting a chat (needs site.privacy_url)."),
@@ -131,13 +175,32 @@ SCHEMA: list[Key] = [
         check=lambda v: None if v in ("leave", "stay") else "must be leave or stay"),
     Key("agencies", "agencies", required=True,
         example=[{"id": "central", "name": "Central Police",
-                  "officers": ["@officer1:police.example", "@officer2:police.example"]}],
-        doc="Agencies answering chats. Each has an id, a name and the Matrix IDs of the officers invited to its chats."),
+                  "officers": ["@officer1:police.example", "@officer2:police.example"],
+                  "supervisors": ["@sergeant1:police.example"], "retention_days": 730}],
+        doc="Agencies answering chats. Each has an id, a name and the Matrix IDs of the officers invited to its chats; "
+            "optionally supervisors (Matrix IDs allowed !hold/!unhold and the console) and retention_days "
+            "(overrides records.retention_days for its chats)."),
     Key("topics", "topics",
         default=[{"id": "general", "label": "General enquiry", "agency": None}],
         example=[{"id": "general", "label": "General enquiry", "agency": "central"},
                  {"id": "lost-property", "label": "Lost property", "agency": "central"}],
         doc="Topics a citizen can pick; each goes to an agency (null: the first agency)."),
+    Key("records.signing_key_path", str, "records-signing.key",
+        "Ed25519 key that signs each closed chat's transcript; created (mode 0600) on first start. Keep it with the "
+        "config's secrets and back it up: `python -m bridge records public-key` prints what verifiers need."),
+    Key("records.retention_days", int, 730,
+        "Closed chats are purged this many days after closing (an agency's retention_days overrides it); "
+        "chats under legal hold are never purged.", check=_positive),
+    Key("records.audit_retention_days", int, 365,
+        "Audit entries are kept at least this many days (the chain stays verifiable after pruning).",
+        check=lambda v: None if v >= 365 else "must be at least 365 days"),
+    Key("records.purge_interval_minutes", int, 60,
+        "How often the bridge purges expired chats and audit entries.", check=_positive),
+    Key("webhooks.endpoints", "webhooks", default=[],
+        doc="Signed webhooks, so a force can link chats to its records or CAD system. A list of "
+            "{agency: <agency id>, url: https://…, secret: <at least 16 random characters>}; each receives "
+            "chat.queued, chat.claimed, chat.assigned, chat.transferred and chat.closed of that agency's chats as "
+            "JSON POSTs signed with HMAC-SHA256 (see docs/webhooks.md), retried with back-off for a day."),
     Key("logging.level", str, "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.",
         check=lambda v: None if v in ("DEBUG", "INFO", "WARNING", "ERROR") else "must be DEBUG, INFO, WARNING or ERROR"),
 ]
@@ -151,6 +214,8 @@ class Agency:
     id: str
     name: str
     officers: tuple[str, ...]
+    supervisors: tuple[str, ...] = ()
+    retention_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +223,13 @@ class Topic:
     id: str
     label: str
     agency: str
+
+
+@dataclass(frozen=True)
+class Webhook:
+    agency: str
+    url: str
+    secret: str
 
 
 @dataclass
@@ -168,6 +240,7 @@ class Config:
     base_dir: Path
     agencies: list[Agency] = field(default_factory=list)
     topics: list[Topic] = field(default_factory=list)
+    webhooks: list[Webhook] = field(default_factory=list)
 
     def get(self, path: str) -> Any:
         return self.values[path]
@@ -178,6 +251,11 @@ class Config:
 
     def agency(self, agency_id: str) -> Agency:
         return next(a for a in self.agencies if a.id == agency_id)
+
+    def retention_days(self, agency_id: str) -> int:
+        """How long this agency's closed chats are kept."""
+        agency = next((a for a in self.agencies if a.id == agency_id), None)
+        return agency.retention_days if agency and agency.retention_days else self.values["records.retention_days"]
 
     def topic(self, topic_id: str | None) -> Topic:
         for t in self.topics:
@@ -267,9 +345,10 @@ def _parse_agencies(value: Any) -> list[Agency]:
         where = f"agencies[{i}]"
         if not isinstance(a, dict):
             raise ConfigError(f"{where}: expected a mapping with id, name, officers")
-        unknown = set(a) - {"id", "name", "officers"}
+        unknown = set(a) - {"id", "name", "officers", "supervisors", "retention_days"}
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; expected id, name, officers")
+            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; expected id, name, officers, "
+                              "supervisors, retention_days")
         aid, name, officers = a.get("id"), a.get("name"), a.get("officers", [])
         if not isinstance(aid, str) or not re.fullmatch(r"[a-z0-9_-]+", aid):
             raise ConfigError(f"{where}.id: expected a short lowercase identifier, got {aid!r}")
@@ -281,7 +360,13 @@ def _parse_agencies(value: Any) -> list[Agency]:
         if not isinstance(officers, list) or not all(
                 isinstance(o, str) and re.fullmatch(r"@[^:\s]+:\S+", o) for o in officers):
             raise ConfigError(f"{where}.officers: expected a list of Matrix user IDs like @name:server")
-        out.append(Agency(aid, name.strip(), tuple(officers)))
+        supervisors, retention = a.get("supervisors", []), a.get("retention_days")
+        if not isinstance(supervisors, list) or not all(
+                isinstance(o, str) and re.fullmatch(r"@[^:\s]+:\S+", o) for o in supervisors):
+            raise ConfigError(f"{where}.supervisors: expected a list of Matrix user IDs like @name:server")
+        if retention is not None and (isinstance(retention, bool) or not isinstance(retention, int) or retention <= 0):
+            raise ConfigError(f"{where}.retention_days: expected a whole number of days greater than 0")
+        out.append(Agency(aid, name.strip(), tuple(officers), tuple(supervisors), retention))
     return out
 
 
@@ -301,6 +386,25 @@ def _parse_topics(value: Any, agencies: list[Agency]) -> list[Topic]:
         if agency not in ids:
             raise ConfigError(f"{where}.agency: {agency!r} is not one of the agencies {sorted(ids)}")
         out.append(Topic(t["id"], t["label"], agency))
+    return out
+
+
+def _parse_webhooks(value: Any, agencies: list[Agency]) -> list[Webhook]:
+    if not isinstance(value, list):
+        raise ConfigError("webhooks.endpoints: expected a list of {agency, url, secret}")
+    ids = {a.id for a in agencies}
+    out = []
+    for i, w in enumerate(value):
+        where = f"webhooks.endpoints[{i}]"
+        if not isinstance(w, dict) or set(w) != {"agency", "url", "secret"}:
+            raise ConfigError(f"{where}: expected exactly the keys agency, url and secret")
+        if w["agency"] not in ids:
+            raise ConfigError(f"{where}.agency: {w['agency']!r} is not one of the agencies {sorted(ids)}")
+        if not isinstance(w["url"], str) or _url(w["url"]):
+            raise ConfigError(f"{where}.url: must be an http(s) URL")
+        if not isinstance(w["secret"], str) or (problem := secret_problem(w["secret"])):
+            raise ConfigError(f"{where}.secret: {problem if isinstance(w['secret'], str) else 'expected text'}")
+        out.append(Webhook(w["agency"], w["url"], w["secret"]))
     return out
 
 
@@ -342,9 +446,13 @@ def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Co
     privacy = values["site.privacy_url"]
     if privacy and _url(privacy):
         raise ConfigError(f"site.privacy_url: {_url(privacy)}")
+    logo = values["site.logo"]
+    if logo and not (Path(logo) if Path(logo).is_absolute() else base_dir / logo).is_file():
+        raise ConfigError(f"site.logo: the file {logo} does not exist (paths are relative to the config file)")
     if values["site.require_consent"] and not privacy:
         raise ConfigError("site.require_consent: needs site.privacy_url, the notice citizens consent to")
-    return Config(values, base_dir, agencies, topics)
+    webhooks = _parse_webhooks(values["webhooks.endpoints"], agencies)
+    return Config(values, base_dir, agencies, topics, webhooks)
 
 
 def load_file(path: str | Path, environ: dict[str, str] | None = None) -> Config:

@@ -20,7 +20,8 @@ from tests.support.officer import NioOfficer
 ROOT = Path(__file__).parents[1]
 SERVER = "localhost"
 PASSWORD = "officer-password-1"
-OFFICERS = {"central": "officer1", "nightshift": "officer2", "interop": "jsofficer"}
+OFFICERS = {"central": "officer1", "nightshift": "officer2", "interop": "jsofficer", "hooked": "officer3"}
+WEBHOOK_SECRET = "webhook-secret-of-the-hooked-agency-0123456789"   # the "hooked" agency's chats send webhooks
 
 
 @dataclass
@@ -36,18 +37,38 @@ class MatrixEnv:
     def public_url(self) -> str:
         return self.config["web"]["public_url"]
 
+    @property
+    def webhook_port(self) -> int:
+        return int(self.config["webhooks"]["endpoints"][0]["url"].split(":")[2].split("/")[0])
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.config['metrics']['port']}/metrics"
+
+    @property
+    def agency_site(self) -> str:
+        """Origin of the agency's own website (served by tests/browser's fixture), allowed to embed the chat."""
+        return self.config["web"]["embed_origins"][0]
+
     def officer_id(self, agency: str) -> str:
         return f"@{OFFICERS[agency]}:{SERVER}"
 
 
+AGENCY_HOST = "127.0.0.2"      # an agency's own website, allowed to embed the widget (tests/browser)
+
+
 def write_bridge_config(dir: Path, hs_url: str) -> tuple[Path, dict]:
-    web_port, as_port = free_port(), free_port()
+    web_port, as_port, metrics_port, webhook_port = free_port(), free_port(), free_port(), free_port()
+    agency_site = f"http://{AGENCY_HOST}:{free_port(AGENCY_HOST)}"
     config = {
         "homeserver": {"url": hs_url, "server_name": SERVER},
         "appservice": {"id": "precinct", "port": as_port, "url": f"http://127.0.0.1:{as_port}",
                        "as_token": "placeholder", "hs_token": "placeholder"},
-        "web": {"port": web_port, "public_url": f"http://127.0.0.1:{web_port}", "max_message_chars": 4000},
+        "web": {"port": web_port, "public_url": f"http://127.0.0.1:{web_port}", "max_message_chars": 4000,
+                "embed_origins": [agency_site]},
+        "site": {"quick_exit_url": f"{agency_site}/weather"},
         "store": {"path": "precinct.db", "crypto_dir": "crypto"},
+        "metrics": {"port": metrics_port},
         "crypto": {"pickle_key": "placeholder", "undecryptable_wait_seconds": 6},
         "chats": {"puppet_pool_size": 2},
         "agencies": [{"id": a, "name": f"{a.title()} Police", "officers": [f"@{o}:{SERVER}"]}
@@ -55,7 +76,10 @@ def write_bridge_config(dir: Path, hs_url: str) -> tuple[Path, dict]:
         "topics": [{"id": "general", "label": "General enquiry", "agency": "central"},
                    {"id": "lost-property", "label": "Lost property", "agency": "central"},
                    {"id": "night", "label": "Night desk", "agency": "nightshift"},
-                   {"id": "interop", "label": "Interop", "agency": "interop"}],
+                   {"id": "interop", "label": "Interop", "agency": "interop"},
+                   {"id": "hooked", "label": "Hooked", "agency": "hooked"}],
+        "webhooks": {"endpoints": [{"agency": "hooked", "url": f"http://127.0.0.1:{webhook_port}/hook",
+                                    "secret": WEBHOOK_SECRET}]},
         "logging": {"level": "INFO"},
     }
     path = dir / "config.yaml"

@@ -20,3 +20,11 @@ ENGLISH: dict[str, str] = {
 def text(code: str, **params: Any) -> str:
     """The English text of a notice; unknown codes are a programming error."""
     return ENGLISH[code].format(**params)
+
+
+def message(code: str, **params: Any) -> dict[str, Any]:
+    """What ``Messages.add`` needs for a system message: ``add(chat_id, SYSTEM, "text", **message(code, …))``.
+
+    The English body for transcripts, plus the code and parameters the citizen's page translates.
+    """
+    return {"body": text(code, **params), "code": code, "params": params}

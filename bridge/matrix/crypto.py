@@ -54,6 +54,16 @@ class CryptoError(Exception):
 _batches = itertools.count(1)
 
 
+SENDER_DEVICE = "precinct.sender_device"   # added to a decrypted event: the device that encrypted it
+
+
+def _sender_device(c: PuppetClient, event: nio.MegolmEvent) -> str | None:
+    """The sender's device, from the session's Curve25519 key (what the Megolm session is bound to);
+    the event's own (deprecated, sender-claimed) device_id only when the device is not known yet."""
+    device = c.olm.device_store.device_from_sender_key(event.sender, event.sender_key) if c.olm else None
+    return device.id if device else (event.device_id or None)
+
+
 def _txn_safe(session_id: str) -> str:
     """A path-safe txn id part: Megolm session IDs are unpadded base64 and may hold '/' or '+'."""
     return hashlib.sha256(session_id.encode()).hexdigest()[:16]
@@ -252,6 +262,7 @@ class Crypto:
             log.debug("cannot decrypt %s yet: %s", event.get("event_id"), e)
             return None
         source = dict(decrypted.source)
+        source[SENDER_DEVICE] = _sender_device(c, parsed)
         source.setdefault("sender", event.get("sender"))
         source.setdefault("origin_server_ts", event.get("origin_server_ts"))
         source["event_id"] = event["event_id"]

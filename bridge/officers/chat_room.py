@@ -5,6 +5,7 @@ import logging
 
 from ..chats.journal import Journal
 from ..chats.lifecycle import ChatService
+from ..records.retention import Retention
 from ..store.chats import CLOSED, Chat
 from ..store.messages import OFFICER
 from . import commands
@@ -15,8 +16,10 @@ log = logging.getLogger(__name__)
 
 
 class ChatRoomCommands:
-    def __init__(self, chats: ChatService, journal: Journal, prefix: str, transfers: Transfers) -> None:
-        self.chats, self.journal, self.prefix, self.transfers = chats, journal, prefix, transfers
+    def __init__(self, chats: ChatService, journal: Journal, prefix: str, *,
+                 retention: Retention | None = None, transfers: Transfers | None = None) -> None:
+        self.chats, self.journal, self.prefix = chats, journal, prefix
+        self.retention, self.transfers = retention, transfers
         self.specs = commands.CHAT_ROOM
 
     def is_command(self, text: str) -> bool:
@@ -48,4 +51,33 @@ class ChatRoomCommands:
             self.journal.audit("chat.close", sender, target=chat.id, origin=chat.room_id, reason=cmd.arg or None)
 
     async def _transfer(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
+        assert self.transfers is not None
         await self.transfers.transfer(chat, sender, name, cmd.first, cmd.rest)
+
+    def _supervisor(self, chat: Chat, sender: str, action: str, cmd: Command) -> bool:
+        """Whether the sender supervises the chat's agency; a refusal is told and audited."""
+        agency = self.chats.config.agency(chat.agency)
+        if sender in agency.supervisors and self.retention is not None:
+            return True
+        self.chats.notify_officers(chat, f"Only a supervisor of {agency.name} can use {self.prefix}{cmd.name}.")
+        self.journal.audit(action, sender, "refused", target=chat.id, origin=chat.room_id, reason="not a supervisor")
+        return False
+
+    async def _hold(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
+        if not self._supervisor(chat, sender, "legal_hold.set", cmd):
+            return
+        assert self.retention is not None
+        with self.chats.store.db.transaction():
+            placed = self.retention.hold(chat, cmd.arg or None, sender, chat.room_id or "")
+            self.chats.notify_officers(chat, f"{name} placed chat {chat.number} under legal hold: it will not be "
+                                       "purged or erased until the hold is lifted." if placed
+                                       else f"Chat {chat.number} is already under legal hold.")
+
+    async def _unhold(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
+        if not self._supervisor(chat, sender, "legal_hold.lifted", cmd):
+            return
+        assert self.retention is not None
+        with self.chats.store.db.transaction():
+            lifted = self.retention.lift(chat, sender, chat.room_id or "")
+            self.chats.notify_officers(chat, f"{name} lifted the legal hold on chat {chat.number}." if lifted
+                                       else f"Chat {chat.number} is not under legal hold.")

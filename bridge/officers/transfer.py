@@ -53,10 +53,12 @@ class Transfers:
         agency, officer = resolved
         to = officer or agency.id
         with self.chats.store.db.transaction():
+            # the journal entries name the agency it leaves: chat.agency is read before the change
             self.chats.transfer(chat, agency.id, agency.name, to, sender, note or None)
-            self.journal.chat_event(chat.id, "transferred", sender, to=to, agency=agency.id, note=note or None)
+            self.journal.chat_event(chat.id, "transferred", sender, to=to, from_agency=chat.agency,
+                                    to_agency=agency.id, note=note or None)
             self.journal.audit("chat.transfer", sender, target=chat.id, origin=chat.room_id, to=to,
-                               agency=agency.id, note=note or None)
+                               from_agency=chat.agency, to_agency=agency.id)
             self.chats.notify_officers(chat, f"{name} transferred chat {chat.number} to {officer or agency.name}"
                                              + (f". Note: {note}" if note else "."))
         invitees = [officer] if officer else list(agency.officers)

@@ -5,15 +5,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .attachments import Attachments
+from .audit_log import AuditLog
+from .chat_records import ChatRecords
 from .chats import Chats
 from .db import Database
 from .feedback import Feedback
+from .legal_holds import LegalHolds
 from .messages import Messages
 from .outbox import Outbox
 from .puppets import Puppets
+from .record_seals import RecordSeals
+from .redactions import Redactions
 from .room_events import RoomEvents
 from .settings import Settings
 from .transactions import Transactions
+from .webhooks import WebhookOutbox
 
 
 @dataclass
@@ -28,12 +34,19 @@ class Store:
     settings: Settings
     feedback: Feedback
     attachments: Attachments
+    chat_records: ChatRecords
+    record_seals: RecordSeals
+    audit_log: AuditLog
+    legal_holds: LegalHolds
+    redactions: Redactions
+    webhooks: WebhookOutbox
 
     @classmethod
     def open(cls, path: Path | str, first_chat_number: int = 1001) -> "Store":
         db = Database(path)
         return cls(db, Chats(db, first_chat_number), Puppets(db), Messages(db), Outbox(db), Transactions(db),
-                   RoomEvents(db), Settings(db), Feedback(db), Attachments(db))
+                   RoomEvents(db), Settings(db), Feedback(db), Attachments(db), ChatRecords(db), RecordSeals(db),
+                   AuditLog(db), LegalHolds(db), Redactions(db), WebhookOutbox(db))
 
     def close(self) -> None:
         self.db.close()

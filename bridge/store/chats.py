@@ -55,6 +55,10 @@ class Chats:
         row = self.db.row("SELECT * FROM chats WHERE token_hash = ?", [token_hash])
         return Chat(**row) if row else None
 
+    def by_number(self, number: int) -> Chat | None:
+        row = self.db.row("SELECT * FROM chats WHERE number = ?", [number])
+        return Chat(**row) if row else None
+
     def by_room(self, room_id: str) -> Chat | None:
         row = self.db.row("SELECT * FROM chats WHERE room_id = ?", [room_id])
         return Chat(**row) if row else None
@@ -65,6 +69,18 @@ class Chats:
     def open_with_room(self) -> list[Chat]:
         return [Chat(**r) for r in self.db.rows(
             "SELECT * FROM chats WHERE room_id IS NOT NULL AND state != ? ORDER BY number", [CLOSED])]
+
+    def expired(self, agency: str, closed_before_ms: int) -> list[Chat]:
+        """The agency's chats closed before the given time (candidates for purging)."""
+        return [Chat(**r) for r in self.db.rows(
+            "SELECT * FROM chats WHERE agency = ? AND state = ? AND closed_ts < ? ORDER BY closed_ts",
+            [agency, CLOSED, closed_before_ms])]
+
+    def erase_name(self, chat_id: str) -> None:
+        self.db.execute("UPDATE chats SET display_name = NULL WHERE id = ?", [chat_id])
+
+    def delete(self, chat_id: str) -> None:
+        self.db.execute("DELETE FROM chats WHERE id = ?", [chat_id])
 
     def set_puppet(self, chat_id: str, puppet: str) -> None:
         self.db.execute("UPDATE chats SET puppet = ? WHERE id = ?", [puppet, chat_id])
@@ -94,6 +110,11 @@ class Chats:
         return [r["w"] for r in self.db.rows(
             "SELECT answered_ts - created_ts AS w FROM chats WHERE topic = ? AND answered_ts IS NOT NULL"
             " AND answered_ts >= ? ORDER BY answered_ts DESC LIMIT ?", [topic, since_ms, limit])]
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """How many chats each agency has in each state: {(agency, state): n}."""
+        return {(r["agency"], r["state"]): r["n"] for r in self.db.rows(
+            "SELECT agency, state, COUNT(*) AS n FROM chats GROUP BY agency, state")}
 
 
 def _now() -> int:

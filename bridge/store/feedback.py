@@ -16,5 +16,11 @@ class Feedback:
                               [chat_id, rating, comment, int(time.time() * 1000)])
         return cur.rowcount == 1
 
+    def erase_comment(self, chat_id: str) -> None:
+        self.db.execute("UPDATE feedback SET comment = NULL WHERE chat_id = ?", [chat_id])
+
+    def delete_chat(self, chat_id: str) -> None:
+        self.db.execute("DELETE FROM feedback WHERE chat_id = ?", [chat_id])
+
     def get(self, chat_id: str) -> dict | None:
         return self.db.row("SELECT rating, comment, ts FROM feedback WHERE chat_id = ?", [chat_id])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from . import branding
 from .visitor_api import ApiError, VisitorApi
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ def public_app(visitor_api: VisitorApi) -> web.Application:
         return web.json_response({"status": "ok"})
 
     app.router.add_get("/health", health)
+    branding.routes(app, visitor_api.config)
     if (STATIC / "chat.html").exists():
         async def chat_page(request: web.Request) -> web.FileResponse:
             return web.FileResponse(STATIC / "chat.html")

@@ -7,6 +7,8 @@ import time
 from ..store.chats import Chat
 from ..store.messages import Message
 
+DEFAULT_SERVICE_NAME = "Police non-emergency web chat"   # when site.service_name is left empty
+
 
 def _when(ts: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts / 1000))

@@ -16,3 +16,13 @@ async def room_of(db_path: Path, chat_id: str, timeout: float = 30) -> str:
             conn.close()
         return row[0] if row and row[0] else None
     return await until(look, timeout, f"room of chat {chat_id}")
+
+
+def stored_feedback(db_path: Path, chat_id: str) -> tuple[int, str | None] | None:
+    """(rating, comment) the bridge stored for a chat, or None."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT rating, comment FROM feedback WHERE chat_id = ?", [chat_id]).fetchone()
+    finally:
+        conn.close()
+    return (row[0], row[1]) if row else None

@@ -6,6 +6,7 @@ import uuid
 
 import nio
 
+from tests.support.bridge_db import audit_entries
 from tests.support.federation import FederationEnv, start_chat
 from tests.support.waiting import until
 
@@ -56,3 +57,10 @@ async def test_user_of_a_server_not_allowed_gets_nothing(fed_env: FederationEnv,
     assert isinstance(history, nio.RoomMessagesError), history
     bodies = [f.get("body", "") for f in visitor.messages()]
     assert not any("please help" in b or b.lstrip().startswith("!") for b in bodies)
+
+    # Both refusals are in the audit trail, with who tried and why.
+    refused = [e for e in audit_entries(fed_env.db_path, "chat.member_refused") if e["origin"] == room]
+    assert refused and all(e["outcome"] == "refused" and fed_env.outsider in e["details"] for e in refused)
+    assert refused[0]["actor"] == fed_env.officer_a
+    transfers = [e for e in audit_entries(fed_env.db_path, "chat.transfer") if e["origin"] == room]
+    assert [e["outcome"] for e in transfers] == ["refused"] and fed_env.outsider in transfers[0]["details"]

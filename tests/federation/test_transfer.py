@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+from tests.support.bridge_db import audit_entries
 from tests.support.federation import FederationEnv, start_chat
 from tests.support.waiting import until
 
@@ -69,3 +70,7 @@ async def test_transfer_to_an_officer_of_another_homeserver(fed_env: FederationE
     assert not any(b.lstrip().startswith("!") or "county area" in b for b in bodies)
     b_room = officer_b.client.rooms[room]
     await until(lambda: fed_env.officer_a not in b_room.users, 60, "officer A to leave after the handover")
+
+    audited = [e for e in audit_entries(fed_env.db_path, "chat.transfer") if e["origin"] == room]
+    assert [(e["actor"], e["outcome"]) for e in audited] == [(fed_env.officer_a, "ok")]
+    assert fed_env.officer_b in audited[0]["details"] and "county" in audited[0]["details"]

@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--data", type=Path, default=Path("demo-data"))
     from .records import cli as records_cli
     records_cli.add_parsers(sub)
+    from .console import cli as console_cli
+    console_cli.add_parsers(sub)
     args = parser.parse_args(argv)
     try:
         if hasattr(args, "func"):

@@ -13,6 +13,8 @@ from .chats.journal import Journal
 from .chats.lifecycle import ChatService
 from .chats.outbound import OutboundPump
 from .config import Config
+from .console.auth import ConsoleAuth, supervised_agencies
+from .console.web import ConsoleWeb
 from . import __version__, metrics
 from .matrix import bot, rooms
 from .matrix.crypto import Crypto
@@ -70,6 +72,10 @@ class Bridge:
         self.keeper = RecordsKeeper(config, self.store, self.api, self.records, self.retention)
         self.visitor_api = VisitorApi(config, self.store, self.chats, retention=self.retention,
                                       on_erased=self.keeper.wake)
+        self.console_auth = ConsoleAuth(self.store, self.journal, lambda user: supervised_agencies(config, user),
+                                        config.get("web.public_url"), config.get("console.link_ttl_seconds"),
+                                        config.get("console.idle_minutes"))
+        self.console = ConsoleWeb(config, self.store, self.console_auth, self.records, self.retention, self.chats.bot)
         self._runners: list[web.AppRunner] = []
         self._unwatch = metrics.watch(metrics.LevelsCollector(
             self.store.chats.counts, lambda: [a.id for a in config.agencies], self.hub.connections,
@@ -102,7 +108,8 @@ class Bridge:
         self.inbound.wake()
         self.outbound.wake()
         self.puppets.refill_pool()
-        await self._listen(public_app(self.visitor_api), self.config.get("web.bind_host"), self.config.get("web.port"))
+        await self._listen(public_app(self.visitor_api, self.console.app()), self.config.get("web.bind_host"),
+                           self.config.get("web.port"))
         try:
             # An event of ours wakes the homeserver's appservice scheduler (idle after its own restart);
             # the ping then makes it retry queued transactions now rather than after its back-off.

@@ -127,6 +127,12 @@ SCHEMA: list[Key] = [
         "Private address of the metrics listener. Never expose it publicly: the figures describe police workload. "
         "It is separate from the appservice listener so Prometheus never needs the homeserver's token."),
     Key("metrics.port", int, 29331, "Port of the metrics listener.", check=_port),
+    Key("console.link_ttl_seconds", int, 300,
+        "How long a supervisor's one-time console sign-in link (sent by the bot on !console) stays valid.",
+        check=lambda v: None if 30 <= v <= 900 else "must be between 30 and 900 seconds"),
+    Key("console.idle_minutes", int, 30,
+        "A console session ends after this many minutes without a request (CJIS AC-11: at most 30).",
+        check=lambda v: None if 1 <= v <= 30 else "must be between 1 and 30 minutes"),
     Key("chats.first_number", int, 1001, "Number given to the first chat; officers see 'Chat <number>'.",
         check=_positive),
     Key("chats.puppet_pool_size", int, 3,

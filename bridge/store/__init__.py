@@ -8,6 +8,8 @@ from .attachments import Attachments
 from .audit_log import AuditLog
 from .chat_records import ChatRecords
 from .chats import Chats
+from .console_links import ConsoleLinks
+from .console_sessions import ConsoleSessions
 from .db import Database
 from .feedback import Feedback
 from .legal_holds import LegalHolds
@@ -40,13 +42,16 @@ class Store:
     legal_holds: LegalHolds
     redactions: Redactions
     webhooks: WebhookOutbox
+    console_links: ConsoleLinks
+    console_sessions: ConsoleSessions
 
     @classmethod
     def open(cls, path: Path | str, first_chat_number: int = 1001) -> "Store":
         db = Database(path)
         return cls(db, Chats(db, first_chat_number), Puppets(db), Messages(db), Outbox(db), Transactions(db),
                    RoomEvents(db), Settings(db), Feedback(db), Attachments(db), ChatRecords(db), RecordSeals(db),
-                   AuditLog(db), LegalHolds(db), Redactions(db), WebhookOutbox(db))
+                   AuditLog(db), LegalHolds(db), Redactions(db), WebhookOutbox(db),
+                   ConsoleLinks(db), ConsoleSessions(db))
 
     def close(self) -> None:
         self.db.close()

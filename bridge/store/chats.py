@@ -111,6 +111,12 @@ class Chats:
             "SELECT answered_ts - created_ts AS w FROM chats WHERE topic = ? AND answered_ts IS NOT NULL"
             " AND answered_ts >= ? ORDER BY answered_ts DESC LIMIT ?", [topic, since_ms, limit])]
 
+    def open_in(self, agencies: list[str]) -> list[Chat]:
+        """Every chat not closed of these agencies, oldest first (the console's live view)."""
+        marks = ",".join("?" * len(agencies))
+        return [Chat(**r) for r in self.db.rows(
+            f"SELECT * FROM chats WHERE agency IN ({marks}) AND state != ? ORDER BY number", [*agencies, CLOSED])]
+
     def counts(self) -> dict[tuple[str, str], int]:
         """How many chats each agency has in each state: {(agency, state): n}."""
         return {(r["agency"], r["state"]): r["n"] for r in self.db.rows(

@@ -127,6 +127,20 @@ def _v9(db: sqlite_utils.Database) -> None:
 
 
 def _v10(db: sqlite_utils.Database) -> None:
+    # Supervisor console: one-time sign-in links and sessions, both kept only as hashes of their secrets.
+    db["console_links"].create({"token_hash": str, "user_id": str, "created_ts": int, "expires_ts": int,
+                                "used_ts": int}, pk="token_hash", not_null={"user_id", "created_ts", "expires_ts"})
+    db["console_sessions"].create({"id_hash": str, "user_id": str, "created_ts": int, "last_seen_ts": int,
+                                   "ended_ts": int}, pk="id_hash", not_null={"user_id", "created_ts", "last_seen_ts"})
+
+
+def _v11(db: sqlite_utils.Database) -> None:
+    # What an erasure owes the homeserver besides redacting events: "profile" = the puppet's display
+    # name (the citizen's name) replaced by a neutral one and its member event redacted.
+    db["redactions"].add_column("kind", str, not_null_default="event")
+
+
+def _v12(db: sqlite_utils.Database) -> None:
     # A pending transfer (!transfer): to whom (agency id or officer user ID) and by whom, so the officer
     # who takes it over is given the conversation so far and the first officer leaves, even after a restart.
     db["chats"].add_column("transfer_to", str)
@@ -135,7 +149,8 @@ def _v10(db: sqlite_utils.Database) -> None:
 
 
 # Numbered upgrade steps: never edit a released step, append a new one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
+                                                             _v12]
 
 
 class Database:

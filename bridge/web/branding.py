@@ -32,14 +32,15 @@ def widget_words() -> dict[str, dict[str, str]]:
     return words
 
 
-def widget_js() -> str:
+def widget_js(primary: str = "#0b57a4") -> str:
     source = (STATIC / "widget.js").read_text(encoding="utf-8")
+    source = source.replace('/*PRIMARY*/"#0b57a4"', json.dumps(primary), 1)
     return source.replace("/*WORDS*/null", json.dumps(widget_words(), ensure_ascii=False), 1)
 
 
 def routes(app: web.Application, config: Config) -> None:
     css = site_css(config.get("site.primary_color"), config.get("site.header_color"))
-    script = widget_js()
+    script = widget_js(config.get("site.primary_color"))
     logo = config.path("site.logo") if config.get("site.logo") else None
 
     async def site_stylesheet(request: web.Request) -> web.Response:

@@ -94,7 +94,8 @@ def test_every_notice_code_is_translated(language: str):
     """A system message code added to bridge/chats/notices.py needs a translation in every file."""
     have = words(language)
     missing = [code for code in notices.ENGLISH if f"notice.{code}" not in have]
-    assert not missing, f"{language}.json lacks notice.{', notice.'.join(missing)}"
+    assert not missing, (f"bridge/web/static/i18n/{language}.json lacks notice.{', notice.'.join(missing)}: "
+                         "every code in bridge/chats/notices.py needs a translation in every language file")
     for code, text in notices.ENGLISH.items():
         assert placeholders(have[f"notice.{code}"]) == set(re.findall(r"\{(\w+)\}", text)), code
 
@@ -102,7 +103,9 @@ def test_every_notice_code_is_translated(language: str):
 def test_english_notices_are_the_bridges_own_text():
     english = words("en")
     for code, text in notices.ENGLISH.items():
-        assert english[f"notice.{code}"] == text, code
+        assert english[f"notice.{code}"] == text, (
+            f"notice {code!r} reads differently in bridge/chats/notices.py and bridge/web/static/i18n/en.json; "
+            "make them the same (and check es.json, ar.json say the same thing)")
 
 
 def test_the_page_has_no_untranslated_text_and_its_english_matches_en_json():

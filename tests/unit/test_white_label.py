@@ -58,8 +58,8 @@ def test_hover_shade_is_darker_and_the_stylesheet_carries_the_colours():
 
 
 def test_the_widget_script_carries_the_launchers_words_in_every_language():
-    script = branding.widget_js()
-    assert "/*WORDS*/null" not in script
+    script = branding.widget_js("#6b2c91")
+    assert "/*WORDS*/null" not in script and 'var PRIMARY = "#6b2c91";' in script
     start = script.index("var WORDS = ") + len("var WORDS = ")
     words = json.JSONDecoder().raw_decode(script[start:])[0]
     assert {"en", "es", "ar"} <= set(words)

@@ -11,6 +11,7 @@
 (function () {
   "use strict";
   var WORDS = /*WORDS*/null;
+  var PRIMARY = /*PRIMARY*/"#0b57a4";      // site.primary_color, checked for contrast with white text
   var script = document.currentScript;
   if (!script || !script.src || window.__precinctWidget) { return; }
   window.__precinctWidget = true;
@@ -35,7 +36,7 @@
   var side = rtl ? "left" : "right";
   var launcher = styled("button", {
     position: "fixed", bottom: "1rem", zIndex: "2147483646", padding: "0.75rem 1.1rem", minHeight: "44px",
-    font: "600 1rem system-ui, sans-serif", color: "#fff", background: "#0b57a4", border: "2px solid #fff",
+    font: "600 1rem system-ui, sans-serif", color: "#fff", background: PRIMARY, border: "2px solid #fff",
     borderRadius: "999px", boxShadow: "0 2px 8px rgba(0,0,0,.35)", cursor: "pointer"
   });
   launcher.style[side] = "1rem";
@@ -59,8 +60,8 @@
 
   var close = styled("button", {
     alignSelf: rtl ? "flex-start" : "flex-end", margin: "0.25rem", padding: "0.4rem 0.75rem", minHeight: "44px",
-    font: "600 0.95rem system-ui, sans-serif", color: "#0b57a4", background: "#fff",
-    border: "2px solid #0b57a4", borderRadius: "4px", cursor: "pointer"
+    font: "600 0.95rem system-ui, sans-serif", color: PRIMARY, background: "#fff",
+    border: "2px solid " + PRIMARY, borderRadius: "4px", cursor: "pointer"
   });
   close.type = "button";
   close.textContent = words.close;

@@ -1,6 +1,6 @@
 /* Rendering the conversation: message frames (in seq order, each once), my own messages until the
  * server has them, edits, redactions, attachments. Bodies are text, never HTML. */
-import { currentLanguage, setText } from "./i18n.js";
+import { currentLanguage, onLanguageChange, setText } from "./i18n.js";
 import { make } from "./dom.js";
 import { ui } from "./dom.js";
 import { app } from "./state.js";
@@ -31,6 +31,13 @@ function clockTime(ts) {
     return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   }
 }
+
+// Times are written the citizen's way: again when the language changes.
+onLanguageChange(function () {
+  ui.log.querySelectorAll("time[datetime]").forEach(function (node) {
+    node.textContent = clockTime(Date.parse(node.dateTime));
+  });
+});
 
 // Confirmed messages go in seq order before my own not-yet-confirmed ones.
 function insertConfirmed(li) {

@@ -101,6 +101,13 @@ def verify_document(doc: dict[str, Any], public_key: str | None = None) -> chain
     ``public_key``: the key the seal must be signed with; without it the key in the document is used
     (which proves integrity, not origin — compare it with `python -m bridge records public-key`).
     """
+    try:
+        return _verify_document(doc, public_key)
+    except (TypeError, ValueError, KeyError, AttributeError) as e:     # a hand-edited or foreign file
+        return f"the file is malformed ({type(e).__name__}: {e})"
+
+
+def _verify_document(doc: dict[str, Any], public_key: str | None) -> chain.Problem | str | None:
     if public_key:
         public_key = public_key.strip().removeprefix("ed25519:").rstrip("=")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("entries"), list):

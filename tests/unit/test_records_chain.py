@@ -238,3 +238,20 @@ def test_a_changed_configuration_is_audited_at_start_up(setup):
     assert [a for a, _ in trail] == ["config.loaded", "config.loaded", "config.changed", "config.loaded"]
     assert trail[2][1]["previous_sha256"] == trail[0][1]["config_sha256"] != trail[2][1]["config_sha256"]
     assert config.get("appservice.hs_token") not in json.dumps(trail)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda d: d["seal"].update(last_index="six"),
+    lambda d: d["entries"][1].update(ts=float("nan")),
+    lambda d: d["entries"][1].update(salt="not hex"),
+    lambda d: d["entries"].__setitem__(2, "not an entry"),
+    lambda d: d.update(seal=["not", "a", "seal"]),
+    lambda d: d["seal"].update(signature="@@@"),
+    lambda d: d.update(entries={}),
+])
+def test_a_malformed_file_is_reported_never_a_crash(setup, damage):
+    config, store, records, service = setup
+    doc = copy.deepcopy(records.transcripts.document(closed_chat(store, records, service)))
+    damage(doc)
+    problem = verify_document(doc, records.signer.public_key)
+    assert isinstance(problem, (str, chain.Problem)) and str(problem)

@@ -36,12 +36,12 @@ def test_hold_erase_purge_and_verify_from_the_command_line(tmp_path, capsys):
     c = ["-c", str(config_path)]
 
     assert main(["records", "hold", str(chat.number), "--reason", "case 1", "--by", "@sup:p", *c]) == 0
-    assert main(["records", "erase", chat.id, *c]) == 1
+    assert main(["records", "erase", *c, "--", chat.id]) == 1          # an ID may begin with "-"
     assert "legal_hold" in capsys.readouterr().err
     assert main(["records", "purge", *c]) == 0
     assert "Purged 0 chat(s)" in capsys.readouterr().out
-    assert main(["records", "hold", chat.id, "--lift", *c]) == 0
-    assert main(["records", "erase", chat.id, "--by", "@sup:p", *c]) == 0
+    assert main(["records", "hold", "--lift", *c, "--", chat.id]) == 0
+    assert main(["records", "erase", str(chat.number), "--by", "@sup:p", *c]) == 0
     assert main(["records", "purge", *c]) == 0
     assert "Purged 1 chat(s)" in capsys.readouterr().out
     assert main(["audit", "verify", *c]) == 0

@@ -74,7 +74,8 @@ def describe(e: dict[str, Any]) -> str:
         return "Joined the chat."
     if kind == "closed":
         reason = _personal(e, "reason")
-        return f"Chat closed by the {d.get('by', 'officer')}." + (f" Reason: {reason}" if reason else "")
+        by = {"visitor": "citizen"}.get(d.get("by", "officer"), d.get("by", "officer"))
+        return f"Chat closed by the {by}." + (f" Reason: {reason}" if reason else "")
     if kind == "erased":
         return "The citizen's personal data in this record was erased; every entry's hash remains."
     extra = ", ".join(f"{k}: {v}" for k, v in sorted(d.items()) if k not in ("device", "sender_name"))

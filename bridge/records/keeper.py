@@ -15,12 +15,14 @@ from ..background import WakeableLoop
 from ..config import Config
 from ..matrix.intent import HomeserverApi, MatrixError
 from ..store import Store
+from ..store.redactions import PROFILE, Redaction
 from .journal import Records
 from .retention import DAY_MS, Retention
 
 log = logging.getLogger(__name__)
 GIVE_UP_AFTER = 8
 REDACTION_REASON = "Erased at the citizen's request"
+ERASED_NAME = "Visitor (erased)"
 
 
 class RecordsKeeper(WakeableLoop):
@@ -54,13 +56,26 @@ class RecordsKeeper(WakeableLoop):
             log.info("records upkeep: %d chats purged, %d audit entries pruned, %d transaction bodies dropped",
                      len(purged), pruned, forgotten)
 
+    async def _forget_name(self, item: Redaction) -> None:
+        """The citizen's name lives in the puppet's profile and member event: replace it, redact the old event."""
+        state = await self.api.room_state(item.user_id, item.room_id)
+        member = next((e for e in state if e.get("type") == "m.room.member" and e.get("state_key") == item.user_id),
+                      None)
+        if member and (member.get("content") or {}).get("displayname") != ERASED_NAME:
+            await self.api.set_display_name(item.user_id, ERASED_NAME)
+            await self.api.redact(item.user_id, item.room_id, member["event_id"], f"precinct.erase.{item.id}",
+                                  REDACTION_REASON)
+
     async def redact_pending(self) -> bool:
         """Send owed redactions; True when none is left failing."""
         clean = True
         for item in self.store.redactions.pending():
             try:
-                await self.api.redact(item.user_id, item.room_id, item.event_id, f"precinct.erase.{item.id}",
-                                      REDACTION_REASON)
+                if item.kind == PROFILE:
+                    await self._forget_name(item)
+                else:
+                    await self.api.redact(item.user_id, item.room_id, item.event_id, f"precinct.erase.{item.id}",
+                                          REDACTION_REASON)
                 self.store.redactions.done(item.id)
             except (MatrixError, OSError, asyncio.TimeoutError) as e:
                 clean = False

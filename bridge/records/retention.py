@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ..config import Config
 from ..store import Store
 from ..store.chats import CLOSED, Chat
+from ..store.redactions import PROFILE
 from .journal import Records
 from .transcripts import now_ms
 
@@ -78,6 +79,8 @@ class Retention:
             events = self.store.outbox.sent_event_ids(chat.id) if chat.room_id and chat.puppet else []
             for event_id in events:
                 self.store.redactions.add(chat.id, chat.room_id, chat.puppet, event_id)  # type: ignore[arg-type]
+            if chat.display_name and chat.room_id and chat.puppet:
+                self.store.redactions.add(chat.id, chat.room_id, chat.puppet, "", kind=PROFILE)
             self.store.messages.erase_chat(chat.id)
             self.store.attachments.delete_chat(chat.id)
             self.store.outbox.delete_chat(chat.id)

@@ -134,8 +134,14 @@ def _v10(db: sqlite_utils.Database) -> None:
                                    "ended_ts": int}, pk="id_hash", not_null={"user_id", "created_ts", "last_seen_ts"})
 
 
+def _v11(db: sqlite_utils.Database) -> None:
+    # What an erasure owes the homeserver besides redacting events: "profile" = the puppet's display
+    # name (the citizen's name) replaced by a neutral one and its member event redacted.
+    db["redactions"].add_column("kind", str, not_null_default="event")
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11]
 
 
 class Database:

@@ -192,6 +192,7 @@ class VisitorApi:
             "welcome_text": c.get("site.welcome_text") or None, "privacy_url": c.get("site.privacy_url") or None,
             "require_consent": c.get("site.require_consent"), "quick_exit_url": c.get("site.quick_exit_url"),
             "max_message_chars": self.max_chars,
+            "attachments": {"max_bytes": self.max_attachment, "types": sorted(self.allowed_types)},
             "topics": [{"id": t.id, "label": t.label} for t in c.topics],
         }, headers={"Cache-Control": "no-cache"})
 

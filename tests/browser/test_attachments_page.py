@@ -33,6 +33,16 @@ async def test_attachments_both_ways_in_the_page(citizen: CitizenPage, officer, 
     await expect(citizen.own("holiday.png").locator(":scope > .msg__state")).to_have_text(
         "Not sent: only photos (JPEG, PNG, WebP) and PDF files can be sent.")
 
+    # Over the configured size: said on the message at once, before any upload.
+    uploads: list[str] = []
+    page.on("request", lambda r: uploads.append(r.url) if "/attachments?" in r.url else None)
+    big = b"%PDF-1.4\n" + bytes(10 * 1024 * 1024)
+    await page.locator("#attach").set_input_files(files=[{"name": "scan.pdf", "mimeType": "application/pdf",
+                                                          "buffer": big}])
+    await expect(citizen.own("scan.pdf").locator(":scope > .msg__state")).to_have_text(
+        "Not sent: the file is too large.")
+    assert not uploads, uploads
+
     pdf = b"%PDF-1.4\n% a form to fill in\n" + os.urandom(2048)
     await officer.send_encrypted_file(got.room_id, pdf, "form.pdf", "application/pdf")
     theirs = citizen.officer_message("form.pdf")

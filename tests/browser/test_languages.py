@@ -73,3 +73,11 @@ async def test_arabic_reads_right_to_left_and_the_citizen_can_switch_to_spanish(
     await expect(page.locator("#log > li.msg--system").first).to_have_text(es["notice.queued"])
     await expect(c.officer_message(reply)).to_have_count(1)
     await c.axe("chatting, in Spanish")
+
+    # Ending, in Spanish: the question, the ended state and the feedback form, all translated.
+    await page.locator("#end-button").click()
+    await page.get_by_role("button", name=es["end.yes"]).click()
+    await expect(page.locator("#ended-text")).to_have_text(es["ended.text"])
+    await expect(page.locator("#log > li.msg--system").last).to_have_text(es["notice.ended_by_visitor"])
+    await expect(page.locator("#feedback-button")).to_have_text(es["feedback.send"])
+    await c.axe("ended, in Spanish")

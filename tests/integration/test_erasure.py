@@ -34,7 +34,7 @@ async def event_as_officer(officer, room_id: str, event_id: str) -> dict:
 
 async def test_erasure_refused_then_done_and_the_puppets_messages_redacted(matrix_env, officer, visitor,
                                                                           bridge_log):
-    first = await open_chat(visitor, officer)
+    first = await open_chat(visitor, officer, display_name="Jo Bloggs-Erasure")
     secret = f"My address is 12 Acacia Avenue {uuid.uuid4().hex[:6]}"
     await visitor.send(secret)
     second = await officer.wait_message(lambda m: m.body == secret, timeout=60)
@@ -62,6 +62,12 @@ async def test_erasure_refused_then_done_and_the_puppets_messages_redacted(matri
             event = await event_as_officer(officer, first.room_id, event_id)
             return event.get("content") == {} and "redacted_because" in (event.get("unsigned") or {})
         await until(redacted, 60, f"redaction of {event_id}", interval=0.5)
+
+    async def renamed() -> bool:                               # the name the citizen gave is gone from the room
+        state = await officer.client.room_get_state(first.room_id)
+        member = next(e for e in state.events if e["type"] == "m.room.member" and e["state_key"] == first.sender)
+        return member["content"].get("displayname") == "Visitor (erased)"
+    await until(renamed, 60, "the puppet's neutral name", interval=0.5)
 
     status, data = await visitor.http("GET", path + "/messages")
     assert status == 200 and secret not in json.dumps(data)

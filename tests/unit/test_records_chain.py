@@ -203,3 +203,17 @@ def test_search_finds_a_phrase_with_filters_and_is_audited(setup):
     assert records.search('bike" OR "x', actor="@sup:p", origin="cli") == []       # input is never FTS syntax
     searched = [e for e in records.trail.entries() if e["action"] == "transcript.searched"]
     assert len(searched) == 5 and searched[0]["details"]["query"] == "bike"
+
+
+def test_search_by_date_tag_and_rating(setup):
+    config, store, records, service = setup
+    chat_id = closed_chat(store, records, service)
+    records.chat_event(chat_id, "tag", "@officer1:police.example", tag="theft")
+    store.feedback.add(chat_id, 2, None)
+    created = store.chats.get(chat_id).created_ts
+    find = lambda **f: [h.chat_id for h in records.search("library", actor="@sup:p", origin="cli", **f)]  # noqa: E731
+    assert chat_id in find(since_ms=created, until_ms=created + 1)
+    assert find(since_ms=created + 1) == [] and find(until_ms=created) == []
+    assert chat_id in find(tag="theft") and find(tag="fraud") == []
+    assert chat_id in find(rating=2) and find(rating=5) == []
+    assert find(agency="nightshift") == []

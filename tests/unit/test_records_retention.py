@@ -102,7 +102,8 @@ def test_erasure_removes_personal_data_keeps_the_chain_and_queues_redactions(env
     assert [m.body for m in store.messages.since(chat.id, 0)] == ["", "", ""]
     assert store.chats.get(chat.id).display_name is None and store.attachments.get(chat.id, 2) is None
     assert store.feedback.get(chat.id)["comment"] is None
-    assert [(r.event_id, r.user_id) for r in store.redactions.pending()] == [(f"$sent-{chat.number}", chat.puppet)]
+    assert [(r.kind, r.event_id, r.user_id) for r in store.redactions.pending()] == [
+        ("event", f"$sent-{chat.number}", chat.puppet), ("profile", "", chat.puppet)]   # + the name in its profile
     doc = records.transcripts.document(chat.id)
     assert all("content" not in e for e in doc["entries"]) and doc["entries"][-1]["kind"] == "erased"
     assert verify_document(doc, records.signer.public_key) is None             # re-signed, still intact
@@ -141,3 +142,45 @@ async def test_hold_commands_in_the_chat_room_are_for_supervisors_only(env):
         notices.append(item.content["body"])
         store.outbox.mark_sent(item.id, f"$n{item.id}")
     assert any("Only a supervisor" in n for n in notices) and any("legal hold" in n for n in notices)
+
+
+async def test_the_keeper_purges_on_schedule_and_gives_up_a_failing_redaction_on_the_record(env):
+    from bridge.matrix.intent import MatrixError
+    from bridge.records.keeper import GIVE_UP_AFTER, RecordsKeeper
+
+    config, store, records, service, retention = env
+
+    class RefusingHomeserver:                  # the homeserver's answer is all that matters here
+        calls = 0
+
+        async def redact(self, *args: object) -> str:
+            RefusingHomeserver.calls += 1
+            raise MatrixError(403, {"errcode": "M_FORBIDDEN"}, "redact")
+
+        async def room_state(self, *args: object) -> list:
+            RefusingHomeserver.calls += 1
+            raise MatrixError(403, {"errcode": "M_FORBIDDEN"}, "room state")
+
+    expired = finished_chat(store, service, "old", closed_days_ago=800)
+    erased = finished_chat(store, service, "to erase")
+    retention.erase(erased, "visitor", "127.0.0.1")
+    keeper = RecordsKeeper(config, store, RefusingHomeserver(), records, retention)  # type: ignore[arg-type]
+    keeper.housekeeping()
+    assert store.chats.get(expired.id) is None and store.chats.get(erased.id) is not None
+    for _ in range(GIVE_UP_AFTER):
+        assert await keeper.redact_pending() is False
+    assert RefusingHomeserver.calls == 2 * GIVE_UP_AFTER and store.redactions.count() == 0
+    assert ("chat.redaction", "failed", erased.id) in actions(records)
+    assert await keeper.redact_pending() is True
+
+
+async def test_an_officers_close_seals_the_record(env):
+    config, store, records, service, retention = env
+    chat, _ = service.open("general", None, None)
+    store.chats.set_room(chat.id, "!r:p")
+    commands = ChatRoomCommands(service, records, "!", retention=retention)
+    await commands.handle(store.chats.get(chat.id), "@officer1:police.example", "Officer One", "!close resolved")
+    doc = records.transcripts.document(chat.id)
+    assert doc["entries"][-1]["kind"] == "closed" and doc["entries"][-1]["content"] == {"reason": "resolved"}
+    assert doc["seal"]["last_index"] == len(doc["entries"]) and verify_document(doc) is None
+    assert ("chat.close", "ok", chat.id) in actions(records)

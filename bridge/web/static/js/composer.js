@@ -149,6 +149,12 @@ export function sendFile(file) {
   if (!file || !session || session.state === "closed") { return; }
   const item = { client_id: newClientId(), body: file.name, ts: Date.now() };
   const li = pendingItem(item, "msg.sending");
+  if (app.site.max_attachment_bytes && file.size > app.site.max_attachment_bytes) {
+    // Said at once, without uploading megabytes over a phone connection first.
+    setOwnState(li, "attach.too_large", null, true);
+    li.classList.remove("is-unconfirmed");
+    return;
+  }
   scrollToEnd();
   say(ui.chatError, "");
   const url = "/api/v1/chats/" + encodeURIComponent(session.chat_id) + "/attachments?client_id=" +

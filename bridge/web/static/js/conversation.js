@@ -119,7 +119,7 @@ export function setOwnState(li, key, params, failed) {
   state.classList.toggle("is-failed", !!failed);
 }
 
-/** A message frame from the server; hooks.delivered(client_id) and hooks.officerSpoke() let the rest follow. */
+/** A message frame from the server; hooks.delivered(client_id), officerSpoke() and emergency() let the rest follow. */
 export function applyFrame(frame, hooks) {
   const session = app.session;
   if (typeof frame.seq !== "number" || seen.has(frame.seq)) { return; }
@@ -172,6 +172,7 @@ export function applyFrame(frame, hooks) {
     li.dataset.seq = String(frame.seq);
     bySeq.set(frame.seq, li);
     if (frame.from === "officer") { hooks.officerSpoke(); }
+    if (frame.from === "system" && frame.code === "emergency") { hooks.emergency(); }
   }
   if (stick || frame.from === "visitor") { scrollToEnd(); }
 }

@@ -95,7 +95,9 @@ function showChat() {
 
 const hooks = {
   delivered: composer.dropFromOutbox,
-  officerSpoke: function () { composer.showOfficerTyping(false); }
+  officerSpoke: function () { composer.showOfficerTyping(false); },
+  // The bridge's "call the emergency number now" line: the banner stays up for the rest of the chat.
+  emergency: function () { setEmergency(true); }
 };
 
 function handleFrame(frame) {

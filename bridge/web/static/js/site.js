@@ -51,6 +51,10 @@ function applySite(data) {
   if (typeof data.max_message_chars === "number" && data.max_message_chars > 0) {
     app.site.max_message_chars = data.max_message_chars;
   }
+  if (data.attachments && typeof data.attachments.max_bytes === "number" && Array.isArray(data.attachments.types)) {
+    app.site.max_attachment_bytes = data.attachments.max_bytes;
+    ui.attach.accept = data.attachments.types.join(",");
+  }
   if (typeof data.quick_exit_url === "string" && /^https?:\/\//.test(data.quick_exit_url)) {
     app.site.quick_exit_url = data.quick_exit_url;
   }

@@ -171,6 +171,14 @@ SCHEMA: list[Key] = [
         "What starts an officer's command (!close, !claim …). Nothing starting with it ever reaches a citizen.",
         check=lambda v: None if 1 <= len(v) <= 3 and not v.isspace() and " " not in v
         else "must be 1-3 non-blank characters, such as ! or /"),
+    Key("federation.allowed_servers", "servers", default=[], example=["police-north.example"],
+        doc="Other homeservers (server names, as after the ':' in user IDs) whose officers may take part in chats. "
+            "Chat rooms carry a server ACL allowing only the bridge's homeserver and these; users of any other "
+            "server are never invited, never given room keys, and removed if they appear."),
+    Key("routing.transfer_first_officer", str, "leave",
+        "After `!transfer`, once the new officer has joined: `leave` removes the transferring agency's officers "
+        "from the chat, `stay` keeps them in it.",
+        check=lambda v: None if v in ("leave", "stay") else "must be leave or stay"),
     Key("agencies", "agencies", required=True,
         example=[{"id": "central", "name": "Central Police",
                   "officers": ["@officer1:police.example", "@officer2:police.example"],
@@ -312,6 +320,29 @@ def _parse_origins(value: Any) -> list[str]:
     return value
 
 
+_SERVER_NAME = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?")
+
+
+def server_of(user_id: str) -> str:
+    """The server name of a Matrix user ID (everything after the first ':')."""
+    return user_id.split(":", 1)[1] if ":" in user_id else ""
+
+
+def _parse_servers(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(s, str) and _SERVER_NAME.fullmatch(s) for s in value):
+        raise ConfigError("federation.allowed_servers: expected a list of server names like police-north.example "
+                          "(host, optionally :port)")
+    return value
+
+
+def _check_officer_servers(agencies: list[Agency], own: str, allowed: list[str]) -> None:
+    for i, agency in enumerate(agencies):
+        for officer in agency.officers:
+            if server_of(officer) != own and server_of(officer) not in allowed:
+                raise ConfigError(f"agencies[{i}].officers: {officer} is on {server_of(officer)}, which is neither "
+                                  f"this homeserver ({own}) nor in federation.allowed_servers")
+
+
 def _parse_agencies(value: Any) -> list[Agency]:
     if not isinstance(value, list) or not value:
         raise ConfigError("agencies: expected a non-empty list of agencies")
@@ -414,7 +445,9 @@ def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Co
     types = values["attachments.allowed_types"]
     if not isinstance(types, list) or not set(types) <= known:
         raise ConfigError(f"attachments.allowed_types: expected a list drawn from {sorted(known)}")
+    values["federation.allowed_servers"] = _parse_servers(values["federation.allowed_servers"])
     agencies = _parse_agencies(values["agencies"])
+    _check_officer_servers(agencies, values["homeserver.server_name"], values["federation.allowed_servers"])
     topics = _parse_topics(values["topics"], agencies)
     privacy = values["site.privacy_url"]
     if privacy and _url(privacy):

@@ -26,6 +26,9 @@ class Chat:
     ready_ts: int | None
     closed_ts: int | None
     answered_ts: int | None = None
+    transfer_to: str | None = None       # agency id or officer user ID of a transfer not yet taken over
+    transferred_by: str | None = None
+    transfer_note: str | None = None
 
 
 class Chats:
@@ -91,6 +94,11 @@ class Chats:
         self.db.execute(
             "UPDATE chats SET state = ?, officer = COALESCE(?, officer), closed_ts = COALESCE(?, closed_ts),"
             " answered_ts = COALESCE(answered_ts, ?) WHERE id = ?", [state, officer, closed, answered, chat_id])
+
+    def set_transfer(self, chat_id: str, agency: str, to: str, by: str, note: str | None) -> None:
+        """Hand the chat to another agency (or one of its officers): back to waiting, no officer yet."""
+        self.db.execute("UPDATE chats SET agency = ?, state = ?, officer = NULL, transfer_to = ?, transferred_by = ?,"
+                        " transfer_note = ? WHERE id = ?", [agency, WAITING, to, by, note, chat_id])
 
     def waiting(self, agency: str) -> list[Chat]:
         """The agency's queue, first come first served."""

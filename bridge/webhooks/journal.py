@@ -18,7 +18,7 @@ from ..store import Store
 EVENTS = {"queued": "chat.queued", "claimed": "chat.claimed", "assigned": "chat.assigned",
           "transferred": "chat.transferred", "closed": "chat.closed"}
 # Details that may carry what a citizen wrote or who they are: never sent to another system.
-PERSONAL = frozenset({"body", "display_name", "text", "comment", "language", "name"})
+PERSONAL = frozenset({"body", "display_name", "text", "comment", "language", "name", "note"})
 AGENCY_DETAILS = ("agency", "from_agency", "to_agency")
 
 

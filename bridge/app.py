@@ -14,6 +14,7 @@ from .chats.lifecycle import ChatService
 from .chats.outbound import OutboundPump
 from .config import Config
 from .console.auth import ConsoleAuth, supervised_agencies
+from .console.reports_web import ReportsWeb
 from .console.web import ConsoleWeb
 from . import __version__, metrics
 from .matrix import bot, rooms
@@ -76,6 +77,7 @@ class Bridge:
                                         config.get("web.public_url"), config.get("console.link_ttl_seconds"),
                                         config.get("console.idle_minutes"))
         self.console = ConsoleWeb(config, self.store, self.console_auth, self.records, self.retention, self.chats.bot)
+        ReportsWeb(self.console)
         self._runners: list[web.AppRunner] = []
         self._unwatch = metrics.watch(metrics.LevelsCollector(
             self.store.chats.counts, lambda: [a.id for a in config.agencies], self.hub.connections,

@@ -20,7 +20,8 @@ from tests.support.officer import NioOfficer
 ROOT = Path(__file__).parents[1]
 SERVER = "localhost"
 PASSWORD = "officer-password-1"
-OFFICERS = {"central": "officer1", "nightshift": "officer2", "interop": "jsofficer", "hooked": "officer3"}
+OFFICERS = {"central": "officer1", "nightshift": "officer2", "interop": "jsofficer", "hooked": "hookofficer"}
+SUPERVISOR = "supervisor1"                 # supervises the "hooked" agency (console tests)
 WEBHOOK_SECRET = "webhook-secret-of-the-hooked-agency-0123456789"   # the "hooked" agency's chats send webhooks
 
 
@@ -71,7 +72,8 @@ def write_bridge_config(dir: Path, hs_url: str) -> tuple[Path, dict]:
         "metrics": {"port": metrics_port},
         "crypto": {"pickle_key": "placeholder", "undecryptable_wait_seconds": 6},
         "chats": {"puppet_pool_size": 2},
-        "agencies": [{"id": a, "name": f"{a.title()} Police", "officers": [f"@{o}:{SERVER}"]}
+        "agencies": [{"id": a, "name": f"{a.title()} Police", "officers": [f"@{o}:{SERVER}"],
+                      **({"supervisors": [f"@{SUPERVISOR}:{SERVER}"]} if a == "hooked" else {})}
                      for a, o in OFFICERS.items()],
         "topics": [{"id": "general", "label": "General enquiry", "agency": "central"},
                    {"id": "lost-property", "label": "Lost property", "agency": "central"},
@@ -102,6 +104,7 @@ def matrix_env(tmp_path_factory: pytest.TempPathFactory):
         synapse.start()
         for localpart in OFFICERS.values():
             synapse.register_user(localpart, PASSWORD)
+        synapse.register_user(SUPERVISOR, PASSWORD)
         bridge.start()
         yield MatrixEnv(dir, synapse, config_path, registration, config, bridge)
     finally:

@@ -342,10 +342,11 @@ def _parse_servers(value: Any) -> list[str]:
 
 def _check_officer_servers(agencies: list[Agency], own: str, allowed: list[str]) -> None:
     for i, agency in enumerate(agencies):
-        for officer in agency.officers:
-            if server_of(officer) != own and server_of(officer) not in allowed:
-                raise ConfigError(f"agencies[{i}].officers: {officer} is on {server_of(officer)}, which is neither "
-                                  f"this homeserver ({own}) nor in federation.allowed_servers")
+        for key, users in (("officers", agency.officers), ("supervisors", agency.supervisors)):
+            for user in users:
+                if server_of(user) != own and server_of(user) not in allowed:
+                    raise ConfigError(f"agencies[{i}].{key}: {user} is on {server_of(user)}, which is neither "
+                                      f"this homeserver ({own}) nor in federation.allowed_servers")
 
 
 def _parse_agencies(value: Any) -> list[Agency]:

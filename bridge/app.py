@@ -14,13 +14,18 @@ from .chats.lifecycle import ChatService
 from .chats.outbound import OutboundPump
 from .config import Config
 from .console.auth import ConsoleAuth, supervised_agencies
+from .console.reports_web import ReportsWeb
 from .console.web import ConsoleWeb
+from .reports.poster import SummaryPoster
 from . import __version__, metrics
 from .matrix import bot, rooms
 from .matrix.crypto import Crypto
 from .matrix.intent import HomeserverApi
 from .matrix.puppets import PuppetManager
+from .officers.access import Access
+from .officers.admission import Admission
 from .officers.chat_room import ChatRoomCommands
+from .officers.transfer import Transfers
 from .records import Records
 from .records.keeper import RecordsKeeper
 from .records.retention import Retention
@@ -46,16 +51,24 @@ class Bridge:
                                  config.get("appservice.id"), config.get("homeserver.verify_tls"))
         self.crypto = Crypto(self.api, config.get("homeserver.url"), config.path("store.crypto_dir"),
                              config.get("crypto.pickle_key"), self.store.puppets)
+        bot_user = f"@{config.get('appservice.bot_localpart')}:{config.get('homeserver.server_name')}"
         self.puppets = PuppetManager(self.api, self.crypto, self.store.puppets, config.get("homeserver.server_name"),
                                      config.get("appservice.puppet_prefix"), config.get("chats.puppet_pool_size"),
-                                     bot=f"@{config.get('appservice.bot_localpart')}:{config.get('homeserver.server_name')}")
+                                     bot=bot_user)
+        self.access = Access(config, lambda user_id: user_id == bot_user or self.puppets.is_puppet(user_id))
+        self.puppets.acl = self.access.server_acl()
+        self.crypto.may_hold_keys = self.access.may_take_part
         self.hub = ChatHub()
         self.outbound = OutboundPump(self.store, self.crypto)
         self.chats = ChatService(config, self.store, self.api, self.crypto, self.puppets, self.hub,
                                  self.outbound.wake, self.journal)
+        self.chats.acl = self.access.server_acl()
+        self.transfers = Transfers(config, self.chats, self.access, self.journal, self.api)
+        self.admission = Admission(config, self.chats, self.access, self.journal, self.api)
         self.commands = ChatRoomCommands(self.chats, self.journal, config.get("officers.command_prefix"),
-                                         retention=self.retention)
-        self.inbound = InboundPump(config, self.store, self.crypto, self.puppets, self.chats, self.commands)
+                                         retention=self.retention, transfers=self.transfers)
+        self.inbound = InboundPump(config, self.store, self.crypto, self.puppets, self.chats, self.commands,
+                                   self.admission)
         self.endpoint = AppserviceEndpoint(config.get("appservice.hs_token"), self.store.transactions,
                                            self.inbound.wake, self._user_exists)
         self.keeper = RecordsKeeper(config, self.store, self.api, self.records, self.retention)
@@ -65,6 +78,9 @@ class Bridge:
                                         config.get("web.public_url"), config.get("console.link_ttl_seconds"),
                                         config.get("console.idle_minutes"))
         self.console = ConsoleWeb(config, self.store, self.console_auth, self.records, self.retention, self.chats.bot)
+        ReportsWeb(self.console)
+        self.summaries = SummaryPoster(config, self.store, self.journal,
+                                       lambda room, text: bot.post_notice(self.api, self.chats.bot, room, text))
         self._runners: list[web.AppRunner] = []
         self._unwatch = metrics.watch(metrics.LevelsCollector(
             self.store.chats.counts, lambda: [a.id for a in config.agencies], self.hub.connections,
@@ -93,6 +109,7 @@ class Bridge:
         self.outbound.start()
         self.keeper.start()
         self.webhooks.start()
+        self.summaries.start()
         await self.chats.resume()
         self.inbound.wake()
         self.outbound.wake()
@@ -129,6 +146,7 @@ class Bridge:
         await self.outbound.stop()
         await self.keeper.stop()
         await self.webhooks.stop()
+        await self.summaries.stop()
         await self.crypto.close()
         await self.api.close()
         self.store.close()

@@ -133,6 +133,11 @@ SCHEMA: list[Key] = [
     Key("console.idle_minutes", int, 30,
         "A console session ends after this many minutes without a request (CJIS AC-11: at most 30).",
         check=lambda v: None if 1 <= v <= 30 else "must be between 1 and 30 minutes"),
+    Key("reports.summary_rooms", "rooms", default={},
+        doc="Where the bot posts each agency's daily summary (yesterday's figures): agency id → room ID, e.g. "
+            "{central: '!supervisors:police.example'}. Invite the bot to the room; agencies not listed get none."),
+    Key("reports.summary_time", str, "06:00", "When (UTC, HH:MM) the daily summary of the previous day is posted.",
+        check=lambda v: None if re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", v) else "must be a time like 06:00"),
     Key("chats.first_number", int, 1001, "Number given to the first chat; officers see 'Chat <number>'.",
         check=_positive),
     Key("chats.puppet_pool_size", int, 3,
@@ -171,6 +176,14 @@ SCHEMA: list[Key] = [
         "What starts an officer's command (!close, !claim …). Nothing starting with it ever reaches a citizen.",
         check=lambda v: None if 1 <= len(v) <= 3 and not v.isspace() and " " not in v
         else "must be 1-3 non-blank characters, such as ! or /"),
+    Key("federation.allowed_servers", "servers", default=[], example=["police-north.example"],
+        doc="Other homeservers (server names, as after the ':' in user IDs) whose officers may take part in chats. "
+            "Chat rooms carry a server ACL allowing only the bridge's homeserver and these; users of any other "
+            "server are never invited, never given room keys, and removed if they appear."),
+    Key("routing.transfer_first_officer", str, "leave",
+        "After `!transfer`, once the new officer has joined: `leave` removes the transferring agency's officers "
+        "from the chat, `stay` keeps them in it.",
+        check=lambda v: None if v in ("leave", "stay") else "must be leave or stay"),
     Key("agencies", "agencies", required=True,
         example=[{"id": "central", "name": "Central Police",
                   "officers": ["@officer1:police.example", "@officer2:police.example"],
@@ -312,6 +325,30 @@ def _parse_origins(value: Any) -> list[str]:
     return value
 
 
+_SERVER_NAME = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?")
+
+
+def server_of(user_id: str) -> str:
+    """The server name of a Matrix user ID (everything after the first ':')."""
+    return user_id.split(":", 1)[1] if ":" in user_id else ""
+
+
+def _parse_servers(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(s, str) and _SERVER_NAME.fullmatch(s) for s in value):
+        raise ConfigError("federation.allowed_servers: expected a list of server names like police-north.example "
+                          "(host, optionally :port)")
+    return value
+
+
+def _check_officer_servers(agencies: list[Agency], own: str, allowed: list[str]) -> None:
+    for i, agency in enumerate(agencies):
+        for key, users in (("officers", agency.officers), ("supervisors", agency.supervisors)):
+            for user in users:
+                if server_of(user) != own and server_of(user) not in allowed:
+                    raise ConfigError(f"agencies[{i}].{key}: {user} is on {server_of(user)}, which is neither "
+                                      f"this homeserver ({own}) nor in federation.allowed_servers")
+
+
 def _parse_agencies(value: Any) -> list[Agency]:
     if not isinstance(value, list) or not value:
         raise ConfigError("agencies: expected a non-empty list of agencies")
@@ -414,7 +451,9 @@ def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Co
     types = values["attachments.allowed_types"]
     if not isinstance(types, list) or not set(types) <= known:
         raise ConfigError(f"attachments.allowed_types: expected a list drawn from {sorted(known)}")
+    values["federation.allowed_servers"] = _parse_servers(values["federation.allowed_servers"])
     agencies = _parse_agencies(values["agencies"])
+    _check_officer_servers(agencies, values["homeserver.server_name"], values["federation.allowed_servers"])
     topics = _parse_topics(values["topics"], agencies)
     privacy = values["site.privacy_url"]
     if privacy and _url(privacy):
@@ -425,6 +464,12 @@ def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Co
     if values["site.require_consent"] and not privacy:
         raise ConfigError("site.require_consent: needs site.privacy_url, the notice citizens consent to")
     webhooks = _parse_webhooks(values["webhooks.endpoints"], agencies)
+    rooms = values["reports.summary_rooms"]
+    if not isinstance(rooms, dict) or not all(
+            isinstance(r, str) and re.fullmatch(r"![^:\s]+(:\S+)?", r) for r in rooms.values()):
+        raise ConfigError("reports.summary_rooms: expected agency id → room ID like !abc:police.example")
+    if unknown := set(rooms) - {a.id for a in agencies}:
+        raise ConfigError(f"reports.summary_rooms: {sorted(unknown)} not among the agencies {[a.id for a in agencies]}")
     return Config(values, base_dir, agencies, topics, webhooks)
 
 

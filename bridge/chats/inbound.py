@@ -33,6 +33,7 @@ from . import events as ev
 from .lifecycle import ChatService
 
 if TYPE_CHECKING:
+    from ..officers.admission import Admission
     from ..officers.chat_room import ChatRoomCommands
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,9 @@ UNKNOWN_ROOM_GRACE_MS = 10 * 60 * 1000   # events may arrive before we stored th
 
 class InboundPump(WakeableLoop):
     def __init__(self, config: Config, store: Store, crypto: Crypto, puppets: PuppetManager,
-                 chats: ChatService, commands: ChatRoomCommands) -> None:
+                 chats: ChatService, commands: ChatRoomCommands, admission: Admission) -> None:
         self.store, self.crypto, self.puppets, self.chats = store, crypto, puppets, chats
-        self.commands = commands
+        self.commands, self.admission = commands, admission
         self.wait_ms = int(config.get("crypto.undecryptable_wait_seconds") * 1000)
         self.max_hash_bytes = max(config.get("attachments.max_bytes"), 100 * 1024 * 1024)
         self.bot = chats.bot
@@ -152,9 +153,12 @@ class InboundPump(WakeableLoop):
             sha256 = await self.chats.attachment_sha256(chat, meaning.mxc, meaning.file_info, self.max_hash_bytes)
         name = self._display_name(chat, sender)
         if isinstance(meaning, ev.Membership):
-            if meaning.membership == "join" and meaning.previous != "join" and not self._ours(meaning.user_id):
+            if meaning.membership in ("invite", "join") and not self.admission.allowed(meaning.user_id):
+                await self.admission.refuse(chat, meaning.user_id, meaning.membership, sender)
+            elif meaning.membership == "join" and meaning.previous != "join" and not self._ours(meaning.user_id):
                 # Idempotent, so a crash before the event is marked done just repeats it harmlessly.
                 await self.chats.officer_joined(chat, meaning.user_id, meaning.display_name or meaning.user_id)
+                await self.admission.joined(chat, meaning.user_id)
             self.store.room_events.finish(item.stream, DONE)
             return True
         if isinstance(meaning, (ev.OfficerText, ev.OfficerEdit)) and self.commands.is_command(meaning.body):

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import secrets
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from .. import metrics
 from ..config import Config
@@ -57,6 +57,7 @@ class ChatService:
         self.journal: Journal = journal or LogJournal()
         self.bot = f"@{config.get('appservice.bot_localpart')}:{config.get('homeserver.server_name')}"
         self.room_version = "10"
+        self.acl: dict[str, Any] | None = None    # m.room.server_acl content of new chat rooms (officers/access)
         self._setup: dict[str, asyncio.Task] = {}
 
     # ---- citizen actions -----------------------------------------------------------------------
@@ -179,6 +180,17 @@ class ChatService:
             self._queue_moved(chat.agency)
         self.wake_outbound()
 
+    def transfer(self, chat: Chat, agency_id: str, agency_name: str, to: str, by: str, note: str | None) -> None:
+        """Back to waiting, now for another agency (``to``: its id, or one of its officers); the citizen is told.
+
+        Call inside the transaction that also records the transfer."""
+        with self.store.db.transaction():
+            self.store.chats.set_transfer(chat.id, agency_id, to, by, note)
+            self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("transferred", agency=agency_name))
+        self.hub.messages(chat.id)
+        self.hub.status(chat.id, WAITING)
+        self._queue_moved(agency_id)
+
     # ---- Matrix-side happenings ------------------------------------------------------------------
     async def officer_joined(self, chat: Chat, user_id: str, name: str) -> None:
         """Announce an officer's arrival to the citizen; the first one makes the chat active."""
@@ -283,7 +295,7 @@ class ChatService:
                 await renamed
             room_id = await rooms.find_chat_room(self.api, puppet.user_id) or await rooms.create_chat_room(
                 self.api, puppet.user_id, rooms.chat_room_request(name, officers, self.bot, puppet.user_id,
-                                                                  self.room_version))
+                                                                  self.room_version, self.acl))
         self.store.chats.set_room(chat.id, room_id)
         log.info("chat %s ready in %s", chat.number, room_id)
         self.wake_outbound()

@@ -13,6 +13,7 @@ ENGLISH: dict[str, str] = {
     "officer_joined": "{name} has joined the chat.",
     "ended_by_visitor": "The chat has ended.",
     "ended_by_officer": "{name} has ended the chat.",
+    "transferred": "You are being transferred to {agency}. Your conversation so far goes with you.",
 }
 
 

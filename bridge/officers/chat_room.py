@@ -10,15 +10,16 @@ from ..store.chats import CLOSED, Chat
 from ..store.messages import OFFICER
 from . import commands
 from .commands import Command, CommandError
+from .transfer import Transfers
 
 log = logging.getLogger(__name__)
 
 
 class ChatRoomCommands:
     def __init__(self, chats: ChatService, journal: Journal, prefix: str, *,
-                 retention: Retention | None = None) -> None:
+                 retention: Retention | None = None, transfers: Transfers | None = None) -> None:
         self.chats, self.journal, self.prefix = chats, journal, prefix
-        self.retention = retention
+        self.retention, self.transfers = retention, transfers
         self.specs = commands.CHAT_ROOM
 
     def is_command(self, text: str) -> bool:
@@ -48,6 +49,10 @@ class ChatRoomCommands:
             self.chats.notify_officers(chat, f"{name} closed chat {chat.number}.{reason}")
             self.journal.chat_event(chat.id, "closed", sender, by="officer", reason=cmd.arg or None)
             self.journal.audit("chat.close", sender, target=chat.id, origin=chat.room_id, reason=cmd.arg or None)
+
+    async def _transfer(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
+        assert self.transfers is not None
+        await self.transfers.transfer(chat, sender, name, cmd.first, cmd.rest)
 
     def _supervisor(self, chat: Chat, sender: str, action: str, cmd: Command) -> bool:
         """Whether the sender supervises the chat's agency; a refusal is told and audited."""

@@ -45,6 +45,9 @@ class CommandError:
 CHAT_ROOM: tuple[Spec, ...] = (
     Spec("help", "help", "list these commands"),
     Spec("close", "close [reason]", "end the chat; the citizen is told it has ended", arg="optional"),
+    Spec("transfer", "transfer <agency or @officer:server> [note]",
+         "hand the chat to another agency's queue or to one officer; they get the conversation so far",
+         arg="required"),
     Spec("hold", "hold [reason]", "supervisors: put the chat under legal hold (never purged or erased)",
          arg="optional"),
     Spec("unhold", "unhold", "supervisors: lift the chat's legal hold"),

@@ -26,6 +26,9 @@ class Chat:
     ready_ts: int | None
     closed_ts: int | None
     answered_ts: int | None = None
+    transfer_to: str | None = None       # agency id or officer user ID of a transfer not yet taken over
+    transferred_by: str | None = None
+    transfer_note: str | None = None
 
 
 class Chats:
@@ -92,6 +95,11 @@ class Chats:
             "UPDATE chats SET state = ?, officer = COALESCE(?, officer), closed_ts = COALESCE(?, closed_ts),"
             " answered_ts = COALESCE(answered_ts, ?) WHERE id = ?", [state, officer, closed, answered, chat_id])
 
+    def set_transfer(self, chat_id: str, agency: str, to: str, by: str, note: str | None) -> None:
+        """Hand the chat to another agency (or one of its officers): back to waiting, no officer yet."""
+        self.db.execute("UPDATE chats SET agency = ?, state = ?, officer = NULL, transfer_to = ?, transferred_by = ?,"
+                        " transfer_note = ? WHERE id = ?", [agency, WAITING, to, by, note, chat_id])
+
     def waiting(self, agency: str) -> list[Chat]:
         """The agency's queue, first come first served."""
         return [Chat(**r) for r in self.db.rows(
@@ -108,6 +116,20 @@ class Chats:
         marks = ",".join("?" * len(agencies))
         return [Chat(**r) for r in self.db.rows(
             f"SELECT * FROM chats WHERE agency IN ({marks}) AND state != ? ORDER BY number", [*agencies, CLOSED])]
+
+    def report_facts(self, agencies: list[str], since_ms: int, until_ms: int) -> list[dict]:
+        """What reports need of each chat opened in [since, until): its times, first officer message,
+        transfers and emergencies (from its record) and rating."""
+        marks = ",".join("?" * len(agencies))
+        return self.db.rows(
+            "SELECT c.id AS chat_id, c.agency, c.topic, c.officer, c.created_ts, c.answered_ts, c.closed_ts,"
+            " (SELECT MIN(m.ts) FROM messages m WHERE m.chat_id = c.id AND m.sender_kind = 'officer')"
+            "   AS first_response_ts,"
+            " (SELECT COUNT(*) FROM chat_records r WHERE r.chat_id = c.id AND r.kind = 'transferred') AS transfers,"
+            " EXISTS (SELECT 1 FROM chat_records r WHERE r.chat_id = c.id AND r.kind = 'emergency') AS emergency,"
+            " (SELECT f.rating FROM feedback f WHERE f.chat_id = c.id) AS rating"
+            f" FROM chats c WHERE c.agency IN ({marks}) AND c.created_ts >= ? AND c.created_ts < ?"
+            " ORDER BY c.created_ts", [*agencies, since_ms, until_ms])
 
     def counts(self) -> dict[tuple[str, str], int]:
         """How many chats each agency has in each state: {(agency, state): n}."""

@@ -140,8 +140,23 @@ def _v11(db: sqlite_utils.Database) -> None:
     db["redactions"].add_column("kind", str, not_null_default="event")
 
 
+def _v12(db: sqlite_utils.Database) -> None:
+    # A pending transfer (!transfer): to whom (agency id or officer user ID) and by whom, so the officer
+    # who takes it over is given the conversation so far and the first officer leaves, even after a restart.
+    db["chats"].add_column("transfer_to", str)
+    db["chats"].add_column("transferred_by", str)
+    db["chats"].add_column("transfer_note", str)
+
+
+def _v13(db: sqlite_utils.Database) -> None:
+    # Webhooks keep order per chat, not per URL: one chat's failing delivery must not hold up the others.
+    db["webhook_outbox"].add_column("chat_id", str)
+    db["webhook_outbox"].create_index(["state", "url", "chat_id", "id"])
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
+                                                             _v12, _v13]
 
 
 class Database:

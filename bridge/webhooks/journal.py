@@ -18,7 +18,7 @@ from ..store import Store
 EVENTS = {"queued": "chat.queued", "claimed": "chat.claimed", "assigned": "chat.assigned",
           "transferred": "chat.transferred", "closed": "chat.closed"}
 # Details that may carry what a citizen wrote or who they are: never sent to another system.
-PERSONAL = frozenset({"body", "display_name", "text", "comment", "language", "name"})
+PERSONAL = frozenset({"body", "display_name", "text", "comment", "language", "name", "note"})
 AGENCY_DETAILS = ("agency", "from_agency", "to_agency")
 
 
@@ -56,7 +56,7 @@ class AnnouncingJournal:
         for hook in self.webhooks:
             if hook.agency in agencies:
                 delivery_id = "precinct-" + secrets.token_hex(12)
-                self.store.webhooks.add(delivery_id, hook.agency, hook.url, event,
+                self.store.webhooks.add(delivery_id, hook.agency, hook.url, chat.id, event,
                                         {"id": delivery_id, "agency": hook.agency, **body})
                 added = True
         if added:

@@ -26,3 +26,15 @@ def stored_feedback(db_path: Path, chat_id: str) -> tuple[int, str | None] | Non
     finally:
         conn.close()
     return (row[0], row[1]) if row else None
+
+
+def audit_entries(db_path: Path, action: str) -> list[dict]:
+    """The bridge's audit trail entries for one action (read-only), oldest first."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute("SELECT actor, outcome, target, origin, details FROM audit_log WHERE action = ?"
+                            " ORDER BY idx", [action]).fetchall()
+    finally:
+        conn.close()
+    return [dict(r) for r in rows]

@@ -117,6 +117,20 @@ class Chats:
         return [Chat(**r) for r in self.db.rows(
             f"SELECT * FROM chats WHERE agency IN ({marks}) AND state != ? ORDER BY number", [*agencies, CLOSED])]
 
+    def report_facts(self, agencies: list[str], since_ms: int, until_ms: int) -> list[dict]:
+        """What reports need of each chat opened in [since, until): its times, first officer message,
+        transfers and emergencies (from its record) and rating."""
+        marks = ",".join("?" * len(agencies))
+        return self.db.rows(
+            "SELECT c.id AS chat_id, c.agency, c.topic, c.officer, c.created_ts, c.answered_ts, c.closed_ts,"
+            " (SELECT MIN(m.ts) FROM messages m WHERE m.chat_id = c.id AND m.sender_kind = 'officer')"
+            "   AS first_response_ts,"
+            " (SELECT COUNT(*) FROM chat_records r WHERE r.chat_id = c.id AND r.kind = 'transferred') AS transfers,"
+            " EXISTS (SELECT 1 FROM chat_records r WHERE r.chat_id = c.id AND r.kind = 'emergency') AS emergency,"
+            " (SELECT f.rating FROM feedback f WHERE f.chat_id = c.id) AS rating"
+            f" FROM chats c WHERE c.agency IN ({marks}) AND c.created_ts >= ? AND c.created_ts < ?"
+            " ORDER BY c.created_ts", [*agencies, since_ms, until_ms])
+
     def counts(self) -> dict[tuple[str, str], int]:
         """How many chats each agency has in each state: {(agency, state): n}."""
         return {(r["agency"], r["state"]): r["n"] for r in self.db.rows(

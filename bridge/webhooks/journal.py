@@ -56,7 +56,7 @@ class AnnouncingJournal:
         for hook in self.webhooks:
             if hook.agency in agencies:
                 delivery_id = "precinct-" + secrets.token_hex(12)
-                self.store.webhooks.add(delivery_id, hook.agency, hook.url, event,
+                self.store.webhooks.add(delivery_id, hook.agency, hook.url, chat.id, event,
                                         {"id": delivery_id, "agency": hook.agency, **body})
                 added = True
         if added:

@@ -107,6 +107,11 @@ async def test_journey_from_guest_link_to_the_end(citizen: CitizenPage, officer,
     for line in ("You are in the queue.", "has joined the chat.", "The chat has ended."):
         assert line in transcript, transcript
     assert (await download.value).suggested_filename.startswith("chat-")
+    async with page.expect_download() as printable:
+        await page.get_by_role("link", name="Download it as a web page").click()
+    assert (await printable.value).suggested_filename.endswith(".html")
+    page_copy = (await (await printable.value).path()).read_text(encoding="utf-8")
+    assert first in page_copy and answer in page_copy and "<script" not in page_copy
 
     # What the page shows is what the bridge stored, in order, each message once.
     api = await citizen.api_messages()

@@ -10,6 +10,12 @@ from tests.support.federation import FederationEnv, start_chat
 from tests.support.waiting import until
 
 
+async def _status_after(visitor, mark: int, state: str, what: str) -> None:
+    """A status frame with this state among the frames received after ``mark``."""
+    await until(lambda: any(f.get("type") == "status" and f.get("state") == state for f in visitor.frames[mark:]),
+                120, what)
+
+
 def _message(body: str, sender_kind: str):
     return lambda f: f.get("type") == "message" and f.get("from") == sender_kind and f.get("body") == body
 
@@ -34,6 +40,7 @@ async def test_transfer_to_an_officer_of_another_homeserver(fed_env: FederationE
     assert acl.content["allow"] == ["127.0.0.1", fed_env.a.server_name, "127.0.0.2", fed_env.b.server_name], acl
     assert acl.content["deny"] == [] and acl.content["allow_ip_literals"] is True
 
+    mark = len(visitor.frames)
     await officer_a.send(room, f"!transfer {fed_env.officer_b} bike theft, county area")
     told = await visitor.wait_frame(lambda f: f.get("type") == "message" and f.get("from") == "system"
                                     and "transferred to County Police" in f.get("body", ""),
@@ -58,8 +65,8 @@ async def test_transfer_to_an_officer_of_another_homeserver(fed_env: FederationE
     reply = f"County Police here, we will look for it {tag}"
     await officer_b.send(room, reply)
     await visitor.wait_frame(_message(reply, "officer"), timeout=60, what="B's reply at the citizen")
-    await visitor.wait_frame(lambda f: f.get("type") == "status" and f.get("state") == "active",
-                             what="active again once B joined")
+    await _status_after(visitor, mark, "waiting", "waiting for B after the transfer")
+    await _status_after(visitor, mark, "active", "active again once B joined")
 
     # The citizen never lost anything and never saw the command; A has left (the configured policy).
     bodies = [f["body"] for f in visitor.messages()]
@@ -74,3 +81,33 @@ async def test_transfer_to_an_officer_of_another_homeserver(fed_env: FederationE
     audited = [e for e in audit_entries(fed_env.db_path, "chat.transfer") if e["origin"] == room]
     assert [(e["actor"], e["outcome"]) for e in audited] == [(fed_env.officer_a, "ok")]
     assert fed_env.officer_b in audited[0]["details"] and "county" in audited[0]["details"]
+
+
+async def test_transfer_to_an_agency_queues_it_there_and_its_officer_takes_it_over(fed_env: FederationEnv, officer_on,
+                                                                                     visitor, fed_log):
+    tag = uuid.uuid4().hex[:8]
+    officer_a = await officer_on(fed_env.a, "officer1")
+    officer_b = await officer_on(fed_env.b, "bofficer")
+    first = f"Noise from the farm next door {tag}"
+    got = await start_chat(visitor, officer_a, first)
+    room, puppet = got.room_id, got.sender
+
+    await officer_a.send(room, "!transfer nowhere")
+    unknown = await officer_a.wait_message(lambda m: m.room_id == room and "unknown agency" in m.body,
+                                           what="unknown agency notice")
+    assert "central, county" in unknown.body
+
+    mark = len(visitor.frames)
+    await officer_a.send(room, "!transfer county rural noise complaint")
+    await _status_after(visitor, mark, "waiting", "back in the queue, now County's")
+    told = await visitor.wait_frame(lambda f: f.get("from") == "system" and f.get("code") == "transferred")
+    assert told["body"].startswith("You are being transferred to County Police")
+    await officer_b.wait_joined(room, timeout=120)
+    history = await officer_b.wait_message(lambda m: m.room_id == room and m.sender == puppet and first in m.body,
+                                           timeout=120, what="conversation so far at B")
+    assert "rural noise complaint" in history.body
+    await _status_after(visitor, mark, "active", "active again once County's officer joined")
+    reply = f"County Police here {tag}"
+    await officer_b.send(room, reply)
+    await visitor.wait_frame(_message(reply, "officer"), timeout=60, what="B's reply at the citizen")
+    assert not any("nowhere" in f.get("body", "") or "rural noise" in f.get("body", "") for f in visitor.messages())

@@ -22,7 +22,8 @@ def load(**changes) -> cfg.Config:
     raw["appservice"].update(as_token="a" * 64, hs_token="b" * 64)
     raw["crypto"]["pickle_key"] = "c" * 64
     raw["federation"] = {"allowed_servers": [NORTH]}
-    raw["agencies"] = [{"id": "central", "name": "Central Police", "officers": [f"@anna:{HOME}"]},
+    raw["agencies"] = [{"id": "central", "name": "Central Police", "officers": [f"@anna:{HOME}"],
+                        "supervisors": [f"@sarge:{HOME}"]},
                        {"id": "north", "name": "North Police", "officers": [f"@bo:{NORTH}"]}]
     for key, value in changes.items():
         section, name = key.split("__")
@@ -38,6 +39,7 @@ def test_configured_officers_of_allowed_servers_and_our_own_users_take_part():
     a = access()
     assert a.may_take_part(f"@anna:{HOME}") and a.may_take_part(f"@bo:{NORTH}")
     assert a.may_take_part(f"@webchat_1:{HOME}") and a.may_take_part(f"@precinct:{HOME}")
+    assert a.may_take_part(f"@sarge:{HOME}") and a.agency_of(f"@sarge:{HOME}").id == "central"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("user, why", [
@@ -82,6 +84,15 @@ def test_chat_and_pool_rooms_carry_the_acl_and_only_the_bridge_may_change_it():
 def test_officers_on_servers_not_allowed_stop_start_up_naming_the_key():
     with pytest.raises(cfg.ConfigError, match=r"agencies\[1\]\.officers: @bo:north.example:8448 .*allowed_servers"):
         load(federation__allowed_servers=[])
+
+
+def test_supervisors_on_servers_not_allowed_stop_start_up_too():
+    raw = yaml.safe_load((ROOT / "example-config.yaml").read_text())
+    raw["appservice"].update(as_token="a" * 64, hs_token="b" * 64)
+    raw["crypto"]["pickle_key"] = "c" * 64
+    raw["agencies"] = [{"id": "central", "name": "C", "officers": [f"@anna:{HOME}"], "supervisors": ["@s:evil.example"]}]
+    with pytest.raises(cfg.ConfigError, match=r"agencies\[0\]\.supervisors: @s:evil.example is on evil.example"):
+        cfg.load(raw, ROOT, {})
 
 
 @pytest.mark.parametrize("value", ["north.example/x", ["a b"], [""], [8448]])

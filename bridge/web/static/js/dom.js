@@ -17,6 +17,7 @@ export const ui = {
   attachButton: $("attach-button"), attach: $("attach"),
   endConfirm: $("end-confirm"), endConfirmText: $("end-confirm-text"), endYes: $("end-yes"), endNo: $("end-no"),
   ended: $("ended"), endedText: $("ended-text"), newChat: $("new-chat-button"), transcript: $("transcript-link"),
+  transcriptHtml: $("transcript-html-link"),
   feedbackForm: $("feedback-form"), feedbackComment: $("feedback-comment"), feedbackError: $("feedback-error"),
   feedbackDone: $("feedback-done"), feedbackButton: $("feedback-button"),
   serviceName: $("service-name"), welcome: $("welcome"), logo: $("logo"), language: $("language"),

@@ -45,14 +45,15 @@ function authHeaders() {
 export function downloadTranscript(event) {
   event.preventDefault();
   const session = app.session;
+  const format = event.currentTarget.dataset.format === "html" ? "html" : "txt";
   if (!session) { return; }
-  fetch("/api/v1/chats/" + encodeURIComponent(session.chat_id) + "/transcript?format=txt",
+  fetch("/api/v1/chats/" + encodeURIComponent(session.chat_id) + "/transcript?format=" + format,
         { headers: authHeaders(), credentials: "omit", cache: "no-store" })
     .then(function (r) { if (!r.ok) { throw new Error(String(r.status)); } return r.blob(); })
     .then(function (blob) {
       const a = document.createElement("a");
       a.href = URL.createObjectURL(blob);
-      a.download = "chat-" + (session.number || "transcript") + ".txt";
+      a.download = "chat-" + (session.number || "transcript") + "." + format;
       document.body.appendChild(a);
       a.click();
       a.remove();

@@ -266,6 +266,7 @@ ui.endConfirm.addEventListener("keydown", function (event) {
   if (event.key === "Escape") { event.preventDefault(); ending.hideEndConfirm(true); }
 });
 ui.transcript.addEventListener("click", ending.downloadTranscript);
+ui.transcriptHtml.addEventListener("click", ending.downloadTranscript);
 ui.feedbackForm.addEventListener("submit", ending.sendFeedback);
 ui.newChat.addEventListener("click", newChat);
 window.addEventListener("online", connection.reconnectNow);

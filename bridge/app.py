@@ -16,6 +16,7 @@ from .config import Config
 from .console.auth import ConsoleAuth, supervised_agencies
 from .console.reports_web import ReportsWeb
 from .console.web import ConsoleWeb
+from .reports.poster import SummaryPoster
 from . import __version__, metrics
 from .matrix import bot, rooms
 from .matrix.crypto import Crypto
@@ -78,6 +79,8 @@ class Bridge:
                                         config.get("console.idle_minutes"))
         self.console = ConsoleWeb(config, self.store, self.console_auth, self.records, self.retention, self.chats.bot)
         ReportsWeb(self.console)
+        self.summaries = SummaryPoster(config, self.store, self.journal,
+                                       lambda room, text: bot.post_notice(self.api, self.chats.bot, room, text))
         self._runners: list[web.AppRunner] = []
         self._unwatch = metrics.watch(metrics.LevelsCollector(
             self.store.chats.counts, lambda: [a.id for a in config.agencies], self.hub.connections,
@@ -106,6 +109,7 @@ class Bridge:
         self.outbound.start()
         self.keeper.start()
         self.webhooks.start()
+        self.summaries.start()
         await self.chats.resume()
         self.inbound.wake()
         self.outbound.wake()
@@ -142,6 +146,7 @@ class Bridge:
         await self.outbound.stop()
         await self.keeper.stop()
         await self.webhooks.stop()
+        await self.summaries.stop()
         await self.crypto.close()
         await self.api.close()
         self.store.close()

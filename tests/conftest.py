@@ -15,6 +15,7 @@ import yaml
 
 from bridge.localhs import LocalSynapse, free_port
 from tests.support.bridge_process import BridgeProcess
+from tests.support import supervisor_room
 from tests.support.officer import NioOfficer
 
 ROOT = Path(__file__).parents[1]
@@ -105,6 +106,12 @@ def matrix_env(tmp_path_factory: pytest.TempPathFactory):
         for localpart in OFFICERS.values():
             synapse.register_user(localpart, PASSWORD)
         synapse.register_user(SUPERVISOR, PASSWORD)
+        # The hooked agency's supervisors' room, with the bot invited: the daily summary goes there, and with
+        # summary_time 00:00 yesterday's is due as soon as the bridge starts.
+        room = supervisor_room.create_room(synapse.url, supervisor_room.login(synapse.url, SUPERVISOR, PASSWORD),
+                                           "Hooked supervisors", [f"@precinct:{SERVER}"])
+        config["reports"] = {"summary_rooms": {"hooked": room}, "summary_time": "00:00"}
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         bridge.start()
         yield MatrixEnv(dir, synapse, config_path, registration, config, bridge)
     finally:

@@ -91,3 +91,18 @@ async def test_a_supervisor_signs_in_once_and_sees_a_real_chat(matrix_env: Matri
         assert got.room_id
     finally:
         await visitor.close()
+
+
+async def test_the_daily_summary_reaches_the_supervisors_room(matrix_env: MatrixEnv, bridge_log):
+    from tests.conftest import PASSWORD, SERVER, SUPERVISOR
+    from tests.support import supervisor_room
+    from tests.support.waiting import until
+
+    hs = matrix_env.synapse.url
+    room = matrix_env.config["reports"]["summary_rooms"]["hooked"]
+    token = supervisor_room.login(hs, SUPERVISOR, PASSWORD)
+    posted = await until(lambda: supervisor_room.notices(hs, token, room, f"@precinct:{SERVER}"), 60,
+                         "the daily summary in the supervisors' room")
+    assert len(posted) == 1 and posted[0].startswith("Daily summary for Hooked Police, ")
+    assert "/console/reports?from=" in posted[0] and "agency=hooked" in posted[0]
+    assert ("bridge", "ok", room) in audit_rows(matrix_env, "report.summary_posted")

@@ -67,13 +67,14 @@ class FederationEnv:
 
 
 def _bridge_config(dir: Path, a: LocalSynapse, b: LocalSynapse) -> Path:
-    web_port, as_port = free_port(), free_port()
+    web_port, as_port, metrics_port = free_port(), free_port(), free_port()
     config = {
         "homeserver": {"url": a.url, "server_name": a.server_name},
         "appservice": {"id": "precinct", "port": as_port, "url": f"http://127.0.0.1:{as_port}",
                        "as_token": "placeholder", "hs_token": "placeholder"},
         "web": {"port": web_port, "public_url": f"http://127.0.0.1:{web_port}"},
         "store": {"path": "precinct.db", "crypto_dir": "crypto"},
+        "metrics": {"port": metrics_port},
         "crypto": {"pickle_key": "placeholder", "undecryptable_wait_seconds": 20},
         "chats": {"puppet_pool_size": 1},
         "federation": {"allowed_servers": [b.server_name]},

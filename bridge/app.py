@@ -63,8 +63,8 @@ class Bridge:
         self.chats = ChatService(config, self.store, self.api, self.crypto, self.puppets, self.hub,
                                  self.outbound.wake, self.journal)
         self.chats.acl = self.access.server_acl()
-        self.transfers = Transfers(config, self.chats, self.access, self.journal, self.api)
         self.admission = Admission(config, self.chats, self.access, self.journal, self.api)
+        self.transfers = Transfers(config, self.chats, self.access, self.journal, self.api, self.admission)
         self.commands = ChatRoomCommands(self.chats, self.journal, config.get("officers.command_prefix"),
                                          retention=self.retention, transfers=self.transfers)
         self.inbound = InboundPump(config, self.store, self.crypto, self.puppets, self.chats, self.commands,

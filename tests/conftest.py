@@ -21,6 +21,7 @@ from tests.support.officer import NioOfficer
 ROOT = Path(__file__).parents[1]
 SERVER = "localhost"
 PASSWORD = "officer-password-1"
+ATTACHMENT_LIMIT = 512 * 1024
 OFFICERS = {"central": "officer1", "nightshift": "officer2", "interop": "jsofficer", "hooked": "hookofficer"}
 SUPERVISOR = "supervisor1"                 # supervises the "hooked" agency (console tests)
 WEBHOOK_SECRET = "webhook-secret-of-the-hooked-agency-0123456789"   # the "hooked" agency's chats send webhooks
@@ -73,6 +74,8 @@ def write_bridge_config(dir: Path, hs_url: str) -> tuple[Path, dict]:
         "metrics": {"port": metrics_port},
         "crypto": {"pickle_key": "placeholder", "undecryptable_wait_seconds": 6},
         "chats": {"puppet_pool_size": 2},
+        # Small enough that tests can go just past it without pushing megabytes through a loaded machine.
+        "attachments": {"max_bytes": ATTACHMENT_LIMIT},
         "agencies": [{"id": a, "name": f"{a.title()} Police", "officers": [f"@{o}:{SERVER}"],
                       **({"supervisors": [f"@{SUPERVISOR}:{SERVER}"]} if a == "hooked" else {})}
                      for a, o in OFFICERS.items()],

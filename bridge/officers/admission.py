@@ -74,8 +74,8 @@ class Admission:
             keep = set(self.config.agency(chat.agency).officers)
         keep.add(newcomer)
         members = await rooms.members(self.api, chat.puppet, chat.room_id)  # type: ignore[arg-type]
-        for user, membership in members.items():
-            if membership in ("join", "invite") and user not in keep and not self.access.is_ours(user):
+        for user, member in members.items():
+            if member.get("membership") in ("join", "invite") and user not in keep and not self.access.is_ours(user):
                 try:
                     await rooms.kick(self.api, chat.puppet, chat.room_id, user,  # type: ignore[arg-type]
                                      f"Chat {chat.number} was transferred")

@@ -78,8 +78,17 @@ async def test_transfer_to_an_officer_of_another_homeserver(fed_env: FederationE
     b_room = officer_b.client.rooms[room]
     await until(lambda: fed_env.officer_a not in b_room.users, 60, "officer A to leave after the handover")
 
+    # And back: B's command (decrypted by the bridge from another homeserver) hands it to A again.
+    await officer_b.send(room, f"!transfer {fed_env.officer_a} back to you")
+    await visitor.wait_frame(lambda f: f.get("from") == "system" and "transferred to Central Police" in f["body"],
+                             what="transfer back at the citizen")
+    back = await officer_a.wait_message(lambda m: m.room_id == room and m.sender == puppet and reply in m.body
+                                        and "back to you" in m.body, timeout=120, what="conversation so far at A")
+    assert first in back.body and after in back.body
+    await until(lambda: fed_env.officer_b not in officer_a.client.rooms[room].users, 60, "B to leave")
+
     audited = [e for e in audit_entries(fed_env.db_path, "chat.transfer") if e["origin"] == room]
-    assert [(e["actor"], e["outcome"]) for e in audited] == [(fed_env.officer_a, "ok")]
+    assert [(e["actor"], e["outcome"]) for e in audited] == [(fed_env.officer_a, "ok"), (fed_env.officer_b, "ok")]
     assert fed_env.officer_b in audited[0]["details"] and "county" in audited[0]["details"]
 
 

@@ -110,7 +110,7 @@ def test_transfer_first_officer_must_be_leave_or_stay():
 
 def test_transfer_targets():
     config = load()
-    t = Transfers(config, None, access(config), None, None)  # type: ignore[arg-type]
+    t = Transfers(config, None, access(config), None, None, None)  # type: ignore[arg-type]
     assert t.resolve("north") == (config.agency("north"), None)
     assert t.resolve("North Police") == (config.agency("north"), None)
     assert t.resolve(f"@bo:{NORTH}") == (config.agency("north"), f"@bo:{NORTH}")

@@ -18,7 +18,11 @@ from .matrix import bot, rooms
 from .matrix.crypto import Crypto
 from .matrix.intent import HomeserverApi
 from .matrix.puppets import PuppetManager
+from .officers.bot_commands import BotCommands
+from .officers.bot_rooms import BotRooms
 from .officers.chat_room import ChatRoomCommands
+from .officers.dispatch import Dispatch
+from .officers.routing import Routing
 from .store import Store
 from .web.server import public_app
 from .web.visitor_api import VisitorApi
@@ -42,8 +46,21 @@ class Bridge:
         self.outbound = OutboundPump(self.store, self.crypto)
         self.chats = ChatService(config, self.store, self.api, self.crypto, self.puppets, self.hub,
                                  self.outbound.wake)
-        self.commands = ChatRoomCommands(self.chats, self.journal, config.get("officers.command_prefix"))
+        self.chats.journal = self.journal
+        prefix = config.get("officers.command_prefix")
+        self.commands = ChatRoomCommands(self.chats, self.journal, prefix)
         self.inbound = InboundPump(config, self.store, self.crypto, self.puppets, self.chats, self.commands)
+        # The officers' side: the bot's commands (other features register theirs on bot_commands),
+        # dispatch rooms, and routing (queue, claims, assignment, timers, emergencies).
+        self.bot_commands = BotCommands(config, self.journal, prefix)
+        self.dispatch = Dispatch(config, self.store, self.api, self.crypto, self.chats.bot)
+        self.routing = Routing(config, self.chats, self.dispatch, self.journal, self.bot_commands)
+        self.commands.routing = self.routing
+        self.bot_rooms = BotRooms(config, self.store, self.api, self.crypto, self.dispatch, self.bot_commands,
+                                  self.journal, self.chats.bot)
+        self.bot_rooms.on_reaction = self.routing.on_reaction
+        self.inbound.bot_rooms = self.bot_rooms
+        self.inbound.on_presence = self.routing.presence
         self.endpoint = AppserviceEndpoint(config.get("appservice.hs_token"), self.store.transactions,
                                            self.inbound.wake, self._user_exists)
         self.visitor_api = VisitorApi(config, self.store, self.chats)
@@ -64,13 +81,18 @@ class Bridge:
         await self._listen(self.endpoint.app(), self.config.get("appservice.bind_host"),
                            self.config.get("appservice.port"))
         await self._wait_for_homeserver()
-        self.chats.room_version = self.puppets.room_version = await rooms.default_room_version(self.api)
+        self.chats.room_version = self.puppets.room_version = self.dispatch.room_version = \
+            await rooms.default_room_version(self.api)
+        await self.puppets.ensure_bot()
+        await self.dispatch.ensure_rooms()
         self.inbound.start()
         self.outbound.start()
         await self.chats.resume()
         self.inbound.wake()
         self.outbound.wake()
         self.puppets.refill_pool()
+        self.dispatch.start()
+        self.routing.start()
         await self._listen(public_app(self.visitor_api), self.config.get("web.bind_host"), self.config.get("web.port"))
         try:
             # An event of ours wakes the homeserver's appservice scheduler (idle after its own restart);
@@ -96,6 +118,8 @@ class Bridge:
         for runner in self._runners:
             await runner.cleanup()
         await self.puppets.stop()
+        await self.routing.stop()
+        await self.dispatch.stop()
         await self.chats.stop()
         await self.inbound.stop()
         await self.outbound.stop()

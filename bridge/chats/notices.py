@@ -13,6 +13,10 @@ ENGLISH: dict[str, str] = {
     "officer_joined": "{name} has joined the chat.",
     "ended_by_visitor": "The chat has ended.",
     "ended_by_officer": "{name} has ended the chat.",
+    "requeued": "You are back in the queue. Another officer will be with you shortly.",
+    "emergency": "If you or someone else is in danger right now, call {number} immediately.",
+    "idle_warning": "Are you still there? This chat will close soon if there is no reply.",
+    "ended_idle": "The chat has ended because there was no reply.",
 }
 
 

@@ -30,8 +30,9 @@ def power_levels(bot: str, creator: str, room_version: str) -> dict[str, Any]:
 
 INITIAL_STATE = [
     {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}},
-    # Officers invited now may read what the citizen wrote while waiting.
-    {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "invited"}},
+    # Officers are invited only when they take the chat (or it is transferred to them), after the citizen
+    # has written: "shared" lets them read the conversation from its start (the room is invite-only).
+    {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "shared"}},
     {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}},
 ]
 
@@ -82,6 +83,21 @@ async def dress_chat_room(api: HomeserverApi, puppet: str, room_id: str, name: s
     base = f"/_matrix/client/v3/rooms/{quote(room_id)}"
     await api.request("PUT", f"{base}/state/m.room.name/", {"name": name}, user_id=puppet, what="name the room")
     await asyncio.gather(*(_invite(api, puppet, base, officer) for officer in officers))
+
+
+async def invite(api: HomeserverApi, puppet: str, room_id: str, officer: str) -> None:
+    """Invite one officer into a chat room (idempotent)."""
+    await _invite(api, puppet, f"/_matrix/client/v3/rooms/{quote(room_id)}", officer)
+
+
+async def kick(api: HomeserverApi, puppet: str, room_id: str, user: str, reason: str) -> None:
+    """Take someone out of a chat room (an officer who lost the chat, or someone who may not be there)."""
+    try:
+        await api.request("POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/kick",
+                          {"user_id": user, "reason": reason}, user_id=puppet, what="kick")
+    except MatrixError as e:
+        if e.status != 403 or "not in room" not in str(e):   # already gone is fine
+            raise
 
 
 async def _invite(api: HomeserverApi, puppet: str, base: str, officer: str) -> None:

@@ -9,10 +9,12 @@ from .chats import Chats
 from .db import Database
 from .feedback import Feedback
 from .messages import Messages
+from .officers import Officers
 from .outbox import Outbox
 from .puppets import Puppets
 from .room_events import RoomEvents
 from .settings import Settings
+from .tickets import Tickets
 from .transactions import Transactions
 
 
@@ -28,12 +30,14 @@ class Store:
     settings: Settings
     feedback: Feedback
     attachments: Attachments
+    officers: Officers
+    tickets: Tickets
 
     @classmethod
     def open(cls, path: Path | str, first_chat_number: int = 1001) -> "Store":
         db = Database(path)
         return cls(db, Chats(db, first_chat_number), Puppets(db), Messages(db), Outbox(db), Transactions(db),
-                   RoomEvents(db), Settings(db), Feedback(db), Attachments(db))
+                   RoomEvents(db), Settings(db), Feedback(db), Attachments(db), Officers(db), Tickets(db))
 
     def close(self) -> None:
         self.db.close()

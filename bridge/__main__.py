@@ -1,4 +1,4 @@
-"""Command line: ``python -m bridge generate-registration | run | demo``."""
+"""Command line: ``python -m bridge generate-registration | run | demo | transcript … | audit … | records …``."""
 from __future__ import annotations
 
 import argparse
@@ -66,8 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("-c", "--config", type=Path, default=Path("config.yaml"))
     d = sub.add_parser("demo", help="run the bridge with an embedded local Synapse")
     d.add_argument("--data", type=Path, default=Path("demo-data"))
+    from .records import cli as records_cli
+    records_cli.add_parsers(sub)
+    from .console import cli as console_cli
+    console_cli.add_parsers(sub)
     args = parser.parse_args(argv)
     try:
+        if hasattr(args, "func"):
+            return args.func(args)
         if args.command == "generate-registration":
             generate_registration(args.config, args.output)
         elif args.command == "run":

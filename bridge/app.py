@@ -9,23 +9,35 @@ from aiohttp import web
 from .appservice.endpoint import AppserviceEndpoint
 from .chats.hub import ChatHub
 from .chats.inbound import InboundPump
-from .chats.journal import Journal, LogJournal
+from .chats.journal import Journal
 from .chats.lifecycle import ChatService
 from .chats.outbound import OutboundPump
 from .config import Config
-from . import __version__
+from .console.auth import ConsoleAuth, supervised_agencies
+from .console.reports_web import ReportsWeb
+from .console.web import ConsoleWeb
+from .reports.poster import SummaryPoster
+from . import __version__, metrics
 from .matrix import bot, rooms
 from .matrix.crypto import Crypto
 from .matrix.intent import HomeserverApi
 from .matrix.puppets import PuppetManager
+from .officers.access import Access
+from .officers.admission import Admission
 from .officers.bot_commands import BotCommands
 from .officers.bot_rooms import BotRooms
 from .officers.chat_room import ChatRoomCommands
 from .officers.dispatch import Dispatch
 from .officers.routing import Routing
+from .officers.transfer import Transfers
+from .records import Records
+from .records.keeper import RecordsKeeper
+from .records.retention import Retention
 from .store import Store
 from .web.server import public_app
 from .web.visitor_api import VisitorApi
+from .webhooks.journal import AnnouncingJournal
+from .webhooks.sender import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -33,23 +45,35 @@ log = logging.getLogger(__name__)
 class Bridge:
     def __init__(self, config: Config, journal: Journal | None = None) -> None:
         self.config = config
-        self.journal = journal or LogJournal()
         self.store = Store.open(config.path("store.path"), config.get("chats.first_number"))
+        self.records = Records.open(config, self.store)
+        self.journal: Journal = journal or self.records
+        self.retention = Retention(config, self.store, self.records)
+        self.webhooks = WebhookSender(self.store.webhooks, config.webhooks, self.journal, self.store.db.transaction)
+        self.journal = AnnouncingJournal(self.journal, self.store, config.webhooks, self.webhooks.wake)
         self.api = HomeserverApi(config.get("homeserver.url"), config.get("appservice.as_token"),
                                  config.get("appservice.id"), config.get("homeserver.verify_tls"))
         self.crypto = Crypto(self.api, config.get("homeserver.url"), config.path("store.crypto_dir"),
                              config.get("crypto.pickle_key"), self.store.puppets)
+        bot_user = f"@{config.get('appservice.bot_localpart')}:{config.get('homeserver.server_name')}"
         self.puppets = PuppetManager(self.api, self.crypto, self.store.puppets, config.get("homeserver.server_name"),
                                      config.get("appservice.puppet_prefix"), config.get("chats.puppet_pool_size"),
-                                     bot=f"@{config.get('appservice.bot_localpart')}:{config.get('homeserver.server_name')}")
+                                     bot=bot_user)
+        self.access = Access(config, lambda user_id: user_id == bot_user or self.puppets.is_puppet(user_id))
+        self.puppets.acl = self.access.server_acl()
+        self.crypto.may_hold_keys = self.access.may_take_part
         self.hub = ChatHub()
         self.outbound = OutboundPump(self.store, self.crypto)
         self.chats = ChatService(config, self.store, self.api, self.crypto, self.puppets, self.hub,
-                                 self.outbound.wake)
-        self.chats.journal = self.journal
+                                 self.outbound.wake, self.journal)
+        self.chats.acl = self.access.server_acl()
+        self.admission = Admission(config, self.chats, self.access, self.journal, self.api)
+        self.transfers = Transfers(config, self.chats, self.access, self.journal, self.api, self.admission)
         prefix = config.get("officers.command_prefix")
-        self.commands = ChatRoomCommands(self.chats, self.journal, prefix)
-        self.inbound = InboundPump(config, self.store, self.crypto, self.puppets, self.chats, self.commands)
+        self.commands = ChatRoomCommands(self.chats, self.journal, prefix, retention=self.retention,
+                                         transfers=self.transfers)
+        self.inbound = InboundPump(config, self.store, self.crypto, self.puppets, self.chats, self.commands,
+                                   self.admission)
         # The officers' side: the bot's commands (other features register theirs on bot_commands),
         # dispatch rooms, and routing (queue, claims, assignment, timers, emergencies).
         self.bot_commands = BotCommands(config, self.journal, prefix)
@@ -63,8 +87,20 @@ class Bridge:
         self.inbound.on_presence = self.routing.presence
         self.endpoint = AppserviceEndpoint(config.get("appservice.hs_token"), self.store.transactions,
                                            self.inbound.wake, self._user_exists)
-        self.visitor_api = VisitorApi(config, self.store, self.chats)
+        self.keeper = RecordsKeeper(config, self.store, self.api, self.records, self.retention)
+        self.visitor_api = VisitorApi(config, self.store, self.chats, retention=self.retention,
+                                      on_erased=self.keeper.wake)
+        self.console_auth = ConsoleAuth(self.store, self.journal, lambda user: supervised_agencies(config, user),
+                                        config.get("web.public_url"), config.get("console.link_ttl_seconds"),
+                                        config.get("console.idle_minutes"))
+        self.console = ConsoleWeb(config, self.store, self.console_auth, self.records, self.retention, self.chats.bot)
+        ReportsWeb(self.console)
+        self.summaries = SummaryPoster(config, self.store, self.journal,
+                                       lambda room, text: bot.post_notice(self.api, self.chats.bot, room, text))
         self._runners: list[web.AppRunner] = []
+        self._unwatch = metrics.watch(metrics.LevelsCollector(
+            self.store.chats.counts, lambda: [a.id for a in config.agencies], self.hub.connections,
+            self.store.transactions.count_unprocessed))
 
     def _user_exists(self, user_id: str) -> bool:
         return self.puppets.is_puppet(user_id) and self.store.puppets.exists(user_id)
@@ -76,10 +112,13 @@ class Bridge:
         self._runners.append(runner)
 
     async def start(self) -> None:
+        self.records.config_loaded(self.config)
         await self.api.start()
         # The appservice listener first: the homeserver may start delivering as soon as we ping.
         await self._listen(self.endpoint.app(), self.config.get("appservice.bind_host"),
                            self.config.get("appservice.port"))
+        if self.config.get("metrics.enabled"):
+            await self._listen(metrics.app(), self.config.get("metrics.bind_host"), self.config.get("metrics.port"))
         await self._wait_for_homeserver()
         self.chats.room_version = self.puppets.room_version = self.dispatch.room_version = \
             await rooms.default_room_version(self.api)
@@ -87,13 +126,17 @@ class Bridge:
         await self.dispatch.ensure_rooms()
         self.inbound.start()
         self.outbound.start()
+        self.keeper.start()
+        self.webhooks.start()
+        self.summaries.start()
         await self.chats.resume()
         self.inbound.wake()
         self.outbound.wake()
         self.puppets.refill_pool()
         self.dispatch.start()
         self.routing.start()
-        await self._listen(public_app(self.visitor_api), self.config.get("web.bind_host"), self.config.get("web.port"))
+        await self._listen(public_app(self.visitor_api, self.console.app()), self.config.get("web.bind_host"),
+                           self.config.get("web.port"))
         try:
             # An event of ours wakes the homeserver's appservice scheduler (idle after its own restart);
             # the ping then makes it retry queued transactions now rather than after its back-off.
@@ -117,12 +160,16 @@ class Bridge:
     async def stop(self) -> None:
         for runner in self._runners:
             await runner.cleanup()
+        self._unwatch()
         await self.puppets.stop()
         await self.routing.stop()
         await self.dispatch.stop()
         await self.chats.stop()
         await self.inbound.stop()
         await self.outbound.stop()
+        await self.keeper.stop()
+        await self.webhooks.stop()
+        await self.summaries.stop()
         await self.crypto.close()
         await self.api.close()
         self.store.close()

@@ -38,6 +38,33 @@ def _url(v: str) -> str | None:
     return None if re.match(r"^https?://[^\s/]+", v) else "must be an http(s) URL"
 
 
+def contrast_ratio(a: str, b: str) -> float:
+    """WCAG 2.1 contrast ratio of two #rrggbb colours (1.0 to 21.0)."""
+    def luminance(colour: str) -> float:
+        channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        r, g, b = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+    light, dark = sorted((luminance(a), luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def _text_background(v: str) -> str | None:
+    """A colour white text sits on (buttons, header) must reach WCAG AA: 4.5:1."""
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", v):
+        return "must be a colour written #rrggbb, such as #0b57a4"
+    ratio = contrast_ratio(v, "#ffffff")
+    if ratio < 4.5:
+        return (f"{v} has a contrast of {ratio:.1f}:1 with the white text on it; WCAG AA needs at least 4.5:1. "
+                "Choose a darker colour")
+    return None
+
+
+def _logo(v: str) -> str | None:
+    if v and not re.search(r"\.(png|jpe?g|webp|svg)$", v, re.IGNORECASE):
+        return "must be a .png, .jpg, .webp or .svg file"
+    return None
+
+
 def _positive(v: float) -> str | None:
     return None if v > 0 else "must be greater than 0"
 
@@ -62,7 +89,8 @@ AGENCY_FIELD_DOCS: dict[str, str] = {
     "name": "the agency's name, shown to citizens on transfer (required)",
     "server_name": "homeserver its officers are on (default: homeserver.server_name)",
     "officers": "Matrix user IDs (@name:server) and/or whole server names (every user there is an officer)",
-    "supervisors": "Matrix user IDs of supervisors: mentioned on alerts, may act like officers",
+    "supervisors": "Matrix user IDs of supervisors: mentioned on alerts, may act like officers, and use "
+                   "!hold/!unhold and the console",
     "dispatch_room": "room ID of its dispatch room (null: the bridge creates an encrypted one and invites "
                      "the officers and supervisors listed by user ID)",
     "topics": "topic IDs it handles (alternative to `agency` on a topic)",
@@ -77,6 +105,7 @@ AGENCY_FIELD_DOCS: dict[str, str] = {
     "present_officers_as": "display_name, or a pattern such as \"Officer {n}\" ({n}: the officer's number)",
     "emergency": "{language: [words or phrases]} that mark a chat an emergency (\"*\": every language; "
                  "matched as whole words, ignoring case and accents)",
+    "retention_days": "how long its closed chats are kept (overrides records.retention_days)",
 }
 
 
@@ -119,6 +148,22 @@ SCHEMA: list[Key] = [
     Key("crypto.undecryptable_wait_seconds", float, 60.0,
         "How long an officer message that cannot be decrypted waits for its keys before the officer is asked to "
         "resend it.", check=_positive),
+    Key("metrics.enabled", bool, True, "Serve Prometheus metrics at /metrics on the private metrics listener."),
+    Key("metrics.bind_host", str, "127.0.0.1",
+        "Private address of the metrics listener. Never expose it publicly: the figures describe police workload. "
+        "It is separate from the appservice listener so Prometheus never needs the homeserver's token."),
+    Key("metrics.port", int, 29331, "Port of the metrics listener.", check=_port),
+    Key("console.link_ttl_seconds", int, 300,
+        "How long a supervisor's one-time console sign-in link (sent by the bot on !console) stays valid.",
+        check=lambda v: None if 30 <= v <= 900 else "must be between 30 and 900 seconds"),
+    Key("console.idle_minutes", int, 30,
+        "A console session ends after this many minutes without a request (CJIS AC-11: at most 30).",
+        check=lambda v: None if 1 <= v <= 30 else "must be between 1 and 30 minutes"),
+    Key("reports.summary_rooms", "rooms", default={},
+        doc="Where the bot posts each agency's daily summary (yesterday's figures): agency id → room ID, e.g. "
+            "{central: '!supervisors:police.example'}. Invite the bot to the room; agencies not listed get none."),
+    Key("reports.summary_time", str, "06:00", "When (UTC, HH:MM) the daily summary of the previous day is posted.",
+        check=lambda v: None if re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", v) else "must be a time like 06:00"),
     Key("chats.first_number", int, 1001, "Number given to the first chat; officers see 'Chat <number>'.",
         check=_positive),
     Key("chats.puppet_pool_size", int, 3,
@@ -129,12 +174,24 @@ SCHEMA: list[Key] = [
     Key("attachments.allowed_types", "mimetypes", default=["image/jpeg", "image/png", "image/webp", "application/pdf"],
         doc="Types citizens may send, recognised from the file's content (not its name). "
             "Known: image/jpeg, image/png, image/webp, application/pdf."),
-    Key("site.service_name", str, "Police non-emergency web chat", "Title shown to citizens on the chat page."),
+    Key("site.service_name", str, "",
+        "The agency's name for the chat, shown as the page's title and header in every language "
+        "(empty: 'Police non-emergency web chat', in the citizen's language)."),
+    Key("site.logo", str, "",
+        "The agency's logo shown in the page header: a .png, .jpg, .webp or .svg file (relative to the config file); "
+        "the bridge serves it itself, so the page loads nothing from elsewhere. Empty: no logo.", check=_logo),
+    Key("site.primary_color", str, "#0b57a4",
+        "Colour of buttons and links (#rrggbb). White text sits on it, so it must reach a 4.5:1 contrast.",
+        check=_text_background),
+    Key("site.header_color", str, "#0b3a6e",
+        "Colour of the page header (#rrggbb). White text sits on it, so it must reach a 4.5:1 contrast.",
+        check=_text_background),
     Key("site.emergency_number", str, "999",
         "Emergency number shown (as a tap-to-call link) on every screen: 999, 911, 112…",
         check=lambda v: None if re.fullmatch(r"[0-9+ ]{2,16}", v) else "must be a phone number such as 999, 911 or 112"),
-    Key("site.welcome_text", str, "Tell us what happened and an officer will reply here.",
-        "Short welcome shown above the start form."),
+    Key("site.welcome_text", str, "",
+        "Short welcome shown above the start form, as written, in every language (empty: the standard welcome, "
+        "in the citizen's language)."),
     Key("site.privacy_url", str, "", "Link to the privacy notice (empty: no link shown)."),
     Key("site.require_consent", bool, False,
         "Citizens must tick that they have read the privacy notice before starting a chat (needs site.privacy_url)."),
@@ -145,10 +202,18 @@ SCHEMA: list[Key] = [
         "What starts an officer's command (!close, !claim …). Nothing starting with it ever reaches a citizen.",
         check=lambda v: None if 1 <= len(v) <= 3 and not v.isspace() and " " not in v
         else "must be 1-3 non-blank characters, such as ! or /"),
+    Key("federation.allowed_servers", "servers", default=[], example=["police-north.example"],
+        doc="Other homeservers (server names, as after the ':' in user IDs) whose officers may take part in chats. "
+            "Chat rooms carry a server ACL allowing only the bridge's homeserver and these; users of any other "
+            "server are never invited, never given room keys, and removed if they appear."),
+    Key("routing.transfer_first_officer", str, "leave",
+        "After `!transfer`, once the new officer has joined: `leave` removes the transferring agency's officers "
+        "from the chat, `stay` keeps them in it.",
+        check=lambda v: None if v in ("leave", "stay") else "must be leave or stay"),
     Key("agencies", "agencies", required=True,
         example=[{"id": "central", "name": "Central Police", "server_name": "police.example",
                   "officers": ["@officer1:police.example", "@officer2:police.example"],
-                  "supervisors": ["@sergeant:police.example"], "dispatch_room": None,
+                  "supervisors": ["@sergeant1:police.example"], "dispatch_room": None,
                   "topics": ["general", "lost-property"],
                   "hours": {"timezone": "Europe/London",
                             "weekly": {"mon": ["08:00-20:00"], "tue": ["08:00-20:00"], "wed": ["08:00-20:00"],
@@ -161,7 +226,7 @@ SCHEMA: list[Key] = [
                              "999": "If anyone is in danger right now, please call 999."},
                   "present_officers_as": "display_name",
                   "emergency": {"en": ["help me", "knife", "gun", "weapon", "kill myself", "suicide"],
-                                "fr": ["au secours", "couteau", "arme"]}}],
+                                "fr": ["au secours", "couteau", "arme"]}, "retention_days": 730}],
         doc="Agencies answering chats. Keys of each agency:"
             + "".join(f"\n  {name}: {doc}" for name, doc in AGENCY_FIELD_DOCS.items())),
     Key("topics", "topics",
@@ -169,9 +234,22 @@ SCHEMA: list[Key] = [
         example=[{"id": "general", "label": "General enquiry", "agency": "central"},
                  {"id": "lost-property", "label": "Lost property", "agency": "central"}],
         doc="Topics a citizen can pick; each goes to an agency (null: the first agency)."),
-    Key("federation.allowed_servers", "servers", default=[], example=["police.example", "county.example"],
-        doc="Homeservers whose users may take part in chats at all (officers of agencies on other servers). "
-            "Conversation rooms carry a server ACL with exactly these; empty: only homeserver.server_name."),
+    Key("records.signing_key_path", str, "records-signing.key",
+        "Ed25519 key that signs each closed chat's transcript; created (mode 0600) on first start. Keep it with the "
+        "config's secrets and back it up: `python -m bridge records public-key` prints what verifiers need."),
+    Key("records.retention_days", int, 730,
+        "Closed chats are purged this many days after closing (an agency's retention_days overrides it); "
+        "chats under legal hold are never purged.", check=_positive),
+    Key("records.audit_retention_days", int, 365,
+        "Audit entries are kept at least this many days (the chain stays verifiable after pruning).",
+        check=lambda v: None if v >= 365 else "must be at least 365 days"),
+    Key("records.purge_interval_minutes", int, 60,
+        "How often the bridge purges expired chats and audit entries.", check=_positive),
+    Key("webhooks.endpoints", "webhooks", default=[],
+        doc="Signed webhooks, so a force can link chats to its records or CAD system. A list of "
+            "{agency: <agency id>, url: https://…, secret: <at least 16 random characters>}; each receives "
+            "chat.queued, chat.claimed, chat.assigned, chat.transferred and chat.closed of that agency's chats as "
+            "JSON POSTs signed with HMAC-SHA256 (see docs/webhooks.md), retried with back-off for a day."),
     Key("logging.level", str, "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.",
         check=lambda v: None if v in ("DEBUG", "INFO", "WARNING", "ERROR") else "must be DEBUG, INFO, WARNING or ERROR"),
 ]
@@ -215,6 +293,7 @@ class Agency:
     canned: dict[str, str] = field(default_factory=dict)
     present_officers_as: str = "display_name"
     emergency: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_EMERGENCY))
+    retention_days: int | None = None
 
     def is_supervisor(self, user_id: str) -> bool:
         return user_id in self.supervisors
@@ -236,6 +315,13 @@ class Topic:
     agency: str
 
 
+@dataclass(frozen=True)
+class Webhook:
+    agency: str
+    url: str
+    secret: str
+
+
 @dataclass
 class Config:
     """Validated configuration. ``get("a.b")`` reads a key; agencies and topics are typed."""
@@ -244,6 +330,7 @@ class Config:
     base_dir: Path
     agencies: list[Agency] = field(default_factory=list)
     topics: list[Topic] = field(default_factory=list)
+    webhooks: list[Webhook] = field(default_factory=list)
 
     def get(self, path: str) -> Any:
         return self.values[path]
@@ -254,6 +341,11 @@ class Config:
 
     def agency(self, agency_id: str) -> Agency:
         return next(a for a in self.agencies if a.id == agency_id)
+
+    def retention_days(self, agency_id: str) -> int:
+        """How long this agency's closed chats are kept."""
+        agency = next((a for a in self.agencies if a.id == agency_id), None)
+        return agency.retention_days if agency and agency.retention_days else self.values["records.retention_days"]
 
     def topic(self, topic_id: str | None) -> Topic:
         for t in self.topics:
@@ -416,12 +508,43 @@ def _parse_agency(a: Any, where: str, default_server: str) -> Agency:
             for lang, words in emergency_raw.items()):
         raise ConfigError(f"{where}.emergency: expected a mapping of language codes (or \"*\") "
                           "to lists of words and phrases")
+    retention = a.get("retention_days")
+    if retention is not None and (isinstance(retention, bool) or not isinstance(retention, int) or retention <= 0):
+        raise ConfigError(f"{where}.retention_days: expected a whole number of days greater than 0")
     return Agency(
         aid, name.strip(), tuple(o for o in officers if o.startswith("@")), server,
         tuple(o for o in officers if not o.startswith("@")), _user_ids(a.get("supervisors"), f"{where}.supervisors"),
         room, tuple(topics), _parse_hours(a.get("hours"), f"{where}.hours"), routing, cap,
         _parse_timeouts(a.get("timeouts"), f"{where}.timeouts"), {str(k): v for k, v in canned.items()},
-        present, {str(k).lower(): tuple(v) for k, v in emergency_raw.items()})
+        present, {str(k).lower(): tuple(v) for k, v in emergency_raw.items()}, retention)
+
+
+_SERVER_NAME = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?")
+
+
+def server_of(user_id: str) -> str:
+    """The server name of a Matrix user ID (everything after the first ':')."""
+    return user_id.split(":", 1)[1] if ":" in user_id else ""
+
+
+def _parse_servers(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(s, str) and _SERVER_NAME.fullmatch(s) for s in value):
+        raise ConfigError("federation.allowed_servers: expected a list of server names like police-north.example "
+                          "(host, optionally :port)")
+    return value
+
+
+def _check_officer_servers(agencies: list[Agency], own: str, allowed: list[str]) -> None:
+    for i, agency in enumerate(agencies):
+        for key, users in (("officers", agency.officers), ("supervisors", agency.supervisors)):
+            for user in users:
+                if server_of(user) != own and server_of(user) not in allowed:
+                    raise ConfigError(f"agencies[{i}].{key}: {user} is on {server_of(user)}, which is neither "
+                                      f"this homeserver ({own}) nor in federation.allowed_servers")
+        for server in agency.officer_servers:
+            if server != own and server not in allowed:
+                raise ConfigError(f"agencies[{i}].officers: {server} is neither this homeserver ({own}) nor in "
+                                  "federation.allowed_servers")
 
 
 def _parse_agencies(value: Any, default_server: str = "") -> list[Agency]:
@@ -434,12 +557,6 @@ def _parse_agencies(value: Any, default_server: str = "") -> list[Agency]:
             raise ConfigError(f"agencies[{i}].id: duplicate agency id {agency.id!r}")
         out.append(agency)
     return out
-
-
-def _parse_servers(value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(s, str) and _SERVER.fullmatch(s) for s in value):
-        raise ConfigError("federation.allowed_servers: expected a list of server names like police.example")
-    return value
 
 
 def _parse_topics(value: Any, agencies: list[Agency]) -> list[Topic]:
@@ -462,6 +579,25 @@ def _parse_topics(value: Any, agencies: list[Agency]) -> list[Topic]:
         if agency not in ids:
             raise ConfigError(f"{where}.agency: {agency!r} is not one of the agencies {sorted(ids)}")
         out.append(Topic(t["id"], t["label"], agency))
+    return out
+
+
+def _parse_webhooks(value: Any, agencies: list[Agency]) -> list[Webhook]:
+    if not isinstance(value, list):
+        raise ConfigError("webhooks.endpoints: expected a list of {agency, url, secret}")
+    ids = {a.id for a in agencies}
+    out = []
+    for i, w in enumerate(value):
+        where = f"webhooks.endpoints[{i}]"
+        if not isinstance(w, dict) or set(w) != {"agency", "url", "secret"}:
+            raise ConfigError(f"{where}: expected exactly the keys agency, url and secret")
+        if w["agency"] not in ids:
+            raise ConfigError(f"{where}.agency: {w['agency']!r} is not one of the agencies {sorted(ids)}")
+        if not isinstance(w["url"], str) or _url(w["url"]):
+            raise ConfigError(f"{where}.url: must be an http(s) URL")
+        if not isinstance(w["secret"], str) or (problem := secret_problem(w["secret"])):
+            raise ConfigError(f"{where}.secret: {problem if isinstance(w['secret'], str) else 'expected text'}")
+        out.append(Webhook(w["agency"], w["url"], w["secret"]))
     return out
 
 
@@ -496,20 +632,31 @@ def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Co
     types = values["attachments.allowed_types"]
     if not isinstance(types, list) or not set(types) <= known:
         raise ConfigError(f"attachments.allowed_types: expected a list drawn from {sorted(known)}")
+    values["federation.allowed_servers"] = _parse_servers(values["federation.allowed_servers"])
     agencies = _parse_agencies(values["agencies"], values["homeserver.server_name"])
+    _check_officer_servers(agencies, values["homeserver.server_name"], values["federation.allowed_servers"])
     topics = _parse_topics(values["topics"], agencies)
     known_topics = {t.id for t in topics}
     for i, a in enumerate(agencies):
         if set(a.topics) - known_topics:
             raise ConfigError(f"agencies[{i}].topics: {sorted(set(a.topics) - known_topics)} are not topics "
                               f"(known: {sorted(known_topics)})")
-    values["federation.allowed_servers"] = _parse_servers(values["federation.allowed_servers"])
     privacy = values["site.privacy_url"]
     if privacy and _url(privacy):
         raise ConfigError(f"site.privacy_url: {_url(privacy)}")
+    logo = values["site.logo"]
+    if logo and not (Path(logo) if Path(logo).is_absolute() else base_dir / logo).is_file():
+        raise ConfigError(f"site.logo: the file {logo} does not exist (paths are relative to the config file)")
     if values["site.require_consent"] and not privacy:
         raise ConfigError("site.require_consent: needs site.privacy_url, the notice citizens consent to")
-    return Config(values, base_dir, agencies, topics)
+    webhooks = _parse_webhooks(values["webhooks.endpoints"], agencies)
+    rooms = values["reports.summary_rooms"]
+    if not isinstance(rooms, dict) or not all(
+            isinstance(r, str) and re.fullmatch(r"![^:\s]+(:\S+)?", r) for r in rooms.values()):
+        raise ConfigError("reports.summary_rooms: expected agency id → room ID like !abc:police.example")
+    if unknown := set(rooms) - {a.id for a in agencies}:
+        raise ConfigError(f"reports.summary_rooms: {sorted(unknown)} not among the agencies {[a.id for a in agencies]}")
+    return Config(values, base_dir, agencies, topics, webhooks)
 
 
 def load_file(path: str | Path, environ: dict[str, str] | None = None) -> Config:

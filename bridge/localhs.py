@@ -11,10 +11,12 @@ signing key, SQLite database, media, logs) and listens on 127.0.0.1 only::
 The settings laid over Synapse's generated config are kept, with the reason
 for each, in ``config/demo-homeserver.yaml``. With ``federation_port`` set the
 instance also gets a TLS federation listener (self-signed certificate) so two
-instances named ``127.0.0.1:<federation_port>`` can federate with each other.
+instances named ``127.0.0.1:<federation_port>`` can federate with each other
+(``federation_host`` puts that listener on another loopback address, e.g.
+``127.0.0.2``, for tests where room server ACLs must tell servers apart).
 
-Nothing here binds or contacts any address but 127.0.0.1 (HTTP proxies from
-the environment are ignored on purpose).
+Nothing here binds or contacts any address outside 127.0.0.0/8 (HTTP proxies
+from the environment are ignored on purpose).
 """
 
 from __future__ import annotations
@@ -113,10 +115,10 @@ def request_json(
     return status, parsed if isinstance(parsed, dict) else {"_json": parsed}
 
 
-def _port_in_use(port: int) -> bool:
+def _port_in_use(port: int, host: str = LOOPBACK) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(1)
-        return sock.connect_ex((LOOPBACK, port)) == 0
+        return sock.connect_ex((host, port)) == 0
 
 
 def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
@@ -150,7 +152,10 @@ class LocalSynapse:
     registration_paths: list[Path] = field(default_factory=list)
     """Appservice registration files given to ``app_service_config_files``."""
     federation_port: int | None = None
-    """When set: a TLS federation listener on 127.0.0.1 with a self-signed certificate."""
+    """When set: a TLS federation listener with a self-signed certificate."""
+    federation_host: str = LOOPBACK
+    """Loopback address (127.0.0.x) of the federation listener. Room server ACLs match the host of a
+    server name and ignore its port, so peers that one ACL must tell apart need different hosts."""
     python: str = sys.executable
     """Interpreter that has matrix-synapse installed."""
 
@@ -158,6 +163,8 @@ class LocalSynapse:
     _console: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if not ipaddress.ip_address(self.federation_host).is_loopback:
+            raise ValueError(f"federation_host must be a loopback address, not {self.federation_host!r}")
         self.data_dir = Path(self.data_dir).resolve()
         self.registration_paths = [Path(p).resolve() for p in self.registration_paths]
 
@@ -184,7 +191,7 @@ class LocalSynapse:
 
     @property
     def federation_url(self) -> str | None:
-        return None if self.federation_port is None else f"https://{LOOPBACK}:{self.federation_port}"
+        return None if self.federation_port is None else f"https://{self.federation_host}:{self.federation_port}"
 
     @property
     def pid(self) -> int | None:
@@ -283,7 +290,7 @@ class LocalSynapse:
                     "port": self.federation_port,
                     "type": "http",
                     "tls": True,
-                    "bind_addresses": [LOOPBACK],
+                    "bind_addresses": [self.federation_host],
                     "x_forwarded": False,
                     "resources": [{"names": ["federation"], "compress": False}],
                 }
@@ -297,12 +304,12 @@ class LocalSynapse:
         return settings
 
     def _ensure_tls_certificate(self) -> tuple[Path, Path]:
-        """Create a self-signed certificate for 127.0.0.1 once (openssl CLI)."""
+        """Create a self-signed certificate for the federation host once (openssl CLI)."""
         cert, key = self.data_dir / "federation.crt", self.data_dir / "federation.key"
         if not (cert.exists() and key.exists()):
             cmd = [
                 "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                "-subj", f"/CN={LOOPBACK}", "-addext", f"subjectAltName=IP:{LOOPBACK}",
+                "-subj", f"/CN={self.federation_host}", "-addext", f"subjectAltName=IP:{self.federation_host}",
                 "-days", "3650", "-keyout", str(key), "-out", str(cert),
             ]  # fmt: skip
             result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -348,9 +355,9 @@ class LocalSynapse:
         if self.pid is not None:
             raise RuntimeError(f"Synapse for {self.server_name} is already running (pid {self.pid})")
         self.write_config()
-        for port in (self.port, self.federation_port):
-            if port is not None and _port_in_use(port):
-                raise RuntimeError(f"port {port} on {LOOPBACK} is already in use")
+        for host, port in ((LOOPBACK, self.port), (self.federation_host, self.federation_port)):
+            if port is not None and _port_in_use(port, host):
+                raise RuntimeError(f"port {port} on {host} is already in use")
 
         deadline = time.monotonic() + timeout
         self._console = self.console_path.open("ab")

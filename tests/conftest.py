@@ -15,29 +15,34 @@ import yaml
 
 from bridge.localhs import LocalSynapse, free_port
 from tests.support.bridge_process import BridgeProcess
+from tests.support import supervisor_room
 from tests.support.officer import NioOfficer
 
 ROOT = Path(__file__).parents[1]
 SERVER = "localhost"
 PASSWORD = "officer-password-1"
-OFFICERS = {"central": "officer1", "nightshift": "officer2", "interop": "jsofficer", "autodesk": "officer3",
-            "timers": "officer5", "closed": "officer6"}
-SUPERVISOR = "supervisor1"
+ATTACHMENT_LIMIT = 512 * 1024
+OFFICERS = {"central": "officer1", "nightshift": "officer2", "interop": "jsofficer", "hooked": "hookofficer",
+            "autodesk": "officer3", "timers": "officer5", "closed": "officer6"}
+SUPERVISOR = "supervisor1"                 # supervises the "hooked" agency (console tests)
+WEBHOOK_SECRET = "webhook-secret-of-the-hooked-agency-0123456789"   # the "hooked" agency's chats send webhooks
+SERGEANT = "sergeant1"                     # supervises central, autodesk and timers (alerts mention them)
 # Users who are not officers of the agency they try to act in.
 OTHERS = {"autodesk2": "officer4", "intruder": "intruder"}
 TEST_AGENCY_SETTINGS = {
     # Old chats of earlier tests stay open; a cap would make later claims fail.
-    "central": {"max_chats_per_officer": 1000, "supervisors": [f"@{SUPERVISOR}:{SERVER}"],
+    "central": {"max_chats_per_officer": 1000, "supervisors": [f"@{SERGEANT}:{SERVER}"],
                 "canned": {"hello": "Hello, this is the police. How can we help?"},
                 "emergency": {"en": ["knife", "help me"], "fr": ["au secours"]}},
     "nightshift": {"max_chats_per_officer": 1000},
     "interop": {"max_chats_per_officer": 1000},
-    "autodesk": {"routing": "auto", "max_chats_per_officer": 1, "supervisors": [f"@{SUPERVISOR}:{SERVER}"],
+    "autodesk": {"routing": "auto", "max_chats_per_officer": 1, "supervisors": [f"@{SERGEANT}:{SERVER}"],
                  "officers": [f"@officer3:{SERVER}", f"@officer4:{SERVER}"], "present_officers_as": "Officer {n}"},
-    "timers": {"max_chats_per_officer": 1000, "supervisors": [f"@{SUPERVISOR}:{SERVER}"],
+    "timers": {"max_chats_per_officer": 1000, "supervisors": [f"@{SERGEANT}:{SERVER}"],
                "timeouts": {"unclaimed_seconds": 3, "unanswered_seconds": 6, "visitor_idle_seconds": 4,
                             "visitor_idle_close_seconds": 4}},
     "closed": {"hours": {"timezone": "UTC", "weekly": {}}, "max_chats_per_officer": 1000},
+    "hooked": {"supervisors": [f"@{SUPERVISOR}:{SERVER}"], "max_chats_per_officer": 1000},
 }
 
 
@@ -54,33 +59,58 @@ class MatrixEnv:
     def public_url(self) -> str:
         return self.config["web"]["public_url"]
 
+    @property
+    def webhook_port(self) -> int:
+        return int(self.config["webhooks"]["endpoints"][0]["url"].split(":")[2].split("/")[0])
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.config['metrics']['port']}/metrics"
+
+    @property
+    def agency_site(self) -> str:
+        """Origin of the agency's own website (served by tests/browser's fixture), allowed to embed the chat."""
+        return self.config["web"]["embed_origins"][0]
+
     def officer_id(self, agency: str) -> str:
-        return f"@{({**OFFICERS, **OTHERS, 'supervisor': SUPERVISOR})[agency]}:{SERVER}"
+        return f"@{({**OFFICERS, **OTHERS, 'sergeant': SERGEANT})[agency]}:{SERVER}"
 
     @property
     def db_path(self) -> Path:
         return self.dir / "precinct.db"
 
 
+AGENCY_HOST = "127.0.0.2"      # an agency's own website, allowed to embed the widget (tests/browser)
+
+
 def write_bridge_config(dir: Path, hs_url: str) -> tuple[Path, dict]:
-    web_port, as_port = free_port(), free_port()
+    web_port, as_port, metrics_port, webhook_port = free_port(), free_port(), free_port(), free_port()
+    agency_site = f"http://{AGENCY_HOST}:{free_port(AGENCY_HOST)}"
     config = {
         "homeserver": {"url": hs_url, "server_name": SERVER},
         "appservice": {"id": "precinct", "port": as_port, "url": f"http://127.0.0.1:{as_port}",
                        "as_token": "placeholder", "hs_token": "placeholder"},
-        "web": {"port": web_port, "public_url": f"http://127.0.0.1:{web_port}", "max_message_chars": 4000},
+        "web": {"port": web_port, "public_url": f"http://127.0.0.1:{web_port}", "max_message_chars": 4000,
+                "embed_origins": [agency_site]},
+        "site": {"quick_exit_url": f"{agency_site}/weather"},
         "store": {"path": "precinct.db", "crypto_dir": "crypto"},
+        "metrics": {"port": metrics_port},
         "crypto": {"pickle_key": "placeholder", "undecryptable_wait_seconds": 6},
         "chats": {"puppet_pool_size": 2},
+        # Small enough that tests can go just past it without pushing megabytes through a loaded machine.
+        "attachments": {"max_bytes": ATTACHMENT_LIMIT},
         "agencies": [{"id": a, "name": f"{a.title()} Police", "officers": [f"@{o}:{SERVER}"],
                       **TEST_AGENCY_SETTINGS.get(a, {})} for a, o in OFFICERS.items()],
         "topics": [{"id": "general", "label": "General enquiry", "agency": "central"},
                    {"id": "lost-property", "label": "Lost property", "agency": "central"},
                    {"id": "night", "label": "Night desk", "agency": "nightshift"},
                    {"id": "interop", "label": "Interop", "agency": "interop"},
+                   {"id": "hooked", "label": "Hooked", "agency": "hooked"},
                    {"id": "auto", "label": "Automatic desk", "agency": "autodesk"},
                    {"id": "timers", "label": "Timers desk", "agency": "timers"},
                    {"id": "after-hours", "label": "After hours", "agency": "closed"}],
+        "webhooks": {"endpoints": [{"agency": "hooked", "url": f"http://127.0.0.1:{webhook_port}/hook",
+                                    "secret": WEBHOOK_SECRET}]},
         "logging": {"level": "INFO"},
     }
     path = dir / "config.yaml"
@@ -101,8 +131,15 @@ def matrix_env(tmp_path_factory: pytest.TempPathFactory):
     bridge = BridgeProcess(config_path, config["web"]["public_url"], dir / "bridge.log")
     try:
         synapse.start()
-        for localpart in [*OFFICERS.values(), SUPERVISOR, *OTHERS.values()]:
+        for localpart in [*OFFICERS.values(), SERGEANT, *OTHERS.values()]:
             synapse.register_user(localpart, PASSWORD)
+        synapse.register_user(SUPERVISOR, PASSWORD)
+        # The hooked agency's supervisors' room, with the bot invited: the daily summary goes there, and with
+        # summary_time 00:00 yesterday's is due as soon as the bridge starts.
+        room = supervisor_room.create_room(synapse.url, supervisor_room.login(synapse.url, SUPERVISOR, PASSWORD),
+                                           "Hooked supervisors", [f"@precinct:{SERVER}"])
+        config["reports"] = {"summary_rooms": {"hooked": room}, "summary_time": "00:00"}
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         bridge.start()
         yield MatrixEnv(dir, synapse, config_path, registration, config, bridge)
     finally:

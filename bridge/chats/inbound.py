@@ -20,8 +20,10 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
+from .. import metrics
+from ..background import WakeableLoop
 from ..config import Config
-from ..matrix.crypto import Crypto
+from ..matrix.crypto import SENDER_DEVICE, Crypto
 from ..matrix.puppets import PuppetManager
 from ..store import Store
 from ..store.attachments import Attachment
@@ -32,6 +34,7 @@ from .lifecycle import ChatService
 
 if TYPE_CHECKING:
     from ..officers.bot_rooms import BotRooms
+    from ..officers.admission import Admission
     from ..officers.chat_room import ChatRoomCommands
 
 log = logging.getLogger(__name__)
@@ -40,37 +43,22 @@ EPHEMERAL = ("ephemeral", "de.sorunome.msc2409.ephemeral")
 UNKNOWN_ROOM_GRACE_MS = 10 * 60 * 1000   # events may arrive before we stored the room we just created
 
 
-class InboundPump:
+class InboundPump(WakeableLoop):
     def __init__(self, config: Config, store: Store, crypto: Crypto, puppets: PuppetManager,
-                 chats: ChatService, commands: ChatRoomCommands) -> None:
+                 chats: ChatService, commands: ChatRoomCommands, admission: Admission) -> None:
         self.store, self.crypto, self.puppets, self.chats = store, crypto, puppets, chats
-        self.commands = commands
+        self.commands, self.admission = commands, admission
         self.bot_rooms: BotRooms | None = None          # the bot's own rooms (dispatch, direct chats)
         self.on_presence: Callable[[str, str], None] | None = None
         self.wait_ms = int(config.get("crypto.undecryptable_wait_seconds") * 1000)
+        self.max_hash_bytes = max(config.get("attachments.max_bytes"), 100 * 1024 * 1024)
         self.bot = chats.bot
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
         self.failed_events = 0
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        super().__init__()
 
     async def _run(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=2.0)
-            except asyncio.TimeoutError:
-                pass                                  # periodic pass: undecryptable deadlines
-            self._wake.clear()
+            await self._sleep(2.0)                    # woken, or a periodic pass: undecryptable deadlines
             try:
                 await self.process_all()
             except asyncio.CancelledError:
@@ -107,6 +95,7 @@ class InboundPump:
                     if isinstance(e.get("sender"), str) and isinstance(content.get("presence"), str):
                         self.on_presence(e["sender"], content["presence"])
         self.store.transactions.mark_processed(txn_id)
+        metrics.transaction_processed(_oldest_origin(body))
 
     def _typing(self, event: dict[str, Any]) -> None:
         chat = self.store.chats.by_room(str(event.get("room_id")))
@@ -164,25 +153,33 @@ class InboundPump:
             if decrypted is None and await self.crypto.recover_keys(puppet):
                 decrypted = await self.crypto.decrypt(puppet, event)
             if decrypted is None:
+                if item.first_failed_ts is None:
+                    metrics.decrypt_failed(final=False)
                 first_failed = self.store.room_events.note_failure(item.stream)
                 if time.time() * 1000 - first_failed < self.wait_ms:
                     return False
                 self.chats.notify_officers(chat, "⚠ The citizen did not receive your message sent at "
                                            f"{_clock(event)} (it could not be decrypted). Please send it again.")
                 self.store.room_events.finish(item.stream, FAILED, "undecryptable")
+                metrics.decrypt_failed(final=True)
                 return True
             event = decrypted
         meaning = ev.interpret(event)
-        sender = str(event.get("sender"))
+        sender, device = str(event.get("sender")), event.get(SENDER_DEVICE)
+        sha256 = None
+        if isinstance(meaning, ev.OfficerAttachment):      # before the transaction: it downloads
+            sha256 = await self.chats.attachment_sha256(chat, meaning.mxc, meaning.file_info, self.max_hash_bytes)
         name = self._display_name(chat, sender)
         if isinstance(meaning, ev.Membership):
-            if meaning.membership in ("invite", "join") and not self._ours(meaning.user_id) \
-                    and not self.chats.listener.may_act(chat, meaning.user_id):
-                await self.chats.refuse_member(chat, meaning.user_id, sender)
+            if meaning.membership in ("invite", "join") and not self._ours(meaning.user_id) and (
+                    not self.admission.allowed(meaning.user_id)
+                    or not self.chats.listener.may_act(chat, meaning.user_id)):
+                await self.admission.refuse(chat, meaning.user_id, meaning.membership, sender)
             elif meaning.membership == "join" and meaning.previous != "join" and not self._ours(meaning.user_id):
                 # Idempotent, so a crash before the event is marked done just repeats it harmlessly.
                 await self.chats.officer_joined(chat, meaning.user_id, self.chats.listener.present(
                     chat, meaning.user_id, meaning.display_name or meaning.user_id))
+                await self.admission.joined(chat, meaning.user_id)
             self.store.room_events.finish(item.stream, DONE)
             return True
         if isinstance(meaning, (ev.OfficerText, ev.OfficerEdit)) and self.commands.is_command(meaning.body):
@@ -194,12 +191,12 @@ class InboundPump:
         with self.store.db.transaction():
             if isinstance(meaning, ev.OfficerText):
                 self.chats.officer_message(chat, meaning.kind, meaning.body, sender, name, item.event_id,
-                                           event.get("origin_server_ts"))
+                                           event.get("origin_server_ts"), device=device)
             elif isinstance(meaning, ev.OfficerAttachment):
-                msg = self.chats.officer_message(chat, meaning.kind, meaning.name, sender, name, item.event_id,
-                                                 event.get("origin_server_ts"))
-                self.store.attachments.add(Attachment(chat.id, msg.seq, meaning.name, meaning.mimetype,
-                                                      meaning.size, None, meaning.mxc, meaning.file_info))
+                self.chats.officer_message(chat, meaning.kind, meaning.name, sender, name, item.event_id,
+                                           event.get("origin_server_ts"), device=device,
+                                           attachment=Attachment(chat.id, 0, meaning.name, meaning.mimetype,
+                                                                 meaning.size, sha256, meaning.mxc, meaning.file_info))
             elif isinstance(meaning, (ev.OfficerEdit, ev.OfficerRedaction)):
                 target = self.store.messages.by_event_id(meaning.target_event_id)
                 # Only within this chat; an edit only by whoever wrote the original (as Matrix clients do).
@@ -211,7 +208,7 @@ class InboundPump:
                 elif target is not None:
                     kind, body = ("edit", meaning.body) if isinstance(meaning, ev.OfficerEdit) else ("redaction", "")
                     self.chats.officer_message(chat, kind, body, sender, name, item.event_id,
-                                               event.get("origin_server_ts"), target_seq=target.seq)
+                                               event.get("origin_server_ts"), target_seq=target.seq, device=device)
             elif isinstance(meaning, ev.Unsupported):
                 log.info("chat %s: %s not shown to the citizen: %s", chat.number, item.event_id, meaning.reason)
             self.store.room_events.finish(item.stream, DONE)
@@ -222,6 +219,12 @@ class InboundPump:
         room = client.rooms.get(chat.room_id or "") if client else None
         name = (room.user_name(user_id) or user_id) if room and user_id in room.users else user_id
         return self.chats.listener.present(chat, user_id, name)
+
+
+def _oldest_origin(body: dict[str, Any]) -> int | None:
+    stamps = [e["origin_server_ts"] for e in body.get("events") or []
+              if isinstance(e, dict) and isinstance(e.get("origin_server_ts"), int)]
+    return min(stamps, default=None)
 
 
 def _clock(event: dict[str, Any]) -> str:

@@ -16,8 +16,9 @@ import hashlib
 import logging
 import secrets
 import time
-from typing import Callable
+from typing import Any, Callable
 
+from .. import metrics
 from ..config import Config
 from ..matrix import rooms
 from ..matrix.crypto import Crypto, decrypt_file, encrypt_file
@@ -31,7 +32,7 @@ from . import notices
 from ..store.messages import OFFICER, SYSTEM, VISITOR, Message
 from . import attachments, queue
 from .hub import ChatHub
-from .journal import Journal
+from .journal import Journal, LogJournal
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class ChatListener:
 
     def ticket(self, ticket: Ticket) -> None: ...
 
+    def transferred(self, chat: Chat) -> None: ...
+
     def present(self, chat: Chat, user_id: str, name: str) -> str:
         """How an officer is named to the citizen (display name, or an alias such as "Officer 3")."""
         return name
@@ -80,22 +83,26 @@ class ChatNotReady(Exception):
 
 class ChatService:
     def __init__(self, config: Config, store: Store, api: HomeserverApi, crypto: Crypto, puppets: PuppetManager,
-                 hub: ChatHub, wake_outbound: Callable[[], None]) -> None:
+                 hub: ChatHub, wake_outbound: Callable[[], None], journal: Journal | None = None) -> None:
         self.config, self.store, self.api, self.crypto, self.puppets = config, store, api, crypto, puppets
         self.hub, self.wake_outbound = hub, wake_outbound
+        self.journal: Journal = journal or LogJournal()
         self.bot = f"@{config.get('appservice.bot_localpart')}:{config.get('homeserver.server_name')}"
         self.room_version = "10"
+        self.acl: dict[str, Any] | None = None    # m.room.server_acl content of new chat rooms (officers/access)
         self._setup: dict[str, asyncio.Task] = {}
         self.listener = ChatListener()
-        self.journal: Journal | None = None
 
     # ---- citizen actions -----------------------------------------------------------------------
     def open(self, topic_id: str | None, display_name: str | None, language: str | None) -> tuple[Chat, str]:
         topic = self.config.topic(topic_id)
         token = secrets.token_urlsafe(32)            # 256 random bits; only its hash is stored
-        chat = self.store.chats.create(secrets.token_urlsafe(12), hash_token(token), topic.id, topic.agency,
-                                       display_name, language)
-        self.store.messages.add(chat.id, SYSTEM, "text", notices.text("queued"))
+        with self.store.db.transaction():
+            chat = self.store.chats.create(secrets.token_urlsafe(12), hash_token(token), topic.id, topic.agency,
+                                           display_name, language)
+            self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("queued"))
+            self.journal.chat_event(chat.id, "queued", None, number=chat.number, agency=chat.agency,
+                                    topic=chat.topic, language=language, display_name=display_name)
         self.start_setup(chat.id)
         self.listener.queued(chat)
         return chat, token
@@ -116,9 +123,8 @@ class ChatService:
         topic = self.config.topic(topic_id)
         with self.store.db.transaction():
             ticket = self.store.tickets.add(topic.agency, topic.id, message, name, contact)
-            if self.journal:
-                self.journal.audit("ticket.create", "visitor", target=f"T{ticket.number}", agency=topic.agency,
-                                   topic=topic.id)
+            self.journal.audit("ticket.create", "visitor", target=f"T{ticket.number}", agency=topic.agency,
+                               topic=topic.id)
         self.listener.ticket(ticket)
         return ticket
 
@@ -137,6 +143,7 @@ class ChatService:
                                           client_id=client_id)
             self.store.outbox.add(chat.id, new_txn_id(), "m.room.message", {"msgtype": "m.text", "body": body},
                                   message_seq=msg.seq)
+            self.journal.chat_event(chat.id, "message.visitor", "visitor", seq=msg.seq, body=body)
         self.hub.messages(chat.id)
         self.wake_outbound()
         self.listener.visitor_said(chat, body)
@@ -166,8 +173,11 @@ class ChatService:
         with self.store.db.transaction():
             msg = self.store.messages.add(chat.id, VISITOR, kind, name, sender=chat.display_name,
                                           client_id=client_id)
-            self.store.attachments.add(Attachment(chat.id, msg.seq, name, mimetype, len(data),
-                                                  hashlib.sha256(data).hexdigest(), mxc, file_info))
+            digest = hashlib.sha256(data).hexdigest()
+            self.store.attachments.add(Attachment(chat.id, msg.seq, name, mimetype, len(data), digest, mxc,
+                                                  file_info))
+            self.journal.chat_event(chat.id, "attachment", "visitor", seq=msg.seq, name=name, mimetype=mimetype,
+                                    size=len(data), sha256=digest)
             self.store.outbox.add(chat.id, new_txn_id(), "m.room.message", content, message_seq=msg.seq)
         self.hub.messages(chat.id)
         self.wake_outbound()
@@ -194,13 +204,17 @@ class ChatService:
                 log.info("typing for chat %s not sent: %s", chat.number, e)
 
     def close(self, chat: Chat, by: str, officer_name: str | None = None) -> None:
+        """End the chat. A citizen's close is recorded here; whoever closes on the officers' side
+        records its own ``closed`` entry (with who and why) in the same transaction."""
         if chat.state == CLOSED:
             return
         with self.store.db.transaction():
             self.store.chats.set_state(chat.id, CLOSED)
-            text = (notices.text("ended_by_visitor") if by == VISITOR
-                    else notices.text("ended_by_officer", name=officer_name or "The officer"))
-            self.store.messages.add(chat.id, SYSTEM, "text", text)
+            notice = (notices.message("ended_by_visitor") if by == VISITOR
+                      else notices.message("ended_by_officer", name=officer_name or "The officer"))
+            self.store.messages.add(chat.id, SYSTEM, "text", **notice)
+            if by == VISITOR:
+                self.journal.chat_event(chat.id, "closed", "visitor", by="visitor")
             # Officers hear of it only if there is a room, or one is still owed for unsent messages.
             if by == VISITOR and (chat.room_id or self.store.outbox.has_pending(chat.id)):
                 self.store.outbox.add(chat.id, new_txn_id(), "m.room.message",
@@ -212,6 +226,18 @@ class ChatService:
         self.wake_outbound()
         self.listener.closed(chat)
 
+    def transfer(self, chat: Chat, agency_id: str, agency_name: str, to: str, by: str, note: str | None) -> None:
+        """Back to waiting, now for another agency (``to``: its id, or one of its officers); the citizen is told.
+
+        Call inside the transaction that also records the transfer."""
+        with self.store.db.transaction():
+            self.store.chats.set_transfer(chat.id, agency_id, to, by, note)
+            self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("transferred", agency=agency_name))
+        self.hub.messages(chat.id)
+        self.hub.status(chat.id, WAITING)
+        self._queue_moved(agency_id)
+        self.listener.transferred(self.store.chats.get(chat.id) or chat)
+
     # ---- Matrix-side happenings ------------------------------------------------------------------
     async def officer_joined(self, chat: Chat, user_id: str, name: str) -> None:
         """Announce an officer's arrival to the citizen; the first one makes the chat active."""
@@ -219,10 +245,12 @@ class ChatService:
             if chat.state == WAITING:
                 self.store.chats.set_state(chat.id, ACTIVE, officer=user_id)
             if chat.state != CLOSED:
-                self.store.messages.add(chat.id, SYSTEM, "text", notices.text("officer_joined", name=name),
+                self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("officer_joined", name=name),
                                         sender=name, sender_mxid=user_id)
+                self.journal.chat_event(chat.id, "officer.joined", user_id, name=name)
         self.hub.messages(chat.id)
         if chat.state == WAITING:
+            metrics.chat_answered(chat.agency, chat.created_ts)
             self.hub.status(chat.id, ACTIVE)
             self._queue_moved(chat.agency)      # everyone behind moves up
         self.listener.joined(chat, user_id)
@@ -233,22 +261,43 @@ class ChatService:
             log.warning("room key for chat %s not shared on join (will be on next send): %s", chat.number, e)
 
     def officer_message(self, chat: Chat, kind: str, body: str, user_id: str, name: str, event_id: str,
-                        ts: int | None, target_seq: int | None = None) -> Message:
-        msg = self.store.messages.add(chat.id, OFFICER, kind, body, sender=name, sender_mxid=user_id,
-                                      event_id=event_id, target_seq=target_seq, ts=ts)
+                        ts: int | None, target_seq: int | None = None, *, device: str | None = None,
+                        attachment: Attachment | None = None) -> Message:
+        """Store (and record) an officer's message; call inside the transaction that marks its event done.
+        ``attachment``: the file behind an image/file message (its ``seq`` is filled in here)."""
+        with self.store.db.transaction():
+            msg = self.store.messages.add(chat.id, OFFICER, kind, body, sender=name, sender_mxid=user_id,
+                                          event_id=event_id, target_seq=target_seq, ts=ts)
+            if attachment is not None:
+                attachment.seq = msg.seq
+                self.store.attachments.add(attachment)
+                self.journal.chat_event(chat.id, "attachment", user_id, seq=msg.seq, device=device,
+                                        event_id=event_id, name=attachment.name, mimetype=attachment.mimetype,
+                                        size=attachment.size, sha256=attachment.sha256)
+            else:
+                self.journal.chat_event(chat.id, "message.officer", user_id, seq=msg.seq, device=device,
+                                        event_id=event_id, format=kind, target_seq=target_seq, sender_name=name,
+                                        body=body)
+        metrics.message_bridged(metrics.TO_CITIZEN)
+        if self.store.messages.count_from(chat.id, OFFICER) == 1:
+            metrics.first_response(chat.agency, chat.created_ts, msg.ts)
         self.hub.messages(chat.id)
         self.listener.officer_said(chat, user_id)
         return msg
 
-    async def refuse_member(self, chat: Chat, user_id: str, by: str) -> None:
-        """Someone who is not an officer of the chat's agency was invited or joined: take them out."""
-        log.warning("chat %s: %s (invited by %s) may not be in the room; removing them", chat.number, user_id, by)
-        if self.journal:
-            self.journal.audit("chat.member", user_id, "refused", target=chat.id, origin=chat.room_id, invited_by=by,
-                               reason="not an officer of " + chat.agency)
-        self.notify_officers(chat, f"{user_id} is not an officer of this chat's agency and was removed.")
-        await rooms.kick(self.api, chat.puppet, chat.room_id, user_id,  # type: ignore[arg-type]
-                         "Only the agency's officers may join this chat.")
+    async def attachment_sha256(self, chat: Chat, mxc: str, file_info: dict | None, max_bytes: int) -> str | None:
+        """SHA-256 of an officer's file as the citizen will get it (downloaded and decrypted), for the record;
+        None when it cannot be fetched now (the record then says so rather than holding the chat up)."""
+        if not chat.puppet:
+            return None
+        try:
+            data = await self.api.download(chat.puppet, mxc, max_bytes)
+            if file_info:
+                data = decrypt_file(data, file_info)
+            return hashlib.sha256(data).hexdigest()
+        except Exception as e:
+            log.warning("chat %s: attachment %s not hashed for the record: %s", chat.number, mxc, e)
+            return None
 
     def notify_officers(self, chat: Chat, text: str) -> None:
         """A notice in the room from the visitor's puppet (never shown to the citizen)."""
@@ -295,7 +344,7 @@ class ChatService:
                 await renamed
             room_id = await rooms.find_chat_room(self.api, puppet.user_id) or await rooms.create_chat_room(
                 self.api, puppet.user_id, rooms.chat_room_request(name, officers, self.bot, puppet.user_id,
-                                                                  self.room_version))
+                                                                  self.room_version, self.acl))
         self.store.chats.set_room(chat.id, room_id)
         log.info("chat %s ready in %s", chat.number, room_id)
         self.listener.ready(self.store.chats.get(chat.id) or chat)

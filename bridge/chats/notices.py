@@ -13,6 +13,7 @@ ENGLISH: dict[str, str] = {
     "officer_joined": "{name} has joined the chat.",
     "ended_by_visitor": "The chat has ended.",
     "ended_by_officer": "{name} has ended the chat.",
+    "transferred": "You are being transferred to {agency}. Your conversation so far goes with you.",
     "requeued": "You are back in the queue. Another officer will be with you shortly.",
     "emergency": "If you or someone else is in danger right now, call {number} immediately.",
     "idle_warning": "Are you still there? This chat will close soon if there is no reply.",
@@ -23,3 +24,11 @@ ENGLISH: dict[str, str] = {
 def text(code: str, **params: Any) -> str:
     """The English text of a notice; unknown codes are a programming error."""
     return ENGLISH[code].format(**params)
+
+
+def message(code: str, **params: Any) -> dict[str, Any]:
+    """What ``Messages.add`` needs for a system message: ``add(chat_id, SYSTEM, "text", **message(code, …))``.
+
+    The English body for transcripts, plus the code and parameters the citizen's page translates.
+    """
+    return {"body": text(code, **params), "code": code, "params": params}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from .. import metrics
 from ..matrix.crypto import Crypto
 from ..store import Store
 from ..store.chats import CLOSED
@@ -69,6 +70,8 @@ class OutboundPump:
                 self.store.outbox.mark_sent(item.id, event_id)
                 if item.message_seq is not None:
                     self.store.messages.set_event_id(chat_id, item.message_seq, event_id)
+            if item.message_seq is not None:
+                metrics.message_bridged(metrics.TO_MATRIX)
         chat = self.store.chats.get(chat_id)
         if chat and chat.state == CLOSED and chat.puppet:
             # Nothing left to send for a finished chat: free its device's memory (reloaded if ever needed).

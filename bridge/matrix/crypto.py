@@ -31,7 +31,7 @@ import hashlib
 import itertools
 import logging
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import quote
 
 import nio
@@ -53,6 +53,16 @@ class CryptoError(Exception):
 
 
 _batches = itertools.count(1)
+
+
+SENDER_DEVICE = "precinct.sender_device"   # added to a decrypted event: the device that encrypted it
+
+
+def _sender_device(c: PuppetClient, event: nio.MegolmEvent) -> str | None:
+    """The sender's device, from the session's Curve25519 key (what the Megolm session is bound to);
+    the event's own (deprecated, sender-claimed) device_id only when the device is not known yet."""
+    device = c.olm.device_store.device_from_sender_key(event.sender, event.sender_key) if c.olm else None
+    return device.id if device else (event.device_id or None)
 
 
 def _txn_safe(session_id: str) -> str:
@@ -85,6 +95,9 @@ class Crypto:
         # m.room_key contents (index 0) of the Megolm sessions each puppet created per room, oldest
         # first; memory only. Lets an officer's device that joins late read what was already sent.
         self._created_keys: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        # Who may ever hold a room key. nio shares with every member it knows, so members who may not
+        # are never shown to it: their membership events stop here (see _admitted).
+        self.may_hold_keys: Callable[[str], bool] = lambda user_id: True
 
     # ---- loading -------------------------------------------------------------------------------
     def lock(self, user_id: str) -> asyncio.Lock:
@@ -169,8 +182,13 @@ class Crypto:
                 sync["device_unused_fallback_key_types"] = part["fallback"]
             await self._receive(user_id, sync)
 
+    def _admitted(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The events without membership of users who may not hold room keys."""
+        return [e for e in events if e.get("type") != "m.room.member" or self.may_hold_keys(str(e.get("state_key")))]
+
     async def observe(self, user_id: str, room_id: str, events: list[dict[str, Any]], *, as_state: bool = False) -> None:
         """Let nio see a room's state/membership events (who to encrypt for, whether it is encrypted)."""
+        events = self._admitted(events)
         join = {"timeline": {"events": [] if as_state else events, "limited": False},
                 "state": {"events": events if as_state else []}}
         await self._receive(user_id, {"rooms": {"join": {room_id: join}}})
@@ -178,6 +196,13 @@ class Crypto:
     async def restore_room(self, user_id: str, room_id: str) -> None:
         state = await self.api.room_state(user_id, room_id)
         await self.observe(user_id, room_id, state, as_state=True)
+        self._members_known((await self.client(user_id)), room_id)
+
+    @staticmethod
+    def _members_known(c: PuppetClient, room_id: str) -> None:
+        """The full state was given: nio must not fetch /joined_members itself (it would not be filtered)."""
+        if room_id in c.rooms:
+            c.rooms[room_id].members_synced = True
 
     async def _receive(self, user_id: str, sync: dict[str, Any]) -> None:
         c = await self.client(user_id)
@@ -238,6 +263,7 @@ class Crypto:
             log.debug("cannot decrypt %s yet: %s", event.get("event_id"), e)
             return None
         source = dict(decrypted.source)
+        source[SENDER_DEVICE] = _sender_device(c, parsed)
         source.setdefault("sender", event.get("sender"))
         source.setdefault("origin_server_ts", event.get("origin_server_ts"))
         source["event_id"] = event["event_id"]
@@ -254,6 +280,7 @@ class Crypto:
         c = await self.client(user_id)
         async with self.lock(user_id):
             assert c.olm
+            refresh = [u for u in refresh if self.may_hold_keys(u)]
             c.olm.users_for_key_query.update(refresh)
             await self._ensure_room(c, room_id)
             # nio does not count invite → join as a change, so rotate explicitly: a fresh key for
@@ -319,6 +346,7 @@ class Crypto:
     async def _reshare_earlier_keys(self, c: PuppetClient, room_id: str, users: list[str]) -> None:
         """Send the original m.room_key of this puppet's earlier sessions in the room to these users' devices."""
         earlier = self._created_keys.get((c.user_id, room_id), [])[:-1]
+        users = [u for u in users if self.may_hold_keys(u)]
         olm = c.olm
         if not earlier or not users or olm is None:
             return
@@ -337,10 +365,11 @@ class Crypto:
                                        what="re-share room key")
 
     async def _ensure_room(self, c: PuppetClient, room_id: str) -> None:
-        if room_id not in c.rooms:
-            state = await self.api.room_state(c.user_id, room_id)
+        if room_id not in c.rooms or not c.rooms[room_id].members_synced:
+            state = self._admitted(await self.api.room_state(c.user_id, room_id))
             await c.receive_response(_sync_response({"rooms": {"join": {room_id: {
                 "timeline": {"events": [], "limited": False}, "state": {"events": state}}}, "invite": {}, "leave": {}}}))
+            self._members_known(c, room_id)
         if c.should_query_keys:
             _check(await c.keys_query(), "keys query")
 

@@ -82,6 +82,12 @@ class HomeserverApi:
         await self.request("PUT", f"/_matrix/client/v3/profile/{quote(user_id)}/displayname",
                            {"displayname": name}, user_id=user_id, what="set display name")
 
+    async def redact(self, user_id: str, room_id: str, event_id: str, txn_id: str, reason: str) -> str:
+        """Redact an event as this user; the same txn_id repeated is the same redaction."""
+        data = await self.request("PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/redact/{quote(event_id)}/"
+                                  f"{quote(txn_id)}", {"reason": reason}, user_id=user_id, what="redact")
+        return str(data.get("event_id", ""))
+
     async def ping(self) -> dict[str, Any]:
         """Ask the homeserver to call our /ping; it also retries queued transactions at once."""
         return await self.request("POST", f"/_matrix/client/v1/appservice/{quote(self.appservice_id)}/ping",

@@ -24,8 +24,9 @@ def power_levels(bot: str, creator: str, room_version: str) -> dict[str, Any]:
     users = {bot: 100}
     if not creator_has_implicit_power(room_version):
         users[creator] = 100
+    # Only the bridge decides which servers may take part (see officers/access.py).
     return {"users": users, "users_default": 50, "events_default": 0, "state_default": 50, "invite": 50,
-            "kick": 50, "ban": 50, "redact": 50, "events": {}}
+            "kick": 50, "ban": 50, "redact": 50, "events": {"m.room.server_acl": 100}}
 
 
 INITIAL_STATE = [
@@ -37,14 +38,21 @@ INITIAL_STATE = [
 ]
 
 
-def pool_room_request(bot: str, creator: str, room_version: str) -> dict[str, Any]:
+def server_acl_state(acl: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The m.room.server_acl initial-state event (none when no ACL is given)."""
+    return [] if acl is None else [{"type": "m.room.server_acl", "state_key": "", "content": acl}]
+
+
+def pool_room_request(bot: str, creator: str, room_version: str, acl: dict[str, Any] | None = None) -> dict[str, Any]:
     """A chat room made ahead for a pool puppet: encrypted from its first event, nobody invited yet."""
-    return {"preset": "private_chat", "is_direct": False, "topic": ROOM_TOPIC, "initial_state": INITIAL_STATE,
+    return {"preset": "private_chat", "is_direct": False, "topic": ROOM_TOPIC,
+            "initial_state": INITIAL_STATE + server_acl_state(acl),
             "power_level_content_override": power_levels(bot, creator, room_version),
             "creation_content": {"m.federate": True}}
 
 
-def chat_room_request(name: str, officers: list[str], bot: str, creator: str, room_version: str) -> dict[str, Any]:
+def chat_room_request(name: str, officers: list[str], bot: str, creator: str, room_version: str,
+                      acl: dict[str, Any] | None = None) -> dict[str, Any]:
     """The createRoom body for a chat made on demand (pure; tested without a homeserver)."""
     return {
         "preset": "private_chat",
@@ -52,7 +60,7 @@ def chat_room_request(name: str, officers: list[str], bot: str, creator: str, ro
         "topic": ROOM_TOPIC,
         "invite": officers,
         "is_direct": False,
-        "initial_state": INITIAL_STATE,
+        "initial_state": INITIAL_STATE + server_acl_state(acl),
         "power_level_content_override": power_levels(bot, creator, room_version),
         "creation_content": {"m.federate": True},
     }
@@ -86,18 +94,37 @@ async def dress_chat_room(api: HomeserverApi, puppet: str, room_id: str, name: s
 
 
 async def invite(api: HomeserverApi, puppet: str, room_id: str, officer: str) -> None:
-    """Invite one officer into a chat room (idempotent)."""
+    """Invite one officer (already invited or joined is fine)."""
     await _invite(api, puppet, f"/_matrix/client/v3/rooms/{quote(room_id)}", officer)
 
 
-async def kick(api: HomeserverApi, puppet: str, room_id: str, user: str, reason: str) -> None:
-    """Take someone out of a chat room (an officer who lost the chat, or someone who may not be there)."""
+async def kick(api: HomeserverApi, puppet: str, room_id: str, user_id: str, reason: str) -> None:
+    """Remove a member or withdraw an invite (someone already gone is fine)."""
     try:
         await api.request("POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/kick",
-                          {"user_id": user, "reason": reason}, user_id=puppet, what="kick")
+                          {"user_id": user_id, "reason": reason}, user_id=puppet, what="remove member")
     except MatrixError as e:
-        if e.status != 403 or "not in room" not in str(e):   # already gone is fine
+        if e.status != 403 or "not in the room" not in str(e).lower():
             raise
+
+
+async def ensure_server_acl(api: HomeserverApi, puppet: str, room_id: str, acl: dict[str, Any]) -> None:
+    """Make the room's m.room.server_acl say ``acl`` (rooms made before the allowlist changed)."""
+    path = f"/_matrix/client/v3/rooms/{quote(room_id)}/state/m.room.server_acl/"
+    try:
+        current = await api.request("GET", path, user_id=puppet, what="read server ACL")
+    except MatrixError as e:
+        if e.status != 404:
+            raise
+        current = None
+    if current != acl:
+        await api.request("PUT", path, acl, user_id=puppet, what="set server ACL")
+
+
+async def members(api: HomeserverApi, puppet: str, room_id: str) -> dict[str, dict[str, Any]]:
+    """{user ID: member event content (membership, displayname …)} from the room's current state."""
+    return {e["state_key"]: e.get("content") or {}
+            for e in await api.room_state(puppet, room_id) if e.get("type") == "m.room.member"}
 
 
 async def _invite(api: HomeserverApi, puppet: str, base: str, officer: str) -> None:

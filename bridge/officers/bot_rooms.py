@@ -48,8 +48,8 @@ class BotRooms:
         event = item.event
         content = event.get("content") or {}
         if not (event.get("type") == "m.room.member" and event.get("state_key") == self.bot
-                and content.get("membership") == "invite"):
-            return False
+                and content.get("membership") == "invite" and content.get("is_direct")):
+            return False                  # other rooms the bot is asked into (summary rooms) are not ours to run
         sender = str(event.get("sender"))
         room_id = item.room_id
         if not any(a.is_officer(sender) for a in self.config.agencies):

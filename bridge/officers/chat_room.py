@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 
 from ..chats.journal import Journal
 from ..chats.lifecycle import ChatService, new_txn_id
+from ..records.retention import Retention
 from ..store.chats import CLOSED, Chat
 from ..store.messages import OFFICER
 from . import commands
 from .commands import Command, CommandError
+from .transfer import Transfers
 
 if TYPE_CHECKING:
     from .routing import Routing
@@ -26,8 +28,10 @@ def _clock(ms: int | None) -> str:
 
 
 class ChatRoomCommands:
-    def __init__(self, chats: ChatService, journal: Journal, prefix: str) -> None:
+    def __init__(self, chats: ChatService, journal: Journal, prefix: str, *,
+                 retention: Retention | None = None, transfers: Transfers | None = None) -> None:
         self.chats, self.journal, self.prefix = chats, journal, prefix
+        self.retention, self.transfers = retention, transfers
         self.specs = commands.CHAT_ROOM
         self.routing: Routing | None = None
 
@@ -86,7 +90,6 @@ class ChatRoomCommands:
         # Sent by the bridge in the officer's name: the citizen sees it as the officer's message.
         with self.chats.store.db.transaction():
             self.chats.officer_message(chat, "text", canned[cmd.arg], sender, name, f"canned.{new_txn_id()}", None)
-            self.journal.chat_event(chat.id, "message.officer", sender, canned=cmd.arg)
             self.chats.notify_officers(chat, f"Sent to the citizen as {name}: {canned[cmd.arg]}")
 
     async def _info(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
@@ -130,4 +133,33 @@ class ChatRoomCommands:
         self.routing.raise_emergency(fresh, sender, by="officer")
 
     async def _transfer(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
-        self.chats.notify_officers(chat, f"{self.prefix}transfer is not available on this bridge yet.")
+        assert self.transfers is not None
+        await self.transfers.transfer(chat, sender, name, cmd.first, cmd.rest)
+
+    def _supervisor(self, chat: Chat, sender: str, action: str, cmd: Command) -> bool:
+        """Whether the sender supervises the chat's agency; a refusal is told and audited."""
+        agency = self.chats.config.agency(chat.agency)
+        if sender in agency.supervisors and self.retention is not None:
+            return True
+        self.chats.notify_officers(chat, f"Only a supervisor of {agency.name} can use {self.prefix}{cmd.name}.")
+        self.journal.audit(action, sender, "refused", target=chat.id, origin=chat.room_id, reason="not a supervisor")
+        return False
+
+    async def _hold(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
+        if not self._supervisor(chat, sender, "legal_hold.set", cmd):
+            return
+        assert self.retention is not None
+        with self.chats.store.db.transaction():
+            placed = self.retention.hold(chat, cmd.arg or None, sender, chat.room_id or "")
+            self.chats.notify_officers(chat, f"{name} placed chat {chat.number} under legal hold: it will not be "
+                                       "purged or erased until the hold is lifted." if placed
+                                       else f"Chat {chat.number} is already under legal hold.")
+
+    async def _unhold(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
+        if not self._supervisor(chat, sender, "legal_hold.lifted", cmd):
+            return
+        assert self.retention is not None
+        with self.chats.store.db.transaction():
+            lifted = self.retention.lift(chat, sender, chat.room_id or "")
+            self.chats.notify_officers(chat, f"{name} lifted the legal hold on chat {chat.number}." if lifted
+                                       else f"Chat {chat.number} is not under legal hold.")

@@ -52,8 +52,12 @@ CHAT_ROOM: tuple[Spec, ...] = (
          choices=("high", "normal")),
     Spec("tag", "tag <label>", "label the chat (for the record and the dispatch room)", arg="required"),
     Spec("emergency", "emergency", "escalate: emergency banner to the citizen, supervisors alerted"),
-    Spec("transfer", "transfer <agency or @officer> [note]", "hand the chat to another agency or officer",
+    Spec("transfer", "transfer <agency or @officer:server> [note]",
+         "hand the chat to another agency's queue or to one officer; they get the conversation so far",
          arg="required"),
+    Spec("hold", "hold [reason]", "supervisors: put the chat under legal hold (never purged or erased)",
+         arg="optional"),
+    Spec("unhold", "unhold", "supervisors: lift the chat's legal hold"),
 )
 
 

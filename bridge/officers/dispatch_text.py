@@ -41,6 +41,9 @@ def chat_notice(chat: Chat, topic_label: str, now_ms: int, prefix: str) -> str:
     lines = [head, chat_status(chat, now_ms, prefix)]
     if chat.preview:
         lines.append(f"“{chat.preview}”")
+    if chat.transferred_by:
+        note = f": {chat.transfer_note}" if chat.transfer_note else ""
+        lines.append(f"Transferred here by {chat.transferred_by}{note}")
     if chat.label_list:
         lines.append("Tags: " + ", ".join(chat.label_list))
     return "\n".join(lines)

@@ -91,7 +91,12 @@ class Routing(ChatListener):
 
     # ---- chat life (ChatListener) -------------------------------------------------------------------
     def queued(self, chat: Chat) -> None:
-        self.journal.chat_event(chat.id, "queued", None, number=chat.number, topic=chat.topic, agency=chat.agency)
+        self.dispatch.chat_changed(chat.id)
+        self.wake()
+
+    def transferred(self, chat: Chat) -> None:
+        """A new notice in the receiving agency's dispatch room (claimed already when sent to one officer)."""
+        self._passed_over.pop(chat.id, None)
         self.dispatch.chat_changed(chat.id)
         self.wake()
 
@@ -136,7 +141,8 @@ class Routing(ChatListener):
     # ---- who may act ---------------------------------------------------------------------------------
     def may_act(self, chat: Chat, user_id: str) -> bool:
         """Configured officers and supervisors of the chat's agency, and whoever holds the chat."""
-        return chat.claimed_by == user_id or self.config.agency(chat.agency).is_officer(user_id)
+        return (chat.claimed_by == user_id or chat.transferred_by == user_id
+                or self.config.agency(chat.agency).is_officer(user_id))
 
     # ---- claiming ------------------------------------------------------------------------------------
     async def claim(self, chat: Chat, officer: str, how: str, origin: str | None) -> str:
@@ -200,7 +206,7 @@ class Routing(ChatListener):
         with self.store.db.transaction():
             if not self.store.chats.unclaim(chat.id, officer):
                 return
-            self.store.messages.add(chat.id, SYSTEM, "text", notices.text("requeued"))
+            self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("requeued"))
             self.journal.chat_event(chat.id, "requeued", None, officer=officer, reason=reason)
         self._passed_over.setdefault(chat.id, set()).add(officer)
         self.chats.hub.messages(chat.id)
@@ -229,7 +235,7 @@ class Routing(ChatListener):
         with self.store.db.transaction():
             self.store.chats.mark(chat.id, emergency=1, priority=1)
             self.store.messages.add(chat.id, SYSTEM, "text",
-                                    notices.text("emergency", number=self.config.get("site.emergency_number")))
+                                    **notices.message("emergency", number=self.config.get("site.emergency_number")))
             self.journal.chat_event(chat.id, "emergency", actor, **details)
         self.chats.hub.messages(chat.id)
         self.chats.hub.status(chat.id, chat.state)
@@ -263,7 +269,7 @@ class Routing(ChatListener):
             elif action == decide.IDLE_WARN:
                 with self.store.db.transaction():
                     self.store.chats.mark(chat.id, idle_warned_ts=now)
-                    self.store.messages.add(chat.id, SYSTEM, "text", notices.text("idle_warning"))
+                    self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("idle_warning"))
                     self.journal.chat_event(chat.id, "idle_warning", None)
                 self.chats.hub.messages(chat.id)
                 self.chats.notify_officers(chat, "The citizen has been warned that the chat closes soon "
@@ -271,7 +277,7 @@ class Routing(ChatListener):
             elif action == decide.IDLE_CLOSE:
                 with self.store.db.transaction():
                     self.store.chats.set_state(chat.id, CLOSED)
-                    self.store.messages.add(chat.id, SYSTEM, "text", notices.text("ended_idle"))
+                    self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("ended_idle"))
                     self.journal.chat_event(chat.id, "closed", None, by="timeout", reason="citizen idle")
                 self.chats.hub.messages(chat.id)
                 self.chats.hub.status(chat.id, CLOSED)

@@ -5,17 +5,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .attachments import Attachments
+from .audit_log import AuditLog
+from .chat_records import ChatRecords
 from .chats import Chats
+from .console_links import ConsoleLinks
+from .console_sessions import ConsoleSessions
 from .db import Database
 from .feedback import Feedback
+from .legal_holds import LegalHolds
 from .messages import Messages
 from .officers import Officers
 from .outbox import Outbox
 from .puppets import Puppets
+from .record_seals import RecordSeals
+from .redactions import Redactions
 from .room_events import RoomEvents
 from .settings import Settings
 from .tickets import Tickets
 from .transactions import Transactions
+from .webhooks import WebhookOutbox
 
 
 @dataclass
@@ -30,6 +38,14 @@ class Store:
     settings: Settings
     feedback: Feedback
     attachments: Attachments
+    chat_records: ChatRecords
+    record_seals: RecordSeals
+    audit_log: AuditLog
+    legal_holds: LegalHolds
+    redactions: Redactions
+    webhooks: WebhookOutbox
+    console_links: ConsoleLinks
+    console_sessions: ConsoleSessions
     officers: Officers
     tickets: Tickets
 
@@ -37,7 +53,9 @@ class Store:
     def open(cls, path: Path | str, first_chat_number: int = 1001) -> "Store":
         db = Database(path)
         return cls(db, Chats(db, first_chat_number), Puppets(db), Messages(db), Outbox(db), Transactions(db),
-                   RoomEvents(db), Settings(db), Feedback(db), Attachments(db), Officers(db), Tickets(db))
+                   RoomEvents(db), Settings(db), Feedback(db), Attachments(db), ChatRecords(db), RecordSeals(db),
+                   AuditLog(db), LegalHolds(db), Redactions(db), WebhookOutbox(db),
+                   ConsoleLinks(db), ConsoleSessions(db), Officers(db), Tickets(db))
 
     def close(self) -> None:
         self.db.close()

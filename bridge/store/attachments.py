@@ -29,6 +29,9 @@ class Attachments:
                         " VALUES (?,?,?,?,?,?,?,?)", [a.chat_id, a.seq, a.name, a.mimetype, a.size, a.sha256, a.mxc,
                                                        json.dumps(a.file_info) if a.file_info else None])
 
+    def delete_chat(self, chat_id: str) -> None:
+        self.db.execute("DELETE FROM attachments WHERE chat_id = ?", [chat_id])
+
     def get(self, chat_id: str, seq: int) -> Attachment | None:
         row = self.db.row("SELECT * FROM attachments WHERE chat_id = ? AND seq = ?", [chat_id, seq])
         if not row:

@@ -27,6 +27,9 @@ class Chat:
     ready_ts: int | None
     closed_ts: int | None
     answered_ts: int | None = None
+    transfer_to: str | None = None       # agency id or officer user ID of a transfer not yet taken over
+    transferred_by: str | None = None
+    transfer_note: str | None = None
     priority: int | None = 0          # 1: high (emergency or raised by an officer); the queue serves it first
     emergency: int | None = 0
     tags: str | None = None           # JSON list of labels
@@ -67,6 +70,10 @@ class Chats:
         row = self.db.row("SELECT * FROM chats WHERE token_hash = ?", [token_hash])
         return Chat(**row) if row else None
 
+    def by_number(self, number: int) -> Chat | None:
+        row = self.db.row("SELECT * FROM chats WHERE number = ?", [number])
+        return Chat(**row) if row else None
+
     def by_room(self, room_id: str) -> Chat | None:
         row = self.db.row("SELECT * FROM chats WHERE room_id = ?", [room_id])
         return Chat(**row) if row else None
@@ -77,6 +84,18 @@ class Chats:
     def open_with_room(self) -> list[Chat]:
         return [Chat(**r) for r in self.db.rows(
             "SELECT * FROM chats WHERE room_id IS NOT NULL AND state != ? ORDER BY number", [CLOSED])]
+
+    def expired(self, agency: str, closed_before_ms: int) -> list[Chat]:
+        """The agency's chats closed before the given time (candidates for purging)."""
+        return [Chat(**r) for r in self.db.rows(
+            "SELECT * FROM chats WHERE agency = ? AND state = ? AND closed_ts < ? ORDER BY closed_ts",
+            [agency, CLOSED, closed_before_ms])]
+
+    def erase_name(self, chat_id: str) -> None:
+        self.db.execute("UPDATE chats SET display_name = NULL WHERE id = ?", [chat_id])
+
+    def delete(self, chat_id: str) -> None:
+        self.db.execute("DELETE FROM chats WHERE id = ?", [chat_id])
 
     def set_puppet(self, chat_id: str, puppet: str) -> None:
         self.db.execute("UPDATE chats SET puppet = ? WHERE id = ?", [puppet, chat_id])
@@ -90,6 +109,16 @@ class Chats:
         self.db.execute(
             "UPDATE chats SET state = ?, officer = COALESCE(?, officer), closed_ts = COALESCE(?, closed_ts),"
             " answered_ts = COALESCE(answered_ts, ?) WHERE id = ?", [state, officer, closed, answered, chat_id])
+
+    def set_transfer(self, chat_id: str, agency: str, to: str, by: str, note: str | None) -> None:
+        """Hand the chat to another agency (or one of its officers): back to waiting, no officer yet.
+
+        To an agency it is queued there, unclaimed, with a new dispatch notice; to an officer it is theirs."""
+        officer = to if to.startswith("@") else None
+        self.db.execute("UPDATE chats SET agency = ?, state = ?, officer = NULL, transfer_to = ?, transferred_by = ?,"
+                        " transfer_note = ?, claimed_by = ?, claimed_ts = ?, replied_ts = NULL, dispatch_event_id = NULL,"
+                        " alerted_ts = NULL WHERE id = ?",
+                        [agency, WAITING, to, by, note, officer, _now() if officer else None, chat_id])
 
     def waiting(self, agency: str) -> list[Chat]:
         """The agency's queue: unclaimed waiting chats, high priority first, then first come first served."""
@@ -145,6 +174,31 @@ class Chats:
         return [r["w"] for r in self.db.rows(
             "SELECT answered_ts - created_ts AS w FROM chats WHERE topic = ? AND answered_ts IS NOT NULL"
             " AND answered_ts >= ? ORDER BY answered_ts DESC LIMIT ?", [topic, since_ms, limit])]
+
+    def open_in(self, agencies: list[str]) -> list[Chat]:
+        """Every chat not closed of these agencies, oldest first (the console's live view)."""
+        marks = ",".join("?" * len(agencies))
+        return [Chat(**r) for r in self.db.rows(
+            f"SELECT * FROM chats WHERE agency IN ({marks}) AND state != ? ORDER BY number", [*agencies, CLOSED])]
+
+    def report_facts(self, agencies: list[str], since_ms: int, until_ms: int) -> list[dict]:
+        """What reports need of each chat opened in [since, until): its times, first officer message,
+        transfers and emergencies (from its record) and rating."""
+        marks = ",".join("?" * len(agencies))
+        return self.db.rows(
+            "SELECT c.id AS chat_id, c.agency, c.topic, c.officer, c.created_ts, c.answered_ts, c.closed_ts,"
+            " (SELECT MIN(m.ts) FROM messages m WHERE m.chat_id = c.id AND m.sender_kind = 'officer')"
+            "   AS first_response_ts,"
+            " (SELECT COUNT(*) FROM chat_records r WHERE r.chat_id = c.id AND r.kind = 'transferred') AS transfers,"
+            " EXISTS (SELECT 1 FROM chat_records r WHERE r.chat_id = c.id AND r.kind = 'emergency') AS emergency,"
+            " (SELECT f.rating FROM feedback f WHERE f.chat_id = c.id) AS rating"
+            f" FROM chats c WHERE c.agency IN ({marks}) AND c.created_ts >= ? AND c.created_ts < ?"
+            " ORDER BY c.created_ts", [*agencies, since_ms, until_ms])
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """How many chats each agency has in each state: {(agency, state): n}."""
+        return {(r["agency"], r["state"]): r["n"] for r in self.db.rows(
+            "SELECT agency, state, COUNT(*) AS n FROM chats GROUP BY agency, state")}
 
 
 def _now() -> int:

@@ -86,6 +86,75 @@ def _v6(db: sqlite_utils.Database) -> None:
 
 
 def _v7(db: sqlite_utils.Database) -> None:
+    # A system message's notice code and parameters (JSON), so the citizen's page can show it in the
+    # citizen's language; the English body stays for transcripts and other clients.
+    db["messages"].add_column("code", str)
+    db["messages"].add_column("params", str)
+
+
+def _v8(db: sqlite_utils.Database) -> None:
+    # Records: each chat's hash-chained transcript, its signed seal, the audit chain, legal holds and
+    # the redactions an erasure still owes the homeserver. Personal content sits outside the hashed
+    # part (committed to by a salted hash), so erasing it leaves every chain verifiable.
+    db["chat_records"].create({
+        "chat_id": str, "idx": int, "ts": int, "kind": str, "actor": str, "details": str, "content": str,
+        "salt": str, "content_hash": str, "prev_hash": str, "hash": str, "text": str, "erased_ts": int,
+    }, pk=("chat_id", "idx"), not_null={"ts", "kind", "details", "prev_hash", "hash"})
+    db["chat_records"].enable_fts(["text"], fts_version="FTS5", create_triggers=True)
+    db["record_seals"].create({"chat_id": str, "last_idx": int, "final_hash": str, "signature": str,
+                               "public_key": str, "ts": int}, pk="chat_id",
+                              not_null={"last_idx", "final_hash", "signature", "public_key", "ts"})
+    db["audit_log"].create({
+        "idx": int, "ts": int, "action": str, "actor": str, "outcome": str, "target": str, "origin": str,
+        "details": str, "prev_hash": str, "hash": str,
+    }, pk="idx", not_null={"ts", "action", "actor", "outcome", "details", "prev_hash", "hash"})
+    db["audit_log"].create_index(["target"])
+    db["legal_holds"].create({"chat_id": str, "reason": str, "actor": str, "ts": int}, pk="chat_id",
+                             not_null={"actor", "ts"})
+    db["redactions"].create({"id": int, "chat_id": str, "room_id": str, "user_id": str, "event_id": str,
+                             "attempts": int, "last_error": str}, pk="id",
+                            not_null={"chat_id", "room_id", "user_id", "event_id"})
+
+
+def _v9(db: sqlite_utils.Database) -> None:
+    # Webhook deliveries owed to agencies' systems: written in the same commit as the chat change they tell of.
+    db["webhook_outbox"].create({
+        "id": int, "delivery_id": str, "agency": str, "url": str, "event": str, "payload": str, "state": str,
+        "attempts": int, "next_ts": int, "last_error": str, "created_ts": int, "delivered_ts": int,
+    }, pk="id", not_null={"delivery_id", "agency", "url", "event", "payload", "state", "next_ts", "created_ts"})
+    db["webhook_outbox"].create_index(["delivery_id"], unique=True)
+    db["webhook_outbox"].create_index(["state", "url", "id"])
+
+
+def _v10(db: sqlite_utils.Database) -> None:
+    # Supervisor console: one-time sign-in links and sessions, both kept only as hashes of their secrets.
+    db["console_links"].create({"token_hash": str, "user_id": str, "created_ts": int, "expires_ts": int,
+                                "used_ts": int}, pk="token_hash", not_null={"user_id", "created_ts", "expires_ts"})
+    db["console_sessions"].create({"id_hash": str, "user_id": str, "created_ts": int, "last_seen_ts": int,
+                                   "ended_ts": int}, pk="id_hash", not_null={"user_id", "created_ts", "last_seen_ts"})
+
+
+def _v11(db: sqlite_utils.Database) -> None:
+    # What an erasure owes the homeserver besides redacting events: "profile" = the puppet's display
+    # name (the citizen's name) replaced by a neutral one and its member event redacted.
+    db["redactions"].add_column("kind", str, not_null_default="event")
+
+
+def _v12(db: sqlite_utils.Database) -> None:
+    # A pending transfer (!transfer): to whom (agency id or officer user ID) and by whom, so the officer
+    # who takes it over is given the conversation so far and the first officer leaves, even after a restart.
+    db["chats"].add_column("transfer_to", str)
+    db["chats"].add_column("transferred_by", str)
+    db["chats"].add_column("transfer_note", str)
+
+
+def _v13(db: sqlite_utils.Database) -> None:
+    # Webhooks keep order per chat, not per URL: one chat's failing delivery must not hold up the others.
+    db["webhook_outbox"].add_column("chat_id", str)
+    db["webhook_outbox"].create_index(["state", "url", "chat_id", "id"])
+
+
+def _v14(db: sqlite_utils.Database) -> None:
     # Routing: who claimed a chat and when, its priority and tags, its dispatch notice, the timers' marks.
     for column, kind in (("priority", int), ("emergency", int), ("tags", str), ("claimed_by", str),
                          ("claimed_ts", int), ("replied_ts", int), ("dispatch_event_id", str), ("alerted_ts", int),
@@ -100,7 +169,8 @@ def _v7(db: sqlite_utils.Database) -> None:
 
 
 # Numbered upgrade steps: never edit a released step, append a new one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
+                                                             _v12, _v13, _v14]
 
 
 class Database:
@@ -115,6 +185,8 @@ class Database:
         if str(path) != ":memory:":
             self.db.enable_wal()
         self.db.execute(f"PRAGMA synchronous={synchronous}")
+        self.db.execute("PRAGMA busy_timeout=10000")     # another process (the CLI) may hold the write lock
+        self.db.execute("PRAGMA secure_delete=ON")       # erased and purged text is overwritten, not just unlinked
         self.db.execute("PRAGMA foreign_keys=ON")
         self.migrate()
 
@@ -139,9 +211,25 @@ class Database:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """All writes inside commit together or not at all (nests via savepoints)."""
-        with self.db.atomic():
+        """All writes inside commit together or not at all; a nested call is a savepoint of the outer one.
+
+        The outermost takes the write lock at once (BEGIN IMMEDIATE): a command-line process writing
+        records while the bridge runs then waits its turn instead of appending to a stale chain end.
+        """
+        conn = self.db.conn
+        if conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
             yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
 
     def execute(self, sql: str, params: list | tuple = ()) -> sqlite3.Cursor:
         return self.db.execute(sql, params)

@@ -16,5 +16,19 @@ class Feedback:
                               [chat_id, rating, comment, int(time.time() * 1000)])
         return cur.rowcount == 1
 
+    def erase_comment(self, chat_id: str) -> None:
+        self.db.execute("UPDATE feedback SET comment = NULL WHERE chat_id = ?", [chat_id])
+
+    def delete_chat(self, chat_id: str) -> None:
+        self.db.execute("DELETE FROM feedback WHERE chat_id = ?", [chat_id])
+
     def get(self, chat_id: str) -> dict | None:
         return self.db.row("SELECT rating, comment, ts FROM feedback WHERE chat_id = ?", [chat_id])
+
+    def recent(self, agencies: list[str], limit: int = 200) -> list[dict]:
+        """The newest feedback on these agencies' chats, with the chat's number and officer."""
+        marks = ",".join("?" * len(agencies))
+        return self.db.rows(
+            "SELECT f.chat_id, c.number, c.agency, c.officer, f.rating, f.comment, f.ts FROM feedback f"
+            f" JOIN chats c ON c.id = f.chat_id WHERE c.agency IN ({marks}) ORDER BY f.ts DESC LIMIT ?",
+            [*agencies, limit])

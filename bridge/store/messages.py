@@ -6,8 +6,10 @@ idempotent: a replayed frame or transaction finds its row and changes nothing.
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from .db import Database
 
@@ -27,6 +29,12 @@ class Message:
     client_id: str | None
     event_id: str | None
     target_seq: int | None
+    code: str | None = None   # system messages: the notice code (bridge/chats/notices.py)
+    params: str | None = None  # … and its parameters, as JSON
+
+    @property
+    def notice_params(self) -> dict[str, Any]:
+        return json.loads(self.params) if self.params else {}
 
 
 class Messages:
@@ -35,16 +43,18 @@ class Messages:
 
     def add(self, chat_id: str, sender_kind: str, kind: str, body: str, *, sender: str | None = None,
             sender_mxid: str | None = None, client_id: str | None = None, event_id: str | None = None,
-            target_seq: int | None = None, ts: int | None = None) -> Message:
+            target_seq: int | None = None, ts: int | None = None, code: str | None = None,
+            params: dict[str, Any] | None = None) -> Message:
         """Append with the next seq. Call inside a transaction when other rows must change with it."""
         with self.db.transaction():
             row = self.db.row("SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM messages WHERE chat_id = ?", [chat_id])
             seq = row["seq"]  # type: ignore[index]
             self.db.execute(
                 "INSERT INTO messages (chat_id, seq, sender_kind, kind, sender, sender_mxid, body, ts, client_id,"
-                " event_id, target_seq) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " event_id, target_seq, code, params) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [chat_id, seq, sender_kind, kind, sender, sender_mxid, body, ts or int(time.time() * 1000),
-                 client_id, event_id, target_seq])
+                 client_id, event_id, target_seq, code,
+                 json.dumps(params, ensure_ascii=False) if params is not None else None])
         return self.get(chat_id, seq)  # type: ignore[return-value]
 
     def get(self, chat_id: str, seq: int) -> Message | None:
@@ -65,6 +75,17 @@ class Messages:
 
     def last_seq(self, chat_id: str) -> int:
         return self.db.row("SELECT COALESCE(MAX(seq), 0) AS n FROM messages WHERE chat_id = ?", [chat_id])["n"]  # type: ignore[index]
+
+    def count_from(self, chat_id: str, sender_kind: str) -> int:
+        return self.db.row("SELECT COUNT(*) AS n FROM messages WHERE chat_id = ? AND sender_kind = ?",
+                           [chat_id, sender_kind])["n"]  # type: ignore[index]
+
+    def erase_chat(self, chat_id: str) -> None:
+        """Blank every message of one chat (text, names, notice parameters); the numbering stays."""
+        self.db.execute("UPDATE messages SET body = '', sender = NULL, params = NULL WHERE chat_id = ?", [chat_id])
+
+    def delete_chat(self, chat_id: str) -> None:
+        self.db.execute("DELETE FROM messages WHERE chat_id = ?", [chat_id])
 
     def set_event_id(self, chat_id: str, seq: int, event_id: str) -> None:
         self.db.execute("UPDATE messages SET event_id = ? WHERE chat_id = ? AND seq = ?", [event_id, chat_id, seq])

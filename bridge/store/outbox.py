@@ -60,5 +60,14 @@ class Outbox:
     def mark_attempt_failed(self, item_id: int, error: str) -> None:
         self.db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?", [error[:500], item_id])
 
+    def sent_event_ids(self, chat_id: str) -> list[str]:
+        """What the chat's puppet sent into its room (the events an erasure redacts)."""
+        return [r["event_id"] for r in self.db.rows(
+            "SELECT event_id FROM outbox WHERE chat_id = ? AND state = ? AND event_id IS NOT NULL ORDER BY id",
+            [chat_id, SENT])]
+
+    def delete_chat(self, chat_id: str) -> None:
+        self.db.execute("DELETE FROM outbox WHERE chat_id = ?", [chat_id])
+
     def pending_count(self) -> int:
         return self.db.row("SELECT COUNT(*) AS n FROM outbox WHERE state = ?", [PENDING])["n"]  # type: ignore[index]

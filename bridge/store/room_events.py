@@ -60,5 +60,10 @@ class RoomEvents:
                         [now, stream])
         return self.db.row("SELECT first_failed_ts FROM room_events WHERE stream = ?", [stream])["first_failed_ts"]  # type: ignore[index]
 
+    def forget_room(self, room_id: str) -> None:
+        """Drop the stored bodies of a room's handled events (erasure/purge); IDs stay so replays still vanish."""
+        self.db.execute("UPDATE room_events SET event = '{}', sender = NULL WHERE room_id = ? AND state != ?",
+                        [room_id, PENDING])
+
     def count(self, state: str) -> int:
         return self.db.row("SELECT COUNT(*) AS n FROM room_events WHERE state = ?", [state])["n"]  # type: ignore[index]

@@ -32,5 +32,14 @@ class Transactions:
                             " ORDER BY received_ts, rowid LIMIT ?", [limit])
         return [(r["txn_id"], json.loads(r["body"])) for r in rows]
 
+    def count_unprocessed(self) -> int:
+        return self.db.row("SELECT COUNT(*) AS n FROM as_transactions WHERE processed_ts IS NULL")["n"]  # type: ignore[index]
+
+    def forget_processed(self, before_ms: int) -> int:
+        """Drop the bodies of transactions handled before the given time (their keys stay for de-duplication):
+        what erasure and retention rely on for the raw events the homeserver sent."""
+        return self.db.execute("UPDATE as_transactions SET body = '{}' WHERE processed_ts IS NOT NULL"
+                               " AND processed_ts < ? AND body != '{}'", [before_ms]).rowcount
+
     def mark_processed(self, txn_key: str) -> None:
         self.db.execute("UPDATE as_transactions SET processed_ts = ? WHERE txn_id = ?", [int(time.time() * 1000), txn_key])

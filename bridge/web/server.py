@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from . import branding
 from .visitor_api import ApiError, VisitorApi
 
 log = logging.getLogger(__name__)
@@ -57,12 +58,13 @@ def security_headers(embed_origins: list[str]):  # type: ignore[no-untyped-def]
     async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
         response = await handler(request)
         if not response.prepared:
-            response.headers.update(headers)
+            for name, value in headers.items():
+                response.headers.setdefault(name, value)   # the console sets a stricter CSP of its own
         return response
     return middleware
 
 
-def public_app(visitor_api: VisitorApi) -> web.Application:
+def public_app(visitor_api: VisitorApi, console: web.Application | None = None) -> web.Application:
     # Large enough for an attachment; JSON endpoints enforce their own, smaller limit.
     app = web.Application(middlewares=[security_headers(visitor_api.embed_origins), errors],
                           client_max_size=visitor_api.max_attachment + 64 * 1024)
@@ -72,6 +74,12 @@ def public_app(visitor_api: VisitorApi) -> web.Application:
         return web.json_response({"status": "ok"})
 
     app.router.add_get("/health", health)
+    if console is not None:
+        async def to_console(request: web.Request) -> web.Response:
+            raise web.HTTPPermanentRedirect("/console/")
+        app.router.add_get("/console", to_console)
+        app.add_subapp("/console", console)
+    branding.routes(app, visitor_api.config)
     if (STATIC / "chat.html").exists():
         async def chat_page(request: web.Request) -> web.FileResponse:
             return web.FileResponse(STATIC / "chat.html")

@@ -7,12 +7,14 @@ import time
 from ..store.chats import Chat
 from ..store.messages import Message
 
+DEFAULT_SERVICE_NAME = "Police non-emergency web chat"   # when site.service_name is left empty
+
 
 def _when(ts: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts / 1000))
 
 
-def _lines(messages: list[Message]) -> list[tuple[str, str, str]]:
+def _lines(messages: list[Message], visitor_label: str = "You") -> list[tuple[str, str, str]]:
     """(time, who, text) as the citizen saw the conversation, edits and removals applied."""
     shown: dict[int, list[str]] = {}
     order: list[int] = []
@@ -20,11 +22,16 @@ def _lines(messages: list[Message]) -> list[tuple[str, str, str]]:
         if m.kind in ("edit", "redaction") and m.target_seq in shown:
             shown[m.target_seq][2] = "(message removed)" if m.kind == "redaction" else m.body + " (edited)"
             continue
-        who = {"visitor": "You", "system": "—"}.get(m.sender_kind, m.sender or "Officer")
+        who = {"visitor": visitor_label, "system": "—"}.get(m.sender_kind, m.sender or "Officer")
         text = f"* {m.sender or 'Officer'} {m.body}" if m.kind == "emote" else m.body
         shown[m.seq] = [_when(m.ts), who, text]
         order.append(m.seq)
     return [tuple(shown[s]) for s in order]  # type: ignore[misc]
+
+
+def conversation_lines(messages: list[Message], visitor_label: str) -> list[str]:
+    """One "[time] who: text" line per message, the citizen named ``visitor_label`` (e.g. for officers)."""
+    return [f"[{t}] {who}: {text}" for t, who, text in _lines(messages, visitor_label)]
 
 
 def as_text(chat: Chat, service_name: str, messages: list[Message]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -20,11 +20,12 @@ from ..chats.lifecycle import ChatClosed, ChatNotReady, ChatService
 from ..chats import attachments
 from ..chats.queue import queue_frame
 from ..officers import hours
+from ..records.retention import Refused, Retention
 from ..store import Store
 from ..store.attachments import Attachment
 from ..store.chats import Chat
 from ..store.messages import Message
-from . import transcript
+from . import branding, transcript
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,9 @@ def message_frame(m: Message, attachment: Attachment | None = None) -> dict[str,
         frame["target"] = m.target_seq
     if m.client_id is not None:
         frame["client_id"] = m.client_id
+    if m.code is not None:
+        # A system line the page shows in the citizen's language; body stays the English text.
+        frame["code"], frame["params"] = m.code, m.notice_params
     return frame
 
 
@@ -75,8 +79,10 @@ def _default_sender(kind: str) -> str:
 
 
 class VisitorApi:
-    def __init__(self, config: Config, store: Store, chats: ChatService) -> None:
+    def __init__(self, config: Config, store: Store, chats: ChatService, *, retention: Retention | None = None,
+                 on_erased: Callable[[], None] | None = None) -> None:
         self.config, self.store, self.chats = config, store, chats
+        self.retention, self.on_erased = retention, on_erased
         self.max_chars = config.get("web.max_message_chars")
         self.max_attachment = config.get("attachments.max_bytes")
         self.allowed_types = set(config.get("attachments.allowed_types"))
@@ -97,6 +103,7 @@ class VisitorApi:
         app.router.add_get("/api/v1/chats/{chat_id}/messages", self.get_messages)
         app.router.add_post("/api/v1/chats/{chat_id}/messages", self.post_message)
         app.router.add_post("/api/v1/chats/{chat_id}/close", self.post_close)
+        app.router.add_delete("/api/v1/chats/{chat_id}", self.delete_chat)
         app.router.add_post("/api/v1/chats/{chat_id}/feedback", self.post_feedback)
         app.router.add_post("/api/v1/chats/{chat_id}/attachments", self.post_attachment)
         app.router.add_get("/api/v1/chats/{chat_id}/attachments/{seq}", self.get_attachment)
@@ -186,10 +193,12 @@ class VisitorApi:
         """What the citizen page shows before a chat: names, emergency number, topics (no secrets)."""
         c = self.config
         return web.json_response({
-            "service_name": c.get("site.service_name"), "emergency_number": c.get("site.emergency_number"),
-            "welcome_text": c.get("site.welcome_text"), "privacy_url": c.get("site.privacy_url") or None,
+            "service_name": c.get("site.service_name") or None, "emergency_number": c.get("site.emergency_number"),
+            "logo_url": branding.logo_url(c),
+            "welcome_text": c.get("site.welcome_text") or None, "privacy_url": c.get("site.privacy_url") or None,
             "require_consent": c.get("site.require_consent"), "quick_exit_url": c.get("site.quick_exit_url"),
             "max_message_chars": self.max_chars,
+            "attachments": {"max_bytes": self.max_attachment, "types": sorted(self.allowed_types)},
             "topics": [{"id": t.id, "label": t.label, "open": hours.is_open(c.agency(t.agency).hours)}
                        for t in c.topics],
         }, headers={"Cache-Control": "no-cache"})
@@ -212,6 +221,9 @@ class VisitorApi:
 
     async def create_chat(self, request: web.Request) -> web.Response:
         data = await self._json(request)
+        if self.config.get("site.require_consent") and data.get("consent") is not True:
+            raise ApiError(400, "consent_required", "Please confirm that you have read the privacy notice "
+                                                    "(\"consent\": true) before starting a chat.")
         topic = self._optional_text(data, "topic", 64)
         if topic is not None and topic not in {t.id for t in self.config.topics}:
             raise ApiError(400, "bad_request", f"Unknown topic {topic!r}; choose one of "
@@ -244,6 +256,20 @@ class VisitorApi:
         chat = self._chat_for(request)
         self.chats.close(chat, by="visitor")
         return web.json_response({"state": "closed"})
+
+    async def delete_chat(self, request: web.Request) -> web.Response:
+        """The citizen's erasure request: 202 once the personal data is gone from the store and the
+        redactions are queued; 409 legal_hold (refusal recorded) or chat_open."""
+        chat = self._chat_for(request)
+        if self.retention is None:
+            raise ApiError(503, "unavailable", "Erasure is not available on this service.")
+        try:
+            erased = self.retention.erase(chat, actor="visitor", origin=request.remote or "web")
+        except Refused as e:
+            raise ApiError(409, e.error, e.message)
+        if self.on_erased:
+            self.on_erased()
+        return web.json_response({"state": "erased", "already": erased.already}, status=202)
 
     async def post_attachment(self, request: web.Request) -> web.Response:
         chat = self.store.chats.get(self._chat_for(request).id)
@@ -309,7 +335,7 @@ class VisitorApi:
         messages: list[Message] = []
         while batch := self.store.messages.since(chat.id, messages[-1].seq if messages else 0):
             messages += batch
-        name = self.config.get("site.service_name")
+        name = self.config.get("site.service_name") or transcript.DEFAULT_SERVICE_NAME
         filename = f"chat-{chat.number}.{fmt}"
         body = transcript.as_text(chat, name, messages) if fmt == "txt" else transcript.as_html(chat, name, messages)
         return web.Response(text=body, content_type="text/plain" if fmt == "txt" else "text/html", charset="utf-8",

@@ -15,7 +15,9 @@ import nio
 import pytest
 from playwright.async_api import Browser, BrowserContext, Locator, Page, async_playwright, expect
 
+from bridge.localhs import free_port
 from tests.conftest import MatrixEnv
+from tests.support.agency_site import AgencySite
 from tests.support.browser import ChromiumProcess
 
 HERE = Path(__file__).parent
@@ -79,6 +81,8 @@ class CitizenPage:
 
     async def open(self, query: str = "") -> None:
         await self.page.goto(self.url + query)
+        # The page's words are loaded (static/i18n) and the language chosen.
+        await expect(self.page.locator("html[data-ready='1']")).to_have_count(1)
         # The configured topics come from GET /api/v1/site: the start screen is ready with them.
         await expect(self.page.locator("#topic option")).to_have_count(len(self.env.config["topics"]))
 
@@ -88,7 +92,7 @@ class CitizenPage:
             await self.page.locator("#name").fill(name)
         await self.page.locator("#start-button").click()
         await expect(self.page.locator("#chat")).to_be_visible()
-        await expect(self.page.locator("#chat-number")).to_contain_text("Chat ")
+        await expect(self.page.locator("#chat-number")).to_have_text(re.compile(r"\b\d{4,}\b"))   # the reference
 
     async def send(self, text: str) -> Locator:
         box = self.page.locator("#message")
@@ -148,6 +152,7 @@ class CitizenPage:
 
     async def screenshots(self, state: str) -> None:
         """tests/artifacts/chat-<state>-{1280,360}.png; at 360 px nothing may be wider than the screen."""
+        await self.page.evaluate("() => document.fonts.ready")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         for size in (WIDE, NARROW):
             await self.page.set_viewport_size(size)
@@ -157,10 +162,20 @@ class CitizenPage:
         await self.page.set_viewport_size(WIDE)
 
 
-async def new_citizen(browser: Browser, env: MatrixEnv) -> CitizenPage:
-    context = await browser.new_context(viewport=WIDE, locale="en-GB", timezone_id="Europe/London")
+async def new_citizen(browser: Browser, env: MatrixEnv, locale: str = "en-GB") -> CitizenPage:
+    context = await browser.new_context(viewport=WIDE, locale=locale, timezone_id="Europe/London",
+                                        accept_downloads=True)
     await context.add_init_script(RECORD_CSP)
     return CitizenPage(context, await context.new_page(), env)
+
+
+async def check_and_close(c: CitizenPage) -> None:
+    try:
+        assert not c.dialogs, f"the page opened dialogs: {c.dialogs}"
+        assert not c.errors, f"uncaught errors in the page: {c.errors}"
+        assert not await c.csp_violations(), f"CSP violations: {await c.csp_violations()}"
+    finally:
+        await c.context.close()
 
 
 @pytest.fixture
@@ -168,11 +183,18 @@ async def citizen(browser: Browser, matrix_env: MatrixEnv):
     c = await new_citizen(browser, matrix_env)
     try:
         yield c
-        assert not c.dialogs, f"the page opened dialogs: {c.dialogs}"
-        assert not c.errors, f"uncaught errors in the page: {c.errors}"
-        assert not await c.csp_violations(), f"CSP violations: {await c.csp_violations()}"
     finally:
-        await c.context.close()
+        await check_and_close(c)
+
+
+@pytest.fixture
+async def arabic_citizen(browser: Browser, matrix_env: MatrixEnv):
+    """A citizen whose browser asks for Arabic."""
+    c = await new_citizen(browser, matrix_env, locale="ar")
+    try:
+        yield c
+    finally:
+        await check_and_close(c)
 
 
 @pytest.fixture
@@ -205,3 +227,25 @@ async def open_chat(citizen: CitizenPage, officer: Any, first: str, topic_label:
     await expect(citizen.page.locator("#chat-state")).to_have_text("An officer is with you.")
     await officer_ready(officer, got.room_id)
     return got
+
+
+@pytest.fixture
+async def agency_site(matrix_env: MatrixEnv):
+    """The agency's website (allowed in web.embed_origins), with the widget and the quick-exit page."""
+    site = AgencySite(matrix_env.agency_site, matrix_env.public_url)
+    await site.start()
+    try:
+        yield site
+    finally:
+        await site.stop()
+
+
+@pytest.fixture
+async def other_site(matrix_env: MatrixEnv):
+    """A website the agency never allowed, on yet another loopback origin, trying the same widget."""
+    site = AgencySite(f"http://127.0.0.3:{free_port('127.0.0.3')}", matrix_env.public_url, "Not the police")
+    await site.start()
+    try:
+        yield site
+    finally:
+        await site.stop()

@@ -1,6 +1,7 @@
 """WCAG 2.1 A/AA by axe-core in every state of the page, and a chat by keyboard alone."""
 from __future__ import annotations
 
+import re
 import uuid
 
 import nio
@@ -10,6 +11,8 @@ from tests.support.bridge_db import room_of
 from tests.support.waiting import until
 
 from .conftest import NARROW, WIDE, CitizenPage, officer_ready
+
+ZOOMED = {"width": 640, "height": 400}
 
 
 def unique(text: str) -> str:
@@ -27,6 +30,9 @@ async def test_axe_finds_nothing_in_any_state(citizen: CitizenPage, officer, mat
     first = unique("Where do I report a lost passport?")
     await expect((await citizen.send(first)).locator(".msg__state")).to_have_text("Delivered")
     await expect(page.locator("#chat-state")).to_contain_text("Waiting for an officer")
+    # Place in the queue, and an estimate only from real waits ("we don't know yet" without enough).
+    await expect(page.locator("#queue")).to_have_text(re.compile(
+        r"^Your place in the queue: \d+\. Estimated wait: (about \d+ minutes?|less than a minute|we don't know yet)\.$"))
     await citizen.axe("waiting")
 
     room_id = await room_of(matrix_env.dir / "precinct.db", (await citizen.stored_session())["chat_id"])
@@ -46,6 +52,13 @@ async def test_axe_finds_nothing_in_any_state(citizen: CitizenPage, officer, mat
     await citizen.axe("chatting")
     await page.set_viewport_size(NARROW)
     await citizen.axe("chatting at 360 px")
+    # 200% zoom of a 1280 x 800 window is a 640 x 400 CSS viewport: nothing wider, every control reachable.
+    await page.set_viewport_size(ZOOMED)
+    assert await page.evaluate("() => document.documentElement.scrollWidth") <= ZOOMED["width"]
+    for control in ("#quick-exit", "#message", "#send-button", "#attach-button", "#end-button"):
+        await page.locator(control).scroll_into_view_if_needed()
+        await expect(page.locator(control)).to_be_in_viewport()
+    await citizen.axe("chatting at 200% zoom")
     await page.set_viewport_size(WIDE)
 
     await citizen.context.set_offline(True)
@@ -114,5 +127,14 @@ async def test_keyboard_only_chat(citizen: CitizenPage, officer, bridge_log):
     await page.keyboard.press("Enter")
     await expect(page.locator("#ended")).to_be_visible()
     await expect(page.locator("#ended-text")).to_be_focused()
+
+    # Feedback by keyboard: into the rating, arrows to pick, Tab to the button, Enter.
+    await tab_to(page, "rating-1")
+    await page.keyboard.press("ArrowRight")
+    await page.keyboard.press("ArrowRight")
+    await expect(page.locator("#rating-3")).to_be_checked()
+    await tab_to(page, "feedback-button")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#feedback-done")).to_be_focused()
     await until(lambda: any("ended the chat" in m.body for m in officer.messages if m.room_id == got.room_id),
                 60, "the officer told the chat ended")

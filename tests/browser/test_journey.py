@@ -8,6 +8,7 @@ import uuid
 from playwright.async_api import expect
 
 from tests.support.waiting import until
+from tests.support.bridge_db import stored_feedback
 
 from .conftest import CitizenPage, officer_ready
 
@@ -84,6 +85,33 @@ async def test_journey_from_guest_link_to_the_end(citizen: CitizenPage, officer,
     await officer.wait_message(lambda m: m.room_id == got.room_id and "ended the chat" in m.body, 60,
                                "the 'citizen has ended the chat' notice")
     await citizen.screenshots("ended")
+
+    # Feedback: 1-5 and a comment, stored for the force's reports.
+    await page.locator("label[for=rating-4]").click()
+    await expect(page.get_by_role("radio", name="4")).to_be_checked()
+    comment = unique("Quick and kind")
+    await page.locator("#feedback-comment").fill(comment)
+    await page.get_by_role("button", name="Send feedback").click()
+    await expect(page.locator("#feedback-done")).to_have_text("Thank you for your feedback.")
+    await expect(page.locator("#feedback-form")).to_be_hidden()
+    chat_id = (await citizen.stored_session())["chat_id"]
+    assert stored_feedback(matrix_env.dir / "precinct.db", chat_id) == (4, comment)
+
+    # The citizen's own transcript: every message of the conversation, in order.
+    async with page.expect_download() as download:
+        await page.get_by_role("link", name="Download a copy of this chat").click()
+    saved = await (await download.value).path()
+    transcript = saved.read_text(encoding="utf-8")
+    positions = [transcript.index(text) for text in (first, reply, answer)]
+    assert positions == sorted(positions), transcript
+    for line in ("You are in the queue.", "has joined the chat.", "The chat has ended."):
+        assert line in transcript, transcript
+    assert (await download.value).suggested_filename.startswith("chat-")
+    async with page.expect_download() as printable:
+        await page.get_by_role("link", name="Download it as a web page").click()
+    assert (await printable.value).suggested_filename.endswith(".html")
+    page_copy = (await (await printable.value).path()).read_text(encoding="utf-8")
+    assert first in page_copy and answer in page_copy and "<script" not in page_copy
 
     # What the page shows is what the bridge stored, in order, each message once.
     api = await citizen.api_messages()

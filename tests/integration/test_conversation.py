@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import nio
 import pytest
@@ -17,9 +18,9 @@ async def officer(officer_of):
     return await officer_of("central")
 
 
-async def open_chat(visitor: Visitor, officer: NioOfficer, topic: str = "general"):
+async def open_chat(visitor: Visitor, officer: NioOfficer, topic: str = "general", **fields: Any):
     """Start a chat and wait until the officer has read the first message and the citizen sees 'active'."""
-    await visitor.create(topic=topic)
+    await visitor.create(topic=topic, **fields)
     await visitor.connect()
     marker = f"hello {uuid.uuid4().hex[:8]}"
     await visitor.send(marker)

@@ -71,7 +71,7 @@ async def test_a_reaction_on_the_notice_claims_it(matrix_env, officer_of, visito
 
 async def test_simultaneous_claims_have_exactly_one_winner(matrix_env, officer_of, visitors, bridge_log):
     officer = await officer_of("central", auto_claim=False)
-    supervisor = await officer_of("supervisor", auto_claim=False)       # supervisors may claim too
+    supervisor = await officer_of("sergeant", auto_claim=False)       # supervisors may claim too
     dispatch = await dispatch_room_of(matrix_env.db_path, "central")
     await supervisor.wait_member(dispatch, 60)
     visitor = visitors()

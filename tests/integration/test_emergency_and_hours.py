@@ -55,7 +55,7 @@ async def test_emergency_words_banner_priority_front_of_queue_and_alert(matrix_e
 
     alert = await officer.wait_message(lambda m: m.room_id == dispatch and f"Emergency in chat {number}" in m.body,
                                        60, "the emergency alert")
-    assert alert.source["content"]["m.mentions"]["user_ids"] == ["@supervisor1:localhost"]
+    assert alert.source["content"]["m.mentions"]["user_ids"] == ["@sergeant1:localhost"]
     await officer.notice(dispatch, number, edited=None, predicate=lambda b: b.startswith("🚨 EMERGENCY"))
 
 

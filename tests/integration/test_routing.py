@@ -87,8 +87,8 @@ async def test_timers_realert_requeue_and_close_an_idle_chat(matrix_env, officer
     alert = await officer.wait_message(lambda m: m.room_id == dispatch and f"Chat {number} has waited" in m.body,
                                        60, "the unclaimed re-alert")
     content = alert.source["content"]
-    assert content["m.mentions"]["user_ids"] == ["@supervisor1:localhost"]
-    assert 'href="https://matrix.to/#/@supervisor1:localhost"' in content["formatted_body"]
+    assert content["m.mentions"]["user_ids"] == ["@sergeant1:localhost"]
+    assert 'href="https://matrix.to/#/@sergeant1:localhost"' in content["formatted_body"]
 
     # Claimed but not answered within 6 s: back to the queue, and the officer is taken out of the room.
     await officer.claim(dispatch, number)

@@ -156,12 +156,12 @@ async def test_site_settings_for_the_citizen_page(matrix_env: MatrixEnv):
         async with s.get(matrix_env.public_url + "/api/v1/site") as r:
             site = await r.json()
             assert r.status == 200
-    assert site["emergency_number"] == "999" and site["service_name"]
+    assert site["emergency_number"] == "999" and "service_name" in site
     # Each topic says whether its agency is open now; the test "closed" agency has no opening hours at all.
     assert site["topics"] == [{"id": t["id"], "label": t["label"], "open": t["agency"] != "closed"}
                               for t in matrix_env.config["topics"]]
     assert site["max_message_chars"] == 4000
-    assert site["quick_exit_url"].startswith("https://")
+    assert site["quick_exit_url"] == matrix_env.config["site"]["quick_exit_url"]
     text = str(site)
     for secret in (matrix_env.config["appservice"]["as_token"], matrix_env.config["crypto"]["pickle_key"]):
         assert secret not in text

@@ -18,6 +18,26 @@ async def room_of(db_path: Path, chat_id: str, timeout: float = 30) -> str:
     return await until(look, timeout, f"room of chat {chat_id}")
 
 
+def stored_feedback(db_path: Path, chat_id: str) -> tuple[int, str | None] | None:
+    """(rating, comment) the bridge stored for a chat, or None."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT rating, comment FROM feedback WHERE chat_id = ?", [chat_id]).fetchone()
+    finally:
+        conn.close()
+    return (row[0], row[1]) if row else None
+
+
+def audit_entries(db_path: Path, action: str) -> list[dict]:
+    """The bridge's audit trail entries for one action (read-only), oldest first."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute("SELECT actor, outcome, target, origin, details FROM audit_log WHERE action = ?"
+                            " ORDER BY idx", [action]).fetchall()
+    finally:
+        conn.close()
+    return [dict(r) for r in rows]
 async def dispatch_room_of(db_path: Path, agency: str, timeout: float = 60) -> str:
     """The agency's dispatch room, as the bridge recorded it."""
     def look() -> str | None:

@@ -397,12 +397,12 @@ def test_site_consent_needs_a_privacy_notice_and_a_valid_emergency_number(tmp_pa
 
 def test_agency_details_are_typed():
     raw = good()
-    raw["agencies"][0].update(officers=["@o1:police.example", "county.example"], routing="auto",
+    raw["agencies"][0].update(officers=["@o1:police.example", "police-north.example"], routing="auto",
                               timeouts={"unclaimed_seconds": 5}, present_officers_as="Officer {n}")
     agency = load(raw).agency("central")
-    assert agency.officers == ("@o1:police.example",) and agency.officer_servers == ("county.example",)
-    assert agency.is_officer("@anyone:county.example") and agency.is_officer("@sergeant:police.example")
-    assert not agency.is_officer("@o2:police.example") and agency.is_supervisor("@sergeant:police.example")
+    assert agency.officers == ("@o1:police.example",) and agency.officer_servers == ("police-north.example",)
+    assert agency.is_officer("@anyone:police-north.example") and agency.is_officer("@sergeant1:police.example")
+    assert not agency.is_officer("@o2:police.example") and agency.is_supervisor("@sergeant1:police.example")
     assert agency.timeouts.unclaimed_seconds == 5 and agency.timeouts.unanswered_seconds == 180
     assert agency.hours and agency.hours.weekly["sat"] == ((600, 960),) and "2026-12-25" in agency.hours.holidays
     assert agency.canned["999"].startswith("If anyone") and "knife" in agency.emergency["en"]

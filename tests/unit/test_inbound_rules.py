@@ -18,7 +18,8 @@ def _pump(store: Store, tmp_path):
                             published.append((chat.id, kind, target_seq)))
     pump = InboundPump(example_config(tmp_path), store, SimpleNamespace(clients={}),
                        SimpleNamespace(is_puppet=lambda u: u.startswith("@webchat_")), chats,
-                       SimpleNamespace(is_command=lambda t: t.startswith("!")))  # type: ignore[arg-type]
+                       SimpleNamespace(is_command=lambda t: t.startswith("!")),
+                       SimpleNamespace(allowed=lambda u: True))  # type: ignore[arg-type]
     return pump, published
 
 

@@ -1,0 +1,248 @@
+"""The console's routes under /console on the public listener: sign-in, live view, search, transcripts.
+
+Its own CSP forbids every script and every origin but ours; responses are never cached.  The
+session cookie is HttpOnly, SameSite=Strict and Secure when the public URL is https; forms also
+carry a CSRF token derived from the session, and a POST from another origin is refused.  A
+supervisor sees only the agencies they supervise; trying another's chat is refused on record.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from ..config import Config
+from ..records import Records
+from ..records.retention import Retention
+from ..store import Store
+from ..store.chats import Chat
+from . import pages
+from .auth import ConsoleAuth, Supervisor
+from .pages import Page
+
+log = logging.getLogger(__name__)
+
+COOKIE = "precinct_console"
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+EXPORT_TYPES = {"json": "application/json", "html": "text/html", "txt": "text/plain"}
+
+def csrf_token(session_id: str) -> str:
+    return hmac.new(session_id.encode(), b"precinct-console-csrf", hashlib.sha256).hexdigest()
+
+
+def day_ms(text: str | None, end: bool = False) -> int | None:
+    """``YYYY-MM-DD`` (UTC) → ms at the start of that day (or of the next one, for an end date)."""
+    if not text:
+        return None
+    day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    return int(day.timestamp() * 1000) + (86_400_000 if end else 0)
+
+
+class ConsoleWeb:
+    def __init__(self, config: Config, store: Store, auth: ConsoleAuth, records: Records, retention: Retention,
+                 bot: str) -> None:
+        self.config, self.store, self.auth, self.records, self.bot = config, store, auth, records, bot
+        self.retention = retention
+        public = urlsplit(config.get("web.public_url"))
+        self.origin = f"{public.scheme}://{public.netloc}"
+        self.secure = public.scheme == "https"
+        self.extra_routes: list[Callable[[web.Application], None]] = []
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._headers_and_errors])
+        r = app.router
+        guarded = self.guarded
+        r.add_get("/", guarded(self.live))
+        r.add_get("/console.css", self.css)
+        r.add_get("/sign-in", self.sign_in_page)
+        r.add_post("/sign-in", self.sign_in)
+        r.add_post("/sign-out", self.sign_out)
+        r.add_get("/search", guarded(self.search))
+        r.add_get("/chats/{chat_id}", guarded(self.chat))
+        r.add_get("/chats/{chat_id}/export", guarded(self.export))
+        r.add_post("/chats/{chat_id}/hold", guarded(self.set_hold))
+        r.add_get("/feedback", guarded(self.feedback))
+        r.add_get("/key", guarded(self.key))
+        for add in self.extra_routes:
+            add(app)
+        return app
+
+    # ---- plumbing ----------------------------------------------------------------------------------
+    @web.middleware
+    async def _headers_and_errors(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
+        try:
+            response = await handler(request)
+        except web.HTTPException as ex:
+            if ex.status < 400:
+                raise
+            response = self._html(pages.problem(Page(None), ex.reason or "Error", ex.text or ex.reason or ""),
+                                  ex.status)
+        except Exception:
+            log.exception("console error on %s %s", request.method, request.path)
+            response = self._html(pages.problem(Page(None), "Something went wrong",
+                                                "The console could not show this page. Nothing was changed."), 500)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Frame-Options"] = "DENY"
+        return response
+
+    @staticmethod
+    def _html(body: str, status: int = 200) -> web.Response:
+        return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+
+    def _signed_out(self, request: web.Request, message: str = "", status: int = 401) -> web.Response:
+        response = self._html(pages.signed_out(self.bot, message), status)
+        if request.cookies.get(COOKIE):
+            response.del_cookie(COOKIE, path="/console")
+        return response
+
+    def _who(self, request: web.Request) -> tuple[Supervisor, str] | None:
+        session_id = request.cookies.get(COOKIE)
+        who = self.auth.session(session_id)
+        return (who, session_id) if who and session_id else None
+
+    def _page(self, who: Supervisor, session_id: str) -> Page:
+        return Page(who, csrf_token(session_id))
+
+    async def _form(self, request: web.Request, session_id: str | None) -> dict[str, str]:
+        """A POST's fields, after checking it comes from our own pages."""
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != self.origin:
+            raise web.HTTPForbidden(reason="Refused", text="This form was not sent from the console.")
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        if session_id is not None and not hmac.compare_digest(form.get("csrf", ""), csrf_token(session_id)):
+            raise web.HTTPForbidden(reason="Refused", text="This form has expired; reload the page and try again.")
+        return form
+
+    def _agency_names(self, who: Supervisor) -> dict[str, str]:
+        return {a.id: a.name for a in self.config.agencies if a.id in who.agencies}
+
+    def _chat_for(self, who: Supervisor, chat_id: str, action: str, origin: str) -> Chat:
+        chat = self.store.chats.get(chat_id)
+        if chat is None or chat.agency not in who.agencies:
+            if chat is not None:
+                self.records.audit(action, who.user_id, "refused", target=chat_id, origin=origin,
+                                   reason="not a supervisor of the chat's agency")
+            raise web.HTTPNotFound(reason="Not found", text="There is no such chat in your agencies.")
+        return chat
+
+    def guarded(self, handler: Callable[[web.Request, Supervisor, str], Awaitable[web.StreamResponse]]):  # type: ignore[no-untyped-def]
+        """Wrap a handler that needs a signed-in supervisor (for routes added by other console modules)."""
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            found = self._who(request)
+            if found is None:
+                return self._signed_out(request, self._ended_note(request))
+            return await handler(request, *found)
+        return wrapped
+
+    @staticmethod
+    def _ended_note(request: web.Request) -> str:
+        return "Your session has ended (30 minutes without activity, or signed out). Please sign in again." \
+            if request.cookies.get(COOKIE) else ""
+
+    # ---- routes ------------------------------------------------------------------------------------
+    async def css(self, request: web.Request) -> web.Response:
+        return web.Response(text=pages.CSS, content_type="text/css")
+
+    async def sign_in_page(self, request: web.Request) -> web.Response:
+        token = request.query.get("token", "")
+        if not token:
+            return self._signed_out(request, status=200)
+        return self._html(pages.confirm_sign_in(token))
+
+    async def sign_in(self, request: web.Request) -> web.Response:
+        form = await self._form(request, None)
+        signed = self.auth.sign_in(form.get("token", ""), request.remote)
+        if signed is None:
+            return self._signed_out(request, "This sign-in link has expired or was already used. Send !console "
+                                             "to the bot again for a new one.", status=403)
+        session_id, _ = signed
+        response = web.HTTPSeeOther("/console/")
+        response.set_cookie(COOKIE, session_id, httponly=True, secure=self.secure, samesite="Strict",
+                            path="/console")
+        raise response
+
+    async def sign_out(self, request: web.Request) -> web.Response:
+        found = self._who(request)
+        if found is not None:
+            await self._form(request, found[1])
+            self.auth.sign_out(found[1], found[0], request.remote)
+        return self._signed_out(request, "You have signed out.", status=200)
+
+    async def live(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
+        now = int(time.time() * 1000)
+        chats = self.store.chats.open_in(list(who.agencies))
+        return self._html(pages.live(self._page(who, sid), self._agency_names(who), chats, now))
+
+    async def search(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
+        form = {k: request.query.get(k, "").strip() for k in
+                ("q", "agency", "topic", "officer", "from", "to", "tag", "rating")}
+        agencies = self._agency_names(who)
+        topics = {t.id: t.label for t in self.config.topics if t.agency in who.agencies}
+        hits, error = None, ""
+        if form["q"]:
+            try:
+                filters = self._filters(form, agencies, topics)
+            except ValueError as ex:
+                error = str(ex)
+            else:
+                hits = [h for h in self.records.search(form["q"], actor=who.user_id, origin=request.remote or "",
+                                                       **filters) if h.agency in who.agencies]
+        return self._html(pages.search(self._page(who, sid), form, agencies, topics, hits, error))
+
+    @staticmethod
+    def _filters(form: dict[str, str], agencies: dict[str, str], topics: dict[str, str]) -> dict[str, Any]:
+        if form["agency"] and form["agency"] not in agencies:
+            raise ValueError("Choose one of your agencies.")
+        if form["topic"] and form["topic"] not in topics:
+            raise ValueError("Choose one of your agencies' topics.")
+        if form["rating"] and form["rating"] not in {"1", "2", "3", "4", "5"}:
+            raise ValueError("A rating is a number from 1 to 5.")
+        try:
+            since, until = day_ms(form["from"]), day_ms(form["to"], end=True)
+        except ValueError:
+            raise ValueError("Dates are written YYYY-MM-DD.") from None
+        return {"agency": form["agency"] or (next(iter(agencies)) if len(agencies) == 1 else None),
+                "topic": form["topic"] or None, "officer": form["officer"] or None, "since_ms": since,
+                "until_ms": until, "tag": form["tag"] or None, "rating": int(form["rating"]) if form["rating"] else None}
+
+    async def chat(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
+        chat = self._chat_for(who, request.match_info["chat_id"], "transcript.viewed", request.remote or "")
+        doc = self.records.view(chat.id, actor=who.user_id, origin=request.remote or "")
+        return self._html(pages.transcript(self._page(who, sid), doc, self.store.feedback.get(chat.id),
+                                           can_hold=True))
+
+    async def export(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
+        fmt = request.query.get("format", "")
+        if fmt not in EXPORT_TYPES:
+            raise web.HTTPBadRequest(reason="Unknown format", text="Export as json, html or txt.")
+        chat = self._chat_for(who, request.match_info["chat_id"], "transcript.exported", request.remote or "")
+        text = self.records.export(chat.id, fmt, actor=who.user_id, origin=request.remote or "",
+                                   service_name=self.config.get("site.service_name"))
+        return web.Response(text=text, content_type=EXPORT_TYPES[fmt], charset="utf-8", headers={
+            "Content-Disposition": f"attachment; filename=\"chat-{chat.number}.{fmt}\""})
+
+    async def set_hold(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
+        form = await self._form(request, sid)
+        if form.get("action") not in ("set", "lift"):
+            raise web.HTTPBadRequest(reason="Bad request", text="A legal hold is set or lifted.")
+        action = "legal_hold.set" if form["action"] == "set" else "legal_hold.lifted"
+        chat = self._chat_for(who, request.match_info["chat_id"], action, request.remote or "")
+        if form["action"] == "set":
+            self.retention.hold(chat, form.get("reason", "").strip()[:500] or None, who.user_id, request.remote or "")
+        else:
+            self.retention.lift(chat, who.user_id, request.remote or "")
+        raise web.HTTPSeeOther(f"/console/chats/{chat.id}")
+
+    async def feedback(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
+        return self._html(pages.feedback_list(self._page(who, sid), self.store.feedback.recent(list(who.agencies))))
+
+    async def key(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
+        return self._html(pages.signing_key(self._page(who, sid), self.records.signer.public_key))

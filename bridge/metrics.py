@@ -1,0 +1,124 @@
+"""Prometheus metrics: tiny functions the chat code calls, and a scrape-time view of the store.
+
+Counters and histograms are fed where things happen (``message_bridged``, ``chat_answered`` …);
+levels that the store already knows (queue length, active chats, open WebSockets, unprocessed
+appservice transactions) are read when Prometheus scrapes, so they can never drift from the truth
+after a restart.  Served only on the private metrics listener (``metrics.bind_host``/``port``),
+never on the public one: the figures describe police workload.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+
+# Seconds a citizen waits: from a few seconds (staffed desk) to an hour (night, busy).
+WAIT_BUCKETS = (5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, float("inf"))
+LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, float("inf"))
+
+TO_MATRIX, TO_CITIZEN = "to_matrix", "to_citizen"
+
+_waiting = Histogram("precinct_waiting_seconds", "Time from a chat being opened until an officer answers it "
+                     "(joins the room).", ["agency"], buckets=WAIT_BUCKETS, registry=REGISTRY)
+_first_response = Histogram("precinct_first_response_seconds", "Time from a chat being opened until the first "
+                            "message from an officer.", ["agency"], buckets=WAIT_BUCKETS, registry=REGISTRY)
+_bridged = Counter("precinct_messages_bridged", "Messages carried across the bridge, by direction "
+                   "(to_matrix: a citizen's message sent into the room; to_citizen: an officer's message stored "
+                   "for the citizen).", ["direction"], registry=REGISTRY)
+_decrypt = Counter("precinct_decrypt_failures", "Officer events the bridge could not decrypt: final=false when "
+                   "first seen without keys (it waits for them), final=true when given up and the officer asked "
+                   "to resend.", ["final"], registry=REGISTRY)
+_txn_lag = Histogram("precinct_appservice_transaction_lag_seconds", "From the oldest event's origin_server_ts in "
+                     "an appservice transaction until the bridge finished processing it (homeserver queueing plus "
+                     "bridge work).", buckets=LAG_BUCKETS, registry=REGISTRY)
+
+
+def message_bridged(direction: str) -> None:
+    _bridged.labels(direction).inc()
+
+
+def chat_answered(agency: str, created_ms: int, answered_ms: int | None = None) -> None:
+    _waiting.labels(agency).observe(max(0.0, ((answered_ms or _now_ms()) - created_ms) / 1000))
+
+
+def first_response(agency: str, created_ms: int, replied_ms: int | None = None) -> None:
+    _first_response.labels(agency).observe(max(0.0, ((replied_ms or _now_ms()) - created_ms) / 1000))
+
+
+def decrypt_failed(final: bool) -> None:
+    _decrypt.labels("true" if final else "false").inc()
+
+
+def transaction_processed(oldest_origin_ms: int | None) -> None:
+    if oldest_origin_ms is not None:
+        _txn_lag.observe(max(0.0, (_now_ms() - oldest_origin_ms) / 1000))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class LevelsCollector(Collector):
+    """Gauges read at scrape time from callables the bridge supplies (store counts, the hub)."""
+
+    def __init__(self, chat_counts: Callable[[], dict[tuple[str, str], int]], agencies: Callable[[], list[str]],
+                 websockets: Callable[[], int], pending_transactions: Callable[[], int]) -> None:
+        self.chat_counts, self.agencies = chat_counts, agencies
+        self.websockets, self.pending_transactions = websockets, pending_transactions
+
+    def collect(self) -> Iterable[Metric]:
+        counts = self.chat_counts()
+        queue = GaugeMetricFamily("precinct_queue_length", "Chats waiting for an officer, per agency.",
+                                  labels=["agency"])
+        active = GaugeMetricFamily("precinct_active_chats", "Chats an officer has answered and not yet closed, "
+                                   "per agency.", labels=["agency"])
+        for agency in self.agencies():
+            queue.add_metric([agency], counts.get((agency, "waiting"), 0))
+            active.add_metric([agency], counts.get((agency, "active"), 0))
+        yield queue
+        yield active
+        yield GaugeMetricFamily("precinct_websocket_connections", "Citizen WebSocket connections open now.",
+                                value=self.websockets())
+        yield GaugeMetricFamily("precinct_appservice_transactions_pending", "Appservice transactions stored but "
+                                "not yet processed.", value=self.pending_transactions())
+
+
+_watched: list[LevelsCollector] = []
+
+
+def watch(collector: LevelsCollector) -> Callable[[], None]:
+    """Register the bridge's scrape-time levels (replacing an earlier bridge's); returns the undo."""
+    while _watched:
+        REGISTRY.unregister(_watched.pop())
+    REGISTRY.register(collector)
+    _watched.append(collector)
+
+    def unwatch() -> None:
+        if collector in _watched:
+            _watched.remove(collector)
+            REGISTRY.unregister(collector)
+    return unwatch
+
+
+def render() -> bytes:
+    return generate_latest(REGISTRY)
+
+
+def app() -> web.Application:
+    """The private metrics listener: ``GET /metrics`` in Prometheus' text format, nothing else."""
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    application = web.Application()
+    application.router.add_get("/metrics", metrics)
+    return application

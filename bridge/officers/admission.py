@@ -1,0 +1,99 @@
+"""Who is let into a chat room, and what an officer taking over a transferred chat is given.
+
+Anyone invited to or joining a chat room who may not take part (officers/access.py) is removed at
+once, the officers are told, and the refusal is audited. The bridge's crypto never shows such a
+member to nio, so no room key is ever shared with their devices.
+
+An officer who joins after a ``!transfer`` cannot decrypt what was said before they joined (their
+devices were not there when the keys were shared), so the puppet posts the conversation so far as a
+notice only officers see; with ``routing.transfer_first_officer: leave`` the previous agency's
+officers are then removed from the room.
+"""
+from __future__ import annotations
+
+import logging
+
+from ..chats.journal import Journal
+from ..chats.lifecycle import ChatService
+from ..config import Config
+from ..matrix import rooms
+from ..matrix.intent import HomeserverApi
+from ..store.chats import Chat
+from ..web.transcript import conversation_lines
+from .access import Access
+
+log = logging.getLogger(__name__)
+
+NOTICE_CHARS = 30_000          # well under Matrix's 64 KiB event limit once encrypted
+
+
+class Admission:
+    def __init__(self, config: Config, chats: ChatService, access: Access, journal: Journal,
+                 api: HomeserverApi) -> None:
+        self.config, self.chats, self.access, self.journal, self.api = config, chats, access, journal, api
+        self.first_officer = config.get("routing.transfer_first_officer")
+
+    def allowed(self, user_id: str) -> bool:
+        return self.access.may_take_part(user_id)
+
+    async def refuse(self, chat: Chat, user_id: str, membership: str, by: str) -> None:
+        """Remove someone who may not take part (withdraw the invite, or kick), tell the officers, audit it."""
+        reason = (self.access.refusal(user_id) if not self.allowed(user_id)
+                  else f"{user_id} is not an officer of {self.config.agency(chat.agency).name}, whose chat it is")
+        with self.chats.store.db.transaction():
+            self.journal.audit("chat.member_refused", by, "refused", target=chat.id, origin=chat.room_id,
+                               user=user_id, membership=membership, reason=reason)
+            self.chats.notify_officers(chat, f"⚠ {user_id} was removed from chat {chat.number}: {reason}. "
+                                             "Only configured officers of allowed servers may take part.")
+        try:
+            await rooms.kick(self.api, chat.puppet, chat.room_id, user_id,  # type: ignore[arg-type]
+                             "Not an officer of an agency allowed in this chat")
+        except Exception as e:
+            log.error("chat %s: could not remove %s: %s", chat.number, user_id, e)
+
+    async def joined(self, chat: Chat, user_id: str) -> None:
+        """An allowed officer joined: if they are taking over a transfer, hand the chat over."""
+        if not chat.transfer_to or user_id == chat.transferred_by:
+            return
+        self._post_conversation(chat, user_id)
+        if self.first_officer == "leave":
+            await self._remove_previous(chat, user_id)
+
+    def _post_conversation(self, chat: Chat, user_id: str) -> None:
+        lines = conversation_lines(self.chats.store.messages.since(chat.id, 0, limit=100_000),
+                                   visitor_label=chat.display_name or "Citizen")
+        note = f" Note: {chat.transfer_note}" if chat.transfer_note else ""
+        head = (f"Chat {chat.number} so far, for {user_id}: transferred by {chat.transferred_by}.{note} "
+                "(Only officers see this.)")
+        for part in _chunks([head, *lines], NOTICE_CHARS):
+            self.chats.notify_officers(chat, part)
+
+    async def _remove_previous(self, chat: Chat, newcomer: str) -> None:
+        if chat.transfer_to and chat.transfer_to.startswith("@"):
+            keep = {chat.transfer_to}
+        else:
+            keep = set(self.config.agency(chat.agency).officers)
+        keep.add(newcomer)
+        members = await rooms.members(self.api, chat.puppet, chat.room_id)  # type: ignore[arg-type]
+        for user, member in members.items():
+            if member.get("membership") in ("join", "invite") and user not in keep and not self.access.is_ours(user):
+                try:
+                    await rooms.kick(self.api, chat.puppet, chat.room_id, user,  # type: ignore[arg-type]
+                                     f"Chat {chat.number} was transferred")
+                except Exception as e:
+                    log.warning("chat %s: %s not removed after the transfer: %s", chat.number, user, e)
+
+
+def _chunks(lines: list[str], limit: int) -> list[str]:
+    """Join lines into texts of at most ``limit`` characters (a longer line is cut)."""
+    out: list[str] = []
+    current = ""
+    for line in lines:
+        line = line[:limit]
+        if current and len(current) + 1 + len(line) > limit:
+            out.append(current)
+            current = ""
+        current = f"{current}\n{line}" if current else line
+    if current:
+        out.append(current)
+    return out

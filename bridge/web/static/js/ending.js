@@ -1,0 +1,104 @@
+/* Ending a chat: asked on the page (a native confirm() can't be styled, translated or shown in the
+ * widget's iframe), then feedback (1–5 and a comment) and the citizen's own transcript. */
+import { ui, say } from "./dom.js";
+import { app } from "./state.js";
+import { sendFrame } from "./connection.js";
+import { stopTyping } from "./composer.js";
+import { saveSession } from "./session.js";
+
+export function askToEnd() {
+  if (!app.session || app.session.state === "closed") { return; }
+  ui.endConfirm.hidden = false;
+  ui.end.setAttribute("aria-expanded", "true");
+  ui.endConfirmText.focus();
+}
+
+export function hideEndConfirm(refocus) {
+  if (ui.endConfirm.hidden) { return; }
+  ui.endConfirm.hidden = true;
+  ui.end.setAttribute("aria-expanded", "false");
+  if (refocus) { ui.end.focus(); }
+}
+
+/** onClosed() runs when the close had to go over HTTP (no socket to bring the status frame). */
+export function endChat(onClosed) {
+  const session = app.session;
+  if (!session || session.state === "closed") { return; }
+  // The question stays (and keeps the focus) until the "closed" status moves it to the ended text.
+  stopTyping();
+  if (sendFrame({ type: "close" })) { return; }
+  fetch("/api/v1/chats/" + encodeURIComponent(session.chat_id) + "/close", {
+    method: "POST", headers: { "Authorization": "Bearer " + session.token }, credentials: "omit", cache: "no-store"
+  }).then(function (response) {
+    if (!response.ok) { throw new Error("status " + response.status); }
+    onClosed();
+  }).catch(function () {
+    say(ui.chatError, "end.failed_offline");
+  });
+}
+
+function authHeaders() {
+  return { "Authorization": "Bearer " + app.session.token };
+}
+
+/** The transcript needs the token: fetch it, then save it from memory. */
+export function downloadTranscript(event) {
+  event.preventDefault();
+  const session = app.session;
+  const format = event.currentTarget.dataset.format === "html" ? "html" : "txt";
+  if (!session) { return; }
+  fetch("/api/v1/chats/" + encodeURIComponent(session.chat_id) + "/transcript?format=" + format,
+        { headers: authHeaders(), credentials: "omit", cache: "no-store" })
+    .then(function (r) { if (!r.ok) { throw new Error(String(r.status)); } return r.blob(); })
+    .then(function (blob) {
+      const a = document.createElement("a");
+      a.href = URL.createObjectURL(blob);
+      a.download = "chat-" + (session.number || "transcript") + "." + format;
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      window.setTimeout(function () { URL.revokeObjectURL(a.href); }, 60000);
+    })
+    .catch(function () { say(ui.chatError, "ended.transcript_failed"); });
+}
+
+export function resetFeedback() {
+  ui.feedbackForm.hidden = false;
+  ui.feedbackForm.reset();
+  say(ui.feedbackDone, "");
+  say(ui.feedbackError, "");
+}
+
+export function sendFeedback(event) {
+  event.preventDefault();
+  const session = app.session;
+  const picked = ui.feedbackForm.querySelector('input[name="rating"]:checked');
+  if (!picked) {
+    say(ui.feedbackError, "feedback.pick");
+    ui.feedbackForm.querySelector('input[name="rating"]').focus();
+    return;
+  }
+  say(ui.feedbackError, "");
+  const request = { rating: Number(picked.value) };
+  if (ui.feedbackComment.value.trim()) { request.comment = ui.feedbackComment.value.trim(); }
+  ui.feedbackButton.disabled = true;
+  fetch("/api/v1/chats/" + encodeURIComponent(session.chat_id) + "/feedback", {
+    method: "POST", headers: Object.assign({ "Content-Type": "application/json" }, authHeaders()),
+    body: JSON.stringify(request), credentials: "omit", cache: "no-store"
+  }).then(function (response) {
+    return response.json().catch(function () { return {}; }).then(function (data) {
+      if (!response.ok && data.error !== "feedback_given") { throw new Error(String(response.status)); }
+      session.feedbackGiven = true;
+      saveSession();
+      showFeedbackDone(true);
+    });
+  }).catch(function () {
+    say(ui.feedbackError, "feedback.failed");
+  }).then(function () { ui.feedbackButton.disabled = false; });
+}
+
+export function showFeedbackDone(focus) {
+  ui.feedbackForm.hidden = true;
+  say(ui.feedbackDone, "feedback.thanks");
+  if (focus) { ui.feedbackDone.focus(); }
+}

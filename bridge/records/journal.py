@@ -38,8 +38,16 @@ class Records:
         self.trail.append(action, actor, outcome, target, origin, details)
 
     def config_loaded(self, config: Config, origin: str = "start-up") -> None:
-        self.audit("config.loaded", "bridge", origin=origin, config_sha256=config_fingerprint(config),
-                   public_key=self.signer.public_key)
+        """Audit the configuration in force (by hash), and a change since the last start."""
+        fingerprint = config_fingerprint(config)
+        earlier = self.store.audit_log.entries(action="config.loaded")
+        previous = earlier[-1].details.get("config_sha256") if earlier else None
+        with self.store.db.transaction():
+            if previous and previous != fingerprint:
+                self.audit("config.changed", "bridge", origin=origin, config_sha256=fingerprint,
+                           previous_sha256=previous)
+            self.audit("config.loaded", "bridge", origin=origin, config_sha256=fingerprint,
+                       public_key=self.signer.public_key)
 
 
     # ---- reading, for the CLI and the supervisor console (each read leaves an audit entry) ----------

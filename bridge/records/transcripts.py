@@ -90,7 +90,9 @@ class Transcripts:
 
     def verify_stored(self, chat_id: str) -> chain.Problem | str | None:
         """Check the stored chain (and seal) of one chat: None when intact."""
-        return verify_document(self.document(chat_id), self.signer.public_key)
+        doc = self.document(chat_id)
+        # An open chat has no seal yet; a closed one without its seal is caught by the chat's state.
+        return verify_document(doc, self.signer.public_key if doc["seal"] else None)
 
 
 def verify_document(doc: dict[str, Any], public_key: str | None = None) -> chain.Problem | str | None:
@@ -99,6 +101,13 @@ def verify_document(doc: dict[str, Any], public_key: str | None = None) -> chain
     ``public_key``: the key the seal must be signed with; without it the key in the document is used
     (which proves integrity, not origin — compare it with `python -m bridge records public-key`).
     """
+    try:
+        return _verify_document(doc, public_key)
+    except (TypeError, ValueError, KeyError, AttributeError) as e:     # a hand-edited or foreign file
+        return f"the file is malformed ({type(e).__name__}: {e})"
+
+
+def _verify_document(doc: dict[str, Any], public_key: str | None) -> chain.Problem | str | None:
     if public_key:
         public_key = public_key.strip().removeprefix("ed25519:").rstrip("=")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("entries"), list):
@@ -116,6 +125,8 @@ def verify_document(doc: dict[str, Any], public_key: str | None = None) -> chain
     if problem:
         return problem
     if seal is None:
+        if public_key:
+            return "the record is not signed (it was exported while the chat was open), so its origin cannot be checked"
         return None if (doc.get("chat") or {}).get("state") != "closed" else "the chat is closed but its record is not signed"
     if not isinstance(seal, dict):
         return "the seal is malformed"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import uuid
 
+import nio
+
 from tests.support.bridge_db import audit_entries
 from tests.support.federation import FederationEnv, start_chat
 from tests.support.waiting import until
@@ -14,6 +16,14 @@ async def _status_after(visitor, mark: int, state: str, what: str) -> None:
     """A status frame with this state among the frames received after ``mark``."""
     await until(lambda: any(f.get("type") == "status" and f.get("state") == state for f in visitor.frames[mark:]),
                 120, what)
+
+
+async def _left(officer, room: str, user: str, what: str) -> None:
+    """Wait until the room's state on the officer's homeserver says ``user`` has left."""
+    async def gone() -> bool:
+        resp = await officer.client.room_get_state_event(room, "m.room.member", user)
+        return isinstance(resp, nio.RoomGetStateEventResponse) and resp.content.get("membership") == "leave"
+    await until(gone, 60, what)
 
 
 def _message(body: str, sender_kind: str):
@@ -75,8 +85,7 @@ async def test_transfer_to_an_officer_of_another_homeserver(fed_env: FederationE
     assert bodies.index(first) < bodies.index(question) < bodies.index(answer) < bodies.index(after) \
         < bodies.index(reply)
     assert not any(b.lstrip().startswith("!") or "county area" in b for b in bodies)
-    b_room = officer_b.client.rooms[room]
-    await until(lambda: fed_env.officer_a not in b_room.users, 60, "officer A to leave after the handover")
+    await _left(officer_b, room, fed_env.officer_a, "officer A to leave after the handover")
 
     # And back: B's command (decrypted by the bridge from another homeserver) hands it to A again.
     await officer_b.send(room, f"!transfer {fed_env.officer_a} back to you")
@@ -85,7 +94,7 @@ async def test_transfer_to_an_officer_of_another_homeserver(fed_env: FederationE
     back = await officer_a.wait_message(lambda m: m.room_id == room and m.sender == puppet and reply in m.body
                                         and "back to you" in m.body, timeout=120, what="conversation so far at A")
     assert first in back.body and after in back.body
-    await until(lambda: fed_env.officer_b not in officer_a.client.rooms[room].users, 60, "B to leave")
+    await _left(officer_a, room, fed_env.officer_b, "B to leave")
 
     audited = [e for e in audit_entries(fed_env.db_path, "chat.transfer") if e["origin"] == room]
     assert [(e["actor"], e["outcome"]) for e in audited] == [(fed_env.officer_a, "ok"), (fed_env.officer_b, "ok")]

@@ -22,6 +22,7 @@ from .matrix import bot, rooms
 from .matrix.crypto import Crypto
 from .matrix.intent import HomeserverApi
 from .matrix.puppets import PuppetManager
+from .console.bot_command import SPEC as CONSOLE_SPEC, ConsoleCommand
 from .officers.access import Access
 from .officers.admission import Admission
 from .officers.bot_commands import BotCommands
@@ -95,6 +96,9 @@ class Bridge:
                                         config.get("console.idle_minutes"))
         self.console = ConsoleWeb(config, self.store, self.console_auth, self.records, self.retention, self.chats.bot)
         ReportsWeb(self.console)
+        # !console in a direct chat with the bot (the command refuses non-supervisors and records it).
+        self.bot_commands.register(CONSOLE_SPEC, ConsoleCommand(self.console_auth, prefix).handle,
+                                   officers_only=False)
         self.summaries = SummaryPoster(config, self.store, self.journal,
                                        lambda room, text: bot.post_notice(self.api, self.chats.bot, room, text))
         self._runners: list[web.AppRunner] = []

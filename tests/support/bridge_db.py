@@ -48,3 +48,15 @@ async def dispatch_room_of(db_path: Path, agency: str, timeout: float = 60) -> s
             conn.close()
         return row[0] if row and row[0] else None
     return await until(look, timeout, f"dispatch room of {agency}")
+
+
+def record_entries(db_path: Path, chat_id: str) -> list[dict]:
+    """A chat's record entries (kind, actor, public details, personal content), oldest first (read-only)."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute("SELECT kind, actor, details, content FROM chat_records WHERE chat_id = ? ORDER BY idx",
+                            [chat_id]).fetchall()
+    finally:
+        conn.close()
+    return [dict(r) for r in rows]

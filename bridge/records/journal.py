@@ -21,14 +21,16 @@ log = logging.getLogger(__name__)
 class Records:
     """Writes every entry in a store transaction, joining the caller's when there is one."""
 
-    def __init__(self, store: Store, signer: Signer) -> None:
+    def __init__(self, store: Store, signer: Signer, names: dict[str, str] | None = None) -> None:
         self.store, self.signer = store, signer
-        self.transcripts = Transcripts(store, signer)
+        self.transcripts = Transcripts(store, signer, names)
         self.trail = AuditTrail(store)
 
     @classmethod
     def open(cls, config: Config, store: Store) -> "Records":
-        return cls(store, Signer.load_or_create(config.path("records.signing_key_path")))
+        names = {**{f"agency:{a.id}": a.name for a in config.agencies},
+                 **{f"topic:{t.id}": t.label for t in config.topics}}
+        return cls(store, Signer.load_or_create(config.path("records.signing_key_path")), names)
 
     def chat_event(self, chat_id: str, kind: str, actor: str | None, **details: Any) -> None:
         self.transcripts.append(chat_id, kind, actor, details)

@@ -42,8 +42,9 @@ def _search_text(content: dict[str, Any] | None) -> str | None:
 
 
 class Transcripts:
-    def __init__(self, store: Store, signer: Signer) -> None:
+    def __init__(self, store: Store, signer: Signer, names: dict[str, str] | None = None) -> None:
         self.store, self.signer = store, signer
+        self.names = names or {}             # "agency:<id>" / "topic:<id>" → what people call them
 
     def append(self, chat_id: str, kind: str, actor: str | None, details: dict[str, Any]) -> ChatRecord:
         public, personal = chain.split_personal(details)
@@ -79,6 +80,8 @@ class Transcripts:
             "format": FORMAT, "version": chain.VERSION,
             "chat": {"id": chat_id, "number": chat.number if chat else None, "agency": chat.agency if chat else None,
                      "topic": chat.topic if chat else None, "state": chat.state if chat else None,
+                     "agency_name": self.names.get(f"agency:{chat.agency}") if chat else None,
+                     "topic_label": self.names.get(f"topic:{chat.topic}") if chat else None,
                      "officer": chat.officer if chat else None, "created_ts": chat.created_ts if chat else None,
                      "closed_ts": chat.closed_ts if chat else None,
                      "legal_hold": {"reason": hold.reason, "by": hold.actor, "ts": hold.ts} if hold else None},

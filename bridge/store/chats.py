@@ -91,8 +91,9 @@ class Chats:
             "SELECT * FROM chats WHERE agency = ? AND state = ? AND closed_ts < ? ORDER BY closed_ts",
             [agency, CLOSED, closed_before_ms])]
 
-    def erase_name(self, chat_id: str) -> None:
-        self.db.execute("UPDATE chats SET display_name = NULL WHERE id = ?", [chat_id])
+    def erase_personal(self, chat_id: str) -> None:
+        """The citizen's name and free text officers wrote about the chat (a transfer note)."""
+        self.db.execute("UPDATE chats SET display_name = NULL, transfer_note = NULL WHERE id = ?", [chat_id])
 
     def delete(self, chat_id: str) -> None:
         self.db.execute("DELETE FROM chats WHERE id = ?", [chat_id])

@@ -8,14 +8,14 @@ import uuid
 import nio
 
 from tests.support.bridge_db import audit_entries
-from tests.support.federation import FederationEnv, start_chat
+from tests.support.federation import LONG, FederationEnv, start_chat
 from tests.support.waiting import until
 
 
 async def _status_after(visitor, mark: int, state: str, what: str) -> None:
     """A status frame with this state among the frames received after ``mark``."""
     await until(lambda: any(f.get("type") == "status" and f.get("state") == state for f in visitor.frames[mark:]),
-                120, what)
+                LONG, what)
 
 
 async def _left(officer, room: str, user: str, what: str) -> None:
@@ -23,7 +23,7 @@ async def _left(officer, room: str, user: str, what: str) -> None:
     async def gone() -> bool:
         resp = await officer.client.room_get_state_event(room, "m.room.member", user)
         return isinstance(resp, nio.RoomGetStateEventResponse) and resp.content.get("membership") == "leave"
-    await until(gone, 60, what)
+    await until(gone, LONG, what)
 
 
 def _message(body: str, sender_kind: str):
@@ -40,10 +40,10 @@ async def test_transfer_to_an_officer_of_another_homeserver(fed_env: FederationE
     room, puppet = got.room_id, got.sender
     question = f"Which street was it on? {tag}"
     await officer_a.send(room, question)
-    await visitor.wait_frame(_message(question, "officer"), what="A's question at the citizen")
+    await visitor.wait_frame(_message(question, "officer"), what="A's question at the citizen", timeout=LONG)
     answer = f"Mill Lane, in the county {tag}"
     await visitor.send(answer)
-    await officer_a.wait_message(lambda m: m.body == answer, what="citizen's answer at A")
+    await officer_a.wait_message(lambda m: m.body == answer, what="citizen's answer at A", timeout=LONG)
 
     # The room lets in only the bridge's homeserver and the allowlisted one.
     acl = await officer_a.client.room_get_state_event(room, "m.room.server_acl")
@@ -54,14 +54,14 @@ async def test_transfer_to_an_officer_of_another_homeserver(fed_env: FederationE
     await officer_a.send(room, f"!transfer {fed_env.officer_b} bike theft, county area")
     told = await visitor.wait_frame(lambda f: f.get("type") == "message" and f.get("from") == "system"
                                     and "transferred to County Police" in f.get("body", ""),
-                                    what="transfer notice at the citizen")
+                                    what="transfer notice at the citizen", timeout=LONG)
     assert told["body"].startswith("You are being transferred to County Police")
     await officer_a.wait_message(lambda m: m.room_id == room and m.sender == puppet
-                                 and "transferred chat" in m.body, what="transfer confirmation at A")
+                                 and "transferred chat" in m.body, what="transfer confirmation at A", timeout=LONG)
 
     # B's officer joins the same encrypted room over federation and is given the conversation so far.
-    await officer_b.wait_joined(room, timeout=120)
-    history = await officer_b.wait_message(lambda m: m.room_id == room and first in m.body, timeout=120,
+    await officer_b.wait_joined(room, timeout=LONG)
+    history = await officer_b.wait_message(lambda m: m.room_id == room and first in m.body, timeout=LONG,
                                            what="conversation so far at B")
     assert history.sender == puppet and history.source["content"]["msgtype"] == "m.notice"
     assert question in history.body and answer in history.body and "bike theft, county area" in history.body
@@ -70,11 +70,11 @@ async def test_transfer_to_an_officer_of_another_homeserver(fed_env: FederationE
     # B decrypts what the citizen writes next; the citizen gets B's reply.
     after = f"It is a red bike {tag}"
     await visitor.send(after)
-    at_b = await officer_b.wait_message(lambda m: m.body == after, timeout=60, what="citizen's next message at B")
+    at_b = await officer_b.wait_message(lambda m: m.body == after, timeout=LONG, what="citizen's next message at B")
     assert at_b.sender == puppet
     reply = f"County Police here, we will look for it {tag}"
     await officer_b.send(room, reply)
-    await visitor.wait_frame(_message(reply, "officer"), timeout=60, what="B's reply at the citizen")
+    await visitor.wait_frame(_message(reply, "officer"), timeout=LONG, what="B's reply at the citizen")
     await _status_after(visitor, mark, "waiting", "waiting for B after the transfer")
     await _status_after(visitor, mark, "active", "active again once B joined")
 
@@ -90,9 +90,9 @@ async def test_transfer_to_an_officer_of_another_homeserver(fed_env: FederationE
     # And back: B's command (decrypted by the bridge from another homeserver) hands it to A again.
     await officer_b.send(room, f"!transfer {fed_env.officer_a} back to you")
     await visitor.wait_frame(lambda f: f.get("from") == "system" and "transferred to Central Police" in f["body"],
-                             what="transfer back at the citizen")
+                             what="transfer back at the citizen", timeout=LONG)
     back = await officer_a.wait_message(lambda m: m.room_id == room and m.sender == puppet and reply in m.body
-                                        and "back to you" in m.body, timeout=120, what="conversation so far at A")
+                                        and "back to you" in m.body, timeout=LONG, what="conversation so far at A")
     assert first in back.body and after in back.body
     await _left(officer_a, room, fed_env.officer_b, "B to leave")
 
@@ -112,20 +112,20 @@ async def test_transfer_to_an_agency_queues_it_there_and_its_officer_takes_it_ov
 
     await officer_a.send(room, "!transfer nowhere")
     unknown = await officer_a.wait_message(lambda m: m.room_id == room and "unknown agency" in m.body,
-                                           what="unknown agency notice")
+                                           what="unknown agency notice", timeout=LONG)
     assert "central, county" in unknown.body
 
     mark = len(visitor.frames)
     await officer_a.send(room, "!transfer county rural noise complaint")
     await _status_after(visitor, mark, "waiting", "back in the queue, now County's")
-    told = await visitor.wait_frame(lambda f: f.get("from") == "system" and f.get("code") == "transferred")
+    told = await visitor.wait_frame(lambda f: f.get("from") == "system" and f.get("code") == "transferred", timeout=LONG)
     assert told["body"].startswith("You are being transferred to County Police")
-    await officer_b.wait_joined(room, timeout=120)
+    await officer_b.wait_joined(room, timeout=LONG)
     history = await officer_b.wait_message(lambda m: m.room_id == room and m.sender == puppet and first in m.body,
-                                           timeout=120, what="conversation so far at B")
+                                           timeout=LONG, what="conversation so far at B")
     assert "rural noise complaint" in history.body
     await _status_after(visitor, mark, "active", "active again once County's officer joined")
     reply = f"County Police here {tag}"
     await officer_b.send(room, reply)
-    await visitor.wait_frame(_message(reply, "officer"), timeout=60, what="B's reply at the citizen")
+    await visitor.wait_frame(_message(reply, "officer"), timeout=LONG, what="B's reply at the citizen")
     assert not any("nowhere" in f.get("body", "") or "rural noise" in f.get("body", "") for f in visitor.messages())

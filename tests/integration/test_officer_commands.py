@@ -1,14 +1,12 @@
 """Officers' commands typed in a chat room: handled by the bridge, never passed to the citizen."""
 from __future__ import annotations
 
-import json
-
 import nio
 import pytest
 
 from tests.conftest import MatrixEnv
 from tests.integration.test_conversation import open_chat
-from tests.support.bridge_db import record_entries
+from tests.support.bridge_db import record_of
 from tests.support.visitor import Visitor
 from tests.support.waiting import until
 
@@ -85,9 +83,9 @@ async def test_every_chat_room_command_and_bad_arguments(matrix_env, officer_of,
     bodies = [f.get("body", "") for f in visitor.messages()]
     assert not any(b.lstrip().startswith("!") or secret in b or "theft" in b for b in bodies), bodies
     # The note is in the chat's record, marked internal.
-    notes = [e for e in record_entries(matrix_env.db_path, visitor.chat_id) if e["kind"] == "note"]
+    notes = [e for e in record_of(matrix_env.db_path, visitor.chat_id) if e["kind"] == "note"]
     assert len(notes) == 1 and notes[0]["actor"] == "@officer1:localhost"
-    assert secret in notes[0]["content"] and json.loads(notes[0]["details"])["internal"] is True
+    assert notes[0]["content"]["text"] == secret and notes[0]["details"]["internal"] is True
     await officer.send(room, "!close")
 
 

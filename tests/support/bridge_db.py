@@ -50,13 +50,14 @@ async def dispatch_room_of(db_path: Path, agency: str, timeout: float = 60) -> s
     return await until(look, timeout, f"dispatch room of {agency}")
 
 
-def record_entries(db_path: Path, chat_id: str) -> list[dict]:
-    """A chat's record entries (kind, actor, public details, personal content), oldest first (read-only)."""
+def record_of(db_path: Path, chat_id: str) -> list[dict]:
+    """The chat's record entries (kind, actor, details, content) as stored, oldest first."""
+    import json
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
     try:
         rows = conn.execute("SELECT kind, actor, details, content FROM chat_records WHERE chat_id = ? ORDER BY idx",
                             [chat_id]).fetchall()
     finally:
         conn.close()
-    return [dict(r) for r in rows]
+    return [{"kind": k, "actor": a, "details": json.loads(d), "content": json.loads(c) if c else None}
+            for k, a, d, c in rows]

@@ -196,6 +196,7 @@ def test_exports_are_readable_and_script_free(setup):
     assert "<script" not in page and "&lt;script&gt;" in page and "Officer One" in page and "OFFICERDEV" in page
     txt = records.export(chat_id, "txt", actor="@sup:p", origin="cli", service_name="Test")
     assert "Internal note (never shown to the citizen): Check CCTV" in txt
+    assert "Agency: Central Police" in txt and "Topic: General enquiry" in txt
     assert [e["action"] for e in records.trail.entries()][-2:] == ["transcript.exported", "transcript.exported"]
 
 

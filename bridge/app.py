@@ -14,7 +14,9 @@ from .chats.lifecycle import ChatService
 from .chats.outbound import OutboundPump
 from .config import Config
 from .console.auth import ConsoleAuth, supervised_agencies
+from .console.reports_web import ReportsWeb
 from .console.web import ConsoleWeb
+from .reports.poster import SummaryPoster
 from . import __version__, metrics
 from .matrix import bot, rooms
 from .matrix.crypto import Crypto
@@ -61,8 +63,8 @@ class Bridge:
         self.chats = ChatService(config, self.store, self.api, self.crypto, self.puppets, self.hub,
                                  self.outbound.wake, self.journal)
         self.chats.acl = self.access.server_acl()
-        self.transfers = Transfers(config, self.chats, self.access, self.journal, self.api)
         self.admission = Admission(config, self.chats, self.access, self.journal, self.api)
+        self.transfers = Transfers(config, self.chats, self.access, self.journal, self.api, self.admission)
         self.commands = ChatRoomCommands(self.chats, self.journal, config.get("officers.command_prefix"),
                                          retention=self.retention, transfers=self.transfers)
         self.inbound = InboundPump(config, self.store, self.crypto, self.puppets, self.chats, self.commands,
@@ -76,6 +78,9 @@ class Bridge:
                                         config.get("web.public_url"), config.get("console.link_ttl_seconds"),
                                         config.get("console.idle_minutes"))
         self.console = ConsoleWeb(config, self.store, self.console_auth, self.records, self.retention, self.chats.bot)
+        ReportsWeb(self.console)
+        self.summaries = SummaryPoster(config, self.store, self.journal,
+                                       lambda room, text: bot.post_notice(self.api, self.chats.bot, room, text))
         self._runners: list[web.AppRunner] = []
         self._unwatch = metrics.watch(metrics.LevelsCollector(
             self.store.chats.counts, lambda: [a.id for a in config.agencies], self.hub.connections,
@@ -104,6 +109,7 @@ class Bridge:
         self.outbound.start()
         self.keeper.start()
         self.webhooks.start()
+        self.summaries.start()
         await self.chats.resume()
         self.inbound.wake()
         self.outbound.wake()
@@ -140,6 +146,7 @@ class Bridge:
         await self.outbound.stop()
         await self.keeper.stop()
         await self.webhooks.stop()
+        await self.summaries.stop()
         await self.crypto.close()
         await self.api.close()
         self.store.close()

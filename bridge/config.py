@@ -133,6 +133,11 @@ SCHEMA: list[Key] = [
     Key("console.idle_minutes", int, 30,
         "A console session ends after this many minutes without a request (CJIS AC-11: at most 30).",
         check=lambda v: None if 1 <= v <= 30 else "must be between 1 and 30 minutes"),
+    Key("reports.summary_rooms", "rooms", default={},
+        doc="Where the bot posts each agency's daily summary (yesterday's figures): agency id → room ID, e.g. "
+            "{central: '!supervisors:police.example'}. Invite the bot to the room; agencies not listed get none."),
+    Key("reports.summary_time", str, "06:00", "When (UTC, HH:MM) the daily summary of the previous day is posted.",
+        check=lambda v: None if re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", v) else "must be a time like 06:00"),
     Key("chats.first_number", int, 1001, "Number given to the first chat; officers see 'Chat <number>'.",
         check=_positive),
     Key("chats.puppet_pool_size", int, 3,
@@ -337,10 +342,11 @@ def _parse_servers(value: Any) -> list[str]:
 
 def _check_officer_servers(agencies: list[Agency], own: str, allowed: list[str]) -> None:
     for i, agency in enumerate(agencies):
-        for officer in agency.officers:
-            if server_of(officer) != own and server_of(officer) not in allowed:
-                raise ConfigError(f"agencies[{i}].officers: {officer} is on {server_of(officer)}, which is neither "
-                                  f"this homeserver ({own}) nor in federation.allowed_servers")
+        for key, users in (("officers", agency.officers), ("supervisors", agency.supervisors)):
+            for user in users:
+                if server_of(user) != own and server_of(user) not in allowed:
+                    raise ConfigError(f"agencies[{i}].{key}: {user} is on {server_of(user)}, which is neither "
+                                      f"this homeserver ({own}) nor in federation.allowed_servers")
 
 
 def _parse_agencies(value: Any) -> list[Agency]:
@@ -458,6 +464,12 @@ def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Co
     if values["site.require_consent"] and not privacy:
         raise ConfigError("site.require_consent: needs site.privacy_url, the notice citizens consent to")
     webhooks = _parse_webhooks(values["webhooks.endpoints"], agencies)
+    rooms = values["reports.summary_rooms"]
+    if not isinstance(rooms, dict) or not all(
+            isinstance(r, str) and re.fullmatch(r"![^:\s]+(:\S+)?", r) for r in rooms.values()):
+        raise ConfigError("reports.summary_rooms: expected agency id → room ID like !abc:police.example")
+    if unknown := set(rooms) - {a.id for a in agencies}:
+        raise ConfigError(f"reports.summary_rooms: {sorted(unknown)} not among the agencies {[a.id for a in agencies]}")
     return Config(values, base_dir, agencies, topics, webhooks)
 
 

@@ -52,7 +52,7 @@ AGENCY_ID = "demo"
 AGENCY_NAME = "Demo Police"
 AGENCY_ROOM_NAME = "Demo Police — officers"
 TOPICS = [("general", "General enquiry"), ("lost-property", "Lost property"), ("noise", "Noise complaint")]
-PREFERRED_PORTS = {"homeserver": 8008, "web": 8080, "appservice": 29330}
+PREFERRED_PORTS = {"homeserver": 8008, "web": 8080, "appservice": 29330, "metrics": 29331}
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _PASSWORD_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"   # no 0/o, 1/l/i: easy to type into Element
 
@@ -200,19 +200,24 @@ def with_ports(text: str, ports: dict[str, int]) -> str:
     text = set_section_key(text, "web", "bind_host", LOOPBACK)
     text = set_section_key(text, "web", "port", ports["web"])
     text = set_section_key(text, "web", "public_url", f"http://{LOOPBACK}:{ports['web']}")
+    if not re.search(r"^metrics:", text, re.MULTILINE):           # demo data made before metrics existed
+        text = text.rstrip("\n") + "\n\nmetrics:\n  bind_host: 127.0.0.1\n  port: 29331\n"
+    text = set_section_key(text, "metrics", "bind_host", LOOPBACK)
+    text = set_section_key(text, "metrics", "port", ports["metrics"])
     return text
 
 
 def _configured_ports(config: cfg.Config) -> dict[str, int]:
     hs_port = re.match(r"^https?://[^/:]+:(\d+)", config.get("homeserver.url"))
     return {"homeserver": int(hs_port.group(1)) if hs_port else 0,
-            "appservice": config.get("appservice.port"), "web": config.get("web.port")}
+            "appservice": config.get("appservice.port"), "web": config.get("web.port"),
+            "metrics": config.get("metrics.port")}
 
 
 def choose_ports(preferred: dict[str, int]) -> dict[str, int]:
     taken: set[int] = set()
     ports = {}
-    for name in ("homeserver", "web", "appservice"):
+    for name in ("homeserver", "web", "appservice", "metrics"):
         ports[name] = pick_port(preferred.get(name), taken)
         taken.add(ports[name])
     return ports

@@ -15,12 +15,15 @@ import yaml
 
 from bridge.localhs import LocalSynapse, free_port
 from tests.support.bridge_process import BridgeProcess
+from tests.support import supervisor_room
 from tests.support.officer import NioOfficer
 
 ROOT = Path(__file__).parents[1]
 SERVER = "localhost"
 PASSWORD = "officer-password-1"
-OFFICERS = {"central": "officer1", "nightshift": "officer2", "interop": "jsofficer", "hooked": "officer3"}
+ATTACHMENT_LIMIT = 512 * 1024
+OFFICERS = {"central": "officer1", "nightshift": "officer2", "interop": "jsofficer", "hooked": "hookofficer"}
+SUPERVISOR = "supervisor1"                 # supervises the "hooked" agency (console tests)
 WEBHOOK_SECRET = "webhook-secret-of-the-hooked-agency-0123456789"   # the "hooked" agency's chats send webhooks
 
 
@@ -71,7 +74,10 @@ def write_bridge_config(dir: Path, hs_url: str) -> tuple[Path, dict]:
         "metrics": {"port": metrics_port},
         "crypto": {"pickle_key": "placeholder", "undecryptable_wait_seconds": 6},
         "chats": {"puppet_pool_size": 2},
-        "agencies": [{"id": a, "name": f"{a.title()} Police", "officers": [f"@{o}:{SERVER}"]}
+        # Small enough that tests can go just past it without pushing megabytes through a loaded machine.
+        "attachments": {"max_bytes": ATTACHMENT_LIMIT},
+        "agencies": [{"id": a, "name": f"{a.title()} Police", "officers": [f"@{o}:{SERVER}"],
+                      **({"supervisors": [f"@{SUPERVISOR}:{SERVER}"]} if a == "hooked" else {})}
                      for a, o in OFFICERS.items()],
         "topics": [{"id": "general", "label": "General enquiry", "agency": "central"},
                    {"id": "lost-property", "label": "Lost property", "agency": "central"},
@@ -102,6 +108,13 @@ def matrix_env(tmp_path_factory: pytest.TempPathFactory):
         synapse.start()
         for localpart in OFFICERS.values():
             synapse.register_user(localpart, PASSWORD)
+        synapse.register_user(SUPERVISOR, PASSWORD)
+        # The hooked agency's supervisors' room, with the bot invited: the daily summary goes there, and with
+        # summary_time 00:00 yesterday's is due as soon as the bridge starts.
+        room = supervisor_room.create_room(synapse.url, supervisor_room.login(synapse.url, SUPERVISOR, PASSWORD),
+                                           "Hooked supervisors", [f"@precinct:{SERVER}"])
+        config["reports"] = {"summary_rooms": {"hooked": room}, "summary_time": "00:00"}
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         bridge.start()
         yield MatrixEnv(dir, synapse, config_path, registration, config, bridge)
     finally:

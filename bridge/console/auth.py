@@ -28,7 +28,7 @@ class Supervisor:
 
 def supervised_agencies(config: Config, user_id: str) -> tuple[str, ...]:
     """The agencies that list this user among their supervisors."""
-    return tuple(a.id for a in config.agencies if user_id in getattr(a, "supervisors", ()))
+    return tuple(a.id for a in config.agencies if user_id in a.supervisors)
 
 
 def digest(secret: str) -> str:

@@ -25,7 +25,7 @@ th,td{border:1px solid #ccd;padding:.3em .5em;text-align:left;vertical-align:top
 .notice{background:#fff8d6;border:1px solid #e0c200;padding:.6em}.error{background:#fde8e8;border:1px solid #c00;padding:.6em}
 form.filters{display:flex;flex-wrap:wrap;gap:.6em;align-items:end}label{display:flex;flex-direction:column;font-size:.9em}
 button,input,select{font:inherit;padding:.25em .4em}.chart{background:#fff;border:1px solid #ccd;margin:.5em 0}
-.chart text{font:11px system-ui,sans-serif}.chart .bar{fill:#1f5aa6}.chart .axis{stroke:#666}
+.chart text{font:11px system-ui,sans-serif}.chart .bar.s0{fill:#1f5aa6}.chart .bar.s1{fill:#e07b00}.chart .axis{stroke:#666}
 :focus-visible{outline:3px solid #f90;outline-offset:2px}
 """
 
@@ -117,25 +117,25 @@ def live(page: Page, agency_names: dict[str, str], chats: list[Chat], now_ms: in
     return layout(page, "Live queue and active chats", "".join(parts))
 
 
-def _select(name: str, label: str, options: Sequence[tuple[str, str]], chosen: str | None) -> str:
+def select_field(name: str, label: str, options: Sequence[tuple[str, str]], chosen: str | None) -> str:
     opts = "".join(f"<option value=\"{e(v)}\"{' selected' if v == (chosen or '') else ''}>{e(t)}</option>"
                    for v, t in [("", "any"), *options])
     return f"<label>{e(label)}<select name=\"{e(name)}\">{opts}</select></label>"
 
 
-def _input(name: str, label: str, value: str | None, kind: str = "text") -> str:
+def input_field(name: str, label: str, value: str | None, kind: str = "text") -> str:
     return f"<label>{e(label)}<input type=\"{kind}\" name=\"{e(name)}\" value=\"{e(value or '')}\"></label>"
 
 
 def search(page: Page, form: dict[str, str], agencies: dict[str, str], topics: dict[str, str],
            hits: list[Any] | None, error: str = "") -> str:
-    fields = (_input("q", "Words or phrase", form.get("q"), "search")
-              + _select("agency", "Agency", list(agencies.items()), form.get("agency"))
-              + _select("topic", "Topic", list(topics.items()), form.get("topic"))
-              + _input("officer", "Officer (Matrix ID)", form.get("officer"))
-              + _input("from", "From (date)", form.get("from"), "date") + _input("to", "To (date)", form.get("to"), "date")
-              + _input("tag", "Tag", form.get("tag"))
-              + _select("rating", "Rating", [(str(n), f"{n} of 5") for n in range(1, 6)], form.get("rating")))
+    fields = (input_field("q", "Words or phrase", form.get("q"), "search")
+              + select_field("agency", "Agency", list(agencies.items()), form.get("agency"))
+              + select_field("topic", "Topic", list(topics.items()), form.get("topic"))
+              + input_field("officer", "Officer (Matrix ID)", form.get("officer"))
+              + input_field("from", "From (date)", form.get("from"), "date") + input_field("to", "To (date)", form.get("to"), "date")
+              + input_field("tag", "Tag", form.get("tag"))
+              + select_field("rating", "Rating", [(str(n), f"{n} of 5") for n in range(1, 6)], form.get("rating")))
     body = f"<form class=\"filters\" method=\"get\" action=\"/console/search\" role=\"search\">{fields}" \
            "<button>Search</button></form>"
     if error:
@@ -169,7 +169,7 @@ def transcript(page: Page, doc: dict[str, Any], feedback: dict | None, can_hold:
     hold_form = ""
     if can_hold:
         action, label = ("lift", "Lift legal hold") if hold else ("set", "Place under legal hold")
-        reason = "" if hold else _input("reason", "Reason", "")
+        reason = "" if hold else input_field("reason", "Reason", "")
         hold_form = (f"<form method=\"post\" action=\"/console/chats/{e(cid)}/hold\" class=\"filters\">"
                      f"<input type=\"hidden\" name=\"csrf\" value=\"{e(page.csrf)}\">"
                      f"<input type=\"hidden\" name=\"action\" value=\"{action}\">{reason}<button>{label}</button></form>")

@@ -35,3 +35,11 @@ async def announce_start(api: HomeserverApi, settings: Settings, bot: str, versi
             raise
         settings.set(STATUS_ROOM, "")          # the room is gone (purged?): make a new one next start
     return room_id
+
+
+async def post_notice(api: HomeserverApi, bot: str, room_id: str, text: str) -> None:
+    """A notice from the bot in a room it was invited to (joined first; joining again is harmless)."""
+    await api.request("POST", f"/_matrix/client/v3/join/{quote(room_id)}", {}, user_id=bot, what="join room")
+    await api.request("PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/"
+                             f"precinct.notice.{time.time_ns()}", {"msgtype": "m.notice", "body": text},
+                      user_id=bot, what="bot notice")

@@ -31,6 +31,7 @@ class PuppetManager:
         self.room_version = "10"              # the homeserver's default, learnt at start-up
         self._filling: asyncio.Task | None = None
         self._preparing: dict[str, asyncio.Lock] = {}
+        self._acl_checked: set[str] = set()
 
     def is_puppet(self, user_id: str) -> bool:
         return user_id.startswith(f"@{self.prefix}") and user_id.endswith(f":{self.server_name}")
@@ -93,6 +94,10 @@ class PuppetManager:
             for puppet in self.puppets.pool():
                 if not puppet.ready:
                     await self.ensure_ready(puppet)
+                elif puppet.room_id and self.acl is not None and puppet.user_id not in self._acl_checked:
+                    # rooms made ahead by an earlier run, before the allowlist changed (or had an ACL at all)
+                    await rooms.ensure_server_acl(self.api, puppet.user_id, puppet.room_id, self.acl)
+                self._acl_checked.add(puppet.user_id)
             while len(self.puppets.pool()) < self.pool_size:
                 await self.new()
         except Exception:

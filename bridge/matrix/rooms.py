@@ -120,9 +120,9 @@ async def ensure_server_acl(api: HomeserverApi, puppet: str, room_id: str, acl: 
         await api.request("PUT", path, acl, user_id=puppet, what="set server ACL")
 
 
-async def members(api: HomeserverApi, puppet: str, room_id: str) -> dict[str, str]:
-    """{user ID: membership} from the room's current state."""
-    return {e["state_key"]: e.get("content", {}).get("membership", "")
+async def members(api: HomeserverApi, puppet: str, room_id: str) -> dict[str, dict[str, Any]]:
+    """{user ID: member event content (membership, displayname …)} from the room's current state."""
+    return {e["state_key"]: e.get("content") or {}
             for e in await api.room_state(puppet, room_id) if e.get("type") == "m.room.member"}
 
 

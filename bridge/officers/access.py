@@ -38,8 +38,8 @@ class Access:
         return server == self.own_server or server in self.allowed_servers
 
     def agency_of(self, user_id: str) -> Agency | None:
-        """The agency a user is a configured officer of (the first, if several)."""
-        return next((a for a in self.agencies if user_id in a.officers), None)
+        """The agency a user is a configured officer or supervisor of (the first, if several)."""
+        return next((a for a in self.agencies if user_id in a.officers or user_id in a.supervisors), None)
 
     def may_take_part(self, user_id: str) -> bool:
         """May this user be in a chat room and hold its keys?"""
@@ -51,7 +51,7 @@ class Access:
         """Why a user may not take part, worded for officers."""
         if not self.server_allowed(server_of(user_id)):
             return f"{user_id} is on {server_of(user_id) or 'an unknown server'}, which is not an allowed server"
-        return f"{user_id} is not a configured officer of any agency"
+        return f"{user_id} is not a configured officer or supervisor of any agency"
 
     def server_acl(self) -> dict[str, Any]:
         """The content of the chat rooms' m.room.server_acl.

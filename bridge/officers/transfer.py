@@ -15,14 +15,16 @@ from ..matrix import rooms
 from ..matrix.intent import HomeserverApi
 from ..store.chats import CLOSED, Chat
 from .access import Access
+from .admission import Admission
 
 log = logging.getLogger(__name__)
 
 
 class Transfers:
     def __init__(self, config: Config, chats: ChatService, access: Access, journal: Journal,
-                 api: HomeserverApi) -> None:
+                 api: HomeserverApi, admission: Admission) -> None:
         self.config, self.chats, self.access, self.journal, self.api = config, chats, access, journal, api
+        self.admission = admission
 
     def resolve(self, target: str) -> tuple[Agency, str | None] | str:
         """(agency, officer or None) for an agency id/name or an officer's user ID; or why it is not valid."""
@@ -44,6 +46,8 @@ class Transfers:
             self.chats.notify_officers(chat, f"Chat {chat.number} is closed; it cannot be transferred.")
             return
         resolved = self.resolve(target)
+        if target == sender:
+            resolved = "you cannot transfer a chat to yourself."
         if isinstance(resolved, str):
             with self.chats.store.db.transaction():
                 self.journal.audit("chat.transfer", sender, "refused", target=chat.id, origin=chat.room_id,
@@ -65,8 +69,16 @@ class Transfers:
         try:
             await rooms.ensure_server_acl(self.api, chat.puppet, chat.room_id,  # type: ignore[arg-type]
                                           self.access.server_acl())
+            members = await rooms.members(self.api, chat.puppet, chat.room_id)  # type: ignore[arg-type]
             for user in invitees:
-                await rooms.invite(self.api, chat.puppet, chat.room_id, user)  # type: ignore[arg-type]
+                if members.get(user, {}).get("membership") != "join":
+                    await rooms.invite(self.api, chat.puppet, chat.room_id, user)  # type: ignore[arg-type]
+            if officer and members.get(officer, {}).get("membership") == "join" and officer != sender:
+                # Already in the room: no join will come, so they take it over now.
+                name_now = members[officer].get("displayname") or officer
+                taken = self.chats.store.chats.get(chat.id) or chat
+                await self.chats.officer_joined(taken, officer, name_now)
+                await self.admission.joined(self.chats.store.chats.get(chat.id) or taken, officer)
         except Exception as e:
             log.error("chat %s: transfer invitations failed: %s", chat.number, e)
             self.chats.notify_officers(chat, f"⚠ Chat {chat.number} could not be handed over on Matrix ({e}). "

@@ -89,8 +89,9 @@ def describe(e: dict[str, Any]) -> str:
 def _summary(doc: dict[str, Any]) -> list[tuple[str, str]]:
     chat, seal = doc.get("chat") or {}, doc.get("seal")
     hold = chat.get("legal_hold")
-    rows = [("Chat", f"{chat.get('number')} ({chat.get('id')})"), ("Agency", str(chat.get("agency"))),
-            ("Topic", str(chat.get("topic"))), ("Started", when(chat.get("created_ts"))),
+    rows = [("Chat", f"{chat.get('number')} ({chat.get('id')})"),
+            ("Agency", str(chat.get("agency_name") or chat.get("agency"))),
+            ("Topic", str(chat.get("topic_label") or chat.get("topic"))), ("Started", when(chat.get("created_ts"))),
             ("Closed", when(chat.get("closed_ts")) if chat.get("closed_ts") else "still open"),
             ("Entries", str(len(doc.get("entries") or [])))]
     if hold:

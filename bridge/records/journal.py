@@ -21,14 +21,16 @@ log = logging.getLogger(__name__)
 class Records:
     """Writes every entry in a store transaction, joining the caller's when there is one."""
 
-    def __init__(self, store: Store, signer: Signer) -> None:
+    def __init__(self, store: Store, signer: Signer, names: dict[str, str] | None = None) -> None:
         self.store, self.signer = store, signer
-        self.transcripts = Transcripts(store, signer)
+        self.transcripts = Transcripts(store, signer, names)
         self.trail = AuditTrail(store)
 
     @classmethod
     def open(cls, config: Config, store: Store) -> "Records":
-        return cls(store, Signer.load_or_create(config.path("records.signing_key_path")))
+        names = {**{f"agency:{a.id}": a.name for a in config.agencies},
+                 **{f"topic:{t.id}": t.label for t in config.topics}}
+        return cls(store, Signer.load_or_create(config.path("records.signing_key_path")), names)
 
     def chat_event(self, chat_id: str, kind: str, actor: str | None, **details: Any) -> None:
         self.transcripts.append(chat_id, kind, actor, details)
@@ -38,8 +40,16 @@ class Records:
         self.trail.append(action, actor, outcome, target, origin, details)
 
     def config_loaded(self, config: Config, origin: str = "start-up") -> None:
-        self.audit("config.loaded", "bridge", origin=origin, config_sha256=config_fingerprint(config),
-                   public_key=self.signer.public_key)
+        """Audit the configuration in force (by hash), and a change since the last start."""
+        fingerprint = config_fingerprint(config)
+        earlier = self.store.audit_log.entries(action="config.loaded")
+        previous = earlier[-1].details.get("config_sha256") if earlier else None
+        with self.store.db.transaction():
+            if previous and previous != fingerprint:
+                self.audit("config.changed", "bridge", origin=origin, config_sha256=fingerprint,
+                           previous_sha256=previous)
+            self.audit("config.loaded", "bridge", origin=origin, config_sha256=fingerprint,
+                       public_key=self.signer.public_key)
 
 
     # ---- reading, for the CLI and the supervisor console (each read leaves an audit entry) ----------

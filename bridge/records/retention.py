@@ -85,7 +85,7 @@ class Retention:
             self.store.attachments.delete_chat(chat.id)
             self.store.outbox.delete_chat(chat.id)
             self.store.feedback.erase_comment(chat.id)
-            self.store.chats.erase_name(chat.id)
+            self.store.chats.erase_personal(chat.id)
             if chat.room_id:
                 self.store.room_events.forget_room(chat.room_id)
             self.store.chat_records.erase_content(chat.id)

@@ -42,8 +42,9 @@ def _search_text(content: dict[str, Any] | None) -> str | None:
 
 
 class Transcripts:
-    def __init__(self, store: Store, signer: Signer) -> None:
+    def __init__(self, store: Store, signer: Signer, names: dict[str, str] | None = None) -> None:
         self.store, self.signer = store, signer
+        self.names = names or {}             # "agency:<id>" / "topic:<id>" → what people call them
 
     def append(self, chat_id: str, kind: str, actor: str | None, details: dict[str, Any]) -> ChatRecord:
         public, personal = chain.split_personal(details)
@@ -79,6 +80,8 @@ class Transcripts:
             "format": FORMAT, "version": chain.VERSION,
             "chat": {"id": chat_id, "number": chat.number if chat else None, "agency": chat.agency if chat else None,
                      "topic": chat.topic if chat else None, "state": chat.state if chat else None,
+                     "agency_name": self.names.get(f"agency:{chat.agency}") if chat else None,
+                     "topic_label": self.names.get(f"topic:{chat.topic}") if chat else None,
                      "officer": chat.officer if chat else None, "created_ts": chat.created_ts if chat else None,
                      "closed_ts": chat.closed_ts if chat else None,
                      "legal_hold": {"reason": hold.reason, "by": hold.actor, "ts": hold.ts} if hold else None},
@@ -90,7 +93,9 @@ class Transcripts:
 
     def verify_stored(self, chat_id: str) -> chain.Problem | str | None:
         """Check the stored chain (and seal) of one chat: None when intact."""
-        return verify_document(self.document(chat_id), self.signer.public_key)
+        doc = self.document(chat_id)
+        # An open chat has no seal yet; a closed one without its seal is caught by the chat's state.
+        return verify_document(doc, self.signer.public_key if doc["seal"] else None)
 
 
 def verify_document(doc: dict[str, Any], public_key: str | None = None) -> chain.Problem | str | None:
@@ -99,6 +104,13 @@ def verify_document(doc: dict[str, Any], public_key: str | None = None) -> chain
     ``public_key``: the key the seal must be signed with; without it the key in the document is used
     (which proves integrity, not origin — compare it with `python -m bridge records public-key`).
     """
+    try:
+        return _verify_document(doc, public_key)
+    except (TypeError, ValueError, KeyError, AttributeError) as e:     # a hand-edited or foreign file
+        return f"the file is malformed ({type(e).__name__}: {e})"
+
+
+def _verify_document(doc: dict[str, Any], public_key: str | None) -> chain.Problem | str | None:
     if public_key:
         public_key = public_key.strip().removeprefix("ed25519:").rstrip("=")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("entries"), list):
@@ -116,6 +128,8 @@ def verify_document(doc: dict[str, Any], public_key: str | None = None) -> chain
     if problem:
         return problem
     if seal is None:
+        if public_key:
+            return "the record is not signed (it was exported while the chat was open), so its origin cannot be checked"
         return None if (doc.get("chat") or {}).get("state") != "closed" else "the chat is closed but its record is not signed"
     if not isinstance(seal, dict):
         return "the seal is malformed"

@@ -76,8 +76,9 @@ class Chats:
             "SELECT * FROM chats WHERE agency = ? AND state = ? AND closed_ts < ? ORDER BY closed_ts",
             [agency, CLOSED, closed_before_ms])]
 
-    def erase_name(self, chat_id: str) -> None:
-        self.db.execute("UPDATE chats SET display_name = NULL WHERE id = ?", [chat_id])
+    def erase_personal(self, chat_id: str) -> None:
+        """The citizen's name and free text officers wrote about the chat (a transfer note)."""
+        self.db.execute("UPDATE chats SET display_name = NULL, transfer_note = NULL WHERE id = ?", [chat_id])
 
     def delete(self, chat_id: str) -> None:
         self.db.execute("DELETE FROM chats WHERE id = ?", [chat_id])
@@ -116,6 +117,20 @@ class Chats:
         marks = ",".join("?" * len(agencies))
         return [Chat(**r) for r in self.db.rows(
             f"SELECT * FROM chats WHERE agency IN ({marks}) AND state != ? ORDER BY number", [*agencies, CLOSED])]
+
+    def report_facts(self, agencies: list[str], since_ms: int, until_ms: int) -> list[dict]:
+        """What reports need of each chat opened in [since, until): its times, first officer message,
+        transfers and emergencies (from its record) and rating."""
+        marks = ",".join("?" * len(agencies))
+        return self.db.rows(
+            "SELECT c.id AS chat_id, c.agency, c.topic, c.officer, c.created_ts, c.answered_ts, c.closed_ts,"
+            " (SELECT MIN(m.ts) FROM messages m WHERE m.chat_id = c.id AND m.sender_kind = 'officer')"
+            "   AS first_response_ts,"
+            " (SELECT COUNT(*) FROM chat_records r WHERE r.chat_id = c.id AND r.kind = 'transferred') AS transfers,"
+            " EXISTS (SELECT 1 FROM chat_records r WHERE r.chat_id = c.id AND r.kind = 'emergency') AS emergency,"
+            " (SELECT f.rating FROM feedback f WHERE f.chat_id = c.id) AS rating"
+            f" FROM chats c WHERE c.agency IN ({marks}) AND c.created_ts >= ? AND c.created_ts < ?"
+            " ORDER BY c.created_ts", [*agencies, since_ms, until_ms])
 
     def counts(self) -> dict[tuple[str, str], int]:
         """How many chats each agency has in each state: {(agency, state): n}."""

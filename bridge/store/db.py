@@ -148,9 +148,15 @@ def _v12(db: sqlite_utils.Database) -> None:
     db["chats"].add_column("transfer_note", str)
 
 
+def _v13(db: sqlite_utils.Database) -> None:
+    # Webhooks keep order per chat, not per URL: one chat's failing delivery must not hold up the others.
+    db["webhook_outbox"].add_column("chat_id", str)
+    db["webhook_outbox"].create_index(["state", "url", "chat_id", "id"])
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
-                                                             _v12]
+                                                             _v12, _v13]
 
 
 class Database:

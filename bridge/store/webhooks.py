@@ -1,7 +1,8 @@
 """The ``webhook_outbox`` table: signed notifications owed to agencies' systems, until delivered.
 
 A row is written in the same commit as the chat change it tells of, so a crash can neither lose
-a notification nor send one for a change that was rolled back.  Rows for one URL go out in order.
+a notification nor send one for a change that was rolled back.  One chat's rows to one URL go out
+in order; different chats do not wait for each other.
 """
 from __future__ import annotations
 
@@ -32,18 +33,19 @@ class WebhookOutbox:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def add(self, delivery_id: str, agency: str, url: str, event: str, payload: dict[str, Any]) -> None:
+    def add(self, delivery_id: str, agency: str, url: str, chat_id: str, event: str, payload: dict[str, Any]) -> None:
         now = _now()
         self.db.execute(
-            "INSERT INTO webhook_outbox (delivery_id, agency, url, event, payload, state, attempts, next_ts,"
-            " created_ts) VALUES (?,?,?,?,?,?,0,?,?)",
-            [delivery_id, agency, url, event, json.dumps(payload, sort_keys=True), PENDING, now, now])
+            "INSERT INTO webhook_outbox (delivery_id, agency, url, chat_id, event, payload, state, attempts, next_ts,"
+            " created_ts) VALUES (?,?,?,?,?,?,?,0,?,?)",
+            [delivery_id, agency, url, chat_id, event, json.dumps(payload, sort_keys=True), PENDING, now, now])
 
-    def heads(self) -> list[Delivery]:
-        """The oldest pending delivery of each URL (later ones wait behind it, to keep order)."""
+    def heads(self, limit: int = 50) -> list[Delivery]:
+        """The oldest pending delivery of each chat for each URL (its later ones wait behind it, in order),
+        soonest due first."""
         rows = self.db.rows(
-            "SELECT * FROM webhook_outbox WHERE id IN"
-            " (SELECT MIN(id) FROM webhook_outbox WHERE state = ? GROUP BY url) ORDER BY id", [PENDING])
+            "SELECT * FROM webhook_outbox WHERE id IN (SELECT MIN(id) FROM webhook_outbox WHERE state = ?"
+            " GROUP BY url, chat_id) ORDER BY next_ts, id LIMIT ?", [PENDING, limit])
         return [_delivery(r) for r in rows]
 
     def delivered(self, row_id: int) -> None:

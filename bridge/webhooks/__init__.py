@@ -2,6 +2,6 @@
 transferred or closed.
 
     journal.py  a Journal that also writes a delivery row for those chat events, in the same commit
-    sender.py   delivers the rows in order per URL, retrying with back-off; never on the chat path
+    sender.py   delivers the rows in order per chat, retrying with back-off; never on the chat path
     signing.py  the HMAC-SHA256 signature (and its check, for receivers and tests)
 """

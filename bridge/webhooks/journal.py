@@ -19,7 +19,7 @@ EVENTS = {"queued": "chat.queued", "claimed": "chat.claimed", "assigned": "chat.
           "transferred": "chat.transferred", "closed": "chat.closed"}
 # Details that may carry what a citizen wrote or who they are: never sent to another system.
 PERSONAL = frozenset({"body", "display_name", "text", "comment", "language", "name", "note"})
-AGENCY_DETAILS = ("agency", "from_agency", "to_agency")
+AGENCY_DETAILS = ("agency", "from_agency", "to_agency", "to")      # "to": an agency, or an officer
 
 
 class AnnouncingJournal:
@@ -56,7 +56,7 @@ class AnnouncingJournal:
         for hook in self.webhooks:
             if hook.agency in agencies:
                 delivery_id = "precinct-" + secrets.token_hex(12)
-                self.store.webhooks.add(delivery_id, hook.agency, hook.url, event,
+                self.store.webhooks.add(delivery_id, hook.agency, hook.url, chat.id, event,
                                         {"id": delivery_id, "agency": hook.agency, **body})
                 added = True
         if added:

@@ -1,4 +1,4 @@
-"""Deliver webhook rows: in order per URL, signed, retried with exponential back-off, for a day.
+"""Deliver webhook rows: in order per chat and URL, signed, retried with exponential back-off, for a day.
 
 It runs as its own task with a bounded request time, so a slow or dead receiver never holds up a
 chat; the rows wait in the store across restarts.  Any answer other than 2xx is retried (a
@@ -59,7 +59,7 @@ class WebhookSender(WakeableLoop):
             await self._sleep(wait)
 
     async def deliver_due(self) -> float:
-        """Try every URL's oldest pending delivery that is due; returns seconds until the next is due."""
+        """Try each chat's oldest pending delivery (per URL) that is due; returns seconds until the next is due."""
         now_ms = int(self.clock() * 1000)
         due = [d for d in self.outbox.heads() if d.next_ts <= now_ms]
         await asyncio.gather(*(self._deliver(d) for d in due))

@@ -7,6 +7,7 @@ import uuid
 
 from playwright.async_api import expect
 
+from tests.conftest import ATTACHMENT_LIMIT
 from tests.integration.test_attachments import tiny_png
 from tests.support.waiting import until
 
@@ -36,7 +37,7 @@ async def test_attachments_both_ways_in_the_page(citizen: CitizenPage, officer, 
     # Over the configured size: said on the message at once, before any upload.
     uploads: list[str] = []
     page.on("request", lambda r: uploads.append(r.url) if "/attachments?" in r.url else None)
-    big = b"%PDF-1.4\n" + bytes(10 * 1024 * 1024)
+    big = b"%PDF-1.4\n" + bytes(ATTACHMENT_LIMIT)
     await page.locator("#attach").set_input_files(files=[{"name": "scan.pdf", "mimeType": "application/pdf",
                                                           "buffer": big}])
     await expect(citizen.own("scan.pdf").locator(":scope > .msg__state")).to_have_text(

@@ -7,7 +7,7 @@ import uuid
 import nio
 
 from tests.support.bridge_db import audit_entries
-from tests.support.federation import FederationEnv, start_chat
+from tests.support.federation import LONG, FederationEnv, start_chat
 from tests.support.waiting import until
 
 
@@ -22,20 +22,20 @@ async def test_user_of_a_server_not_allowed_gets_nothing(fed_env: FederationEnv,
     # The bridge will not invite her.
     await officer.send(room, f"!transfer {fed_env.outsider} please help")
     refused = await officer.wait_message(lambda m: m.room_id == room and m.sender == puppet
-                                         and "cannot transfer" in m.body, what="transfer refusal")
+                                         and "cannot transfer" in m.body, what="transfer refusal", timeout=LONG)
     assert fed_env.outsider in refused.body and "not an allowed server" in refused.body
 
     # An officer invites her by hand: the bridge withdraws the invitation and says why.
     invited = await officer.client.room_invite(room, fed_env.outsider)
     if isinstance(invited, nio.RoomInviteResponse):
         removed = await officer.wait_message(lambda m: m.room_id == room and m.sender == puppet
-                                             and "was removed" in m.body, timeout=60, what="removal notice")
+                                             and "was removed" in m.body, timeout=LONG, what="removal notice")
         assert fed_env.outsider in removed.body
 
     async def withdrawn() -> bool:
         resp = await officer.client.room_get_state_event(room, "m.room.member", fed_env.outsider)
         return isinstance(resp, nio.RoomGetStateEventResponse) and resp.content.get("membership") == "leave"
-    await until(withdrawn, 60, "the outsider's invitation to be withdrawn")
+    await until(withdrawn, LONG, "the outsider's invitation to be withdrawn")
 
     # She cannot join: the room is invite-only and its server ACL refuses her homeserver.
     joined = await eve.client.join(room)
@@ -44,10 +44,10 @@ async def test_user_of_a_server_not_allowed_gets_nothing(fed_env: FederationEnv,
     # The conversation goes on; none of it reaches her, not even a key.
     later = f"He is wearing a blue coat {tag}"
     await visitor.send(later)
-    await officer.wait_message(lambda m: m.body == later, what="citizen's next message at the officer")
+    await officer.wait_message(lambda m: m.body == later, what="citizen's next message at the officer", timeout=LONG)
     reply = f"Stay where you are, we are coming {tag}"
     await officer.send(room, reply)
-    await visitor.wait_frame(lambda f: f.get("type") == "message" and f.get("body") == reply)
+    await visitor.wait_frame(lambda f: f.get("type") == "message" and f.get("body") == reply, timeout=LONG)
 
     assert room not in eve.joined and room not in eve.client.rooms
     assert not [m for m in eve.messages if m.room_id == room]

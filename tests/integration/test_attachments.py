@@ -9,7 +9,7 @@ import zlib
 import aiohttp
 import pytest
 
-from tests.conftest import MatrixEnv
+from tests.conftest import ATTACHMENT_LIMIT, MatrixEnv
 from tests.support.visitor import Visitor
 from tests.support.waiting import until
 
@@ -65,7 +65,7 @@ async def test_wrong_type_and_oversize_are_refused(chat, matrix_env: MatrixEnv):
     visitor, _, _ = chat
     status, body = await upload(visitor, b"MZ\x90\x00 this is a program", "holiday.png")
     assert status == 415 and body["error"] == "unsupported_type"
-    status, body = await upload(visitor, b"%PDF-1.4 " + os.urandom(11 * 1024 * 1024), "big.pdf")
+    status, body = await upload(visitor, b"%PDF-1.4 " + os.urandom(ATTACHMENT_LIMIT), "big.pdf")
     assert status == 413 and body["error"] == "file_too_large"
     status, listing = await visitor.http("GET", f"/api/v1/chats/{visitor.chat_id}/messages")
     assert not [m for m in listing["messages"] if m["kind"] in ("image", "file")]

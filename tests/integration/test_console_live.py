@@ -38,3 +38,71 @@ async def test_console_is_served_strictly_and_a_non_supervisor_gets_no_link(matr
     result = console_link(matrix_env, officer)
     assert result.returncode == 1 and "not a supervisor" in result.stderr and "http" not in result.stdout
     assert (officer, "refused", "cli") in audit_rows(matrix_env, "console.link")
+
+
+async def test_a_supervisor_signs_in_once_and_sees_a_real_chat(matrix_env: MatrixEnv, officer_of, bridge_log):
+    from urllib.parse import parse_qs, urlsplit
+
+    from tests.conftest import SERVER, SUPERVISOR
+    from tests.integration.test_conversation import open_chat
+    from tests.support.visitor import Visitor
+
+    supervisor = f"@{SUPERVISOR}:{SERVER}"
+    officer = await officer_of("hooked")
+    visitor = Visitor(matrix_env.public_url)
+    try:
+        got = await open_chat(visitor, officer, topic="hooked")
+        secret_words = "my neighbour's shed was broken into"
+        await visitor.send(secret_words)
+        await officer.wait_message(lambda m: m.body == secret_words, timeout=60)
+
+        result = console_link(matrix_env, supervisor)
+        assert result.returncode == 0, result.stderr
+        url = result.stdout.strip()
+        assert url.startswith(matrix_env.public_url + "/console/sign-in?token=")
+        token = parse_qs(urlsplit(url).query)["token"][0]
+
+        jar = aiohttp.CookieJar(unsafe=True)             # 127.0.0.1 is an IP address; the cookie is ours
+        async with aiohttp.ClientSession(cookie_jar=jar) as s:
+            async with s.get(url) as r:
+                assert r.status == 200 and "Sign in to the console" in await r.text()
+            async with s.post(matrix_env.public_url + "/console/sign-in", data={"token": token},
+                              allow_redirects=False) as r:
+                assert r.status == 303
+                cookie = r.cookies["precinct_console"]
+                assert cookie["httponly"] and cookie["samesite"] == "Strict"
+            async with s.get(matrix_env.public_url + "/console/") as r:
+                live = await r.text()
+                assert r.status == 200 and supervisor in live and "Hooked Police" in live
+                assert "Central Police" not in live                      # only the agency they supervise
+            async with s.get(matrix_env.public_url + "/console/search",
+                             params={"q": "shed was broken"}) as r:
+                found = await r.text()
+                assert r.status == 200 and "1 result" in found
+            async with s.get(f"{matrix_env.public_url}/console/chats/{visitor.chat_id}") as r:
+                assert r.status == 200 and secret_words.replace("'", "&#x27;") in await r.text()
+
+        async with aiohttp.ClientSession() as other:                  # the same link, a second time
+            async with other.post(matrix_env.public_url + "/console/sign-in", data={"token": token},
+                                  allow_redirects=False) as r:
+                assert r.status == 403 and "precinct_console" not in r.cookies
+        assert [o for a, o, _ in audit_rows(matrix_env, "console.sign_in") if a == supervisor][-2:] == ["ok", "failed"]
+        assert any(a == supervisor for a, _, _ in audit_rows(matrix_env, "transcript.viewed"))
+        assert got.room_id
+    finally:
+        await visitor.close()
+
+
+async def test_the_daily_summary_reaches_the_supervisors_room(matrix_env: MatrixEnv, bridge_log):
+    from tests.conftest import PASSWORD, SERVER, SUPERVISOR
+    from tests.support import supervisor_room
+    from tests.support.waiting import until
+
+    hs = matrix_env.synapse.url
+    room = matrix_env.config["reports"]["summary_rooms"]["hooked"]
+    token = supervisor_room.login(hs, SUPERVISOR, PASSWORD)
+    posted = await until(lambda: supervisor_room.notices(hs, token, room, f"@precinct:{SERVER}"), 60,
+                         "the daily summary in the supervisors' room")
+    assert len(posted) == 1 and posted[0].startswith("Daily summary for Hooked Police, ")
+    assert "/console/reports?from=" in posted[0] and "agency=hooked" in posted[0]
+    assert ("bridge", "ok", room) in audit_rows(matrix_env, "report.summary_posted")

@@ -45,14 +45,15 @@ async def test_erasure_refused_then_done_and_the_puppets_messages_redacted(matri
     status, _ = await visitor.http("POST", path + "/close")
     assert status == 200
 
-    cli(matrix_env, "records", "hold", visitor.chat_id, "--reason", "case 2026/77", "--by", "@sergeant:localhost")
+    cli(matrix_env, "records", "hold", "--reason", "case 2026/77", "--by", "@sergeant:localhost", "--",
+        visitor.chat_id)
     status, body = await visitor.http("DELETE", path)
     assert (status, body["error"]) == (409, "legal_hold") and body["message"]
     assert ("chat.erase", "refused") in audit_of(matrix_env, visitor.chat_id)
     status, body = await visitor.http("DELETE", path, token="not-the-token")
     assert status == 401
 
-    cli(matrix_env, "records", "hold", visitor.chat_id, "--lift")
+    cli(matrix_env, "records", "hold", "--lift", "--", visitor.chat_id)
     status, body = await visitor.http("DELETE", path)
     assert status == 202 and body["state"] == "erased"
     assert ("chat.erase", "ok") in audit_of(matrix_env, visitor.chat_id)
@@ -72,7 +73,7 @@ async def test_erasure_refused_then_done_and_the_puppets_messages_redacted(matri
     status, data = await visitor.http("GET", path + "/messages")
     assert status == 200 and secret not in json.dumps(data)
     out = matrix_env.dir / f"erased-{visitor.chat_id}.json"
-    cli(matrix_env, "transcript", "export", visitor.chat_id, "-o", str(out))
+    cli(matrix_env, "transcript", "export", "-o", str(out), "--", visitor.chat_id)
     assert secret not in out.read_text() and "Acacia" not in out.read_text()
     assert cli(matrix_env, "transcript", "verify", str(out)).stdout.startswith("OK:")
     assert "0 match" in cli(matrix_env, "transcript", "search", "Acacia").stderr

@@ -10,7 +10,7 @@ import uuid
 
 from tests.conftest import PASSWORD, MatrixEnv
 from tests.interop.officer_client import SHIELD_NONE, JsOfficer, prerequisites_missing
-from tests.support.bridge_db import room_of
+from tests.support.bridge_db import record_of, room_of
 from tests.support.visitor import Visitor
 
 
@@ -38,6 +38,10 @@ async def test_element_stack_officer_sees_no_shield_and_reply_reaches_visitor(ma
         await officer.send(room_id, reply)
         frame = await visitor.wait_frame(lambda f: f.get("body") == reply, 90, "Element-stack reply at visitor")
         assert frame["from"] == "officer"
+        # The chat's record names the Element-stack device that encrypted the reply.
+        said = next(e for e in record_of(matrix_env.dir / "precinct.db", visitor.chat_id)
+                    if e["kind"] == "message.officer" and (e["content"] or {}).get("body") == reply)
+        assert said["actor"] == matrix_env.officer_id("interop") and said["details"]["device"] == officer.device_id
     finally:
         await visitor.close()
         await officer.stop()

@@ -21,8 +21,9 @@ ROOT = Path(__file__).parents[2]
 
 def cli(env: MatrixEnv, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     argv = [sys.executable, "-m", "bridge", *args]
-    if args[:2] != ("transcript", "verify"):
-        argv += ["-c", str(env.config_path)]
+    if args[:2] != ("transcript", "verify"):        # options before a "--" (chat IDs may begin with "-")
+        at = argv.index("--") if "--" in argv else len(argv)
+        argv[at:at] = ["-c", str(env.config_path)]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
     if check:
         assert done.returncode == 0, done.stderr + done.stdout
@@ -54,7 +55,7 @@ async def test_a_closed_chat_is_exported_verified_and_tampering_named(matrix_env
     assert status == 200
 
     out = tmp_path / "chat.json"
-    cli(matrix_env, "transcript", "export", visitor.chat_id, "--format", "json", "-o", str(out))
+    cli(matrix_env, "transcript", "export", "--format", "json", "-o", str(out), "--", visitor.chat_id)
     doc = json.loads(out.read_text())
     kinds = [e["kind"] for e in doc["entries"]]
     assert kinds[0] == "queued" and kinds[-1] == "closed"

@@ -38,3 +38,16 @@ def audit_entries(db_path: Path, action: str) -> list[dict]:
     finally:
         conn.close()
     return [dict(r) for r in rows]
+
+
+def record_of(db_path: Path, chat_id: str) -> list[dict]:
+    """The chat's record entries (kind, actor, details, content) as stored, oldest first."""
+    import json
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT kind, actor, details, content FROM chat_records WHERE chat_id = ? ORDER BY idx",
+                            [chat_id]).fetchall()
+    finally:
+        conn.close()
+    return [{"kind": k, "actor": a, "details": json.loads(d), "content": json.loads(c) if c else None}
+            for k, a, d, c in rows]

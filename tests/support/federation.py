@@ -28,6 +28,9 @@ from .visitor import Visitor
 ROOT = Path(__file__).parents[2]
 PASSWORD = "officer-password-1"
 TRANSFER_FIRST_OFFICER = "leave"
+# Deadline of every wait in the federation tests: three homeservers share two CPUs with other test runs,
+# and a federated join or key query can take many seconds then. Waits end as soon as the condition holds.
+LONG = 180
 
 
 def federating_synapse(dir: Path, host: str, registrations: list[Path] = ()) -> LocalSynapse:  # type: ignore[assignment]
@@ -67,14 +70,15 @@ class FederationEnv:
 
 
 def _bridge_config(dir: Path, a: LocalSynapse, b: LocalSynapse) -> Path:
-    web_port, as_port = free_port(), free_port()
+    web_port, as_port, metrics_port = free_port(), free_port(), free_port()
     config = {
         "homeserver": {"url": a.url, "server_name": a.server_name},
         "appservice": {"id": "precinct", "port": as_port, "url": f"http://127.0.0.1:{as_port}",
                        "as_token": "placeholder", "hs_token": "placeholder"},
         "web": {"port": web_port, "public_url": f"http://127.0.0.1:{web_port}"},
         "store": {"path": "precinct.db", "crypto_dir": "crypto"},
-        "crypto": {"pickle_key": "placeholder", "undecryptable_wait_seconds": 20},
+        "metrics": {"port": metrics_port},
+        "crypto": {"pickle_key": "placeholder", "undecryptable_wait_seconds": 120},
         "chats": {"puppet_pool_size": 1},
         "federation": {"allowed_servers": [b.server_name]},
         "routing": {"transfer_first_officer": TRANSFER_FIRST_OFFICER},
@@ -120,6 +124,6 @@ async def start_chat(visitor: Visitor, officer: NioOfficer, first: str, **fields
     await visitor.create(topic="general", **fields)
     await visitor.connect()
     await visitor.send(first)
-    got = await officer.wait_message(lambda m: m.body == first, timeout=90, what="the citizen's first message")
-    await visitor.wait_frame(lambda f: f.get("type") == "status" and f.get("state") == "active")
+    got = await officer.wait_message(lambda m: m.body == first, timeout=LONG, what="the citizen's first message")
+    await visitor.wait_frame(lambda f: f.get("type") == "status" and f.get("state") == "active", timeout=LONG)
     return got

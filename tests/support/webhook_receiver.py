@@ -1,6 +1,7 @@
 """A real loopback HTTP receiver for webhooks: answers with scripted statuses and records every request."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -16,6 +17,8 @@ class Received:
 @dataclass
 class WebhookReceiver:
     statuses: list[int] = field(default_factory=list)     # answered in turn; then 200
+    fail_first_try: bool = False                           # answer 500 to each delivery's first request
+    failing_chats: set[str] = field(default_factory=set)   # answer 500 to every delivery about these chats
     requests: list[Received] = field(default_factory=list)
     port: int = 0
     _runner: web.AppRunner | None = None
@@ -35,8 +38,15 @@ class WebhookReceiver:
         return f"http://127.0.0.1:{self.port}/hook"
 
     async def _hook(self, request: web.Request) -> web.Response:
-        status = self.statuses.pop(0) if self.statuses else 200
-        self.requests.append(Received(dict(request.headers), await request.read(), status))
+        delivery = request.headers.get("X-Precinct-Delivery")
+        body = await request.read()
+        if json.loads(body)["chat"]["id"] in self.failing_chats:
+            status = 500
+        elif self.fail_first_try and not any(r.headers.get("X-Precinct-Delivery") == delivery for r in self.requests):
+            status = 500
+        else:
+            status = self.statuses.pop(0) if self.statuses else 200
+        self.requests.append(Received(dict(request.headers), body, status))
         return web.json_response({"ok": status == 200}, status=status)
 
     async def stop(self) -> None:

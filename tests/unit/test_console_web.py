@@ -8,6 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.console.auth import ConsoleAuth
+from bridge.console.reports_web import ReportsWeb
 from bridge.console.web import COOKIE, ConsoleWeb
 from bridge.records import Records
 from bridge.records.retention import Retention
@@ -30,6 +31,7 @@ class Env:
                                 self.config.get("web.public_url"), clock=lambda: self.clock[0])
         self.console = ConsoleWeb(self.config, self.store, self.auth, self.records,
                                   Retention(self.config, self.store, self.records), "@precinct:police.example")
+        ReportsWeb(self.console)
 
     def chat(self, agency: str = "central", n: int = 1):  # type: ignore[no-untyped-def]
         chat = self.store.chats.create(f"c{agency}{n}", f"h{agency}{n}", "general", agency, "Sam", "en")
@@ -180,3 +182,27 @@ async def test_sign_out_ends_the_session(env):
     assert r.status == 200 and "signed out" in await r.text()
     assert (await env.client.get("/console/")).status == 401
     assert [a["outcome"] for a in env.audits("console.sign_out")] == ["ok"]
+
+
+async def test_reports_page_and_csv_for_a_period(env):
+    import time
+    chat = env.chat()
+    env.store.feedback.add(chat.id, 5, None)
+    await sign_in(env)
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    r = await env.client.get("/console/reports", params={"from": today, "to": today})
+    text = await r.text()
+    assert r.status == 200 and text.count("<svg") >= 8 and "<script" not in text
+    assert "Chats per hour of the day" in text and "Waiting time by agency" in text and "5.00 (1)" in text
+    default = await env.client.get("/console/reports")
+    assert default.status == 200
+    got = await env.client.get("/console/reports.csv", params={"from": today, "to": today, "agency": "central"})
+    assert got.status == 200 and got.content_type == "text/csv" and "attachment" in got.headers["Content-Disposition"]
+    lines = (await got.text()).splitlines()
+    assert lines[0] == "section,group,figure,value" and "overall,all,chats,1" in lines
+    assert "overall,all,feedback_average,5" in lines
+    assert (await env.client.get("/console/reports", params={"from": "2026-13-01"})).status == 400
+    assert (await env.client.get("/console/reports", params={"agency": "elsewhere"})).status == 400
+    assert (await env.client.get("/console/reports", params={"from": "2020-01-01", "to": today})).status == 400
+    assert [a["action"] for a in env.audits("report.viewed")] == ["report.viewed"] * 2
+    assert len(env.audits("report.exported")) == 1

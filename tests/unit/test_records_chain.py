@@ -116,6 +116,15 @@ def test_tampering_in_the_store_is_detected_and_named(setup):
     assert records.transcripts.verify_stored(chat_id) is None
     store.db.execute("DELETE FROM chat_records WHERE chat_id = ? AND idx = 2", [chat_id])
     assert str(records.transcripts.verify_stored(chat_id)).startswith("entry 2 removed")
+    store.db.execute("DELETE FROM record_seals WHERE chat_id = ?", [chat_id])
+    assert "entry 2 removed" in str(records.transcripts.verify_stored(chat_id))
+
+
+def test_a_closed_chat_without_its_seal_fails(setup):
+    config, store, records, service = setup
+    chat_id = closed_chat(store, records, service)
+    store.db.execute("DELETE FROM record_seals WHERE chat_id = ?", [chat_id])
+    assert "not signed" in str(records.transcripts.verify_stored(chat_id))
 
 
 def test_erasing_content_keeps_the_chain_and_seal_verifiable(setup):
@@ -187,6 +196,7 @@ def test_exports_are_readable_and_script_free(setup):
     assert "<script" not in page and "&lt;script&gt;" in page and "Officer One" in page and "OFFICERDEV" in page
     txt = records.export(chat_id, "txt", actor="@sup:p", origin="cli", service_name="Test")
     assert "Internal note (never shown to the citizen): Check CCTV" in txt
+    assert "Agency: Central Police" in txt and "Topic: General enquiry" in txt
     assert [e["action"] for e in records.trail.entries()][-2:] == ["transcript.exported", "transcript.exported"]
 
 
@@ -217,3 +227,32 @@ def test_search_by_date_tag_and_rating(setup):
     assert chat_id in find(tag="theft") and find(tag="fraud") == []
     assert chat_id in find(rating=2) and find(rating=5) == []
     assert find(agency="nightshift") == []
+
+
+def test_a_changed_configuration_is_audited_at_start_up(setup):
+    config, store, records, service = setup
+    records.config_loaded(config)
+    records.config_loaded(config)
+    config.values["records.retention_days"] = 90
+    records.config_loaded(config)
+    trail = [(e["action"], e["details"]) for e in records.trail.entries()]
+    assert [a for a, _ in trail] == ["config.loaded", "config.loaded", "config.changed", "config.loaded"]
+    assert trail[2][1]["previous_sha256"] == trail[0][1]["config_sha256"] != trail[2][1]["config_sha256"]
+    assert config.get("appservice.hs_token") not in json.dumps(trail)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda d: d["seal"].update(last_index="six"),
+    lambda d: d["entries"][1].update(ts=float("nan")),
+    lambda d: d["entries"][1].update(salt="not hex"),
+    lambda d: d["entries"].__setitem__(2, "not an entry"),
+    lambda d: d.update(seal=["not", "a", "seal"]),
+    lambda d: d["seal"].update(signature="@@@"),
+    lambda d: d.update(entries={}),
+])
+def test_a_malformed_file_is_reported_never_a_crash(setup, damage):
+    config, store, records, service = setup
+    doc = copy.deepcopy(records.transcripts.document(closed_chat(store, records, service)))
+    damage(doc)
+    problem = verify_document(doc, records.signer.public_key)
+    assert isinstance(problem, (str, chain.Problem)) and str(problem)

@@ -21,7 +21,8 @@ def make_config(server_name: str = "police.example", prefix: str = "webchat_") -
     raw = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     raw["homeserver"]["server_name"] = server_name
     for agency in raw["agencies"]:        # officers must be on this homeserver (or an allowed one)
-        agency["officers"] = [o.split(":", 1)[0] + ":" + server_name for o in agency["officers"]]
+        for key in ("officers", "supervisors"):
+            agency[key] = [o.split(":", 1)[0] + ":" + server_name for o in agency.get(key, [])]
     raw["appservice"]["puppet_prefix"] = prefix
     raw["appservice"].update(as_token="a" * 64, hs_token="b" * 64)
     raw["crypto"]["pickle_key"] = "c" * 64

@@ -156,6 +156,30 @@ async def test_an_unreachable_receiver_is_retried_later_then_given_up_after_a_da
     assert [a[:3] for a in inner.audits] == [("webhook.given_up", "bridge", "failed")]
 
 
+async def test_one_chats_failing_delivery_holds_up_only_that_chat(store):
+    first, second = new_chat(store, n=1), new_chat(store, n=2)
+    receiver = await WebhookReceiver(failing_chats={first.id}).start()
+    hooks = [Webhook("central", receiver.url, SECRET)]
+    inner = RecordingJournal()
+    journal = AnnouncingJournal(inner, store, hooks, lambda: None)
+    journal.chat_event(first.id, "queued", None)
+    journal.chat_event(first.id, "closed", "visitor")
+    journal.chat_event(second.id, "queued", None)
+    clock = [time.time() + 0.01]
+    sender = WebhookSender(store.webhooks, hooks, inner, store.db.transaction, clock=lambda: clock[0])
+    try:
+        await sender.deliver_due()
+        clock[0] += 1.0
+        await sender.deliver_due()
+    finally:
+        await sender.stop()
+        await receiver.stop()
+    seen = [(json.loads(r.body)["chat"]["id"], json.loads(r.body)["event"], r.status) for r in receiver.requests]
+    assert sorted(seen) == sorted([(first.id, "chat.queued", 500), (second.id, "chat.queued", 200),
+                                   (first.id, "chat.queued", 500)])      # its chat.closed waits behind it
+    assert store.webhooks.pending_count() == 2
+
+
 async def test_a_removed_webhook_is_given_up_not_sent_unsigned(store):
     inner = RecordingJournal()
     AnnouncingJournal(inner, store, [Webhook("central", "http://127.0.0.1:9/old", SECRET)], lambda: None).chat_event(

@@ -38,7 +38,8 @@ class Admission:
 
     async def refuse(self, chat: Chat, user_id: str, membership: str, by: str) -> None:
         """Remove someone who may not take part (withdraw the invite, or kick), tell the officers, audit it."""
-        reason = self.access.refusal(user_id)
+        reason = (self.access.refusal(user_id) if not self.allowed(user_id)
+                  else f"{user_id} is not an officer of {self.config.agency(chat.agency).name}, whose chat it is")
         with self.chats.store.db.transaction():
             self.journal.audit("chat.member_refused", by, "refused", target=chat.id, origin=chat.room_id,
                                user=user_id, membership=membership, reason=reason)
@@ -68,14 +69,15 @@ class Admission:
             self.chats.notify_officers(chat, part)
 
     async def _remove_previous(self, chat: Chat, newcomer: str) -> None:
-        if chat.transfer_to and chat.transfer_to.startswith("@"):
-            keep = {chat.transfer_to}
-        else:
-            keep = set(self.config.agency(chat.agency).officers)
-        keep.add(newcomer)
+        """Remove everyone (joined or invited) who is neither the transfer's target nor of the agency that has it."""
+        agency = self.config.agency(chat.agency)
+
+        def stays(user: str) -> bool:
+            return (user in (newcomer, chat.transfer_to) or self.access.is_ours(user)
+                    or user in agency.officers or user in agency.supervisors)
         members = await rooms.members(self.api, chat.puppet, chat.room_id)  # type: ignore[arg-type]
         for user, member in members.items():
-            if member.get("membership") in ("join", "invite") and user not in keep and not self.access.is_ours(user):
+            if member.get("membership") in ("join", "invite") and not stays(user):
                 try:
                     await rooms.kick(self.api, chat.puppet, chat.room_id, user,  # type: ignore[arg-type]
                                      f"Chat {chat.number} was transferred")

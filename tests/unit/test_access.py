@@ -146,3 +146,53 @@ def test_crypto_never_shows_nio_the_membership_of_users_who_may_not_hold_keys(tm
     encryption = {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
     events = [member(f"@anna:{HOME}"), member("@eve:evil.example"), encryption, member(f"@stranger:{NORTH}")]
     assert crypto._admitted(events) == [member(f"@anna:{HOME}"), encryption]
+
+
+class _Api:
+    """Just enough of HomeserverApi for admission: the room's members, and the requests made."""
+    def __init__(self, members: dict[str, str]) -> None:
+        self.members, self.requests = members, []
+
+    async def room_state(self, user_id: str, room_id: str) -> list[dict]:
+        return [{"type": "m.room.member", "state_key": u, "content": {"membership": m}} for u, m in self.members.items()]
+
+    async def request(self, method: str, path: str, body=None, **kw) -> dict:
+        self.requests.append((method, path, body))
+        return {}
+
+
+@pytest.mark.parametrize("policy, removed", [
+    ("leave", {f"@anna:{HOME}", f"@other:{HOME}"}),
+    ("stay", set()),
+])
+async def test_taking_over_a_transfer_gives_the_conversation_and_applies_the_first_officer_policy(
+        tmp_path, policy: str, removed: set[str]):
+    from types import SimpleNamespace
+
+    from bridge.officers.admission import Admission
+    from bridge.store import Store
+    from bridge.store.messages import OFFICER, VISITOR
+    config = load(routing__transfer_first_officer=policy)
+    store = Store.open(tmp_path / "p.db")
+    chat = store.chats.create("c1", "h", "general", "central", "Sam", None)
+    store.chats.set_puppet("c1", f"@webchat_1:{HOME}")
+    store.chats.set_room("c1", f"!r:{HOME}")
+    store.messages.add("c1", VISITOR, "text", "my bike is gone", sender="Sam", client_id="x")
+    store.messages.add("c1", OFFICER, "text", "which street?", sender="Anna", sender_mxid=f"@anna:{HOME}")
+    store.chats.set_transfer("c1", "north", f"@bo:{NORTH}", f"@anna:{HOME}", "bike theft")
+    notices: list[str] = []
+    chats = SimpleNamespace(store=store, notify_officers=lambda chat, text: notices.append(text))
+    api = _Api({f"@webchat_1:{HOME}": "join", f"@anna:{HOME}": "join", f"@other:{HOME}": "invite",
+                f"@bo:{NORTH}": "join"})
+    admission = Admission(config, chats, access(config), None, api)  # type: ignore[arg-type]
+
+    await admission.joined(store.chats.get("c1"), f"@bo:{NORTH}")  # type: ignore[arg-type]
+
+    assert len(notices) == 1 and "only officers see this" in notices[0].lower()
+    assert "Sam: my bike is gone" in notices[0] and "Anna: which street?" in notices[0] and "bike theft" in notices[0]
+    kicked = {body["user_id"] for method, path, body in api.requests if path.endswith("/kick")}
+    assert kicked == removed
+    notices.clear()
+    await admission.joined(store.chats.get("c1"), f"@anna:{HOME}")  # type: ignore[arg-type]
+    assert notices == []                     # the officer who transferred it gets nothing back
+    assert chat.id == "c1"

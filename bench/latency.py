@@ -236,6 +236,9 @@ class Bench:
         # joins run as their own tasks instead of inside the sync loop (NioOfficer's auto-join awaits the
         # join in the callback, which would hold up every later invite in the same sync batch).
         self.officer.auto_join = lambda room_id: False
+        # Nobody is invited before a claim: the officer claims each chat as its dispatch notice arrives,
+        # so "new chat ready" includes the claim round trip through the dispatch room.
+        self.officer.auto_claim = lambda number: True
         oc.add_event_callback(self._officer_invite, nio.InviteMemberEvent)
         oc.add_event_callback(self._officer_text, nio.RoomMessageText)
         self.floor.client.add_event_callback(self._floor_text, nio.RoomMessageText)

@@ -22,9 +22,14 @@ from .matrix import bot, rooms
 from .matrix.crypto import Crypto
 from .matrix.intent import HomeserverApi
 from .matrix.puppets import PuppetManager
+from .console.bot_command import SPEC as CONSOLE_SPEC, ConsoleCommand
 from .officers.access import Access
 from .officers.admission import Admission
+from .officers.bot_commands import BotCommands
+from .officers.bot_rooms import BotRooms
 from .officers.chat_room import ChatRoomCommands
+from .officers.dispatch import Dispatch
+from .officers.routing import Routing
 from .officers.transfer import Transfers
 from .records import Records
 from .records.keeper import RecordsKeeper
@@ -65,10 +70,22 @@ class Bridge:
         self.chats.acl = self.access.server_acl()
         self.admission = Admission(config, self.chats, self.access, self.journal, self.api)
         self.transfers = Transfers(config, self.chats, self.access, self.journal, self.api, self.admission)
-        self.commands = ChatRoomCommands(self.chats, self.journal, config.get("officers.command_prefix"),
-                                         retention=self.retention, transfers=self.transfers)
+        prefix = config.get("officers.command_prefix")
+        self.commands = ChatRoomCommands(self.chats, self.journal, prefix, retention=self.retention,
+                                         transfers=self.transfers)
         self.inbound = InboundPump(config, self.store, self.crypto, self.puppets, self.chats, self.commands,
                                    self.admission)
+        # The officers' side: the bot's commands (other features register theirs on bot_commands),
+        # dispatch rooms, and routing (queue, claims, assignment, timers, emergencies).
+        self.bot_commands = BotCommands(config, self.journal, prefix)
+        self.dispatch = Dispatch(config, self.store, self.api, self.crypto, self.chats.bot)
+        self.routing = Routing(config, self.chats, self.dispatch, self.journal, self.bot_commands)
+        self.commands.routing = self.routing
+        self.bot_rooms = BotRooms(config, self.store, self.api, self.crypto, self.dispatch, self.bot_commands,
+                                  self.journal, self.chats.bot)
+        self.bot_rooms.on_reaction = self.routing.on_reaction
+        self.inbound.bot_rooms = self.bot_rooms
+        self.inbound.on_presence = self.routing.presence
         self.endpoint = AppserviceEndpoint(config.get("appservice.hs_token"), self.store.transactions,
                                            self.inbound.wake, self._user_exists)
         self.keeper = RecordsKeeper(config, self.store, self.api, self.records, self.retention)
@@ -79,6 +96,9 @@ class Bridge:
                                         config.get("console.idle_minutes"))
         self.console = ConsoleWeb(config, self.store, self.console_auth, self.records, self.retention, self.chats.bot)
         ReportsWeb(self.console)
+        # !console in a direct chat with the bot (the command refuses non-supervisors and records it).
+        self.bot_commands.register(CONSOLE_SPEC, ConsoleCommand(self.console_auth, prefix).handle,
+                                   officers_only=False)
         self.summaries = SummaryPoster(config, self.store, self.journal,
                                        lambda room, text: bot.post_notice(self.api, self.chats.bot, room, text))
         self._runners: list[web.AppRunner] = []
@@ -104,7 +124,10 @@ class Bridge:
         if self.config.get("metrics.enabled"):
             await self._listen(metrics.app(), self.config.get("metrics.bind_host"), self.config.get("metrics.port"))
         await self._wait_for_homeserver()
-        self.chats.room_version = self.puppets.room_version = await rooms.default_room_version(self.api)
+        self.chats.room_version = self.puppets.room_version = self.dispatch.room_version = \
+            await rooms.default_room_version(self.api)
+        await self.puppets.ensure_bot()
+        await self.dispatch.ensure_rooms()
         self.inbound.start()
         self.outbound.start()
         self.keeper.start()
@@ -114,6 +137,8 @@ class Bridge:
         self.inbound.wake()
         self.outbound.wake()
         self.puppets.refill_pool()
+        self.dispatch.start()
+        self.routing.start()
         await self._listen(public_app(self.visitor_api, self.console.app()), self.config.get("web.bind_host"),
                            self.config.get("web.port"))
         try:
@@ -141,6 +166,8 @@ class Bridge:
             await runner.cleanup()
         self._unwatch()
         await self.puppets.stop()
+        await self.routing.stop()
+        await self.dispatch.stop()
         await self.chats.stop()
         await self.inbound.stop()
         await self.outbound.stop()

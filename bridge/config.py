@@ -83,6 +83,32 @@ def secret_problem(v: str) -> str | None:
     return None if len(v) >= 16 else "must be at least 16 characters of random text"
 
 
+# The keys of one agency (see ``_parse_agency``), with their explanation; defaults are in the parser.
+AGENCY_FIELD_DOCS: dict[str, str] = {
+    "id": "short lowercase identifier (required)",
+    "name": "the agency's name, shown to citizens on transfer (required)",
+    "server_name": "homeserver its officers are on (default: homeserver.server_name)",
+    "officers": "Matrix user IDs (@name:server) and/or whole server names (every user there is an officer)",
+    "supervisors": "Matrix user IDs of supervisors: mentioned on alerts, may act like officers, and use "
+                   "!hold/!unhold and the console",
+    "dispatch_room": "room ID of its dispatch room (null: the bridge creates an encrypted one and invites "
+                     "the officers and supervisors listed by user ID)",
+    "topics": "topic IDs it handles (alternative to `agency` on a topic)",
+    "hours": "null (always open) or {timezone, weekly: {mon..sun: [\"HH:MM-HH:MM\", ...]}, holidays: "
+             "[YYYY-MM-DD, ...]}; outside them citizens get the offline message form",
+    "routing": "manual (officers !claim chats) or auto (the bridge assigns available officers)",
+    "max_chats_per_officer": "most chats one officer holds at once (default 3)",
+    "timeouts": "{unclaimed_seconds (re-alert supervisors, default 120), unanswered_seconds (claimed but no "
+                "reply: back to the queue, default 180), visitor_idle_seconds (warn the citizen, default 600), "
+                "visitor_idle_close_seconds (then close, default 120)}; 0 turns one off",
+    "canned": "{key: text} answers officers send with !canned <key>",
+    "present_officers_as": "display_name, or a pattern such as \"Officer {n}\" ({n}: the officer's number)",
+    "emergency": "{language: [words or phrases]} that mark a chat an emergency (\"*\": every language; "
+                 "matched as whole words, ignoring case and accents)",
+    "retention_days": "how long its closed chats are kept (overrides records.retention_days)",
+}
+
+
 SCHEMA: list[Key] = [
     Key("homeserver.url", str, "http://127.0.0.1:8008", "How the bridge reaches the homeserver's client API.", check=_url),
     Key("homeserver.server_name", str, required=True, example="police.example",
@@ -185,12 +211,24 @@ SCHEMA: list[Key] = [
         "from the chat, `stay` keeps them in it.",
         check=lambda v: None if v in ("leave", "stay") else "must be leave or stay"),
     Key("agencies", "agencies", required=True,
-        example=[{"id": "central", "name": "Central Police",
+        example=[{"id": "central", "name": "Central Police", "server_name": "police.example",
                   "officers": ["@officer1:police.example", "@officer2:police.example"],
-                  "supervisors": ["@sergeant1:police.example"], "retention_days": 730}],
-        doc="Agencies answering chats. Each has an id, a name and the Matrix IDs of the officers invited to its chats; "
-            "optionally supervisors (Matrix IDs allowed !hold/!unhold and the console) and retention_days "
-            "(overrides records.retention_days for its chats)."),
+                  "supervisors": ["@sergeant1:police.example"], "dispatch_room": None,
+                  "topics": ["general", "lost-property"],
+                  "hours": {"timezone": "Europe/London",
+                            "weekly": {"mon": ["08:00-20:00"], "tue": ["08:00-20:00"], "wed": ["08:00-20:00"],
+                                       "thu": ["08:00-20:00"], "fri": ["08:00-20:00"], "sat": ["10:00-16:00"]},
+                            "holidays": ["2026-12-25", "2027-01-01"]},
+                  "routing": "manual", "max_chats_per_officer": 3,
+                  "timeouts": {"unclaimed_seconds": 120, "unanswered_seconds": 180, "visitor_idle_seconds": 600,
+                               "visitor_idle_close_seconds": 120},
+                  "canned": {"hello": "Hello, I am an officer. How can I help?",
+                             "999": "If anyone is in danger right now, please call 999."},
+                  "present_officers_as": "display_name",
+                  "emergency": {"en": ["help me", "knife", "gun", "weapon", "kill myself", "suicide"],
+                                "fr": ["au secours", "couteau", "arme"]}, "retention_days": 730}],
+        doc="Agencies answering chats. Keys of each agency:"
+            + "".join(f"\n  {name}: {doc}" for name, doc in AGENCY_FIELD_DOCS.items())),
     Key("topics", "topics",
         default=[{"id": "general", "label": "General enquiry", "agency": None}],
         example=[{"id": "general", "label": "General enquiry", "agency": "central"},
@@ -221,12 +259,53 @@ _TOP_SECTIONS = {k.path.split(".")[0] for k in SCHEMA}
 
 
 @dataclass(frozen=True)
+class Timeouts:
+    unclaimed_seconds: float = 120
+    unanswered_seconds: float = 180
+    visitor_idle_seconds: float = 600
+    visitor_idle_close_seconds: float = 120
+
+
+@dataclass(frozen=True)
+class Hours:
+    timezone: str
+    weekly: dict[str, tuple[tuple[int, int], ...]]   # "mon" → ((start_minute, end_minute), …)
+    holidays: frozenset[str]                          # "YYYY-MM-DD" in the agency's time zone
+
+
+DEFAULT_EMERGENCY = {"en": ("help me", "knife", "gun", "weapon", "kill myself", "suicide", "being attacked")}
+
+
+@dataclass(frozen=True)
 class Agency:
     id: str
     name: str
-    officers: tuple[str, ...]
+    officers: tuple[str, ...]                 # user IDs
+    server_name: str = ""
+    officer_servers: tuple[str, ...] = ()     # every user of these servers is an officer
     supervisors: tuple[str, ...] = ()
+    dispatch_room: str | None = None
+    topics: tuple[str, ...] = ()
+    hours: Hours | None = None
+    routing: str = "manual"
+    max_chats_per_officer: int = 3
+    timeouts: Timeouts = Timeouts()
+    canned: dict[str, str] = field(default_factory=dict)
+    present_officers_as: str = "display_name"
+    emergency: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_EMERGENCY))
     retention_days: int | None = None
+
+    def is_supervisor(self, user_id: str) -> bool:
+        return user_id in self.supervisors
+
+    def is_officer(self, user_id: str) -> bool:
+        """Officers and supervisors: who may claim, be invited to and act in this agency's chats."""
+        return (user_id in self.officers or user_id in self.supervisors
+                or user_id.split(":", 1)[-1] in self.officer_servers)
+
+    def invitees(self) -> tuple[str, ...]:
+        """Everyone named by user ID: who the dispatch room invites."""
+        return tuple(dict.fromkeys(self.officers + self.supervisors))
 
 
 @dataclass(frozen=True)
@@ -325,6 +404,121 @@ def _parse_origins(value: Any) -> list[str]:
     return value
 
 
+_USER_ID = re.compile(r"@[^:\s]+:\S+")
+_SERVER = re.compile(r"(localhost|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?")
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _user_ids(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(u, str) and _USER_ID.fullmatch(u) for u in value):
+        raise ConfigError(f"{where}: expected a list of Matrix user IDs like @name:server")
+    return tuple(value)
+
+
+def _parse_hours(value: Any, where: str) -> Hours | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - {"timezone", "weekly", "holidays"}:
+        raise ConfigError(f"{where}: expected a mapping with timezone, weekly and holidays")
+    tz = value.get("timezone")
+    try:
+        from zoneinfo import ZoneInfo
+        ZoneInfo(str(tz))
+    except Exception:
+        raise ConfigError(f"{where}.timezone: {tz!r} is not a known time zone (such as Europe/London)")
+    weekly_raw = value.get("weekly") or {}
+    if not isinstance(weekly_raw, dict) or set(weekly_raw) - set(_DAYS):
+        raise ConfigError(f"{where}.weekly: expected a mapping of {', '.join(_DAYS)} to lists of \"HH:MM-HH:MM\"")
+    weekly: dict[str, tuple[tuple[int, int], ...]] = {}
+    for day, spans in weekly_raw.items():
+        spans = [spans] if isinstance(spans, str) else spans
+        parsed = []
+        for span in spans or []:
+            m = re.fullmatch(r"(\d\d):(\d\d)-(\d\d):(\d\d)", str(span).strip())
+            start = int(m[1]) * 60 + int(m[2]) if m else -1
+            end = int(m[3]) * 60 + int(m[4]) if m else -1
+            if not m or not (0 <= start < end <= 24 * 60) or int(m[2]) > 59 or int(m[4]) > 59:
+                raise ConfigError(f"{where}.weekly.{day}: {span!r} is not a time span like \"08:00-18:00\"")
+            parsed.append((start, end))
+        weekly[day] = tuple(parsed)
+    holidays = value.get("holidays") or []
+    if not isinstance(holidays, list) or not all(re.fullmatch(r"\d{4}-\d\d-\d\d", str(d)) for d in holidays):
+        raise ConfigError(f"{where}.holidays: expected a list of dates like 2026-12-25")
+    return Hours(str(tz), weekly, frozenset(str(d) for d in holidays))
+
+
+def _parse_timeouts(value: Any, where: str) -> Timeouts:
+    if value is None:
+        return Timeouts()
+    names = set(Timeouts.__dataclass_fields__)
+    if not isinstance(value, dict) or set(value) - names:
+        raise ConfigError(f"{where}: expected a mapping with {', '.join(sorted(names))}")
+    for k, v in value.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise ConfigError(f"{where}.{k}: expected a number of seconds (0 turns it off), got {v!r}")
+    return Timeouts(**{k: float(v) for k, v in value.items()})
+
+
+def _parse_agency(a: Any, where: str, default_server: str) -> Agency:
+    if not isinstance(a, dict):
+        raise ConfigError(f"{where}: expected a mapping with id, name, officers")
+    unknown = set(a) - set(AGENCY_FIELD_DOCS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; expected some of {', '.join(AGENCY_FIELD_DOCS)}")
+    aid, name = a.get("id"), a.get("name")
+    if not isinstance(aid, str) or not re.fullmatch(r"[a-z0-9_-]+", aid):
+        raise ConfigError(f"{where}.id: expected a short lowercase identifier, got {aid!r}")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{where}.name: expected the agency's name")
+    officers = a.get("officers") or []
+    if not isinstance(officers, list) or not all(
+            isinstance(o, str) and (_USER_ID.fullmatch(o) or _SERVER.fullmatch(o)) for o in officers):
+        raise ConfigError(f"{where}.officers: expected a list of Matrix user IDs like @name:server "
+                          "or server names like police.example")
+    server = a.get("server_name") or default_server
+    if not isinstance(server, str) or not _SERVER.fullmatch(server):
+        raise ConfigError(f"{where}.server_name: expected a server name like police.example, got {server!r}")
+    room = a.get("dispatch_room")
+    if room is not None and not (isinstance(room, str) and re.fullmatch(r"![^:\s]+:\S+", room)):
+        raise ConfigError(f"{where}.dispatch_room: expected a room ID like !abc:server or null, got {room!r}")
+    topics = a.get("topics") or []
+    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+        raise ConfigError(f"{where}.topics: expected a list of topic IDs")
+    routing = a.get("routing", "manual")
+    if routing not in ("manual", "auto"):
+        raise ConfigError(f"{where}.routing: expected manual or auto, got {routing!r}")
+    cap = a.get("max_chats_per_officer", 3)
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+        raise ConfigError(f"{where}.max_chats_per_officer: expected a whole number of at least 1, got {cap!r}")
+    canned = a.get("canned") or {}
+    if not isinstance(canned, dict) or not all(
+            isinstance(k, (str, int)) and re.fullmatch(r"[\w-]+", str(k)) and isinstance(v, str) and v.strip()
+            for k, v in canned.items()):
+        raise ConfigError(f"{where}.canned: expected a mapping of short keys (letters, digits, - or _) to texts")
+    present = a.get("present_officers_as", "display_name")
+    if not isinstance(present, str) or not (present == "display_name" or "{n}" in present) \
+            or re.search(r"{(?!n})", present):
+        raise ConfigError(f"{where}.present_officers_as: expected display_name or a pattern with {{n}} "
+                          f"such as \"Officer {{n}}\", got {present!r}")
+    emergency_raw = a.get("emergency", DEFAULT_EMERGENCY)
+    if not isinstance(emergency_raw, dict) or not all(
+            isinstance(lang, str) and isinstance(words, (list, tuple)) and all(isinstance(w, str) and w.strip() for w in words)
+            for lang, words in emergency_raw.items()):
+        raise ConfigError(f"{where}.emergency: expected a mapping of language codes (or \"*\") "
+                          "to lists of words and phrases")
+    retention = a.get("retention_days")
+    if retention is not None and (isinstance(retention, bool) or not isinstance(retention, int) or retention <= 0):
+        raise ConfigError(f"{where}.retention_days: expected a whole number of days greater than 0")
+    return Agency(
+        aid, name.strip(), tuple(o for o in officers if o.startswith("@")), server,
+        tuple(o for o in officers if not o.startswith("@")), _user_ids(a.get("supervisors"), f"{where}.supervisors"),
+        room, tuple(topics), _parse_hours(a.get("hours"), f"{where}.hours"), routing, cap,
+        _parse_timeouts(a.get("timeouts"), f"{where}.timeouts"), {str(k): v for k, v in canned.items()},
+        present, {str(k).lower(): tuple(v) for k, v in emergency_raw.items()}, retention)
+
+
 _SERVER_NAME = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?")
 
 
@@ -347,38 +541,21 @@ def _check_officer_servers(agencies: list[Agency], own: str, allowed: list[str])
                 if server_of(user) != own and server_of(user) not in allowed:
                     raise ConfigError(f"agencies[{i}].{key}: {user} is on {server_of(user)}, which is neither "
                                       f"this homeserver ({own}) nor in federation.allowed_servers")
+        for server in agency.officer_servers:
+            if server != own and server not in allowed:
+                raise ConfigError(f"agencies[{i}].officers: {server} is neither this homeserver ({own}) nor in "
+                                  "federation.allowed_servers")
 
 
-def _parse_agencies(value: Any) -> list[Agency]:
+def _parse_agencies(value: Any, default_server: str = "") -> list[Agency]:
     if not isinstance(value, list) or not value:
         raise ConfigError("agencies: expected a non-empty list of agencies")
-    out, seen = [], set()
+    out: list[Agency] = []
     for i, a in enumerate(value):
-        where = f"agencies[{i}]"
-        if not isinstance(a, dict):
-            raise ConfigError(f"{where}: expected a mapping with id, name, officers")
-        unknown = set(a) - {"id", "name", "officers", "supervisors", "retention_days"}
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; expected id, name, officers, "
-                              "supervisors, retention_days")
-        aid, name, officers = a.get("id"), a.get("name"), a.get("officers", [])
-        if not isinstance(aid, str) or not re.fullmatch(r"[a-z0-9_-]+", aid):
-            raise ConfigError(f"{where}.id: expected a short lowercase identifier, got {aid!r}")
-        if aid in seen:
-            raise ConfigError(f"{where}.id: duplicate agency id {aid!r}")
-        seen.add(aid)
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"{where}.name: expected the agency's name")
-        if not isinstance(officers, list) or not all(
-                isinstance(o, str) and re.fullmatch(r"@[^:\s]+:\S+", o) for o in officers):
-            raise ConfigError(f"{where}.officers: expected a list of Matrix user IDs like @name:server")
-        supervisors, retention = a.get("supervisors", []), a.get("retention_days")
-        if not isinstance(supervisors, list) or not all(
-                isinstance(o, str) and re.fullmatch(r"@[^:\s]+:\S+", o) for o in supervisors):
-            raise ConfigError(f"{where}.supervisors: expected a list of Matrix user IDs like @name:server")
-        if retention is not None and (isinstance(retention, bool) or not isinstance(retention, int) or retention <= 0):
-            raise ConfigError(f"{where}.retention_days: expected a whole number of days greater than 0")
-        out.append(Agency(aid, name.strip(), tuple(officers), tuple(supervisors), retention))
+        agency = _parse_agency(a, f"agencies[{i}]", default_server)
+        if any(o.id == agency.id for o in out):
+            raise ConfigError(f"agencies[{i}].id: duplicate agency id {agency.id!r}")
+        out.append(agency)
     return out
 
 
@@ -394,7 +571,11 @@ def _parse_topics(value: Any, agencies: list[Agency]) -> list[Topic]:
         unknown = set(t) - {"id", "label", "agency"}
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; expected id, label, agency")
-        agency = t.get("agency") or agencies[0].id
+        listed = [a.id for a in agencies if t["id"] in a.topics]
+        if len(listed) > 1 or (listed and t.get("agency") and t.get("agency") != listed[0]):
+            raise ConfigError(f"{where}.agency: topic {t['id']!r} is given to more than one agency "
+                              f"({sorted(set(listed + [t.get('agency')]) - {None})})")
+        agency = t.get("agency") or (listed[0] if listed else agencies[0].id)
         if agency not in ids:
             raise ConfigError(f"{where}.agency: {agency!r} is not one of the agencies {sorted(ids)}")
         out.append(Topic(t["id"], t["label"], agency))
@@ -452,9 +633,14 @@ def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Co
     if not isinstance(types, list) or not set(types) <= known:
         raise ConfigError(f"attachments.allowed_types: expected a list drawn from {sorted(known)}")
     values["federation.allowed_servers"] = _parse_servers(values["federation.allowed_servers"])
-    agencies = _parse_agencies(values["agencies"])
+    agencies = _parse_agencies(values["agencies"], values["homeserver.server_name"])
     _check_officer_servers(agencies, values["homeserver.server_name"], values["federation.allowed_servers"])
     topics = _parse_topics(values["topics"], agencies)
+    known_topics = {t.id for t in topics}
+    for i, a in enumerate(agencies):
+        if set(a.topics) - known_topics:
+            raise ConfigError(f"agencies[{i}].topics: {sorted(set(a.topics) - known_topics)} are not topics "
+                              f"(known: {sorted(known_topics)})")
     privacy = values["site.privacy_url"]
     if privacy and _url(privacy):
         raise ConfigError(f"site.privacy_url: {_url(privacy)}")
@@ -484,6 +670,11 @@ def load_file(path: str | Path, environ: dict[str, str] | None = None) -> Config
     return load(raw, path.resolve().parent, environ)
 
 
+def _doc_lines(doc: str, tag: str) -> list[str]:
+    first, *rest = doc.split("\n")
+    return [first + tag, *rest]
+
+
 def render_example() -> str:
     """The documented example config, straight from the schema (what example-config.yaml must contain)."""
     lines = ["# Precinct configuration. Every key is listed with its explanation and default.",
@@ -496,14 +687,14 @@ def render_example() -> str:
         tag = " (required)" if key.required else ""
         tag += " (secret)" if key.secret else ""
         if len(parts) == 1:
-            lines += ["", f"# {key.doc}{tag}",
+            lines += ["", *(f"# {line}" for line in _doc_lines(key.doc, tag)),
                       yaml.safe_dump({parts[0]: value}, sort_keys=False, allow_unicode=True).rstrip()]
             section = None
             continue
         if parts[0] != section:
             lines += ["", f"{parts[0]}:"]
             section = parts[0]
-        lines.append(f"  # {key.doc}{tag}")
+        lines += [f"  # {line}" for line in _doc_lines(key.doc, tag)]
         dumped = yaml.safe_dump({parts[1]: value}, default_flow_style=True, allow_unicode=True, width=1000).strip()
         lines.append("  " + dumped[1:-1] if dumped.startswith("{") else "  " + dumped)
     return "\n".join(lines).lstrip("\n") + "\n"

@@ -22,9 +22,28 @@ ROOT = Path(__file__).parents[1]
 SERVER = "localhost"
 PASSWORD = "officer-password-1"
 ATTACHMENT_LIMIT = 512 * 1024
-OFFICERS = {"central": "officer1", "nightshift": "officer2", "interop": "jsofficer", "hooked": "hookofficer"}
+OFFICERS = {"central": "officer1", "nightshift": "officer2", "interop": "jsofficer", "hooked": "hookofficer",
+            "autodesk": "officer3", "timers": "officer5", "closed": "officer6"}
 SUPERVISOR = "supervisor1"                 # supervises the "hooked" agency (console tests)
 WEBHOOK_SECRET = "webhook-secret-of-the-hooked-agency-0123456789"   # the "hooked" agency's chats send webhooks
+SERGEANT = "sergeant1"                     # supervises central, autodesk and timers (alerts mention them)
+# Users who are not officers of the agency they try to act in.
+OTHERS = {"autodesk2": "officer4", "intruder": "intruder"}
+TEST_AGENCY_SETTINGS = {
+    # Old chats of earlier tests stay open; a cap would make later claims fail.
+    "central": {"max_chats_per_officer": 1000, "supervisors": [f"@{SERGEANT}:{SERVER}"],
+                "canned": {"hello": "Hello, this is the police. How can we help?"},
+                "emergency": {"en": ["knife", "help me"], "fr": ["au secours"]}},
+    "nightshift": {"max_chats_per_officer": 1000},
+    "interop": {"max_chats_per_officer": 1000},
+    "autodesk": {"routing": "auto", "max_chats_per_officer": 1, "supervisors": [f"@{SERGEANT}:{SERVER}"],
+                 "officers": [f"@officer3:{SERVER}", f"@officer4:{SERVER}"], "present_officers_as": "Officer {n}"},
+    "timers": {"max_chats_per_officer": 1000, "supervisors": [f"@{SERGEANT}:{SERVER}"],
+               "timeouts": {"unclaimed_seconds": 3, "unanswered_seconds": 6, "visitor_idle_seconds": 4,
+                            "visitor_idle_close_seconds": 4}},
+    "closed": {"hours": {"timezone": "UTC", "weekly": {}}, "max_chats_per_officer": 1000},
+    "hooked": {"supervisors": [f"@{SUPERVISOR}:{SERVER}"], "max_chats_per_officer": 1000},
+}
 
 
 @dataclass
@@ -54,7 +73,11 @@ class MatrixEnv:
         return self.config["web"]["embed_origins"][0]
 
     def officer_id(self, agency: str) -> str:
-        return f"@{OFFICERS[agency]}:{SERVER}"
+        return f"@{({**OFFICERS, **OTHERS, 'sergeant': SERGEANT})[agency]}:{SERVER}"
+
+    @property
+    def db_path(self) -> Path:
+        return self.dir / "precinct.db"
 
 
 AGENCY_HOST = "127.0.0.2"      # an agency's own website, allowed to embed the widget (tests/browser)
@@ -77,13 +100,15 @@ def write_bridge_config(dir: Path, hs_url: str) -> tuple[Path, dict]:
         # Small enough that tests can go just past it without pushing megabytes through a loaded machine.
         "attachments": {"max_bytes": ATTACHMENT_LIMIT},
         "agencies": [{"id": a, "name": f"{a.title()} Police", "officers": [f"@{o}:{SERVER}"],
-                      **({"supervisors": [f"@{SUPERVISOR}:{SERVER}"]} if a == "hooked" else {})}
-                     for a, o in OFFICERS.items()],
+                      **TEST_AGENCY_SETTINGS.get(a, {})} for a, o in OFFICERS.items()],
         "topics": [{"id": "general", "label": "General enquiry", "agency": "central"},
                    {"id": "lost-property", "label": "Lost property", "agency": "central"},
                    {"id": "night", "label": "Night desk", "agency": "nightshift"},
                    {"id": "interop", "label": "Interop", "agency": "interop"},
-                   {"id": "hooked", "label": "Hooked", "agency": "hooked"}],
+                   {"id": "hooked", "label": "Hooked", "agency": "hooked"},
+                   {"id": "auto", "label": "Automatic desk", "agency": "autodesk"},
+                   {"id": "timers", "label": "Timers desk", "agency": "timers"},
+                   {"id": "after-hours", "label": "After hours", "agency": "closed"}],
         "webhooks": {"endpoints": [{"agency": "hooked", "url": f"http://127.0.0.1:{webhook_port}/hook",
                                     "secret": WEBHOOK_SECRET}]},
         "logging": {"level": "INFO"},
@@ -106,7 +131,7 @@ def matrix_env(tmp_path_factory: pytest.TempPathFactory):
     bridge = BridgeProcess(config_path, config["web"]["public_url"], dir / "bridge.log")
     try:
         synapse.start()
-        for localpart in OFFICERS.values():
+        for localpart in [*OFFICERS.values(), SERGEANT, *OTHERS.values()]:
             synapse.register_user(localpart, PASSWORD)
         synapse.register_user(SUPERVISOR, PASSWORD)
         # The hooked agency's supervisors' room, with the bot invited: the daily summary goes there, and with
@@ -132,12 +157,15 @@ def bridge_log(matrix_env: MatrixEnv):
 
 @pytest.fixture
 async def officer_of(matrix_env: MatrixEnv, tmp_path):
-    """``await officer_of("central")``: a started encrypted nio officer of that agency, stopped after the test."""
+    """``await officer_of("central")``: a started encrypted nio officer of that agency, stopped after the test.
+
+    It claims every chat whose new dispatch notice it reads (``auto_claim=False`` for tests of claiming)."""
     started: list[NioOfficer] = []
 
-    async def make(agency: str) -> NioOfficer:
+    async def make(agency: str, auto_claim: bool = True) -> NioOfficer:
         o = NioOfficer(matrix_env.synapse.url, matrix_env.officer_id(agency), PASSWORD,
                        tmp_path / f"officer-{agency}-{len(started)}")
+        o.auto_claim = lambda number: auto_claim
         started.append(o)
         await o.start()
         return o

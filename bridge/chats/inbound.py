@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import metrics
 from ..background import WakeableLoop
@@ -33,6 +33,7 @@ from . import events as ev
 from .lifecycle import ChatService
 
 if TYPE_CHECKING:
+    from ..officers.bot_rooms import BotRooms
     from ..officers.admission import Admission
     from ..officers.chat_room import ChatRoomCommands
 
@@ -47,6 +48,8 @@ class InboundPump(WakeableLoop):
                  chats: ChatService, commands: ChatRoomCommands, admission: Admission) -> None:
         self.store, self.crypto, self.puppets, self.chats = store, crypto, puppets, chats
         self.commands, self.admission = commands, admission
+        self.bot_rooms: BotRooms | None = None          # the bot's own rooms (dispatch, direct chats)
+        self.on_presence: Callable[[str, str], None] | None = None
         self.wait_ms = int(config.get("crypto.undecryptable_wait_seconds") * 1000)
         self.max_hash_bytes = max(config.get("attachments.max_bytes"), 100 * 1024 * 1024)
         self.bot = chats.bot
@@ -80,13 +83,17 @@ class InboundPump(WakeableLoop):
                 continue
             self.store.room_events.add(event)
         try:
-            await self.crypto.feed_transaction(body, self.puppets.is_puppet)
+            await self.crypto.feed_transaction(body, self.puppets.has_device)
         except Exception:
             log.exception("transaction %s: crypto payload could not be applied", txn_id)
         for key in EPHEMERAL:
             for e in body.get(key) or []:
                 if isinstance(e, dict) and e.get("type") == "m.typing":
                     self._typing(e)
+                elif isinstance(e, dict) and e.get("type") == "m.presence" and self.on_presence:
+                    content = e.get("content") or {}
+                    if isinstance(e.get("sender"), str) and isinstance(content.get("presence"), str):
+                        self.on_presence(e["sender"], content["presence"])
         self.store.transactions.mark_processed(txn_id)
         metrics.transaction_processed(_oldest_origin(body))
 
@@ -102,9 +109,20 @@ class InboundPump(WakeableLoop):
     async def process_room(self, room_id: str) -> None:
         chat = self.store.chats.by_room(room_id)
         pending = self.store.room_events.pending(room_id)
+        if chat is None and self.bot_rooms is not None and self.bot_rooms.is_bot_room(room_id):
+            for item in pending:
+                try:
+                    if not await self.bot_rooms.handle(item):
+                        return                        # waiting for keys: later events wait too
+                except Exception as e:
+                    log.exception("event %s in bot room %s failed; set aside", item.event_id, room_id)
+                    self.store.room_events.finish(item.stream, FAILED, f"{type(e).__name__}: {e}")
+            return
         if chat is None or not chat.puppet:
             now = int(time.time() * 1000)
             for item in pending:
+                if self.bot_rooms is not None and await self.bot_rooms.invited(item):
+                    continue
                 # Our own events in a room that is not a chat (the bot's status room, a pool room not
                 # yet given to a chat; its state is read from the homeserver when it is) mean nothing here.
                 if self._ours(str(item.event.get("sender"))) \
@@ -153,11 +171,14 @@ class InboundPump(WakeableLoop):
             sha256 = await self.chats.attachment_sha256(chat, meaning.mxc, meaning.file_info, self.max_hash_bytes)
         name = self._display_name(chat, sender)
         if isinstance(meaning, ev.Membership):
-            if meaning.membership in ("invite", "join") and not self.admission.allowed(meaning.user_id):
+            if meaning.membership in ("invite", "join") and not self._ours(meaning.user_id) and (
+                    not self.admission.allowed(meaning.user_id)
+                    or not self.chats.listener.may_act(chat, meaning.user_id)):
                 await self.admission.refuse(chat, meaning.user_id, meaning.membership, sender)
             elif meaning.membership == "join" and meaning.previous != "join" and not self._ours(meaning.user_id):
                 # Idempotent, so a crash before the event is marked done just repeats it harmlessly.
-                await self.chats.officer_joined(chat, meaning.user_id, meaning.display_name or meaning.user_id)
+                await self.chats.officer_joined(chat, meaning.user_id, self.chats.listener.present(
+                    chat, meaning.user_id, meaning.display_name or meaning.user_id))
                 await self.admission.joined(chat, meaning.user_id)
             self.store.room_events.finish(item.stream, DONE)
             return True
@@ -196,9 +217,8 @@ class InboundPump(WakeableLoop):
     def _display_name(self, chat: Chat, user_id: str) -> str:
         client = self.crypto.clients.get(chat.puppet or "")
         room = client.rooms.get(chat.room_id or "") if client else None
-        if room and user_id in room.users:
-            return room.user_name(user_id) or user_id
-        return user_id
+        name = (room.user_name(user_id) or user_id) if room and user_id in room.users else user_id
+        return self.chats.listener.present(chat, user_id, name)
 
 
 def _oldest_origin(body: dict[str, Any]) -> int | None:

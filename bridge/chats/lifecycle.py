@@ -1,7 +1,10 @@
 """A chat's life: opened by a citizen, given a puppet and an encrypted room, joined by an officer, closed.
 
-    open() ──▶ waiting ──(officer joins)──▶ active ──(close by either side)──▶ closed
-       └─ setup task: puppet (from the pool) ─▶ room created, officers invited ─▶ outbox released
+    open() ──▶ waiting ──(claimed / assigned: officer invited)──(officer joins)──▶ active ──(close)──▶ closed
+       └─ setup task: puppet (from the pool) ─▶ room created (nobody invited) ─▶ outbox released
+
+Routing (bridge/officers/routing.py) listens through ``ChatListener``: it posts the chat in the
+dispatch room, invites whoever claims it, and runs the timers.
 
 Everything that must survive a crash is written before it is acted on; the
 setup task is resumable and is restarted for unfinished chats at start-up.
@@ -24,6 +27,7 @@ from ..matrix.puppets import PuppetManager
 from ..store import Store
 from ..store.attachments import Attachment
 from ..store.chats import ACTIVE, CLOSED, WAITING, Chat
+from ..store.tickets import Ticket
 from . import notices
 from ..store.messages import OFFICER, SYSTEM, VISITOR, Message
 from . import attachments, queue
@@ -39,6 +43,34 @@ def hash_token(token: str) -> str:
 
 def new_txn_id() -> str:
     return "precinct." + secrets.token_hex(12)
+
+
+class ChatListener:
+    """What the officers' side hears about a chat's life (no-ops here; routing overrides them)."""
+
+    def queued(self, chat: Chat) -> None: ...
+
+    def ready(self, chat: Chat) -> None: ...
+
+    def visitor_said(self, chat: Chat, body: str) -> None: ...
+
+    def officer_said(self, chat: Chat, user_id: str) -> None: ...
+
+    def joined(self, chat: Chat, user_id: str) -> None: ...
+
+    def closed(self, chat: Chat) -> None: ...
+
+    def ticket(self, ticket: Ticket) -> None: ...
+
+    def transferred(self, chat: Chat) -> None: ...
+
+    def present(self, chat: Chat, user_id: str, name: str) -> str:
+        """How an officer is named to the citizen (display name, or an alias such as "Officer 3")."""
+        return name
+
+    def may_act(self, chat: Chat, user_id: str) -> bool:
+        """Whether this user may be in the chat's room and give commands there."""
+        return True
 
 
 class ChatClosed(Exception):
@@ -59,6 +91,7 @@ class ChatService:
         self.room_version = "10"
         self.acl: dict[str, Any] | None = None    # m.room.server_acl content of new chat rooms (officers/access)
         self._setup: dict[str, asyncio.Task] = {}
+        self.listener = ChatListener()
 
     # ---- citizen actions -----------------------------------------------------------------------
     def open(self, topic_id: str | None, display_name: str | None, language: str | None) -> tuple[Chat, str]:
@@ -71,6 +104,7 @@ class ChatService:
             self.journal.chat_event(chat.id, "queued", None, number=chat.number, agency=chat.agency,
                                     topic=chat.topic, language=language, display_name=display_name)
         self.start_setup(chat.id)
+        self.listener.queued(chat)
         return chat, token
 
     def queue_place(self, chat: Chat) -> tuple[int | None, int | None]:
@@ -83,6 +117,16 @@ class ChatService:
     def _queue_moved(self, agency: str) -> None:
         for waiting in self.store.chats.waiting(agency):
             self.hub.queue(waiting.id)
+
+    def offline_message(self, topic_id: str, message: str, name: str | None, contact: str | None) -> Ticket:
+        """A message left for the topic's agency (outside hours); it becomes a ticket in its dispatch room."""
+        topic = self.config.topic(topic_id)
+        with self.store.db.transaction():
+            ticket = self.store.tickets.add(topic.agency, topic.id, message, name, contact)
+            self.journal.audit("ticket.create", "visitor", target=f"T{ticket.number}", agency=topic.agency,
+                               topic=topic.id)
+        self.listener.ticket(ticket)
+        return ticket
 
     def authenticate(self, token: str) -> Chat | None:
         return self.store.chats.by_token_hash(hash_token(token)) if token else None
@@ -102,6 +146,7 @@ class ChatService:
             self.journal.chat_event(chat.id, "message.visitor", "visitor", seq=msg.seq, body=body)
         self.hub.messages(chat.id)
         self.wake_outbound()
+        self.listener.visitor_said(chat, body)
         return msg
 
     async def visitor_attachment(self, chat: Chat, client_id: str, filename: str | None, data: bytes,
@@ -179,6 +224,7 @@ class ChatService:
         if chat.state == WAITING:
             self._queue_moved(chat.agency)
         self.wake_outbound()
+        self.listener.closed(chat)
 
     def transfer(self, chat: Chat, agency_id: str, agency_name: str, to: str, by: str, note: str | None) -> None:
         """Back to waiting, now for another agency (``to``: its id, or one of its officers); the citizen is told.
@@ -190,6 +236,7 @@ class ChatService:
         self.hub.messages(chat.id)
         self.hub.status(chat.id, WAITING)
         self._queue_moved(agency_id)
+        self.listener.transferred(self.store.chats.get(chat.id) or chat)
 
     # ---- Matrix-side happenings ------------------------------------------------------------------
     async def officer_joined(self, chat: Chat, user_id: str, name: str) -> None:
@@ -206,6 +253,7 @@ class ChatService:
             metrics.chat_answered(chat.agency, chat.created_ts)
             self.hub.status(chat.id, ACTIVE)
             self._queue_moved(chat.agency)      # everyone behind moves up
+        self.listener.joined(chat, user_id)
         try:
             # Share the room key now, so the officer's first read does not wait for key exchange.
             await self.crypto.share_room_key(chat.puppet, chat.room_id, refresh=[user_id])  # type: ignore[arg-type]
@@ -234,6 +282,7 @@ class ChatService:
         if self.store.messages.count_from(chat.id, OFFICER) == 1:
             metrics.first_response(chat.agency, chat.created_ts, msg.ts)
         self.hub.messages(chat.id)
+        self.listener.officer_said(chat, user_id)
         return msg
 
     async def attachment_sha256(self, chat: Chat, mxc: str, file_info: dict | None, max_bytes: int) -> str | None:
@@ -282,9 +331,9 @@ class ChatService:
         puppet = await self.puppets.for_chat(chat.id)
         if chat.puppet != puppet.user_id:
             self.store.chats.set_puppet(chat.id, puppet.user_id)
-        topic, agency = self.config.topic(chat.topic), self.config.agency(chat.agency)
+        topic = self.config.topic(chat.topic)
         name = f"Chat {chat.number} — {topic.label}"
-        officers = list(agency.officers)
+        officers: list[str] = []               # nobody before a claim: routing invites whoever takes it
         renamed = self.api.set_display_name(puppet.user_id, chat.display_name) if chat.display_name else None
         if puppet.room_id:                     # from the pool: the room exists, give it this chat's face
             room_id = puppet.room_id
@@ -298,6 +347,7 @@ class ChatService:
                                                                   self.room_version, self.acl))
         self.store.chats.set_room(chat.id, room_id)
         log.info("chat %s ready in %s", chat.number, room_id)
+        self.listener.ready(self.store.chats.get(chat.id) or chat)
         self.wake_outbound()
         self.puppets.refill_pool()             # after this chat's room, so the refill does not compete with it
         await self.crypto.restore_room(puppet.user_id, room_id)

@@ -14,6 +14,10 @@ ENGLISH: dict[str, str] = {
     "ended_by_visitor": "The chat has ended.",
     "ended_by_officer": "{name} has ended the chat.",
     "transferred": "You are being transferred to {agency}. Your conversation so far goes with you.",
+    "requeued": "You are back in the queue. Another officer will be with you shortly.",
+    "emergency": "If you or someone else is in danger right now, call {number} immediately.",
+    "idle_warning": "Are you still there? This chat will close soon if there is no reply.",
+    "ended_idle": "The chat has ended because there was no reply.",
 }
 
 

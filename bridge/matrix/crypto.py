@@ -32,6 +32,7 @@ import itertools
 import logging
 from pathlib import Path
 from typing import Any, Callable, Iterable
+from urllib.parse import quote
 
 import nio
 from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
@@ -301,6 +302,35 @@ class Crypto:
             raise CryptoError(f"send failed: {getattr(resp, 'message', resp)}")
         return resp.event_id
 
+    async def send_to_members(self, user_id: str, room_id: str, event_type: str, content: dict[str, Any],
+                              txn_id: str) -> str:
+        """Encrypt for every current member device, then send; for the bot's few messages in its rooms.
+
+        Unlike ``send`` this asks for the members' device lists each time and starts a new room key
+        when any member device lacks the current one (officers sign in on new devices all the time),
+        and it keeps ``m.relates_to`` in the clear, as the spec asks, so edits and reactions aggregate.
+        """
+        c = await self.client(user_id)
+        async with self.lock(user_id):
+            await self._ensure_room(c, room_id)
+            olm, room = c.olm, c.rooms[room_id]
+            assert olm
+            olm.users_for_key_query.update(room.users)
+            if c.should_query_keys:
+                _check(await c.keys_query(), "keys query")
+            if c.should_claim_keys:
+                _check(await c.keys_claim(c.get_users_for_key_claiming()), "keys claim")
+            if olm.should_share_group_session(room_id) or _devices_without_session(c, room_id):
+                c.invalidate_outbound_session(room_id)
+                await self._share_new_session(c, room_id)
+            encrypted = olm.group_encrypt(room_id, {"type": event_type, "content": content})
+            if "m.relates_to" in content:
+                encrypted["m.relates_to"] = content["m.relates_to"]
+            data = await self.api.request("PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.encrypted/"
+                                                 f"{quote(txn_id)}", encrypted, user_id=user_id,
+                                          device_id=c.device_id, what="send encrypted")
+        return data["event_id"]
+
     async def _share_new_session(self, c: PuppetClient, room_id: str) -> None:
         _check(await c.share_group_session(room_id, ignore_unverified_devices=True), "share room key")
         session = c.olm.outbound_group_sessions.get(room_id)  # type: ignore[union-attr]
@@ -347,6 +377,17 @@ class Crypto:
         c = self.clients[user_id]
         assert c.olm
         return dict(c.olm.account.identity_keys)
+
+
+def _devices_without_session(c: PuppetClient, room_id: str) -> bool:
+    """Whether some member device has not been given the room's current outbound key."""
+    olm, room = c.olm, c.rooms.get(room_id)
+    session = olm.outbound_group_sessions.get(room_id) if olm else None
+    if olm is None or room is None or session is None:
+        return True
+    have = session.users_shared_with | session.users_ignored
+    return any((user, device.id) not in have for user in room.users
+               for device in olm.device_store.active_user_devices(user) if device.id != c.device_id)
 
 
 def _check(resp: Any, what: str) -> None:

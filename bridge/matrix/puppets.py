@@ -20,6 +20,8 @@ from .intent import HomeserverApi
 
 log = logging.getLogger(__name__)
 
+BOT_CHAT = "(bot)"         # the bot's row in the puppets table: a chat ID no chat has
+
 
 class PuppetManager:
     def __init__(self, api: HomeserverApi, crypto: Crypto, puppets: Puppets, server_name: str, prefix: str,
@@ -35,6 +37,22 @@ class PuppetManager:
 
     def is_puppet(self, user_id: str) -> bool:
         return user_id.startswith(f"@{self.prefix}") and user_id.endswith(f":{self.server_name}")
+
+    def has_device(self, user_id: str) -> bool:
+        """Puppets and the bot: the users whose devices the bridge runs (their crypto is fed from transactions)."""
+        return user_id == self.bot or self.is_puppet(user_id)
+
+    async def ensure_bot(self) -> Puppet:
+        """The bot user's own device and cross-signing identity, made like a puppet's (once).
+
+        The bot is the appservice's sender, so it exists already; it is kept in the puppets table under a
+        chat ID no chat has, so the pool never hands it out.
+        """
+        bot = self.puppets.get(self.bot)
+        if bot is None:
+            bot = self.puppets.add(self.bot, "PRECINCTBOT" + secrets.token_hex(3).upper(), BOT_CHAT)
+            self.puppets.mark(self.bot, "registered")
+        return await self.ensure_ready(bot)
 
     async def new(self, chat_id: str | None = None) -> Puppet:
         """A new puppet, for a chat or (chat_id None) for the pool; born assigned so the pool never sees it."""
@@ -56,7 +74,7 @@ class PuppetManager:
         if not puppet.device_created:
             await self.api.create_device(user_id, puppet.device_id, "Precinct web chat")
             # Officers see "Visitor" unless the citizen gives a name (then the chat renames it).
-            await self.api.set_display_name(user_id, "Visitor")
+            await self.api.set_display_name(user_id, "Precinct" if user_id == self.bot else "Visitor")
             self.puppets.mark(user_id, "device_created")
         await self.crypto.upload_device_keys(user_id)
         if not puppet.cross_signed:

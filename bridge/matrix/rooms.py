@@ -31,8 +31,9 @@ def power_levels(bot: str, creator: str, room_version: str) -> dict[str, Any]:
 
 INITIAL_STATE = [
     {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}},
-    # Officers invited now may read what the citizen wrote while waiting.
-    {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "invited"}},
+    # Officers are invited only when they take the chat (or it is transferred to them), after the citizen
+    # has written: "shared" lets them read the conversation from its start (the room is invite-only).
+    {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "shared"}},
     {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}},
 ]
 

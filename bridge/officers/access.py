@@ -39,7 +39,7 @@ class Access:
 
     def agency_of(self, user_id: str) -> Agency | None:
         """The agency a user is a configured officer or supervisor of (the first, if several)."""
-        return next((a for a in self.agencies if user_id in a.officers or user_id in a.supervisors), None)
+        return next((a for a in self.agencies if a.is_officer(user_id)), None)
 
     def may_take_part(self, user_id: str) -> bool:
         """May this user be in a chat room and hold its keys?"""

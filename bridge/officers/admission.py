@@ -38,7 +38,8 @@ class Admission:
 
     async def refuse(self, chat: Chat, user_id: str, membership: str, by: str) -> None:
         """Remove someone who may not take part (withdraw the invite, or kick), tell the officers, audit it."""
-        reason = self.access.refusal(user_id)
+        reason = (self.access.refusal(user_id) if not self.allowed(user_id)
+                  else f"{user_id} is not an officer of {self.config.agency(chat.agency).name}, whose chat it is")
         with self.chats.store.db.transaction():
             self.journal.audit("chat.member_refused", by, "refused", target=chat.id, origin=chat.room_id,
                                user=user_id, membership=membership, reason=reason)

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import logging
+import re
+import time
+from typing import TYPE_CHECKING
 
 from ..chats.journal import Journal
-from ..chats.lifecycle import ChatService
+from ..chats.lifecycle import ChatService, new_txn_id
 from ..records.retention import Retention
 from ..store.chats import CLOSED, Chat
 from ..store.messages import OFFICER
@@ -12,7 +15,16 @@ from . import commands
 from .commands import Command, CommandError
 from .transfer import Transfers
 
+if TYPE_CHECKING:
+    from .routing import Routing
+
 log = logging.getLogger(__name__)
+
+TAG = re.compile(r"[\w-]{1,32}")
+
+
+def _clock(ms: int | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000)) if ms else "—"
 
 
 class ChatRoomCommands:
@@ -21,16 +33,23 @@ class ChatRoomCommands:
         self.chats, self.journal, self.prefix = chats, journal, prefix
         self.retention, self.transfers = retention, transfers
         self.specs = commands.CHAT_ROOM
+        self.routing: Routing | None = None
 
     def is_command(self, text: str) -> bool:
         return commands.is_command(text, self.prefix)
 
     async def handle(self, chat: Chat, sender: str, name: str, text: str) -> None:
         parsed = commands.parse(text, self.prefix, self.specs)
+        if parsed is None:
+            return
+        if not self.chats.listener.may_act(chat, sender):
+            word = parsed.name if isinstance(parsed, Command) else "?"
+            self.journal.audit(f"chat.{word}", sender, "refused", target=chat.id, origin=chat.room_id,
+                               reason="not an officer of " + chat.agency)
+            self.chats.notify_officers(chat, f"{sender} is not an officer of this chat's agency; command refused.")
+            return
         if isinstance(parsed, CommandError):
             self.chats.notify_officers(chat, parsed.message)
-            return
-        if parsed is None:
             return
         handler = getattr(self, "_" + parsed.name)
         await handler(chat, sender, name, parsed)
@@ -49,6 +68,69 @@ class ChatRoomCommands:
             self.chats.notify_officers(chat, f"{name} closed chat {chat.number}.{reason}")
             self.journal.chat_event(chat.id, "closed", sender, by="officer", reason=cmd.arg or None)
             self.journal.audit("chat.close", sender, target=chat.id, origin=chat.room_id, reason=cmd.arg or None)
+
+    async def _note(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
+        with self.chats.store.db.transaction():
+            self.journal.chat_event(chat.id, "note", sender, text=cmd.arg, internal=True)
+            self.chats.notify_officers(chat, f"Internal note by {sender} kept in the record (not sent to the citizen).")
+
+    async def _canned(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
+        canned = self.chats.config.agency(chat.agency).canned
+        if not cmd.arg:
+            listing = "\n".join(f"{key}: {text}" for key, text in canned.items()) or "(none configured)"
+            self.chats.notify_officers(chat, f"Canned answers ({self.prefix}canned <key> sends one):\n{listing}")
+            return
+        if cmd.arg not in canned:
+            self.chats.notify_officers(chat, f"No canned answer {cmd.arg!r}. Valid keys: "
+                                             f"{', '.join(canned) or '(none configured)'}.")
+            return
+        if chat.state == CLOSED:
+            self.chats.notify_officers(chat, f"Chat {chat.number} is closed; nothing was sent.")
+            return
+        # Sent by the bridge in the officer's name: the citizen sees it as the officer's message.
+        with self.chats.store.db.transaction():
+            self.chats.officer_message(chat, "text", canned[cmd.arg], sender, name, f"canned.{new_txn_id()}", None)
+            self.chats.notify_officers(chat, f"Sent to the citizen as {name}: {canned[cmd.arg]}")
+
+    async def _info(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
+        chat = self.chats.store.chats.get(chat.id) or chat
+        topic = self.chats.config.topic(chat.topic)
+        lines = [f"Chat {chat.number} · {topic.label} · agency {chat.agency} · state {chat.state}",
+                 f"Language: {chat.language or 'not given'}; citizen's name: {chat.display_name or 'not given'}",
+                 f"Opened {_clock(chat.created_ts)}; claimed {_clock(chat.claimed_ts)}; "
+                 f"first officer {_clock(chat.answered_ts)}; closed {_clock(chat.closed_ts)}",
+                 f"Handled by: {chat.claimed_by or chat.officer or 'nobody yet'}",
+                 f"Priority: {'high' if chat.priority else 'normal'}{'; EMERGENCY' if chat.emergency else ''}; "
+                 f"tags: {', '.join(chat.label_list) or 'none'}"]
+        self.chats.notify_officers(chat, "\n".join(lines))
+
+    async def _priority(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
+        assert self.routing
+        self.routing.set_priority(chat, cmd.arg == "high", sender)
+        self.chats.notify_officers(chat, f"Chat {chat.number} priority is now {cmd.arg} (set by {sender}).")
+
+    async def _tag(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
+        assert self.routing
+        label = cmd.arg.lower()
+        if not TAG.fullmatch(label):
+            self.chats.notify_officers(chat, f"{self.prefix}tag: {cmd.arg!r} is not a label; use one word of "
+                                             "letters, digits, - or _ (at most 32). Usage: "
+                                             f"{self.prefix}tag <label>")
+            return
+        tags = (self.chats.store.chats.get(chat.id) or chat).label_list
+        if label not in tags:
+            with self.chats.store.db.transaction():
+                self.routing.set_tags(chat, tags + [label])
+                self.journal.chat_event(chat.id, "tag", sender, tag=label)
+        self.chats.notify_officers(chat, f"Chat {chat.number} tags: {', '.join(tags + [label] if label not in tags else tags)}.")
+
+    async def _emergency(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
+        assert self.routing
+        fresh = self.chats.store.chats.get(chat.id) or chat
+        if fresh.emergency:
+            self.chats.notify_officers(chat, f"Chat {chat.number} is already marked an emergency.")
+            return
+        self.routing.raise_emergency(fresh, sender, by="officer")
 
     async def _transfer(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
         assert self.transfers is not None

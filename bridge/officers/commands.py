@@ -45,6 +45,13 @@ class CommandError:
 CHAT_ROOM: tuple[Spec, ...] = (
     Spec("help", "help", "list these commands"),
     Spec("close", "close [reason]", "end the chat; the citizen is told it has ended", arg="optional"),
+    Spec("note", "note <text>", "an internal note for the record; never sent to the citizen", arg="required"),
+    Spec("canned", "canned [key]", "list the canned answers, or send one to the citizen", arg="optional"),
+    Spec("info", "info", "topic, times, language, priority, tags and who handled the chat"),
+    Spec("priority", "priority high|normal", "raise or lower the chat's priority", arg="choice",
+         choices=("high", "normal")),
+    Spec("tag", "tag <label>", "label the chat (for the record and the dispatch room)", arg="required"),
+    Spec("emergency", "emergency", "escalate: emergency banner to the citizen, supervisors alerted"),
     Spec("transfer", "transfer <agency or @officer:server> [note]",
          "hand the chat to another agency's queue or to one officer; they get the conversation so far",
          arg="required"),

@@ -65,7 +65,8 @@ class Transfers:
                                from_agency=chat.agency, to_agency=agency.id)
             self.chats.notify_officers(chat, f"{name} transferred chat {chat.number} to {officer or agency.name}"
                                              + (f". Note: {note}" if note else "."))
-        invitees = [officer] if officer else list(agency.officers)
+        # To an agency: queued in its dispatch room; whoever claims it there is invited (routing).
+        invitees = [officer] if officer else []
         try:
             await rooms.ensure_server_acl(self.api, chat.puppet, chat.room_id,  # type: ignore[arg-type]
                                           self.access.server_acl())

@@ -14,12 +14,14 @@ from .db import Database
 from .feedback import Feedback
 from .legal_holds import LegalHolds
 from .messages import Messages
+from .officers import Officers
 from .outbox import Outbox
 from .puppets import Puppets
 from .record_seals import RecordSeals
 from .redactions import Redactions
 from .room_events import RoomEvents
 from .settings import Settings
+from .tickets import Tickets
 from .transactions import Transactions
 from .webhooks import WebhookOutbox
 
@@ -44,6 +46,8 @@ class Store:
     webhooks: WebhookOutbox
     console_links: ConsoleLinks
     console_sessions: ConsoleSessions
+    officers: Officers
+    tickets: Tickets
 
     @classmethod
     def open(cls, path: Path | str, first_chat_number: int = 1001) -> "Store":
@@ -51,7 +55,7 @@ class Store:
         return cls(db, Chats(db, first_chat_number), Puppets(db), Messages(db), Outbox(db), Transactions(db),
                    RoomEvents(db), Settings(db), Feedback(db), Attachments(db), ChatRecords(db), RecordSeals(db),
                    AuditLog(db), LegalHolds(db), Redactions(db), WebhookOutbox(db),
-                   ConsoleLinks(db), ConsoleSessions(db))
+                   ConsoleLinks(db), ConsoleSessions(db), Officers(db), Tickets(db))
 
     def close(self) -> None:
         self.db.close()

@@ -1,6 +1,7 @@
 """The ``chats`` table: one row per citizen conversation."""
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
@@ -29,6 +30,20 @@ class Chat:
     transfer_to: str | None = None       # agency id or officer user ID of a transfer not yet taken over
     transferred_by: str | None = None
     transfer_note: str | None = None
+    priority: int | None = 0          # 1: high (emergency or raised by an officer); the queue serves it first
+    emergency: int | None = 0
+    tags: str | None = None           # JSON list of labels
+    claimed_by: str | None = None     # the officer who claimed or was assigned it (invited on claim)
+    claimed_ts: int | None = None
+    replied_ts: int | None = None     # the claiming officer's first message since the claim
+    dispatch_event_id: str | None = None
+    alerted_ts: int | None = None     # last unclaimed re-alert in the dispatch room
+    idle_warned_ts: int | None = None
+    preview: str | None = None        # start of the citizen's first message, for the dispatch notice
+
+    @property
+    def label_list(self) -> list[str]:
+        return json.loads(self.tags) if self.tags else []
 
 
 class Chats:
@@ -97,14 +112,63 @@ class Chats:
             " answered_ts = COALESCE(answered_ts, ?) WHERE id = ?", [state, officer, closed, answered, chat_id])
 
     def set_transfer(self, chat_id: str, agency: str, to: str, by: str, note: str | None) -> None:
-        """Hand the chat to another agency (or one of its officers): back to waiting, no officer yet."""
+        """Hand the chat to another agency (or one of its officers): back to waiting, no officer yet.
+
+        To an agency it is queued there, unclaimed, with a new dispatch notice; to an officer it is theirs."""
+        officer = to if to.startswith("@") else None
         self.db.execute("UPDATE chats SET agency = ?, state = ?, officer = NULL, transfer_to = ?, transferred_by = ?,"
-                        " transfer_note = ? WHERE id = ?", [agency, WAITING, to, by, note, chat_id])
+                        " transfer_note = ?, claimed_by = ?, claimed_ts = ?, replied_ts = NULL, dispatch_event_id = NULL,"
+                        " alerted_ts = NULL WHERE id = ?",
+                        [agency, WAITING, to, by, note, officer, _now() if officer else None, chat_id])
 
     def waiting(self, agency: str) -> list[Chat]:
-        """The agency's queue, first come first served."""
+        """The agency's queue: unclaimed waiting chats, high priority first, then first come first served."""
         return [Chat(**r) for r in self.db.rows(
-            "SELECT * FROM chats WHERE agency = ? AND state = ? ORDER BY number", [agency, WAITING])]
+            "SELECT * FROM chats WHERE agency = ? AND state = ? AND claimed_by IS NULL"
+            " ORDER BY COALESCE(priority, 0) DESC, number", [agency, WAITING])]
+
+    def by_number(self, number: int) -> Chat | None:
+        row = self.db.row("SELECT * FROM chats WHERE number = ?", [number])
+        return Chat(**row) if row else None
+
+    def by_dispatch_event(self, event_id: str) -> Chat | None:
+        row = self.db.row("SELECT * FROM chats WHERE dispatch_event_id = ?", [event_id])
+        return Chat(**row) if row else None
+
+    def open_chats(self) -> list[Chat]:
+        return [Chat(**r) for r in self.db.rows("SELECT * FROM chats WHERE state != ? ORDER BY number", [CLOSED])]
+
+    def claim(self, chat_id: str, officer: str) -> bool:
+        """Atomically give an unclaimed open chat to an officer; False when someone else was first."""
+        cur = self.db.execute(
+            "UPDATE chats SET claimed_by = ?, claimed_ts = ?, replied_ts = NULL WHERE id = ? AND claimed_by IS NULL"
+            " AND state != ?", [officer, _now(), chat_id, CLOSED])
+        return cur.rowcount == 1
+
+    def unclaim(self, chat_id: str, officer: str) -> bool:
+        """Back to the queue (the officer did not answer in time); False if it had moved on meanwhile."""
+        cur = self.db.execute(
+            "UPDATE chats SET claimed_by = NULL, claimed_ts = NULL, replied_ts = NULL, officer = NULL, state = ?,"
+            " alerted_ts = NULL WHERE id = ? AND claimed_by = ? AND state != ?", [WAITING, chat_id, officer, CLOSED])
+        return cur.rowcount == 1
+
+    def held_by(self, officer: str, agency: str | None = None) -> int:
+        """How many open chats an officer holds (the cap counts these)."""
+        sql = "SELECT COUNT(*) AS n FROM chats WHERE claimed_by = ? AND state != ?"
+        params: list = [officer, CLOSED]
+        if agency:
+            sql += " AND agency = ?"
+            params.append(agency)
+        return self.db.row(sql, params)["n"]  # type: ignore[index]
+
+    def mark(self, chat_id: str, **values: object) -> None:
+        """Set routing columns (priority, emergency, tags, replied_ts, dispatch_event_id, alerted_ts, …)."""
+        allowed = {"priority", "emergency", "tags", "replied_ts", "dispatch_event_id", "alerted_ts",
+                   "idle_warned_ts", "preview"}
+        if not values or set(values) - allowed:
+            raise ValueError(f"not a routing column: {sorted(set(values) - allowed)}")
+        sets = ", ".join(f"{k} = ?" for k in values)
+        self.db.execute(f"UPDATE chats SET {sets} WHERE id = ?", [*values.values(), chat_id])
 
     def recent_waits(self, topic: str, since_ms: int, limit: int = 20) -> list[int]:
         """How long recent answered chats on this topic waited for their first officer (ms)."""

@@ -154,9 +154,23 @@ def _v13(db: sqlite_utils.Database) -> None:
     db["webhook_outbox"].create_index(["state", "url", "chat_id", "id"])
 
 
+def _v14(db: sqlite_utils.Database) -> None:
+    # Routing: who claimed a chat and when, its priority and tags, its dispatch notice, the timers' marks.
+    for column, kind in (("priority", int), ("emergency", int), ("tags", str), ("claimed_by", str),
+                         ("claimed_ts", int), ("replied_ts", int), ("dispatch_event_id", str), ("alerted_ts", int),
+                         ("idle_warned_ts", int), ("preview", str)):
+        db["chats"].add_column(column, kind)
+    db["chats"].create_index(["agency", "state", "claimed_by"])
+    db["officers"].create({"agency": str, "user_id": str, "number": int, "available": int, "presence": str,
+                           "last_assigned_ts": int}, pk=("agency", "user_id"), not_null={"number"})
+    db["tickets"].create({"number": int, "agency": str, "topic": str, "message": str, "name": str, "contact": str,
+                          "created_ts": int, "event_id": str, "claimed_by": str, "claimed_ts": int}, pk="number",
+                         not_null={"agency", "topic", "message", "created_ts"})
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
-                                                             _v12, _v13]
+                                                             _v12, _v13, _v14]
 
 
 class Database:
@@ -226,6 +240,12 @@ class Database:
     def row(self, sql: str, params: list | tuple = ()) -> dict | None:
         rows = self.rows(sql, params)
         return rows[0] if rows else None
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database and empty it, so no old copy of erased rows stays in
+        it (best effort: a reader in another process can keep part of it until it finishes)."""
+        if str(self.path) != ":memory:":
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         self.db.close()

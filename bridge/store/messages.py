@@ -89,3 +89,8 @@ class Messages:
 
     def set_event_id(self, chat_id: str, seq: int, event_id: str) -> None:
         self.db.execute("UPDATE messages SET event_id = ? WHERE chat_id = ? AND seq = ?", [event_id, chat_id, seq])
+
+    def last_ts(self, chat_id: str, sender_kind: str) -> int | None:
+        """When the chat's latest message from this side (visitor / officer) was written."""
+        return self.db.row("SELECT MAX(ts) AS t FROM messages WHERE chat_id = ? AND sender_kind = ? AND kind != ?",
+                           [chat_id, sender_kind, "redaction"])["t"]  # type: ignore[index]

@@ -19,6 +19,7 @@ from ..config import Config
 from ..chats.lifecycle import ChatClosed, ChatNotReady, ChatService
 from ..chats import attachments
 from ..chats.queue import queue_frame
+from ..officers import hours
 from ..records.retention import Refused, Retention
 from ..store import Store
 from ..store.attachments import Attachment
@@ -27,6 +28,8 @@ from ..store.messages import Message
 from . import branding, transcript
 
 log = logging.getLogger(__name__)
+
+MAX_CONTACT = 200            # an e-mail address or phone number, with room for a note
 
 AUTH_TIMEOUT = 15.0
 MAX_CLIENT_ID = 128
@@ -94,6 +97,7 @@ class VisitorApi:
         app.on_shutdown.append(self._close_sockets)
         app.router.add_get("/api/v1/site", self.site)
         app.router.add_post("/api/v1/chats", self.create_chat)
+        app.router.add_post("/api/v1/offline_messages", self.post_offline_message)
         app.router.add_get("/api/v1/chats/{chat_id}", self.get_chat)
         app.router.add_get("/api/v1/chats/{chat_id}/ws", self.websocket)
         app.router.add_get("/api/v1/chats/{chat_id}/messages", self.get_messages)
@@ -180,7 +184,9 @@ class VisitorApi:
 
     def _status(self, chat: Chat) -> dict[str, Any]:
         position, estimate = self.chats.queue_place(chat) if chat.state == "waiting" else (None, None)
-        return queue_frame(chat.state, position, estimate)
+        frame = queue_frame(chat.state, position, estimate)
+        frame["emergency"] = bool(chat.emergency)      # the page shows the emergency banner while true
+        return frame
 
     # ---- HTTP --------------------------------------------------------------------------------------
     async def site(self, request: web.Request) -> web.Response:
@@ -193,8 +199,25 @@ class VisitorApi:
             "require_consent": c.get("site.require_consent"), "quick_exit_url": c.get("site.quick_exit_url"),
             "max_message_chars": self.max_chars,
             "attachments": {"max_bytes": self.max_attachment, "types": sorted(self.allowed_types)},
-            "topics": [{"id": t.id, "label": t.label} for t in c.topics],
+            "topics": [{"id": t.id, "label": t.label, "open": hours.is_open(c.agency(t.agency).hours)}
+                       for t in c.topics],
         }, headers={"Cache-Control": "no-cache"})
+
+    async def post_offline_message(self, request: web.Request) -> web.Response:
+        """Outside business hours (or whenever the citizen prefers): a message officers take later."""
+        data = await self._json(request)
+        topic = data.get("topic")
+        if not isinstance(topic, str) or topic not in {t.id for t in self.config.topics}:
+            raise ApiError(400, "bad_request", f"'topic' must be one of {', '.join(t.id for t in self.config.topics)}.")
+        message = data.get("message")
+        if not isinstance(message, str) or not message.strip():
+            raise ApiError(400, "bad_request", "'message' must be a non-empty string.")
+        if len(message) > self.max_chars:
+            raise ApiError(413, "too_large", f"'message' is longer than {self.max_chars} characters.")
+        name = self._optional_text(data, "name", self.max_name)
+        contact = self._optional_text(data, "contact", MAX_CONTACT)
+        ticket = self.chats.offline_message(topic, message.strip(), name, contact)
+        return web.json_response({"ticket": ticket.number}, status=201)
 
     async def create_chat(self, request: web.Request) -> web.Response:
         data = await self._json(request)

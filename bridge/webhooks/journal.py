@@ -19,7 +19,7 @@ EVENTS = {"queued": "chat.queued", "claimed": "chat.claimed", "assigned": "chat.
           "transferred": "chat.transferred", "closed": "chat.closed"}
 # Details that may carry what a citizen wrote or who they are: never sent to another system.
 PERSONAL = frozenset({"body", "display_name", "text", "comment", "language", "name", "note"})
-AGENCY_DETAILS = ("agency", "from_agency", "to_agency")
+AGENCY_DETAILS = ("agency", "from_agency", "to_agency", "to")      # "to": an agency, or an officer
 
 
 class AnnouncingJournal:

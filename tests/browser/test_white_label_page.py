@@ -39,6 +39,8 @@ async def agency_bridge(tmp_path: Path):
     port = free_port()
     raw["web"] = {**raw.get("web", {}), "port": port, "public_url": f"http://127.0.0.1:{port}"}
     raw["site"] = {**raw["site"], **SITE, "logo": "logo.png"}
+    for agency in raw["agencies"]:
+        agency.pop("hours", None)           # always open: the start form, not the after-hours message form
     config = cfg.load(raw, tmp_path, {})
     runner = web.AppRunner(public_app(VisitorApi(config, store=None, chats=_NoChats())))  # type: ignore[arg-type]
     await runner.setup()

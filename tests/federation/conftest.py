@@ -23,11 +23,14 @@ def fed_log(fed_env: FederationEnv):
 
 @pytest.fixture
 async def officer_on(fed_env: FederationEnv, tmp_path):
-    """``await officer_on(fed_env.b, "bofficer")``: a started encrypted nio client on that server, stopped after."""
+    """``await officer_on(fed_env.b, "bofficer")``: a started encrypted nio client on that server, stopped after.
+
+    Like an eager officer it claims each chat whose new notice it reads in its agency's dispatch room."""
     started: list[NioOfficer] = []
 
-    async def make(hs, localpart: str) -> NioOfficer:
+    async def make(hs, localpart: str, auto_claim: bool = True) -> NioOfficer:
         o = NioOfficer(hs.url, hs.user_id(localpart), PASSWORD, tmp_path / f"{localpart}-{len(started)}")
+        o.auto_claim = lambda number: auto_claim
         started.append(o)
         await o.start()
         return o

@@ -10,7 +10,7 @@ import uuid
 
 from tests.conftest import PASSWORD, MatrixEnv
 from tests.interop.officer_client import SHIELD_NONE, JsOfficer, prerequisites_missing
-from tests.support.bridge_db import record_of, room_of
+from tests.support.bridge_db import dispatch_room_of, record_of, room_of
 from tests.support.visitor import Visitor
 
 
@@ -21,9 +21,12 @@ async def test_element_stack_officer_sees_no_shield_and_reply_reaches_visitor(ma
     officer = JsOfficer(matrix_env.synapse.url, matrix_env.officer_id("interop"), PASSWORD)
     try:
         await officer.start()
-        await visitor.create(topic="interop", display_name="Jo")
+        dispatch = await dispatch_room_of(matrix_env.db_path, "interop")
+        await officer.wait_for(lambda e: e["event"] == "joined" and e["room_id"] == dispatch, timeout=90)
+        created = await visitor.create(topic="interop", display_name="Jo")
         await visitor.connect()
-        room_id = await room_of(matrix_env.dir / "precinct.db", visitor.chat_id)
+        room_id = await room_of(matrix_env.db_path, visitor.chat_id)
+        await officer.send(dispatch, f"!claim {created['number']}")       # nobody is invited before a claim
         await officer.wait_for(lambda e: e["event"] == "joined" and e["room_id"] == room_id, timeout=90)
         marker = f"Someone took my bike {uuid.uuid4().hex[:8]}"
         await visitor.send(marker)

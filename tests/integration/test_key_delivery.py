@@ -37,16 +37,22 @@ async def test_officer_keys_shared_to_many_chats_at_once_all_arrive(matrix_env: 
 async def test_officer_signing_in_on_a_new_device_after_the_invite_can_read_the_chat(matrix_env: MatrixEnv,
                                                                                       officer_of, bridge_log):
     """The invite goes out before the officer's new device exists; joining must still bring it the key."""
-    from tests.support.bridge_db import room_of
+    from tests.support.bridge_db import dispatch_room_of, room_of
+    from tests.support.waiting import until
 
     visitor = Visitor(matrix_env.public_url)
     try:
-        await visitor.create(topic="night")
+        created = await visitor.create(topic="night")
         await visitor.connect()
-        room_id = await room_of(matrix_env.dir / "precinct.db", visitor.chat_id)
+        room_id = await room_of(matrix_env.db_path, visitor.chat_id)
         marker = f"before the officer's device existed {uuid.uuid4().hex[:6]}"
         await visitor.send(marker)
-        officer = await officer_of("nightshift")       # logs in now: a device the puppet has never seen
+        # The officer claims on one device, which does not take up the invite ...
+        claimer = await officer_of("nightshift", auto_claim=False)
+        claimer.auto_join = lambda room: room != room_id
+        await claimer.claim(await dispatch_room_of(matrix_env.db_path, "nightshift"), created["number"])
+        await until(lambda: room_id in claimer.client.invited_rooms, 60, "the officer's invite")
+        officer = await officer_of("nightshift", auto_claim=False)   # ... and joins from a device made now
         await officer.wait_joined(room_id, 60)
         later = f"after the join {uuid.uuid4().hex[:6]}"
         await visitor.send(later)

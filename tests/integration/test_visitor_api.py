@@ -157,7 +157,9 @@ async def test_site_settings_for_the_citizen_page(matrix_env: MatrixEnv):
             site = await r.json()
             assert r.status == 200
     assert site["emergency_number"] == "999" and "service_name" in site
-    assert site["topics"] == [{"id": t["id"], "label": t["label"]} for t in matrix_env.config["topics"]]
+    # Each topic says whether its agency is open now; the test "closed" agency has no opening hours at all.
+    assert site["topics"] == [{"id": t["id"], "label": t["label"], "open": t["agency"] != "closed"}
+                              for t in matrix_env.config["topics"]]
     assert site["max_message_chars"] == 4000
     assert site["quick_exit_url"] == matrix_env.config["site"]["quick_exit_url"]
     text = str(site)

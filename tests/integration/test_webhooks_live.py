@@ -47,4 +47,4 @@ async def test_chat_events_reach_the_agencys_system_signed_and_retried(matrix_en
     assert closed["actor"] == matrix_env.officer_id("hooked") and closed["details"]["reason"] == "done"
     assert all(r.headers["X-Precinct-Event"] == json.loads(r.body)["event"] for r in requests)
     delivered = [json.loads(r.body)["event"] for r in requests if r.status == 200]
-    assert delivered == ["chat.queued", "chat.closed"], delivered          # in order, each once
+    assert delivered == ["chat.queued", "chat.claimed", "chat.closed"], delivered   # in order, each once

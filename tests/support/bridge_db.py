@@ -38,6 +38,16 @@ def audit_entries(db_path: Path, action: str) -> list[dict]:
     finally:
         conn.close()
     return [dict(r) for r in rows]
+async def dispatch_room_of(db_path: Path, agency: str, timeout: float = 60) -> str:
+    """The agency's dispatch room, as the bridge recorded it."""
+    def look() -> str | None:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM settings WHERE key = ?", [f"dispatch_room.{agency}"]).fetchone()
+        finally:
+            conn.close()
+        return row[0] if row and row[0] else None
+    return await until(look, timeout, f"dispatch room of {agency}")
 
 
 def record_of(db_path: Path, chat_id: str) -> list[dict]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +23,9 @@ class Received:
     source: dict[str, Any] = field(default_factory=dict)
 
 
+NEW_CHAT_NOTICE = re.compile(r"Claim with !claim (\d+)")
+
+
 class NioOfficer:
     def __init__(self, homeserver: str, user_id: str, password: str, store_dir: Path) -> None:
         store_dir.mkdir(parents=True, exist_ok=True)
@@ -34,6 +38,10 @@ class NioOfficer:
         self.joined: set[str] = set()
         self._task: asyncio.Task | None = None
         self.auto_join: Callable[[str], bool] = lambda room_id: True
+        # Claim each chat whose (new, not edited) dispatch notice this officer reads, like an eager
+        # officer in Element; tests about claiming set it to ``lambda number: False``.
+        self.auto_claim: Callable[[int], bool] = lambda number: False
+        self.claims: list[asyncio.Task] = []
 
     async def start(self) -> None:
         resp = await self.client.login(self.password, device_name="test officer")
@@ -69,6 +77,33 @@ class NioOfficer:
         self.messages.append(Received(room.room_id, event.event_id, event.sender, event.body,
                                       getattr(event, "sender_key", None), getattr(event, "device_id", None),
                                       event.source))
+        found = NEW_CHAT_NOTICE.search(event.body)
+        content = event.source.get("content", {})
+        if found and "m.new_content" not in content and self.auto_claim(int(found[1])):
+            self.claims.append(asyncio.create_task(self.send(room.room_id, f"!claim {found[1]}")))
+
+    async def claim(self, dispatch_room: str, number: int) -> str:
+        """Claim a chat from the dispatch room (waits until this officer is in that room)."""
+        await self.wait_member(dispatch_room, 60)
+        return await self.send(dispatch_room, f"!claim {number}")
+
+    async def wait_member(self, room_id: str, timeout: float = 60) -> None:
+        """Joined, and the room is in the client's state (right after a join nio may not list it yet)."""
+        def member() -> bool:
+            room = self.client.rooms.get(room_id)
+            user = self.client.user_id
+            return room is not None and user in room.users and user not in room.invited_users
+        await until(member, timeout, f"membership of {room_id}")
+
+    async def notice(self, dispatch_room: str, number: int, *, edited: bool | None = False,
+                     predicate: Callable[[str], bool] = lambda body: True, timeout: float = 60) -> Received:
+        """The bot's notice about chat ``number`` in the dispatch room (an edit of it; None: either)."""
+        def matches(m: Received) -> bool:
+            is_edit = "m.new_content" in m.source.get("content", {})
+            body = m.source["content"]["m.new_content"]["body"] if is_edit else m.body
+            return (m.room_id == dispatch_room and edited in (None, is_edit) and f"Chat {number} ·" in body
+                    and predicate(body))
+        return await self.wait_message(matches, timeout, f"dispatch notice of chat {number}")
 
     async def _on_media(self, room: nio.MatrixRoom, event: nio.RoomEncryptedMedia) -> None:
         self.media.append((room.room_id, event))
@@ -113,7 +148,8 @@ class NioOfficer:
         return await until(find, timeout, what)
 
     async def wait_joined(self, room_id: str, timeout: float = 30) -> None:
-        await until(lambda: room_id in self.joined or room_id in self.client.rooms, timeout, f"join of {room_id}")
+        """Joined and known to the client (right after its join response nio may not list the room yet)."""
+        await self.wait_member(room_id, timeout)
 
     async def send(self, room_id: str, body: str, msgtype: str = "m.text", **extra: Any) -> str:
         content = {"msgtype": msgtype, "body": body, **extra}
@@ -124,6 +160,17 @@ class NioOfficer:
                    "m.new_content": {"msgtype": "m.text", "body": new_body},
                    "m.relates_to": {"rel_type": "m.replace", "event_id": event_id}}
         return await self._send(room_id, "m.room.message", content)
+
+    async def react(self, room_id: str, event_id: str, key: str) -> str:
+        return await self._send(room_id, "m.reaction", {"m.relates_to": {"rel_type": "m.annotation",
+                                                                         "event_id": event_id, "key": key}})
+
+    async def create_room_with(self, user_id: str) -> str:
+        """An encrypted direct chat with one user (as Element makes one)."""
+        resp = await self.client.room_create(invite=[user_id], is_direct=True, initial_state=[
+            {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}])
+        assert isinstance(resp, nio.RoomCreateResponse), resp
+        return resp.room_id
 
     async def redact(self, room_id: str, event_id: str) -> str:
         resp = await self.client.room_redact(room_id, event_id, reason="test")
@@ -137,10 +184,13 @@ class NioOfficer:
         before their device keys were uploaded (ten puppets made at once) shows no device, nio
         shares with nobody, and the member can never decrypt the message. Every member of a chat
         room (officers, puppets) has a device, so an empty list only means "asked too early"."""
-        others = set(room.users) - {self.client.user_id}
+        # Joined members only: someone merely invited (a supervisor who never signed in) may have no device.
+        others = set(room.users) - set(room.invited_users) - {self.client.user_id}
 
         async def known() -> bool:
-            missing = {u for u in others if not any(self.client.device_store.active_user_devices(u))}
+            # The bridge's users (puppets, its bot) always have a device; an officer who signed out may not.
+            missing = {u for u in others if u.startswith(("@webchat_", "@precinct:"))
+                       and not any(self.client.device_store.active_user_devices(u))}
             if not missing:
                 return True
             self.client.olm.users_for_key_query.update(missing)
@@ -165,6 +215,9 @@ class NioOfficer:
         return resp.event_id
 
     async def stop(self) -> None:
+        for claim in self.claims:
+            claim.cancel()
+        await asyncio.gather(*self.claims, return_exceptions=True)
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

@@ -68,7 +68,10 @@ def test_every_schema_key_is_in_the_example_with_a_comment_above(key: cfg.Key):
         matches = [i for i in range(start + 1, end) if lines[i].startswith(f"  {parts[1]}:")]
         assert len(matches) == 1, f"{key.path} is not (exactly once) in its section of the example"
         index = matches[0]
-    above = lines[index - 1].strip()
+    first = index - 1
+    while lines[first - 1].strip().startswith("#"):     # a multi-line explanation: its first line
+        first -= 1
+    above = lines[first].strip()
     assert above.startswith("# ") and key.doc.split()[0] in above, f"{key.path} has no explanation above it"
     if key.required:
         assert "(required)" in above
@@ -205,6 +208,21 @@ def test_a_section_that_is_not_a_mapping_is_refused():
     ([{"id": "central", "name": "C", "officers": ["@officer1"]}], "agencies[0].officers:"),
     ([{"id": "central", "name": "C", "officers": "@officer1:police.example"}], "agencies[0].officers:"),
     ([{"id": "central", "name": "C", "officers": [], "colour": "blue"}], "agencies[0]: unknown key"),
+    ([{"id": "c", "name": "C", "supervisors": ["sergeant"]}], "agencies[0].supervisors:"),
+    ([{"id": "c", "name": "C", "routing": "random"}], "agencies[0].routing:"),
+    ([{"id": "c", "name": "C", "max_chats_per_officer": 0}], "agencies[0].max_chats_per_officer:"),
+    ([{"id": "c", "name": "C", "timeouts": {"unclaimed_seconds": -1}}], "agencies[0].timeouts.unclaimed_seconds:"),
+    ([{"id": "c", "name": "C", "timeouts": {"unclaimed": 5}}], "agencies[0].timeouts:"),
+    ([{"id": "c", "name": "C", "hours": {"timezone": "Mars/Olympus"}}], "agencies[0].hours.timezone:"),
+    ([{"id": "c", "name": "C", "hours": {"timezone": "UTC", "weekly": {"mon": ["9-5"]}}}],
+     "agencies[0].hours.weekly.mon:"),
+    ([{"id": "c", "name": "C", "hours": {"timezone": "UTC", "weekly": {"monday": []}}}], "agencies[0].hours.weekly:"),
+    ([{"id": "c", "name": "C", "hours": {"timezone": "UTC", "holidays": ["25/12"]}}], "agencies[0].hours.holidays:"),
+    ([{"id": "c", "name": "C", "canned": {"hi there": "Hello"}}], "agencies[0].canned:"),
+    ([{"id": "c", "name": "C", "present_officers_as": "Officer"}], "agencies[0].present_officers_as:"),
+    ([{"id": "c", "name": "C", "emergency": ["knife"]}], "agencies[0].emergency:"),
+    ([{"id": "c", "name": "C", "dispatch_room": "#dispatch:server"}], "agencies[0].dispatch_room:"),
+    ([{"id": "central", "name": "C", "topics": ["nope"]}], "agencies[0].topics:"),
 ])
 def test_bad_agency(agencies: Any, expected: str):
     raw = good()
@@ -375,3 +393,22 @@ def test_site_consent_needs_a_privacy_notice_and_a_valid_emergency_number(tmp_pa
     raw["site"]["emergency_number"] = "call us"
     with pytest.raises(cfg.ConfigError, match="site.emergency_number"):
         cfg.load(raw, tmp_path, {})
+
+
+def test_agency_details_are_typed():
+    raw = good()
+    raw["agencies"][0].update(officers=["@o1:police.example", "police-north.example"], routing="auto",
+                              timeouts={"unclaimed_seconds": 5}, present_officers_as="Officer {n}")
+    agency = load(raw).agency("central")
+    assert agency.officers == ("@o1:police.example",) and agency.officer_servers == ("police-north.example",)
+    assert agency.is_officer("@anyone:police-north.example") and agency.is_officer("@sergeant1:police.example")
+    assert not agency.is_officer("@o2:police.example") and agency.is_supervisor("@sergeant1:police.example")
+    assert agency.timeouts.unclaimed_seconds == 5 and agency.timeouts.unanswered_seconds == 180
+    assert agency.hours and agency.hours.weekly["sat"] == ((600, 960),) and "2026-12-25" in agency.hours.holidays
+    assert agency.canned["999"].startswith("If anyone") and "knife" in agency.emergency["en"]
+
+
+def test_federation_allowlist_must_be_server_names():
+    raw = good()
+    raw["federation"] = {"allowed_servers": ["police.example", "@user:police.example"]}
+    assert refused(raw).startswith("federation.allowed_servers:")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from bridge.chats.inbound import InboundPump
+from bridge.chats.lifecycle import ChatListener
 from bridge.store import Store
 from bridge.store.messages import OFFICER, VISITOR
 from bridge.store.room_events import RoomEvent
@@ -12,7 +13,7 @@ from tests.support.configs import example_config
 
 def _pump(store: Store, tmp_path):
     published: list[tuple] = []
-    chats = SimpleNamespace(bot="@precinct:police.example",
+    chats = SimpleNamespace(bot="@precinct:police.example", listener=ChatListener(),
                             officer_message=lambda chat, kind, body, *a, target_seq=None, **k:
                             published.append((chat.id, kind, target_seq)))
     pump = InboundPump(example_config(tmp_path), store, SimpleNamespace(clients={}),

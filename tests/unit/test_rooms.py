@@ -32,8 +32,8 @@ def test_private_and_not_for_guests():
     body = request()
     assert body["preset"] == "private_chat"
     assert state(body, "m.room.guest_access")["content"] == {"guest_access": "forbidden"}
-    # Officers invited at creation can read what the citizen wrote while waiting.
-    assert state(body, "m.room.history_visibility")["content"] == {"history_visibility": "invited"}
+    # Officers invited when they take the chat can read what the citizen wrote while waiting.
+    assert state(body, "m.room.history_visibility")["content"] == {"history_visibility": "shared"}
     assert body["name"] == "Chat 1001 — General enquiry"
     assert body["topic"] == ROOM_TOPIC
 

@@ -1,0 +1,102 @@
+"""Events in the bot's own rooms (dispatch rooms, direct chats with officers): decrypt, then act.
+
+Commands go to ``BotCommands``; a reaction on a chat's or ticket's notice is a claim. An officer
+who invites the bot to a direct chat gets it joined there, so commands work privately too.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Awaitable, Callable
+from urllib.parse import quote
+
+from ..chats import events as ev
+from ..chats.journal import Journal
+from ..config import Config
+from ..matrix.crypto import Crypto
+from ..matrix.intent import HomeserverApi
+from ..store import Store
+from ..store.room_events import DONE, FAILED, IGNORED, RoomEvent
+from .bot_commands import BotCommands, BotContext
+from .dispatch import Dispatch
+
+log = logging.getLogger(__name__)
+
+DIRECT = "bot_direct_room."         # + room ID → the officer who opened it
+
+ReactionHandler = Callable[[BotContext, str, str], Awaitable[None]]   # (ctx, target event ID, key)
+
+
+class BotRooms:
+    def __init__(self, config: Config, store: Store, api: HomeserverApi, crypto: Crypto, dispatch: Dispatch,
+                 commands: BotCommands, journal: Journal, bot: str) -> None:
+        self.config, self.store, self.api, self.crypto = config, store, api, crypto
+        self.dispatch, self.commands, self.journal, self.bot = dispatch, commands, journal, bot
+        self.wait_ms = int(config.get("crypto.undecryptable_wait_seconds") * 1000)
+        self.on_reaction: ReactionHandler | None = None
+
+    def is_bot_room(self, room_id: str) -> bool:
+        return self.dispatch.agency_of_room(room_id) is not None or self.store.settings.get(DIRECT + room_id) is not None
+
+    def context(self, room_id: str, sender: str, event_id: str | None = None) -> BotContext:
+        async def reply(text: str) -> None:
+            await self.dispatch.say(room_id, text)
+        return BotContext(room_id, sender, self.dispatch.agency_of_room(room_id), reply, event_id)
+
+    async def invited(self, item: RoomEvent) -> bool:
+        """An invite of the bot to a room that is not ours yet: join when an officer asks. True if handled."""
+        event = item.event
+        content = event.get("content") or {}
+        if not (event.get("type") == "m.room.member" and event.get("state_key") == self.bot
+                and content.get("membership") == "invite" and content.get("is_direct")):
+            return False                  # other rooms the bot is asked into (summary rooms) are not ours to run
+        sender = str(event.get("sender"))
+        room_id = item.room_id
+        if not any(a.is_officer(sender) for a in self.config.agencies):
+            self.journal.audit("bot.invite", sender, "refused", target=self.bot, origin=room_id,
+                               reason="not an officer or supervisor")
+            await self.api.request("POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/leave", {},
+                                   user_id=self.bot, what="decline invite")
+            self.store.room_events.finish(item.stream, IGNORED, "invite from a non-officer")
+            return True
+        await self.api.request("POST", f"/_matrix/client/v3/join/{quote(room_id)}", {}, user_id=self.bot,
+                               what="join direct chat")
+        self.store.settings.set(DIRECT + room_id, sender)
+        await self.crypto.restore_room(self.bot, room_id)
+        self.store.room_events.finish(item.stream, DONE)
+        await self.context(room_id, sender).reply(self.commands.help_text())
+        return True
+
+    async def handle(self, item: RoomEvent) -> bool:
+        """Handle one event; False means "not yet" (its room key has not arrived)."""
+        event = item.event
+        if "state_key" in event:
+            await self.crypto.observe(self.bot, item.room_id, [event])
+        sender = str(event.get("sender"))
+        if sender == self.bot:
+            self.store.room_events.finish(item.stream, DONE)
+            return True
+        if event.get("type") == "m.room.encrypted":
+            decrypted = await self.crypto.decrypt(self.bot, event)
+            if decrypted is None and await self.crypto.recover_keys(self.bot):
+                decrypted = await self.crypto.decrypt(self.bot, event)
+            if decrypted is None:
+                first_failed = self.store.room_events.note_failure(item.stream)
+                if time.time() * 1000 - first_failed < self.wait_ms:
+                    return False
+                await self.context(item.room_id, sender).reply(
+                    f"{sender}: your message could not be decrypted by the bridge; please send it again.")
+                self.store.room_events.finish(item.stream, FAILED, "undecryptable")
+                return True
+            event = decrypted
+        ctx = self.context(item.room_id, sender, item.event_id)
+        relates = (event.get("content") or {}).get("m.relates_to") or {}
+        if event.get("type") == "m.reaction" and relates.get("rel_type") == "m.annotation" and self.on_reaction:
+            await self.on_reaction(ctx, str(relates.get("event_id")), str(relates.get("key")))
+        elif event.get("type") == "m.room.message" and relates.get("rel_type") != "m.replace":
+            meaning = ev.interpret(event)
+            if isinstance(meaning, ev.OfficerText) and self.commands.is_command(meaning.body):
+                await self.commands.handle(ctx, meaning.body)
+        self.store.room_events.finish(item.stream, DONE)
+        return True
+

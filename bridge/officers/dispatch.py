@@ -1,0 +1,189 @@
+"""Dispatch rooms: one encrypted room per agency where the bot shows the live queue.
+
+Each new chat gets a notice when it is queued; the notice is edited (``m.replace``) as the chat
+moves, so the room reads as the current state. Alerts (unclaimed too long, emergencies) mention the
+supervisors. All sends go through one worker, in order, retried on failure; the store says what a
+notice must show, so a repeated or late edit still shows the latest state.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+from urllib.parse import quote
+
+from ..config import Agency, Config
+from ..matrix import rooms
+from ..matrix.crypto import Crypto
+from ..matrix.intent import HomeserverApi, MatrixError
+from ..store import Store
+from . import dispatch_text
+
+log = logging.getLogger(__name__)
+
+SETTING = "dispatch_room."          # + agency id → room ID
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+class Dispatch:
+    def __init__(self, config: Config, store: Store, api: HomeserverApi, crypto: Crypto, bot: str) -> None:
+        self.config, self.store, self.api, self.crypto, self.bot = config, store, api, crypto, bot
+        self.prefix = config.get("officers.command_prefix")
+        self.room_version = "10"
+        self._jobs: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self._queued_chats: set[str] = set()
+        self._task: asyncio.Task | None = None
+        self._txn = 0
+
+    # ---- rooms ---------------------------------------------------------------------------------
+    def room_of(self, agency_id: str) -> str | None:
+        return self.store.settings.get(SETTING + agency_id)
+
+    def agency_of_room(self, room_id: str) -> Agency | None:
+        return next((a for a in self.config.agencies if self.room_of(a.id) == room_id), None)
+
+    async def ensure_rooms(self) -> None:
+        for agency in self.config.agencies:
+            try:
+                await self._ensure_room(agency)
+            except Exception as e:
+                log.warning("dispatch room of %s not ready (will retry at next start): %s", agency.id, e)
+
+    async def _ensure_room(self, agency: Agency) -> None:
+        room_id = self.room_of(agency.id)
+        if agency.dispatch_room and room_id != agency.dispatch_room:
+            await self.api.request("POST", f"/_matrix/client/v3/join/{quote(agency.dispatch_room)}", {},
+                                   user_id=self.bot, what="join dispatch room")
+            room_id = agency.dispatch_room
+            self.store.settings.set(SETTING + agency.id, room_id)
+        if not room_id:
+            room_id = await self._create_room(agency)
+            self.store.settings.set(SETTING + agency.id, room_id)
+            log.info("dispatch room of %s created: %s", agency.id, room_id)
+        else:
+            await self._invite_missing(agency, room_id)
+        await self.crypto.restore_room(self.bot, room_id)
+
+    async def _create_room(self, agency: Agency) -> str:
+        users = {s: 50 for s in agency.supervisors}
+        if not rooms.creator_has_implicit_power(self.room_version):
+            users[self.bot] = 100
+        data = await self.api.request("POST", "/_matrix/client/v3/createRoom", {
+            "preset": "private_chat", "name": f"Dispatch — {agency.name}",
+            "topic": f"Live queue of {agency.name}'s web chats. {self.prefix}help lists the commands.",
+            "invite": list(agency.invitees()), "is_direct": False,
+            "initial_state": [
+                {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}},
+                {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "invited"}},
+                {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}}],
+            "power_level_content_override": {"users": users, "users_default": 0, "events_default": 0,
+                                             "state_default": 50, "invite": 50, "kick": 50, "ban": 50,
+                                             "redact": 50}}, user_id=self.bot, what="create dispatch room")
+        return data["room_id"]
+
+    async def _invite_missing(self, agency: Agency, room_id: str) -> None:
+        state = await self.api.room_state(self.bot, room_id)
+        present = {e.get("state_key") for e in state if e.get("type") == "m.room.member"
+                   and (e.get("content") or {}).get("membership") in ("join", "invite")}
+        for user in agency.invitees():
+            if user not in present:
+                try:
+                    await self.api.request("POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/invite",
+                                           {"user_id": user}, user_id=self.bot, what="invite to dispatch")
+                except MatrixError as e:
+                    log.warning("could not invite %s to the dispatch room of %s: %s", user, agency.id, e)
+
+    # ---- sending -------------------------------------------------------------------------------
+    async def say(self, room_id: str, text: str, *, mentions: list[str] | None = None,
+                  replaces: str | None = None, msgtype: str = "m.notice") -> str:
+        """Send (or, with ``replaces``, edit) an encrypted notice as the bot; returns the event ID."""
+        content: dict[str, Any] = {"msgtype": msgtype, "body": text, "format": "org.matrix.custom.html",
+                                   "formatted_body": dispatch_text.as_html(text, mentions or [])}
+        if mentions is not None:
+            content["m.mentions"] = {"user_ids": mentions}
+        if replaces:
+            content = {"msgtype": msgtype, "body": "* " + text, "m.new_content": content,
+                       "m.relates_to": {"rel_type": "m.replace", "event_id": replaces}}
+        self._txn += 1
+        return await self.crypto.send_to_members(self.bot, room_id, "m.room.message", content,
+                                                 f"precinct.bot.{time.time_ns()}.{self._txn}")
+
+    def chat_changed(self, chat_id: str) -> None:
+        """Post or edit the chat's notice to show its state now (de-duplicated while queued)."""
+        if chat_id not in self._queued_chats:
+            self._queued_chats.add(chat_id)
+            self._jobs.put_nowait(("chat", chat_id))
+
+    def alert(self, agency_id: str, text: str, mention_supervisors: bool = True) -> None:
+        self._jobs.put_nowait(("alert", agency_id, text, mention_supervisors))
+
+    def ticket_changed(self, number: int) -> None:
+        self._jobs.put_nowait(("ticket", number))
+
+    def start(self) -> None:
+        for chat in self.store.chats.open_chats():
+            if not chat.dispatch_event_id:           # queued while the room was not there yet, or a crash
+                self.chat_changed(chat.id)
+        for ticket in self.store.tickets.unposted():
+            self.ticket_changed(ticket.number)
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            job = await self._jobs.get()
+            for attempt in range(6):
+                try:
+                    await self._do(job)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:
+                    log.warning("dispatch %s failed (attempt %d): %s", job[:2], attempt + 1, e)
+                    await asyncio.sleep(min(0.5 * 2 ** attempt, 10))
+
+    async def _do(self, job: tuple[Any, ...]) -> None:
+        if job[0] == "chat":
+            self._queued_chats.discard(job[1])
+            await self._show_chat(job[1])
+        elif job[0] == "alert":
+            _, agency_id, text, mention = job
+            room = self.room_of(agency_id)
+            if room:
+                supervisors = list(self.config.agency(agency_id).supervisors) if mention else []
+                if supervisors:
+                    text += "\n" + " ".join(supervisors)
+                await self.say(room, text, mentions=supervisors)
+        elif job[0] == "ticket":
+            await self._show_ticket(job[1])
+
+    async def _show_chat(self, chat_id: str) -> None:
+        chat = self.store.chats.get(chat_id)
+        room = self.room_of(chat.agency) if chat else None
+        if chat is None or room is None:
+            return
+        text = dispatch_text.chat_notice(chat, self.config.topic(chat.topic).label, _now(), self.prefix)
+        if chat.dispatch_event_id:
+            await self.say(room, text, replaces=chat.dispatch_event_id)
+        elif chat.state != "closed" or chat.claimed_by:
+            event_id = await self.say(room, text)
+            self.store.chats.mark(chat.id, dispatch_event_id=event_id)
+
+    async def _show_ticket(self, number: int) -> None:
+        ticket = self.store.tickets.get(number)
+        room = self.room_of(ticket.agency) if ticket else None
+        if ticket is None or room is None:
+            return
+        text = dispatch_text.ticket_notice(ticket, self.config.topic(ticket.topic).label, self.prefix)
+        if ticket.event_id:
+            await self.say(room, text, replaces=ticket.event_id)
+        else:
+            self.store.tickets.set_event(number, await self.say(room, text))

@@ -1,0 +1,369 @@
+"""Routing: the queue, claims, automatic assignment, availability, timers and emergencies.
+
+    chat queued ──▶ dispatch notice ──▶ !claim / reaction (manual) or pick_officer (auto)
+        ──▶ store.chats.claim (atomic: one winner) ──▶ the officer alone is invited ──▶ joins ──▶ active
+
+Decisions are pure (``decide.py``); this module reads the store, applies them and keeps the
+dispatch room, the citizen and the journal told. Timers run on a one-second tick.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from ..chats import notices
+from ..chats.journal import Journal
+from ..chats.lifecycle import ChatListener, ChatService
+from ..config import Agency, Config
+from ..matrix import rooms
+from ..store.chats import ACTIVE, CLOSED, WAITING, Chat
+from ..store.messages import OFFICER, SYSTEM, VISITOR
+from ..store.tickets import Ticket
+from . import decide, emergency
+from .bot_commands import BotCommands, BotContext
+from .commands import Command, Spec
+from .dispatch import Dispatch
+
+log = logging.getLogger(__name__)
+
+PREVIEW_CHARS = 140
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+class Routing(ChatListener):
+    def __init__(self, config: Config, chats: ChatService, dispatch: Dispatch, journal: Journal,
+                 bot_commands: BotCommands) -> None:
+        self.config, self.chats, self.store, self.dispatch = config, chats, chats.store, dispatch
+        self.journal, self.prefix = journal, config.get("officers.command_prefix")
+        self._tasks: set[asyncio.Task] = set()
+        self._tick: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+        self._passed_over: dict[str, set[str]] = {}      # chat → officers who let it time out (auto mode)
+        chats.listener = self
+        bot_commands.register(Spec("claim", "claim <number>", "take a chat (or an offline message: T<number>)",
+                                   arg="required"), self._cmd_claim)
+        bot_commands.register(Spec("available", "available", "take automatically assigned chats"),
+                              self._cmd_available)
+        bot_commands.register(Spec("away", "away", "stop taking automatically assigned chats"), self._cmd_away)
+
+    # ---- running ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        for chat in self.store.chats.open_chats():
+            if chat.claimed_by and chat.state == WAITING and chat.room_id:
+                self._spawn(self._invite(chat.id))          # an invite a crash may have lost (idempotent)
+        self._tick = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._tick:
+            self._tick.cancel()
+        for task in [self._tick, *self._tasks]:
+            if task:
+                task.cancel()
+        await asyncio.gather(*[t for t in [self._tick, *self._tasks] if t], return_exceptions=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self._timers()
+                await self._assign_waiting()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("routing pass failed; retrying")
+
+    # ---- chat life (ChatListener) -------------------------------------------------------------------
+    def queued(self, chat: Chat) -> None:
+        self.dispatch.chat_changed(chat.id)
+        self.wake()
+
+    def transferred(self, chat: Chat) -> None:
+        """A new notice in the receiving agency's dispatch room (claimed already when sent to one officer)."""
+        self._passed_over.pop(chat.id, None)
+        self.dispatch.chat_changed(chat.id)
+        self.wake()
+
+    def ready(self, chat: Chat) -> None:
+        if chat.claimed_by:
+            self._spawn(self._invite(chat.id))
+
+    def visitor_said(self, chat: Chat, body: str) -> None:
+        fresh = self.store.chats.get(chat.id) or chat
+        if not fresh.preview:
+            preview = " ".join(body.split())
+            self.store.chats.mark(chat.id, preview=preview[:PREVIEW_CHARS] + ("…" if len(preview) > PREVIEW_CHARS else ""))
+            self.dispatch.chat_changed(chat.id)
+        agency = self.config.agency(chat.agency)
+        found = None if fresh.emergency else emergency.match(body, emergency.phrases_for(agency.emergency,
+                                                                                          chat.language))
+        if found:
+            self.raise_emergency(fresh, "visitor", matched=found)
+
+    def officer_said(self, chat: Chat, user_id: str) -> None:
+        fresh = self.store.chats.get(chat.id) or chat
+        if fresh.claimed_by == user_id and not fresh.replied_ts:
+            self.store.chats.mark(chat.id, replied_ts=_now())
+
+    def joined(self, chat: Chat, user_id: str) -> None:
+        self.dispatch.chat_changed(chat.id)
+
+    def closed(self, chat: Chat) -> None:
+        self.dispatch.chat_changed(chat.id)
+        self._passed_over.pop(chat.id, None)
+        self.wake()                                   # a slot may have freed for automatic assignment
+
+    def ticket(self, ticket: Ticket) -> None:
+        self.dispatch.ticket_changed(ticket.number)
+
+    def present(self, chat: Chat, user_id: str, name: str) -> str:
+        agency = self.config.agency(chat.agency)
+        if agency.present_officers_as == "display_name" or not agency.is_officer(user_id):
+            return name
+        return agency.present_officers_as.replace("{n}", str(self.store.officers.get(agency.id, user_id).number))
+
+    # ---- who may act ---------------------------------------------------------------------------------
+    def may_act(self, chat: Chat, user_id: str) -> bool:
+        """Configured officers and supervisors of the chat's agency, and whoever holds the chat."""
+        return (chat.claimed_by == user_id or chat.transferred_by == user_id
+                or self.config.agency(chat.agency).is_officer(user_id))
+
+    # ---- claiming ------------------------------------------------------------------------------------
+    async def claim(self, chat: Chat, officer: str, how: str, origin: str | None) -> str:
+        """Give the chat to the officer if still free; returns what to tell them."""
+        agency = self.config.agency(chat.agency)
+        if not agency.is_officer(officer):
+            self.journal.audit("chat.claim", officer, "refused", target=chat.id, origin=origin,
+                               reason="not an officer of " + agency.id)
+            return f"{officer} is not an officer of {agency.name}; chat {chat.number} not claimed."
+        if chat.state == CLOSED:
+            return f"Chat {chat.number} is closed."
+        if chat.claimed_by:
+            self.journal.audit("chat.claim", officer, "refused", target=chat.id, origin=origin,
+                               reason="already claimed", holder=chat.claimed_by)
+            return f"Chat {chat.number} was already taken by {chat.claimed_by}."
+        held = self.store.chats.held_by(officer, agency.id)
+        if held >= agency.max_chats_per_officer:
+            self.journal.audit("chat.claim", officer, "refused", target=chat.id, origin=origin,
+                               reason="at the cap", held=held)
+            return (f"{officer} already holds {held} chats, the most allowed at once "
+                    f"({agency.max_chats_per_officer}); close one first.")
+        with self.store.db.transaction():
+            won = self.store.chats.claim(chat.id, officer)
+            if won:
+                kind = "assigned" if how == "auto" else "claimed"
+                self.store.officers.get(agency.id, officer)
+                self.store.officers.assigned(agency.id, officer)
+                self.journal.chat_event(chat.id, kind, officer, how=how)
+                self.journal.audit("chat." + ("assign" if how == "auto" else "claim"), officer, target=chat.id,
+                                   origin=origin, how=how)
+        if not won:
+            holder = (self.store.chats.get(chat.id) or chat).claimed_by
+            self.journal.audit("chat.claim", officer, "refused", target=chat.id, origin=origin,
+                               reason="already claimed", holder=holder)
+            return f"Chat {chat.number} was already taken by {holder}."
+        self.dispatch.chat_changed(chat.id)
+        self.chats._queue_moved(chat.agency)
+        if chat.room_id:
+            self._spawn(self._invite(chat.id))
+        verb = "assigned to" if how == "auto" else "claimed by"
+        return f"Chat {chat.number} {verb} {officer}; they are being invited to its room."
+
+    async def _invite(self, chat_id: str) -> None:
+        chat = self.store.chats.get(chat_id)
+        if chat is None or not chat.claimed_by or not chat.room_id or not chat.puppet or chat.state == CLOSED:
+            return
+        for attempt in range(5):
+            try:
+                await rooms.invite(self.chats.api, chat.puppet, chat.room_id, chat.claimed_by)
+                return
+            except Exception as e:
+                log.warning("inviting %s to chat %s failed (attempt %d): %s", chat.claimed_by, chat.number,
+                            attempt + 1, e)
+                await asyncio.sleep(0.5 * 2 ** attempt)
+
+    async def requeue(self, chat: Chat, reason: str) -> None:
+        """The holder loses the chat (did not answer): out of the room, back to the queue."""
+        officer = chat.claimed_by
+        if not officer:
+            return
+        with self.store.db.transaction():
+            if not self.store.chats.unclaim(chat.id, officer):
+                return
+            self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("requeued"))
+            self.journal.chat_event(chat.id, "requeued", None, officer=officer, reason=reason)
+        self._passed_over.setdefault(chat.id, set()).add(officer)
+        self.chats.hub.messages(chat.id)
+        self.chats.hub.status(chat.id, WAITING)
+        self.chats._queue_moved(chat.agency)
+        self.dispatch.chat_changed(chat.id)
+        self.dispatch.alert(chat.agency, f"Chat {chat.number} is back in the queue: {officer} {reason}.",
+                            mention_supervisors=False)
+        if chat.room_id and chat.puppet:
+            try:
+                await rooms.kick(self.chats.api, chat.puppet, chat.room_id, officer, "The chat went back to the queue.")
+            except Exception as e:
+                log.warning("could not take %s out of chat %s: %s", officer, chat.number, e)
+        self.wake()
+
+    # ---- priority and emergencies -------------------------------------------------------------------------
+    def set_priority(self, chat: Chat, high: bool, actor: str) -> None:
+        with self.store.db.transaction():
+            self.store.chats.mark(chat.id, priority=int(high))
+            self.journal.chat_event(chat.id, "priority", actor, priority="high" if high else "normal")
+        self.chats._queue_moved(chat.agency)
+        self.dispatch.chat_changed(chat.id)
+
+    def raise_emergency(self, chat: Chat, actor: str, **details: object) -> None:
+        """Banner to the citizen, high priority, front of the queue, supervisors alerted (once per chat)."""
+        with self.store.db.transaction():
+            self.store.chats.mark(chat.id, emergency=1, priority=1)
+            self.store.messages.add(chat.id, SYSTEM, "text",
+                                    **notices.message("emergency", number=self.config.get("site.emergency_number")))
+            self.journal.chat_event(chat.id, "emergency", actor, **details)
+        self.chats.hub.messages(chat.id)
+        self.chats.hub.status(chat.id, chat.state)
+        self.chats._queue_moved(chat.agency)
+        self.dispatch.chat_changed(chat.id)
+        where = f"held by {chat.claimed_by}" if chat.claimed_by else "now first in the queue"
+        self.dispatch.alert(chat.agency, f"🚨 Emergency in chat {chat.number} ({where}).")
+        if chat.room_id and chat.claimed_by:
+            self.chats.notify_officers(chat, "🚨 This chat is marked an emergency; supervisors have been alerted.")
+
+    def set_tags(self, chat: Chat, tags: list[str]) -> None:
+        self.store.chats.mark(chat.id, tags=json.dumps(tags))
+        self.dispatch.chat_changed(chat.id)
+
+    # ---- timers and automatic assignment --------------------------------------------------------------
+    async def _timers(self) -> None:
+        now = _now()
+        for chat in self.store.chats.open_chats():
+            agency = self.config.agency(chat.agency)
+            action = decide.due(chat, agency.timeouts, now, self.store.messages.last_ts(chat.id, VISITOR),
+                                self.store.messages.last_ts(chat.id, OFFICER))
+            if action == decide.REALERT:
+                self.store.chats.mark(chat.id, alerted_ts=now)
+                self.journal.chat_event(chat.id, "unclaimed_alert", None)
+                self.dispatch.alert(chat.agency, f"Chat {chat.number} has waited "
+                                                 f"{(now - chat.created_ts) // 1000}s without an officer. "
+                                                 f"{self.prefix}claim {chat.number} to take it.")
+                self.dispatch.chat_changed(chat.id)
+            elif action == decide.UNANSWERED:
+                await self.requeue(chat, f"did not answer within {agency.timeouts.unanswered_seconds:g}s")
+            elif action == decide.IDLE_WARN:
+                with self.store.db.transaction():
+                    self.store.chats.mark(chat.id, idle_warned_ts=now)
+                    self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("idle_warning"))
+                    self.journal.chat_event(chat.id, "idle_warning", None)
+                self.chats.hub.messages(chat.id)
+                self.chats.notify_officers(chat, "The citizen has been warned that the chat closes soon "
+                                                 "without a reply.")
+            elif action == decide.IDLE_CLOSE:
+                with self.store.db.transaction():
+                    self.store.chats.set_state(chat.id, CLOSED)
+                    self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("ended_idle"))
+                    self.journal.chat_event(chat.id, "closed", None, by="timeout", reason="citizen idle")
+                self.chats.hub.messages(chat.id)
+                self.chats.hub.status(chat.id, CLOSED)
+                self.chats.notify_officers(chat, f"Chat {chat.number} closed: the citizen did not reply.")
+                self.closed(chat)
+
+    async def _assign_waiting(self) -> None:
+        for agency in self.config.agencies:
+            if agency.routing != "auto":
+                continue
+            for chat in self.store.chats.waiting(agency.id):
+                officer = decide.pick_officer(self._candidates(agency), agency.max_chats_per_officer,
+                                              frozenset(self._passed_over.get(chat.id, ())))
+                if officer is None:
+                    break
+                answer = await self.claim(chat, officer, "auto", None)
+                self.dispatch.alert(agency.id, answer, mention_supervisors=False)
+
+    def _candidates(self, agency: Agency) -> list[decide.Candidate]:
+        return [decide.Candidate(o.user_id, self.store.chats.held_by(o.user_id, agency.id),
+                                 decide.is_available(o.available, o.presence) and agency.is_officer(o.user_id),
+                                 o.last_assigned_ts or 0)
+                for o in self.store.officers.of_agency(agency.id)]
+
+    def presence(self, user_id: str, presence: str) -> None:
+        self.store.officers.set_presence(user_id, presence)
+        self.wake()
+
+    # ---- bot commands ---------------------------------------------------------------------------------
+    async def _cmd_claim(self, ctx: BotContext, cmd: Command) -> None:
+        target = cmd.arg.strip().lstrip("#")
+        if target[:1].upper() == "T" and target[1:].isdigit():
+            await ctx.reply(await self.claim_ticket(ctx, int(target[1:])))
+            return
+        if not target.isdigit():
+            await ctx.reply(f"Usage: {self.prefix}claim <number> (a chat) or {self.prefix}claim T<number> "
+                            f"(an offline message); {cmd.arg!r} is neither.")
+            return
+        chat = self.store.chats.by_number(int(target))
+        if chat is None or chat.agency not in {a.id for a in ctx.agencies(self.config)}:
+            await ctx.reply(f"There is no chat {target} for you to claim here.")
+            return
+        await ctx.reply(await self.claim(chat, ctx.sender, "command", ctx.room_id))
+
+    async def claim_ticket(self, ctx: BotContext, number: int) -> str:
+        """Taking an offline message: the officer answers it by the contact given; the notice says who has it."""
+        ticket = self.store.tickets.get(number)
+        if ticket is None or ticket.agency not in {a.id for a in ctx.agencies(self.config)}:
+            return f"There is no offline message T{number} for you here."
+        with self.store.db.transaction():
+            won = self.store.tickets.claim(number, ctx.sender)
+            self.journal.audit("ticket.claim", ctx.sender, "ok" if won else "refused", target=f"T{number}",
+                               origin=ctx.room_id, **({} if won else {"reason": "already taken"}))
+        if not won:
+            return f"Offline message T{number} was already taken by {self.store.tickets.get(number).claimed_by}."  # type: ignore[union-attr]
+        self.dispatch.ticket_changed(number)
+        return f"Offline message T{number} is yours, {ctx.sender}: please answer it by the contact given."
+
+    async def on_reaction(self, ctx: BotContext, target: str, key: str) -> None:
+        """A reaction on a chat's or ticket's notice claims it."""
+        chat = self.store.chats.by_dispatch_event(target)
+        if chat is not None:
+            if chat.agency in {a.id for a in ctx.agencies(self.config)}:
+                await ctx.reply(await self.claim(chat, ctx.sender, "reaction", ctx.room_id))
+            else:
+                self.journal.audit("chat.claim", ctx.sender, "refused", target=chat.id, origin=ctx.room_id,
+                                   reason="not an officer of " + chat.agency)
+                await ctx.reply(f"{ctx.sender} is not an officer here; chat {chat.number} not claimed.")
+            return
+        ticket = self.store.tickets.by_event(target)
+        if ticket is not None:
+            await ctx.reply(await self.claim_ticket(ctx, ticket.number))
+
+    async def _cmd_available(self, ctx: BotContext, cmd: Command) -> None:
+        await self._availability(ctx, True)
+
+    async def _cmd_away(self, ctx: BotContext, cmd: Command) -> None:
+        await self._availability(ctx, False)
+
+    async def _availability(self, ctx: BotContext, available: bool) -> None:
+        names = []
+        for agency in ctx.agencies(self.config):
+            with self.store.db.transaction():
+                self.store.officers.set_available(agency.id, ctx.sender, available)
+                self.journal.audit("officer." + ("available" if available else "away"), ctx.sender,
+                                   target=agency.id, origin=ctx.room_id)
+            names.append(agency.name)
+        self.wake()
+        await ctx.reply(f"{ctx.sender} is {'available' if available else 'away'} for {', '.join(names)}.")

@@ -1,0 +1,125 @@
+"""Dispatch rooms and claiming: the bot's live notices, manual claims (command or reaction), one winner."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from tests.conftest import MatrixEnv
+from tests.support.bridge_db import dispatch_room_of, room_of
+from tests.support.visitor import Visitor
+
+
+@pytest.fixture
+async def visitors(matrix_env: MatrixEnv):
+    made: list[Visitor] = []
+
+    def make() -> Visitor:
+        made.append(Visitor(matrix_env.public_url))
+        return made[-1]
+    yield make
+    for v in made:
+        await v.close()
+
+
+async def test_manual_claim_from_the_dispatch_room(matrix_env, officer_of, visitors, bridge_log):
+    officer = await officer_of("central", auto_claim=False)
+    dispatch = await dispatch_room_of(matrix_env.db_path, "central")
+    visitor = visitors()
+    created = await visitor.create(topic="lost-property", language="en")
+    number = created["number"]
+    await visitor.connect()
+    words = f"I left my bag on the 42 bus {uuid.uuid4().hex[:6]}"
+    await visitor.send(words)
+
+    notice = await officer.notice(dispatch, number)
+    assert "Lost property" in notice.body and "language en" in notice.body and f"!claim {number}" in notice.body
+    assert notice.source["content"]["msgtype"] == "m.notice"
+    assert notice.sender == "@precinct:localhost"
+    await officer.notice(dispatch, number, edited=None, predicate=lambda b: words in b)   # the preview
+    room = await room_of(matrix_env.db_path, visitor.chat_id)
+    # Nobody is invited before the claim.
+    await asyncio.sleep(0)
+    assert room not in officer.client.invited_rooms and room not in officer.client.rooms
+
+    await officer.claim(dispatch, number)
+    await officer.wait_joined(room, 60)
+    await officer.wait_message(lambda m: m.room_id == room and m.body == words, 60, "the citizen's words")
+    await visitor.wait_frame(lambda f: f.get("type") == "status" and f.get("state") == "active",
+                             what="active once the claiming officer joined")
+    await officer.notice(dispatch, number, edited=True, predicate=lambda b: "Taken by @officer1:localhost" in b)
+    await officer.wait_message(lambda m: m.room_id == dispatch and f"Chat {number} claimed by" in m.body,
+                               what="claim confirmation")
+
+    await officer.send(room, "!close")
+    await officer.notice(dispatch, number, edited=True, predicate=lambda b: "Closed after" in b)
+
+
+async def test_a_reaction_on_the_notice_claims_it(matrix_env, officer_of, visitors, bridge_log):
+    officer = await officer_of("central", auto_claim=False)
+    dispatch = await dispatch_room_of(matrix_env.db_path, "central")
+    visitor = visitors()
+    number = (await visitor.create(topic="general"))["number"]
+    notice = await officer.notice(dispatch, number)
+    await officer.react(dispatch, notice.event_id, "👍")
+    room = await room_of(matrix_env.db_path, visitor.chat_id)
+    await officer.wait_joined(room, 60)
+    await officer.notice(dispatch, number, edited=True, predicate=lambda b: "@officer1:localhost" in b)
+    await officer.send(room, "!close")
+
+
+async def test_simultaneous_claims_have_exactly_one_winner(matrix_env, officer_of, visitors, bridge_log):
+    officer = await officer_of("central", auto_claim=False)
+    supervisor = await officer_of("sergeant", auto_claim=False)       # supervisors may claim too
+    dispatch = await dispatch_room_of(matrix_env.db_path, "central")
+    await supervisor.wait_member(dispatch, 60)
+    visitor = visitors()
+    number = (await visitor.create(topic="general"))["number"]
+    await officer.notice(dispatch, number)
+    await supervisor.notice(dispatch, number)
+
+    await asyncio.gather(officer.claim(dispatch, number), supervisor.claim(dispatch, number))
+
+    def answers():
+        return [m.body for m in officer.messages
+                if m.room_id == dispatch and (f"Chat {number} claimed by" in m.body
+                                              or f"Chat {number} was already taken by" in m.body)]
+    found = await officer.wait_message(lambda m: len(answers()) >= 2, 60, "both claims answered")
+    assert found
+    wins = [a for a in answers() if "claimed by" in a]
+    losses = [a for a in answers() if "already taken" in a]
+    assert len(wins) == 1 and len(losses) == 1, answers()
+    winner = officer if "@officer1:localhost" in wins[0] else supervisor
+    loser = supervisor if winner is officer else officer
+    assert winner.client.user_id in losses[0]            # the loser is told who has it
+    room = await room_of(matrix_env.db_path, visitor.chat_id)
+    await winner.wait_joined(room, 60)
+    assert room not in loser.client.invited_rooms and room not in loser.client.rooms
+    await winner.send(room, "!close")
+
+
+async def test_only_officers_of_the_agency_may_claim(matrix_env, officer_of, visitors, bridge_log):
+    """officer2 belongs to the night shift: a direct chat with the bot does not let them take a central chat."""
+    central = await officer_of("central", auto_claim=False)
+    night = await officer_of("nightshift", auto_claim=False)
+    dispatch = await dispatch_room_of(matrix_env.db_path, "central")
+    visitor = visitors()
+    number = (await visitor.create(topic="general"))["number"]
+    await central.notice(dispatch, number)
+
+    direct = await night.create_room_with("@precinct:localhost")
+    await night.wait_message(lambda m: m.room_id == direct and m.body.startswith("Commands"), 60,
+                             "the bot's greeting in a direct chat")
+    await night.send(direct, f"!claim {number}")
+    refusal = await night.wait_message(lambda m: m.room_id == direct and f"no chat {number}" in m.body, 60,
+                                       "refusal in the direct chat")
+    assert "claimed by" not in refusal.body
+    await night.send(direct, "!frobnicate")
+    await night.wait_message(lambda m: m.room_id == direct and "Unknown command" in m.body and "!claim" in m.body,
+                             60, "usage after an unknown bot command")
+    # Still free: the central officer can take it.
+    await central.claim(dispatch, number)
+    room = await room_of(matrix_env.db_path, visitor.chat_id)
+    await central.wait_joined(room, 60)
+    await central.send(room, "!close")

@@ -1,0 +1,112 @@
+"""Automatic assignment (availability, cap, balance) and the timers, against the real bridge and Synapse.
+
+The session config (tests/conftest.py) gives the "autodesk" agency automatic routing with one chat per
+officer, and the "timers" agency timeouts of a few seconds.
+"""
+from __future__ import annotations
+
+import pytest
+
+from bridge.chats import notices
+from tests.conftest import MatrixEnv
+from tests.support.bridge_db import dispatch_room_of, room_of
+from tests.support.visitor import Visitor
+from tests.support.waiting import until
+
+
+@pytest.fixture
+async def visitors(matrix_env: MatrixEnv):
+    made: list[Visitor] = []
+
+    def make() -> Visitor:
+        made.append(Visitor(matrix_env.public_url))
+        return made[-1]
+    yield make
+    for v in made:
+        await v.close()
+
+
+def system_texts(visitor: Visitor) -> list[str]:
+    return [f["body"] for f in visitor.messages() if f["from"] == "system"]
+
+
+async def test_auto_assignment_respects_the_cap_and_balances_load(matrix_env, officer_of, visitors, bridge_log):
+    first = await officer_of("autodesk", auto_claim=False)
+    second = await officer_of("autodesk2", auto_claim=False)
+    dispatch = await dispatch_room_of(matrix_env.db_path, "autodesk")
+    for officer in (first, second):
+        await officer.wait_member(dispatch, 60)
+        await officer.send(dispatch, "!available")
+        await officer.wait_message(lambda m: m.room_id == dispatch and m.body.startswith(officer.client.user_id)
+                                   and "is available" in m.body, 60, "availability confirmed")
+    try:
+        chats = [visitors() for _ in range(3)]
+        for v in chats:
+            await v.create(topic="auto")
+            await v.connect()
+        rooms = [await room_of(matrix_env.db_path, v.chat_id) for v in chats]
+
+        def holders(room: str) -> list:
+            return [o for o in (first, second) if room in o.client.rooms]
+        await until(lambda: len(holders(rooms[0])) == 1 and len(holders(rooms[1])) == 1, 90,
+                    "the first two chats assigned")
+        assert holders(rooms[0]) != holders(rooms[1]), "load is balanced: one chat each"
+        for v in chats[:2]:
+            await v.wait_frame(lambda f: f.get("type") == "status" and f.get("state") == "active", 60, "active")
+            # The agency shows officers to citizens as "Officer {n}", never by their Matrix name.
+            joined = [t for t in system_texts(v) if t.endswith("has joined the chat.")]
+            assert joined and joined[0].startswith("Officer ") and "officer3" not in joined[0]
+        # Both are at the cap (1): the third chat waits, first in the queue.
+        status = await chats[2].wait_frame(lambda f: f.get("type") == "status", 30, "the third chat's status")
+        assert status["state"] == "waiting"
+        assert not holders(rooms[2])
+
+        # The officer with the first chat closes it: the slot frees and the third chat goes to them.
+        holder = holders(rooms[0])[0]
+        await holder.send(rooms[0], "!close")
+        await until(lambda: holders(rooms[2]) == [holder], 90, "the third chat assigned to the freed officer")
+        await chats[2].wait_frame(lambda f: f.get("type") == "status" and f.get("state") == "active", 60,
+                                  "third chat active")
+        for room in rooms[1:]:
+            await holders(room)[0].send(room, "!close")
+    finally:
+        for officer in (first, second):
+            await officer.send(dispatch, "!away")
+            await officer.wait_message(lambda m: m.room_id == dispatch and m.body.startswith(officer.client.user_id)
+                                       and "is away" in m.body, 60, "away confirmed")
+
+
+async def test_timers_realert_requeue_and_close_an_idle_chat(matrix_env, officer_of, visitors, bridge_log):
+    officer = await officer_of("timers", auto_claim=False)
+    dispatch = await dispatch_room_of(matrix_env.db_path, "timers")
+    visitor = visitors()
+    number = (await visitor.create(topic="timers"))["number"]
+    await visitor.connect()
+
+    # Unclaimed for 3 s: the dispatch room is alerted again, and the supervisors are mentioned.
+    alert = await officer.wait_message(lambda m: m.room_id == dispatch and f"Chat {number} has waited" in m.body,
+                                       60, "the unclaimed re-alert")
+    content = alert.source["content"]
+    assert content["m.mentions"]["user_ids"] == ["@sergeant1:localhost"]
+    assert 'href="https://matrix.to/#/@sergeant1:localhost"' in content["formatted_body"]
+
+    # Claimed but not answered within 6 s: back to the queue, and the officer is taken out of the room.
+    await officer.claim(dispatch, number)
+    room = await room_of(matrix_env.db_path, visitor.chat_id)
+    await officer.wait_joined(room, 60)
+    await visitor.wait_frame(lambda f: f.get("from") == "system" and f.get("body") == notices.text("requeued"),
+                             60, "back in the queue")
+    await officer.wait_message(lambda m: m.room_id == dispatch and f"Chat {number} is back in the queue" in m.body,
+                               60, "requeue notice in dispatch")
+    await visitor.wait_frame(lambda f: f.get("type") == "status" and f.get("state") == "waiting", 30, "waiting")
+
+    # Claimed again and answered; then the citizen stays silent: warned after 4 s, closed 4 s later.
+    await officer.claim(dispatch, number)
+    await until(lambda: len([t for t in system_texts(visitor) if t.endswith("has joined the chat.")]) >= 2, 60,
+                "the officer back in the room")
+    await officer.send(room, "Hello, are you still there?")
+    await visitor.wait_frame(lambda f: f.get("from") == "system" and f.get("body") == notices.text("idle_warning"),
+                             60, "idle warning")
+    await visitor.wait_frame(lambda f: f.get("type") == "status" and f.get("state") == "closed", 60, "closed")
+    assert notices.text("ended_idle") in system_texts(visitor)
+    await officer.notice(dispatch, number, edited=True, predicate=lambda b: "Closed after" in b)

@@ -99,12 +99,19 @@ class Bridge:
         # !console in a direct chat with the bot (the command refuses non-supervisors and records it).
         self.bot_commands.register(CONSOLE_SPEC, ConsoleCommand(self.console_auth, prefix).handle,
                                    officers_only=False)
-        self.summaries = SummaryPoster(config, self.store, self.journal,
-                                       lambda room, text: bot.post_notice(self.api, self.chats.bot, room, text))
+        self.summaries = SummaryPoster(config, self.store, self.journal, self._post_to_supervisors)
         self._runners: list[web.AppRunner] = []
         self._unwatch = metrics.watch(metrics.LevelsCollector(
             self.store.chats.counts, lambda: [a.id for a in config.agencies], self.hub.connections,
             self.store.transactions.count_unprocessed))
+
+    async def _post_to_supervisors(self, room_id: str, text: str) -> None:
+        """The daily summary: encrypted by the bot's own device in an encrypted room, a plain notice otherwise."""
+        if await bot.join_room(self.api, self.chats.bot, room_id):
+            await self.crypto.restore_room(self.chats.bot, room_id)
+            await self.dispatch.say(room_id, text)
+        else:
+            await bot.post_notice(self.api, self.chats.bot, room_id, text)
 
     def _user_exists(self, user_id: str) -> bool:
         return self.puppets.is_puppet(user_id) and self.store.puppets.exists(user_id)

@@ -74,8 +74,26 @@ def describe(e: dict[str, Any]) -> str:
         return "Joined the chat."
     if kind == "closed":
         reason = _personal(e, "reason")
-        by = {"visitor": "citizen"}.get(d.get("by", "officer"), d.get("by", "officer"))
-        return f"Chat closed by the {by}." + (f" Reason: {reason}" if reason else "")
+        by = d.get("by", "officer")
+        said = "Chat closed automatically." if by == "timeout" else \
+            f"Chat closed by the {'citizen' if by == 'visitor' else by}."
+        return said + (f" Reason: {reason}" if reason else "")
+    if kind in ("claimed", "assigned"):
+        return "Claimed the chat." if kind == "claimed" else "Assigned the chat" + (
+            " automatically." if d.get("how") == "auto" else ".")
+    if kind == "transferred":
+        note = _personal(e, "note")
+        return (f"Transferred the chat to {d.get('to')} (from agency {d.get('from_agency')} to {d.get('to_agency')})."
+                + (f" Note: {note}" if note else ""))
+    if kind == "tag":
+        return f"Tagged “{d.get('tag')}”."
+    if kind == "priority":
+        return f"Set the priority to {d.get('priority')}."
+    if kind == "legal_hold.set":
+        reason = _personal(e, "reason")
+        return "Placed the chat under legal hold." + (f" Reason: {reason}" if reason else "")
+    if kind == "legal_hold.lifted":
+        return "Lifted the legal hold."
     if kind == "erased":
         return "The citizen's personal data in this record was erased; every entry's hash remains."
     extra = ", ".join(f"{k}: {v}" for k, v in sorted(d.items()) if k not in ("device", "sender_name"))

@@ -91,6 +91,7 @@ class Retention:
             self.store.chat_records.erase_content(chat.id)
             self.records.chat_event(chat.id, "erased", actor, redactions=len(events))
             self.records.audit("chat.erase", actor, target=chat.id, origin=origin, redactions=len(events))
+        self._scrub()
         log.info("chat %s erased by %s (%d events to redact)", chat.number, actor, len(events))
         return Erased(chat.id, len(events))
 
@@ -105,7 +106,15 @@ class Retention:
                     continue
                 self._purge(chat, actor, origin, self.config.retention_days(agency.id))
                 purged.append(chat.id)
+        if purged:
+            self._scrub()
         return purged
+
+    def _scrub(self) -> None:
+        """After deleting text: no copy left in the search index's old segments or the write-ahead log
+        (secure_delete already overwrites the freed pages)."""
+        self.store.chat_records.compact_index()
+        self.store.db.checkpoint()
 
     def _purge(self, chat: Chat, actor: str, origin: str, retention_days: int) -> None:
         with self.store.db.transaction():

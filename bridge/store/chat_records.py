@@ -81,6 +81,10 @@ class ChatRecords:
         return self.db.row("SELECT 1 AS x FROM chat_records WHERE chat_id = ? AND kind = ? LIMIT 1",
                            [chat_id, kind]) is not None
 
+    def compact_index(self) -> None:
+        """Merge the full-text index so deleted text leaves its segments (after an erasure or purge)."""
+        self.db.execute("INSERT INTO chat_records_fts(chat_records_fts) VALUES('optimize')")
+
     def delete_chat(self, chat_id: str) -> None:
         self.db.execute("DELETE FROM chat_records WHERE chat_id = ?", [chat_id])
 

@@ -241,5 +241,11 @@ class Database:
         rows = self.rows(sql, params)
         return rows[0] if rows else None
 
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database and empty it, so no old copy of erased rows stays in
+        it (best effort: a reader in another process can keep part of it until it finishes)."""
+        if str(self.path) != ":memory:":
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def close(self) -> None:
         self.db.close()

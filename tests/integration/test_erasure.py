@@ -77,3 +77,30 @@ async def test_erasure_refused_then_done_and_the_puppets_messages_redacted(matri
     assert secret not in out.read_text() and "Acacia" not in out.read_text()
     assert cli(matrix_env, "transcript", "verify", str(out)).stdout.startswith("OK:")
     assert "0 match" in cli(matrix_env, "transcript", "search", "Acacia").stderr
+
+
+def held(env: MatrixEnv, chat_id: str) -> bool:
+    conn = sqlite3.connect(f"file:{env.db_path}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT 1 FROM legal_holds WHERE chat_id = ?", [chat_id]).fetchone() is not None
+    finally:
+        conn.close()
+
+
+async def test_a_supervisor_holds_and_lifts_from_the_chat_room(matrix_env, officer_of, visitor, bridge_log):
+    sergeant = await officer_of("sergeant")                   # supervises central; claims like an officer
+    got = await open_chat(visitor, sergeant)
+    await sergeant.send(got.room_id, "!hold case 2026/81")
+    await sergeant.wait_message(lambda m: m.room_id == got.room_id and "under legal hold" in m.body, 60,
+                                "the hold confirmed in the room")
+    assert held(matrix_env, visitor.chat_id)
+    path = f"/api/v1/chats/{visitor.chat_id}"
+    assert (await visitor.http("POST", path + "/close"))[0] == 200
+    status, body = await visitor.http("DELETE", path)
+    assert (status, body["error"]) == (409, "legal_hold")
+
+    await sergeant.send(got.room_id, "!unhold")
+    await until(lambda: not held(matrix_env, visitor.chat_id), 60, "the hold lifted", interval=0.2)
+    assert (await visitor.http("DELETE", path))[0] == 202
+    assert [a for a in audit_of(matrix_env, visitor.chat_id) if a[0].startswith(("legal_hold", "chat.erase"))] == [
+        ("legal_hold.set", "ok"), ("chat.erase", "refused"), ("legal_hold.lifted", "ok"), ("chat.erase", "ok")]

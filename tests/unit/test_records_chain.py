@@ -256,3 +256,13 @@ def test_a_malformed_file_is_reported_never_a_crash(setup, damage):
     damage(doc)
     problem = verify_document(doc, records.signer.public_key)
     assert isinstance(problem, (str, chain.Problem)) and str(problem)
+
+
+def test_system_events_read_as_sentences_and_erased_text_as_erased():
+    assert export.describe({"kind": "claimed", "details": {"how": "claim"}}) == "Claimed the chat."
+    assert export.describe({"kind": "closed", "details": {"by": "timeout"}, "content": {"reason": "idle"},
+                            "content_hash": "h"}) == "Chat closed automatically. Reason: idle"
+    moved = {"kind": "transferred", "details": {"to": "night", "from_agency": "central", "to_agency": "night"},
+             "content": None, "content_hash": "h"}
+    assert export.describe(moved).endswith("Note: [erased]")
+    assert export.describe({"kind": "emergency", "details": {"keyword": "knife"}}) == "Emergency (keyword: knife)."

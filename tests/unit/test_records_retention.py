@@ -108,6 +108,8 @@ def test_erasure_removes_personal_data_keeps_the_chain_and_queues_redactions(env
     assert all("content" not in e for e in doc["entries"]) and doc["entries"][-1]["kind"] == "erased"
     assert verify_document(doc, records.signer.public_key) is None             # re-signed, still intact
     assert records.search("High", actor="@sup:p", origin="cli") == []
+    files = [store.db.path, store.db.path.with_name(store.db.path.name + "-wal")]
+    assert not any(b"High St" in f.read_bytes() for f in files if f.exists())     # not even in freed pages
     assert store.messages.since(other.id, 0)[1].body == "other citizen's words"    # nobody else's chat
     assert records.transcripts.verify_stored(other.id) is None
     assert ("chat.erase", "ok", chat.id) in actions(records)

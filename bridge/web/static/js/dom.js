@@ -20,6 +20,8 @@ export const ui = {
   transcriptHtml: $("transcript-html-link"),
   feedbackForm: $("feedback-form"), feedbackComment: $("feedback-comment"), feedbackError: $("feedback-error"),
   feedbackDone: $("feedback-done"), feedbackButton: $("feedback-button"),
+  erase: $("erase"), eraseButton: $("erase-button"), eraseConfirm: $("erase-confirm"), eraseQuestion: $("erase-question"),
+  eraseYes: $("erase-yes"), eraseNo: $("erase-no"), eraseResult: $("erase-result"),
   serviceName: $("service-name"), welcome: $("welcome"), logo: $("logo"), language: $("language"),
   quickExit: $("quick-exit"), danger: $("emergency-banner")
 };

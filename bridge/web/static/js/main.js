@@ -211,6 +211,7 @@ function startChat(event) {
       saveSession();
       resetLog();
       ending.resetFeedback();
+      ending.resetErase();
       showChat();
       connection.connect();
       ui.message.focus();
@@ -225,6 +226,13 @@ function startChat(event) {
     ui.startButton.disabled = false;
     setText(ui.startButton, "start.button");
   });
+}
+
+/** After erasure nothing of the conversation stays on the page or in the tab. */
+function forgetErasedChat() {
+  connection.disconnect();
+  clearSession();
+  resetLog();
 }
 
 function newChat() {
@@ -268,6 +276,12 @@ ui.endConfirm.addEventListener("keydown", function (event) {
 ui.transcript.addEventListener("click", ending.downloadTranscript);
 ui.transcriptHtml.addEventListener("click", ending.downloadTranscript);
 ui.feedbackForm.addEventListener("submit", ending.sendFeedback);
+ui.eraseButton.addEventListener("click", ending.askToErase);
+ui.eraseNo.addEventListener("click", function () { ending.hideEraseConfirm(true); });
+ui.eraseConfirm.addEventListener("keydown", function (event) {
+  if (event.key === "Escape") { event.preventDefault(); ending.hideEraseConfirm(true); }
+});
+ui.eraseYes.addEventListener("click", function () { ending.eraseChat(forgetErasedChat); });
 ui.newChat.addEventListener("click", newChat);
 window.addEventListener("online", connection.reconnectNow);
 window.addEventListener("offline", wentOffline);

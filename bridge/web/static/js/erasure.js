@@ -1,6 +1,6 @@
 /* Erasure: the citizen's right to have what they wrote forgotten (DELETE /api/v1/chats/{id}),
  * asked on the page like ending; a legal hold is explained, not hidden. */
-import { ui, say } from "./dom.js";
+import { ui, say, openQuestion, closeQuestion } from "./dom.js";
 import { app } from "./state.js";
 
 function authHeaders() {
@@ -8,16 +8,11 @@ function authHeaders() {
 }
 
 export function askToErase() {
-  ui.eraseConfirm.hidden = false;
-  ui.eraseButton.setAttribute("aria-expanded", "true");
-  ui.eraseQuestion.focus();
+  openQuestion(ui.eraseButton, ui.eraseConfirm, ui.eraseQuestion);
 }
 
 export function hideEraseConfirm(refocus) {
-  if (ui.eraseConfirm.hidden) { return; }
-  ui.eraseConfirm.hidden = true;
-  ui.eraseButton.setAttribute("aria-expanded", "false");
-  if (refocus) { ui.eraseButton.focus(); }
+  closeQuestion(ui.eraseButton, ui.eraseConfirm, refocus);
 }
 
 export function resetErase() {

@@ -64,3 +64,9 @@ async def test_an_emergency_word_raises_the_call_now_banner(citizen: CitizenPage
     await page.reload()                                   # it stays for the rest of the chat
     await expect(page.locator("html[data-ready='1']")).to_have_count(1)
     await expect(banner).to_be_visible()
+
+    # Ended, so this urgent chat does not stay at the front of the queue for later tests.
+    await page.locator("#end-button").click()
+    await page.get_by_role("button", name="Yes, end the chat").click()
+    await expect(page.locator("#ended")).to_be_visible()
+    await expect(banner).to_be_visible()                  # the number stays in view after the end too

@@ -79,6 +79,7 @@ class Bridge:
         # dispatch rooms, and routing (queue, claims, assignment, timers, emergencies).
         self.bot_commands = BotCommands(config, self.journal, prefix)
         self.dispatch = Dispatch(config, self.store, self.api, self.crypto, self.chats.bot)
+        self.dispatch.acl = self.access.server_acl()
         self.routing = Routing(config, self.chats, self.dispatch, self.journal, self.bot_commands)
         self.commands.routing = self.routing
         self.bot_rooms = BotRooms(config, self.store, self.api, self.crypto, self.dispatch, self.bot_commands,
@@ -99,12 +100,19 @@ class Bridge:
         # !console in a direct chat with the bot (the command refuses non-supervisors and records it).
         self.bot_commands.register(CONSOLE_SPEC, ConsoleCommand(self.console_auth, prefix).handle,
                                    officers_only=False)
-        self.summaries = SummaryPoster(config, self.store, self.journal,
-                                       lambda room, text: bot.post_notice(self.api, self.chats.bot, room, text))
+        self.summaries = SummaryPoster(config, self.store, self.journal, self._post_to_supervisors)
         self._runners: list[web.AppRunner] = []
         self._unwatch = metrics.watch(metrics.LevelsCollector(
             self.store.chats.counts, lambda: [a.id for a in config.agencies], self.hub.connections,
             self.store.transactions.count_unprocessed))
+
+    async def _post_to_supervisors(self, room_id: str, text: str) -> None:
+        """The daily summary: encrypted by the bot's own device in an encrypted room, a plain notice otherwise."""
+        if await bot.join_room(self.api, self.chats.bot, room_id):
+            await self.crypto.restore_room(self.chats.bot, room_id)
+            await self.dispatch.say(room_id, text)
+        else:
+            await bot.post_notice(self.api, self.chats.bot, room_id, text)
 
     def _user_exists(self, user_id: str) -> bool:
         return self.puppets.is_puppet(user_id) and self.store.puppets.exists(user_id)

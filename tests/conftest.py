@@ -73,7 +73,7 @@ class MatrixEnv:
         return self.config["web"]["embed_origins"][0]
 
     def officer_id(self, agency: str) -> str:
-        return f"@{({**OFFICERS, **OTHERS, 'sergeant': SERGEANT})[agency]}:{SERVER}"
+        return f"@{({**OFFICERS, **OTHERS, 'sergeant': SERGEANT, 'supervisor': SUPERVISOR})[agency]}:{SERVER}"
 
     @property
     def db_path(self) -> Path:

@@ -100,15 +100,18 @@ def live(page: Page, agency_names: dict[str, str], chats: list[Chat], now_ms: in
     parts = ["<p><a href=\"/console/\">Refresh</a> · as of " + e(when(now_ms)) + "</p>"]
     for agency, name in agency_names.items():
         mine = [c for c in chats if c.agency == agency]
-        waiting = [c for c in mine if c.state == "waiting"]
+        # The queue as it is served: emergencies and raised priority first, then first come first served.
+        waiting = sorted((c for c in mine if c.state == "waiting"), key=lambda c: (-(c.priority or 0), c.number))
         active = [c for c in mine if c.state != "waiting"]
         parts.append(f"<h2>{e(name)}: {len(waiting)} waiting, {len(active)} active</h2>")
-        parts.append(table(["Chat", "Topic", "Waiting for"],
-                           [[_chat_link(c.id, c.number), e(c.topic), duration(now_ms - c.created_ts)] for c in waiting],
-                           numeric=(2,), empty="No one is waiting."))
+        parts.append(table(["Chat", "Topic", "Priority", "Claimed by", "Waiting for"],
+                           [[_chat_link(c.id, c.number), e(c.topic),
+                             "Emergency" if c.emergency else "High" if c.priority else "",
+                             e(c.claimed_by or ""), duration(now_ms - c.created_ts)] for c in waiting],
+                           numeric=(4,), empty="No one is waiting."))
         by_officer: dict[str, list[Chat]] = {}
         for c in active:
-            by_officer.setdefault(c.officer or "(not answered yet)", []).append(c)
+            by_officer.setdefault(c.officer or c.claimed_by or "(not answered yet)", []).append(c)
         rows = [[e(officer), str(len(cs)), ", ".join(_chat_link(c.id, c.number) for c in cs),
                  duration(max(now_ms - (c.answered_ts or c.created_ts) for c in cs))]
                 for officer, cs in sorted(by_officer.items())]

@@ -37,9 +37,14 @@ async def announce_start(api: HomeserverApi, settings: Settings, bot: str, versi
     return room_id
 
 
-async def post_notice(api: HomeserverApi, bot: str, room_id: str, text: str) -> None:
-    """A notice from the bot in a room it was invited to (joined first; joining again is harmless)."""
+async def join_room(api: HomeserverApi, bot: str, room_id: str) -> bool:
+    """Join a room the bot was invited to (joining again is harmless); True when the room is encrypted."""
     await api.request("POST", f"/_matrix/client/v3/join/{quote(room_id)}", {}, user_id=bot, what="join room")
+    return any(e.get("type") == "m.room.encryption" for e in await api.room_state(bot, room_id))
+
+
+async def post_notice(api: HomeserverApi, bot: str, room_id: str, text: str) -> None:
+    """A plain notice from the bot, for a room that is not encrypted."""
     await api.request("PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/"
                              f"precinct.notice.{time.time_ns()}", {"msgtype": "m.notice", "body": text},
                       user_id=bot, what="bot notice")

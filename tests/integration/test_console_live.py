@@ -106,3 +106,40 @@ async def test_the_daily_summary_reaches_the_supervisors_room(matrix_env: Matrix
     assert len(posted) == 1 and posted[0].startswith("Daily summary for Hooked Police, ")
     assert "/console/reports?from=" in posted[0] and "agency=hooked" in posted[0]
     assert ("bridge", "ok", room) in audit_rows(matrix_env, "report.summary_posted")
+
+
+async def sign_in_with(env: MatrixEnv, url: str) -> int:
+    from urllib.parse import parse_qs, urlsplit
+    token = parse_qs(urlsplit(url).query)["token"][0]
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with s.post(env.public_url + "/console/sign-in", data={"token": token}, allow_redirects=False) as r:
+            return r.status
+
+
+async def test_console_command_to_the_bot_gives_a_supervisor_one_link_and_refuses_an_officer(
+        matrix_env: MatrixEnv, officer_of, bridge_log):
+    import re
+
+    bot = "@precinct:localhost"
+    supervisor = await officer_of("supervisor", auto_claim=False)
+    direct = await supervisor.create_room_with(bot)
+    greeting = await supervisor.wait_message(lambda m: m.room_id == direct and m.body.startswith("Commands"), 60,
+                                             "the bot's greeting in a direct chat")
+    assert "!console" in greeting.body
+    await supervisor.send(direct, "!console")
+    reply = await supervisor.wait_message(lambda m: m.room_id == direct and "/console/sign-in?token=" in m.body, 60,
+                                          "the sign-in link in the direct chat")
+    assert reply.sender == bot and reply.source.get("type") == "m.room.message"   # decrypted by the supervisor
+    url = re.search(r"(http\S+/console/sign-in\?token=\S+)", reply.body).group(1)  # type: ignore[union-attr]
+    assert await sign_in_with(matrix_env, url) == 303
+    assert await sign_in_with(matrix_env, url) == 403                            # single use
+
+    officer = await officer_of("hooked", auto_claim=False)
+    other = await officer.create_room_with(bot)
+    await officer.wait_message(lambda m: m.room_id == other and m.body.startswith("Commands"), 60, "greeting")
+    await officer.send(other, "!console")
+    refusal = await officer.wait_message(lambda m: m.room_id == other and "not a supervisor" in m.body, 60,
+                                         "the refusal")
+    assert "http" not in refusal.body
+    assert (matrix_env.officer_id("hooked"), "refused", other) in audit_rows(matrix_env, "console.link")
+    assert (matrix_env.officer_id("supervisor"), "ok", direct) in audit_rows(matrix_env, "console.link")

@@ -115,8 +115,13 @@ async def test_live_view_search_transcript_export_and_hold_for_own_agency_only(e
     env.store.feedback.add(mine.id, 4, "Quick and kind")
     await sign_in(env)
 
+    urgent = env.chat("central", 3)
+    env.store.db.execute("UPDATE chats SET priority = 1, emergency = 1, claimed_by = ? WHERE id = ?",
+                         ["@officer1:police.example", urgent.id])
     live = await (await env.client.get("/console/")).text()
-    assert f"Chat {mine.number}" in live and f"Chat {theirs.number}" not in live and "1 waiting" in live
+    assert f"Chat {mine.number}" in live and f"Chat {theirs.number}" not in live and "2 waiting" in live
+    assert live.index(f"Chat {urgent.number}") < live.index(f"Chat {mine.number}")     # served first
+    assert "Emergency" in live and "@officer1:police.example" in live
 
     found = await (await env.client.get("/console/search", params={"q": "bicycle stolen"})).text()
     assert f"Chat {mine.number}" in found and f"Chat {theirs.number}" not in found and "[bicycle]" in found

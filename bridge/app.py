@@ -79,6 +79,7 @@ class Bridge:
         # dispatch rooms, and routing (queue, claims, assignment, timers, emergencies).
         self.bot_commands = BotCommands(config, self.journal, prefix)
         self.dispatch = Dispatch(config, self.store, self.api, self.crypto, self.chats.bot)
+        self.dispatch.acl = self.access.server_acl()
         self.routing = Routing(config, self.chats, self.dispatch, self.journal, self.bot_commands)
         self.commands.routing = self.routing
         self.bot_rooms = BotRooms(config, self.store, self.api, self.crypto, self.dispatch, self.bot_commands,

@@ -211,7 +211,7 @@ SCHEMA: list[Key] = [
         "from the chat, `stay` keeps them in it.",
         check=lambda v: None if v in ("leave", "stay") else "must be leave or stay"),
     Key("agencies", "agencies", required=True,
-        example=[{"id": "central", "name": "Central Police", "server_name": "police.example",
+        example=[{"id": "central", "name": "Central Police",
                   "officers": ["@officer1:police.example", "@officer2:police.example"],
                   "supervisors": ["@sergeant1:police.example"], "dispatch_room": None,
                   "topics": ["general", "lost-property"],

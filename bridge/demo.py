@@ -502,9 +502,11 @@ def _banner(config: cfg.Config, synapse: LocalSynapse, password: str, files: Dem
     another server" / custom homeserver), enter {synapse.url}, then
     the user name "{OFFICER_LOCALPART}" and the password above. If the browser
     asks whether Element may reach devices on your local network, allow it.
-    The room "{AGENCY_ROOM_NAME}" is the officer's own.
+    The room "{AGENCY_ROOM_NAME}" is the officer's own; accept the invitation
+    to "Dispatch — {AGENCY_NAME}", where the bridge's bot shows the queue.
  2. Citizen: open the chat page in another browser window and start a chat.
-    It arrives in Element as an invitation; accept it and reply.
+    Its notice appears in the dispatch room: react to it (or type !claim and
+    its number there), accept the chat room's invitation, and reply.
 
  Data and logs: {files.dir}  (login saved in {files.login.name};
  bridge log {files.bridge_log.name}, Synapse log synapse/homeserver.log)

@@ -34,6 +34,7 @@ class Dispatch:
         self.config, self.store, self.api, self.crypto, self.bot = config, store, api, crypto, bot
         self.prefix = config.get("officers.command_prefix")
         self.room_version = "10"
+        self.acl: dict[str, Any] | None = None     # m.room.server_acl content (officers/access.py)
         self._jobs: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         self._queued_chats: set[str] = set()
         self._task: asyncio.Task | None = None
@@ -66,7 +67,17 @@ class Dispatch:
             log.info("dispatch room of %s created: %s", agency.id, room_id)
         else:
             await self._invite_missing(agency, room_id)
+            await self._ensure_acl(agency, room_id)
         await self.crypto.restore_room(self.bot, room_id)
+
+    async def _ensure_acl(self, agency: Agency, room_id: str) -> None:
+        """Rooms made before the allowlist changed, or given in the config, get the current server ACL."""
+        if self.acl is None:
+            return
+        try:
+            await rooms.ensure_server_acl(self.api, self.bot, room_id, self.acl)
+        except MatrixError as e:
+            log.warning("dispatch room of %s keeps its server ACL (the bot may not change it): %s", agency.id, e)
 
     async def _create_room(self, agency: Agency) -> str:
         users = {s: 50 for s in agency.supervisors}
@@ -79,10 +90,12 @@ class Dispatch:
             "initial_state": [
                 {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}},
                 {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "invited"}},
-                {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}}],
+                {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}},
+                *rooms.server_acl_state(self.acl)],
             "power_level_content_override": {"users": users, "users_default": 0, "events_default": 0,
                                              "state_default": 50, "invite": 50, "kick": 50, "ban": 50,
-                                             "redact": 50}}, user_id=self.bot, what="create dispatch room")
+                                             "redact": 50, "events": {"m.room.server_acl": 100}}},
+            user_id=self.bot, what="create dispatch room")
         return data["room_id"]
 
     async def _invite_missing(self, agency: Agency, room_id: str) -> None:

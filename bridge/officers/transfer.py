@@ -52,13 +52,13 @@ class Transfers:
             with self.chats.store.db.transaction():
                 self.journal.audit("chat.transfer", sender, "refused", target=chat.id, origin=chat.room_id,
                                    to=target, reason=resolved)
-                self.chats.notify_officers(chat, f"!transfer: {resolved}")
+                self.chats.notify_officers(chat, f"Transfer refused: {resolved}")
             return
         agency, officer = resolved
         to = officer or agency.id
         with self.chats.store.db.transaction():
-            # the journal entries name the agency it leaves: chat.agency is read before the change
             self.chats.transfer(chat, agency.id, agency.name, to, sender, note or None)
+            # ``chat`` is the row from before the change: chat.agency is the agency it leaves
             self.journal.chat_event(chat.id, "transferred", sender, to=to, from_agency=chat.agency,
                                     to_agency=agency.id, note=note or None)
             self.journal.audit("chat.transfer", sender, target=chat.id, origin=chat.room_id, to=to,
@@ -74,7 +74,7 @@ class Transfers:
             for user in invitees:
                 if members.get(user, {}).get("membership") != "join":
                     await rooms.invite(self.api, chat.puppet, chat.room_id, user)  # type: ignore[arg-type]
-            if officer and members.get(officer, {}).get("membership") == "join" and officer != sender:
+            if officer and members.get(officer, {}).get("membership") == "join":
                 # Already in the room: no join will come, so they take it over now.
                 name_now = members[officer].get("displayname") or officer
                 taken = self.chats.store.chats.get(chat.id) or chat

@@ -7,7 +7,7 @@ import uuid
 
 import nio
 
-from tests.support.bridge_db import audit_entries
+from tests.support.bridge_db import audit_entries, dispatch_room_of
 from tests.support.federation import LONG, FederationEnv, start_chat
 from tests.support.waiting import until
 
@@ -129,3 +129,9 @@ async def test_transfer_to_an_agency_queues_it_there_and_its_officer_takes_it_ov
     await officer_b.send(room, reply)
     await visitor.wait_frame(_message(reply, "officer"), timeout=LONG, what="B's reply at the citizen")
     assert not any("nowhere" in f.get("body", "") or "rural noise" in f.get("body", "") for f in visitor.messages())
+
+    # County's dispatch room, where B claimed it from the other homeserver, has the same server ACL.
+    dispatch = await dispatch_room_of(fed_env.db_path, "county")
+    acl = await officer_b.client.room_get_state_event(dispatch, "m.room.server_acl")
+    assert isinstance(acl, nio.RoomGetStateEventResponse), acl
+    assert acl.content["allow"] == ["127.0.0.1", fed_env.a.server_name, "127.0.0.2", fed_env.b.server_name]

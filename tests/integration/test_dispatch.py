@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from tests.conftest import MatrixEnv
-from tests.support.bridge_db import dispatch_room_of, room_of
+from tests.support.bridge_db import audit_entries, dispatch_room_of, room_of
 from tests.support.visitor import Visitor
 
 
@@ -93,6 +93,9 @@ async def test_simultaneous_claims_have_exactly_one_winner(matrix_env, officer_o
     winner = officer if "@officer1:localhost" in wins[0] else supervisor
     loser = supervisor if winner is officer else officer
     assert winner.client.user_id in losses[0]            # the loser is told who has it
+    claims = [e for e in audit_entries(matrix_env.db_path, "chat.claim") if e["target"] == visitor.chat_id]
+    assert sorted((e["actor"], e["outcome"]) for e in claims) == sorted(
+        [(winner.client.user_id, "ok"), (loser.client.user_id, "refused")])
     room = await room_of(matrix_env.db_path, visitor.chat_id)
     await winner.wait_joined(room, 60)
     assert room not in loser.client.invited_rooms and room not in loser.client.rooms

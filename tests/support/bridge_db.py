@@ -61,3 +61,13 @@ def record_of(db_path: Path, chat_id: str) -> list[dict]:
         conn.close()
     return [{"kind": k, "actor": a, "details": json.loads(d), "content": json.loads(c) if c else None}
             for k, a, d, c in rows]
+
+
+def stored_ticket(db_path: Path, number: int) -> tuple[str, str, str | None, str | None] | None:
+    """(topic, message, name, contact) of an offline message's ticket, or None."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT topic, message, name, contact FROM tickets WHERE number = ?", [number]).fetchone()
+    finally:
+        conn.close()
+    return tuple(row) if row else None  # type: ignore[return-value]

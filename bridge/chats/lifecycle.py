@@ -251,7 +251,8 @@ class ChatService:
                 self.journal.chat_event(chat.id, "officer.joined", user_id, name=name)
         self.hub.messages(chat.id)
         if chat.state == WAITING:
-            metrics.chat_answered(chat.agency, chat.created_ts)
+            if chat.answered_ts is None:          # a chat back in the queue was answered once already
+                metrics.chat_answered(chat.agency, chat.created_ts)
             self.hub.status(chat.id, ACTIVE)
             self._queue_moved(chat.agency)      # everyone behind moves up
         self.listener.joined(chat, user_id)

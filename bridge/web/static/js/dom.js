@@ -20,6 +20,8 @@ export const ui = {
   transcriptHtml: $("transcript-html-link"),
   feedbackForm: $("feedback-form"), feedbackComment: $("feedback-comment"), feedbackError: $("feedback-error"),
   feedbackDone: $("feedback-done"), feedbackButton: $("feedback-button"),
+  erase: $("erase"), eraseButton: $("erase-button"), eraseConfirm: $("erase-confirm"), eraseQuestion: $("erase-question"),
+  eraseYes: $("erase-yes"), eraseNo: $("erase-no"), eraseResult: $("erase-result"),
   serviceName: $("service-name"), welcome: $("welcome"), logo: $("logo"), language: $("language"),
   quickExit: $("quick-exit"), danger: $("emergency-banner")
 };
@@ -35,4 +37,20 @@ export function make(tag, className, text) {
 export function say(node, key, params, fallback) {
   setText(node, key, params, fallback);
   node.hidden = !key;
+}
+
+/** A question asked on the page under the button that opened it (no native confirm(): it can't be
+ * styled, translated or shown in the widget's iframe). The question takes the focus. */
+export function openQuestion(button, box, question) {
+  box.hidden = false;
+  button.setAttribute("aria-expanded", "true");
+  question.focus();
+}
+
+/** Put the question away; with refocus, the focus goes back to the button that asked it. */
+export function closeQuestion(button, box, refocus) {
+  if (box.hidden) { return; }
+  box.hidden = true;
+  button.setAttribute("aria-expanded", "false");
+  if (refocus) { button.focus(); }
 }

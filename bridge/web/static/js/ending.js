@@ -1,6 +1,6 @@
-/* Ending a chat: asked on the page (a native confirm() can't be styled, translated or shown in the
- * widget's iframe), then feedback (1–5 and a comment) and the citizen's own transcript. */
-import { ui, say } from "./dom.js";
+/* Ending a chat: asked on the page (see openQuestion in dom.js), then feedback (1–5 and a
+ * comment) and the citizen's own transcript. */
+import { ui, say, openQuestion, closeQuestion } from "./dom.js";
 import { app } from "./state.js";
 import { sendFrame } from "./connection.js";
 import { stopTyping } from "./composer.js";
@@ -8,16 +8,11 @@ import { saveSession } from "./session.js";
 
 export function askToEnd() {
   if (!app.session || app.session.state === "closed") { return; }
-  ui.endConfirm.hidden = false;
-  ui.end.setAttribute("aria-expanded", "true");
-  ui.endConfirmText.focus();
+  openQuestion(ui.end, ui.endConfirm, ui.endConfirmText);
 }
 
 export function hideEndConfirm(refocus) {
-  if (ui.endConfirm.hidden) { return; }
-  ui.endConfirm.hidden = true;
-  ui.end.setAttribute("aria-expanded", "false");
-  if (refocus) { ui.end.focus(); }
+  closeQuestion(ui.end, ui.endConfirm, refocus);
 }
 
 /** onClosed() runs when the close had to go over HTTP (no socket to bring the status frame). */

@@ -14,7 +14,9 @@ import { applyFrame, resetLog, scrollToEnd } from "./conversation.js";
 import * as connection from "./connection.js";
 import * as composer from "./composer.js";
 import * as ending from "./ending.js";
+import * as erasure from "./erasure.js";
 import * as site from "./site.js";
+import { showQueue, renderQueue } from "./queue.js";
 
 const STATES = { waiting: "state.waiting", active: "state.active", closed: "state.closed" };
 
@@ -45,35 +47,6 @@ function setState(state) {
     composer.failOutbox("msg.failed_closed");
     if (session.feedbackGiven) { ending.showFeedbackDone(false); }
   }
-}
-
-/** Place in the queue and an honest estimate: a number only when the bridge has one. */
-function showQueue(frame) {
-  if (frame.state !== "waiting" || typeof frame.position !== "number") { return; }
-  const seconds = frame.estimate_seconds;
-  let estimate;
-  if (typeof seconds !== "number") {
-    estimate = ["queue.estimate_unknown", {}];
-  } else if (seconds < 60) {
-    estimate = ["queue.estimate_soon", {}];
-  } else {
-    estimate = ["queue.estimate_minutes", { count: Math.round(seconds / 60) }];
-  }
-  app.session.queue = { position: frame.position, estimate: estimate };
-  renderQueue();
-}
-
-function renderQueue() {
-  const q = app.session && app.session.queue;
-  if (!q || app.session.state !== "waiting") { say(ui.queue, ""); return; }
-  const node = ui.queue;
-  node.textContent = "";
-  node.hidden = false;
-  const place = document.createElement("span");
-  setText(place, "queue.position", { position: q.position });
-  const wait = document.createElement("span");
-  setText(wait, q.estimate[0], q.estimate[1]);
-  node.append(place, " ", wait);
 }
 
 function setEmergency(on) {
@@ -211,6 +184,7 @@ function startChat(event) {
       saveSession();
       resetLog();
       ending.resetFeedback();
+      erasure.resetErase();
       showChat();
       connection.connect();
       ui.message.focus();
@@ -225,6 +199,13 @@ function startChat(event) {
     ui.startButton.disabled = false;
     setText(ui.startButton, "start.button");
   });
+}
+
+/** After erasure nothing of the conversation stays on the page or in the tab. */
+function forgetErasedChat() {
+  connection.disconnect();
+  clearSession();
+  resetLog();
 }
 
 function newChat() {
@@ -268,6 +249,12 @@ ui.endConfirm.addEventListener("keydown", function (event) {
 ui.transcript.addEventListener("click", ending.downloadTranscript);
 ui.transcriptHtml.addEventListener("click", ending.downloadTranscript);
 ui.feedbackForm.addEventListener("submit", ending.sendFeedback);
+ui.eraseButton.addEventListener("click", erasure.askToErase);
+ui.eraseNo.addEventListener("click", function () { erasure.hideEraseConfirm(true); });
+ui.eraseConfirm.addEventListener("keydown", function (event) {
+  if (event.key === "Escape") { event.preventDefault(); erasure.hideEraseConfirm(true); }
+});
+ui.eraseYes.addEventListener("click", function () { erasure.eraseChat(forgetErasedChat); });
 ui.newChat.addEventListener("click", newChat);
 window.addEventListener("online", connection.reconnectNow);
 window.addEventListener("offline", wentOffline);

@@ -186,8 +186,10 @@ def demo_config_text(ports: dict[str, int]) -> str:
     text = "# Made by `python -m bridge demo` from the example configuration; kept between runs.\n" + text
     text = set_section_key(text, "homeserver", "server_name", SERVER_NAME)
     text = with_ports(text, ports)
+    # The demo officer is the agency's supervisor too, so `!console` to the bot opens the supervisor console.
     text = set_top_level(text, "agencies", [{"id": AGENCY_ID, "name": AGENCY_NAME,
-                                             "officers": [f"@{OFFICER_LOCALPART}:{SERVER_NAME}"]}])
+                                             "officers": [f"@{OFFICER_LOCALPART}:{SERVER_NAME}"],
+                                             "supervisors": [f"@{OFFICER_LOCALPART}:{SERVER_NAME}"]}])
     text = set_top_level(text, "topics", [{"id": tid, "label": label, "agency": AGENCY_ID} for tid, label in TOPICS])
     return text
 
@@ -488,6 +490,12 @@ def officer_setup(synapse: LocalSynapse, password: str, files: DemoFiles) -> Non
 
 def _banner(config: cfg.Config, synapse: LocalSynapse, password: str, files: DemoFiles) -> str:
     citizen = config.get("web.public_url").rstrip("/") + "/chat"
+    officer = f"@{OFFICER_LOCALPART}:{SERVER_NAME}"
+    console = ""
+    if any(officer in a.supervisors for a in config.agencies):
+        console = (f"\n 3. Supervisor console: in Element, start a direct chat with\n"
+                   f"    @{config.get('appservice.bot_localpart')}:{SERVER_NAME} and send !console; the bot answers with a\n"
+                   f"    one-time sign-in link (reports, transcripts, search, legal hold).")
     return f"""
 ────────────────────────────────────────────────────────────────────────────
  Precinct demo is running
@@ -506,7 +514,7 @@ def _banner(config: cfg.Config, synapse: LocalSynapse, password: str, files: Dem
     to "Dispatch — {AGENCY_NAME}", where the bridge's bot shows the queue.
  2. Citizen: open the chat page in another browser window and start a chat.
     Its notice appears in the dispatch room: react to it (or type !claim and
-    its number there), accept the chat room's invitation, and reply.
+    its number there), accept the chat room's invitation, and reply.{console}
 
  Data and logs: {files.dir}  (login saved in {files.login.name};
  bridge log {files.bridge_log.name}, Synapse log synapse/homeserver.log)

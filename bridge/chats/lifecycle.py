@@ -62,7 +62,7 @@ class ChatListener:
 
     def ticket(self, ticket: Ticket) -> None: ...
 
-    def transferred(self, chat: Chat) -> None: ...
+    def transferred(self, before: Chat, chat: Chat) -> None: ...
 
     def present(self, chat: Chat, user_id: str, name: str) -> str:
         """How an officer is named to the citizen (display name, or an alias such as "Officer 3")."""
@@ -230,13 +230,14 @@ class ChatService:
         """Back to waiting, now for another agency (``to``: its id, or one of its officers); the citizen is told.
 
         Call inside the transaction that also records the transfer."""
+        before = self.store.chats.get(chat.id) or chat
         with self.store.db.transaction():
             self.store.chats.set_transfer(chat.id, agency_id, to, by, note)
             self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("transferred", agency=agency_name))
         self.hub.messages(chat.id)
         self.hub.status(chat.id, WAITING)
         self._queue_moved(agency_id)
-        self.listener.transferred(self.store.chats.get(chat.id) or chat)
+        self.listener.transferred(before, self.store.chats.get(chat.id) or chat)
 
     # ---- Matrix-side happenings ------------------------------------------------------------------
     async def officer_joined(self, chat: Chat, user_id: str, name: str) -> None:
@@ -250,7 +251,8 @@ class ChatService:
                 self.journal.chat_event(chat.id, "officer.joined", user_id, name=name)
         self.hub.messages(chat.id)
         if chat.state == WAITING:
-            metrics.chat_answered(chat.agency, chat.created_ts)
+            if chat.answered_ts is None:          # a chat back in the queue was answered once already
+                metrics.chat_answered(chat.agency, chat.created_ts)
             self.hub.status(chat.id, ACTIVE)
             self._queue_moved(chat.agency)      # everyone behind moves up
         self.listener.joined(chat, user_id)

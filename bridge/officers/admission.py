@@ -65,8 +65,9 @@ class Admission:
         note = f" Note: {chat.transfer_note}" if chat.transfer_note else ""
         head = (f"Chat {chat.number} so far, for {user_id}: transferred by {chat.transferred_by}.{note} "
                 "(Only officers see this.)")
-        for part in _chunks([head, *lines], NOTICE_CHARS):
-            self.chats.notify_officers(chat, part)
+        with self.chats.store.db.transaction():
+            for part in _chunks([head, *lines], NOTICE_CHARS):
+                self.chats.notify_officers(chat, part)
 
     async def _remove_previous(self, chat: Chat, newcomer: str) -> None:
         """Remove everyone (joined or invited) who is neither the transfer's target nor of the agency that has it."""

@@ -134,6 +134,10 @@ class Dispatch:
     def alert(self, agency_id: str, text: str, mention_supervisors: bool = True) -> None:
         self._jobs.put_nowait(("alert", agency_id, text, mention_supervisors))
 
+    def replace(self, agency_id: str, event_id: str, text: str) -> None:
+        """Edit one earlier notice to a final text (a chat that left this agency)."""
+        self._jobs.put_nowait(("replace", agency_id, event_id, text))
+
     def ticket_changed(self, number: int) -> None:
         self._jobs.put_nowait(("ticket", number))
 
@@ -177,6 +181,11 @@ class Dispatch:
                 await self.say(room, text, mentions=supervisors)
         elif job[0] == "ticket":
             await self._show_ticket(job[1])
+        elif job[0] == "replace":
+            _, agency_id, event_id, text = job
+            room = self.room_of(agency_id)
+            if room:
+                await self.say(room, text, replaces=event_id)
 
     async def _show_chat(self, chat_id: str) -> None:
         chat = self.store.chats.get(chat_id)

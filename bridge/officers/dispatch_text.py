@@ -49,6 +49,11 @@ def chat_notice(chat: Chat, topic_label: str, now_ms: int, prefix: str) -> str:
     return "\n".join(lines)
 
 
+def transferred_notice(chat: Chat, topic_label: str, to: str, by: str) -> str:
+    """The last state of a chat's notice in the dispatch room it left."""
+    return f"Chat {chat.number} · {topic_label} · language {chat.language or 'not given'}\nTransferred to {to} by {by}."
+
+
 def ticket_notice(ticket: Ticket, topic_label: str, prefix: str) -> str:
     lines = [f"Offline message T{ticket.number} · {topic_label} · left at {_clock(ticket.created_ts)}",
              f"“{ticket.message}”",

@@ -21,7 +21,7 @@ from ..matrix import rooms
 from ..store.chats import ACTIVE, CLOSED, WAITING, Chat
 from ..store.messages import OFFICER, SYSTEM, VISITOR
 from ..store.tickets import Ticket
-from . import decide, emergency
+from . import decide, dispatch_text, emergency
 from .bot_commands import BotCommands, BotContext
 from .commands import Command, Spec
 from .dispatch import Dispatch
@@ -94,9 +94,16 @@ class Routing(ChatListener):
         self.dispatch.chat_changed(chat.id)
         self.wake()
 
-    def transferred(self, chat: Chat) -> None:
-        """A new notice in the receiving agency's dispatch room (claimed already when sent to one officer)."""
+    def transferred(self, before: Chat, chat: Chat) -> None:
+        """The old notice says where the chat went; a new one goes to the receiving agency's dispatch room
+        (claimed already when the chat was sent to one officer)."""
         self._passed_over.pop(chat.id, None)
+        if before.dispatch_event_id:
+            to = chat.transfer_to if chat.transfer_to and chat.transfer_to.startswith("@") \
+                else self.config.agency(chat.agency).name
+            self.dispatch.replace(before.agency, before.dispatch_event_id,
+                                  dispatch_text.transferred_notice(before, self.config.topic(before.topic).label, to,
+                                                                   chat.transferred_by or "an officer"))
         self.dispatch.chat_changed(chat.id)
         self.wake()
 

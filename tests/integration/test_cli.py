@@ -29,7 +29,7 @@ def test_run_names_a_bad_key(tmp_path: Path):
     config.write_text(text)
     result = run("run", "-c", str(config))
     assert result.returncode == 2 and "web.port" in result.stderr and "expected int" in result.stderr
-    config.write_text(text.replace("port: eighty", "port: 8080").replace("server_name: police.example\n", ""))
+    config.write_text(text.replace("port: eighty", "port: 8080").replace("server_name: police.example\n", "", 1))
     result = run("run", "-c", str(config))
     assert result.returncode == 2 and "homeserver.server_name: missing" in result.stderr
     result = run("run", "-c", str(tmp_path / "nope.yaml"))

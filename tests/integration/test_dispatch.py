@@ -126,3 +126,34 @@ async def test_only_officers_of_the_agency_may_claim(matrix_env, officer_of, vis
     room = await room_of(matrix_env.db_path, visitor.chat_id)
     await central.wait_joined(room, 60)
     await central.send(room, "!close")
+
+
+async def test_a_transfer_to_another_agency_queues_it_in_their_dispatch_room(matrix_env, officer_of, visitors,
+                                                                              bridge_log):
+    central = await officer_of("central", auto_claim=False)
+    night = await officer_of("nightshift", auto_claim=False)
+    central_room = await dispatch_room_of(matrix_env.db_path, "central")
+    night_room = await dispatch_room_of(matrix_env.db_path, "nightshift")
+    visitor = visitors()
+    number = (await visitor.create(topic="general"))["number"]
+    await visitor.connect()
+    words = f"Loud party every night {uuid.uuid4().hex[:6]}"
+    await visitor.send(words)
+    await central.claim(central_room, number)
+    room = await room_of(matrix_env.db_path, visitor.chat_id)
+    await central.wait_joined(room, 60)
+    await central.wait_message(lambda m: m.room_id == room and m.body == words, 60, "the citizen's words")
+
+    await central.send(room, "!transfer nightshift noise after midnight")
+    await central.notice(central_room, number, edited=True,
+                         predicate=lambda b: "Transferred to Nightshift Police by @officer1:localhost" in b)
+    # Queued at the night shift with the note; nobody there is invited before they take it.
+    notice = await night.notice(night_room, number, edited=None, predicate=lambda b: "noise after midnight" in b)
+    assert "Transferred here by @officer1:localhost" in notice.body or "m.new_content" in notice.source["content"]
+    assert room not in night.client.invited_rooms and room not in night.client.rooms
+    await night.claim(night_room, number)
+    await night.wait_joined(room, 60)
+    history = await night.wait_message(lambda m: m.room_id == room and words in m.body and "so far" in m.body, 60,
+                                       "the conversation so far")
+    assert "noise after midnight" in history.body
+    await night.send(room, "!close")

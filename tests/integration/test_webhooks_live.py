@@ -48,3 +48,5 @@ async def test_chat_events_reach_the_agencys_system_signed_and_retried(matrix_en
     assert all(r.headers["X-Precinct-Event"] == json.loads(r.body)["event"] for r in requests)
     delivered = [json.loads(r.body)["event"] for r in requests if r.status == 200]
     assert delivered == ["chat.queued", "chat.claimed", "chat.closed"], delivered   # in order, each once
+    claimed = json.loads(next(r.body for r in requests if json.loads(r.body)["event"] == "chat.claimed"))
+    assert claimed["actor"] == matrix_env.officer_id("hooked") and claimed["chat"]["number"] == closed["chat"]["number"]

@@ -37,6 +37,7 @@ class NioOfficer:
         self.undecryptable: list[nio.MegolmEvent] = []
         self.joined: set[str] = set()
         self._task: asyncio.Task | None = None
+        self._joining: list[asyncio.Task] = []
         self.auto_join: Callable[[str], bool] = lambda room_id: True
         # Claim each chat whose (new, not edited) dispatch notice this officer reads, like an eager
         # officer in Element; tests about claiming set it to ``lambda number: False``.
@@ -67,9 +68,17 @@ class NioOfficer:
 
     async def _on_invite(self, room: nio.MatrixRoom, event: nio.InviteMemberEvent) -> None:
         if event.state_key == self.client.user_id and event.membership == "invite" and self.auto_join(room.room_id):
-            resp = await self.client.join(room.room_id)
+            self._joining.append(asyncio.create_task(self._join(room.room_id)))
+
+    async def _join(self, room_id: str, attempts: int = 40) -> None:
+        """Join, trying again for a while: a remote invite reaches us before the inviting homeserver has
+        stored it, so an instant join over federation can be told "not invited" (Synapse 1.163)."""
+        for _ in range(attempts):
+            resp = await self.client.join(room_id)
             if isinstance(resp, nio.JoinResponse):
-                self.joined.add(room.room_id)
+                self.joined.add(room_id)
+                return
+            await asyncio.sleep(0.5)
 
     async def _on_text(self, room: nio.MatrixRoom, event: Any) -> None:
         if event.sender == self.client.user_id:
@@ -215,9 +224,9 @@ class NioOfficer:
         return resp.event_id
 
     async def stop(self) -> None:
-        for claim in self.claims:
-            claim.cancel()
-        await asyncio.gather(*self.claims, return_exceptions=True)
+        for task in self.claims + self._joining:
+            task.cancel()
+        await asyncio.gather(*self.claims, *self._joining, return_exceptions=True)
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

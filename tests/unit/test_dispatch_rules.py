@@ -100,3 +100,17 @@ async def test_bot_commands_register_dispatch_and_refuse_strangers(tmp_path):
     assert "!hold <number>" in replies[-1] and "!help" in replies[-1]
     direct = BotContext("!dm:x", "@officer1:police.example", None, reply)
     assert [a.id for a in direct.agencies(config)] == ["central"]
+
+
+def test_a_transferred_chat_notice_says_where_it_went(tmp_path):
+    store = Store.open(tmp_path / "p.db")
+    chat = store.chats.create("c1", "h1", "general", "central", None, None)
+    text = dispatch_text.transferred_notice(chat, "General enquiry", "County Police", "@a:x")
+    assert text.startswith(f"Chat {chat.number} · General enquiry") and "Transferred to County Police by @a:x" in text
+    store.chats.claim("c1", "@a:x")
+    store.chats.set_transfer("c1", "county", "county", "@a:x", "rural noise")
+    moved = store.chats.get("c1")
+    assert moved.claimed_by is None and moved.agency == "county" and moved.dispatch_event_id is None
+    assert "Transferred here by @a:x: rural noise" in dispatch_text.chat_notice(moved, "General enquiry", 0, "!")
+    store.chats.set_transfer("c1", "central", "@b:x", "@a:x", None)
+    assert store.chats.get("c1").claimed_by == "@b:x"             # sent to one officer: theirs

@@ -50,7 +50,9 @@ async def test_emergency_words_banner_priority_front_of_queue_and_alert(matrix_e
     await urgent.wait_frame(lambda f: f.get("type") == "status" and f.get("emergency") is True, 60,
                             "status with the emergency flag")
     status, body = await urgent.http("GET", f"/api/v1/chats/{urgent.chat_id}")
-    assert body["emergency"] is True and body["position"] == 1
+    # Ahead of every ordinary chat: at the earlier chat's old place or before it (other tests' emergencies
+    # sharing this agency's queue may still wait ahead of it, first come first served among emergencies).
+    assert body["emergency"] is True and body["position"] <= before
     assert await position(earlier) == before + 1          # moved back by one: the emergency went first
 
     alert = await officer.wait_message(lambda m: m.room_id == dispatch and f"Emergency in chat {number}" in m.body,

@@ -17,6 +17,7 @@ from bridge.localhs import LocalSynapse, free_port
 from tests.support.bridge_process import BridgeProcess
 from tests.support import supervisor_room
 from tests.support.officer import NioOfficer
+from tests.support.visitor import Visitor
 
 ROOT = Path(__file__).parents[1]
 SERVER = "localhost"
@@ -145,6 +146,21 @@ def matrix_env(tmp_path_factory: pytest.TempPathFactory):
     finally:
         bridge.stop()
         synapse.stop()
+
+
+@pytest.fixture
+async def visitors(matrix_env: MatrixEnv):
+    """Makes visitor clients; at the end their chats are ended, so none is left waiting in a shared queue."""
+    made: list[Visitor] = []
+
+    def make() -> Visitor:
+        made.append(Visitor(matrix_env.public_url))
+        return made[-1]
+    yield make
+    for v in made:
+        if v.chat_id:
+            await v.http("POST", f"/api/v1/chats/{v.chat_id}/close", json={})
+        await v.close()
 
 
 @pytest.fixture

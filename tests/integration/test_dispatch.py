@@ -4,23 +4,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import pytest
-
-from tests.conftest import MatrixEnv
 from tests.support.bridge_db import audit_entries, dispatch_room_of, room_of
-from tests.support.visitor import Visitor
-
-
-@pytest.fixture
-async def visitors(matrix_env: MatrixEnv):
-    made: list[Visitor] = []
-
-    def make() -> Visitor:
-        made.append(Visitor(matrix_env.public_url))
-        return made[-1]
-    yield make
-    for v in made:
-        await v.close()
 
 
 async def test_manual_claim_from_the_dispatch_room(matrix_env, officer_of, visitors, bridge_log):

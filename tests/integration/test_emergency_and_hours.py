@@ -2,26 +2,10 @@
 from __future__ import annotations
 
 import aiohttp
-import pytest
 
 from bridge.chats import notices
-from tests.conftest import MatrixEnv
 from tests.support.bridge_db import dispatch_room_of
 from tests.support.visitor import Visitor
-
-
-@pytest.fixture
-async def visitors(matrix_env: MatrixEnv):
-    made: list[Visitor] = []
-
-    def make() -> Visitor:
-        made.append(Visitor(matrix_env.public_url))
-        return made[-1]
-    yield make
-    for v in made:
-        if v.chat_id:
-            await v.http("POST", f"/api/v1/chats/{v.chat_id}/close", json={})
-        await v.close()
 
 
 async def position(visitor: Visitor) -> int:

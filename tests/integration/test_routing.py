@@ -5,25 +5,11 @@ officer, and the "timers" agency timeouts of a few seconds.
 """
 from __future__ import annotations
 
-import pytest
 
 from bridge.chats import notices
-from tests.conftest import MatrixEnv
 from tests.support.bridge_db import dispatch_room_of, room_of
 from tests.support.visitor import Visitor
 from tests.support.waiting import until
-
-
-@pytest.fixture
-async def visitors(matrix_env: MatrixEnv):
-    made: list[Visitor] = []
-
-    def make() -> Visitor:
-        made.append(Visitor(matrix_env.public_url))
-        return made[-1]
-    yield make
-    for v in made:
-        await v.close()
 
 
 def system_texts(visitor: Visitor) -> list[str]:

@@ -24,12 +24,12 @@ SERVER = "localhost"
 PASSWORD = "officer-password-1"
 ATTACHMENT_LIMIT = 512 * 1024
 OFFICERS = {"central": "officer1", "nightshift": "officer2", "interop": "jsofficer", "hooked": "hookofficer",
-            "autodesk": "officer3", "timers": "officer5", "closed": "officer6"}
+            "autodesk": "officer3", "timers": "officer5", "closed": "officer6", "autotimers": "officer7"}
 SUPERVISOR = "supervisor1"                 # supervises the "hooked" agency (console tests)
 WEBHOOK_SECRET = "webhook-secret-of-the-hooked-agency-0123456789"   # the "hooked" agency's chats send webhooks
 SERGEANT = "sergeant1"                     # supervises central, autodesk and timers (alerts mention them)
 # Users who are not officers of the agency they try to act in.
-OTHERS = {"autodesk2": "officer4", "intruder": "intruder"}
+OTHERS = {"autodesk2": "officer4", "autotimers2": "officer8", "intruder": "intruder"}
 TEST_AGENCY_SETTINGS = {
     # Old chats of earlier tests stay open; a cap would make later claims fail.
     "central": {"max_chats_per_officer": 1000, "supervisors": [f"@{SERGEANT}:{SERVER}"],
@@ -42,6 +42,9 @@ TEST_AGENCY_SETTINGS = {
     "timers": {"max_chats_per_officer": 1000, "supervisors": [f"@{SERGEANT}:{SERVER}"],
                "timeouts": {"unclaimed_seconds": 3, "unanswered_seconds": 6, "visitor_idle_seconds": 4,
                             "visitor_idle_close_seconds": 4}},
+    "autotimers": {"routing": "auto", "max_chats_per_officer": 5, "supervisors": [f"@{SERGEANT}:{SERVER}"],
+                   "officers": [f"@officer7:{SERVER}", f"@officer8:{SERVER}"],
+                   "timeouts": {"unanswered_seconds": 6}},
     "closed": {"hours": {"timezone": "UTC", "weekly": {}}, "max_chats_per_officer": 1000},
     "hooked": {"supervisors": [f"@{SUPERVISOR}:{SERVER}"], "max_chats_per_officer": 1000},
 }
@@ -109,6 +112,7 @@ def write_bridge_config(dir: Path, hs_url: str) -> tuple[Path, dict]:
                    {"id": "hooked", "label": "Hooked", "agency": "hooked"},
                    {"id": "auto", "label": "Automatic desk", "agency": "autodesk"},
                    {"id": "timers", "label": "Timers desk", "agency": "timers"},
+                   {"id": "autotimers", "label": "Automatic desk with timers", "agency": "autotimers"},
                    {"id": "after-hours", "label": "After hours", "agency": "closed"}],
         "webhooks": {"endpoints": [{"agency": "hooked", "url": f"http://127.0.0.1:{webhook_port}/hook",
                                     "secret": WEBHOOK_SECRET}]},

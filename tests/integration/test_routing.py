@@ -7,7 +7,7 @@ from __future__ import annotations
 
 
 from bridge.chats import notices
-from tests.support.bridge_db import dispatch_room_of, room_of
+from tests.support.bridge_db import claimed_by, dispatch_room_of, room_of
 from tests.support.visitor import Visitor
 from tests.support.waiting import until
 
@@ -96,3 +96,46 @@ async def test_timers_realert_requeue_and_close_an_idle_chat(matrix_env, officer
     await visitor.wait_frame(lambda f: f.get("type") == "status" and f.get("state") == "closed", 60, "closed")
     assert notices.text("ended_idle") in system_texts(visitor)
     await officer.notice(dispatch, number, edited=True, predicate=lambda b: "Closed after" in b)
+
+
+async def test_auto_mode_gives_an_unanswered_chat_to_the_next_officer(matrix_env, officer_of, visitors, bridge_log):
+    """The "autotimers" agency routes automatically and takes a chat back after 6 s without an answer."""
+    first = await officer_of("autotimers", auto_claim=False)
+    second = await officer_of("autotimers2", auto_claim=False)
+    dispatch = await dispatch_room_of(matrix_env.db_path, "autotimers")
+    officers = (first, second)
+    for officer in officers:
+        await officer.wait_member(dispatch, 60)
+        await officer.send(dispatch, "!available")
+        await officer.wait_message(lambda m: m.room_id == dispatch and m.body.startswith(officer.client.user_id)
+                                   and "is available" in m.body, 60, "availability confirmed")
+    try:
+        visitor = visitors()
+        await visitor.create(topic="autotimers")
+        await visitor.connect()
+        room = await room_of(matrix_env.db_path, visitor.chat_id)
+
+        def holders() -> list:
+            return [o for o in officers if room in o.client.rooms]
+        await until(lambda: len(holders()) == 1, 90, "the chat assigned to one officer")
+        silent = holders()[0]
+        other = second if silent is first else first
+
+        # The assigned officer says nothing: the chat goes back to the queue and on to the other officer.
+        await visitor.wait_frame(lambda f: f.get("from") == "system" and f.get("body") == notices.text("requeued"),
+                                 60, "back in the queue")
+        # (nio keeps a room it was kicked from in client.rooms, so ask the bridge who holds it now.)
+        await until(lambda: claimed_by(matrix_env.db_path, visitor.chat_id) == other.client.user_id, 90,
+                    "the chat reassigned to the other officer")
+        await other.wait_joined(room, 60)
+        await other.send(room, "Sorry for the wait, how can I help?")
+        await visitor.wait_frame(lambda f: f.get("from") == "officer"
+                                 and f.get("body") == "Sorry for the wait, how can I help?", 60, "the reply")
+        status, body = await visitor.http("GET", f"/api/v1/chats/{visitor.chat_id}")
+        assert body["state"] == "active"
+        await other.send(room, "!close")
+    finally:
+        for officer in officers:
+            await officer.send(dispatch, "!away")
+            await officer.wait_message(lambda m: m.room_id == dispatch and m.body.startswith(officer.client.user_id)
+                                       and "is away" in m.body, 60, "away confirmed")

@@ -71,3 +71,13 @@ def stored_ticket(db_path: Path, number: int) -> tuple[str, str, str | None, str
     finally:
         conn.close()
     return tuple(row) if row else None  # type: ignore[return-value]
+
+
+def claimed_by(db_path: Path, chat_id: str) -> str | None:
+    """The officer the bridge has given a chat to (by claim or assignment), or None."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT claimed_by FROM chats WHERE id = ?", [chat_id]).fetchone()
+    finally:
+        conn.close()
+    return row[0] if row else None

@@ -114,7 +114,8 @@ class ChatService:
         week_ago = int(time.time() * 1000) - 7 * 24 * 3600 * 1000
         return position, queue.estimate_seconds(self.store.chats.recent_waits(chat.topic, week_ago))
 
-    def _queue_moved(self, agency: str) -> None:
+    def queue_moved(self, agency: str) -> None:
+        """Tell every citizen waiting for this agency their new place (routing calls it when it reorders)."""
         for waiting in self.store.chats.waiting(agency):
             self.hub.queue(waiting.id)
 
@@ -222,7 +223,7 @@ class ChatService:
         self.hub.messages(chat.id)
         self.hub.status(chat.id, CLOSED)
         if chat.state == WAITING:
-            self._queue_moved(chat.agency)
+            self.queue_moved(chat.agency)
         self.wake_outbound()
         self.listener.closed(chat)
 
@@ -236,7 +237,7 @@ class ChatService:
             self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("transferred", agency=agency_name))
         self.hub.messages(chat.id)
         self.hub.status(chat.id, WAITING)
-        self._queue_moved(agency_id)
+        self.queue_moved(agency_id)
         self.listener.transferred(before, self.store.chats.get(chat.id) or chat)
 
     # ---- Matrix-side happenings ------------------------------------------------------------------
@@ -254,7 +255,7 @@ class ChatService:
             if chat.answered_ts is None:          # a chat back in the queue was answered once already
                 metrics.chat_answered(chat.agency, chat.created_ts)
             self.hub.status(chat.id, ACTIVE)
-            self._queue_moved(chat.agency)      # everyone behind moves up
+            self.queue_moved(chat.agency)      # everyone behind moves up
         self.listener.joined(chat, user_id)
         try:
             # Share the room key now, so the officer's first read does not wait for key exchange.

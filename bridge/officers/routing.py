@@ -186,7 +186,7 @@ class Routing(ChatListener):
                                reason="already claimed", holder=holder)
             return f"Chat {chat.number} was already taken by {holder}."
         self.dispatch.chat_changed(chat.id)
-        self.chats._queue_moved(chat.agency)
+        self.chats.queue_moved(chat.agency)
         if chat.room_id:
             self._spawn(self._invite(chat.id))
         verb = "assigned to" if how == "auto" else "claimed by"
@@ -218,7 +218,7 @@ class Routing(ChatListener):
         self._passed_over.setdefault(chat.id, set()).add(officer)
         self.chats.hub.messages(chat.id)
         self.chats.hub.status(chat.id, WAITING)
-        self.chats._queue_moved(chat.agency)
+        self.chats.queue_moved(chat.agency)
         self.dispatch.chat_changed(chat.id)
         self.dispatch.alert(chat.agency, f"Chat {chat.number} is back in the queue: {officer} {reason}.",
                             mention_supervisors=False)
@@ -234,7 +234,7 @@ class Routing(ChatListener):
         with self.store.db.transaction():
             self.store.chats.mark(chat.id, priority=int(high))
             self.journal.chat_event(chat.id, "priority", actor, priority="high" if high else "normal")
-        self.chats._queue_moved(chat.agency)
+        self.chats.queue_moved(chat.agency)
         self.dispatch.chat_changed(chat.id)
 
     def raise_emergency(self, chat: Chat, actor: str, **details: object) -> None:
@@ -246,7 +246,7 @@ class Routing(ChatListener):
             self.journal.chat_event(chat.id, "emergency", actor, **details)
         self.chats.hub.messages(chat.id)
         self.chats.hub.status(chat.id, chat.state)
-        self.chats._queue_moved(chat.agency)
+        self.chats.queue_moved(chat.agency)
         self.dispatch.chat_changed(chat.id)
         where = f"held by {chat.claimed_by}" if chat.claimed_by else "now first in the queue"
         self.dispatch.alert(chat.agency, f"🚨 Emergency in chat {chat.number} ({where}).")

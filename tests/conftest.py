@@ -16,7 +16,7 @@ import yaml
 from bridge.localhs import LocalSynapse, free_port
 from tests.support.bridge_process import BridgeProcess
 from tests.support import supervisor_room
-from tests.support.officer import NioOfficer
+from tests.support.officer import NioOfficer, OfficerPool
 from tests.support.visitor import Visitor
 
 ROOT = Path(__file__).parents[1]
@@ -180,16 +180,10 @@ async def officer_of(matrix_env: MatrixEnv, tmp_path):
     """``await officer_of("central")``: a started encrypted nio officer of that agency, stopped after the test.
 
     It claims every chat whose new dispatch notice it reads (``auto_claim=False`` for tests of claiming)."""
-    started: list[NioOfficer] = []
+    pool = OfficerPool(tmp_path, PASSWORD)
 
     async def make(agency: str, auto_claim: bool = True) -> NioOfficer:
-        o = NioOfficer(matrix_env.synapse.url, matrix_env.officer_id(agency), PASSWORD,
-                       tmp_path / f"officer-{agency}-{len(started)}")
-        o.auto_claim = lambda number: auto_claim
-        started.append(o)
-        await o.start()
-        return o
+        return await pool.start(matrix_env.synapse.url, matrix_env.officer_id(agency), f"officer-{agency}", auto_claim)
 
     yield make
-    for o in started:
-        await o.stop()
+    await pool.stop_all()

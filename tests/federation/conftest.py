@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.federation import PASSWORD, FederationEnv, federation
-from tests.support.officer import NioOfficer
+from tests.support.officer import NioOfficer, OfficerPool
 from tests.support.visitor import Visitor
 
 
@@ -26,18 +26,13 @@ async def officer_on(fed_env: FederationEnv, tmp_path):
     """``await officer_on(fed_env.b, "bofficer")``: a started encrypted nio client on that server, stopped after.
 
     Like an eager officer it claims each chat whose new notice it reads in its agency's dispatch room."""
-    started: list[NioOfficer] = []
+    pool = OfficerPool(tmp_path, PASSWORD)
 
     async def make(hs, localpart: str, auto_claim: bool = True) -> NioOfficer:
-        o = NioOfficer(hs.url, hs.user_id(localpart), PASSWORD, tmp_path / f"{localpart}-{len(started)}")
-        o.auto_claim = lambda number: auto_claim
-        started.append(o)
-        await o.start()
-        return o
+        return await pool.start(hs.url, hs.user_id(localpart), localpart, auto_claim)
 
     yield make
-    for o in started:
-        await o.stop()
+    await pool.stop_all()
 
 
 @pytest.fixture

@@ -234,3 +234,23 @@ class NioOfficer:
         if self.client.logged_in:
             await self.client.logout()    # the device goes away, as when an officer signs out
         await self.client.close()
+
+
+class OfficerPool:
+    """Starts encrypted test officers for one test and stops every one it started."""
+
+    def __init__(self, store_dir: Path, password: str) -> None:
+        self.store_dir, self.password = store_dir, password
+        self.started: list[NioOfficer] = []
+
+    async def start(self, homeserver: str, user_id: str, name: str, auto_claim: bool = True) -> NioOfficer:
+        """``auto_claim``: claim each chat whose new dispatch notice it reads, like an eager officer."""
+        o = NioOfficer(homeserver, user_id, self.password, self.store_dir / f"{name}-{len(self.started)}")
+        o.auto_claim = lambda number: auto_claim
+        self.started.append(o)
+        await o.start()
+        return o
+
+    async def stop_all(self) -> None:
+        for o in self.started:
+            await o.stop()

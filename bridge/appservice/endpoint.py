@@ -9,15 +9,19 @@ is answered 200 and ignored.  Processing happens after the answer, in
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from typing import Callable
 
 from aiohttp import web
 
+from .. import client_input
 from ..store.transactions import Transactions
 
 log = logging.getLogger(__name__)
+
+# Synapse sends at most 100 events a transaction, each at most 64 KiB, plus ephemeral events, to-device
+# messages and device lists: generous, but a bound.
+MAX_TRANSACTION_BYTES = 64 * 1024 * 1024
 
 
 def matrix_error(status: int, errcode: str, message: str) -> web.Response:
@@ -34,7 +38,7 @@ class AppserviceEndpoint:
         self.pings = 0
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._authenticate], client_max_size=64 * 1024 * 1024)
+        app = web.Application(middlewares=[self._authenticate], client_max_size=MAX_TRANSACTION_BYTES)
         app.router.add_put("/_matrix/app/v1/transactions/{txn_id}", self.transaction)
         app.router.add_get("/_matrix/app/v1/users/{user_id}", self.user_query)
         app.router.add_get("/_matrix/app/v1/rooms/{alias}", self.room_query)
@@ -53,13 +57,24 @@ class AppserviceEndpoint:
             return matrix_error(404, "M_UNRECOGNIZED", "Unrecognized request")
         except web.HTTPMethodNotAllowed:
             return matrix_error(405, "M_UNRECOGNIZED", "Method not allowed")
+        except web.HTTPException as e:
+            return matrix_error(e.status, "M_UNKNOWN", e.reason or "Request failed")
+        except Exception:
+            log.exception("unexpected error on %s %s", request.method, request.path)
+            return matrix_error(500, "M_UNKNOWN", "Internal error")
 
     async def transaction(self, request: web.Request) -> web.Response:
         txn_id = request.match_info["txn_id"]
         try:
-            body = json.loads(await request.read())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            # Only what the homeserver itself could parse reaches us, so no depth limit of our own here.
+            body = client_input.parse_json(await client_input.read_body(request, MAX_TRANSACTION_BYTES),
+                                           max_depth=None)
+        except client_input.BodyTooLarge as e:
+            return matrix_error(413, "M_TOO_LARGE", f"Transaction body is larger than {e.limit} bytes")
+        except client_input.NotJson:
             return matrix_error(400, "M_NOT_JSON", "Transaction body is not JSON")
+        except client_input.BadJson as e:
+            return matrix_error(400, "M_BAD_JSON", f"Transaction body is not accepted: {e}")
         if not isinstance(body, dict) or not isinstance(body.get("events", []), list):
             return matrix_error(400, "M_BAD_JSON", "Transaction must be an object with an 'events' list")
         if self.transactions.store(txn_id, body):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import time
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from .. import client_input
 from ..config import Config
 from ..records import Records
 from ..records.retention import Retention
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 COOKIE = "precinct_console"
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
+MAX_FORM_BYTES = 16 * 1024          # a sign-in token, a CSRF token and a hold reason of 500 characters
 EXPORT_TYPES = {"json": "application/json", "html": "text/html", "txt": "text/plain"}
 
 def csrf_token(session_id: str) -> str:
@@ -41,6 +44,8 @@ def day_ms(text: str | None, end: bool = False) -> int | None:
     """``YYYY-MM-DD`` (UTC) → ms at the start of that day (or of the next one, for an end date)."""
     if not text:
         return None
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):     # strptime's %Y takes any Unicode digits
+        raise ValueError(f"not a YYYY-MM-DD date: {text!r}")
     day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
     return int(day.timestamp() * 1000) + (86_400_000 if end else 0)
 
@@ -116,7 +121,15 @@ class ConsoleWeb:
         origin = request.headers.get("Origin")
         if origin is not None and origin != self.origin:
             raise web.HTTPForbidden(reason="Refused", text="This form was not sent from the console.")
-        form = {k: str(v) for k, v in (await request.post()).items()}
+        if request.content_type != "application/x-www-form-urlencoded":
+            raise web.HTTPUnsupportedMediaType(reason="Not a form", text="The console takes only its own forms.")
+        try:
+            form = client_input.parse_form(await client_input.read_body(request, MAX_FORM_BYTES))
+        except client_input.BodyTooLarge:
+            raise web.HTTPRequestEntityTooLarge(MAX_FORM_BYTES, request.content_length or MAX_FORM_BYTES + 1,
+                                                reason="Too large", text="This form is larger than the console's forms.")
+        except client_input.BadForm:
+            raise web.HTTPBadRequest(reason="Bad form", text="This form could not be read.")
         if session_id is not None and not hmac.compare_digest(form.get("csrf", ""), csrf_token(session_id)):
             raise web.HTTPForbidden(reason="Refused", text="This form has expired; reload the page and try again.")
         return form

@@ -8,13 +8,13 @@ carry on.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from .. import client_input
 from ..config import Config
 from ..chats.lifecycle import ChatClosed, ChatNotReady, ChatService
 from ..chats import attachments
@@ -74,6 +74,26 @@ def message_frame(m: Message, attachment: Attachment | None = None) -> dict[str,
     return frame
 
 
+def _parse_json(raw: bytes | str, what: str) -> Any:
+    try:
+        return client_input.parse_json(raw)
+    except client_input.NotJson:
+        raise ApiError(400, "invalid_json", f"{what} is not valid JSON.")
+    except client_input.BadJson as e:
+        raise ApiError(400, "invalid_json", f"{what} is not accepted: {e}")
+
+
+def _count(value: Any, name: str, text: bool, meaning: str) -> int:
+    """A whole number from the client (ASCII digits in text, a JSON integer in JSON), 0 to 2^63 - 1."""
+    try:
+        return client_input.whole_number(value, text=text)
+    except client_input.BadNumber:
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0 or \
+                isinstance(value, str) and value.startswith("-"):
+            raise ApiError(400, "bad_request", f"'{name}' must not be negative.")
+        raise ApiError(400, "bad_request", f"'{name}' must be a whole number below 2^63 ({meaning}).")
+
+
 def _default_sender(kind: str) -> str:
     return {"visitor": "You", "officer": "Officer", "system": "Precinct"}.get(kind, kind)
 
@@ -112,15 +132,13 @@ class VisitorApi:
     # ---- validation --------------------------------------------------------------------------------
     @staticmethod
     async def _json(request: web.Request) -> dict[str, Any]:
-        if (request.content_length or 0) > MAX_JSON_BYTES:
+        try:
+            raw = await client_input.read_body(request, MAX_JSON_BYTES)
+        except client_input.BodyTooLarge:
             raise ApiError(413, "too_large", "The request is too large.")
-        raw = await request.read()
         if not raw:
             return {}
-        try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ApiError(400, "invalid_json", "The request body is not valid JSON.")
+        data = _parse_json(raw, "The request body")
         if not isinstance(data, dict):
             raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
         return data
@@ -159,23 +177,12 @@ class VisitorApi:
             raise ApiError(404, "not_found", "No such chat.")
         return chat
 
-    def _since(self, value: Any, from_query: bool = False) -> int:
+    @staticmethod
+    def _since(value: Any, from_query: bool = False) -> int:
         """In a query string 'since' is text; in a JSON frame it must be a JSON integer."""
         if value is None or (from_query and value == ""):
             return 0
-        problem = ApiError(400, "bad_request", "'since' must be a whole number (the last seq you have, 0 at first).")
-        if isinstance(value, str):
-            if not from_query:
-                raise problem
-            if not value.isdigit():
-                raise problem if not value.startswith("-") else ApiError(400, "bad_request",
-                                                                        "'since' must not be negative.")
-            return int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise problem
-        if value < 0:
-            raise ApiError(400, "bad_request", "'since' must not be negative.")
-        return value
+        return _count(value, "since", from_query, "the last seq you have, 0 at first")
 
     def _state(self, chat: Chat) -> dict[str, Any]:
         """The chat as GET /api/v1/chats/{id} and the ready frame describe it (queue place while waiting)."""
@@ -300,8 +307,11 @@ class VisitorApi:
     async def get_attachment(self, request: web.Request) -> web.StreamResponse:
         chat = self.store.chats.get(self._chat_for(request).id)
         assert chat is not None
-        seq = request.match_info["seq"]
-        found = await self.chats.attachment_bytes(chat, int(seq), self.max_attachment * 4) if seq.isdigit() else None
+        try:
+            seq = client_input.whole_number(request.match_info["seq"], text=True)
+        except client_input.BadNumber:
+            raise ApiError(404, "not_found", "No such attachment.")
+        found = await self.chats.attachment_bytes(chat, seq, self.max_attachment * 4)
         if found is None:
             raise ApiError(404, "not_found", "No such attachment.")
         attachment, data = found
@@ -360,6 +370,13 @@ class VisitorApi:
         self._sockets.add(ws)
         try:
             return await self._serve(request, ws)
+        except Exception:
+            # A bug, not the client's doing. The connection is a WebSocket now: an HTTP 500 written
+            # into it would be garbage to the page, so close it as the WebSocket protocol says.
+            log.exception("unexpected error on the WebSocket of %s", request.path)
+            if not ws.closed:
+                await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
+            return ws
         finally:
             self._sockets.discard(ws)
 
@@ -423,17 +440,23 @@ class VisitorApi:
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 raise _ClientGone()
             if msg.type != WSMsgType.TEXT:
-                raise ApiError(400, "bad_frame", "Expected a JSON text frame {\"type\":\"auth\",…}.")
+                await ws.send_json(ApiError(400, "bad_frame", "Expected a JSON text frame {\"type\":\"auth\",…}.")
+                                   .frame())
+                continue
             try:
-                frame = json.loads(msg.data)
-            except json.JSONDecodeError:
-                await ws.send_json(ApiError(400, "invalid_json", "The frame is not valid JSON.").frame())
+                frame = _parse_json(msg.data, "The frame")
+            except ApiError as e:
+                await ws.send_json(e.frame())
                 continue
             if not isinstance(frame, dict) or frame.get("type") != "auth" or not isinstance(frame.get("token"), str):
                 await ws.send_json(ApiError(400, "bad_frame", "The first frame must be "
                                             "{\"type\":\"auth\",\"token\":\"…\",\"since\":N}.").frame())
                 continue
-            return self._chat_for(request, frame["token"]), self._since(frame.get("since"))
+            chat = self._chat_for(request, frame["token"])
+            try:
+                return chat, self._since(frame.get("since"))
+            except ApiError as e:
+                await ws.send_json(e.frame())      # still unauthenticated: a corrected auth frame may follow
 
     def _frame(self, m: Message) -> dict[str, Any]:
         attachment = self.store.attachments.get(m.chat_id, m.seq) if m.kind in ("image", "file") else None
@@ -456,12 +479,16 @@ class VisitorApi:
                 await self._client_frame(ws, chat, msg.data)
             except ApiError as e:
                 await ws.send_json(e.frame())
+            except (ConnectionResetError, asyncio.CancelledError):
+                raise
+            except Exception:
+                # A bug, not the client's doing: logged, and the citizen's connection carries on.
+                log.exception("unexpected error on a frame of chat %s", chat.number)
+                await ws.send_json(ApiError(500, "internal_error", "Something went wrong on our side; "
+                                            "please try again.").frame())
 
     async def _client_frame(self, ws: web.WebSocketResponse, chat: Chat, data: str) -> None:
-        try:
-            frame = json.loads(data)
-        except json.JSONDecodeError:
-            raise ApiError(400, "invalid_json", "The frame is not valid JSON.")
+        frame = _parse_json(data, "The frame")
         if not isinstance(frame, dict):
             raise ApiError(400, "bad_frame", "A frame must be a JSON object with a 'type'.")
         kind = frame.get("type")

@@ -64,12 +64,14 @@ async def _chunks(total: int, size: int = 64 * 1024):
         sent += size
 
 
-async def test_a_chunked_8_mib_body_is_refused_and_opens_no_chat(matrix_env: MatrixEnv, quiet_log):
+@pytest.mark.parametrize("size", [400 * 1024, 8 * 1024 * 1024])   # under and over the listener's attachment cap
+async def test_a_chunked_json_body_over_64_kib_is_refused_and_opens_no_chat(matrix_env: MatrixEnv, size: int,
+                                                                            quiet_log):
     before = _chat_count(matrix_env)
 
     async def body():
-        yield b'{"topic": "general", "display_name": "'
-        async for chunk in _chunks(8 * 1024 * 1024):
+        yield b'{"topic": "general", "display_name": "Alex", "padding": "'
+        async for chunk in _chunks(size):
             yield chunk
         yield b'"}'
     async with aiohttp.ClientSession() as s:

@@ -204,3 +204,33 @@ async def test_generated_first_frames_never_break_the_auth_phase(
         assert answer["type"] == "ready", (frame, answer)
     finally:
         await ws.close()
+
+
+PREFIXES = ["", "api/", "api/v1/", "api/v1/chats/", "api/v1/chats/x/", "static/", "static/js/", "console/",
+            "console/chats/", "chat", "health", "branding/"]
+METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+
+
+@settings(max_examples=100, **SETTINGS)
+@given(method=st.sampled_from(METHODS), prefix=st.sampled_from(PREFIXES),
+       segments=st.lists(segment, max_size=3), query=segment, payload=st.none() | body)
+async def test_generated_paths_on_the_public_listener_never_get_a_5xx(
+        matrix_env: MatrixEnv, visitor: Visitor, quiet_log, method: str, prefix: str,  # noqa: F811
+        segments: list[str], query: str, payload: bytes | None):
+    if prefix + "/".join(segments) in ("console/sign-in", "console/sign-out"):
+        return                       # forms with their own tests; a generated sign-in is only an audited refusal
+    url = URL(f"{matrix_env.public_url}/{prefix}{'/'.join(segments)}?q={query}&since={query}", encoded=True)
+    async with visitor.session.request(method, url, data=payload, allow_redirects=False) as r:
+        status, text = r.status, await r.text()
+    assert status < 500, (method, str(url), status)
+    assert "Traceback" not in text
+    if status >= 400 and url.path.startswith("/api/") and method != "HEAD":
+        assert _error_shape(text), (method, str(url), status, text[:200])
+
+
+def _error_shape(text: str) -> bool:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and isinstance(data.get("error"), str) and isinstance(data.get("message"), str)

@@ -525,6 +525,9 @@ class VisitorApi:
 
     async def _read_frames(self, ws: web.WebSocketResponse, chat: Chat) -> None:
         async for msg in ws:
+            # Frames already buffered are handed out without a pause: without this, a flood on one
+            # socket would be served to its end before anyone else (another citizen, /health) gets a turn.
+            await asyncio.sleep(0)
             if msg.type != WSMsgType.TEXT:
                 if msg.type == WSMsgType.BINARY:
                     await ws.send_json(ApiError(400, "bad_frame", "Binary frames are not supported.").frame())

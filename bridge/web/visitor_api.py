@@ -16,7 +16,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from .. import client_input
 from ..config import Config
-from ..chats.lifecycle import ChatClosed, ChatNotReady, ChatService
+from ..chats.lifecycle import ChatClosed, ChatNotReady, ChatsBusy, ChatService
 from ..chats import attachments
 from ..chats.queue import queue_frame
 from ..officers import hours
@@ -35,6 +35,7 @@ AUTH_TIMEOUT = 15.0
 MAX_CLIENT_ID = 128
 MAX_FRAME_BYTES = 64 * 1024
 MAX_JSON_BYTES = 64 * 1024
+BUSY_RETRY_AFTER = 60       # seconds a "busy" answer asks the page to wait before trying again
 HISTORY_PAGE = 500          # messages per GET …/messages; "more": true says ask again from the last seq
 
 
@@ -43,13 +44,16 @@ class _ClientGone(Exception):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error: str, message: str) -> None:
+    def __init__(self, status: int, error: str, message: str, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
         super().__init__(message)
         self.status, self.error, self.message = status, error, message
+        self.headers, self.extra = headers or {}, extra     # e.g. Retry-After; more fields for the page
         self.client_id: str | None = None      # set when the error is about one of the citizen's messages
 
     def response(self) -> web.Response:
-        return web.json_response({"error": self.error, "message": self.message}, status=self.status)
+        return web.json_response({"error": self.error, "message": self.message, **self.extra}, status=self.status,
+                                 headers=self.headers)
 
     def frame(self) -> dict[str, Any]:
         frame = {"type": "error", "error": self.error, "message": self.message}
@@ -201,6 +205,7 @@ class VisitorApi:
         c = self.config
         return web.json_response({
             "service_name": c.get("site.service_name") or None, "emergency_number": c.get("site.emergency_number"),
+            "phone_number": c.get("site.phone_number") or None,
             "logo_url": branding.logo_url(c),
             "welcome_text": c.get("site.welcome_text") or None, "privacy_url": c.get("site.privacy_url") or None,
             "require_consent": c.get("site.require_consent"), "quick_exit_url": c.get("site.quick_exit_url"),
@@ -237,10 +242,22 @@ class VisitorApi:
                                                f"{', '.join(t.id for t in self.config.topics)}.")
         name = self._optional_text(data, "display_name", self.max_name)
         language = self._optional_text(data, "language", 16)
-        chat, token = self.chats.open(topic, name, language)
+        try:
+            chat, token = self.chats.open(topic, name, language)
+        except ChatsBusy:
+            raise self._busy()
         ws_url = self.public_url.replace("http", "ws", 1) + f"/api/v1/chats/{chat.id}/ws"
         return web.json_response({"chat_id": chat.id, "token": token, "ws_url": ws_url, "number": chat.number},
                                  status=201)
+
+    def _busy(self) -> ApiError:
+        """The queue is full: a clear answer the page translates, with the numbers to call instead."""
+        phone, emergency = self.config.get("site.phone_number"), self.config.get("site.emergency_number")
+        message = ("All our officers are busy and the queue is full, so a new chat cannot start now. Please try "
+                   f"again in a few minutes{f' or phone us on {phone}' if phone else ''}. "
+                   f"In an emergency call {emergency}.")
+        return ApiError(503, "busy", message, headers={"Retry-After": str(BUSY_RETRY_AFTER)},
+                        retry_after=BUSY_RETRY_AFTER, phone_number=phone or None, emergency_number=emergency)
 
     async def get_chat(self, request: web.Request) -> web.Response:
         return web.json_response(self._state(self._chat_for(request)))

@@ -246,13 +246,14 @@ async def console(matrix_env: MatrixEnv):
     from tests.integration.test_console_live import console_link
     result = console_link(matrix_env, f"@{SUPERVISOR}:{SERVER}")
     assert result.returncode == 0, result.stderr
-    token = parse_qs(urlsplit(result.stdout.strip()).query)["token"][0]
+    link = result.stdout.strip()
+    token = parse_qs(urlsplit(link).query)["token"][0]
     session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
     try:
-        async with session.get(result.stdout.strip()) as r:       # the page sets the sign-in form's CSRF cookie
-            sign_in = re.search(r'name="csrf" value="([^"]+)"', await r.text())
-        async with session.post(matrix_env.public_url + "/console/sign-in", allow_redirects=False,
-                                data={"token": token, "csrf": sign_in.group(1) if sign_in else ""}) as r:
+        async with session.get(link) as r:              # the sign-in page sets its form's CSRF cookie
+            sign_in_csrf = re.search(r'name="csrf" value="([^"]+)"', await r.text()).group(1)  # type: ignore[union-attr]
+        async with session.post(matrix_env.public_url + "/console/sign-in",
+                                data={"token": token, "csrf": sign_in_csrf}, allow_redirects=False) as r:
             assert r.status == 303
         async with session.get(matrix_env.public_url + "/console/search") as r:
             found = re.search(r'name="csrf" value="([^"]+)"', await r.text())

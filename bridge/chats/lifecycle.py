@@ -199,6 +199,7 @@ class ChatService:
     async def visitor_typing(self, chat: Chat, active: bool) -> None:
         chat = self.store.chats.get(chat.id) or chat
         if chat.room_id and chat.puppet and chat.state != CLOSED:
+            metrics.typing_sent()
             try:
                 await self.api.typing(chat.puppet, chat.room_id, active)
             except Exception as e:  # typing is best effort

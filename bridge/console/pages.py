@@ -85,10 +85,11 @@ def signed_out(bot: str, message: str = "") -> str:
                   "sign-in link that works once, for five minutes.</p>")
 
 
-def confirm_sign_in(token: str) -> str:
+def confirm_sign_in(token: str, csrf: str) -> str:
     """A button, not an automatic sign-in: link previews and scanners that fetch the URL spend nothing."""
     return layout(Page(None), "Sign in", "<form method=\"post\" action=\"/console/sign-in\">"
                   f"<input type=\"hidden\" name=\"token\" value=\"{e(token)}\">"
+                  f"<input type=\"hidden\" name=\"csrf\" value=\"{e(csrf)}\">"
                   "<p><button>Sign in to the console</button></p></form>")
 
 

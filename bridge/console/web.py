@@ -1,9 +1,19 @@
 """The console's routes under /console on the public listener: sign-in, live view, search, transcripts.
 
 Its own CSP forbids every script and every origin but ours; responses are never cached.  The
-session cookie is HttpOnly, SameSite=Strict and Secure when the public URL is https; forms also
-carry a CSRF token derived from the session, and a POST from another origin is refused.  A
-supervisor sees only the agencies they supervise; trying another's chat is refused on record.
+session cookie is HttpOnly, SameSite=Strict and Secure when the public URL is https.  A supervisor
+sees only the agencies they supervise; trying another's chat is refused on record.
+
+Cross-site forms (CSRF) are refused by three checks a real browser satisfies on our own pages:
+
+* every form carries a token: derived from the session, or, on the sign-in form (before a session
+  exists), from a random SameSite=Strict cookie set when the sign-in page is shown, so another
+  site cannot sign a supervisor into a session of its choosing;
+* ``Sec-Fetch-Site`` must be ``same-origin`` when the browser sends it (Chromium, Firefox, Safari
+  on https and on localhost);
+* without it, ``Origin``, if present, must be ours.  Console pages send ``Referrer-Policy:
+  same-origin`` so that the browser puts our origin there rather than ``null`` (``no-referrer``,
+  which the citizen page keeps, makes a form's POST say ``Origin: null``).
 """
 from __future__ import annotations
 
@@ -11,6 +21,7 @@ import hashlib
 import hmac
 import logging
 import re
+import secrets
 import time
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
@@ -31,6 +42,7 @@ from .pages import Page
 log = logging.getLogger(__name__)
 
 COOKIE = "precinct_console"
+SIGN_IN_COOKIE = "precinct_console_sign_in"    # the sign-in form's CSRF secret, before a session exists
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
 MAX_FORM_BYTES = 16 * 1024          # a sign-in token, a CSRF token and a hold reason of 500 characters
@@ -96,6 +108,7 @@ class ConsoleWeb:
         response.headers["Content-Security-Policy"] = CSP
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "same-origin"     # so a form's POST says Origin: <ours>, not null
         return response
 
     @staticmethod
@@ -116,10 +129,22 @@ class ConsoleWeb:
     def _page(self, who: Supervisor, session_id: str) -> Page:
         return Page(who, csrf_token(session_id))
 
-    async def _form(self, request: web.Request, session_id: str | None) -> dict[str, str]:
-        """A POST's fields, after checking it comes from our own pages."""
+    def _same_origin(self, request: web.Request) -> bool:
+        """Did the browser send this from one of our own pages?  (Sec-Fetch-Site, else Origin.)"""
+        site = request.headers.get("Sec-Fetch-Site")
+        if site is not None:
+            return site == "same-origin"
         origin = request.headers.get("Origin")
-        if origin is not None and origin != self.origin:
+        return origin is None or origin == self.origin
+
+    async def _form(self, request: web.Request, csrf_secret: str | None,
+                    expired: str = "This form has expired; reload the page and try again.") -> dict[str, str]:
+        """A POST's fields, after checking it comes from our own pages: same origin, and the form's token
+        matches ``csrf_secret`` (the session ID, or the sign-in cookie)."""
+        if not self._same_origin(request):
+            log.info("console: refused a %s %s sent from another site (Sec-Fetch-Site %s, Origin %s)",
+                     request.method, request.path, request.headers.get("Sec-Fetch-Site"),
+                     request.headers.get("Origin"))
             raise web.HTTPForbidden(reason="Refused", text="This form was not sent from the console.")
         if request.content_type != "application/x-www-form-urlencoded":
             raise web.HTTPUnsupportedMediaType(reason="Not a form", text="The console takes only its own forms.")
@@ -130,8 +155,8 @@ class ConsoleWeb:
                                                 reason="Too large", text="This form is larger than the console's forms.")
         except client_input.BadForm:
             raise web.HTTPBadRequest(reason="Bad form", text="This form could not be read.")
-        if session_id is not None and not hmac.compare_digest(form.get("csrf", ""), csrf_token(session_id)):
-            raise web.HTTPForbidden(reason="Refused", text="This form has expired; reload the page and try again.")
+        if not csrf_secret or not hmac.compare_digest(form.get("csrf", ""), csrf_token(csrf_secret)):
+            raise web.HTTPForbidden(reason="Refused", text=expired)
         return form
 
     def _agency_names(self, who: Supervisor) -> dict[str, str]:
@@ -168,16 +193,25 @@ class ConsoleWeb:
         token = request.query.get("token", "")
         if not token:
             return self._signed_out(request, status=200)
-        return self._html(pages.confirm_sign_in(token))
+        secret = secrets.token_urlsafe(32)
+        response = self._html(pages.confirm_sign_in(token, csrf_token(secret)))
+        response.set_cookie(SIGN_IN_COOKIE, secret, httponly=True, secure=self.secure, samesite="Strict",
+                            path="/console/sign-in", max_age=self.auth.link_ttl_ms // 1000 + 60)
+        return response
 
     async def sign_in(self, request: web.Request) -> web.Response:
-        form = await self._form(request, None)
+        # Without the cookie (this browser was not shown our sign-in page, or long ago) the form is refused
+        # and the link is not spent, so opening it again works.
+        form = await self._form(request, request.cookies.get(SIGN_IN_COOKIE),
+                                expired="This sign-in form did not come from the console's sign-in page in this "
+                                        "browser. Open your sign-in link again.")
         signed = self.auth.sign_in(form.get("token", ""), request.remote)
         if signed is None:
             return self._signed_out(request, "This sign-in link has expired or was already used. Send !console "
                                              "to the bot again for a new one.", status=403)
         session_id, _ = signed
         response = web.HTTPSeeOther("/console/")
+        response.del_cookie(SIGN_IN_COOKIE, path="/console/sign-in")
         response.set_cookie(COOKIE, session_id, httponly=True, secure=self.secure, samesite="Strict",
                             path="/console")
         raise response

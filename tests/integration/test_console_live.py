@@ -1,6 +1,7 @@
 """The supervisor console on the real bridge: served under /console with its own CSP; links for supervisors only."""
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -65,8 +66,10 @@ async def test_a_supervisor_signs_in_once_and_sees_a_real_chat(matrix_env: Matri
         jar = aiohttp.CookieJar(unsafe=True)             # 127.0.0.1 is an IP address; the cookie is ours
         async with aiohttp.ClientSession(cookie_jar=jar) as s:
             async with s.get(url) as r:
-                assert r.status == 200 and "Sign in to the console" in await r.text()
-            async with s.post(matrix_env.public_url + "/console/sign-in", data={"token": token},
+                page = await r.text()
+                assert r.status == 200 and "Sign in to the console" in page
+            csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)  # type: ignore[union-attr]
+            async with s.post(matrix_env.public_url + "/console/sign-in", data={"token": token, "csrf": csrf},
                               allow_redirects=False) as r:
                 assert r.status == 303
                 cookie = r.cookies["precinct_console"]
@@ -82,10 +85,7 @@ async def test_a_supervisor_signs_in_once_and_sees_a_real_chat(matrix_env: Matri
             async with s.get(f"{matrix_env.public_url}/console/chats/{visitor.chat_id}") as r:
                 assert r.status == 200 and secret_words.replace("'", "&#x27;") in await r.text()
 
-        async with aiohttp.ClientSession() as other:                  # the same link, a second time
-            async with other.post(matrix_env.public_url + "/console/sign-in", data={"token": token},
-                                  allow_redirects=False) as r:
-                assert r.status == 403 and "precinct_console" not in r.cookies
+        assert await sign_in_with(matrix_env, url) == 403               # the same link, a second time
         assert [o for a, o, _ in audit_rows(matrix_env, "console.sign_in") if a == supervisor][-2:] == ["ok", "failed"]
         assert any(a == supervisor for a, _, _ in audit_rows(matrix_env, "transcript.viewed"))
         assert got.room_id
@@ -112,7 +112,11 @@ async def sign_in_with(env: MatrixEnv, url: str) -> int:
     from urllib.parse import parse_qs, urlsplit
     token = parse_qs(urlsplit(url).query)["token"][0]
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
-        async with s.post(env.public_url + "/console/sign-in", data={"token": token}, allow_redirects=False) as r:
+        async with s.get(url) as r:                   # the page sets the sign-in form's CSRF cookie
+            csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', await r.text()).group(1)  # type: ignore[union-attr]
+        async with s.post(env.public_url + "/console/sign-in", data={"token": token, "csrf": csrf},
+                          allow_redirects=False) as r:
+            assert r.status == 303 or "precinct_console" not in r.cookies
             return r.status
 
 

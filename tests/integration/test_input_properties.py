@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
@@ -234,3 +234,57 @@ def _error_shape(text: str) -> bool:
     except ValueError:
         return False
     return isinstance(data, dict) and isinstance(data.get("error"), str) and isinstance(data.get("message"), str)
+
+
+@pytest.fixture
+async def console(matrix_env: MatrixEnv):
+    """A signed-in supervisor's session on the real console, and the CSRF token its pages carry."""
+    import re
+    from urllib.parse import parse_qs, urlsplit
+
+    from tests.conftest import SERVER, SUPERVISOR
+    from tests.integration.test_console_live import console_link
+    result = console_link(matrix_env, f"@{SUPERVISOR}:{SERVER}")
+    assert result.returncode == 0, result.stderr
+    link = result.stdout.strip()
+    token = parse_qs(urlsplit(link).query)["token"][0]
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    try:
+        async with session.get(link) as r:              # the sign-in page sets its form's CSRF cookie
+            sign_in_csrf = re.search(r'name="csrf" value="([^"]+)"', await r.text()).group(1)  # type: ignore[union-attr]
+        async with session.post(matrix_env.public_url + "/console/sign-in",
+                                data={"token": token, "csrf": sign_in_csrf}, allow_redirects=False) as r:
+            assert r.status == 303
+        async with session.get(matrix_env.public_url + "/console/search") as r:
+            found = re.search(r'name="csrf" value="([^"]+)"', await r.text())
+        yield session, found.group(1) if found else ""
+    finally:
+        await session.close()
+
+
+@settings(max_examples=80, **SETTINGS)
+@given(data=st.data())
+async def test_generated_console_queries_and_forms_never_get_a_5xx(
+        matrix_env: MatrixEnv, console, quiet_log, data: st.DataObject):  # noqa: F811
+    session, csrf = console
+    chat = data.draw(st.one_of(segment, st.just("no-such-chat")))
+    q = {k: data.draw(segment) for k in ("q", "from", "to", "agency", "topic", "officer", "tag", "rating", "format")}
+    query = "&".join(f"{k}={v}" for k, v in q.items())
+    form = data.draw(st.one_of(
+        st.binary(max_size=64),
+        st.dictionaries(st.sampled_from(["csrf", "action", "reason", "x"]), text, max_size=4).map(
+            lambda f: "&".join(f"{quote(k)}={quote(v.encode('utf-8', 'surrogatepass'), safe='')}"
+                               for k, v in {"csrf": csrf, **f}.items()).encode())))
+    method, path = data.draw(st.sampled_from([
+        ("GET", f"/console/search?{query}"), ("GET", f"/console/reports?{query}"),
+        ("GET", f"/console/reports.csv?{query}"), ("GET", f"/console/chats/{chat}?{query}"),
+        ("GET", f"/console/chats/{chat}/export?{query}"), ("POST", f"/console/chats/{chat}/hold")]))
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    url = URL(matrix_env.public_url + path, encoded=True)
+    async with session.request(method, url, data=form if method == "POST" else None, headers=headers,
+                               allow_redirects=False) as r:
+        status, page = r.status, await r.text()
+    route = path.split("?")[0].replace(f"/chats/{chat}", "/chats/{chat}") if chat else path.split("?")[0]
+    event(f"{method} {route} → {status}")   # the spread, in --hypothesis-show-statistics
+    assert status < 500, (method, path, status)
+    assert "Traceback" not in page

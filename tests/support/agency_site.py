@@ -22,8 +22,10 @@ NEUTRAL_PAGE = """<!doctype html>
 class AgencySite:
     """``await start()`` serves ``origin`` (http://host:port) until ``await stop()``."""
 
-    def __init__(self, origin: str, bridge_url: str, name: str = "Central Police") -> None:
+    def __init__(self, origin: str, bridge_url: str, name: str = "Central Police",
+                 pages: dict[str, str] | None = None) -> None:
         self.origin, self.bridge_url, self.name = origin, bridge_url, name
+        self.pages = dict(pages or {})          # more paths → HTML, e.g. a hostile site's forged forms
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -38,6 +40,10 @@ class AgencySite:
 
         app.router.add_get("/", host)
         app.router.add_get("/weather", neutral)
+        for path, html in self.pages.items():
+            async def extra(request: web.Request, html: str = html) -> web.Response:
+                return web.Response(text=html, content_type="text/html")
+            app.router.add_get(path, extra)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         parts = urlsplit(self.origin)

@@ -42,6 +42,20 @@ _txn_lag = Histogram("precinct_appservice_transaction_lag_seconds", "From the ol
                      "an appservice transaction until the bridge finished processing it (homeserver queueing plus "
                      "bridge work).", buckets=LAG_BUCKETS, registry=REGISTRY)
 
+_typing = Counter("precinct_typing_calls", "Typing notifications sent to the homeserver for citizens (coalesced: "
+                  "changes of state only, at most one per chat per web.typing_interval_seconds).", registry=REGISTRY)
+_refused = Counter("precinct_visitor_refusals", "Citizens' requests refused to protect the service, by reason "
+                   "(rate_limited: a message over the chat's rate; too_many_connections: a WebSocket over a cap).",
+                   ["reason"], registry=REGISTRY)
+
+
+def typing_sent() -> None:
+    _typing.inc()
+
+
+def visitor_refused(reason: str) -> None:
+    _refused.labels(reason).inc()
+
 
 def message_bridged(direction: str) -> None:
     _bridged.labels(direction).inc()

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from .. import client_input
+from .. import client_input, metrics
 from ..config import Config
-from ..chats.lifecycle import ChatClosed, ChatNotReady, ChatService
+from ..chats.lifecycle import AttachmentUnavailable, ChatClosed, ChatNotReady, ChatService
 from ..chats import attachments
 from ..chats.queue import queue_frame
 from ..officers import hours
@@ -26,6 +26,7 @@ from ..store.attachments import Attachment
 from ..store.chats import Chat
 from ..store.messages import Message
 from . import branding, transcript
+from .flood import ChatRates, SocketCounts, TypingCoalescer
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,28 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.error, self.message = status, error, message
         self.client_id: str | None = None      # set when the error is about one of the citizen's messages
+        self.retry_after: int | None = None    # set on rate_limited: whole seconds until it may be tried again
 
     def response(self) -> web.Response:
-        return web.json_response({"error": self.error, "message": self.message}, status=self.status)
+        body: dict[str, Any] = {"error": self.error, "message": self.message}
+        headers = {}
+        if self.retry_after is not None:
+            body["retry_after"] = self.retry_after
+            headers["Retry-After"] = str(self.retry_after)
+        return web.json_response(body, status=self.status, headers=headers)
 
     def frame(self) -> dict[str, Any]:
-        frame = {"type": "error", "error": self.error, "message": self.message}
+        frame: dict[str, Any] = {"type": "error", "error": self.error, "message": self.message}
         if self.client_id is not None:
             frame["client_id"] = self.client_id
+        if self.retry_after is not None:
+            frame["retry_after"] = self.retry_after
         return frame
+
+
+def client_address(request: web.Request) -> str:
+    """The address a request comes from, for per-address limits."""
+    return request.remote or ""
 
 
 def message_frame(m: Message, attachment: Attachment | None = None) -> dict[str, Any]:
@@ -94,6 +108,11 @@ def _count(value: Any, name: str, text: bool, meaning: str) -> int:
         raise ApiError(400, "bad_request", f"'{name}' must be a whole number below 2^63 ({meaning}).")
 
 
+def _megabytes(n: int) -> str:
+    """A size limit as a citizen reads it: "10", "2.5", "0.5" (MiB, never rounded down to 0)."""
+    return f"{n / (1024 * 1024):.1f}".removesuffix(".0")
+
+
 def _default_sender(kind: str) -> str:
     return {"visitor": "You", "officer": "Officer", "system": "Precinct"}.get(kind, kind)
 
@@ -109,12 +128,18 @@ class VisitorApi:
         self.max_name = config.get("web.max_display_name_chars")
         self.public_url = config.get("web.public_url").rstrip("/")
         self._sockets: set[web.WebSocketResponse] = set()
+        self.rates = ChatRates(config.get("web.chat_message_burst"), config.get("web.chat_messages_per_minute"))
+        self.typing = TypingCoalescer(lambda chat, active: self.chats.visitor_typing(chat, active),
+                                      config.get("web.typing_interval_seconds"))
+        self.socket_counts = SocketCounts(config.get("web.max_sockets_per_chat"),
+                                          config.get("web.max_sockets_per_address"))
         self.embed_origins: list[str] = list(config.get("web.embed_origins"))
         own = urlsplit(self.public_url)
         self.allowed_origins = {f"{own.scheme}://{own.netloc}", *self.embed_origins}
 
     def routes(self, app: web.Application) -> None:
         app.on_shutdown.append(self._close_sockets)
+        app.on_cleanup.append(lambda app: self.typing.close())
         app.router.add_get("/api/v1/site", self.site)
         app.router.add_post("/api/v1/chats", self.create_chat)
         app.router.add_post("/api/v1/offline_messages", self.post_offline_message)
@@ -256,6 +281,7 @@ class VisitorApi:
     async def post_message(self, request: web.Request) -> web.Response:
         chat = self._chat_for(request)
         client_id, body = self._message_fields(await self._json(request))
+        self._admit(chat, client_id)
         msg = self._send(chat, client_id, body)
         return web.json_response({"client_id": client_id, "seq": msg.seq}, status=201)
 
@@ -285,11 +311,10 @@ class VisitorApi:
         if not client_id or len(client_id) > MAX_CLIENT_ID:
             raise ApiError(400, "bad_request", "'client_id' (query) must be a non-empty string, unique per message.")
         limit = self.max_attachment
-        if request.content_length is not None and request.content_length > limit:
-            raise ApiError(413, "file_too_large", f"Files can be at most {limit // (1024 * 1024)} MB.")
-        data = await request.content.read(limit + 1)
-        if len(data) > limit:
-            raise ApiError(413, "file_too_large", f"Files can be at most {limit // (1024 * 1024)} MB.")
+        try:
+            data = await client_input.read_body(request, limit)      # to its end: read(n) stops at the buffer
+        except client_input.BodyTooLarge:
+            raise ApiError(413, "file_too_large", f"Files can be at most {_megabytes(limit)} MB.")
         if not data:
             raise ApiError(400, "bad_request", "The file is empty.")
         kind = attachments.sniff(data)
@@ -311,7 +336,13 @@ class VisitorApi:
             seq = client_input.whole_number(request.match_info["seq"], text=True)
         except client_input.BadNumber:
             raise ApiError(404, "not_found", "No such attachment.")
-        found = await self.chats.attachment_bytes(chat, seq, self.max_attachment * 4)
+        try:
+            found = await self.chats.attachment_bytes(chat, seq, self.max_attachment * 4)
+        except AttachmentUnavailable as e:
+            if e.too_large:
+                raise ApiError(413, "file_too_large", "This file is too large to be fetched here.")
+            raise ApiError(502, "attachment_unavailable",
+                           "This file cannot be fetched intact right now; please ask the officer to send it again.")
         if found is None:
             raise ApiError(404, "not_found", "No such attachment.")
         attachment, data = found
@@ -352,6 +383,15 @@ class VisitorApi:
                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
                                      "Cache-Control": "no-store"})
 
+    def _admit(self, chat: Chat, client_id: str) -> None:
+        """The chat's message rate (WebSocket and POST together); over it nothing is stored."""
+        wait = self.rates.take(chat.id)
+        if wait:
+            metrics.visitor_refused("rate_limited")
+            e = ApiError(429, "rate_limited", f"Too many messages at once; send this one again in {wait} s.")
+            e.client_id, e.retry_after = client_id, wait
+            raise e
+
     def _send(self, chat: Chat, client_id: str, body: str) -> Message:
         try:
             return self.chats.visitor_message(self.store.chats.get(chat.id) or chat, client_id, body)
@@ -365,8 +405,19 @@ class VisitorApi:
         # (or an agency's, for the widget) must not open a citizen's chat.
         if origin is not None and origin not in self.allowed_origins:
             raise ApiError(403, "origin_not_allowed", "This site may not open the chat.")
-        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_FRAME_BYTES)
-        await ws.prepare(request)
+        address = client_address(request)
+        if not self.socket_counts.open(address):
+            metrics.visitor_refused("too_many_connections")
+            e = ApiError(429, "too_many_connections", "Too many open chat connections from this address; "
+                         "close some and try again.")
+            e.retry_after = 10
+            raise e
+        try:
+            ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_FRAME_BYTES)
+            await ws.prepare(request)
+        except BaseException:
+            self.socket_counts.closed(address)
+            raise
         self._sockets.add(ws)
         try:
             return await self._serve(request, ws)
@@ -379,6 +430,7 @@ class VisitorApi:
             return ws
         finally:
             self._sockets.discard(ws)
+            self.socket_counts.closed(address)
 
     async def _close_sockets(self, app: web.Application) -> None:
         """At shutdown: tell every citizen's page to reconnect later (1001) instead of holding the stop."""
@@ -398,6 +450,18 @@ class VisitorApi:
             return ws
         except _ClientGone:
             return ws
+        if not self.socket_counts.join(chat.id):
+            metrics.visitor_refused("too_many_connections")
+            await ws.send_json(ApiError(429, "too_many_connections", "This chat is open in too many places; "
+                                        "close another tab or window and try again.").frame())
+            await ws.close(code=4429, message=b"too_many_connections")
+            return ws
+        try:
+            return await self._serve_chat(ws, chat, since)
+        finally:
+            self.socket_counts.left(chat.id)
+
+    async def _serve_chat(self, ws: web.WebSocketResponse, chat: Chat, since: int) -> web.WebSocketResponse:
         sub = self.chats.hub.subscribe(chat.id)
         # A client claiming more than exists would otherwise never see the messages up to its number.
         last = min(since, self.store.messages.last_seq(chat.id))
@@ -471,6 +535,9 @@ class VisitorApi:
 
     async def _read_frames(self, ws: web.WebSocketResponse, chat: Chat) -> None:
         async for msg in ws:
+            # Frames already buffered are handed out without a pause: without this, a flood on one
+            # socket would be served to its end before anyone else (another citizen, /health) gets a turn.
+            await asyncio.sleep(0)
             if msg.type != WSMsgType.TEXT:
                 if msg.type == WSMsgType.BINARY:
                     await ws.send_json(ApiError(400, "bad_frame", "Binary frames are not supported.").frame())
@@ -495,6 +562,7 @@ class VisitorApi:
         if kind == "message":
             try:
                 client_id, body = self._message_fields(frame)
+                self._admit(chat, client_id)
                 msg = self._send(chat, client_id, body)
             except ApiError as e:
                 if isinstance(frame.get("client_id"), str) and len(frame["client_id"]) <= MAX_CLIENT_ID:
@@ -504,7 +572,7 @@ class VisitorApi:
         elif kind == "typing":
             if not isinstance(frame.get("active"), bool):
                 raise ApiError(400, "bad_frame", "'active' must be true or false.")
-            asyncio.create_task(self.chats.visitor_typing(chat, frame["active"]))
+            self.typing.set(chat, frame["active"])
         elif kind == "close":
             self.chats.close(self.store.chats.get(chat.id) or chat, by="visitor")
         elif kind == "auth":

@@ -93,6 +93,23 @@ export function acked(frame) {
   say(ui.chatError, "");
 }
 
+let retryTimer = null;
+
+/** rate_limited: the message was not stored; it stays in the outbox and goes again after retry_after. */
+export function rateLimited(frame) {
+  const clientId = typeof frame.client_id === "string" ? frame.client_id : inflight[0];
+  inflight = inflight.filter(function (id) { return id !== clientId; });
+  const seconds = typeof frame.retry_after === "number" && frame.retry_after > 0 ? frame.retry_after : 5;
+  say(ui.chatError, "msg.rate_limited", { seconds: seconds });
+  if (retryTimer === null) {
+    retryTimer = window.setTimeout(function () {
+      retryTimer = null;
+      say(ui.chatError, "");
+      flushOutbox();
+    }, Math.min(seconds, 60) * 1000);
+  }
+}
+
 /** An error frame; returns true when it was about one of my messages (already shown on it). */
 export function messageRefused(frame) {
   if (MESSAGE_ERRORS.indexOf(frame.error) === -1) { return false; }

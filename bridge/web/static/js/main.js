@@ -108,6 +108,10 @@ function handleFrame(frame) {
 
 function handleError(frame) {
   const text = typeof frame.message === "string" && frame.message ? frame.message : "";
+  if (frame.error === "rate_limited") {
+    composer.rateLimited(frame);   // kept and sent again after retry_after, with a notice
+    return;
+  }
   composer.messageRefused(frame);
   if (frame.error === "chat_closed") {
     setState("closed");

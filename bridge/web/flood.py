@@ -1,0 +1,153 @@
+"""What one citizen's WebSocket may cost: a message rate per chat, typing coalesced, sockets capped.
+
+    frames of one chat ──► ChatRates.take(chat) ── 0 ──► stored, acked
+                                              └─ s ──► error rate_limited, retry_after=s (nothing stored)
+    typing frames ───────► TypingCoalescer.set(chat, active)
+                              one task per chat at most: sends the latest state when it differs from
+                              the last one sent, then waits ``interval`` before the next call
+    handshake ───────────► SocketCounts: per address (before the upgrade, authenticated or not)
+                           and per chat (after auth)
+
+Pure bookkeeping plus one small task per typing chat; no store, no Matrix here (the typing call is
+handed in).  All state lives on the event loop thread.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 15.0     # an active state is re-sent this often (Matrix typing times out after 20 s)
+
+
+class TokenBucket:
+    """``capacity`` tokens, refilled at ``per_second``; ``take`` answers 0 (taken) or seconds to wait."""
+
+    def __init__(self, capacity: float, per_second: float, now: float) -> None:
+        self.capacity, self.per_second = capacity, per_second
+        self.tokens, self.at = capacity, now
+
+    def _refill(self, now: float) -> None:
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.per_second)
+        self.at = now
+
+    def take(self, now: float) -> float:
+        self._refill(now)
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.per_second
+
+    def full(self, now: float) -> bool:
+        self._refill(now)
+        return self.tokens >= self.capacity
+
+
+class ChatRates:
+    """A token bucket per chat for the citizen's messages (WebSocket and POST share it)."""
+
+    PRUNE_AT = 10_000       # buckets kept before the full (idle) ones are forgotten
+
+    def __init__(self, burst: int, per_minute: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst, self.per_second, self.clock = burst, per_minute / 60.0, clock
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def take(self, chat_id: str) -> int:
+        """0 when the message may go; otherwise whole seconds (at least 1) until it may."""
+        now = self.clock()
+        bucket = self._buckets.get(chat_id)
+        if bucket is None:
+            if len(self._buckets) >= self.PRUNE_AT:
+                self._buckets = {k: b for k, b in self._buckets.items() if not b.full(now)}
+            bucket = self._buckets[chat_id] = TokenBucket(self.burst, self.per_second, now)
+        wait = bucket.take(now)
+        return 0 if wait == 0 else max(1, math.ceil(wait))
+
+
+@dataclass
+class _Typing:
+    chat: Any
+    wanted: bool
+    sent: bool | None = None
+    sent_at: float = 0.0
+    task: asyncio.Task | None = field(default=None, repr=False)
+
+
+class TypingCoalescer:
+    """The citizen's typing as the homeserver sees it: only changes of state (and a refresh of a long
+    active state) are sent, at most one call per chat every ``interval`` seconds; in between only the
+    latest state is kept, so a flood of frames costs a dict entry and at most one task per chat."""
+
+    def __init__(self, send: Callable[[Any, bool], Awaitable[None]], interval: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.send, self.interval, self.clock = send, interval, clock
+        self._chats: dict[str, _Typing] = {}
+        self.calls = 0          # homeserver typing calls made (for tests and /metrics)
+
+    def set(self, chat: Any, active: bool) -> None:
+        state = self._chats.get(chat.id)
+        if state is None:
+            state = self._chats[chat.id] = _Typing(chat, active)
+        state.chat, state.wanted = chat, active
+        if active and state.sent and self.clock() - state.sent_at >= REFRESH_SECONDS:
+            state.sent = None       # still typing after a long while: say so again before it times out
+        if state.task is None and state.wanted != state.sent:
+            state.task = asyncio.create_task(self._run(state))
+
+    async def _run(self, state: _Typing) -> None:
+        try:
+            while state.wanted != state.sent:
+                state.sent, state.sent_at = state.wanted, self.clock()
+                self.calls += 1
+                try:
+                    await self.send(state.chat, state.sent)
+                except Exception as e:      # typing is best effort
+                    log.info("typing not sent: %s", e)
+                await asyncio.sleep(self.interval)      # the rate: one call per chat per interval
+        finally:
+            state.task = None
+            if self._chats.get(state.chat.id) is state and state.wanted == state.sent and not state.wanted:
+                del self._chats[state.chat.id]      # idle again: nothing kept for this chat
+
+    async def close(self) -> None:
+        tasks = [s.task for s in self._chats.values() if s.task is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class SocketCounts:
+    """Open WebSockets per client address (from the handshake) and per chat (once authenticated)."""
+
+    def __init__(self, per_chat: int, per_address: int) -> None:
+        self.per_chat, self.per_address = per_chat, per_address
+        self._by_address: dict[str, int] = defaultdict(int)
+        self._by_chat: dict[str, int] = defaultdict(int)
+
+    def open(self, address: str) -> bool:
+        if self._by_address[address] >= self.per_address:
+            return False
+        self._by_address[address] += 1
+        return True
+
+    def closed(self, address: str) -> None:
+        self._by_address[address] -= 1
+        if self._by_address[address] <= 0:
+            del self._by_address[address]
+
+    def join(self, chat_id: str) -> bool:
+        if self._by_chat[chat_id] >= self.per_chat:
+            return False
+        self._by_chat[chat_id] += 1
+        return True
+
+    def left(self, chat_id: str) -> None:
+        self._by_chat[chat_id] -= 1
+        if self._by_chat[chat_id] <= 0:
+            del self._by_chat[chat_id]

@@ -166,14 +166,10 @@ class InboundPump(WakeableLoop):
             event = decrypted
         meaning = ev.interpret(event)
         sender, device = str(event.get("sender")), event.get(SENDER_DEVICE)
-        sha256 = None
-        if isinstance(meaning, ev.OfficerAttachment):      # before the transaction: it downloads
-            sha256 = await self.chats.attachment_sha256(chat, meaning.mxc, meaning.file_info, self.max_hash_bytes)
         name = self._display_name(chat, sender)
         if isinstance(meaning, ev.Membership):
-            if meaning.membership in ("invite", "join") and not self._ours(meaning.user_id) and (
-                    not self.admission.allowed(meaning.user_id)
-                    or not self.chats.listener.may_act(chat, meaning.user_id)):
+            if meaning.membership in ("invite", "join") and not self._ours(meaning.user_id) \
+                    and not self.admission.admitted(chat, meaning.user_id):
                 await self.admission.refuse(chat, meaning.user_id, meaning.membership, sender)
             elif meaning.membership == "join" and meaning.previous != "join" and not self._ours(meaning.user_id):
                 # Idempotent, so a crash before the event is marked done just repeats it harmlessly.
@@ -188,6 +184,16 @@ class InboundPump(WakeableLoop):
                 await self.commands.handle(chat, sender, name, meaning.body)
             self.store.room_events.finish(item.stream, DONE)
             return True
+        if isinstance(meaning, TO_CITIZEN) and not self.admission.admitted(chat, sender):
+            # Checked on every message, not only on joins: membership can lag (a refused member's message
+            # may arrive before the kick) and a chat can change hands (transfer) with people still in the room.
+            with self.store.db.transaction():
+                self.admission.refuse_message(chat, sender, item.event_id, _what(meaning), _said(meaning))
+                self.store.room_events.finish(item.stream, IGNORED, "sender not admitted to the chat")
+            return True
+        sha256 = None
+        if isinstance(meaning, ev.OfficerAttachment):      # before the transaction: it downloads
+            sha256 = await self.chats.attachment_sha256(chat, meaning.mxc, meaning.file_info, self.max_hash_bytes)
         with self.store.db.transaction():
             if isinstance(meaning, ev.OfficerText):
                 self.chats.officer_message(chat, meaning.kind, meaning.body, sender, name, item.event_id,
@@ -219,6 +225,21 @@ class InboundPump(WakeableLoop):
         room = client.rooms.get(chat.room_id or "") if client else None
         name = (room.user_name(user_id) or user_id) if room and user_id in room.users else user_id
         return self.chats.listener.present(chat, user_id, name)
+
+
+TO_CITIZEN = (ev.OfficerText, ev.OfficerAttachment, ev.OfficerEdit, ev.OfficerRedaction)
+
+
+def _what(meaning: object) -> str:
+    return {ev.OfficerText: "text", ev.OfficerAttachment: "attachment", ev.OfficerEdit: "edit",
+            ev.OfficerRedaction: "redaction"}[type(meaning)]
+
+
+def _said(meaning: object) -> str | None:
+    """What a refused message said, for the record (a file by its name)."""
+    if isinstance(meaning, (ev.OfficerText, ev.OfficerEdit)):
+        return meaning.body
+    return meaning.name if isinstance(meaning, ev.OfficerAttachment) else None
 
 
 def _oldest_origin(body: dict[str, Any]) -> int | None:

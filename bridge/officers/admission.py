@@ -36,6 +36,23 @@ class Admission:
     def allowed(self, user_id: str) -> bool:
         return self.access.may_take_part(user_id)
 
+    def admitted(self, chat: Chat, user_id: str) -> bool:
+        """May this user be in this chat now, and be heard by its citizen? Asked of every membership and
+        every message: an officer let in before a transfer, or one who slipped in before a refusal took
+        effect, is not heard once the chat is no longer theirs."""
+        return self.allowed(user_id) and self.chats.listener.may_act(chat, user_id)
+
+    def refuse_message(self, chat: Chat, user_id: str, event_id: str, what: str, body: str | None) -> None:
+        """A message from someone not admitted: kept in the record as refused (never shown to the citizen),
+        audited, and the officers told. Call inside the transaction that marks the event done."""
+        reason = (self.access.refusal(user_id) if not self.allowed(user_id)
+                  else f"{user_id} is not an officer of {self.config.agency(chat.agency).name}, whose chat it is")
+        self.journal.chat_event(chat.id, "message.refused", user_id, event_id=event_id, format=what, body=body,
+                                reason=reason)
+        self.journal.audit("chat.message_refused", user_id, "refused", target=chat.id, origin=chat.room_id,
+                           event_id=event_id, reason=reason)
+        self.chats.notify_officers(chat, f"⚠ A message from {user_id} was not shown to the citizen: {reason}.")
+
     async def refuse(self, chat: Chat, user_id: str, membership: str, by: str) -> None:
         """Remove someone who may not take part (withdraw the invite, or kick), tell the officers, audit it."""
         reason = (self.access.refusal(user_id) if not self.allowed(user_id)

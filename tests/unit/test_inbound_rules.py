@@ -19,7 +19,7 @@ def _pump(store: Store, tmp_path):
     pump = InboundPump(example_config(tmp_path), store, SimpleNamespace(clients={}),
                        SimpleNamespace(is_puppet=lambda u: u.startswith("@webchat_")), chats,
                        SimpleNamespace(is_command=lambda t: t.startswith("!")),
-                       SimpleNamespace(allowed=lambda u: True))  # type: ignore[arg-type]
+                       SimpleNamespace(allowed=lambda u: True, admitted=lambda c, u: True))  # type: ignore[arg-type]
     return pump, published
 
 

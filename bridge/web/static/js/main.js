@@ -196,7 +196,8 @@ function startChat(event) {
   }).catch(function (err) {
     const number = app.site.emergency_number;
     if (err instanceof TypeError) { say(ui.startError, "start.unreachable", { number: number }); } else if (
-      err.message === "consent_required") { say(ui.startError, "consent.required"); } else {
+      err.message === "consent_required") { say(ui.startError, "consent.required"); } else if (
+      err.message === "blocked") { say(ui.startError, "start.blocked", { number: number }); } else {
       say(ui.startError, "start.failed", { status: err.status || 0, number: number });
     }
   }).then(function () {

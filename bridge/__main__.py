@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import re
 import secrets
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from . import config as cfg
+from .private_files import exposure, write_private
 
 
 def _patch_secret(text: str, key: str, value: str) -> str:
@@ -35,10 +37,29 @@ def generate_registration(config_path: Path, out: Path) -> None:
     if not isinstance(pickle, str) or cfg.secret_problem(pickle):
         text = _patch_secret(text, "pickle_key", secrets.token_hex(32))
     config = cfg.load(yaml.safe_load(text), config_path.resolve().parent)   # validate before writing anything
-    out.write_text(yaml.safe_dump(registration(config), sort_keys=False), encoding="utf-8")
-    config_path.write_text(text, encoding="utf-8")
+    write_private(out, yaml.safe_dump(registration(config), sort_keys=False))   # both hold the tokens: 0600
+    write_private(config_path, text)
     print(f"Wrote {out}; new tokens saved in {config_path}. Add the registration to the homeserver's "
           "app_service_config_files and restart it.")
+
+
+def exposed_secrets(config_path: Path, config: cfg.Config) -> list[str]:
+    """Secret files others could read, each with its fix: the config (when it holds secrets itself) and
+    the registration found beside it or in the working folder (when it holds this bridge's token).
+    The records signing key is checked where it is loaded (``records/signing.py``), with the same check."""
+    problems = []
+    raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    if cfg.secrets_in_file(raw) and (p := exposure(config_path, "configuration file")):
+        problems.append(p)
+    seen: set[Path] = set()
+    for candidate in (config_path.resolve().parent / "registration.yaml", Path("registration.yaml").resolve()):
+        if candidate in seen or not candidate.is_file():
+            continue
+        seen.add(candidate)
+        if config.get("appservice.as_token") in candidate.read_text(encoding="utf-8", errors="replace"):
+            if p := exposure(candidate, "appservice registration"):
+                problems.append(p)
+    return problems
 
 
 async def _run(config: cfg.Config) -> None:
@@ -71,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     from .console import cli as console_cli
     console_cli.add_parsers(sub)
     args = parser.parse_args(argv)
+    # Whatever any library creates from here on (SQLite's files, nio's stores, exports, Synapse's files
+    # in the demo) is owner-only, whatever umask the operator's shell has; our own secrets set modes too.
+    os.umask(0o077)
     try:
         if hasattr(args, "func"):
             return args.func(args)
@@ -78,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             generate_registration(args.config, args.output)
         elif args.command == "run":
             config = cfg.load_file(args.config)
+            if problems := exposed_secrets(args.config, config):
+                raise cfg.ConfigError("secret files must be readable by their owner only:\n  "
+                                      + "\n  ".join(problems))
             logging.basicConfig(level=config.get("logging.level"),
                                 format="%(asctime)s %(levelname)s %(name)s: %(message)s")
             logging.getLogger("nio").setLevel(logging.WARNING)

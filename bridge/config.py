@@ -643,6 +643,7 @@ def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Co
                 raise ConfigError(f"{key.path}: missing; {key.doc}")
             value = key.default
         values[key.path] = _coerce(key, value) if key.kind in (str, int, float, bool) else value
+    _check_distinct_secrets(values)
     values["web.embed_origins"] = _parse_origins(values["web.embed_origins"])
     known = {"image/jpeg", "image/png", "image/webp", "application/pdf"}
     types = values["attachments.allowed_types"]
@@ -673,6 +674,23 @@ def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Co
     if unknown := set(rooms) - {a.id for a in agencies}:
         raise ConfigError(f"reports.summary_rooms: {sorted(unknown)} not among the agencies {[a.id for a in agencies]}")
     return Config(values, base_dir, agencies, topics, webhooks)
+
+
+DISTINCT_SECRETS = ("appservice.as_token", "appservice.hs_token", "crypto.pickle_key")
+
+
+def _check_distinct_secrets(values: dict[str, Any]) -> None:
+    """One leaked value must not give away another: the appservice tokens and the pickle key differ."""
+    for i, a in enumerate(DISTINCT_SECRETS):
+        for b in DISTINCT_SECRETS[i + 1:]:
+            if values.get(a) and values.get(a) == values.get(b):
+                raise ConfigError(f"{a} and {b}: the same value; every secret must be different "
+                                  "(`python -m bridge generate-registration` writes new ones)")
+
+
+def secrets_in_file(raw: dict) -> list[str]:
+    """The secret keys a parsed config file sets itself (not through the environment)."""
+    return [k.path for k in SCHEMA if k.secret and _lookup(raw, k.path)[0] and _lookup(raw, k.path)[1]]
 
 
 def load_file(path: str | Path, environ: dict[str, str] | None = None) -> Config:

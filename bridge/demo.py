@@ -41,6 +41,7 @@ import yaml
 
 from . import config as cfg
 from .localhs import LocalSynapse, free_port, request_json
+from .private_files import private_dir, tighten_tree, write_private
 
 log = logging.getLogger(__name__)
 
@@ -97,16 +98,7 @@ class DemoFiles:
         return data if isinstance(data, dict) else {}
 
     def write_state(self, state: dict[str, Any]) -> None:
-        _write_private(self.state, json.dumps(state, indent=2) + "\n")
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (it holds secrets), atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+        write_private(self.state, json.dumps(state, indent=2) + "\n")
 
 
 @contextlib.contextmanager
@@ -233,7 +225,7 @@ def ensure_config(files: DemoFiles) -> cfg.Config:
     if not files.config.exists():
         ports = choose_ports(PREFERRED_PORTS)
         draft = files.dir / "config.yaml.new"
-        _write_private(draft, demo_config_text(ports))
+        write_private(draft, demo_config_text(ports))
         with contextlib.redirect_stdout(io.StringIO()):      # its "add it to the homeserver" advice is for admins
             generate_registration(draft, files.registration)  # real secrets in, validated, registration written
         os.chmod(draft, 0o600)
@@ -245,7 +237,7 @@ def ensure_config(files: DemoFiles) -> cfg.Config:
     if ports != old:
         moved = ", ".join(f"{name} {old[name]} → {ports[name]}" for name in ports if ports[name] != old[name])
         say(f"Ports in use by something else, moved: {moved} (saved in {files.config.name}).")
-        _write_private(files.config, with_ports(files.config.read_text(encoding="utf-8"), ports))
+        write_private(files.config, with_ports(files.config.read_text(encoding="utf-8"), ports))
         config = cfg.load_file(files.config)
     if config.get("homeserver.server_name") != SERVER_NAME:
         raise DemoError(f"{files.config} is for server {config.get('homeserver.server_name')!r}, the demo's "
@@ -253,7 +245,7 @@ def ensure_config(files: DemoFiles) -> cfg.Config:
     # Same tokens as before; rewritten so the appservice URL follows a moved port.
     text = yaml.safe_dump(registration(config), sort_keys=False)
     if not files.registration.exists() or files.registration.read_text(encoding="utf-8") != text:
-        _write_private(files.registration, text)
+        write_private(files.registration, text)
     return config
 
 
@@ -276,7 +268,7 @@ def ensure_officer_login(files: DemoFiles, hs_url: str) -> str:
             raise DemoError(f"{files.login} has no password line; restore it, or delete {files.dir} to start over")
     password = password or _new_password()
     login = {"homeserver": hs_url, "user_id": f"@{OFFICER_LOCALPART}:{SERVER_NAME}", "password": password}
-    _write_private(files.login, "# The demo officer's login for Element (custom homeserver). Made on the first\n"
+    write_private(files.login, "# The demo officer's login for Element (custom homeserver). Made on the first\n"
                                 "# run of the demo; the account in synapse/ has this password.\n"
                    + yaml.safe_dump(login, sort_keys=False))
     return password
@@ -553,7 +545,9 @@ def run_demo(data_dir: Path) -> int:
                 raise DemoError(f"the demo needs Synapse in this Python ({sys.executable}): "
                                 "pip install 'matrix-synapse>=1.163' (or: pip install -e '.[test]')")
             try:
-                files.dir.mkdir(parents=True, exist_ok=True)
+                private_dir(files.dir)
+                if tightened := tighten_tree(files.dir):      # a folder from an older demo, or a loose umask
+                    say(f"Made {tightened} files and folders in {files.dir} readable by you only.")
             except OSError as e:
                 raise DemoError(f"cannot create the data directory {files.dir}: {e}")
             held.enter_context(_exclusive(files.lock))   # released last, after Synapse has stopped
@@ -574,7 +568,7 @@ def run_demo(data_dir: Path) -> int:
                 synapse.start()
             finally:
                 install_handlers()
-            _write_private(files.synapse_pid, f"{synapse.pid}\n")
+            write_private(files.synapse_pid, f"{synapse.pid}\n")
 
             say("Starting the bridge…")
             handlers = _setup_logging(config, files.bridge_log)

@@ -18,11 +18,13 @@ import secrets
 import time
 from typing import Any, Callable
 
+import aiohttp
+
 from .. import metrics
 from ..config import Config
 from ..matrix import rooms
-from ..matrix.crypto import Crypto, decrypt_file, encrypt_file
-from ..matrix.intent import HomeserverApi
+from ..matrix.crypto import Crypto, CryptoError, decrypt_file, encrypt_file
+from ..matrix.intent import HomeserverApi, MatrixError, MediaTooLarge
 from ..matrix.puppets import PuppetManager
 from ..store import Store
 from ..store.attachments import Attachment
@@ -79,6 +81,14 @@ class ChatClosed(Exception):
 
 class ChatNotReady(Exception):
     """The chat's Matrix side is still being set up."""
+
+
+class AttachmentUnavailable(Exception):
+    """An attachment that cannot be given out whole: too large, unreadable, or not the bytes on record."""
+
+    def __init__(self, reason: str, too_large: bool = False) -> None:
+        super().__init__(reason)
+        self.too_large = too_large
 
 
 class ChatService:
@@ -189,11 +199,18 @@ class ChatService:
         found = self.store.attachments.get(chat.id, seq)
         if found is None or not chat.puppet:
             return None
-        data = await self.api.download(chat.puppet, found.mxc, max_bytes)
-        if found.file_info:
-            data = decrypt_file(data, found.file_info)
+        try:
+            data = await self.api.download(chat.puppet, found.mxc, max_bytes)
+            if found.file_info:
+                data = decrypt_file(data, found.file_info)
+        except MediaTooLarge as e:
+            raise AttachmentUnavailable(str(e), too_large=True) from None
+        except (MatrixError, CryptoError, aiohttp.ClientError, asyncio.TimeoutError) as e:
+            log.warning("chat %s: attachment %s not given out: %s", chat.number, seq, e)
+            raise AttachmentUnavailable(str(e)) from None
         if found.sha256 and hashlib.sha256(data).hexdigest() != found.sha256:
-            raise ValueError("attachment content does not match its recorded hash")
+            log.error("chat %s: attachment %s does not match the SHA-256 on record", chat.number, seq)
+            raise AttachmentUnavailable("the file does not match the SHA-256 on record")
         return found, data
 
     async def visitor_typing(self, chat: Chat, active: bool) -> None:

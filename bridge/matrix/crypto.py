@@ -37,6 +37,7 @@ from urllib.parse import quote
 import nio
 from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 
+from ..private_files import private_dir
 from ..store.puppets import Puppets
 from .intent import HomeserverApi, PuppetClient
 
@@ -113,7 +114,7 @@ class Crypto:
             puppet = self.puppets.get(user_id)
             if puppet is None:
                 raise CryptoError(f"unknown puppet {user_id}")
-            self.store_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.store_dir)          # pickled device keys: owner-only whatever the umask
             config = nio.AsyncClientConfig(
                 encryption_enabled=True, store=nio.store.SqliteStore, store_name=f"{user_id[1:].split(':')[0]}.db",
                 pickle_key=self.pickle_key, max_timeouts=3, max_limit_exceeded=5, request_timeout=30)

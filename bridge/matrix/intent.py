@@ -26,6 +26,23 @@ class MatrixError(Exception):
         super().__init__(f"{what}: HTTP {status} {self.errcode} {body.get('error', '') if isinstance(body, dict) else body}")
 
 
+class MediaTooLarge(MatrixError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, {"errcode": "M_TOO_LARGE", "error": f"more than {limit} bytes"}, "media download")
+        self.limit = limit
+
+
+async def read_to_end(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """Every byte of a response body, whatever its transfer encoding, or ``MediaTooLarge`` as soon as
+    more than ``limit`` have arrived (``StreamReader.read(n)`` returns what is buffered, not n bytes)."""
+    data = bytearray()
+    while chunk := await stream.readany():
+        data += chunk
+        if len(data) > limit:
+            raise MediaTooLarge(limit)
+    return bytes(data)
+
+
 class HomeserverApi:
     """Raw appservice requests with the as_token (one shared aiohttp session)."""
 
@@ -156,11 +173,12 @@ class HomeserverApi:
                                     f"{quote(media_id)}", params={"user_id": user_id}, ssl=self.ssl,
                                     headers={"Authorization": f"Bearer {self.as_token}"}) as resp:
             if resp.status != 200:
-                raise MatrixError(resp.status, await resp.json(content_type=None) or {}, "media download")
-            data = await resp.content.read(max_bytes + 1)
-            if len(data) > max_bytes:
-                raise MatrixError(413, {"error": "media too large"}, "media download")
-            return data
+                try:
+                    body = await resp.json(content_type=None)
+                except (json.JSONDecodeError, aiohttp.ContentTypeError, UnicodeDecodeError):
+                    body = {}
+                raise MatrixError(resp.status, body if isinstance(body, dict) else {}, "media download")
+            return await read_to_end(resp.content, max_bytes)
 
     def _raw(self, method: str, path: str, user_id: str):  # type: ignore[no-untyped-def]
         assert self.session

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..config import ConfigError
+from ..private_files import exposure
 from .chain import canonical
 
 
@@ -48,7 +49,7 @@ class Signer:
     def load_or_create(cls, path: Path) -> "Signer":
         """Read the key file, or create it (0600, never overwriting) when it does not exist yet."""
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM,
                                                              serialization.PrivateFormat.PKCS8,
                                                              serialization.NoEncryption())
@@ -59,8 +60,8 @@ class Signer:
             else:
                 with os.fdopen(fd, "wb") as f:
                     f.write(pem)
-        if path.stat().st_mode & 0o077:
-            raise SigningKeyError(f"records signing key {path} is readable by others; chmod 600 it")
+        if problem := exposure(path, "records signing key"):
+            raise SigningKeyError(problem)
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except (ValueError, TypeError) as e:

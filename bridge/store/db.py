@@ -14,6 +14,8 @@ from typing import Callable, Iterator
 
 import sqlite_utils
 
+from ..private_files import private_dir, private_file
+
 
 def _v1(db: sqlite_utils.Database) -> None:
     db["chats"].create({
@@ -179,7 +181,12 @@ class Database:
     def __init__(self, path: Path | str, synchronous: str = "FULL") -> None:
         self.path = Path(path)
         if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Owner-only whatever the umask: SQLite gives the -wal and -shm files the database file's mode.
+            if not self.path.parent.exists():
+                private_dir(self.path.parent)
+            for file in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+                if file == self.path or file.exists():     # an older run's WAL/SHM may be wider
+                    private_file(file)
         conn = sqlite3.connect(str(path), check_same_thread=False)
         self.db = sqlite_utils.Database(conn)
         if str(path) != ":memory:":

@@ -16,7 +16,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from .. import client_input, metrics
 from ..config import Config
-from ..chats.lifecycle import ChatClosed, ChatNotReady, ChatService
+from ..chats.lifecycle import AttachmentUnavailable, ChatClosed, ChatNotReady, ChatService
 from ..chats import attachments
 from ..chats.queue import queue_frame
 from ..officers import hours
@@ -106,6 +106,11 @@ def _count(value: Any, name: str, text: bool, meaning: str) -> int:
                 isinstance(value, str) and value.startswith("-"):
             raise ApiError(400, "bad_request", f"'{name}' must not be negative.")
         raise ApiError(400, "bad_request", f"'{name}' must be a whole number below 2^63 ({meaning}).")
+
+
+def _megabytes(n: int) -> str:
+    """A size limit as a citizen reads it: "10", "2.5", "0.5" (MiB, never rounded down to 0)."""
+    return f"{n / (1024 * 1024):.1f}".removesuffix(".0")
 
 
 def _default_sender(kind: str) -> str:
@@ -306,11 +311,10 @@ class VisitorApi:
         if not client_id or len(client_id) > MAX_CLIENT_ID:
             raise ApiError(400, "bad_request", "'client_id' (query) must be a non-empty string, unique per message.")
         limit = self.max_attachment
-        if request.content_length is not None and request.content_length > limit:
-            raise ApiError(413, "file_too_large", f"Files can be at most {limit // (1024 * 1024)} MB.")
-        data = await request.content.read(limit + 1)
-        if len(data) > limit:
-            raise ApiError(413, "file_too_large", f"Files can be at most {limit // (1024 * 1024)} MB.")
+        try:
+            data = await client_input.read_body(request, limit)      # to its end: read(n) stops at the buffer
+        except client_input.BodyTooLarge:
+            raise ApiError(413, "file_too_large", f"Files can be at most {_megabytes(limit)} MB.")
         if not data:
             raise ApiError(400, "bad_request", "The file is empty.")
         kind = attachments.sniff(data)
@@ -332,7 +336,13 @@ class VisitorApi:
             seq = client_input.whole_number(request.match_info["seq"], text=True)
         except client_input.BadNumber:
             raise ApiError(404, "not_found", "No such attachment.")
-        found = await self.chats.attachment_bytes(chat, seq, self.max_attachment * 4)
+        try:
+            found = await self.chats.attachment_bytes(chat, seq, self.max_attachment * 4)
+        except AttachmentUnavailable as e:
+            if e.too_large:
+                raise ApiError(413, "file_too_large", "This file is too large to be fetched here.")
+            raise ApiError(502, "attachment_unavailable",
+                           "This file cannot be fetched intact right now; please ask the officer to send it again.")
         if found is None:
             raise ApiError(404, "not_found", "No such attachment.")
         attachment, data = found

@@ -174,7 +174,7 @@ def test_signing_key_is_created_private_and_reused(tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert Signer.load_or_create(path).public_key == first.public_key
     os.chmod(path, 0o644)
-    with pytest.raises(SigningKeyError, match="readable by others"):
+    with pytest.raises(SigningKeyError, match=r"can be read by other users \(mode 0644\); run: chmod 600 "):
         Signer.load_or_create(path)
 
 

@@ -338,6 +338,7 @@ def stack_config(dir: Path) -> tuple[Any, Any, str]:
     config = yaml.safe_load(bridge.config_path.read_text())
     for key in ("limits",):
         config.pop(key, None)
+    config["chats"].pop("max_waiting_per_agency", None)     # the product's queue cap applies
     bridge.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     return synapse, bridge, url
 

@@ -98,9 +98,13 @@ AGENCY_FIELD_DOCS: dict[str, str] = {
              "[YYYY-MM-DD, ...]}; outside them citizens get the offline message form",
     "routing": "manual (officers !claim chats) or auto (the bridge assigns available officers)",
     "max_chats_per_officer": "most chats one officer holds at once (default 3)",
-    "timeouts": "{unclaimed_seconds (re-alert supervisors, default 120), unanswered_seconds (claimed but no "
-                "reply: back to the queue, default 180), visitor_idle_seconds (warn the citizen, default 600), "
-                "visitor_idle_close_seconds (then close, default 120)}; 0 turns one off",
+    "timeouts": "{unclaimed_seconds (one re-alert listing the unclaimed chats, at most once per this interval, "
+                "default 120), unanswered_seconds (claimed but no reply: back to the queue, default 180), "
+                "visitor_idle_seconds (warn the citizen, default 600), visitor_idle_close_seconds (then close, "
+                "default 120), abandoned_seconds (a waiting chat with no open page and no message for this long "
+                "is closed; default chats.abandoned_seconds)}; 0 turns one off",
+    "max_waiting_chats": "most chats waiting unclaimed in its queue; over it new chats get a \"busy\" answer with "
+                         "the phone number (default chats.max_waiting_per_agency; 0: no cap)",
     "canned": "{key: text} answers officers send with !canned <key>",
     "present_officers_as": "display_name, or a pattern such as \"Officer {n}\" ({n}: the officer's number)",
     "emergency": "{language: [words or phrases]} that mark a chat an emergency (\"*\": every language; "
@@ -185,6 +189,15 @@ SCHEMA: list[Key] = [
     Key("chats.puppet_pool_size", int, 3,
         "Visitor identities (user, device, cross-signing) prepared ahead so a new chat only needs its room. "
         "0 disables the pool."),
+    Key("chats.max_waiting_per_agency", int, 50,
+        "Most chats waiting unclaimed in one agency's queue (an agency's max_waiting_chats overrides it). Over it a "
+        "new chat is refused with a \"busy\" answer (HTTP 503, Retry-After) naming site.phone_number and the "
+        "emergency number, and nothing is created. 0: no cap.",
+        check=lambda v: None if v >= 0 else "must be 0 (no cap) or more"),
+    Key("chats.abandoned_seconds", float, 900.0,
+        "A waiting chat whose citizen has no page open and has written nothing for this long is closed (the "
+        "citizen sees why if they come back); an agency's timeouts.abandoned_seconds overrides it. 0: never.",
+        check=lambda v: None if v >= 0 else "must be 0 (never) or more seconds"),
     Key("attachments.max_bytes", int, 10 * 1024 * 1024, "Largest attachment a citizen may send, in bytes.",
         check=_positive),
     Key("attachments.allowed_types", "mimetypes", default=["image/jpeg", "image/png", "image/webp", "application/pdf"],
@@ -205,6 +218,9 @@ SCHEMA: list[Key] = [
     Key("site.emergency_number", str, "999",
         "Emergency number shown (as a tap-to-call link) on every screen: 999, 911, 112…",
         check=lambda v: None if re.fullmatch(r"[0-9+ ]{2,16}", v) else "must be a phone number such as 999, 911 or 112"),
+    Key("site.phone_number", str, "",
+        "The police's non-emergency phone number (such as 101), offered when the queue is full. Empty: none given.",
+        check=lambda v: None if not v or re.fullmatch(r"[0-9+ ()-]{2,24}", v) else "must be a phone number such as 101"),
     Key("site.welcome_text", str, "",
         "Short welcome shown above the start form, as written, in every language (empty: the standard welcome, "
         "in the citizen's language)."),
@@ -280,6 +296,7 @@ class Timeouts:
     unanswered_seconds: float = 180
     visitor_idle_seconds: float = 600
     visitor_idle_close_seconds: float = 120
+    abandoned_seconds: float | None = None       # None: chats.abandoned_seconds
 
 
 @dataclass(frozen=True)
@@ -310,6 +327,7 @@ class Agency:
     present_officers_as: str = "display_name"
     emergency: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_EMERGENCY))
     retention_days: int | None = None
+    max_waiting_chats: int | None = None      # None: chats.max_waiting_per_agency
 
     def is_supervisor(self, user_id: str) -> bool:
         return user_id in self.supervisors
@@ -362,6 +380,16 @@ class Config:
         """How long this agency's closed chats are kept."""
         agency = next((a for a in self.agencies if a.id == agency_id), None)
         return agency.retention_days if agency and agency.retention_days else self.values["records.retention_days"]
+
+    def max_waiting(self, agency_id: str) -> int:
+        """Most unclaimed chats this agency's queue takes (0: no cap)."""
+        own = self.agency(agency_id).max_waiting_chats
+        return self.values["chats.max_waiting_per_agency"] if own is None else own
+
+    def abandoned_seconds(self, agency_id: str) -> float:
+        """After how long a waiting chat with no page open and no message is closed (0: never)."""
+        own = self.agency(agency_id).timeouts.abandoned_seconds
+        return self.values["chats.abandoned_seconds"] if own is None else own
 
     def topic(self, topic_id: str | None) -> Topic:
         for t in self.topics:
@@ -524,6 +552,9 @@ def _parse_agency(a: Any, where: str, default_server: str) -> Agency:
             for lang, words in emergency_raw.items()):
         raise ConfigError(f"{where}.emergency: expected a mapping of language codes (or \"*\") "
                           "to lists of words and phrases")
+    max_waiting = a.get("max_waiting_chats")
+    if max_waiting is not None and (isinstance(max_waiting, bool) or not isinstance(max_waiting, int) or max_waiting < 0):
+        raise ConfigError(f"{where}.max_waiting_chats: expected a whole number (0: no cap), got {max_waiting!r}")
     retention = a.get("retention_days")
     if retention is not None and (isinstance(retention, bool) or not isinstance(retention, int) or retention <= 0):
         raise ConfigError(f"{where}.retention_days: expected a whole number of days greater than 0")
@@ -532,7 +563,7 @@ def _parse_agency(a: Any, where: str, default_server: str) -> Agency:
         tuple(o for o in officers if not o.startswith("@")), _user_ids(a.get("supervisors"), f"{where}.supervisors"),
         room, tuple(topics), _parse_hours(a.get("hours"), f"{where}.hours"), routing, cap,
         _parse_timeouts(a.get("timeouts"), f"{where}.timeouts"), {str(k): v for k, v in canned.items()},
-        present, {str(k).lower(): tuple(v) for k, v in emergency_raw.items()}, retention)
+        present, {str(k).lower(): tuple(v) for k, v in emergency_raw.items()}, retention, max_waiting)
 
 
 _SERVER_NAME = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?")

@@ -24,7 +24,8 @@ SERVER = "localhost"
 PASSWORD = "officer-password-1"
 ATTACHMENT_LIMIT = 3 * 1024 * 1024      # 2 MB files fit (issue 10 round trips); Synapse allows 50 MB
 OFFICERS = {"central": "officer1", "nightshift": "officer2", "interop": "jsofficer", "hooked": "hookofficer",
-            "autodesk": "officer3", "timers": "officer5", "closed": "officer6", "autotimers": "officer7"}
+            "autodesk": "officer3", "timers": "officer5", "closed": "officer6", "autotimers": "officer7",
+            "lazydesk": "officer9"}
 SUPERVISOR = "supervisor1"                 # supervises the "hooked" agency (console tests)
 WEBHOOK_SECRET = "webhook-secret-of-the-hooked-agency-0123456789"   # the "hooked" agency's chats send webhooks
 SERGEANT = "sergeant1"                     # supervises central, autodesk and timers (alerts mention them)
@@ -47,6 +48,10 @@ TEST_AGENCY_SETTINGS = {
                    "timeouts": {"unanswered_seconds": 6}},
     "closed": {"hours": {"timezone": "UTC", "weekly": {}}, "max_chats_per_officer": 1000},
     "hooked": {"supervisors": [f"@{SUPERVISOR}:{SERVER}"], "max_chats_per_officer": 1000},
+    # Silent chats (tests/integration/test_silent_chats.py): a queue of at most 3, re-alerts every 3 s,
+    # waiting chats left with no page open closed after 4 s.
+    "lazydesk": {"max_chats_per_officer": 1000, "supervisors": [f"@{SERGEANT}:{SERVER}"], "max_waiting_chats": 3,
+                 "timeouts": {"unclaimed_seconds": 3, "abandoned_seconds": 4}},
 }
 
 
@@ -96,11 +101,12 @@ def write_bridge_config(dir: Path, hs_url: str) -> tuple[Path, dict]:
                        "as_token": "placeholder", "hs_token": "placeholder"},
         "web": {"port": web_port, "public_url": f"http://127.0.0.1:{web_port}", "max_message_chars": 4000,
                 "embed_origins": [agency_site]},
-        "site": {"quick_exit_url": f"{agency_site}/weather"},
+        "site": {"quick_exit_url": f"{agency_site}/weather", "phone_number": "101"},
         "store": {"path": "precinct.db", "crypto_dir": "crypto"},
         "metrics": {"port": metrics_port},
         "crypto": {"pickle_key": "placeholder", "undecryptable_wait_seconds": 6},
-        "chats": {"puppet_pool_size": 2},
+        # No queue cap for the shared agencies: earlier tests' chats and the property tests' floods wait there.
+        "chats": {"puppet_pool_size": 2, "max_waiting_per_agency": 0},
         # Large enough for the 2 MB round trips of issue 10, small enough to go just past it cheaply.
         "attachments": {"max_bytes": ATTACHMENT_LIMIT},
         "agencies": [{"id": a, "name": f"{a.title()} Police", "officers": [f"@{o}:{SERVER}"],
@@ -113,7 +119,8 @@ def write_bridge_config(dir: Path, hs_url: str) -> tuple[Path, dict]:
                    {"id": "auto", "label": "Automatic desk", "agency": "autodesk"},
                    {"id": "timers", "label": "Timers desk", "agency": "timers"},
                    {"id": "autotimers", "label": "Automatic desk with timers", "agency": "autotimers"},
-                   {"id": "after-hours", "label": "After hours", "agency": "closed"}],
+                   {"id": "after-hours", "label": "After hours", "agency": "closed"},
+                   {"id": "lazy", "label": "Quiet desk", "agency": "lazydesk"}],
         "webhooks": {"endpoints": [{"agency": "hooked", "url": f"http://127.0.0.1:{webhook_port}/hook",
                                     "secret": WEBHOOK_SECRET}]},
         "logging": {"level": "INFO"},

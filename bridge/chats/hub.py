@@ -7,6 +7,7 @@ not from this queue.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -20,17 +21,37 @@ class Subscription:
         return await self.queue.get()
 
     def close(self) -> None:
-        self.hub._subs[self.chat_id].discard(self)
+        self.hub._closed(self)
 
 
 class ChatHub:
     def __init__(self) -> None:
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
+        self._left: dict[str, int] = {}        # chat → when its last open connection closed (ms)
 
     def subscribe(self, chat_id: str) -> Subscription:
         sub = Subscription(self, chat_id)
         self._subs[chat_id].add(sub)
         return sub
+
+    def _closed(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.chat_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subs[sub.chat_id]
+                self._left[sub.chat_id] = int(time.time() * 1000)
+
+    def last_seen(self, chat_id: str) -> int | None:
+        """When the citizen last had the chat open (ms): now while a connection is open, else when the last one
+        closed in this process's life (None: not since start-up)."""
+        if self._subs.get(chat_id):
+            return int(time.time() * 1000)
+        return self._left.get(chat_id)
+
+    def forget(self, chat_id: str) -> None:
+        """A finished chat: nothing more to remember about its connections."""
+        self._left.pop(chat_id, None)
 
     def connections(self, chat_id: str | None = None) -> int:
         if chat_id is not None:

@@ -1,7 +1,12 @@
 """A chat's life: opened by a citizen, given a puppet and an encrypted room, joined by an officer, closed.
 
     open() ──▶ waiting ──(claimed / assigned: officer invited)──(officer joins)──▶ active ──(close)──▶ closed
-       └─ setup task: puppet (from the pool) ─▶ room created (nobody invited) ─▶ outbox released
+                  │
+       first message / attachment, or a claim
+                  └─ setup task: puppet (from the pool) ─▶ room dressed or created (nobody invited) ─▶ outbox released
+
+A chat that has said nothing is only a row in the store: no Matrix user, device or room is made for it
+until the citizen writes or an officer takes it, so opening chats costs the homeserver nothing.
 
 Routing (bridge/officers/routing.py) listens through ``ChatListener``: it posts the chat in the
 dispatch room, invites whoever claims it, and runs the timers.
@@ -79,8 +84,19 @@ class ChatClosed(Exception):
     pass
 
 
+class ChatsBusy(Exception):
+    """The agency's queue is full: the chat is refused and nothing is created."""
+
+    def __init__(self, agency: str) -> None:
+        super().__init__(agency)
+        self.agency = agency
+
+
 class ChatNotReady(Exception):
     """The chat's Matrix side is still being set up."""
+
+
+SETUP_WAIT_SECONDS = 20.0     # how long an attachment request waits for its chat's puppet before "not ready"
 
 
 class AttachmentUnavailable(Exception):
@@ -101,11 +117,15 @@ class ChatService:
         self.room_version = "10"
         self.acl: dict[str, Any] | None = None    # m.room.server_acl content of new chat rooms (officers/access)
         self._setup: dict[str, asyncio.Task] = {}
+        self._started_ms = int(time.time() * 1000)   # pages reconnect after a restart: a full window from here
         self.listener = ChatListener()
 
     # ---- citizen actions -----------------------------------------------------------------------
     def open(self, topic_id: str | None, display_name: str | None, language: str | None) -> tuple[Chat, str]:
         topic = self.config.topic(topic_id)
+        cap = self.config.max_waiting(topic.agency)
+        if cap and self.store.chats.count_waiting(topic.agency) >= cap:
+            raise ChatsBusy(topic.agency)
         token = secrets.token_urlsafe(32)            # 256 random bits; only its hash is stored
         with self.store.db.transaction():
             chat = self.store.chats.create(secrets.token_urlsafe(12), hash_token(token), topic.id, topic.agency,
@@ -113,7 +133,7 @@ class ChatService:
             self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("queued"))
             self.journal.chat_event(chat.id, "queued", None, number=chat.number, agency=chat.agency,
                                     topic=chat.topic, language=language, display_name=display_name)
-        self.start_setup(chat.id)
+        # No set-up yet: the puppet and room come with the first message or a claim (see needs_room).
         self.listener.queued(chat)
         return chat, token
 
@@ -156,6 +176,8 @@ class ChatService:
                                   message_seq=msg.seq)
             self.journal.chat_event(chat.id, "message.visitor", "visitor", seq=msg.seq, body=body)
         self.hub.messages(chat.id)
+        if not chat.room_id:
+            self.start_setup(chat.id)          # the first words: now the chat gets its puppet and room
         self.wake_outbound()
         self.listener.visitor_said(chat, body)
         return msg
@@ -173,8 +195,9 @@ class ChatService:
             return existing
         if chat.state == CLOSED:
             raise ChatClosed()
-        if not chat.puppet:
-            raise ChatNotReady()      # set-up owns choosing the puppet; it takes moments
+        if not chat.puppet or not chat.room_id:
+            # A first attachment sets the chat up like a first message; set-up owns choosing the puppet.
+            chat = await self.wait_setup(chat.id, SETUP_WAIT_SECONDS)
         name = attachments.safe_filename(filename, mimetype)
         ciphertext, file_info = encrypt_file(data)
         mxc = await self.api.upload(chat.puppet, ciphertext, "encrypted")
@@ -242,6 +265,38 @@ class ChatService:
         self.hub.status(chat.id, CLOSED)
         if chat.state == WAITING:
             self.queue_moved(chat.agency)
+        self.wake_outbound()
+        self.listener.closed(chat)
+
+    def abandoned(self, now_ms: int) -> list[Chat]:
+        """Waiting chats whose citizen has had no page open and written nothing for the agency's limit."""
+        out = []
+        for agency in self.config.agencies:
+            limit = self.config.abandoned_seconds(agency.id)
+            if not limit:
+                continue
+            for chat in self.store.chats.waiting(agency.id):
+                if queue.abandoned(now_ms, limit, self.hub.connections(chat.id), chat.created_ts, self._started_ms,
+                                   self.store.messages.last_ts(chat.id, VISITOR), self.hub.last_seen(chat.id)):
+                    out.append(chat)
+        return out
+
+    def expire(self, chat: Chat) -> None:
+        """Close a waiting chat its citizen left; they see why if they come back, and the record says so."""
+        if chat.state != WAITING:
+            return
+        with self.store.db.transaction():
+            self.store.chats.set_state(chat.id, CLOSED)
+            self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("ended_abandoned"))
+            self.journal.chat_event(chat.id, "closed", None, by="timeout", cause="abandoned",
+                                    reason="citizen left the queue")
+            if chat.room_id or self.store.outbox.has_pending(chat.id):
+                self.store.outbox.add(chat.id, new_txn_id(), "m.room.message", {
+                    "msgtype": "m.notice", "body": "The citizen left the queue page; the chat has been closed."})
+        self.hub.messages(chat.id)
+        self.hub.status(chat.id, CLOSED)
+        self.hub.forget(chat.id)
+        self.queue_moved(chat.agency)
         self.wake_outbound()
         self.listener.closed(chat)
 
@@ -326,6 +381,26 @@ class ChatService:
         self.wake_outbound()
 
     # ---- setup -----------------------------------------------------------------------------------
+    async def wait_setup(self, chat_id: str, timeout: float) -> Chat:
+        """Start the chat's set-up if needed and wait (at most ``timeout``) for it; ChatNotReady if it is not done."""
+        self.start_setup(chat_id)
+        task = self._setup.get(chat_id)
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+            except asyncio.TimeoutError:
+                pass
+        chat = self.store.chats.get(chat_id)
+        if chat is None or not chat.puppet or not chat.room_id:
+            raise ChatNotReady()
+        return chat
+
+    @staticmethod
+    def needs_room(chat: Chat, unsent: bool) -> bool:
+        """Whether a chat without a room must be set up: it has something to send, an officer took it, or its
+        set-up had begun. A chat that never said anything and nobody took stays a row in the store."""
+        return unsent or (chat.state != CLOSED and bool(chat.claimed_by or chat.puppet))
+
     def start_setup(self, chat_id: str) -> None:
         task = self._setup.get(chat_id)
         if task is None or task.done():
@@ -377,8 +452,9 @@ class ChatService:
         """At start-up: finish interrupted set-ups and reload the devices of open chats."""
         unsent = set(self.store.outbox.chats_pending())
         for chat in self.store.chats.without_room():
-            # A chat closed before its room existed still owes the officers what the citizen was told was sent.
-            if chat.state != CLOSED or chat.id in unsent:
+            # A chat closed before its room existed still owes the officers what the citizen was told was sent;
+            # a silent one nobody has taken gets nothing until it speaks or is claimed.
+            if self.needs_room(chat, chat.id in unsent):
                 self.start_setup(chat.id)
         for chat in self.store.chats.open_with_room():
             try:

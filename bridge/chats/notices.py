@@ -18,6 +18,8 @@ ENGLISH: dict[str, str] = {
     "emergency": "If you or someone else is in danger right now, call {number} immediately.",
     "idle_warning": "Are you still there? This chat will close soon if there is no reply.",
     "ended_idle": "The chat has ended because there was no reply.",
+    "ended_abandoned": "The chat has ended because this page was closed while you waited. "
+                       "You can start a new chat at any time.",
 }
 
 

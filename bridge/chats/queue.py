@@ -24,3 +24,11 @@ def queue_frame(state: str, position: int | None, estimate: int | None) -> dict:
         frame["position"] = position
         frame["estimate_seconds"] = estimate
     return frame
+
+
+def abandoned(now_ms: int, limit_seconds: float, open_connections: int, *activity_ms: int | None) -> bool:
+    """Whether a waiting chat is left behind: no page open now, and nothing from the citizen (opening it,
+    a message, a connection) for ``limit_seconds`` (0: never)."""
+    if not limit_seconds or open_connections:
+        return False
+    return now_ms - max(t for t in activity_ms if t is not None) >= limit_seconds * 1000

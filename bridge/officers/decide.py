@@ -31,16 +31,31 @@ def pick_officer(candidates: list[Candidate], cap: int, exclude: frozenset[str] 
     return min(eligible, key=lambda c: (c.held, c.last_assigned_ts, c.user_id)).user_id
 
 
-REALERT, UNANSWERED, IDLE_WARN, IDLE_CLOSE = "realert", "unanswered", "idle_warn", "idle_close"
+UNANSWERED, IDLE_WARN, IDLE_CLOSE = "unanswered", "idle_warn", "idle_close"
+
+
+def unclaimed_alert(queue: list[Chat], t: Timeouts, now: int) -> list[Chat]:
+    """The chats one re-alert lists now, or [] (times in ms). ``queue``: the agency's unclaimed waiting chats.
+
+    One notice per dispatch room per interval, never one per chat: it is due when some chat has waited an
+    interval since it was last listed (or opened) and no notice went out within the interval; it then lists
+    the whole queue, so chats that arrived meanwhile ride along instead of each costing a notice of its own.
+    """
+    interval = t.unclaimed_seconds * 1000
+    if not interval or not queue:
+        return []
+    if now - max(c.alerted_ts or 0 for c in queue) < interval:
+        return []
+    if not any(now - (c.alerted_ts or c.created_ts) >= interval for c in queue):
+        return []
+    return list(queue)
 
 
 def due(chat: Chat, t: Timeouts, now: int, last_visitor_ts: int | None, last_officer_ts: int | None) -> str | None:
-    """The one timer action due for this chat now, if any (times in ms)."""
+    """The one timer action due for this chat now, if any (times in ms); unclaimed re-alerts are per
+    agency (``unclaimed_alert``)."""
     if chat.state == CLOSED:
         return None
-    if chat.state == WAITING and not chat.claimed_by and t.unclaimed_seconds:
-        if now - (chat.alerted_ts or chat.created_ts) >= t.unclaimed_seconds * 1000:
-            return REALERT
     if chat.claimed_by and not chat.replied_ts and t.unanswered_seconds and chat.claimed_ts:
         if now - chat.claimed_ts >= t.unanswered_seconds * 1000:
             return UNANSWERED

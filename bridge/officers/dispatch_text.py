@@ -49,6 +49,20 @@ def chat_notice(chat: Chat, topic_label: str, now_ms: int, prefix: str) -> str:
     return "\n".join(lines)
 
 
+REALERT_LISTED = 20            # chats named in one re-alert; the rest are counted
+
+
+def unclaimed_notice(queue: list[Chat], now_ms: int, prefix: str) -> str:
+    """One re-alert for an agency's whole unclaimed queue (longest wait first)."""
+    ordered = sorted(queue, key=lambda c: c.created_ts)
+    items = [f"Chat {c.number} ({duration(now_ms - c.created_ts)}{', 🚨 emergency' if c.emergency else ''})"
+             for c in ordered[:REALERT_LISTED]]
+    more = len(ordered) - REALERT_LISTED
+    noun = "chat is" if len(ordered) == 1 else "chats are"
+    return (f"{len(ordered)} {noun} waiting without an officer: " + ", ".join(items)
+            + (f" and {more} more" if more > 0 else "") + f". {prefix}claim <number> to take one.")
+
+
 def transferred_notice(chat: Chat, topic_label: str, to: str, by: str) -> str:
     """The last state of a chat's notice in the dispatch room it left."""
     return f"Chat {chat.number} · {topic_label} · language {chat.language or 'not given'}\nTransferred to {to} by {by}."

@@ -187,8 +187,10 @@ class Routing(ChatListener):
             return f"Chat {chat.number} was already taken by {holder}."
         self.dispatch.chat_changed(chat.id)
         self.chats.queue_moved(chat.agency)
-        if chat.room_id:
+        if (self.store.chats.get(chat.id) or chat).room_id:
             self._spawn(self._invite(chat.id))
+        else:
+            self.chats.start_setup(chat.id)     # a chat that has not spoken yet: its room now; ready() invites
         verb = "assigned to" if how == "auto" else "claimed by"
         return f"Chat {chat.number} {verb} {officer}; they are being invited to its room."
 
@@ -260,18 +262,15 @@ class Routing(ChatListener):
     # ---- timers and automatic assignment --------------------------------------------------------------
     async def _timers(self) -> None:
         now = _now()
+        for chat in self.chats.abandoned(now):
+            self.chats.expire(chat)                    # closed; closed() below updates its dispatch notice
+        for agency in self.config.agencies:
+            self._realert(agency, now)
         for chat in self.store.chats.open_chats():
             agency = self.config.agency(chat.agency)
             action = decide.due(chat, agency.timeouts, now, self.store.messages.last_ts(chat.id, VISITOR),
                                 self.store.messages.last_ts(chat.id, OFFICER))
-            if action == decide.REALERT:
-                self.store.chats.mark(chat.id, alerted_ts=now)
-                self.journal.chat_event(chat.id, "unclaimed_alert", None)
-                self.dispatch.alert(chat.agency, f"Chat {chat.number} has waited "
-                                                 f"{(now - chat.created_ts) // 1000}s without an officer. "
-                                                 f"{self.prefix}claim {chat.number} to take it.")
-                self.dispatch.chat_changed(chat.id)
-            elif action == decide.UNANSWERED:
+            if action == decide.UNANSWERED:
                 await self.requeue(chat, f"did not answer within {agency.timeouts.unanswered_seconds:g}s")
             elif action == decide.IDLE_WARN:
                 with self.store.db.transaction():
@@ -290,6 +289,17 @@ class Routing(ChatListener):
                 self.chats.hub.status(chat.id, CLOSED)
                 self.chats.notify_officers(chat, f"Chat {chat.number} closed: the citizen did not reply.")
                 self.closed(chat)
+
+    def _realert(self, agency: Agency, now: int) -> None:
+        """At most one notice per interval in the agency's dispatch room, listing every chat still unclaimed."""
+        listed = decide.unclaimed_alert(self.store.chats.waiting(agency.id), agency.timeouts, now)
+        if not listed:
+            return
+        with self.store.db.transaction():
+            for chat in listed:
+                self.store.chats.mark(chat.id, alerted_ts=now)
+                self.journal.chat_event(chat.id, "unclaimed_alert", None, listed=len(listed))
+        self.dispatch.alert(agency.id, dispatch_text.unclaimed_notice(listed, now, self.prefix))
 
     async def _assign_waiting(self) -> None:
         for agency in self.config.agencies:

@@ -127,9 +127,10 @@ class Chats:
             "SELECT * FROM chats WHERE agency = ? AND state = ? AND claimed_by IS NULL"
             " ORDER BY COALESCE(priority, 0) DESC, number", [agency, WAITING])]
 
-    def by_number(self, number: int) -> Chat | None:
-        row = self.db.row("SELECT * FROM chats WHERE number = ?", [number])
-        return Chat(**row) if row else None
+    def count_waiting(self, agency: str) -> int:
+        """How many chats are in the agency's queue (waiting, unclaimed): what its cap counts."""
+        return self.db.row("SELECT COUNT(*) AS n FROM chats WHERE agency = ? AND state = ? AND claimed_by IS NULL",
+                           [agency, WAITING])["n"]  # type: ignore[index]
 
     def by_dispatch_event(self, event_id: str) -> Chat | None:
         row = self.db.row("SELECT * FROM chats WHERE dispatch_event_id = ?", [event_id])

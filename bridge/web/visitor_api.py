@@ -16,7 +16,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from .. import client_input, metrics
 from ..config import Config
-from ..chats.lifecycle import AttachmentUnavailable, ChatClosed, ChatNotReady, ChatService
+from ..chats.lifecycle import AttachmentUnavailable, ChatClosed, ChatNotReady, ChatsBusy, ChatService
 from ..chats import attachments
 from ..chats.queue import queue_frame
 from ..officers import hours
@@ -36,6 +36,7 @@ AUTH_TIMEOUT = 15.0
 MAX_CLIENT_ID = 128
 MAX_FRAME_BYTES = 64 * 1024
 MAX_JSON_BYTES = 64 * 1024
+BUSY_RETRY_AFTER = 60       # seconds a "busy" answer asks the page to wait before trying again
 HISTORY_PAGE = 500          # messages per GET …/messages; "more": true says ask again from the last seq
 
 
@@ -44,14 +45,15 @@ class _ClientGone(Exception):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error: str, message: str) -> None:
+    def __init__(self, status: int, error: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status, self.error, self.message = status, error, message
+        self.extra = extra                     # more fields for the page (the numbers to call when busy)
         self.client_id: str | None = None      # set when the error is about one of the citizen's messages
         self.retry_after: int | None = None    # set on rate_limited: whole seconds until it may be tried again
 
     def response(self) -> web.Response:
-        body: dict[str, Any] = {"error": self.error, "message": self.message}
+        body: dict[str, Any] = {"error": self.error, "message": self.message, **self.extra}
         headers = {}
         if self.retry_after is not None:
             body["retry_after"] = self.retry_after
@@ -226,6 +228,7 @@ class VisitorApi:
         c = self.config
         return web.json_response({
             "service_name": c.get("site.service_name") or None, "emergency_number": c.get("site.emergency_number"),
+            "phone_number": c.get("site.phone_number") or None,
             "logo_url": branding.logo_url(c),
             "welcome_text": c.get("site.welcome_text") or None, "privacy_url": c.get("site.privacy_url") or None,
             "require_consent": c.get("site.require_consent"), "quick_exit_url": c.get("site.quick_exit_url"),
@@ -262,10 +265,23 @@ class VisitorApi:
                                                f"{', '.join(t.id for t in self.config.topics)}.")
         name = self._optional_text(data, "display_name", self.max_name)
         language = self._optional_text(data, "language", 16)
-        chat, token = self.chats.open(topic, name, language)
+        try:
+            chat, token = self.chats.open(topic, name, language)
+        except ChatsBusy:
+            raise self._busy()
         ws_url = self.public_url.replace("http", "ws", 1) + f"/api/v1/chats/{chat.id}/ws"
         return web.json_response({"chat_id": chat.id, "token": token, "ws_url": ws_url, "number": chat.number},
                                  status=201)
+
+    def _busy(self) -> ApiError:
+        """The queue is full: a clear answer the page translates, with the numbers to call instead."""
+        phone, emergency = self.config.get("site.phone_number"), self.config.get("site.emergency_number")
+        message = ("All our officers are busy and the queue is full, so a new chat cannot start now. Please try "
+                   f"again in a few minutes{f' or phone us on {phone}' if phone else ''}. "
+                   f"In an emergency call {emergency}.")
+        busy = ApiError(503, "busy", message, phone_number=phone or None, emergency_number=emergency)
+        busy.retry_after = BUSY_RETRY_AFTER
+        return busy
 
     async def get_chat(self, request: web.Request) -> web.Response:
         return web.json_response(self._state(self._chat_for(request)))

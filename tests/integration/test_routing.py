@@ -7,7 +7,7 @@ from __future__ import annotations
 
 
 from bridge.chats import notices
-from tests.support.bridge_db import claimed_by, dispatch_room_of, room_of
+from tests.support.bridge_db import claimed_by, dispatch_room_of, has_room, room_of
 from tests.support.visitor import Visitor
 from tests.support.waiting import until
 
@@ -30,7 +30,8 @@ async def test_auto_assignment_respects_the_cap_and_balances_load(matrix_env, of
         for v in chats:
             await v.create(topic="auto")
             await v.connect()
-        rooms = [await room_of(matrix_env.db_path, v.chat_id) for v in chats]
+        # Chats that have not said anything get a room when they are assigned (the third is not, yet).
+        rooms = [await room_of(matrix_env.db_path, v.chat_id, 90) for v in chats[:2]]
 
         def holders(room: str) -> list:
             return [o for o in (first, second) if room in o.client.rooms]
@@ -45,11 +46,13 @@ async def test_auto_assignment_respects_the_cap_and_balances_load(matrix_env, of
         # Both are at the cap (1): the third chat waits, first in the queue.
         status = await chats[2].wait_frame(lambda f: f.get("type") == "status", 30, "the third chat's status")
         assert status["state"] == "waiting"
-        assert not holders(rooms[2])
+        assert claimed_by(matrix_env.db_path, chats[2].chat_id) is None
+        assert not has_room(matrix_env.db_path, chats[2].chat_id), "a silent, unassigned chat has no room"
 
         # The officer with the first chat closes it: the slot frees and the third chat goes to them.
         holder = holders(rooms[0])[0]
         await holder.send(rooms[0], "!close")
+        rooms.append(await room_of(matrix_env.db_path, chats[2].chat_id, 90))
         await until(lambda: holders(rooms[2]) == [holder], 90, "the third chat assigned to the freed officer")
         await chats[2].wait_frame(lambda f: f.get("type") == "status" and f.get("state") == "active", 60,
                                   "third chat active")
@@ -70,8 +73,8 @@ async def test_timers_realert_requeue_and_close_an_idle_chat(matrix_env, officer
     await visitor.connect()
 
     # Unclaimed for 3 s: the dispatch room is alerted again, and the supervisors are mentioned.
-    alert = await officer.wait_message(lambda m: m.room_id == dispatch and f"Chat {number} has waited" in m.body,
-                                       60, "the unclaimed re-alert")
+    alert = await officer.wait_message(lambda m: m.room_id == dispatch and "waiting without an officer" in m.body
+                                       and f"Chat {number} (" in m.body, 60, "the unclaimed re-alert")
     content = alert.source["content"]
     assert content["m.mentions"]["user_ids"] == ["@sergeant1:localhost"]
     assert 'href="https://matrix.to/#/@sergeant1:localhost"' in content["formatted_body"]

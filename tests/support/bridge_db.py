@@ -18,6 +18,16 @@ async def room_of(db_path: Path, chat_id: str, timeout: float = 30) -> str:
     return await until(look, timeout, f"room of chat {chat_id}")
 
 
+def has_room(db_path: Path, chat_id: str) -> bool:
+    """Whether the bridge has given the chat a puppet or a Matrix room yet (read now, no waiting)."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT puppet, room_id FROM chats WHERE id = ?", [chat_id]).fetchone()
+    finally:
+        conn.close()
+    return bool(row and (row[0] or row[1]))
+
+
 def stored_feedback(db_path: Path, chat_id: str) -> tuple[int, str | None] | None:
     """(rating, comment) the bridge stored for a chat, or None."""
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)

@@ -145,10 +145,13 @@ class NioOfficer:
             except nio.EncryptionError:
                 continue
             self.undecryptable.remove(event)
+            room = self.client.rooms.get(event.room_id)
+            if room is None:
+                continue
             if isinstance(decrypted, (nio.RoomMessageText, nio.RoomMessageNotice)):
-                room = self.client.rooms.get(event.room_id)
-                if room is not None:
-                    await self._on_text(room, decrypted)
+                await self._on_text(room, decrypted)
+            elif isinstance(decrypted, nio.RoomEncryptedMedia):      # a file sent before this officer joined
+                await self._on_media(room, decrypted)
 
     async def wait_message(self, predicate: Callable[[Received], bool], timeout: float = 30,
                            what: str = "an officer-side message") -> Received:

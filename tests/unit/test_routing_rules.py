@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import pytest
 
 from bridge.config import Hours, Timeouts
-from bridge.officers import decide, emergency, hours
+from bridge.officers import decide, dispatch_text, emergency, hours
 from bridge.officers.decide import Candidate
 from bridge.store.chats import ACTIVE, CLOSED, WAITING, Chat
 
@@ -46,10 +46,43 @@ def test_availability_needs_the_command_and_no_offline_presence(said, presence, 
 
 # ---- timers ---------------------------------------------------------------------------------------------
 def test_unclaimed_realerts_after_the_timeout_and_again_after_each_alert():
-    assert decide.due(chat(), T, 9_999, None, None) is None
-    assert decide.due(chat(), T, 10_000, None, None) == decide.REALERT
-    assert decide.due(chat(alerted_ts=10_000), T, 19_999, None, None) is None
-    assert decide.due(chat(alerted_ts=10_000), T, 20_000, None, None) == decide.REALERT
+    assert decide.unclaimed_alert([chat()], T, 9_999) == []
+    assert decide.unclaimed_alert([chat()], T, 10_000) == [chat()]
+    assert decide.unclaimed_alert([chat(alerted_ts=10_000)], T, 19_999) == []
+    assert decide.unclaimed_alert([chat(alerted_ts=10_000)], T, 20_000) == [chat(alerted_ts=10_000)]
+    assert decide.unclaimed_alert([], T, 10**9) == []
+    assert decide.unclaimed_alert([chat()], Timeouts(unclaimed_seconds=0), 10**9) == []
+
+
+def test_one_realert_per_interval_lists_the_whole_queue():
+    """Chats that wait at staggered times share one notice per interval instead of one notice each."""
+    queue = [chat(number=1, created_ts=0), chat(number=2, created_ts=4_000), chat(number=3, created_ts=9_000)]
+    listed = decide.unclaimed_alert(queue, T, 10_000)       # chat 1 is due: all three go in one notice
+    assert [c.number for c in listed] == [1, 2, 3]
+    after = [chat(number=c.number, created_ts=c.created_ts, alerted_ts=10_000) for c in queue]
+    late = chat(number=4, created_ts=1_000)                  # e.g. requeued: waited long, never listed
+    assert decide.unclaimed_alert(after + [late], T, 15_000) == [], "nothing twice within one interval"
+    assert [c.number for c in decide.unclaimed_alert(after + [late], T, 20_000)] == [1, 2, 3, 4]
+    # a busy queue: at most one notice per interval, however many chats become due in between
+    alerted: dict[int, int] = {}
+    sent = []
+    for now in range(0, 60_000, 1_000):                      # the routing tick, 50 chats arriving 0.7 s apart
+        waiting = [chat(number=n, created_ts=n * 700, alerted_ts=alerted.get(n)) for n in range(50) if n * 700 <= now]
+        listed = decide.unclaimed_alert(waiting, T, now)
+        if listed:
+            sent.append(now)
+            alerted.update({c.number: now for c in listed})
+    assert sent == [10_000, 20_000, 30_000, 40_000, 50_000]
+
+
+def test_the_realert_notice_names_each_chat_and_counts_the_rest():
+    queue = [chat(number=1000 + n, created_ts=n * 1_000) for n in range(25)]
+    text = dispatch_text.unclaimed_notice(queue, 60_000, "!")
+    assert text.startswith("25 chats are waiting without an officer: Chat 1000 (1m 00s), Chat 1001 (59s)")
+    assert "Chat 1019 (41s)" in text and "Chat 1020" not in text and "and 5 more" in text
+    assert text.endswith("!claim <number> to take one.")
+    assert dispatch_text.unclaimed_notice([chat(number=7, emergency=1)], 3_000, "!").startswith(
+        "1 chat is waiting without an officer: Chat 7 (3s, 🚨 emergency)")
 
 
 def test_claimed_but_unanswered_goes_back():

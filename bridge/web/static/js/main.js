@@ -196,7 +196,12 @@ function startChat(event) {
   }).catch(function (err) {
     const number = app.site.emergency_number;
     if (err instanceof TypeError) { say(ui.startError, "start.unreachable", { number: number }); } else if (
-      err.message === "consent_required") { say(ui.startError, "consent.required"); } else {
+      err.message === "consent_required") { say(ui.startError, "consent.required"); } else if (
+      err.message === "busy") {
+      // The queue is full: nothing was created; the page offers the phone instead.
+      const phone = app.site.phone_number;
+      say(ui.startError, phone ? "start.busy_phone" : "start.busy", { number: number, phone: phone });
+    } else {
       say(ui.startError, "start.failed", { status: err.status || 0, number: number });
     }
   }).then(function () {

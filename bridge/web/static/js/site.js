@@ -48,6 +48,9 @@ function applySite(data) {
   if (typeof data.emergency_number === "string" && /^[0-9+ ]{2,20}$/.test(data.emergency_number)) {
     setEmergencyNumber(data.emergency_number);
   }
+  if (typeof data.phone_number === "string" && /^[0-9+ ()-]{2,24}$/.test(data.phone_number)) {
+    app.site.phone_number = data.phone_number;     // offered when the queue is full
+  }
   if (typeof data.max_message_chars === "number" && data.max_message_chars > 0) {
     app.site.max_message_chars = data.max_message_chars;
   }

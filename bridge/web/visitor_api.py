@@ -406,6 +406,8 @@ class VisitorApi:
 
     def _admit(self, chat: Chat, client_id: str) -> None:
         """The chat's message rate (WebSocket and POST together); over it nothing is stored."""
+        if self.store.messages.by_client_id(chat.id, client_id):
+            return      # a resend after a lost ack is answered from the store: it costs nothing
         wait = self.rates.take(chat.id)
         if wait:
             metrics.visitor_refused("rate_limited")

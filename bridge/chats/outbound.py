@@ -11,6 +11,7 @@ import logging
 
 from .. import metrics
 from ..matrix.crypto import Crypto
+from ..matrix.mentions import ensure_mentions
 from ..store import Store
 from ..store.chats import CLOSED
 
@@ -55,8 +56,8 @@ class OutboundPump:
             if chat is None or not chat.room_id or not chat.puppet:
                 return                                # room not ready; setup wakes us when it is
             try:
-                event_id = await self.crypto.send(chat.puppet, chat.room_id, item.event_type, item.content,
-                                                  item.txn_id)
+                content = ensure_mentions(item.content) if item.event_type == "m.room.message" else item.content
+                event_id = await self.crypto.send(chat.puppet, chat.room_id, item.event_type, content, item.txn_id)
             except asyncio.CancelledError:
                 raise
             except Exception as e:

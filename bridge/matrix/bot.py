@@ -28,7 +28,7 @@ async def announce_start(api: HomeserverApi, settings: Settings, bot: str, versi
     text = f"Precinct {version} started at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}."
     try:
         await api.request("PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/"
-                                 f"precinct.start.{time.time_ns()}", {"msgtype": "m.notice", "body": text},
+                                 f"precinct.start.{time.time_ns()}", {"msgtype": "m.notice", "body": text, "m.mentions": {}},
                           user_id=bot, what="start-up notice")
     except MatrixError as e:
         if e.status not in (403, 404):
@@ -46,5 +46,5 @@ async def join_room(api: HomeserverApi, bot: str, room_id: str) -> bool:
 async def post_notice(api: HomeserverApi, bot: str, room_id: str, text: str) -> None:
     """A plain notice from the bot, for a room that is not encrypted."""
     await api.request("PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/"
-                             f"precinct.notice.{time.time_ns()}", {"msgtype": "m.notice", "body": text},
+                             f"precinct.notice.{time.time_ns()}", {"msgtype": "m.notice", "body": text, "m.mentions": {}},
                       user_id=bot, what="bot notice")

@@ -17,6 +17,7 @@ from ..config import Agency, Config
 from ..matrix import rooms
 from ..matrix.crypto import Crypto
 from ..matrix.intent import HomeserverApi, MatrixError
+from ..matrix.mentions import mentioning
 from ..store import Store
 from . import dispatch_text
 
@@ -116,11 +117,10 @@ class Dispatch:
         """Send (or, with ``replaces``, edit) an encrypted notice as the bot; returns the event ID."""
         content: dict[str, Any] = {"msgtype": msgtype, "body": text, "format": "org.matrix.custom.html",
                                    "formatted_body": dispatch_text.as_html(text, mentions or [])}
-        if mentions is not None:
-            content["m.mentions"] = {"user_ids": mentions}
         if replaces:
             content = {"msgtype": msgtype, "body": "* " + text, "m.new_content": content,
                        "m.relates_to": {"rel_type": "m.replace", "event_id": replaces}}
+        content = mentioning(content, mentions)      # previews quote citizens: only the alert's own mentions ring
         self._txn += 1
         return await self.crypto.send_to_members(self.bot, room_id, "m.room.message", content,
                                                  f"precinct.bot.{time.time_ns()}.{self._txn}")

@@ -6,6 +6,7 @@ import time
 
 from ..store.chats import ACTIVE, CLOSED, Chat
 from ..store.tickets import Ticket
+from ..text_lines import entry, quoted
 
 
 def duration(ms: int) -> str:
@@ -70,8 +71,8 @@ def transferred_notice(chat: Chat, topic_label: str, to: str, by: str) -> str:
 
 def ticket_notice(ticket: Ticket, topic_label: str, prefix: str) -> str:
     lines = [f"Offline message T{ticket.number} · {topic_label} · left at {_clock(ticket.created_ts)}",
-             f"“{ticket.message}”",
-             f"From: {ticket.name or 'no name given'}; contact: {ticket.contact or 'none given'}"]
+             quoted(ticket.message),
+             entry("From: ", f"{ticket.name or 'no name given'}; contact: {ticket.contact or 'none given'}")]
     if ticket.claimed_by:
         lines.append(f"Taken by {ticket.claimed_by}, who follows it up.")
     else:

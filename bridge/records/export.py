@@ -11,6 +11,8 @@ import json
 import time
 from typing import Any
 
+from ..text_lines import entry
+
 FORMATS = ("json", "html", "txt")
 ERASED = "[erased]"
 
@@ -131,7 +133,7 @@ def as_text(doc: dict[str, Any], service_name: str) -> str:
     lines = [f"{service_name} — record of chat {(doc.get('chat') or {}).get('number')}", ""]
     lines += [f"{k}: {v}" for k, v in _summary(doc)] + [""]
     for e in doc.get("entries") or []:
-        lines.append(f"#{e.get('index')} [{when(e.get('ts'))}] {who(e)}: {describe(e)}")
+        lines.append(entry(f"#{e.get('index')} [{when(e.get('ts'))}] {who(e)}: ", describe(e)))
     lines += ["", "Check this record against its JSON copy with: python -m bridge transcript verify <file.json>"]
     return "\n".join(lines) + "\n"
 

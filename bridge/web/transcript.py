@@ -5,6 +5,7 @@ import html
 import time
 
 from ..store.chats import Chat
+from ..text_lines import entry
 from ..store.messages import Message
 
 DEFAULT_SERVICE_NAME = "Police non-emergency web chat"   # when site.service_name is left empty
@@ -30,13 +31,14 @@ def _lines(messages: list[Message], visitor_label: str = "You") -> list[tuple[st
 
 
 def conversation_lines(messages: list[Message], visitor_label: str) -> list[str]:
-    """One "[time] who: text" line per message, the citizen named ``visitor_label`` (e.g. for officers)."""
-    return [f"[{t}] {who}: {text}" for t, who, text in _lines(messages, visitor_label)]
+    """One "[time] who: text" entry per message (later lines marked, see text_lines), the citizen named
+    ``visitor_label`` (e.g. for officers)."""
+    return [entry(f"[{t}] {who}: ", text) for t, who, text in _lines(messages, visitor_label)]
 
 
 def as_text(chat: Chat, service_name: str, messages: list[Message]) -> str:
     head = [f"{service_name} — transcript of chat {chat.number}", f"Started {_when(chat.created_ts)}", ""]
-    return "\n".join(head + [f"[{t}] {who}: {text}" for t, who, text in _lines(messages)]) + "\n"
+    return "\n".join(head + [entry(f"[{t}] {who}: ", text) for t, who, text in _lines(messages)]) + "\n"
 
 
 def as_html(chat: Chat, service_name: str, messages: list[Message]) -> str:

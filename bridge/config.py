@@ -186,6 +186,9 @@ SCHEMA: list[Key] = [
         check=lambda v: None if re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", v) else "must be a time like 06:00"),
     Key("chats.first_number", int, 1001, "Number given to the first chat; officers see 'Chat <number>'.",
         check=_positive),
+    Key("chats.block_hours", int, 24,
+        "How long an officer's !block refuses new chats from the blocked chat's source (a salted hash of its "
+        "address, never the address; !unblock lifts it sooner).", check=_positive),
     Key("chats.puppet_pool_size", int, 3,
         "Visitor identities (user, device, cross-signing) prepared ahead so a new chat only needs its room. "
         "0 disables the pool."),

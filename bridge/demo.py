@@ -217,6 +217,17 @@ def choose_ports(preferred: dict[str, int]) -> dict[str, int]:
     return ports
 
 
+def prepare_data_dir(files: DemoFiles) -> None:
+    """The data folder, owner-only: made 0700, and an older demo's folder (made under a looser umask
+    before secrets at rest were owner-only) narrowed so its secrets are private and it keeps working."""
+    try:
+        private_dir(files.dir)
+        if tightened := tighten_tree(files.dir):
+            say(f"Made {tightened} files and folders in {files.dir} readable by you only.")
+    except OSError as e:
+        raise DemoError(f"cannot create the data directory {files.dir}: {e}")
+
+
 def ensure_config(files: DemoFiles) -> cfg.Config:
     """Create config.yaml and registration.yaml on the first run; later keep them, moving only busy ports."""
     from .__main__ import generate_registration
@@ -544,12 +555,7 @@ def run_demo(data_dir: Path) -> int:
             if importlib.util.find_spec("synapse") is None:
                 raise DemoError(f"the demo needs Synapse in this Python ({sys.executable}): "
                                 "pip install 'matrix-synapse>=1.163' (or: pip install -e '.[test]')")
-            try:
-                private_dir(files.dir)
-                if tightened := tighten_tree(files.dir):      # a folder from an older demo, or a loose umask
-                    say(f"Made {tightened} files and folders in {files.dir} readable by you only.")
-            except OSError as e:
-                raise DemoError(f"cannot create the data directory {files.dir}: {e}")
+            prepare_data_dir(files)
             held.enter_context(_exclusive(files.lock))   # released last, after Synapse has stopped
             stop_leftover_synapse(files)                  # before choosing ports: it may hold ours
             config = ensure_config(files)

@@ -163,3 +163,35 @@ class ChatRoomCommands:
             lifted = self.retention.lift(chat, sender, chat.room_id or "")
             self.chats.notify_officers(chat, f"{name} lifted the legal hold on chat {chat.number}." if lifted
                                        else f"Chat {chat.number} is not under legal hold.")
+
+    async def _block(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
+        """End the chat and refuse new chats from its source for ``chats.block_hours`` (see store/sources.py)."""
+        hours = self.chats.config.get("chats.block_hours")
+        reason = cmd.arg or None
+        with self.chats.store.db.transaction():
+            block = self.chats.store.sources.block(chat.id, sender, reason, hours * 3600)
+            if block is not None:
+                self.journal.chat_event(chat.id, "blocked", sender, reason=reason, hours=hours, internal=True)
+            self.journal.audit("chat.block", sender, "ok" if block else "failed", target=chat.id, origin=chat.room_id,
+                               reason=reason if block else "source no longer known", hours=hours)
+            fresh = self.chats.store.chats.get(chat.id) or chat
+            if fresh.state != CLOSED:
+                self.chats.close(fresh, OFFICER, officer_name=name)
+                self.journal.chat_event(chat.id, "closed", sender, by="officer", reason=reason)
+            if block is None:
+                self.chats.notify_officers(chat, f"Chat {chat.number} is closed, but its source can no longer be "
+                                           "blocked (it is kept only for a day or two, and never as an address).")
+            else:
+                self.chats.notify_officers(chat, f"{name} blocked chat {chat.number}'s source until "
+                                           f"{_clock(block.until_ts)}: new chats from it are refused. "
+                                           f"{self.prefix}unblock in this room lifts it.")
+
+    async def _unblock(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
+        with self.chats.store.db.transaction():
+            lifted = self.chats.store.sources.unblock(chat.id)
+            if lifted:
+                self.journal.chat_event(chat.id, "unblocked", sender, internal=True)
+            self.journal.audit("chat.unblock", sender, "ok" if lifted else "failed", target=chat.id,
+                               origin=chat.room_id, **({} if lifted else {"reason": "not blocked"}))
+            self.chats.notify_officers(chat, f"{name} lifted the block on chat {chat.number}'s source." if lifted
+                                       else f"Chat {chat.number}'s source is not blocked.")

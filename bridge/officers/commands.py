@@ -58,6 +58,9 @@ CHAT_ROOM: tuple[Spec, ...] = (
     Spec("hold", "hold [reason]", "supervisors: put the chat under legal hold (never purged or erased)",
          arg="optional"),
     Spec("unhold", "unhold", "supervisors: lift the chat's legal hold"),
+    Spec("block", "block [reason]", "end the chat and refuse new chats from the same source for a while "
+         "(an abusive or hoax caller)", arg="optional"),
+    Spec("unblock", "unblock", "lift this chat's block"),
 )
 
 

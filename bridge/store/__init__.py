@@ -21,6 +21,7 @@ from .record_seals import RecordSeals
 from .redactions import Redactions
 from .room_events import RoomEvents
 from .settings import Settings
+from .sources import Sources
 from .tickets import Tickets
 from .transactions import Transactions
 from .webhooks import WebhookOutbox
@@ -48,6 +49,7 @@ class Store:
     console_sessions: ConsoleSessions
     officers: Officers
     tickets: Tickets
+    sources: Sources
 
     @classmethod
     def open(cls, path: Path | str, first_chat_number: int = 1001) -> "Store":
@@ -55,7 +57,7 @@ class Store:
         return cls(db, Chats(db, first_chat_number), Puppets(db), Messages(db), Outbox(db), Transactions(db),
                    RoomEvents(db), Settings(db), Feedback(db), Attachments(db), ChatRecords(db), RecordSeals(db),
                    AuditLog(db), LegalHolds(db), Redactions(db), WebhookOutbox(db),
-                   ConsoleLinks(db), ConsoleSessions(db), Officers(db), Tickets(db))
+                   ConsoleLinks(db), ConsoleSessions(db), Officers(db), Tickets(db), Sources(db))
 
     def close(self) -> None:
         self.db.close()

@@ -170,9 +170,20 @@ def _v14(db: sqlite_utils.Database) -> None:
                          not_null={"agency", "topic", "message", "created_ts"})
 
 
+def _v15(db: sqlite_utils.Database) -> None:
+    # !block: a chat's source as a salted daily hash (never the address), the day salts, and the blocks.
+    db["source_salts"].create({"day": int, "salt": str}, pk="day", not_null={"salt"})
+    db["chat_sources"].create({"chat_id": str, "day": int, "hash": str}, pk="chat_id", not_null={"day", "hash"})
+    db["source_blocks"].create({"id": int, "day": int, "hash": str, "chat_id": str, "actor": str, "reason": str,
+                                "created_ts": int, "until_ts": int, "lifted_ts": int}, pk="id",
+                               not_null={"day", "hash", "chat_id", "actor", "created_ts", "until_ts"})
+    db["source_blocks"].create_index(["day", "hash"])
+    db["source_blocks"].create_index(["chat_id"])
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
-                                                             _v12, _v13, _v14]
+                                                             _v12, _v13, _v14, _v15]
 
 
 class Database:

@@ -265,10 +265,15 @@ class VisitorApi:
                                                f"{', '.join(t.id for t in self.config.topics)}.")
         name = self._optional_text(data, "display_name", self.max_name)
         language = self._optional_text(data, "language", 16)
+        address = client_address(request)
+        if self.store.sources.blocked(address) is not None:
+            raise ApiError(403, "blocked", "New chats from this connection are refused for a while. "
+                                           "In an emergency, call the emergency number.")
         try:
             chat, token = self.chats.open(topic, name, language)
         except ChatsBusy:
             raise self._busy()
+        self.store.sources.remember(chat.id, address)
         ws_url = self.public_url.replace("http", "ws", 1) + f"/api/v1/chats/{chat.id}/ws"
         return web.json_response({"chat_id": chat.id, "token": token, "ws_url": ws_url, "number": chat.number},
                                  status=201)
@@ -401,6 +406,8 @@ class VisitorApi:
 
     def _admit(self, chat: Chat, client_id: str) -> None:
         """The chat's message rate (WebSocket and POST together); over it nothing is stored."""
+        if self.store.messages.by_client_id(chat.id, client_id):
+            return      # a resend after a lost ack is answered from the store: it costs nothing
         wait = self.rates.take(chat.id)
         if wait:
             metrics.visitor_refused("rate_limited")

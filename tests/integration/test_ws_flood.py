@@ -83,6 +83,10 @@ async def test_messages_over_the_rate_are_refused_unstored_and_go_later(visitors
                                 json={"client_id": f"{run}-post", "body": "by post"})
     assert status == 429 and body["error"] == "rate_limited" and body["retry_after"] >= 1, body
 
+    # A resend of a stored message (its ack lost on a reconnect) is answered from the store, even now.
+    again = await _answer(v, sorted(acked)[0], "pasted again")
+    assert again["type"] == "ack", again
+
     # Sent again after retry_after (as the page does), the first refused message arrives.
     first = refused_ids[0]
 

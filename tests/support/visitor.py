@@ -12,9 +12,11 @@ from .waiting import until
 
 
 class Visitor:
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, source: str | None = None) -> None:
+        """``source``: a loopback address to connect from (e.g. 127.0.0.5), as a citizen elsewhere would."""
         self.base_url = base_url.rstrip("/")
-        self.session = aiohttp.ClientSession()
+        connector = aiohttp.TCPConnector(local_addr=(source, 0)) if source else None
+        self.session = aiohttp.ClientSession(connector=connector)
         self.chat_id = self.token = self.ws_url = ""
         self.frames: list[dict[str, Any]] = []
         self.ws: aiohttp.ClientWebSocketResponse | None = None

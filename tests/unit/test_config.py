@@ -223,6 +223,9 @@ def test_a_section_that_is_not_a_mapping_is_refused():
     ([{"id": "c", "name": "C", "emergency": ["knife"]}], "agencies[0].emergency:"),
     ([{"id": "c", "name": "C", "dispatch_room": "#dispatch:server"}], "agencies[0].dispatch_room:"),
     ([{"id": "central", "name": "C", "topics": ["nope"]}], "agencies[0].topics:"),
+    ([{"id": "c", "name": "C", "max_waiting_chats": -1}], "agencies[0].max_waiting_chats:"),
+    ([{"id": "c", "name": "C", "max_waiting_chats": "50"}], "agencies[0].max_waiting_chats:"),
+    ([{"id": "c", "name": "C", "timeouts": {"abandoned_seconds": -5}}], "agencies[0].timeouts.abandoned_seconds:"),
 ])
 def test_bad_agency(agencies: Any, expected: str):
     raw = good()
@@ -412,3 +415,19 @@ def test_federation_allowlist_must_be_server_names():
     raw = good()
     raw["federation"] = {"allowed_servers": ["police.example", "@user:police.example"]}
     assert refused(raw).startswith("federation.allowed_servers:")
+
+
+def test_queue_cap_and_abandonment_per_agency_fall_back_to_the_global_keys(tmp_path):
+    raw = good()
+    raw["chats"] = {"max_waiting_per_agency": 40, "abandoned_seconds": 600}
+    raw["agencies"] = [{"id": "a", "name": "A"}, {"id": "b", "name": "B", "max_waiting_chats": 0,
+                                                  "timeouts": {"abandoned_seconds": 30}}]
+    raw["topics"] = [{"id": "general", "label": "General enquiry", "agency": "a"}]
+    config = cfg.load(raw, tmp_path, {})
+    assert (config.max_waiting("a"), config.abandoned_seconds("a")) == (40, 600)
+    assert (config.max_waiting("b"), config.abandoned_seconds("b")) == (0, 30)
+    raw["chats"] = {"max_waiting_per_agency": -1}
+    assert refused(raw).startswith("chats.max_waiting_per_agency:")
+    raw["chats"] = {}
+    raw["site"] = {"phone_number": "call us"}
+    assert refused(raw).startswith("site.phone_number:")

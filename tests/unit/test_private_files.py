@@ -89,3 +89,20 @@ def test_config_refuses_identical_secrets_naming_both_keys(tmp_path: Path, same:
     with pytest.raises(cfg.ConfigError) as e:
         cfg.load(raw, tmp_path, {cfg.env_name(k): shared for k in same})
     assert same[0] in str(e.value) and same[1] in str(e.value) and shared not in str(e.value)
+
+
+def test_the_demo_data_folder_is_owner_only_and_an_older_one_is_narrowed(tmp_path: Path, loose_umask):
+    from bridge import demo
+
+    older = demo.DemoFiles(tmp_path / "demo-data")
+    older.dir.mkdir()
+    (older.dir / "synapse").mkdir()
+    (older.dir / "officer-login.txt").write_text("password")        # as an older demo left it: 0644 in 0755
+    demo.prepare_data_dir(older)
+    demo.ensure_config(older)                                        # new secrets, as on a first run
+    for path in (older.dir, older.dir / "synapse"):
+        assert mode(path) == 0o700, path
+    for path in (older.config, older.registration, older.login):
+        assert mode(path) == 0o600, path
+    assert older.login.read_text() == "password"
+    demo.ensure_config(older)                                        # a second run keeps working

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from bridge.chats.hub import ChatHub
 from bridge.chats.lifecycle import ChatService
-from bridge.chats.queue import MIN_SAMPLES, estimate_seconds, queue_frame
+from bridge.chats.queue import MIN_SAMPLES, abandoned, estimate_seconds, queue_frame
 from bridge.store import Store
 from bridge.store.chats import ACTIVE
 from tests.support.configs import example_config
@@ -45,3 +45,26 @@ def test_estimate_comes_from_real_answered_chats_on_the_topic(tmp_path):
     assert service.queue_place(store.chats.get(waiting.id)) == (1, 180)          # median of 1..5 minutes
     assert service.queue_place(store.chats.get(other_topic.id)) == (2, None)     # no data for that topic yet
     store.close()
+
+
+def test_a_waiting_chat_is_abandoned_only_with_no_page_open_and_nothing_for_the_whole_limit():
+    assert not abandoned(10_000, 10, 0, 1_000)                      # opened 9 s ago
+    assert abandoned(11_000, 10, 0, 1_000)
+    assert not abandoned(99_000, 10, 1, 1_000), "an open page keeps it"
+    assert not abandoned(20_000, 10, 0, 1_000, 15_000, None), "a message (or a connection) 5 s ago"
+    assert abandoned(25_000, 10, 0, 1_000, 15_000, None)
+    assert not abandoned(10**9, 0, 0, 1_000), "0 turns it off"
+
+
+def test_the_hub_remembers_when_a_chats_last_page_went_away():
+    hub = ChatHub()
+    assert hub.last_seen("c") is None
+    first, second = hub.subscribe("c"), hub.subscribe("c")
+    assert hub.connections("c") == 2 and hub.last_seen("c") is not None
+    first.close()
+    assert hub.connections("c") == 1
+    second.close()
+    gone = hub.last_seen("c")
+    assert hub.connections("c") == 0 and gone is not None
+    hub.forget("c")
+    assert hub.last_seen("c") is None

@@ -197,6 +197,7 @@ function startChat(event) {
     const number = app.site.emergency_number;
     if (err instanceof TypeError) { say(ui.startError, "start.unreachable", { number: number }); } else if (
       err.message === "consent_required") { say(ui.startError, "consent.required"); } else if (
+      err.message === "blocked") { say(ui.startError, "start.blocked", { number: number }); } else if (
       err.message === "busy") {
       // The queue is full: nothing was created; the page offers the phone instead.
       const phone = app.site.phone_number;

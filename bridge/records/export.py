@@ -66,6 +66,9 @@ def describe(e: dict[str, Any]) -> str:
         if fmt == "edit":
             return f"Edited message #{d.get('target_seq')} to: {body}"
         return f"* {body}" if fmt == "emote" else body
+    if kind == "message.refused":
+        return (f"Sent a {d.get('format', 'message')} the citizen was NOT shown (not admitted to this chat): "
+                f"{body}")
     if kind == "attachment":
         digest = d.get("sha256") or "not available"
         return (f"Sent a file: {_personal(e, 'name')} ({d.get('mimetype')}, {_size(d.get('size'))}); "

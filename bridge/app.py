@@ -55,7 +55,8 @@ class Bridge:
         self.api = HomeserverApi(config.get("homeserver.url"), config.get("appservice.as_token"),
                                  config.get("appservice.id"), config.get("homeserver.verify_tls"))
         self.crypto = Crypto(self.api, config.get("homeserver.url"), config.path("store.crypto_dir"),
-                             config.get("crypto.pickle_key"), self.store.puppets)
+                             config.get("crypto.pickle_key"), self.store.puppets,
+                             config.get("crypto.new_device_window_seconds"))
         bot_user = f"@{config.get('appservice.bot_localpart')}:{config.get('homeserver.server_name')}"
         self.puppets = PuppetManager(self.api, self.crypto, self.store.puppets, config.get("homeserver.server_name"),
                                      config.get("appservice.puppet_prefix"), config.get("chats.puppet_pool_size"),
@@ -136,6 +137,7 @@ class Bridge:
             await rooms.default_room_version(self.api)
         await self.puppets.ensure_bot()
         await self.dispatch.ensure_rooms()
+        await self.bot_rooms.restore()
         self.inbound.start()
         self.outbound.start()
         self.keeper.start()

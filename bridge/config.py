@@ -69,6 +69,10 @@ def _positive(v: float) -> str | None:
     return None if v > 0 else "must be greater than 0"
 
 
+def _not_negative(v: float) -> str | None:
+    return None if v >= 0 else "must be 0 or more"
+
+
 def _port(v: int) -> str | None:
     return None if 0 < v < 65536 else "must be a TCP port (1-65535)"
 
@@ -168,6 +172,11 @@ SCHEMA: list[Key] = [
     Key("crypto.undecryptable_wait_seconds", float, 60.0,
         "How long an officer message that cannot be decrypted waits for its keys before the officer is asked to "
         "resend it.", check=_positive),
+    Key("crypto.new_device_window_seconds", float, 300.0,
+        "An officer's device that appears just after the bridge sent something (signed in a moment earlier, "
+        "its keys uploaded a moment later) is given the keys of what was sent to that officer's other devices "
+        "in this many seconds before it was seen, so it can read it. 0: new devices read only what is sent "
+        "after they are seen.", check=_not_negative),
     Key("metrics.enabled", bool, True, "Serve Prometheus metrics at /metrics on the private metrics listener."),
     Key("metrics.bind_host", str, "127.0.0.1",
         "Private address of the metrics listener. Never expose it publicly: the figures describe police workload. "

@@ -8,9 +8,11 @@ notice stays undecryptable there for good (its later edits, under a new key, wou
 """
 from __future__ import annotations
 
-from tests.conftest import PASSWORD, MatrixEnv
+from tests.conftest import PASSWORD, SERVER, MatrixEnv
 from tests.interop.officer_client import JsOfficer, prerequisites_missing
 from tests.support.bridge_db import dispatch_notice_of, dispatch_room_of
+from tests.support.officer import NioOfficer
+from tests.support.waiting import until
 
 
 async def test_notice_sent_between_sign_in_and_device_keys_decrypts_on_the_new_device(matrix_env: MatrixEnv,
@@ -41,4 +43,26 @@ async def test_notice_sent_between_sign_in_and_device_keys_decrypts_on_the_new_d
         assert f"Chat {created['number']} ·" in got["body"]
     finally:
         await desk.stop()
+        await laptop.stop()
+
+
+async def test_bot_reply_in_a_direct_room_decrypts_on_a_device_signed_in_just_before(matrix_env: MatrixEnv, officer_of,
+                                                                                   tmp_path, bridge_log):
+    """The same for the bot's direct rooms, with nio officers (Element-like, on matrix-nio)."""
+    bot = f"@precinct:{SERVER}"
+    desk = await officer_of("nightshift", auto_claim=False)
+    laptop = NioOfficer(matrix_env.synapse.url, matrix_env.officer_id("nightshift"), PASSWORD, tmp_path / "laptop")
+    try:
+        room = await desk.create_room_with(bot)
+
+        def from_bot() -> list:
+            return [m for m in desk.messages if m.room_id == room and m.sender == bot]
+        await until(from_bot, 60, "the bot's greeting in the direct room")
+        await laptop.sign_in()                 # the device exists, its keys are not uploaded yet
+        await desk.send(room, "!help")
+        reply = (await until(lambda: from_bot()[1:], 60, "the bot's answer to !help"))[0]
+        await laptop.start()                   # keys uploaded, first sync
+        got = await laptop.wait_message(lambda m: m.event_id == reply.event_id, 60, "the answer on the new device")
+        assert got.body == reply.body
+    finally:
         await laptop.stop()

@@ -46,14 +46,17 @@ log = logging.getLogger(__name__)
 class Bridge:
     def __init__(self, config: Config, journal: Journal | None = None) -> None:
         self.config = config
-        self.store = Store.open(config.path("store.path"), config.get("chats.first_number"))
+        # Group commit: no fsync on the event loop; whatever acknowledges awaits store.db.durable() (store/db.py).
+        self.store = Store.open(config.path("store.path"), config.get("chats.first_number"), group_commit=True)
         self.records = Records.open(config, self.store)
         self.journal: Journal = journal or self.records
         self.retention = Retention(config, self.store, self.records)
-        self.webhooks = WebhookSender(self.store.webhooks, config.webhooks, self.journal, self.store.db.transaction)
+        self.webhooks = WebhookSender(self.store.webhooks, config.webhooks, self.journal, self.store.db.transaction,
+                                      self.store.db.durable)
         self.journal = AnnouncingJournal(self.journal, self.store, config.webhooks, self.webhooks.wake)
         self.api = HomeserverApi(config.get("homeserver.url"), config.get("appservice.as_token"),
-                                 config.get("appservice.id"), config.get("homeserver.verify_tls"))
+                                 config.get("appservice.id"), config.get("homeserver.verify_tls"),
+                                 durable=self.store.db.durable)
         self.crypto = Crypto(self.api, config.get("homeserver.url"), config.path("store.crypto_dir"),
                              config.get("crypto.pickle_key"), self.store.puppets)
         bot_user = f"@{config.get('appservice.bot_localpart')}:{config.get('homeserver.server_name')}"
@@ -88,7 +91,7 @@ class Bridge:
         self.inbound.bot_rooms = self.bot_rooms
         self.inbound.on_presence = self.routing.presence
         self.endpoint = AppserviceEndpoint(config.get("appservice.hs_token"), self.store.transactions,
-                                           self.inbound.wake, self._user_exists)
+                                           self.inbound.wake, self._user_exists, self.store.db.durable)
         self.keeper = RecordsKeeper(config, self.store, self.api, self.records, self.retention)
         self.visitor_api = VisitorApi(config, self.store, self.chats, retention=self.retention,
                                       on_erased=self.keeper.wake)
@@ -147,8 +150,8 @@ class Bridge:
         self.puppets.refill_pool()
         self.dispatch.start()
         self.routing.start()
-        await self._listen(public_app(self.visitor_api, self.console.app()), self.config.get("web.bind_host"),
-                           self.config.get("web.port"))
+        await self._listen(public_app(self.visitor_api, self.console.app(), durable=self.store.db.durable),
+                           self.config.get("web.bind_host"), self.config.get("web.port"))
         try:
             # An event of ours wakes the homeserver's appservice scheduler (idle after its own restart);
             # the ping then makes it retry queued transactions now rather than after its back-off.

@@ -4,6 +4,10 @@ Validation and wire format live here; what a message *does* lives in
 ``chats.lifecycle``.  Every client mistake gets ``{"error", "message"}`` (an HTTP
 status, or an ``error`` frame on the WebSocket) and the connection and the chat
 carry on.
+
+Nothing tells the page "stored" before the store's durability barrier has passed (store/db.py): HTTP
+answers wait for it in ``web.server``; on the WebSocket, acks and message frames (the page takes its own
+message coming back as delivered) wait for it here.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from ..records.retention import Refused, Retention
 from ..store import Store
 from ..store.attachments import Attachment
 from ..store.chats import Chat
+from ..store.db import StoreNotDurable
 from ..store.messages import Message
 from . import branding, transcript
 from .flood import ChatRates, SocketCounts, TypingCoalescer
@@ -67,6 +72,14 @@ class ApiError(Exception):
         if self.retry_after is not None:
             frame["retry_after"] = self.retry_after
         return frame
+
+
+def store_unavailable() -> ApiError:
+    """The store cannot get anything to disk (store/db.py): nothing is acknowledged; try again later."""
+    e = ApiError(503, "unavailable", "We cannot save anything right now, so this was not sent. Please try again "
+                                     "in a few minutes; in an emergency, call the emergency number.")
+    e.retry_after = 60
+    return e
 
 
 def client_address(request: web.Request) -> str:
@@ -550,6 +563,10 @@ class VisitorApi:
         return message_frame(m, attachment)
 
     async def _replay(self, ws: web.WebSocketResponse, chat_id: str, last: int) -> int:
+        try:
+            await self.store.db.durable()      # a frame of the citizen's own message is, to the page, delivered
+        except StoreNotDurable:
+            return last                        # nothing shown that is not on disk; the socket stays (frames say why)
         while batch := self.store.messages.since(chat_id, last):
             for m in batch:
                 await ws.send_json(self._frame(m))
@@ -569,6 +586,8 @@ class VisitorApi:
                 await self._client_frame(ws, chat, msg.data)
             except ApiError as e:
                 await ws.send_json(e.frame())
+            except StoreNotDurable:
+                await ws.send_json(store_unavailable().frame())     # logged once, by the store
             except (ConnectionResetError, asyncio.CancelledError):
                 raise
             except Exception:
@@ -591,13 +610,14 @@ class VisitorApi:
                 if isinstance(frame.get("client_id"), str) and len(frame["client_id"]) <= MAX_CLIENT_ID:
                     e.client_id = frame["client_id"]
                 raise
+            await self.store.db.durable()      # acknowledged only once on disk (store/db.py)
             await ws.send_json({"type": "ack", "client_id": client_id, "seq": msg.seq})
         elif kind == "typing":
             if not isinstance(frame.get("active"), bool):
                 raise ApiError(400, "bad_frame", "'active' must be true or false.")
             self.typing.set(chat, frame["active"])
         elif kind == "close":
-            self.chats.close(self.store.chats.get(chat.id) or chat, by="visitor")
+            self.chats.close(self.store.chats.get(chat.id) or chat, by="visitor")   # told by frames: _replay
         elif kind == "auth":
             raise ApiError(400, "bad_frame", "Already authenticated.")
         else:

@@ -35,6 +35,7 @@ from .records import Records
 from .records.keeper import RecordsKeeper
 from .records.retention import Retention
 from .store import Store
+from .web.pow import PowGate
 from .web.server import public_app
 from .web.visitor_api import VisitorApi
 from .webhooks.journal import AnnouncingJournal
@@ -90,8 +91,9 @@ class Bridge:
         self.endpoint = AppserviceEndpoint(config.get("appservice.hs_token"), self.store.transactions,
                                            self.inbound.wake, self._user_exists)
         self.keeper = RecordsKeeper(config, self.store, self.api, self.records, self.retention)
+        self.pow_gate = PowGate.from_config(config)
         self.visitor_api = VisitorApi(config, self.store, self.chats, retention=self.retention,
-                                      on_erased=self.keeper.wake)
+                                      on_erased=self.keeper.wake, pow_gate=self.pow_gate)
         self.console_auth = ConsoleAuth(self.store, self.journal, lambda user: supervised_agencies(config, user),
                                         config.get("web.public_url"), config.get("console.link_ttl_seconds"),
                                         config.get("console.idle_minutes"))

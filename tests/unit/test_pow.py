@@ -175,8 +175,8 @@ def test_a_full_spent_set_refuses_with_pow_full_and_counts_as_a_refusal():
 
 # ---- the difficulty rule ---------------------------------------------------------------------------
 
-def test_bits_rise_one_per_refusals_per_bit_up_to_the_maximum():
-    assert [RULE.bits(p) for p in (0, 1, 1.99, 2, 3, 4, 6, 8, 1000)] == [4, 4, 4, 5, 5, 6, 7, 8, 8]
+def test_bits_rise_one_per_refusals_per_bit_to_the_nearest_up_to_the_maximum():
+    assert [RULE.bits(p) for p in (0, 0.99, 1, 2.99, 3, 4, 6, 7, 1000)] == [4, 4, 5, 5, 6, 6, 7, 8, 8]
     assert DifficultyRule(16, 16, 1, 1).bits(50) == 16
 
 
@@ -192,7 +192,7 @@ def test_refusals_raise_the_difficulty_and_it_falls_back_to_base_when_they_stop(
     for _ in range(12):
         pressure.add()
         seen.append(pressure.bits())
-    assert seen == [4, 5, 5, 6, 6, 7, 7, 8, 8, 8, 8, 8]
+    assert seen == [5, 5, 6, 6, 7, 7, 8, 8, 8, 8, 8, 8]
     assert pressure.value <= RULE.ceiling(), "a long flood is not remembered beyond the cap"
     falls = []
     for _ in range(6):
@@ -228,3 +228,12 @@ def test_a_maximum_below_the_base_names_max_bits():
     with pytest.raises(ConfigError, match=r"^proof_of_work\.max_bits: 16 is below proof_of_work\.base_bits \(18\)"):
         from tests.unit.test_config import load
         load(raw)
+
+
+def test_a_challenge_from_before_a_restart_is_accepted_after_it(tmp_path: Path):
+    """The key comes from the config alone: a new process (a new gate) takes what the old one handed out."""
+    config = example_config(tmp_path)
+    config.values["proof_of_work.enabled"] = True
+    before, after = PowGate.from_config(config), PowGate.from_config(config)
+    issued = before.issue()
+    after.check({"challenge": issued["challenge"], "answer": pow.solve(issued["challenge"], issued["difficulty"])[0]})

@@ -216,7 +216,8 @@ SCHEMA: list[Key] = [
         "within what a slow phone can do in a few seconds.",
         check=lambda v: None if 1 <= v <= 32 else "must be between 1 and 32 bits"),
     Key("proof_of_work.refusals_per_bit", float, 10.0,
-        "How fast the difficulty rises: one bit more for every this many recently refused chat creations.",
+        "How fast the difficulty rises: one bit more for every this many recently refused chat creations (to the "
+        "nearest: half of it already adds one).",
         check=_positive),
     Key("proof_of_work.half_life_seconds", float, 120.0,
         "How fast it falls back: the count of recent refusals halves every this many seconds without one.",

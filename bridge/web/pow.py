@@ -9,7 +9,8 @@ A challenge is signed (HMAC-SHA256) with a key derived from ``crypto.pickle_key`
 restart and is nothing new for operators to keep.  The only state is the set of spent challenges
 (each kept until it expires, bounded) and one number: the refusal *pressure*, which every refused
 creation raises by one and which halves every ``half_life_seconds``.  Each ``refusals_per_bit`` of
-pressure adds a bit (doubles the expected work) on top of ``base_bits``, up to ``max_bits``.
+pressure (rounded to the nearest) adds a bit (doubles the expected work) on top of ``base_bits``, up to
+``max_bits``.
 
 Pure parts (``Challenge``, ``solves``, ``DifficultyRule``) take their time as an argument; the two
 small stateful ones (``Pressure``, ``SpentChallenges``) and ``PowGate`` take a clock.
@@ -141,8 +142,10 @@ class DifficultyRule:
         return pressure * 0.5 ** (elapsed_seconds / self.half_life_seconds)
 
     def bits(self, pressure: float) -> int:
-        """``base_bits`` plus one bit per ``refusals_per_bit`` of pressure, at most ``max_bits``."""
-        extra = math.floor(pressure / self.refusals_per_bit + 1e-9)
+        """``base_bits`` plus one bit per ``refusals_per_bit`` of pressure (to the nearest: pressure decays
+        all the time, so ``refusals_per_bit`` refusals are always a little less by the time anyone asks),
+        at most ``max_bits``."""
+        extra = math.floor(pressure / self.refusals_per_bit + 0.5)
         return min(self.max_bits, self.base_bits + max(0, extra))
 
     def ceiling(self) -> float:

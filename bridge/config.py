@@ -207,13 +207,14 @@ SCHEMA: list[Key] = [
         "see or click, no cookie, no third party. Makes floods of new chats cost the sender CPU time. Off: no "
         "challenge is asked for."),
     Key("proof_of_work.base_bits", int, 16,
-        "Work asked for when nothing is being refused, in bits: each bit doubles it. 16 bits is about 65,000 "
-        "SHA-256 hashes, well under a second in Chromium on a laptop (figures in docs/security.md).",
+        "Work asked for when nothing is being refused, in bits: each bit doubles it. 16 bits is 65,536 SHA-256 "
+        "hashes on average, about half a second in Chromium on a small server (figures in docs/proof-of-work.md), "
+        "done while the citizen fills in the form.",
         check=lambda v: None if 1 <= v <= 32 else "must be between 1 and 32 bits"),
-    Key("proof_of_work.max_bits", int, 20,
+    Key("proof_of_work.max_bits", int, 18,
         "The most work ever asked for, in bits (at least base_bits). The difficulty rises towards it while chat "
-        "creation is being refused (blocked, busy, rate-limited); each bit doubles a citizen's wait, so keep it "
-        "within what a slow phone can do in a few seconds.",
+        "creation is being refused (blocked, busy); each bit doubles a citizen's wait, so keep it "
+        "within what a slow phone does in a few seconds (18: about 2 s median in Chromium on a small server).",
         check=lambda v: None if 1 <= v <= 32 else "must be between 1 and 32 bits"),
     Key("proof_of_work.refusals_per_bit", float, 10.0,
         "How fast the difficulty rises: one bit more for every this many recently refused chat creations (to the "

@@ -106,7 +106,7 @@ class Bridge:
         self._runners: list[web.AppRunner] = []
         self._unwatch = metrics.watch(metrics.LevelsCollector(
             self.store.chats.counts, lambda: [a.id for a in config.agencies], self.hub.connections,
-            self.store.transactions.count_unprocessed))
+            self.store.transactions.count_unprocessed, self.pow_gate.difficulty if self.pow_gate.enabled else None))
 
     async def _post_to_supervisors(self, room_id: str, text: str) -> None:
         """The daily summary: encrypted by the bot's own device in an encrypted room, a plain notice otherwise."""

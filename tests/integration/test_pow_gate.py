@@ -39,6 +39,10 @@ class Client:
         async with self.http.post(self.env.public_url + "/api/v1/chats", json=body) as r:
             return r.status, await r.json(content_type=None)
 
+    async def metrics(self) -> str:
+        async with self.http.get(f"http://127.0.0.1:{self.env.config['metrics']['port']}/metrics") as r:
+            return await r.text()
+
     async def difficulty(self) -> int:
         return (await self.challenge())["difficulty"]
 
@@ -75,6 +79,7 @@ async def test_the_site_says_a_proof_is_required_and_a_challenge_is_signed_data_
     assert int(bits) == BASE and len(nonce) == 32 and len(signature) == 64
     assert 0 < int(expires_ms) - time.time() * 1000 <= POW["challenge_seconds"] * 1000
     assert (await client.challenge())["challenge"] != c["challenge"], "every challenge is new"
+    assert f"precinct_pow_difficulty_bits {float(BASE)}" in await client.metrics()
 
 
 async def test_a_solved_challenge_starts_a_chat_once_and_a_replay_is_refused(client: Client):
@@ -85,6 +90,7 @@ async def test_a_solved_challenge_starts_a_chat_once_and_a_replay_is_refused(cli
     status, body = await client.create(topic="general", pow=proof)
     assert (status, body["error"]) == (409, "pow_replayed"), body
     assert client.chats() == before, "nothing is created from a replay"
+    assert 'precinct_visitor_refusals_total{reason="pow_replayed"}' in await client.metrics()
 
 
 async def test_missing_malformed_forged_and_unsolved_proofs_are_refused_with_their_codes(client: Client):
@@ -166,3 +172,5 @@ async def test_the_shared_bridge_asks_for_no_proof(matrix_env: MatrixEnv):
             assert (await r.json())["proof_of_work"] == {"required": False}
         async with http.get(matrix_env.public_url + "/api/v1/challenge") as r:
             assert (r.status, (await r.json())["error"]) == (404, "pow_disabled")
+        async with http.get(matrix_env.metrics_url) as r:
+            assert "precinct_pow_difficulty_bits" not in await r.text()

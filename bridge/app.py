@@ -35,6 +35,7 @@ from .records import Records
 from .records.keeper import RecordsKeeper
 from .records.retention import Retention
 from .store import Store
+from .web.pow import PowGate
 from .web.server import public_app
 from .web.visitor_api import VisitorApi
 from .webhooks.journal import AnnouncingJournal
@@ -93,8 +94,9 @@ class Bridge:
         self.endpoint = AppserviceEndpoint(config.get("appservice.hs_token"), self.store.transactions,
                                            self.inbound.wake, self._user_exists, self.store.db.durable)
         self.keeper = RecordsKeeper(config, self.store, self.api, self.records, self.retention)
+        self.pow_gate = PowGate.from_config(config)
         self.visitor_api = VisitorApi(config, self.store, self.chats, retention=self.retention,
-                                      on_erased=self.keeper.wake)
+                                      on_erased=self.keeper.wake, pow_gate=self.pow_gate)
         self.console_auth = ConsoleAuth(self.store, self.journal, lambda user: supervised_agencies(config, user),
                                         config.get("web.public_url"), config.get("console.link_ttl_seconds"),
                                         config.get("console.idle_minutes"))
@@ -107,7 +109,7 @@ class Bridge:
         self._runners: list[web.AppRunner] = []
         self._unwatch = metrics.watch(metrics.LevelsCollector(
             self.store.chats.counts, lambda: [a.id for a in config.agencies], self.hub.connections,
-            self.store.transactions.count_unprocessed))
+            self.store.transactions.count_unprocessed, self.pow_gate.difficulty if self.pow_gate.enabled else None))
 
     async def _post_to_supervisors(self, room_id: str, text: str) -> None:
         """The daily summary: encrypted by the bot's own device in an encrypted room, a plain notice otherwise."""

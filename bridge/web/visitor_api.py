@@ -32,6 +32,7 @@ from ..store.db import StoreNotDurable
 from ..store.messages import Message
 from . import branding, transcript
 from .flood import ChatRates, SocketCounts, TypingCoalescer
+from .pow import PowGate, PowRefused
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +135,9 @@ def _default_sender(kind: str) -> str:
 
 class VisitorApi:
     def __init__(self, config: Config, store: Store, chats: ChatService, *, retention: Retention | None = None,
-                 on_erased: Callable[[], None] | None = None) -> None:
+                 on_erased: Callable[[], None] | None = None, pow_gate: PowGate | None = None) -> None:
         self.config, self.store, self.chats = config, store, chats
+        self.pow = pow_gate or PowGate.from_config(config)
         self.retention, self.on_erased = retention, on_erased
         self.max_chars = config.get("web.max_message_chars")
         self.max_attachment = config.get("attachments.max_bytes")
@@ -156,6 +158,7 @@ class VisitorApi:
         app.on_shutdown.append(self._close_sockets)
         app.on_cleanup.append(lambda app: self.typing.close())
         app.router.add_get("/api/v1/site", self.site)
+        app.router.add_get("/api/v1/challenge", self.challenge)
         app.router.add_post("/api/v1/chats", self.create_chat)
         app.router.add_post("/api/v1/offline_messages", self.post_offline_message)
         app.router.add_get("/api/v1/chats/{chat_id}", self.get_chat)
@@ -249,7 +252,14 @@ class VisitorApi:
             "attachments": {"max_bytes": self.max_attachment, "types": sorted(self.allowed_types)},
             "topics": [{"id": t.id, "label": t.label, "open": hours.is_open(c.agency(t.agency).hours)}
                        for t in c.topics],
+            "proof_of_work": {"required": self.pow.enabled},
         }, headers={"Cache-Control": "no-cache"})
+
+    async def challenge(self, request: web.Request) -> web.Response:
+        """A signed proof-of-work challenge for POST /api/v1/chats (nothing is stored, no cookie is set)."""
+        if not self.pow.enabled:
+            raise ApiError(404, "pow_disabled", "This service asks for no proof of work; start the chat directly.")
+        return web.json_response(self.pow.issue(), headers={"Cache-Control": "no-store"})
 
     async def post_offline_message(self, request: web.Request) -> web.Response:
         """Outside business hours (or whenever the citizen prefers): a message officers take later."""
@@ -278,13 +288,20 @@ class VisitorApi:
                                                f"{', '.join(t.id for t in self.config.topics)}.")
         name = self._optional_text(data, "display_name", self.max_name)
         language = self._optional_text(data, "language", 16)
+        try:
+            self.pow.check(data.get("pow"))     # before anything that costs more than a hash
+        except PowRefused as e:
+            metrics.visitor_refused(e.error)
+            raise ApiError(e.status, e.error, e.message)
         address = client_address(request)
         if self.store.sources.blocked(address) is not None:
+            self.pow.creation_refused()
             raise ApiError(403, "blocked", "New chats from this connection are refused for a while. "
                                            "In an emergency, call the emergency number.")
         try:
             chat, token = self.chats.open(topic, name, language)
         except ChatsBusy:
+            self.pow.creation_refused()
             raise self._busy()
         self.store.sources.remember(chat.id, address)
         ws_url = self.public_url.replace("http", "ws", 1) + f"/api/v1/chats/{chat.id}/ws"

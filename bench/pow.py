@@ -82,6 +82,10 @@ def native_ms(challenge: str, bits: int) -> tuple[float, int]:
     return (time.perf_counter() - t0) * 1000, hashes
 
 
+async def _nothing_stored() -> None:
+    """No store behind this page: answers wait for nothing."""
+
+
 async def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--bits", default="8,12,14,16,18,20", help="difficulties to measure (comma-separated)")
@@ -94,7 +98,8 @@ async def main() -> int:
     port = free_port()
     config = bench_config(tmp, port)
     gate = pow.PowGate.from_config(config)
-    runner = web.AppRunner(public_app(VisitorApi(config, store=None, chats=None, pow_gate=gate)))  # type: ignore[arg-type]
+    runner = web.AppRunner(public_app(VisitorApi(config, store=None, chats=None, pow_gate=gate),  # type: ignore[arg-type]
+                                      durable=_nothing_stored))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     chromium = ChromiumProcess(tmp / "profile", tmp / "chromium.log")

@@ -24,7 +24,8 @@ async def _server(tmp_path, **values):  # type: ignore[no-untyped-def]
     store = Store.open(tmp_path / "p.db")
     chats = ChatService(config, store, None, None, None, ChatHub(), lambda: None)  # type: ignore[arg-type]
     gate = PowGate(True, RULE, 60, pow.derive_key(config.get("crypto.pickle_key")))
-    server = TestServer(public_app(VisitorApi(config, store, chats, pow_gate=gate)), host="127.0.0.1")
+    server = TestServer(public_app(VisitorApi(config, store, chats, pow_gate=gate), durable=store.db.durable),
+                        host="127.0.0.1")
     await server.start_server()
     return server, store, chats, gate
 

@@ -45,7 +45,8 @@ _txn_lag = Histogram("precinct_appservice_transaction_lag_seconds", "From the ol
 _typing = Counter("precinct_typing_calls", "Typing notifications sent to the homeserver for citizens (coalesced: "
                   "changes of state only, at most one per chat per web.typing_interval_seconds).", registry=REGISTRY)
 _refused = Counter("precinct_visitor_refusals", "Citizens' requests refused to protect the service, by reason "
-                   "(rate_limited: a message over the chat's rate; too_many_connections: a WebSocket over a cap).",
+                   "(rate_limited: a message over the chat's rate; too_many_connections: a WebSocket over a cap; "
+                   "pow_*: a new chat without a good proof of work, by its error code).",
                    ["reason"], registry=REGISTRY)
 
 
@@ -86,9 +87,11 @@ class LevelsCollector(Collector):
     """Gauges read at scrape time from callables the bridge supplies (store counts, the hub)."""
 
     def __init__(self, chat_counts: Callable[[], dict[tuple[str, str], int]], agencies: Callable[[], list[str]],
-                 websockets: Callable[[], int], pending_transactions: Callable[[], int]) -> None:
+                 websockets: Callable[[], int], pending_transactions: Callable[[], int],
+                 pow_bits: Callable[[], int] | None = None) -> None:
         self.chat_counts, self.agencies = chat_counts, agencies
         self.websockets, self.pending_transactions = websockets, pending_transactions
+        self.pow_bits = pow_bits            # None while the proof-of-work gate is off
 
     def collect(self) -> Iterable[Metric]:
         counts = self.chat_counts()
@@ -105,6 +108,9 @@ class LevelsCollector(Collector):
                                 value=self.websockets())
         yield GaugeMetricFamily("precinct_appservice_transactions_pending", "Appservice transactions stored but "
                                 "not yet processed.", value=self.pending_transactions())
+        if self.pow_bits is not None:
+            yield GaugeMetricFamily("precinct_pow_difficulty_bits", "Leading zero bits a new chat's proof of work "
+                                    "needs now (rises while chat creation is being refused).", value=self.pow_bits())
 
 
 _watched: list[LevelsCollector] = []

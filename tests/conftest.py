@@ -15,7 +15,7 @@ import yaml
 
 from bridge.localhs import LocalSynapse, free_port
 from tests.support.bridge_process import BridgeProcess
-from tests.support import supervisor_room
+from tests.support import pow_bridge, supervisor_room
 from tests.support.officer import NioOfficer, OfficerPool
 from tests.support.visitor import Visitor
 
@@ -139,13 +139,16 @@ def matrix_env(tmp_path_factory: pytest.TempPathFactory):
     subprocess.run([sys.executable, "-m", "bridge", "generate-registration", "-c", str(config_path),
                     "-o", str(registration)], check=True, cwd=ROOT, capture_output=True)
     config = yaml.safe_load(config_path.read_text())
-    synapse = LocalSynapse(dir / "synapse", SERVER, hs_port, [registration])
+    # A second bridge with the proof-of-work gate on (pow_env below): Synapse must know it from the start.
+    _, pow_registration = pow_bridge.prepare(dir / "pow", f"http://127.0.0.1:{hs_port}", SERVER)
+    synapse = LocalSynapse(dir / "synapse", SERVER, hs_port, [registration, pow_registration])
     bridge = BridgeProcess(config_path, config["web"]["public_url"], dir / "bridge.log")
     try:
         synapse.start()
         for localpart in [*OFFICERS.values(), SERGEANT, *OTHERS.values()]:
             synapse.register_user(localpart, PASSWORD)
         synapse.register_user(SUPERVISOR, PASSWORD)
+        synapse.register_user(pow_bridge.OFFICER, PASSWORD)
         # The hooked agency's supervisors' room, with the bot invited: the daily summary goes there, and with
         # summary_time 00:00 yesterday's is due as soon as the bridge starts.
         room = supervisor_room.create_room(synapse.url, supervisor_room.login(synapse.url, SUPERVISOR, PASSWORD),
@@ -157,6 +160,18 @@ def matrix_env(tmp_path_factory: pytest.TempPathFactory):
     finally:
         bridge.stop()
         synapse.stop()
+
+
+@pytest.fixture(scope="session")
+def pow_env(matrix_env: MatrixEnv):
+    """The bridge with the proof-of-work gate on (tests/support/pow_bridge.py), on the session's Synapse;
+    started on first use, stopped by PID at the end of the session."""
+    env = pow_bridge.env(matrix_env.dir / "pow")
+    try:
+        env.bridge.start()
+        yield env
+    finally:
+        env.bridge.stop()
 
 
 @pytest.fixture

@@ -126,7 +126,7 @@ class Crypto:
             config = nio.AsyncClientConfig(
                 encryption_enabled=True, store=nio.store.SqliteStore, store_name=f"{user_id[1:].split(':')[0]}.db",
                 pickle_key=self.pickle_key, max_timeouts=3, max_limit_exceeded=5, request_timeout=30)
-            c = PuppetClient(self.homeserver_url, user_id, device_id=puppet.device_id,
+            c = PuppetClient(self.homeserver_url, user_id, device_id=puppet.device_id, durable=self.api.durable,
                              store_path=str(self.store_dir), config=config, ssl=self.api.ssl)
             c.restore_login(user_id, puppet.device_id, self.api.as_token)
             self.clients[user_id] = c

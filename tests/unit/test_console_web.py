@@ -47,7 +47,7 @@ class Env:
 async def env(tmp_path):
     env = Env(tmp_path)
     visitor_api = VisitorApi(env.config, env.store, chats=None)  # type: ignore[arg-type]
-    client = TestClient(TestServer(public_app(visitor_api, env.console.app())))
+    client = TestClient(TestServer(public_app(visitor_api, env.console.app(), durable=env.store.db.durable)))
     await client.start_server()
     env.client = client
     yield env

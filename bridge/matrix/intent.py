@@ -202,8 +202,9 @@ class PuppetClient(nio.AsyncClient):
     whoever made the query (we, or nio itself inside ``room_send``), for ``Crypto`` to take.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, homeserver: str, user: str, *, durable: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
+        super().__init__(homeserver, user, **kwargs)
+        self.durable = durable
         self.new_devices: set[tuple[str, str]] = set()
 
     async def keys_query(self) -> nio.KeysQueryResponse | nio.KeysQueryError:
@@ -212,10 +213,6 @@ class PuppetClient(nio.AsyncClient):
             self.new_devices |= {(user, device_id) for user, devices in resp.changed.items()
                                  for device_id, device in devices.items() if not device.deleted}
         return resp
-
-    def __init__(self, homeserver: str, user: str, *, durable: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
-        super().__init__(homeserver, user, **kwargs)
-        self.durable = durable
 
     async def send(self, method: str, path: str, data: Any = None, headers: dict[str, str] | None = None,
                    trace_context: Any = None, timeout: float | None = None) -> aiohttp.ClientResponse:

@@ -58,10 +58,10 @@ class Bridge:
         self.api = HomeserverApi(config.get("homeserver.url"), config.get("appservice.as_token"),
                                  config.get("appservice.id"), config.get("homeserver.verify_tls"),
                                  durable=self.store.db.durable)
+        bot_user = f"@{config.get('appservice.bot_localpart')}:{config.get('homeserver.server_name')}"
         self.crypto = Crypto(self.api, config.get("homeserver.url"), config.path("store.crypto_dir"),
                              config.get("crypto.pickle_key"), self.store.puppets,
-                             config.get("crypto.new_device_window_seconds"))
-        bot_user = f"@{config.get('appservice.bot_localpart')}:{config.get('homeserver.server_name')}"
+                             config.get("crypto.new_device_window_seconds"), blind_inbox_user=bot_user)
         self.puppets = PuppetManager(self.api, self.crypto, self.store.puppets, config.get("homeserver.server_name"),
                                      config.get("appservice.puppet_prefix"), config.get("chats.puppet_pool_size"),
                                      bot=bot_user)

@@ -74,3 +74,44 @@ def test_window_zero_remembers_nothing():
     keys = RecentKeys(window=0)
     keys.sent(BOT, ROOM, "S1", "k", [DESK], now=0)
     assert len(keys) == 0 and keys.due(BOT, [LAPTOP], now=0) == []
+
+
+class RecordingApi:
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict, dict]] = []
+
+    async def request(self, method: str, path: str, body=None, **kw) -> dict:
+        self.requests.append((method, path, body, kw))
+        return {}
+
+
+async def test_room_keys_sent_by_the_bridge_also_note_the_bot_so_synapse_pushes_what_it_holds_for_it(tmp_path):
+    """Synapse 1.163 can skip a to-device message in the appservice push when two requests are handled out
+    of order; the bot cannot fetch its inbox, so every request of room keys we send also names the bot."""
+    from types import SimpleNamespace
+
+    from bridge.matrix.crypto import FLUSH_NOTE, Crypto
+    from bridge.store import Store
+    store = Store.open(tmp_path / "db.sqlite")
+    store.puppets.add("@precinct:hs", "BOTDEVICE", "(bot)")
+    api = RecordingApi()
+    crypto = Crypto(api, "http://127.0.0.1:1", tmp_path, "k" * 32, store.puppets,  # type: ignore[arg-type]
+                    blind_inbox_user="@precinct:hs")
+    puppet = SimpleNamespace(user_id="@webchat_a:hs", device_id="PUPPETDEV")
+    await crypto._send_room_keys(puppet, {"@officer:hs": {"LAPTOP": {"ciphertext": "…"}}}, "S1", "test")  # type: ignore[arg-type]
+    [(method, path, body, kw)] = api.requests
+    assert method == "PUT" and "/sendToDevice/m.room.encrypted/" in path
+    assert body["messages"] == {"@officer:hs": {"LAPTOP": {"ciphertext": "…"}},
+                                "@precinct:hs": {"BOTDEVICE": {FLUSH_NOTE: True}}}
+    assert kw["user_id"] == "@webchat_a:hs" and kw["device_id"] == "PUPPETDEV"
+
+    # The note never reaches nio when the push brings it back.
+    received: list = []
+
+    async def receive(user_id: str, sync: dict) -> None:
+        received.append((user_id, sync))
+    crypto._receive = receive  # type: ignore[method-assign]
+    await crypto.feed_transaction({"de.sorunome.msc2409.to_device": [
+        {"type": "m.room.encrypted", "sender": "@webchat_a:hs", "to_user_id": "@precinct:hs",
+         "to_device_id": "BOTDEVICE", "content": {FLUSH_NOTE: True}}]}, lambda user: True)
+    assert received == []

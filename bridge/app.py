@@ -172,6 +172,9 @@ class Bridge:
     async def stop(self) -> None:
         for runner in self._runners:
             await runner.cleanup()
+        # No request can be refused any more: the counts of open refusal windows go on record now, before
+        # anything slower (the homeserver) could hold the stop up past a service manager's patience.
+        self.records.refusals.flush(everything=True)
         self._unwatch()
         await self.puppets.stop()
         await self.routing.stop()

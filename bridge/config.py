@@ -278,6 +278,13 @@ SCHEMA: list[Key] = [
     Key("records.audit_retention_days", int, 365,
         "Audit entries are kept at least this many days (the chain stays verifiable after pruning).",
         check=lambda v: None if v >= 365 else "must be at least 365 days"),
+    Key("records.refusal_window_seconds", int, 3600,
+        doc="Repeated refusals from one source (refused chat creations, failed or refused console sign-ins, "
+            "refused erasures) are one audit entry per this window: the first refusal is recorded at once, the "
+            "ones after it in the window as one entry with their count when the window ends. The source is a "
+            "salted daily hash of the client address, never the address. An hour keeps a flood to two entries "
+            "an hour per source in an audit trail kept for a year.",
+        check=lambda v: None if 1 <= v <= 86400 else "must be between 1 and 86400 seconds"),
     Key("records.purge_interval_minutes", int, 60,
         "How often the bridge purges expired chats and audit entries.", check=_positive),
     Key("webhooks.endpoints", "webhooks", default=[],

@@ -37,6 +37,7 @@ from .records import Records
 from .records.keeper import RecordsKeeper
 from .records.retention import Retention
 from .store import Store
+from .web.pow import PowGate
 from .web.server import public_app
 from .web.visitor_api import VisitorApi
 from .webhooks.journal import AnnouncingJournal
@@ -48,16 +49,20 @@ log = logging.getLogger(__name__)
 class Bridge:
     def __init__(self, config: Config, journal: Journal | None = None) -> None:
         self.config = config
-        self.store = Store.open(config.path("store.path"), config.get("chats.first_number"))
+        # Group commit: no fsync on the event loop; whatever acknowledges awaits store.db.durable() (store/db.py).
+        self.store = Store.open(config.path("store.path"), config.get("chats.first_number"), group_commit=True)
         self.records = Records.open(config, self.store)
         self.journal: Journal = journal or self.records
         self.retention = Retention(config, self.store, self.records)
-        self.webhooks = WebhookSender(self.store.webhooks, config.webhooks, self.journal, self.store.db.transaction)
+        self.webhooks = WebhookSender(self.store.webhooks, config.webhooks, self.journal, self.store.db.transaction,
+                                      self.store.db.durable)
         self.journal = AnnouncingJournal(self.journal, self.store, config.webhooks, self.webhooks.wake)
         self.api = HomeserverApi(config.get("homeserver.url"), config.get("appservice.as_token"),
-                                 config.get("appservice.id"), config.get("homeserver.verify_tls"))
+                                 config.get("appservice.id"), config.get("homeserver.verify_tls"),
+                                 durable=self.store.db.durable)
         self.crypto = Crypto(self.api, config.get("homeserver.url"), config.path("store.crypto_dir"),
-                             config.get("crypto.pickle_key"), self.store.puppets)
+                             config.get("crypto.pickle_key"), self.store.puppets,
+                             config.get("crypto.new_device_window_seconds"))
         bot_user = f"@{config.get('appservice.bot_localpart')}:{config.get('homeserver.server_name')}"
         self.puppets = PuppetManager(self.api, self.crypto, self.store.puppets, config.get("homeserver.server_name"),
                                      config.get("appservice.puppet_prefix"), config.get("chats.puppet_pool_size"),
@@ -90,12 +95,14 @@ class Bridge:
         self.inbound.bot_rooms = self.bot_rooms
         self.inbound.on_presence = self.routing.presence
         self.endpoint = AppserviceEndpoint(config.get("appservice.hs_token"), self.store.transactions,
-                                           self.inbound.wake, self._user_exists)
+                                           self.inbound.wake, self._user_exists, self.store.db.durable)
         self.keeper = RecordsKeeper(config, self.store, self.api, self.records, self.retention)
+        self.pow_gate = PowGate.from_config(config)
         # Who is asking, behind the reverse proxy or not: one answer for the visitor API and the console.
         addresses = ClientAddresses(config.get("web.trusted_proxies"))
         self.visitor_api = VisitorApi(config, self.store, self.chats, retention=self.retention,
-                                      on_erased=self.keeper.wake, journal=self.journal, addresses=addresses)
+                                      on_erased=self.keeper.wake, pow_gate=self.pow_gate, journal=self.journal,
+                                      addresses=addresses)
         self.console_auth = ConsoleAuth(self.store, self.journal, lambda user: supervised_agencies(config, user),
                                         config.get("web.public_url"), config.get("console.link_ttl_seconds"),
                                         config.get("console.idle_minutes"), sign_in_limit=Limit(
@@ -111,7 +118,7 @@ class Bridge:
         self._runners: list[web.AppRunner] = []
         self._unwatch = metrics.watch(metrics.LevelsCollector(
             self.store.chats.counts, lambda: [a.id for a in config.agencies], self.hub.connections,
-            self.store.transactions.count_unprocessed))
+            self.store.transactions.count_unprocessed, self.pow_gate.difficulty if self.pow_gate.enabled else None))
 
     async def _post_to_supervisors(self, room_id: str, text: str) -> None:
         """The daily summary: encrypted by the bot's own device in an encrypted room, a plain notice otherwise."""
@@ -143,6 +150,7 @@ class Bridge:
             await rooms.default_room_version(self.api)
         await self.puppets.ensure_bot()
         await self.dispatch.ensure_rooms()
+        await self.bot_rooms.restore()
         self.inbound.start()
         self.outbound.start()
         self.keeper.start()
@@ -154,8 +162,8 @@ class Bridge:
         self.puppets.refill_pool()
         self.dispatch.start()
         self.routing.start()
-        await self._listen(public_app(self.visitor_api, self.console.app()), self.config.get("web.bind_host"),
-                           self.config.get("web.port"))
+        await self._listen(public_app(self.visitor_api, self.console.app(), durable=self.store.db.durable),
+                           self.config.get("web.bind_host"), self.config.get("web.port"))
         try:
             # An event of ours wakes the homeserver's appservice scheduler (idle after its own restart);
             # the ping then makes it retry queued transactions now rather than after its back-off.

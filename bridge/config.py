@@ -72,6 +72,10 @@ def _positive(v: float) -> str | None:
     return None if v > 0 else "must be greater than 0"
 
 
+def _not_negative(v: float) -> str | None:
+    return None if v >= 0 else "must be 0 or more"
+
+
 def _port(v: int) -> str | None:
     return None if 0 < v < 65536 else "must be a TCP port (1-65535)"
 
@@ -179,6 +183,11 @@ SCHEMA: list[Key] = [
     Key("crypto.undecryptable_wait_seconds", float, 60.0,
         "How long an officer message that cannot be decrypted waits for its keys before the officer is asked to "
         "resend it.", check=_positive),
+    Key("crypto.new_device_window_seconds", float, 300.0,
+        "An officer's device that appears just after the bridge sent something (signed in a moment earlier, "
+        "its keys uploaded a moment later) is given the keys of what was sent to that officer's other devices "
+        "in this many seconds before it was seen, so it can read it. 0: new devices read only what is sent "
+        "after they are seen.", check=_not_negative),
     Key("metrics.enabled", bool, True, "Serve Prometheus metrics at /metrics on the private metrics listener."),
     Key("metrics.bind_host", str, "127.0.0.1",
         "Private address of the metrics listener. Never expose it publicly: the figures describe police workload. "
@@ -243,6 +252,32 @@ SCHEMA: list[Key] = [
             "does not spend the link."),
     Key("limits.console_sign_ins_overall", "rate", default={"burst": 30, "per_hour": 120},
         doc="Console sign-in attempts from all addresses together."),
+    Key("proof_of_work.enabled", bool, False,
+        "Ask the citizen's browser for a little work before a chat starts: the page fetches a signed challenge "
+        "and solves it in the background (a Web Worker, SHA-256) while the citizen fills in the form. Nothing to "
+        "see or click, no cookie, no third party. Makes floods of new chats cost the sender CPU time. Off: no "
+        "challenge is asked for."),
+    Key("proof_of_work.base_bits", int, 16,
+        "Work asked for when nothing is being refused, in bits: each bit doubles it. 16 bits is 65,536 SHA-256 "
+        "hashes on average, about half a second in Chromium on a small server (figures in docs/proof-of-work.md), "
+        "done while the citizen fills in the form.",
+        check=lambda v: None if 1 <= v <= 32 else "must be between 1 and 32 bits"),
+    Key("proof_of_work.max_bits", int, 18,
+        "The most work ever asked for, in bits (at least base_bits). The difficulty rises towards it while chat "
+        "creation is being refused (blocked, busy); each bit doubles a citizen's wait, so keep it "
+        "within what a slow phone does in a few seconds (18: about 2 s median in Chromium on a small server).",
+        check=lambda v: None if 1 <= v <= 32 else "must be between 1 and 32 bits"),
+    Key("proof_of_work.refusals_per_bit", float, 10.0,
+        "How fast the difficulty rises: one bit more for every this many recently refused chat creations (to the "
+        "nearest: half of it already adds one).",
+        check=_positive),
+    Key("proof_of_work.half_life_seconds", float, 120.0,
+        "How fast it falls back: the count of recent refusals halves every this many seconds without one.",
+        check=_positive),
+    Key("proof_of_work.challenge_seconds", int, 300,
+        "How long a challenge stays valid. A used challenge is remembered this long so it cannot be used again; "
+        "the page fetches a new one if the citizen takes longer.",
+        check=lambda v: None if 1 <= v <= 3600 else "must be between 1 and 3600 seconds"),
     Key("attachments.max_bytes", int, 10 * 1024 * 1024, "Largest attachment a citizen may send, in bytes.",
         check=_positive),
     Key("attachments.allowed_types", "mimetypes", default=["image/jpeg", "image/png", "image/webp", "application/pdf"],
@@ -773,6 +808,9 @@ def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Co
         if set(a.topics) - known_topics:
             raise ConfigError(f"agencies[{i}].topics: {sorted(set(a.topics) - known_topics)} are not topics "
                               f"(known: {sorted(known_topics)})")
+    if values["proof_of_work.max_bits"] < values["proof_of_work.base_bits"]:
+        raise ConfigError(f"proof_of_work.max_bits: {values['proof_of_work.max_bits']} is below "
+                          f"proof_of_work.base_bits ({values['proof_of_work.base_bits']}); it must be at least that")
     privacy = values["site.privacy_url"]
     if privacy and _url(privacy):
         raise ConfigError(f"site.privacy_url: {_url(privacy)}")

@@ -48,7 +48,8 @@ _refused = Counter("precinct_visitor_refusals", "Requests refused to protect the
                    "(rate_limited: a message over the chat's rate; too_many_connections: a WebSocket over a cap; "
                    "blocked: a new chat from a source an officer blocked; <limit>_per_address or <limit>_overall: "
                    "a request over a limits.* token bucket, limit being chats, offline_messages, uploads or "
-                   "console_sign_ins).", ["reason"], registry=REGISTRY)
+                   "console_sign_ins; pow_*: a new chat without a good proof of work, by its error code).",
+                   ["reason"], registry=REGISTRY)
 
 
 def typing_sent() -> None:
@@ -88,9 +89,11 @@ class LevelsCollector(Collector):
     """Gauges read at scrape time from callables the bridge supplies (store counts, the hub)."""
 
     def __init__(self, chat_counts: Callable[[], dict[tuple[str, str], int]], agencies: Callable[[], list[str]],
-                 websockets: Callable[[], int], pending_transactions: Callable[[], int]) -> None:
+                 websockets: Callable[[], int], pending_transactions: Callable[[], int],
+                 pow_bits: Callable[[], int] | None = None) -> None:
         self.chat_counts, self.agencies = chat_counts, agencies
         self.websockets, self.pending_transactions = websockets, pending_transactions
+        self.pow_bits = pow_bits            # None while the proof-of-work gate is off
 
     def collect(self) -> Iterable[Metric]:
         counts = self.chat_counts()
@@ -107,6 +110,9 @@ class LevelsCollector(Collector):
                                 value=self.websockets())
         yield GaugeMetricFamily("precinct_appservice_transactions_pending", "Appservice transactions stored but "
                                 "not yet processed.", value=self.pending_transactions())
+        if self.pow_bits is not None:
+            yield GaugeMetricFamily("precinct_pow_difficulty_bits", "Leading zero bits a new chat's proof of work "
+                                    "needs now (rises while chat creation is being refused).", value=self.pow_bits())
 
 
 _watched: list[LevelsCollector] = []

@@ -2,15 +2,16 @@
 
 It authenticates, parses, writes the transaction to the store and answers; it
 never handles an event itself.  A transaction is acknowledged only once it is
-committed to SQLite, so a crash after the 200 loses nothing; a repeated txnId
-is answered 200 and ignored.  Processing happens after the answer, in
+committed to SQLite and the store's durability barrier has passed (``durable``, store/db.py), so
+neither a crash nor a power cut after the 200 loses it; a repeated txnId is answered 200 (after the
+same barrier: the first copy may still be on its way to disk) and ignored.  Processing happens after the answer, in
 ``chats.inbound``, woken by ``on_stored``.
 """
 from __future__ import annotations
 
 import hmac
 import logging
-from typing import Callable
+from typing import Awaitable, Callable
 
 from aiohttp import web
 
@@ -30,9 +31,9 @@ def matrix_error(status: int, errcode: str, message: str) -> web.Response:
 
 class AppserviceEndpoint:
     def __init__(self, hs_token: str, transactions: Transactions, on_stored: Callable[[], None],
-                 user_exists: Callable[[str], bool]) -> None:
+                 user_exists: Callable[[str], bool], durable: Callable[[], Awaitable[None]]) -> None:
         self._hs_token = hs_token.encode()
-        self.transactions = transactions
+        self.transactions, self.durable = transactions, durable
         self.on_stored = on_stored
         self.user_exists = user_exists
         self.pings = 0
@@ -81,6 +82,7 @@ class AppserviceEndpoint:
             self.on_stored()
         else:
             log.debug("transaction %s already received", txn_id)
+        await self.durable()            # StoreNotDurable: a 500, and the homeserver sends it again later
         return web.json_response({})
 
     async def user_query(self, request: web.Request) -> web.Response:

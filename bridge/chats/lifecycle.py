@@ -236,14 +236,19 @@ class ChatService:
             raise AttachmentUnavailable("the file does not match the SHA-256 on record")
         return found, data
 
-    async def visitor_typing(self, chat: Chat, active: bool) -> None:
+    async def visitor_typing(self, chat: Chat, active: bool) -> bool:
+        """Tell the chat's room the citizen is (not) typing; whether the homeserver was told (a chat
+        with no room yet has no one to tell)."""
         chat = self.store.chats.get(chat.id) or chat
-        if chat.room_id and chat.puppet and chat.state != CLOSED:
-            metrics.typing_sent()
-            try:
-                await self.api.typing(chat.puppet, chat.room_id, active)
-            except Exception as e:  # typing is best effort
-                log.info("typing for chat %s not sent: %s", chat.number, e)
+        if not (chat.room_id and chat.puppet and chat.state != CLOSED):
+            return False
+        metrics.typing_sent()
+        try:
+            await self.api.typing(chat.puppet, chat.room_id, active)
+        except Exception as e:  # typing is best effort
+            log.info("typing for chat %s not sent: %s", chat.number, e)
+            return False
+        return True
 
     def close(self, chat: Chat, by: str, officer_name: str | None = None) -> None:
         """End the chat. A citizen's close is recorded here; whoever closes on the officers' side

@@ -5,12 +5,15 @@
 is a nio ``AsyncClient`` that adds ``user_id``/``device_id`` to every request
 (appservice identity assertion and MSC3202 device masquerading), so all of nio's
 endpoints act as that puppet's device with the single as_token.
+
+Both wait for the store's durability barrier (``durable``, store/db.py) before every request: what the
+homeserver is asked to do rests on rows (transaction IDs, puppets, rooms) that must be on disk first.
 """
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Awaitable, Callable
 from urllib.parse import quote, urlencode, urlparse, urlunparse, parse_qsl
 
 import aiohttp
@@ -46,8 +49,10 @@ async def read_to_end(stream: aiohttp.StreamReader, limit: int) -> bytes:
 class HomeserverApi:
     """Raw appservice requests with the as_token (one shared aiohttp session)."""
 
-    def __init__(self, base_url: str, as_token: str, appservice_id: str, verify_tls: bool = True) -> None:
+    def __init__(self, base_url: str, as_token: str, appservice_id: str, verify_tls: bool = True, *,
+                 durable: Callable[[], Awaitable[None]]) -> None:
         self.base_url = base_url.rstrip("/")
+        self.durable = durable
         self.as_token = as_token
         self.appservice_id = appservice_id
         self.ssl = None if verify_tls else False
@@ -64,6 +69,7 @@ class HomeserverApi:
                       device_id: str | None = None, query: dict[str, str] | None = None,
                       ok: tuple[int, ...] = (200,), what: str = "") -> dict[str, Any]:
         assert self.session, "HomeserverApi.start() not called"
+        await self.durable()
         params = dict(query or {})
         if user_id:
             params["user_id"] = user_id
@@ -115,6 +121,7 @@ class HomeserverApi:
         return list(data.get("joined_rooms", []))
 
     async def room_state(self, user_id: str, room_id: str) -> list[dict[str, Any]]:
+        await self.durable()
         async with self._raw("GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/state", user_id) as resp:
             if resp.status != 200:
                 raise MatrixError(resp.status, await resp.json(content_type=None), "room state")
@@ -154,6 +161,7 @@ class HomeserverApi:
     async def upload(self, user_id: str, data: bytes, filename: str) -> str:
         """Put bytes in the media repository as the puppet; returns the mxc:// URI."""
         assert self.session
+        await self.durable()
         async with self.session.post(self.base_url + "/_matrix/media/v3/upload", data=data, ssl=self.ssl,
                                      params={"user_id": user_id, "filename": filename},
                                      headers={"Authorization": f"Bearer {self.as_token}",
@@ -168,6 +176,7 @@ class HomeserverApi:
         assert self.session
         if not mxc.startswith("mxc://") or mxc.count("/") != 3:
             raise MatrixError(400, {"error": "not an mxc URI"}, "media download")
+        await self.durable()
         server, media_id = mxc[6:].split("/", 1)
         async with self.session.get(f"{self.base_url}/_matrix/client/v1/media/download/{quote(server)}/"
                                     f"{quote(media_id)}", params={"user_id": user_id}, ssl=self.ssl,
@@ -187,12 +196,29 @@ class HomeserverApi:
 
 
 class PuppetClient(nio.AsyncClient):
-    """A nio client whose every request is made as ``user_id`` on ``device_id`` (appservice masquerading)."""
+    """A nio client whose every request is made as ``user_id`` on ``device_id`` (appservice masquerading).
+
+    It also notes the devices each key query revealed (new, or with new keys) in ``new_devices``,
+    whoever made the query (we, or nio itself inside ``room_send``), for ``Crypto`` to take.
+    """
+
+    def __init__(self, homeserver: str, user: str, *, durable: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
+        super().__init__(homeserver, user, **kwargs)
+        self.durable = durable
+        self.new_devices: set[tuple[str, str]] = set()
+
+    async def keys_query(self) -> nio.KeysQueryResponse | nio.KeysQueryError:
+        resp = await super().keys_query()
+        if isinstance(resp, nio.KeysQueryResponse):
+            self.new_devices |= {(user, device_id) for user, devices in resp.changed.items()
+                                 for device_id, device in devices.items() if not device.deleted}
+        return resp
 
     async def send(self, method: str, path: str, data: Any = None, headers: dict[str, str] | None = None,
                    trace_context: Any = None, timeout: float | None = None) -> aiohttp.ClientResponse:
         url = urlparse(path)
         query = [(k, v) for k, v in parse_qsl(url.query, keep_blank_values=True) if k not in ("user_id", "device_id")]
         query += [("user_id", self.user_id), ("device_id", self.device_id)]
+        await self.durable()
         return await super().send(method, urlunparse(url._replace(query=urlencode(query))), data, headers,
                                   trace_context, timeout)

@@ -52,8 +52,13 @@ class Store:
     sources: Sources
 
     @classmethod
-    def open(cls, path: Path | str, first_chat_number: int = 1001) -> "Store":
-        db = Database(path)
+    def open(cls, path: Path | str, first_chat_number: int = 1001, *, group_commit: bool = False) -> "Store":
+        """``group_commit``: the bridge's mode (commits not synced on the loop; acknowledge after
+        ``db.durable()``, see store/db.py); without it every commit is synced (command-line tools)."""
+        return cls.on(Database(path, group_commit=group_commit), first_chat_number)
+
+    @classmethod
+    def on(cls, db: Database, first_chat_number: int = 1001) -> "Store":
         return cls(db, Chats(db, first_chat_number), Puppets(db), Messages(db), Outbox(db), Transactions(db),
                    RoomEvents(db), Settings(db), Feedback(db), Attachments(db), ChatRecords(db), RecordSeals(db),
                    AuditLog(db), LegalHolds(db), Redactions(db), WebhookOutbox(db),

@@ -1,20 +1,83 @@
-"""SQLite connection, schema version and numbered migrations.
+"""SQLite connection, schema version and numbered migrations, and the durability barrier.
 
-One connection, used from the event loop thread only; WAL so readers never
-block the writer; ``synchronous=FULL`` so a commit is on disk before we ack a
-visitor or answer the homeserver 200.  Each table has its own small module in
-this package; this file only knows how to bring the schema up to date.
+One connection, used from the event loop thread only, in WAL mode so readers never block the writer.
+Each table has its own small module in this package; this file brings the schema up to date and owns
+the one rule every acknowledgement relies on: **commit, then ``await db.durable()``, then acknowledge.**
+
+Why a barrier and not ``synchronous=FULL``
+------------------------------------------
+With FULL every COMMIT fsyncs the write-ahead log before it returns: on the event loop, so one
+citizen's flood of messages made everyone else (and ``/health``) wait for the disk, commit after commit.
+The bridge (``group_commit=True``) runs the connection with ``synchronous=NORMAL`` instead: a COMMIT
+only write()s its frames to ``<db>-wal`` (microseconds; safe from a crash of the bridge, as the OS has
+them, not yet from a power cut). Whatever then tells someone outside "stored" awaits ``durable()``,
+which flushes the WAL file in a worker thread. One flush covers every commit made before it started,
+and everyone who asks while one is running shares the next one (group commit)::
+
+    event loop thread                                flush thread
+    ─────────────────────────────────────────        ────────────────────────────────────────────
+    commit A ─ await durable() ─┐ flush 1 starts ──▶ fdatasync(<db>-wal)   covers A and B
+    commit B ─ await durable() ─┤                        │
+    commit C ─ await durable() ─┼─┐ (C came after        │
+    commit D ─ await durable() ─┼─┤  flush 1 began)      ▼
+             A's and B's acks ◀─┘ │ flush 2 starts ──▶ fdatasync(<db>-wal)   covers C and D
+             C's and D's acks ◀───┘◀─────────────────────┘
+
+Why that is as durable as FULL (SQLite 3.40, src/wal.c, os_unix.c; sqlite.org wal.html, pragma.html):
+
+1. FULL's commit-time sync *is* a sync of the WAL file after the commit's frames are written (walFrames:
+   "padding and syncing only occur if PRAGMA synchronous=FULL"; with powersafe overwrite, the unix default,
+   there is no padding, only the sync, an fdatasync on Linux). Our flush makes the same call on the same
+   file, after the commit's write()s returned, so the disk then holds what FULL would have made it hold.
+   Recovery replays every frame whose salts and running checksum match: every commit wholly on disk.
+2. Later, unflushed commits only append after it; a torn append fails its checksum and is dropped on
+   recovery, never an earlier frame (the same powersafe-overwrite assumption FULL makes on unix).
+3. Checkpoint and WAL reset: in NORMAL mode the WAL is synced before any page is copied into the
+   database, and the database file is synced before the checkpoint is marked complete (nBackfill). The
+   WAL is reset (written again from frame 1, new salts) only after a complete checkpoint, so only when
+   everything in it is already durable in the database file; the new WAL header is synced before new
+   frames follow it. Overwriting old frames never loses an acknowledged commit.
+4. journal_size_limit stays at its default (-1: never truncated). When set, SQLite truncates the WAL after
+   the first commit of a reset WAL to max(limit, end of the current frames), so current frames stay; the
+   TRUNCATE checkpoint in ``checkpoint()`` truncates only after a complete, synced checkpoint. The flush
+   opens ``<db>-wal`` by name every time, so it always syncs the file SQLite is writing now.
+5. A new WAL file's directory entry must be durable too: SQLite syncs the directory at the first sync of
+   a WAL it created; the flush does the same the first time it sees a WAL file (by inode).
+6. A failed flush may have lost the dirty pages for good (Linux marks them clean after reporting the error),
+   so nothing committed before it can be promised any more: from then on every ``durable()`` fails
+   (``StoreNotDurable``), nothing is acknowledged, ``/health`` answers 503, and the bridge needs a restart.
+
+Who awaits it: the visitor API's and console's HTTP answers (``web.server``), the WebSocket's acks and
+message frames (``web.visitor_api``: the page takes its own message coming back as delivered), the
+appservice 200 (``appservice.endpoint``), every request to the homeserver (``matrix.intent``: txn IDs,
+puppets and rooms are on disk before the homeserver acts on them, as ``outbox`` relies on) and webhook
+deliveries. Reads, and work nobody outside hears of, do not wait. Command-line tools open the store
+without ``group_commit`` (FULL; ``durable()`` returns at once).
+
+Checkpoints stay on this one connection (SQLite's automatic checkpoint every 1000 WAL pages: a copy and
+two syncs on the loop every few hundred messages), not in a second connection on a thread: before 3.51.3
+SQLite has the "WAL-reset bug", where a checkpoint on one connection racing a commit that resets the WAL
+on another can record a wrong backfill mark and corrupt the database.
+
+Commits that change no row (DDL) are not seen by the "anything to flush?" check (``total_changes``);
+only migrations run DDL, and the first ``durable()`` after opening always flushes.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import os
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
 
 import sqlite_utils
 
 from ..private_files import private_dir, private_file
+
+log = logging.getLogger(__name__)
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -186,12 +249,28 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4,
                                                              _v12, _v13, _v14, _v15]
 
 
-class Database:
-    """The bridge's store connection. Table modules take one of these."""
+class StoreNotDurable(Exception):
+    """The write-ahead log could not be flushed: nothing may be acknowledged as stored (see the module doc)."""
 
-    def __init__(self, path: Path | str, synchronous: str = "FULL") -> None:
+
+def flush_file(fd: int) -> None:
+    """What SQLite's FULL mode calls on the WAL at commit on Linux (fsync where there is no fdatasync)."""
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
+
+
+class Database:
+    """The bridge's store connection. Table modules take one of these.
+
+    ``group_commit``: synchronous=NORMAL plus the ``durable()`` barrier (the bridge); otherwise FULL
+    (command-line tools, tests of other things). ``flush``: how a file descriptor is flushed to disk,
+    given to the worker thread (``flush_file``; tests pass one that records, blocks or fails).
+    """
+
+    def __init__(self, path: Path | str, *, group_commit: bool = False,
+                 flush: Callable[[int], None] = flush_file) -> None:
         self.path = Path(path)
-        if str(path) != ":memory:":
+        in_memory = str(path) == ":memory:"
+        if not in_memory:
             # Owner-only whatever the umask: SQLite gives the -wal and -shm files the database file's mode.
             if not self.path.parent.exists():
                 private_dir(self.path.parent)
@@ -200,13 +279,24 @@ class Database:
                     private_file(file)
         conn = sqlite3.connect(str(path), check_same_thread=False)
         self.db = sqlite_utils.Database(conn)
-        if str(path) != ":memory:":
+        if not in_memory:
             self.db.enable_wal()
-        self.db.execute(f"PRAGMA synchronous={synchronous}")
+        self.group_commit = group_commit and not in_memory
+        self.db.execute(f"PRAGMA synchronous={'NORMAL' if self.group_commit else 'FULL'}")
         self.db.execute("PRAGMA busy_timeout=10000")     # another process (the CLI) may hold the write lock
         self.db.execute("PRAGMA secure_delete=ON")       # erased and purged text is overwritten, not just unlinked
         self.db.execute("PRAGMA foreign_keys=ON")
         self.migrate()
+        # The durability barrier (group commit); see the module docstring.
+        self._flush = flush
+        self._flusher = ThreadPoolExecutor(1, thread_name_prefix="store-flush") if self.group_commit else None
+        self._covered: int | None = None       # total_changes when the last completed flush started
+        self._running: asyncio.Future | None = None    # the flush in progress
+        self._running_covers: int | None = None        # … and total_changes when it started
+        self._next: asyncio.Future | None = None       # the flush the latest callers wait for, once that one ends
+        self._flushed_wal: tuple[int, int] | None = None   # (st_dev, st_ino) whose directory entry is synced
+        self.failure: BaseException | None = None
+        self.flushes = 0                       # flushes completed (for tests and benchmarks)
 
     @property
     def version(self) -> int:
@@ -249,6 +339,79 @@ class Database:
         else:
             conn.execute("COMMIT")
 
+    async def durable(self) -> None:
+        """Return once everything committed before this call is on disk; ``StoreNotDurable`` if it cannot be.
+
+        Await it after the commit and before telling anyone outside "stored" (an ack, an HTTP answer, a
+        homeserver request acting on it). It does not hold up the event loop: the flush runs in a thread, and
+        callers that arrive while one runs share the next one."""
+        if not self.group_commit:
+            return                              # FULL: every commit was synced before it returned
+        if self.failure is not None:
+            raise StoreNotDurable(f"the store's write-ahead log could not be flushed: {self.failure}")
+        conn = self.db.conn
+        changes = None if conn.in_transaction else conn.total_changes
+        if changes is not None and changes == self._covered:
+            return                              # nothing committed since the last flush began
+        if changes is not None and changes == self._running_covers:
+            waiting = self._running             # nothing committed since the running flush began: it covers us
+        else:
+            waiting = self._next
+        if waiting is None:
+            waiting = self._next = asyncio.get_running_loop().create_future()
+            waiting.add_done_callback(_observe)
+            if self._running is None:
+                self._start_flush()
+        await asyncio.shield(waiting)          # one caller giving up must not cancel the others' flush
+
+    def _start_flush(self) -> None:
+        assert self._flusher is not None and self._next is not None
+        waiting, self._next = self._next, None
+        self._running = waiting
+        conn = self.db.conn
+        # Everything committed so far is in the WAL file (write() returned); a transaction still open is not.
+        covers = self._running_covers = None if conn.in_transaction else conn.total_changes
+        flushing = asyncio.get_running_loop().run_in_executor(self._flusher, self._flush_wal)
+
+        def finished(done: asyncio.Future) -> None:
+            self._running = self._running_covers = None
+            error = done.exception() if not done.cancelled() else asyncio.CancelledError()
+            if error is not None and self.failure is None:
+                self.failure = error
+                log.critical("the store's write-ahead log could not be flushed to disk (%s): nothing will be "
+                             "acknowledged as stored until the bridge is restarted", error)
+            if self.failure is not None:
+                failed = StoreNotDurable(f"the store's write-ahead log could not be flushed: {self.failure}")
+                for future in (waiting, self._next):
+                    if future is not None and not future.done():
+                        future.set_exception(failed)
+                self._next = None
+                return
+            self.flushes += 1
+            if covers is not None:
+                self._covered = covers
+            waiting.set_result(None)
+            if self._next is not None:
+                self._start_flush()
+        flushing.add_done_callback(finished)
+
+    def _flush_wal(self) -> None:
+        """In the flush thread: the WAL file to disk, and its directory entry the first time we see that file."""
+        wal = f"{self.path}-wal"
+        fd = os.open(wal, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            info = os.fstat(fd)
+            self._flush(fd)
+        finally:
+            os.close(fd)
+        if (info.st_dev, info.st_ino) != self._flushed_wal:
+            folder = os.open(self.path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            try:
+                self._flush(folder)
+            finally:
+                os.close(folder)
+            self._flushed_wal = (info.st_dev, info.st_ino)
+
     def execute(self, sql: str, params: list | tuple = ()) -> sqlite3.Cursor:
         return self.db.execute(sql, params)
 
@@ -266,4 +429,12 @@ class Database:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.shutdown(wait=True)     # a flush in progress finishes first
         self.db.close()
+
+
+def _observe(future: asyncio.Future) -> None:
+    """Mark a flush's failure as seen even when every caller gave up waiting (no "never retrieved" noise)."""
+    if not future.cancelled():
+        future.exception()

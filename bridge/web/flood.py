@@ -53,9 +53,13 @@ class _Typing:
 class TypingCoalescer:
     """The citizen's typing as the homeserver sees it: only changes of state (and a refresh of a long
     active state) are sent, at most one call per chat every ``interval`` seconds; in between only the
-    latest state is kept, so a flood of frames costs a dict entry and at most one task per chat."""
+    latest state is kept, so a flood of frames costs a dict entry and at most one task per chat.
 
-    def __init__(self, send: Callable[[Any, bool], Awaitable[None]], interval: float,
+    ``send`` answers whether the homeserver was told: a chat with no Matrix room yet (it has not
+    spoken) has nobody to tell, so that state is not taken as sent, and the next frame after the room
+    exists goes through (an active state not told is tried again each interval)."""
+
+    def __init__(self, send: Callable[[Any, bool], Awaitable[bool]], interval: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.send, self.interval, self.clock = send, interval, clock
         self._chats: dict[str, _Typing] = {}
@@ -74,16 +78,23 @@ class TypingCoalescer:
     async def _run(self, state: _Typing) -> None:
         try:
             while state.wanted != state.sent:
-                state.sent, state.sent_at = state.wanted, self.clock()
-                self.calls += 1
+                wanted = state.wanted
                 try:
-                    await self.send(state.chat, state.sent)
+                    told = await self.send(state.chat, wanted)
                 except Exception as e:      # typing is best effort
                     log.info("typing not sent: %s", e)
+                    told = False
+                if told:
+                    self.calls += 1
+                    state.sent, state.sent_at = wanted, self.clock()
+                else:
+                    state.sent = None       # not told (no room yet, or the call failed)
                 await asyncio.sleep(self.interval)      # the rate: one call per chat per interval
+                if not told and not state.wanted:
+                    break       # nothing to take back: a typing notice times out by itself
         finally:
             state.task = None
-            if self._chats.get(state.chat.id) is state and state.wanted == state.sent and not state.wanted:
+            if self._chats.get(state.chat.id) is state and not state.wanted and not state.sent:
                 del self._chats[state.chat.id]      # idle again: nothing kept for this chat
 
     async def close(self) -> None:

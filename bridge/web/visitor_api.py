@@ -4,6 +4,10 @@ Validation and wire format live here; what a message *does* lives in
 ``chats.lifecycle``.  Every client mistake gets ``{"error", "message"}`` (an HTTP
 status, or an ``error`` frame on the WebSocket) and the connection and the chat
 carry on.
+
+Nothing tells the page "stored" before the store's durability barrier has passed (store/db.py): HTTP
+answers wait for it in ``web.server``; on the WebSocket, acks and message frames (the page takes its own
+message coming back as delivered) wait for it here.
 """
 from __future__ import annotations
 
@@ -27,9 +31,11 @@ from ..records.retention import Refused, Retention
 from ..store import Store
 from ..store.attachments import Attachment
 from ..store.chats import Chat
+from ..store.db import StoreNotDurable
 from ..store.messages import Message
 from . import branding, transcript
 from .flood import ChatRates, SocketCounts, TypingCoalescer
+from .pow import PowGate, PowRefused
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +76,14 @@ class ApiError(Exception):
         if self.retry_after is not None:
             frame["retry_after"] = self.retry_after
         return frame
+
+
+def store_unavailable() -> ApiError:
+    """The store cannot get anything to disk (store/db.py): nothing is acknowledged; try again later."""
+    e = ApiError(503, "unavailable", "We cannot save anything right now, so this was not sent. Please try again "
+                                     "in a few minutes; in an emergency, call the emergency number.")
+    e.retry_after = 60
+    return e
 
 
 def message_frame(m: Message, attachment: Attachment | None = None) -> dict[str, Any]:
@@ -119,9 +133,10 @@ def _default_sender(kind: str) -> str:
 
 class VisitorApi:
     def __init__(self, config: Config, store: Store, chats: ChatService, *, retention: Retention | None = None,
-                 on_erased: Callable[[], None] | None = None, journal: Journal | None = None,
-                 addresses: ClientAddresses | None = None) -> None:
+                 on_erased: Callable[[], None] | None = None, pow_gate: PowGate | None = None,
+                 journal: Journal | None = None, addresses: ClientAddresses | None = None) -> None:
         self.config, self.store, self.chats = config, store, chats
+        self.pow = pow_gate or PowGate.from_config(config)
         self.retention, self.on_erased = retention, on_erased
         self.journal: Journal = journal or LogJournal()
         self.client_address = addresses or ClientAddresses(config.get("web.trusted_proxies"))
@@ -149,6 +164,7 @@ class VisitorApi:
         app.on_shutdown.append(self._close_sockets)
         app.on_cleanup.append(lambda app: self.typing.close())
         app.router.add_get("/api/v1/site", self.site)
+        app.router.add_get("/api/v1/challenge", self.challenge)
         app.router.add_post("/api/v1/chats", self.create_chat)
         app.router.add_post("/api/v1/offline_messages", self.post_offline_message)
         app.router.add_get("/api/v1/chats/{chat_id}", self.get_chat)
@@ -242,7 +258,14 @@ class VisitorApi:
             "attachments": {"max_bytes": self.max_attachment, "types": sorted(self.allowed_types)},
             "topics": [{"id": t.id, "label": t.label, "open": hours.is_open(c.agency(t.agency).hours)}
                        for t in c.topics],
+            "proof_of_work": {"required": self.pow.enabled},
         }, headers={"Cache-Control": "no-cache"})
+
+    async def challenge(self, request: web.Request) -> web.Response:
+        """A signed proof-of-work challenge for POST /api/v1/chats (nothing is stored, no cookie is set)."""
+        if not self.pow.enabled:
+            raise ApiError(404, "pow_disabled", "This service asks for no proof of work; start the chat directly.")
+        return web.json_response(self.pow.issue(), headers={"Cache-Control": "no-store"})
 
     async def post_offline_message(self, request: web.Request) -> web.Response:
         """Outside business hours (or whenever the citizen prefers): a message officers take later."""
@@ -274,9 +297,15 @@ class VisitorApi:
                                                f"{', '.join(t.id for t in self.config.topics)}.")
         name = self._optional_text(data, "display_name", self.max_name)
         language = self._optional_text(data, "language", 16)
+        try:
+            self.pow.check(data.get("pow"))     # before anything that costs more than a hash
+        except PowRefused as e:
+            metrics.visitor_refused(e.error)
+            raise ApiError(e.status, e.error, e.message)
         address = self.client_address(request)
         block = self.store.sources.blocked(address)
         if block is not None:
+            self.pow.creation_refused()
             metrics.visitor_refused("blocked")
             self.journal.refused("chat.create", "visitor", source=address, origin="web", target=block.chat_id,
                                  reason="blocked")
@@ -287,6 +316,7 @@ class VisitorApi:
         try:
             chat, token = self.chats.open(topic, name, language)
         except ChatsBusy:
+            self.pow.creation_refused()
             raise self._busy()
         self.store.sources.remember(chat.id, address)
         ws_url = self.public_url.replace("http", "ws", 1) + f"/api/v1/chats/{chat.id}/ws"
@@ -303,6 +333,7 @@ class VisitorApi:
     def _creation_refused(self, address: str, refusal: Refusal) -> ApiError:
         """The one path of a new chat refused by a limit: counted, audited (one entry per source per window),
         answered with the numbers to call; nothing is stored for the chat."""
+        self.pow.creation_refused()         # the proof of work's difficulty rises while creation is refused
         self.journal.refused("chat.create", "visitor", source=address, origin="web",
                              reason=f"{self.chat_limit.name}_{refusal.scope}")
         phone, emergency = self.config.get("site.phone_number"), self.config.get("site.emergency_number")
@@ -586,6 +617,10 @@ class VisitorApi:
         return message_frame(m, attachment)
 
     async def _replay(self, ws: web.WebSocketResponse, chat_id: str, last: int) -> int:
+        try:
+            await self.store.db.durable()      # a frame of the citizen's own message is, to the page, delivered
+        except StoreNotDurable:
+            return last                        # nothing shown that is not on disk; the socket stays (frames say why)
         while batch := self.store.messages.since(chat_id, last):
             for m in batch:
                 await ws.send_json(self._frame(m))
@@ -605,6 +640,8 @@ class VisitorApi:
                 await self._client_frame(ws, chat, msg.data)
             except ApiError as e:
                 await ws.send_json(e.frame())
+            except StoreNotDurable:
+                await ws.send_json(store_unavailable().frame())     # logged once, by the store
             except (ConnectionResetError, asyncio.CancelledError):
                 raise
             except Exception:
@@ -627,13 +664,14 @@ class VisitorApi:
                 if isinstance(frame.get("client_id"), str) and len(frame["client_id"]) <= MAX_CLIENT_ID:
                     e.client_id = frame["client_id"]
                 raise
+            await self.store.db.durable()      # acknowledged only once on disk (store/db.py)
             await ws.send_json({"type": "ack", "client_id": client_id, "seq": msg.seq})
         elif kind == "typing":
             if not isinstance(frame.get("active"), bool):
                 raise ApiError(400, "bad_frame", "'active' must be true or false.")
             self.typing.set(chat, frame["active"])
         elif kind == "close":
-            self.chats.close(self.store.chats.get(chat.id) or chat, by="visitor")
+            self.chats.close(self.store.chats.get(chat.id) or chat, by="visitor")   # told by frames: _replay
         elif kind == "auth":
             raise ApiError(400, "bad_frame", "Already authenticated.")
         else:

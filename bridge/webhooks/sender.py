@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import Callable, ContextManager
+from typing import Awaitable, Callable, ContextManager
 
 import aiohttp
 
@@ -36,8 +36,10 @@ def retry_delay(attempts: int) -> float:
 
 class WebhookSender(WakeableLoop):
     def __init__(self, outbox: WebhookOutbox, webhooks: list[Webhook], journal: Journal,
-                 transaction: Callable[[], ContextManager], clock: Callable[[], float] = time.time) -> None:
+                 transaction: Callable[[], ContextManager], durable: Callable[[], Awaitable[None]],
+                 clock: Callable[[], float] = time.time) -> None:
         self.outbox, self.journal, self.transaction, self.clock = outbox, journal, transaction, clock
+        self.durable = durable              # an agency hears of a change only once it is on disk (store/db.py)
         self.secrets = {(w.agency, w.url): w.secret for w in webhooks}
         self._session: aiohttp.ClientSession | None = None
         super().__init__()
@@ -80,6 +82,7 @@ class WebhookSender(WakeableLoop):
                    signing.DELIVERY_HEADER: d.delivery_id, signing.EVENT_HEADER: d.event}
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_SECONDS))
+        await self.durable()
         try:
             async with self._session.post(d.url, data=body, headers=headers, allow_redirects=False) as r:
                 if 200 <= r.status < 300:

@@ -27,6 +27,10 @@ SITE = {"service_name": "Northshire Constabulary", "welcome_text": "Welcome to N
         "primary_color": "#6b2c91", "header_color": "#1d3b2a", "emergency_number": "112"}
 
 
+async def _nothing_stored() -> None:
+    """No store behind these pages: nothing to wait for before answering."""
+
+
 class _NoChats:
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"the page reached ChatService.{name} without the citizen's consent")
@@ -42,7 +46,8 @@ async def agency_bridge(tmp_path: Path):
     for agency in raw["agencies"]:
         agency.pop("hours", None)           # always open: the start form, not the after-hours message form
     config = cfg.load(raw, tmp_path, {})
-    runner = web.AppRunner(public_app(VisitorApi(config, store=None, chats=_NoChats())))  # type: ignore[arg-type]
+    runner = web.AppRunner(public_app(VisitorApi(config, store=None, chats=_NoChats()),  # type: ignore[arg-type]
+                                      durable=_nothing_stored))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:

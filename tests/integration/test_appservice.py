@@ -66,6 +66,7 @@ async def test_replayed_transactions_and_events_do_not_duplicate_and_bad_events_
     try:
         await visitor.create(topic="general")
         await visitor.connect()
+        await visitor.send("hello")                       # a chat's room is made with its first message
         room_id = await room_of(matrix_env.dir / "precinct.db", visitor.chat_id)
         token = _hs_token(matrix_env)
         first = _event(room_id, "first from the homeserver")

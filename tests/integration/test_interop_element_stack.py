@@ -25,8 +25,8 @@ async def test_element_stack_officer_sees_no_shield_and_reply_reaches_visitor(ma
         await officer.wait_for(lambda e: e["event"] == "joined" and e["room_id"] == dispatch, timeout=90)
         created = await visitor.create(topic="interop", display_name="Jo")
         await visitor.connect()
-        room_id = await room_of(matrix_env.db_path, visitor.chat_id)
         await officer.send(dispatch, f"!claim {created['number']}")       # nobody is invited before a claim
+        room_id = await room_of(matrix_env.db_path, visitor.chat_id)      # a silent chat's room comes with it
         await officer.wait_for(lambda e: e["event"] == "joined" and e["room_id"] == room_id, timeout=90)
         marker = f"Someone took my bike {uuid.uuid4().hex[:8]}"
         await visitor.send(marker)

@@ -44,9 +44,9 @@ async def test_officer_signing_in_on_a_new_device_after_the_invite_can_read_the_
     try:
         created = await visitor.create(topic="night")
         await visitor.connect()
-        room_id = await room_of(matrix_env.db_path, visitor.chat_id)
         marker = f"before the officer's device existed {uuid.uuid4().hex[:6]}"
-        await visitor.send(marker)
+        await visitor.send(marker)                      # a chat's room is made with its first message
+        room_id = await room_of(matrix_env.db_path, visitor.chat_id)
         # The officer claims on one device, which does not take up the invite ...
         claimer = await officer_of("nightshift", auto_claim=False)
         claimer.auto_join = lambda room: room != room_id

@@ -16,6 +16,9 @@ async def test_burst_of_chats_while_the_pool_refills(matrix_env: MatrixEnv, brid
     visitors = [Visitor(matrix_env.public_url) for _ in range(8)]
     try:
         await asyncio.gather(*(v.create(topic="general") for v in visitors))
+        await asyncio.gather(*(v.connect() for v in visitors))
+        # A chat's puppet and room are made with its first message: all eight speak at once.
+        await asyncio.gather(*(v.send(f"burst {i}") for i, v in enumerate(visitors)))
         db = matrix_env.dir / "precinct.db"
         rooms = await asyncio.gather(*(room_of(db, v.chat_id, 90) for v in visitors))
         assert len(set(rooms)) == len(visitors)

@@ -91,3 +91,15 @@ def claimed_by(db_path: Path, chat_id: str) -> str | None:
     finally:
         conn.close()
     return row[0] if row else None
+
+
+async def dispatch_notice_of(db_path: Path, chat_id: str, timeout: float = 60) -> str:
+    """The event ID of the chat's dispatch notice, once the bridge has sent it."""
+    def look() -> str | None:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT dispatch_event_id FROM chats WHERE id = ?", [chat_id]).fetchone()
+        finally:
+            conn.close()
+        return row[0] if row and row[0] else None
+    return await until(look, timeout, f"dispatch notice of chat {chat_id}")

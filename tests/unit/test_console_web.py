@@ -47,7 +47,7 @@ class Env:
 
 async def serve(env: Env) -> Env:
     visitor_api = VisitorApi(env.config, env.store, chats=None)  # type: ignore[arg-type]
-    env.client = TestClient(TestServer(public_app(visitor_api, env.console.app())))
+    env.client = TestClient(TestServer(public_app(visitor_api, env.console.app(), durable=env.store.db.durable)))
     await env.client.start_server()
     return env
 

@@ -57,6 +57,7 @@ def test_typing_flood_is_coalesced_to_a_few_calls_and_ends_in_the_last_state():
 
     async def send(chat, active):  # type: ignore[no-untyped-def]
         sent.append(active)
+        return True
 
     async def main() -> None:
         typing = TypingCoalescer(send, interval=0.05)
@@ -70,3 +71,34 @@ def test_typing_flood_is_coalesced_to_a_few_calls_and_ends_in_the_last_state():
 
     asyncio.run(main())
     assert sent[-1] is False and len(sent) <= 2
+
+
+def test_typing_before_the_chat_has_a_room_is_not_taken_as_told():
+    """The journey that broke: typing while the chat has no room (a no-op), stop, then typing again
+    once the room exists; the second start must reach the homeserver although it equals the first."""
+    has_room = False
+    told: list[bool] = []
+
+    async def send(chat, active):  # type: ignore[no-untyped-def]
+        if not has_room:
+            return False
+        told.append(active)
+        return True
+
+    async def main() -> None:
+        nonlocal has_room
+        typing = TypingCoalescer(send, interval=0.05)
+        typing.set(_Chat(), True)            # first keystroke: no room yet
+        await asyncio.sleep(0.01)            # ... and the coalescer has tried (nobody to tell)
+        typing.set(_Chat(), False)           # message sent: the room is made
+        has_room = True
+        await asyncio.sleep(0)
+        typing.set(_Chat(), True)            # typing the answer
+        for _ in range(200):
+            if told and told[-1] is True:
+                break
+            await asyncio.sleep(0.01)
+        await typing.close()
+
+    asyncio.run(main())
+    assert told and told[-1] is True

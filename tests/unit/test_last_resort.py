@@ -28,7 +28,7 @@ async def _server(tmp_path):
     store = Store.open(tmp_path / "p.db")
     chats = ChatService(config, store, None, None, None, ChatHub(), lambda: None)  # type: ignore[arg-type]
     chats.start_setup = lambda chat_id: None
-    server = TestServer(public_app(visitor_api.VisitorApi(config, store, chats)))
+    server = TestServer(public_app(visitor_api.VisitorApi(config, store, chats), durable=store.db.durable))
     await server.start_server()
     return server, chats, store
 
@@ -80,7 +80,7 @@ async def test_websocket_bugs_never_send_http_or_a_trace(tmp_path, caplog):
 
 async def test_appservice_bug_is_m_unknown(tmp_path):
     store = Store.open(tmp_path / "p.db")
-    endpoint = AppserviceEndpoint("hs-token", store.transactions, _bug, lambda user: False)
+    endpoint = AppserviceEndpoint("hs-token", store.transactions, _bug, lambda user: False, store.db.durable)
     server = TestServer(endpoint.app())
     await server.start_server()
     async with aiohttp.ClientSession() as s:

@@ -29,13 +29,17 @@ async def media(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _nothing_to_flush() -> None:
+    """No store here: the requests wait for nothing."""
+
+
 @pytest.fixture
 async def api():
     app = web.Application()
     app.router.add_get("/_matrix/client/v1/media/download/{server}/{id}", media)
     server = TestServer(app)
     await server.start_server()
-    hs = HomeserverApi(str(server.make_url("")), "as-token", "precinct")
+    hs = HomeserverApi(str(server.make_url("")), "as-token", "precinct", durable=_nothing_to_flush)
     await hs.start()
     yield hs
     await hs.close()

@@ -20,7 +20,7 @@ async def _server(tmp_path):
     store = Store.open(tmp_path / "p.db")
     chats = ChatService(config, store, None, None, None, ChatHub(), lambda: None)  # type: ignore[arg-type]
     chats.start_setup = lambda chat_id: None
-    server = TestServer(public_app(visitor_api.VisitorApi(config, store, chats)))
+    server = TestServer(public_app(visitor_api.VisitorApi(config, store, chats), durable=store.db.durable))
     await server.start_server()
     return server, chats, store
 

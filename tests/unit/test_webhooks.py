@@ -103,7 +103,7 @@ async def test_delivery_is_signed_retried_after_a_receiver_error_and_in_order(st
     receiver = await WebhookReceiver(statuses=[500]).start()
     hooks = [Webhook("central", receiver.url, SECRET)]
     inner = RecordingJournal()
-    sender = WebhookSender(store.webhooks, hooks, inner, store.db.transaction)
+    sender = WebhookSender(store.webhooks, hooks, inner, store.db.transaction, store.db.durable)
     journal = AnnouncingJournal(inner, store, hooks, sender.wake)
     chat = new_chat(store)
     sender.start()
@@ -136,7 +136,7 @@ async def test_an_unreachable_receiver_is_retried_later_then_given_up_after_a_da
     AnnouncingJournal(inner, store, [Webhook("central", url, SECRET)], lambda: None).chat_event(
         new_chat(store).id, "closed", "visitor")
     clock = [time.time() + 0.01]                                # the sender's own clock, moved by the test
-    sender = WebhookSender(store.webhooks, [Webhook("central", url, SECRET)], inner, store.db.transaction,
+    sender = WebhookSender(store.webhooks, [Webhook("central", url, SECRET)], inner, store.db.transaction, store.db.durable,
                            clock=lambda: clock[0])
     try:
         wait = await sender.deliver_due()                       # driven by hand: no background loop
@@ -166,7 +166,8 @@ async def test_one_chats_failing_delivery_holds_up_only_that_chat(store):
     journal.chat_event(first.id, "closed", "visitor")
     journal.chat_event(second.id, "queued", None)
     clock = [time.time() + 0.01]
-    sender = WebhookSender(store.webhooks, hooks, inner, store.db.transaction, clock=lambda: clock[0])
+    sender = WebhookSender(store.webhooks, hooks, inner, store.db.transaction, store.db.durable,
+                           clock=lambda: clock[0])
     try:
         await sender.deliver_due()
         clock[0] += 1.0
@@ -184,7 +185,7 @@ async def test_a_removed_webhook_is_given_up_not_sent_unsigned(store):
     inner = RecordingJournal()
     AnnouncingJournal(inner, store, [Webhook("central", "http://127.0.0.1:9/old", SECRET)], lambda: None).chat_event(
         new_chat(store).id, "queued", None)
-    sender = WebhookSender(store.webhooks, [], inner, store.db.transaction)
+    sender = WebhookSender(store.webhooks, [], inner, store.db.transaction, store.db.durable)
     try:
         await sender.deliver_due()
     finally:

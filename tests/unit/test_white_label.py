@@ -66,6 +66,10 @@ def test_the_widget_script_carries_the_launchers_words_in_every_language():
     assert words["en"]["open"] == "Chat with the police" and words["ar"]["open"]
 
 
+async def _nothing_stored() -> None:
+    """No store behind these pages: nothing to wait for before answering."""
+
+
 class _NoChats:
     """Nothing may reach the chats when the request is refused at the door."""
 
@@ -74,7 +78,8 @@ class _NoChats:
 
 
 async def served(config: cfg.Config) -> TestClient:
-    client = TestClient(TestServer(public_app(VisitorApi(config, store=None, chats=_NoChats()))))  # type: ignore[arg-type]
+    client = TestClient(TestServer(public_app(VisitorApi(config, store=None, chats=_NoChats()),  # type: ignore[arg-type]
+                                                     durable=_nothing_stored)))
     await client.start_server()
     return client
 

@@ -7,7 +7,7 @@ function $(id) { return document.getElementById(id); }
 export const ui = {
   start: $("start"), startForm: $("start-form"), topic: $("topic"), name: $("name"), chatFields: $("chat-fields"),
   consentField: $("consent-field"), consent: $("consent"), privacyLink: $("privacy-link"),
-  startError: $("start-error"), startButton: $("start-button"),
+  startError: $("start-error"), startStatus: $("start-status"), startButton: $("start-button"),
   offlineForm: $("offline-form"), offlineMessage: $("offline-message"), offlineName: $("offline-name"),
   offlineContact: $("offline-contact"), offlineError: $("offline-error"), offlineDone: $("offline-done"),
   offlineButton: $("offline-button"),

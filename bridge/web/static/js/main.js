@@ -16,6 +16,7 @@ import * as composer from "./composer.js";
 import * as ending from "./ending.js";
 import * as erasure from "./erasure.js";
 import * as site from "./site.js";
+import * as pow from "./pow.js";
 import { showQueue, renderQueue } from "./queue.js";
 
 const STATES = { waiting: "state.waiting", active: "state.active", closed: "state.closed" };
@@ -130,6 +131,7 @@ function lostChat() {
   site.showDanger(false);
   say(ui.startError, "start.resume_failed");
   ui.startButton.disabled = false;
+  preparePow();
 }
 
 connection.setHooks({
@@ -155,6 +157,45 @@ function readJson(response) {
   return response.json().catch(function () { return {}; });
 }
 
+// Codes of a proof of work the bridge did not take: solve a fresh challenge and send again.
+const POW_RETRY = ["pow_required", "pow_invalid", "pow_forged", "pow_expired", "pow_unsolved", "pow_too_easy",
+  "pow_replayed"];
+const POW_ATTEMPTS = 3;
+
+/** The proof of work for one POST /api/v1/chats (null when the bridge asks for none). While it is
+ * still being solved, a status line says so (announced: it is a live region). */
+function proofOfWork() {
+  if (!pow.required()) { return Promise.resolve(null); }
+  if (!pow.isReady()) { setText(ui.startStatus, "start.preparing"); }
+  return pow.take().then(function (solution) {
+    setText(ui.startStatus, "");
+    return { challenge: solution.challenge, answer: solution.answer };
+  }, function (err) {
+    setText(ui.startStatus, "");
+    throw err;
+  });
+}
+
+function postChat(request, attempt) {
+  return proofOfWork().then(function (proof) {
+    const body = proof ? Object.assign({}, request, { pow: proof }) : request;
+    return fetch("/api/v1/chats", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+      credentials: "omit", cache: "no-store"
+    });
+  }).then(function (response) {
+    return readJson(response).then(function (data) {
+      if (POW_RETRY.indexOf(data.error) !== -1 && attempt < POW_ATTEMPTS) {
+        // The challenge expired, the difficulty rose meanwhile, or the site changed its mind: again.
+        app.site.proof_of_work = true;
+        pow.forget();
+        return postChat(request, attempt + 1);
+      }
+      return { response: response, data: data };
+    });
+  });
+}
+
 function startChat(event) {
   event.preventDefault();
   say(ui.startError, "");
@@ -171,34 +212,31 @@ function startChat(event) {
   if (app.site.require_consent) { request.consent = ui.consent.checked; }
   request.language = document.documentElement.lang || "en";
 
-  fetch("/api/v1/chats", {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request),
-    credentials: "omit", cache: "no-store"
-  }).then(function (response) {
-    return readJson(response).then(function (data) {
-      if (!response.ok || typeof data.chat_id !== "string" || typeof data.token !== "string") {
-        const problem = new Error(data.error || "failed");
-        problem.status = response.status;
-        throw problem;
-      }
-      app.session = {
-        chat_id: data.chat_id, token: data.token, ws_url: data.ws_url, number: data.number,
-        state: "waiting", lastSeq: 0, frames: [], outbox: []
-      };
-      saveSession();
-      resetLog();
-      ending.resetFeedback();
-      erasure.resetErase();
-      showChat();
-      connection.connect();
-      ui.message.focus();
-    });
+  postChat(request, 1).then(function (answer) {
+    const response = answer.response;
+    const data = answer.data;
+    if (!response.ok || typeof data.chat_id !== "string" || typeof data.token !== "string") {
+      const problem = new Error(data.error || "failed");
+      problem.status = response.status;
+      throw problem;
+    }
+    app.session = {
+      chat_id: data.chat_id, token: data.token, ws_url: data.ws_url, number: data.number,
+      state: "waiting", lastSeq: 0, frames: [], outbox: []
+    };
+    saveSession();
+    resetLog();
+    ending.resetFeedback();
+    erasure.resetErase();
+    showChat();
+    connection.connect();
+    ui.message.focus();
   }).catch(function (err) {
     const number = app.site.emergency_number;
     if (err instanceof TypeError) { say(ui.startError, "start.unreachable", { number: number }); } else if (
       err.message === "consent_required") { say(ui.startError, "consent.required"); } else if (
       err.message === "blocked") { say(ui.startError, "start.blocked", { number: number }); } else if (
-      err.message === "busy") {
+      err.message === "busy" || err.message === "pow_full") {
       // The queue is full: nothing was created; the page offers the phone instead.
       const phone = app.site.phone_number;
       say(ui.startError, phone ? "start.busy_phone" : "start.busy", { number: number, phone: phone });
@@ -206,9 +244,13 @@ function startChat(event) {
       // Too many new chats (from this connection, or from everyone): nothing was created.
       const phone = app.site.phone_number;
       say(ui.startError, phone ? "start.rate_limited_phone" : "start.rate_limited", { number: number, phone: phone });
+    } else if (err.message === "pow_unsupported") {
+      say(ui.startError, "start.prepare_failed", { number: number });
     } else {
       say(ui.startError, "start.failed", { status: err.status || 0, number: number });
     }
+    // Ready for the next try: the proof of work for it is solved meanwhile.
+    if (pow.required()) { pow.prepare().catch(function () { /* said when the citizen tries again */ }); }
   }).then(function () {
     ui.startButton.disabled = false;
     setText(ui.startButton, "start.button");
@@ -232,6 +274,12 @@ function newChat() {
   ui.chat.hidden = true;
   ui.start.hidden = false;
   ui.topic.focus();
+  preparePow();
+}
+
+/** On the start screen, solve the proof of work (if asked for) before the citizen presses Start. */
+function preparePow() {
+  if (pow.required() && !app.session) { pow.prepare().catch(function () { /* said if Start is pressed */ }); }
 }
 
 // ---- wiring ------------------------------------------------------------------------------------
@@ -277,7 +325,7 @@ document.addEventListener("visibilitychange", function () {
 });
 
 site.topicFromUrl();
-const ready = Promise.all([initLanguage(ui.language), site.loadSite()]);
+const ready = Promise.all([initLanguage(ui.language), site.loadSite().then(preparePow)]);
 
 // Resume a chat from this tab (after a reload): render what we had, then ask for what is new.
 app.session = loadSession();

@@ -65,6 +65,8 @@ function applySite(data) {
     ui.privacyLink.href = data.privacy_url;
   }
   app.site.require_consent = data.require_consent === true && typeof data.privacy_url === "string";
+  // Proof of work before a chat starts: solved in the background (js/pow.js).
+  app.site.proof_of_work = !!data.proof_of_work && data.proof_of_work.required === true;
   ui.consentField.hidden = !app.site.require_consent;
 
   const topics = Array.isArray(data.topics) ? data.topics.filter(function (t) {

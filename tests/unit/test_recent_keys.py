@@ -1,4 +1,5 @@
-"""Which room keys a device seen after a send is owed (bridge/matrix/recent_keys.py)."""
+"""A new officer device reads the queue: which keys a device seen after a send is owed (bridge/matrix/recent_keys.py),
+the note that keeps Synapse from skipping the bot's to-device messages, and the bot's rooms followed after a restart."""
 from __future__ import annotations
 
 from bridge.matrix.recent_keys import RecentKeys
@@ -115,3 +116,28 @@ async def test_room_keys_sent_by_the_bridge_also_note_the_bot_so_synapse_pushes_
         {"type": "m.room.encrypted", "sender": "@webchat_a:hs", "to_user_id": "@precinct:hs",
          "to_device_id": "BOTDEVICE", "content": {FLUSH_NOTE: True}}]}, lambda user: True)
     assert received == []
+
+
+async def test_the_bots_direct_rooms_are_shown_to_its_crypto_again_at_start_up(tmp_path):
+    """nio forgets rooms across restarts; device changes are followed only for members of rooms it knows."""
+    from bridge.officers.bot_rooms import DIRECT, BotRooms
+    from bridge.store import Store
+    from tests.support.configs import example_config
+
+    class Restoring:
+        def __init__(self) -> None:
+            self.restored: list[tuple[str, str]] = []
+
+        async def restore_room(self, user_id: str, room_id: str) -> None:
+            if room_id == "!gone:hs":
+                raise RuntimeError("403: not in room")
+            self.restored.append((user_id, room_id))
+
+    store = Store.open(tmp_path / "db.sqlite")
+    store.settings.set(DIRECT + "!a:hs", "@officer:hs")
+    store.settings.set(DIRECT + "!gone:hs", "@officer:hs")
+    store.settings.set("dispatch_room.central", "!dispatch:hs")        # restored by Dispatch itself
+    crypto = Restoring()
+    rooms = BotRooms(example_config(tmp_path), store, None, crypto, None, None, None, "@precinct:hs")  # type: ignore[arg-type]
+    await rooms.restore()
+    assert crypto.restored == [("@precinct:hs", "!a:hs")]

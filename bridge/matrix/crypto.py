@@ -444,7 +444,8 @@ class Crypto:
         """
         blind = self.puppets.get(self.blind_inbox_user) if self.blind_inbox_user else None
         if blind is not None and blind.device_id not in messages.get(blind.user_id, {}):
-            messages = {**messages, blind.user_id: {**messages.get(blind.user_id, {}), blind.device_id: {FLUSH_NOTE: True}}}
+            mine = {**messages.get(blind.user_id, {}), blind.device_id: {FLUSH_NOTE: True}}
+            messages = {**messages, blind.user_id: mine}
         await self.api.request("PUT", f"/_matrix/client/v3/sendToDevice/m.room.encrypted/"
                                       f"precinct.{next(_batches)}.{_txn_safe(session_id)}",
                                {"messages": messages}, user_id=c.user_id, device_id=c.device_id, what=what)

@@ -304,7 +304,24 @@ async function joinRoom(roomId) {
 function markJoined(roomId) {
     if (stopping || joinedRooms.has(roomId)) return;
     joinedRooms.add(roomId);
-    emit({ event: "joined", room_id: roomId });
+    void announceJoined(roomId);
+}
+
+// "joined" means what it means to a person in Element: the room is in the client, and if it is
+// encrypted the crypto has taken its encryption settings, so a message can be sent at once. (The
+// join request returns before the sync brings the room's state; sending then fails with "Cannot
+// encrypt event in unconfigured room".)
+async function announceJoined(roomId) {
+    const deadline = Date.now() + 60_000;
+    while (!stopping && Date.now() < deadline) {
+        const room = client.getRoom(roomId);
+        if (room && room.getMyMembership() === KnownMembership.Join) {
+            const encrypted = room.currentState.getStateEvents("m.room.encryption", "");
+            if (!encrypted || await client.getCrypto().isEncryptionEnabledInRoom(roomId)) break;
+        }
+        await sleep(100);
+    }
+    if (!stopping) emit({ event: "joined", room_id: roomId });
 }
 
 function onMyMembership(room, membership) {

@@ -19,6 +19,7 @@ from .console.reports_web import ReportsWeb
 from .console.web import ConsoleWeb
 from .limits import Limit
 from .reports.poster import SummaryPoster
+from .resources import OpenFiles, Shortages, loop_exception_handler, raise_open_files_limit
 from . import __version__, metrics
 from .matrix import bot, rooms
 from .matrix.crypto import Crypto
@@ -38,7 +39,7 @@ from .records.keeper import RecordsKeeper
 from .records.retention import Retention
 from .store import Store
 from .web.pow import PowGate
-from .web.server import public_app
+from .web.server import GuardedSite, busy_answer, public_app
 from .web.visitor_api import VisitorApi
 from .webhooks.journal import AnnouncingJournal
 from .webhooks.sender import WebhookSender
@@ -49,6 +50,9 @@ log = logging.getLogger(__name__)
 class Bridge:
     def __init__(self, config: Config, journal: Journal | None = None) -> None:
         self.config = config
+        # Descriptors kept for open chats, and one rate-limited report when anything runs short (resources.py).
+        self.open_files = OpenFiles(config.get("resources.reserved_descriptors"))
+        self.shortages = Shortages(self.open_files)
         # Group commit: no fsync on the event loop; whatever acknowledges awaits store.db.durable() (store/db.py).
         self.store = Store.open(config.path("store.path"), config.get("chats.first_number"), group_commit=True)
         self.records = Records.open(config, self.store)
@@ -102,7 +106,7 @@ class Bridge:
         addresses = ClientAddresses(config.get("web.trusted_proxies"))
         self.visitor_api = VisitorApi(config, self.store, self.chats, retention=self.retention,
                                       on_erased=self.keeper.wake, pow_gate=self.pow_gate, journal=self.journal,
-                                      addresses=addresses)
+                                      addresses=addresses, open_files=self.open_files, shortages=self.shortages)
         self.console_auth = ConsoleAuth(self.store, self.journal, lambda user: supervised_agencies(config, user),
                                         config.get("web.public_url"), config.get("console.link_ttl_seconds"),
                                         config.get("console.idle_minutes"), sign_in_limit=Limit(
@@ -131,13 +135,20 @@ class Bridge:
     def _user_exists(self, user_id: str) -> bool:
         return self.puppets.is_puppet(user_id) and self.store.puppets.exists(user_id)
 
-    async def _listen(self, app: web.Application, host: str, port: int) -> None:
+    async def _listen(self, app: web.Application, host: str, port: int, *, guarded: bool = False) -> None:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
+        if guarded:      # citizens' connections: refused at once when descriptors are almost gone
+            await GuardedSite(runner, host, port, self.open_files, self.shortages,
+                              busy_answer(self.visitor_api.busy())).start()
+        else:            # the homeserver's and Prometheus' few connections are never refused
+            await web.TCPSite(runner, host, port).start()
         self._runners.append(runner)
 
     async def start(self) -> None:
+        raise_open_files_limit()              # as Synapse does: the soft limit up to the hard one, logged
+        # asyncio's accept loop logs a full descriptor table once per waiting connection, every second.
+        asyncio.get_running_loop().set_exception_handler(loop_exception_handler(self.shortages))
         self.records.config_loaded(self.config)
         await self.api.start()
         # The appservice listener first: the homeserver may start delivering as soon as we ping.
@@ -162,8 +173,9 @@ class Bridge:
         self.puppets.refill_pool()
         self.dispatch.start()
         self.routing.start()
-        await self._listen(public_app(self.visitor_api, self.console.app(), durable=self.store.db.durable),
-                           self.config.get("web.bind_host"), self.config.get("web.port"))
+        await self._listen(public_app(self.visitor_api, self.console.app(), durable=self.store.db.durable,
+                                      shortages=self.shortages),
+                           self.config.get("web.bind_host"), self.config.get("web.port"), guarded=True)
         try:
             # An event of ours wakes the homeserver's appservice scheduler (idle after its own restart);
             # the ping then makes it retry queued transactions now rather than after its back-off.
@@ -203,3 +215,4 @@ class Bridge:
         await self.crypto.close()
         await self.api.close()
         self.store.close()
+        asyncio.get_running_loop().set_exception_handler(None)

@@ -174,6 +174,12 @@ SCHEMA: list[Key] = [
             "decision uses this address: the limits below, !block, the sockets per address and console sign-in. "
             "Empty (the default): the header is never believed, so behind a proxy list it here, or every citizen "
             "shares the proxy's address and its limits."),
+    Key("resources.reserved_descriptors", int, 0,
+        "File descriptors kept for the chats already open. While fewer than this many are free under the "
+        "open-files limit (which the bridge raises to the hard limit at start-up; see LimitNOFILE in "
+        "config/precinct.service), new chats get a \"busy\" answer (HTTP 503, the phone number), and while fewer "
+        "than half of it are free, new connections to the public listener are answered busy and closed. "
+        "0: an eighth of the limit, at least 64.", check=_not_negative),
     Key("store.path", str, "precinct.db", "SQLite database file (relative paths are relative to the config file)."),
     Key("store.crypto_dir", str, "crypto",
         "Folder for the visitor devices' encryption state (one file per device; relative to the config file)."),

@@ -48,7 +48,8 @@ _refused = Counter("precinct_visitor_refusals", "Requests refused to protect the
                    "(rate_limited: a message over the chat's rate; too_many_connections: a WebSocket over a cap; "
                    "blocked: a new chat from a source an officer blocked; <limit>_per_address or <limit>_overall: "
                    "a request over a limits.* token bucket, limit being chats, offline_messages, uploads or "
-                   "console_sign_ins; pow_*: a new chat without a good proof of work, by its error code).",
+                   "console_sign_ins; pow_*: a new chat without a good proof of work, by its error code; "
+                   "busy_resources: a new chat while the bridge keeps its last file descriptors for open chats).",
                    ["reason"], registry=REGISTRY)
 
 

@@ -28,6 +28,7 @@ from ..chats import attachments
 from ..chats.queue import queue_frame
 from ..officers import hours
 from ..records.retention import Refused, Retention
+from ..resources import OpenFiles, Shortages
 from ..store import Store
 from ..store.attachments import Attachment
 from ..store.chats import Chat
@@ -134,8 +135,11 @@ def _default_sender(kind: str) -> str:
 class VisitorApi:
     def __init__(self, config: Config, store: Store, chats: ChatService, *, retention: Retention | None = None,
                  on_erased: Callable[[], None] | None = None, pow_gate: PowGate | None = None,
-                 journal: Journal | None = None, addresses: ClientAddresses | None = None) -> None:
+                 journal: Journal | None = None, addresses: ClientAddresses | None = None,
+                 open_files: OpenFiles | None = None, shortages: Shortages | None = None) -> None:
         self.config, self.store, self.chats = config, store, chats
+        self.open_files = open_files            # None: no descriptor reserve is kept (tests of other things)
+        self.shortages = shortages or Shortages(open_files)
         self.pow = pow_gate or PowGate.from_config(config)
         self.retention, self.on_erased = retention, on_erased
         self.journal: Journal = journal or LogJournal()
@@ -302,6 +306,11 @@ class VisitorApi:
         except PowRefused as e:
             metrics.visitor_refused(e.error)
             raise ApiError(e.status, e.error, e.message)
+        if self.open_files is not None and self.open_files.short_for_chats():
+            # The chats already open keep the descriptors left (bridge/resources.py).
+            self.shortages.report("new chats", "new chats answered 503 busy until descriptors are free again")
+            metrics.visitor_refused("busy_resources")
+            raise self.busy()
         address = self.client_address(request)
         block = self.store.sources.blocked(address)
         if block is not None:
@@ -348,6 +357,16 @@ class VisitorApi:
         message = ("All our officers are busy and the queue is full, so a new chat cannot start now. Please try "
                    f"again in a few minutes{f' or phone us on {phone}' if phone else ''}. "
                    f"In an emergency call {emergency}.")
+        busy = ApiError(503, "busy", message, phone_number=phone or None, emergency_number=emergency)
+        busy.retry_after = BUSY_RETRY_AFTER
+        return busy
+
+    def busy(self) -> ApiError:
+        """The service itself is short of resources (bridge/resources.py): the same "busy" the page knows,
+        with the numbers to call; nothing was stored."""
+        phone, emergency = self.config.get("site.phone_number"), self.config.get("site.emergency_number")
+        message = ("We are very busy right now, so a new chat cannot start. Please try again in a few minutes"
+                   f"{f' or phone us on {phone}' if phone else ''}. In an emergency call {emergency}.")
         busy = ApiError(503, "busy", message, phone_number=phone or None, emergency_number=emergency)
         busy.retry_after = BUSY_RETRY_AFTER
         return busy

@@ -23,6 +23,7 @@ from .resources import OpenFiles, Shortages, loop_exception_handler, raise_open_
 from . import __version__, metrics
 from .matrix import bot, rooms
 from .matrix.crypto import Crypto
+from .matrix.idle import IdleUnloader
 from .matrix.intent import HomeserverApi
 from .matrix.puppets import PuppetManager
 from .console.bot_command import SPEC as CONSOLE_SPEC, ConsoleCommand
@@ -63,11 +64,13 @@ class Bridge:
         self.journal = AnnouncingJournal(self.journal, self.store, config.webhooks, self.webhooks.wake)
         self.api = HomeserverApi(config.get("homeserver.url"), config.get("appservice.as_token"),
                                  config.get("appservice.id"), config.get("homeserver.verify_tls"),
-                                 durable=self.store.db.durable)
+                                 durable=self.store.db.durable, max_connections=config.get("homeserver.max_connections"))
         bot_user = f"@{config.get('appservice.bot_localpart')}:{config.get('homeserver.server_name')}"
         self.crypto = Crypto(self.api, config.get("homeserver.url"), config.path("store.crypto_dir"),
                              config.get("crypto.pickle_key"), self.store.puppets,
-                             config.get("crypto.new_device_window_seconds"), blind_inbox_user=bot_user)
+                             config.get("crypto.new_device_window_seconds"), blind_inbox_user=bot_user,
+                             resident=[bot_user])
+        self.idle_unloader = IdleUnloader(self.crypto, config.get("crypto.idle_unload_seconds"))
         self.puppets = PuppetManager(self.api, self.crypto, self.store.puppets, config.get("homeserver.server_name"),
                                      config.get("appservice.puppet_prefix"), config.get("chats.puppet_pool_size"),
                                      bot=bot_user)
@@ -122,7 +125,8 @@ class Bridge:
         self._runners: list[web.AppRunner] = []
         self._unwatch = metrics.watch(metrics.LevelsCollector(
             self.store.chats.counts, lambda: [a.id for a in config.agencies], self.hub.connections,
-            self.store.transactions.count_unprocessed, self.pow_gate.difficulty if self.pow_gate.enabled else None))
+            self.store.transactions.count_unprocessed, self.pow_gate.difficulty if self.pow_gate.enabled else None,
+            live_puppet_clients=lambda: self.crypto.live_clients))
 
     async def _post_to_supervisors(self, room_id: str, text: str) -> None:
         """The daily summary: encrypted by the bot's own device in an encrypted room, a plain notice otherwise."""
@@ -164,6 +168,7 @@ class Bridge:
         await self.bot_rooms.restore()
         self.inbound.start()
         self.outbound.start()
+        self.idle_unloader.start()
         self.keeper.start()
         self.webhooks.start()
         self.summaries.start()
@@ -209,6 +214,7 @@ class Bridge:
         await self.chats.stop()
         await self.inbound.stop()
         await self.outbound.stop()
+        await self.idle_unloader.stop()
         await self.keeper.stop()
         await self.webhooks.stop()
         await self.summaries.stop()

@@ -125,6 +125,9 @@ SCHEMA: list[Key] = [
     Key("homeserver.server_name", str, required=True, example="police.example",
         doc="The homeserver's server name (the part after ':' in user IDs)."),
     Key("homeserver.verify_tls", bool, True, "Verify the homeserver's TLS certificate (leave on in production)."),
+    Key("homeserver.max_connections", int, 64,
+        "Most connections the bridge opens to the homeserver at once, for its bot and every visitor's puppet "
+        "together; requests beyond them wait their turn.", check=_positive),
     Key("appservice.id", str, "precinct", "Appservice ID, as in the registration file.", check=_localpart),
     Key("appservice.bind_host", str, "127.0.0.1",
         "Private address for the appservice API (homeserver → bridge). Never expose it publicly."),
@@ -194,6 +197,9 @@ SCHEMA: list[Key] = [
         "its keys uploaded a moment later) is given the keys of what was sent to that officer's other devices "
         "in this many seconds before it was seen, so it can read it. 0: new devices read only what is sent "
         "after they are seen.", check=_not_negative),
+    Key("crypto.idle_unload_seconds", float, 120.0,
+        "A visitor device's encryption state is unloaded from memory when unused for this long (a closed chat's "
+        "soon after its last message), and loaded again from its store file when needed.", check=_positive),
     Key("metrics.enabled", bool, True, "Serve Prometheus metrics at /metrics on the private metrics listener."),
     Key("metrics.bind_host", str, "127.0.0.1",
         "Private address of the metrics listener. Never expose it publicly: the figures describe police workload. "

@@ -91,8 +91,10 @@ class LevelsCollector(Collector):
 
     def __init__(self, chat_counts: Callable[[], dict[tuple[str, str], int]], agencies: Callable[[], list[str]],
                  websockets: Callable[[], int], pending_transactions: Callable[[], int],
-                 pow_bits: Callable[[], int] | None = None) -> None:
+                 pow_bits: Callable[[], int] | None = None, *,
+                 live_puppet_clients: Callable[[], int] | None = None) -> None:
         self.chat_counts, self.agencies = chat_counts, agencies
+        self.live_puppet_clients = live_puppet_clients
         self.websockets, self.pending_transactions = websockets, pending_transactions
         self.pow_bits = pow_bits            # None while the proof-of-work gate is off
 
@@ -111,6 +113,10 @@ class LevelsCollector(Collector):
                                 value=self.websockets())
         yield GaugeMetricFamily("precinct_appservice_transactions_pending", "Appservice transactions stored but "
                                 "not yet processed.", value=self.pending_transactions())
+        if self.live_puppet_clients is not None:
+            yield GaugeMetricFamily("precinct_live_puppet_clients", "Visitor devices (and the bot's) whose encryption "
+                                    "state is loaded in memory now; idle ones are unloaded "
+                                    "(crypto.idle_unload_seconds).", value=self.live_puppet_clients())
         if self.pow_bits is not None:
             yield GaugeMetricFamily("precinct_pow_difficulty_bits", "Leading zero bits a new chat's proof of work "
                                     "needs now (rises while chat creation is being refused).", value=self.pow_bits())

@@ -15,7 +15,7 @@ import yaml
 
 from bridge.localhs import LocalSynapse, free_port
 from tests.support.bridge_process import BridgeProcess
-from tests.support import limited, pow_bridge, supervisor_room
+from tests.support import limited, lowfd, pow_bridge, supervisor_room
 from tests.support.officer import NioOfficer, OfficerPool
 from tests.support.visitor import Visitor
 
@@ -145,8 +145,10 @@ def matrix_env(tmp_path_factory: pytest.TempPathFactory):
     _, pow_registration = pow_bridge.prepare(dir / "pow", f"http://127.0.0.1:{hs_port}", SERVER)
     # And one with tight admission limits (limited_env below).
     limited_registration = limited.prepare(dir / "limited", f"http://127.0.0.1:{hs_port}", SERVER)
+    # And one under a low open-files limit (lowfd_env below).
+    lowfd_registration = lowfd.prepare(dir / "lowfd", f"http://127.0.0.1:{hs_port}", SERVER)
     synapse = LocalSynapse(dir / "synapse", SERVER, hs_port,
-                           [registration, pow_registration, limited_registration])
+                           [registration, pow_registration, limited_registration, lowfd_registration])
     bridge = BridgeProcess(config_path, config["web"]["public_url"], dir / "bridge.log")
     try:
         synapse.start()
@@ -155,6 +157,7 @@ def matrix_env(tmp_path_factory: pytest.TempPathFactory):
         synapse.register_user(SUPERVISOR, PASSWORD)
         synapse.register_user(pow_bridge.OFFICER, PASSWORD)
         synapse.register_user(limited.OFFICER, PASSWORD)
+        synapse.register_user(lowfd.OFFICER, PASSWORD)
         # The hooked agency's supervisors' room, with the bot invited: the daily summary goes there, and with
         # summary_time 00:00 yesterday's is due as soon as the bridge starts.
         room = supervisor_room.create_room(synapse.url, supervisor_room.login(synapse.url, SUPERVISOR, PASSWORD),
@@ -186,6 +189,18 @@ def limited_session(matrix_env: MatrixEnv):
     started by the first test that needs it (limited_env), stopped by PID at the end of the session."""
     env = limited.env(matrix_env.dir / "limited")
     try:
+        yield env
+    finally:
+        env.bridge.stop()
+
+
+@pytest.fixture(scope="session")
+def lowfd_env(matrix_env: MatrixEnv):
+    """The bridge under a low open-files limit (tests/support/lowfd.py), on the session's Synapse; started on
+    first use, stopped by PID at the end of the session."""
+    env = lowfd.env(matrix_env.dir / "lowfd")
+    try:
+        env.bridge.start()
         yield env
     finally:
         env.bridge.stop()

@@ -166,7 +166,7 @@ class InboundPump(WakeableLoop):
             event = decrypted
         meaning = ev.interpret(event)
         sender, device = str(event.get("sender")), event.get(SENDER_DEVICE)
-        name = self._display_name(chat, sender)
+        name = await self._display_name(chat, sender)
         if isinstance(meaning, ev.Membership):
             if meaning.membership in ("invite", "join") and not self._ours(meaning.user_id) \
                     and not self.admission.admitted(chat, meaning.user_id):
@@ -220,11 +220,9 @@ class InboundPump(WakeableLoop):
             self.store.room_events.finish(item.stream, DONE)
         return True
 
-    def _display_name(self, chat: Chat, user_id: str) -> str:
-        client = self.crypto.clients.get(chat.puppet or "")
-        room = client.rooms.get(chat.room_id or "") if client else None
-        name = (room.user_name(user_id) or user_id) if room and user_id in room.users else user_id
-        return self.chats.listener.present(chat, user_id, name)
+    async def _display_name(self, chat: Chat, user_id: str) -> str:
+        name = await self.crypto.member_name(chat.puppet, chat.room_id, user_id)  # type: ignore[arg-type]
+        return self.chats.listener.present(chat, user_id, name or user_id)
 
 
 TO_CITIZEN = (ev.OfficerText, ev.OfficerAttachment, ev.OfficerEdit, ev.OfficerRedaction)

@@ -44,6 +44,8 @@ class OutboundPump:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
+            for chat_id in [c for c, task in self._senders.items() if task.done()]:
+                del self._senders[chat_id]         # one entry per chat sending now, not per chat ever served
             for chat_id in self.store.outbox.chats_pending():
                 sender = self._senders.get(chat_id)
                 if sender is None or sender.done():
@@ -76,4 +78,4 @@ class OutboundPump:
         chat = self.store.chats.get(chat_id)
         if chat and chat.state == CLOSED and chat.puppet:
             # Nothing left to send for a finished chat: free its device's memory (reloaded if ever needed).
-            await self.crypto.unload(chat.puppet)
+            await self.crypto.forget(chat.puppet)

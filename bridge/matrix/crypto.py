@@ -24,6 +24,14 @@ a room key is missing (the push can skip to-device messages); these are the only
 /sync calls, filtered to to-device, with a stored ``since`` so the homeserver can
 delete what was delivered.
 
+Loaded clients are what a chat costs while it lasts, so they do not outlive their use: every operation
+holds its client through ``_using`` (loaded on demand, never unloaded meanwhile), nio's SQLite store is
+closed between operations (peewee reopens it on the next query: no descriptor per live puppet), puppets
+share the bridge's connection pool to the homeserver (``HomeserverApi.session``, bounded), and
+``unload_idle`` unloads clients nobody has used for a while (a closed chat's puppet soon after its last
+send; the ``resident`` ones, the bot, never). A client loaded again rebuilds a room from ``/state`` on
+first use and asks for its members' devices afresh, as it heard no device-list changes while unloaded.
+
 Devices that appear after we sent something (a sign-in whose keys came a moment later) get the
 keys of what was sent in the last ``new_device_window`` seconds, when their owner already held
 them (``recent_keys.py``); ``PuppetClient`` notes every device a key query reveals.
@@ -31,11 +39,14 @@ them (``recent_keys.py``); ``PuppetClient`` notes every device a key query revea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import logging
+import time
+from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, AsyncIterator, Callable, Iterable
 from urllib.parse import quote
 
 import nio
@@ -89,7 +100,8 @@ def _sync_response(sync: dict[str, Any]) -> nio.SyncResponse:
 
 class Crypto:
     def __init__(self, api: HomeserverApi, homeserver_url: str, store_dir: Path, pickle_key: str,
-                 puppets: Puppets, new_device_window: float = 300.0, blind_inbox_user: str | None = None) -> None:
+                 puppets: Puppets, new_device_window: float = 300.0, blind_inbox_user: str | None = None,
+                 resident: Iterable[str] = (), clock: Callable[[], float] = time.monotonic) -> None:
         self.api = api
         self.homeserver_url = homeserver_url
         self.store_dir = store_dir
@@ -98,6 +110,11 @@ class Crypto:
         self.clients: dict[str, PuppetClient] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._load_lock = asyncio.Lock()
+        self._in_use: Counter[str] = Counter()     # operations under way per client: never unloaded meanwhile
+        self._used: dict[str, float] = {}          # when each loaded client was last used (clock)
+        self.resident = frozenset(resident)        # clients never unloaded for idleness (the bot)
+        self._clock = clock
+        self.loads = 0                             # clients loaded so far (tests, benchmarks)
         self._last_recovery: dict[str, float] = {}
         # m.room_key contents (index 0) of the Megolm sessions each puppet created per room, oldest
         # first; memory only. Lets an officer's device that joins late read what was already sent.
@@ -117,8 +134,11 @@ class Crypto:
         return self._locks.setdefault(user_id, asyncio.Lock())
 
     async def client(self, user_id: str) -> PuppetClient:
-        """The puppet's nio client, loading its pickled device state the first time."""
+        """The puppet's nio client, loading its pickled device state the first time.
+
+        For one operation on it use ``_using``: a client got here may be unloaded at the next await."""
         if (c := self.clients.get(user_id)) is not None:
+            self._used[user_id] = self._clock()
             return c
         async with self._load_lock:
             if (c := self.clients.get(user_id)) is not None:
@@ -131,24 +151,76 @@ class Crypto:
                 encryption_enabled=True, store=nio.store.SqliteStore, store_name=f"{user_id[1:].split(':')[0]}.db",
                 pickle_key=self.pickle_key, max_timeouts=3, max_limit_exceeded=5, request_timeout=30)
             c = PuppetClient(self.homeserver_url, user_id, device_id=puppet.device_id, durable=self.api.durable,
-                             store_path=str(self.store_dir), config=config, ssl=self.api.ssl)
+                             store_path=str(self.store_dir), config=config, ssl=self.api.ssl,
+                             session=self.api.session)
             c.restore_login(user_id, puppet.device_id, self.api.as_token)
             self.clients[user_id] = c
+            self._used[user_id] = self._clock()
+            self.loads += 1
+            if not self._in_use[user_id]:
+                _close_store(c)
             return c
+
+    @contextlib.asynccontextmanager
+    async def _using(self, user_id: str, *, locked: bool = True) -> AsyncIterator[PuppetClient]:
+        """The puppet's client for one operation: loaded if need be, one locked operation per device at a
+        time, never unloaded while in use, its store file closed again when the last user is done."""
+        self._in_use[user_id] += 1
+        try:
+            c = await self.client(user_id)
+            if locked:
+                async with self.lock(user_id):
+                    yield c
+            else:
+                yield c
+        finally:
+            self._in_use[user_id] -= 1
+            if not self._in_use[user_id]:
+                del self._in_use[user_id]
+                if (loaded := self.clients.get(user_id)) is not None:
+                    self._used[user_id] = self._clock()
+                    _close_store(loaded)
+
+    @property
+    def live_clients(self) -> int:
+        return len(self.clients)
+
+    async def unload_idle(self, idle_seconds: float) -> int:
+        """Unload the clients nobody has used for ``idle_seconds`` (not the resident ones, none in use);
+        how many. They are loaded again on demand, from their stores."""
+        now = self._clock()
+        idle = [u for u in self.clients if u not in self.resident and not self._in_use[u]
+                and not self.lock(u).locked() and now - self._used.get(u, now) >= idle_seconds]
+        for user_id in idle:
+            await self.unload(user_id)
+        return len(idle)
 
     async def upload_device_keys(self, user_id: str) -> dict[str, str]:
         """Publish the device's identity and one-time keys; returns {"ed25519": …, "curve25519": …}."""
-        c = await self.client(user_id)
-        async with self.lock(user_id):
+        async with self._using(user_id) as c:
             await self._upkeep(c)
-        assert c.olm
-        return dict(c.olm.account.identity_keys)
+            assert c.olm
+            return dict(c.olm.account.identity_keys)
 
     async def unload(self, user_id: str) -> None:
-        self._recent.forget(user_id)
+        """Free the client's memory now (it is loaded again if ever needed); one in use is left to the idle
+        sweep. What is kept beside it (keys it created, recent sends) goes only with ``forget``."""
+        if self._in_use[user_id] or self.lock(user_id).locked():
+            return
         c = self.clients.pop(user_id, None)
+        self._used.pop(user_id, None)
+        self._locks.pop(user_id, None)
         if c:
             await c.close()
+            _close_store(c)
+
+    async def forget(self, user_id: str) -> None:
+        """A puppet whose chat is over: unload it and drop everything kept about it in memory."""
+        await self.unload(user_id)
+        self._recent.forget(user_id)
+        self._last_recovery.pop(user_id, None)
+        for key in [k for k in self._created_keys if k[0] == user_id]:
+            del self._created_keys[key]
 
     async def close(self) -> None:
         for user_id in list(self.clients):
@@ -210,17 +282,29 @@ class Crypto:
         joined = {str(e.get("state_key")) for e in events if e.get("type") == "m.room.member"
                   and (e.get("content") or {}).get("membership") == "join" and e.get("state_key") != user_id}
         if joined and not as_state:
-            c = await self.client(user_id)
-            if c.olm:
-                c.olm.users_for_key_query.update(joined)
+            async with self._using(user_id, locked=False) as c:
+                if c.olm:
+                    c.olm.users_for_key_query.update(joined)
         join = {"timeline": {"events": [] if as_state else events, "limited": False},
                 "state": {"events": events if as_state else []}}
         await self._receive(user_id, {"rooms": {"join": {room_id: join}}})
 
     async def restore_room(self, user_id: str, room_id: str) -> None:
         state = await self.api.room_state(user_id, room_id)
-        await self.observe(user_id, room_id, state, as_state=True)
-        self._members_known((await self.client(user_id)), room_id)
+        async with self._using(user_id, locked=False) as c:
+            await self.observe(user_id, room_id, state, as_state=True)
+            self._members_known(c, room_id)
+
+    async def member_name(self, user_id: str, room_id: str, member: str) -> str | None:
+        """The display name ``member`` has in the room as the puppet sees it (its state fetched again when
+        the client was unloaded meanwhile); None when not a member."""
+        async with self._using(user_id, locked=False) as c:
+            room = c.rooms.get(room_id)
+            if room is None or not room.members_synced:
+                async with self.lock(user_id):
+                    await self._ensure_room(c, room_id)
+                room = c.rooms.get(room_id)
+            return (room.user_name(member) or member) if room and member in room.users else None
 
     @staticmethod
     def _members_known(c: PuppetClient, room_id: str) -> None:
@@ -229,8 +313,7 @@ class Crypto:
             c.rooms[room_id].members_synced = True
 
     async def _receive(self, user_id: str, sync: dict[str, Any]) -> None:
-        c = await self.client(user_id)
-        async with self.lock(user_id):
+        async with self._using(user_id) as c:
             await c.receive_response(_sync_response(sync))
             try:
                 await self._upkeep(c)
@@ -277,18 +360,19 @@ class Crypto:
     # ---- using ---------------------------------------------------------------------------------
     async def decrypt(self, user_id: str, event: dict[str, Any]) -> dict[str, Any] | None:
         """The decrypted event (type, content, sender, event_id…) or None when its keys are not here yet."""
-        c = await self.client(user_id)
         parsed = nio.Event.parse_encrypted_event(event)
         if not isinstance(parsed, nio.MegolmEvent):
             raise CryptoError(f"not a Megolm event: {event.get('event_id')}")
         parsed.room_id = event["room_id"]
-        try:
-            decrypted = c.decrypt_event(parsed)
-        except nio.EncryptionError as e:
-            log.debug("cannot decrypt %s yet: %s", event.get("event_id"), e)
-            return None
+        async with self._using(user_id, locked=False) as c:
+            try:
+                decrypted = c.decrypt_event(parsed)
+            except nio.EncryptionError as e:
+                log.debug("cannot decrypt %s yet: %s", event.get("event_id"), e)
+                return None
+            sender_device = _sender_device(c, parsed)
         source = dict(decrypted.source)
-        source[SENDER_DEVICE] = _sender_device(c, parsed)
+        source[SENDER_DEVICE] = sender_device
         source.setdefault("sender", event.get("sender"))
         source.setdefault("origin_server_ts", event.get("origin_server_ts"))
         source["event_id"] = event["event_id"]
@@ -302,8 +386,7 @@ class Crypto:
         changes only for users who share a *joined* room with us, so an officer who signed in on a
         new device between the invite and the join would otherwise be left without the key.
         """
-        c = await self.client(user_id)
-        async with self.lock(user_id):
+        async with self._using(user_id) as c:
             assert c.olm
             refresh = [u for u in refresh if self.may_hold_keys(u)]
             c.olm.users_for_key_query.update(refresh)
@@ -318,8 +401,7 @@ class Crypto:
 
     async def send(self, user_id: str, room_id: str, event_type: str, content: dict[str, Any], txn_id: str) -> str:
         """Encrypt (the room is encrypted) and send with a stable txn_id; returns the event ID."""
-        c = await self.client(user_id)
-        async with self.lock(user_id):
+        async with self._using(user_id) as c:
             await self._ensure_room(c, room_id)
             await self._give_recent_keys(c)
             if c.olm.should_share_group_session(room_id):  # type: ignore[union-attr]
@@ -339,8 +421,7 @@ class Crypto:
         when any member device lacks the current one (officers sign in on new devices all the time),
         and it keeps ``m.relates_to`` in the clear, as the spec asks, so edits and reactions aggregate.
         """
-        c = await self.client(user_id)
-        async with self.lock(user_id):
+        async with self._using(user_id) as c:
             await self._ensure_room(c, room_id)
             olm, room = c.olm, c.rooms[room_id]
             assert olm
@@ -474,6 +555,9 @@ class Crypto:
             await c.receive_response(_sync_response({"rooms": {"join": {room_id: {
                 "timeline": {"events": [], "limited": False}, "state": {"events": state}}}, "invite": {}, "leave": {}}}))
             self._members_known(c, room_id)
+            if c.olm and room_id in c.rooms:
+                # A client loaded again heard no device-list changes while it was unloaded: ask afresh.
+                c.olm.users_for_key_query.update(u for u in c.rooms[room_id].users if u != c.user_id)
         if c.should_query_keys:
             _check(await c.keys_query(), "keys query")
 
@@ -481,6 +565,13 @@ class Crypto:
         c = self.clients[user_id]
         assert c.olm
         return dict(c.olm.account.identity_keys)
+
+
+def _close_store(c: PuppetClient) -> None:
+    """Close nio's SQLite store file between operations; peewee opens it again on the next query."""
+    database = getattr(c.store, "database", None)
+    if database is not None and not database.is_closed() and not database.in_transaction():
+        database.close()
 
 
 def _devices_without_session(c: PuppetClient, room_id: str) -> bool:

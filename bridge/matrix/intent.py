@@ -50,8 +50,9 @@ class HomeserverApi:
     """Raw appservice requests with the as_token (one shared aiohttp session)."""
 
     def __init__(self, base_url: str, as_token: str, appservice_id: str, verify_tls: bool = True, *,
-                 durable: Callable[[], Awaitable[None]]) -> None:
+                 durable: Callable[[], Awaitable[None]], max_connections: int = 64) -> None:
         self.base_url = base_url.rstrip("/")
+        self.max_connections = max_connections
         self.durable = durable
         self.as_token = as_token
         self.appservice_id = appservice_id
@@ -59,7 +60,10 @@ class HomeserverApi:
         self.session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        # One pool for the bot and every puppet (PuppetClient): a bounded number of sockets to the homeserver,
+        # whatever the number of chats (nio would otherwise open a session, and a socket, per puppet).
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
+                                             connector=aiohttp.TCPConnector(limit=self.max_connections))
 
     async def close(self) -> None:
         if self.session:
@@ -200,12 +204,23 @@ class PuppetClient(nio.AsyncClient):
 
     It also notes the devices each key query revealed (new, or with new keys) in ``new_devices``,
     whoever made the query (we, or nio itself inside ``room_send``), for ``Crypto`` to take.
+
+    ``session``: the bridge's shared connection pool (``HomeserverApi.session``); it is the pool's, so
+    closing the client leaves it open.
     """
 
-    def __init__(self, homeserver: str, user: str, *, durable: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
+    def __init__(self, homeserver: str, user: str, *, durable: Callable[[], Awaitable[None]],
+                 session: aiohttp.ClientSession | None = None, **kwargs: Any) -> None:
         super().__init__(homeserver, user, **kwargs)
         self.durable = durable
         self.new_devices: set[tuple[str, str]] = set()
+        self.shared_session = session
+        if session is not None:
+            self.client_session = session
+
+    async def close(self) -> None:
+        if self.shared_session is None:
+            await super().close()
 
     async def keys_query(self) -> nio.KeysQueryResponse | nio.KeysQueryError:
         resp = await super().keys_query()

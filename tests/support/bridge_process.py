@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -11,14 +12,21 @@ from pathlib import Path
 
 
 class BridgeProcess:
-    def __init__(self, config_path: Path, public_url: str, log_path: Path) -> None:
+    def __init__(self, config_path: Path, public_url: str, log_path: Path, open_files: int | None = None) -> None:
+        """``open_files``: run the bridge with this open-files limit, soft and hard (so it cannot raise it)."""
         self.config_path, self.public_url, self.log_path = config_path, public_url, log_path
+        self.open_files = open_files
         self.proc: subprocess.Popen | None = None
+
+    def _limits(self) -> None:
+        if self.open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
 
     def start(self, timeout: float = 60) -> None:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "bridge", "run", "-c", str(self.config_path)],
-                                     stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2])
+                                     stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2],
+                                     preexec_fn=self._limits if self.open_files is not None else None)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -36,6 +44,11 @@ class BridgeProcess:
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc and self.proc.poll() is None else None
+
+    def open_fds(self) -> int:
+        """How many file descriptors the bridge process has open now (read from /proc)."""
+        assert self.proc
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
     def kill9(self) -> None:
         assert self.proc

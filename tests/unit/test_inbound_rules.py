@@ -16,7 +16,9 @@ def _pump(store: Store, tmp_path):
     chats = SimpleNamespace(bot="@precinct:police.example", listener=ChatListener(),
                             officer_message=lambda chat, kind, body, *a, target_seq=None, **k:
                             published.append((chat.id, kind, target_seq)))
-    pump = InboundPump(example_config(tmp_path), store, SimpleNamespace(clients={}),
+    async def member_name(puppet: str, room_id: str, member: str) -> None:
+        return None                     # the puppet sees no names: officers are shown by user ID
+    pump = InboundPump(example_config(tmp_path), store, SimpleNamespace(member_name=member_name),
                        SimpleNamespace(is_puppet=lambda u: u.startswith("@webchat_")), chats,
                        SimpleNamespace(is_command=lambda t: t.startswith("!")),
                        SimpleNamespace(allowed=lambda u: True, admitted=lambda c, u: True))  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import random
 import secrets
 import time
 from typing import Any, Callable
@@ -421,8 +422,11 @@ class ChatService:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                log.warning("setting up chat %s failed (retrying in %.0fs): %s", chat_id, delay, e)
-                await asyncio.sleep(delay)
+                # Say why (a timeout's message is empty), and spread the retries of a burst (jitter).
+                wait = delay * random.uniform(0.5, 1.5)
+                log.warning("setting up chat %s failed (retrying in %.1fs): %s: %s", chat_id, wait,
+                            type(e).__name__, e)
+                await asyncio.sleep(wait)
                 delay = min(delay * 2, 30)
 
     async def setup(self, chat_id: str) -> None:

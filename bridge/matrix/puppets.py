@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections import Counter
 from typing import Any
 
 from ..store.puppets import Puppet, Puppets
@@ -33,6 +34,7 @@ class PuppetManager:
         self.room_version = "10"              # the homeserver's default, learnt at start-up
         self._filling: asyncio.Task | None = None
         self._preparing: dict[str, asyncio.Lock] = {}
+        self._waiting: Counter[str] = Counter()     # callers of ensure_ready per puppet, the one holding it too
         self._acl_checked: set[str] = set()
 
     def is_puppet(self, user_id: str) -> bool:
@@ -63,8 +65,17 @@ class PuppetManager:
 
     async def ensure_ready(self, puppet: Puppet) -> Puppet:
         """Finish whatever set-up steps this puppet still lacks (idempotent, one preparation at a time)."""
-        async with self._preparing.setdefault(puppet.user_id, asyncio.Lock()):
-            return await self._prepare(self.puppets.get(puppet.user_id) or puppet)
+        user_id = puppet.user_id
+        lock = self._preparing.setdefault(user_id, asyncio.Lock())
+        self._waiting[user_id] += 1
+        try:
+            async with lock:
+                return await self._prepare(self.puppets.get(user_id) or puppet)
+        finally:
+            self._waiting[user_id] -= 1
+            if not self._waiting[user_id]:          # nobody else preparing it: no lock kept per puppet ever made
+                del self._waiting[user_id]
+                self._preparing.pop(user_id, None)
 
     async def _prepare(self, puppet: Puppet) -> Puppet:
         user_id = puppet.user_id
@@ -97,6 +108,8 @@ class PuppetManager:
     async def for_chat(self, chat_id: str) -> Puppet:
         """The chat's puppet: already assigned, from the pool (with its room), or made now (without)."""
         puppet = self.puppets.for_chat(chat_id) or self.puppets.claim_ready(chat_id)
+        if puppet is not None:
+            self._acl_checked.discard(puppet.user_id)      # out of the pool: its room is a chat's now
         if puppet is None:
             puppet = await self.new(chat_id)
         elif not puppet.ready:

@@ -455,7 +455,8 @@ class ChatService:
         self.listener.ready(self.store.chats.get(chat.id) or chat)
         self.wake_outbound()
         self.puppets.refill_pool()             # after this chat's room, so the refill does not compete with it
-        await self.crypto.restore_room(puppet.user_id, room_id)
+        if (self.store.chats.get(chat.id) or chat).state != CLOSED:   # a closed chat's puppet is not loaded again
+            await self.crypto.restore_room(puppet.user_id, room_id)
 
     async def resume(self) -> None:
         """At start-up: finish interrupted set-ups and reload the devices of open chats."""

@@ -260,6 +260,10 @@ class Crypto:
         for user_id, part in per_device.items():
             if not self.puppets.exists(user_id):
                 continue
+            if user_id not in self.clients and not part["to_device"]:
+                # Key counts alone do not load an idle puppet (a closed chat's would stay loaded for good);
+                # nio asks for more keys by those counts once something loads it again.
+                continue
             sync: dict[str, Any] = {"to_device": {"events": part["to_device"]},
                                     "device_lists": {"changed": sorted(part["changed"]), "left": sorted(part["left"])}}
             if part["otk"] is not None:
@@ -278,6 +282,8 @@ class Crypto:
         A member who joins is asked for their devices again: while only invited they shared no joined
         room with us, so the homeserver told us of none of their device changes.
         """
+        if user_id not in self.clients and not as_state:
+            return      # an unloaded client rebuilds its rooms from /state when loaded again (_ensure_room)
         events = self._admitted(events)
         joined = {str(e.get("state_key")) for e in events if e.get("type") == "m.room.member"
                   and (e.get("content") or {}).get("membership") == "join" and e.get("state_key") != user_id}

@@ -1,0 +1,427 @@
+"""Load: many citizens at once, in rounds, through the real bridge and a real Synapse (issue 11).
+
+    .venv/bin/python bench/load.py [--citizens 200] [--in-flight 20] [--rounds 3] [--messages 2]
+                                   [--addresses 50] [--open-files N] [--keep]
+
+Run from the repository root. It starts its own Synapse and the real bridge on free loopback ports in a
+temporary directory (the integration tests' set-up, bench/latency.py's ``start_stack``), with admission
+limits and the queue cap raised (this is legitimate load, not abuse: bench/abuse.py measures those). Each
+round, --citizens citizens from --addresses loopback addresses (127.0.0.10 …) each open a chat
+(POST /api/v1/chats), connect its WebSocket, send --messages messages (waiting for each ack) and close it,
+with at most --in-flight citizens at a time. Chats that said something get a puppet and a room (the
+Matrix side catches up after the citizens are done); the round ends when every chat's outbox is sent
+(bounded), and "after close" is read once the bridge's memory and descriptors stop changing and its loaded
+puppet clients are back where the round began (crypto.idle_unload_seconds is 30 s here; bounded).
+
+--open-files N starts the bridge with RLIMIT_NOFILE N (soft and hard), e.g. 1024, systemd's default soft
+limit, to see what happens there. Every process it starts is stopped by PID in a ``finally``; every loop
+is bounded; nothing is asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+import yaml  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("bench_latency", ROOT / "bench" / "latency.py")
+latency = importlib.util.module_from_spec(_spec)
+assert _spec.loader is not None
+sys.modules["bench_latency"] = latency
+_spec.loader.exec_module(latency)
+pct, cpu_seconds, rss_kb, log = latency.pct, latency.cpu_seconds, latency.rss_kb, latency.log
+
+TOPIC = "general"
+CITIZEN_TIMEOUT = 60.0         # one citizen's whole visit (POST, socket, messages, close) at most
+SETTLE_TIMEOUT = 600.0         # the Matrix side catching up after a round, at most
+QUIET_TIMEOUT = 120.0          # memory and descriptors settling after that, at most
+IDLE_UNLOAD_SECONDS = 30.0     # the product's default is 120 s; 30 s lets "after close" show them gone sooner
+SEND_FAILED = re.compile(r"send \S+ failed")
+LOOSE = {"burst": 1_000_000, "per_hour": 36_000_000}
+
+
+def open_fds(pid: int | None) -> int | None:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd")) if pid else None
+    except OSError:
+        return None
+
+
+def crypto_files(pid: int | None, crypto_dir: Path) -> int | None:
+    if not pid:
+        return None
+    n = 0
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                n += os.readlink(f"/proc/{pid}/fd/{fd}").startswith(str(crypto_dir))
+            except OSError:
+                pass
+    except OSError:
+        return None
+    return n
+
+
+class Bridge:
+    """The bridge process (own launcher: --open-files applies to it alone), stopped by PID."""
+
+    def __init__(self, config_path: Path, public_url: str, log_path: Path, open_files: int | None) -> None:
+        self.config_path, self.public_url, self.log_path, self.open_files = config_path, public_url, log_path, open_files
+        self.proc: subprocess.Popen | None = None
+
+    def _limit(self) -> None:
+        if self.open_files:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
+
+    def start(self, timeout: float = 60) -> None:
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "bridge", "run", "-c", str(self.config_path)],
+                                         stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, preexec_fn=self._limit)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bridge exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(self.public_url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"bridge not ready after {timeout}s; see {self.log_path}")
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc and self.proc.poll() is None else None
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+
+
+@dataclass
+class Round:
+    number: int
+    opened: int = 0
+    failed: dict[str, int] = field(default_factory=dict)       # why: "503 busy", "500 internal_error", "timeout"…
+    post_ms: list[float] = field(default_factory=list)
+    ack_ms: list[float] = field(default_factory=list)
+    acks_missing: int = 0
+    rss: list[int | None] = field(default_factory=lambda: [None, None, None])     # start, peak, after close (kB)
+    fds: list[int | None] = field(default_factory=lambda: [None, None, None])
+    crypto_files: list[int | None] = field(default_factory=lambda: [None, None, None])
+    live_clients: list[int | None] = field(default_factory=lambda: [None, None, None])
+    cpu: dict[str, float] = field(default_factory=dict)          # CPU seconds in the round: bridge, homeserver
+    citizens_s: float = 0.0                                      # first POST → last citizen done
+    rooms: int = 0
+    setup_s: float | None = None                                  # first POST → last room ready (store stamps)
+    settled: bool = True
+
+
+class Load:
+    def __init__(self, args: Any, dir: Path, bridge: Bridge, synapse: Any, metrics_url: str | None) -> None:
+        self.args, self.dir, self.bridge, self.synapse, self.metrics_url = args, dir, bridge, synapse, metrics_url
+        self.db = dir / "precinct.db"
+
+    # -- readings --
+    async def live_clients(self, http: aiohttp.ClientSession) -> int | None:
+        if not self.metrics_url:
+            return None
+        try:
+            async with http.get(self.metrics_url, timeout=aiohttp.ClientTimeout(total=10)) as r:
+                for line in (await r.text()).splitlines():
+                    if line.startswith("precinct_live_puppet_clients "):
+                        return int(float(line.split()[-1]))
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            pass
+        return None
+
+    def sample(self) -> tuple[int | None, int | None, int | None]:
+        pid = self.bridge.pid
+        return rss_kb(pid), open_fds(pid), crypto_files(pid, self.dir / "crypto")
+
+    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
+        try:
+            return conn.execute(sql, args).fetchall()
+        finally:
+            conn.close()
+
+    # -- one citizen --
+    async def citizen(self, r: Round, session: aiohttp.ClientSession, i: int) -> None:
+        url = self.bridge.public_url
+        t0 = time.monotonic()
+        try:
+            async with session.post(url + "/api/v1/chats", json={"topic": TOPIC, "consent": True}) as resp:
+                body = await resp.json(content_type=None)
+                status = resp.status
+            if status != 201:
+                why = f"{status} {body.get('error') if isinstance(body, dict) else body}"
+                r.failed[why] = r.failed.get(why, 0) + 1
+                return
+            r.post_ms.append((time.monotonic() - t0) * 1000)
+            r.opened += 1
+            async with session.ws_connect(body["ws_url"], timeout=aiohttp.ClientWSTimeout(ws_close=10)) as ws:
+                await ws.send_json({"type": "auth", "token": body["token"], "since": 0})
+                ready = await ws.receive_json(timeout=20)
+                if ready.get("type") != "ready":
+                    r.failed["ws not ready"] = r.failed.get("ws not ready", 0) + 1
+                    return
+                for m in range(self.args.messages):
+                    client_id = uuid.uuid4().hex
+                    sent = time.monotonic()
+                    await ws.send_json({"type": "message", "client_id": client_id, "body": f"citizen {i} says {m}"})
+                    while True:
+                        frame = await ws.receive_json(timeout=30)
+                        if frame.get("type") == "ack" and frame.get("client_id") == client_id:
+                            r.ack_ms.append((time.monotonic() - sent) * 1000)
+                            break
+                        if frame.get("type") == "error" and frame.get("client_id") == client_id:
+                            r.acks_missing += 1
+                            break
+                await ws.send_json({"type": "close"})
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:        # until the page hears the chat ended
+                    frame = await ws.receive_json(timeout=20)
+                    if frame.get("type") == "status" and frame.get("state") == "closed":
+                        break
+        except (aiohttp.ClientError, asyncio.TimeoutError, TypeError, ValueError, KeyError) as e:
+            why = type(e).__name__
+            r.failed[why] = r.failed.get(why, 0) + 1
+
+    # -- one round --
+    async def round(self, number: int) -> Round:
+        r = Round(number)
+        args = self.args
+        sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(f"127.0.0.{10 + a}", 0)),
+                                          timeout=aiohttp.ClientTimeout(total=CITIZEN_TIMEOUT))
+                    for a in range(args.addresses)]
+        async with aiohttp.ClientSession() as http:
+            try:
+                rss, fds, files = self.sample()
+                r.rss[0], r.fds[0], r.crypto_files[0] = rss, fds, files
+                r.live_clients[0] = await self.live_clients(http)
+                cpu0 = {"bridge": cpu_seconds(self.bridge.pid), "homeserver": cpu_seconds(self.synapse.pid)}
+                first_ms = int(time.time() * 1000)
+                started = time.monotonic()
+                peak = {"rss": rss or 0, "fds": fds or 0, "files": files or 0, "live": r.live_clients[0] or 0}
+                stop = asyncio.Event()
+
+                async def watch() -> None:
+                    while not stop.is_set():
+                        rss, fds, files = self.sample()
+                        peak["rss"], peak["fds"] = max(peak["rss"], rss or 0), max(peak["fds"], fds or 0)
+                        peak["files"] = max(peak["files"], files or 0)
+                        peak["live"] = max(peak["live"], await self.live_clients(http) or 0)
+                        try:
+                            await asyncio.wait_for(stop.wait(), 0.5)
+                        except asyncio.TimeoutError:
+                            pass
+                watcher = asyncio.create_task(watch())
+                gate = asyncio.Semaphore(args.in_flight)
+
+                async def one(i: int) -> None:
+                    async with gate:
+                        await self.citizen(r, sessions[i % len(sessions)], i)
+                await asyncio.gather(*(one(i) for i in range(args.citizens)))
+                r.citizens_s = time.monotonic() - started
+                log(f"round {number}: {r.opened} opened, {sum(r.failed.values())} failed in {r.citizens_s:.0f} s; "
+                    "waiting for the Matrix side")
+                r.settled = await self.settle()
+                stop.set()
+                await watcher
+                r.rss[1], r.fds[1], r.crypto_files[1], r.live_clients[1] = (peak["rss"], peak["fds"], peak["files"],
+                                                                             peak["live"])
+                r.cpu = {"bridge": cpu_seconds(self.bridge.pid) - cpu0["bridge"],
+                         "homeserver": cpu_seconds(self.synapse.pid) - cpu0["homeserver"]}
+                rows = self.query("SELECT COUNT(*), MAX(ready_ts) FROM chats WHERE created_ts >= ? AND room_id IS NOT "
+                                  "NULL", (first_ms,))
+                r.rooms = rows[0][0]
+                if rows[0][1]:
+                    r.setup_s = (rows[0][1] - first_ms) / 1000
+                await self.quiet(r, http)
+            finally:
+                for s in sessions:
+                    await s.close()
+        return r
+
+    async def settle(self) -> bool:
+        """Until no outbox item is pending (every chat that spoke has its room and its messages sent)."""
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.bridge.pid is None:
+                return False
+            if not self.query("SELECT 1 FROM outbox WHERE state = 'pending' LIMIT 1"):
+                return True
+            await asyncio.sleep(1)
+        return False
+
+    async def quiet(self, r: Round, http: aiohttp.ClientSession) -> None:
+        """'After close': once memory, descriptors and loaded clients hold still over 5 s, and the loaded
+        clients are back to the round's start, or IDLE_UNLOAD_SECONDS have passed (bounded)."""
+        deadline, last = time.monotonic() + QUIET_TIMEOUT, None
+        unload_by = time.monotonic() + IDLE_UNLOAD_SECONDS + 10
+        while True:
+            rss, fds, files = self.sample()
+            live = await self.live_clients(http)
+            now = (fds, files, live, (rss or 0) // 2048)       # RSS to the 2 MB
+            unloaded = live is None or live <= (r.live_clients[0] or 0) or time.monotonic() > unload_by
+            if (now == last and unloaded) or time.monotonic() > deadline:
+                r.rss[2], r.fds[2], r.crypto_files[2], r.live_clients[2] = rss, fds, files, live
+                return
+            last = now
+            await asyncio.sleep(5)
+
+
+def mb(kb: int | None) -> str:
+    return "—" if kb is None else f"{kb / 1024:.0f}"
+
+
+def n(x: int | None) -> str:
+    return "—" if x is None else str(x)
+
+
+def report(rounds: list[Round], args: Any, log_path: Path, open_files_line: str) -> None:
+    out = [f"\nLoad: {args.citizens} citizens a round × {args.rounds} rounds, {args.in_flight} in flight, "
+           f"{args.messages} messages each, from {args.addresses} addresses; bridge open-files limit: {open_files_line}"]
+    out.append(f"{'round':>5} {'opened':>7} {'failed':>7} {'POST p50/p99 ms':>16} {'ack p50/p99 ms':>15} "
+               f"{'RSS MB start/peak/after':>24} {'fds start/peak/after':>21} {'crypto files':>13} "
+               f"{'live clients':>13} {'CPU ms/chat bridge/HS':>22} {'rooms':>6} {'set-up /s':>9}")
+    for r in rounds:
+        chats = max(r.opened, 1)
+        rate = f"{r.rooms / r.setup_s:.1f}" if r.setup_s else "—"
+        out.append(
+            f"{r.number:>5} {r.opened:>7} {sum(r.failed.values()):>7} "
+            f"{pct(r.post_ms, 50):>7.0f} /{pct(r.post_ms, 99):>6.0f} {pct(r.ack_ms, 50):>6.0f} /{pct(r.ack_ms, 99):>6.0f} "
+            f"{'/'.join(mb(x) for x in r.rss):>24} {'/'.join(n(x) for x in r.fds):>21} "
+            f"{'/'.join(n(x) for x in r.crypto_files):>13} {'/'.join(n(x) for x in r.live_clients):>13} "
+            f"{r.cpu.get('bridge', 0) * 1000 / chats:>10.0f} /{r.cpu.get('homeserver', 0) * 1000 / chats:>9.0f} "
+            f"{r.rooms:>6} {rate:>9}" + ("" if r.settled else "  (Matrix side not settled in time)"))
+        if r.failed:
+            out.append(f"      failures: {', '.join(f'{k}: {v}' for k, v in sorted(r.failed.items()))}")
+        if r.acks_missing:
+            out.append(f"      messages refused (error frame instead of ack): {r.acks_missing}")
+    out.append("  set-up /s: rooms made ÷ (last room ready − round start), from the bridge store's stamps. CPU: "
+               "process CPU seconds in the round ÷ chats opened. 'after' is read once memory and descriptors stop "
+               "changing.")
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    lines = text.splitlines()
+    send_failed = sum(SEND_FAILED.search(x) is not None for x in lines)
+    out.append(f"Bridge log: {len(lines)} lines, {len(text.encode()) / 1024:.0f} kB; "
+               f"'out of system resource': {sum('out of system resource' in x for x in lines)}, "
+               f"'resources short': {sum('resources short' in x for x in lines)}, "
+               f"'setting up chat … failed': {sum('setting up chat' in x and 'failed' in x for x in lines)}, "
+               f"'send … failed': {send_failed}, "
+               f"500s: {sum('unexpected error' in x for x in lines)}")
+    for line in latency.summarise_log(log_path)[:8]:
+        out.append("  " + line)
+    print("\n".join(out), flush=True)
+
+
+def stack(dir: Path, pool_size: int, open_files: int | None) -> tuple[Any, Bridge, str | None]:
+    synapse, tests_bridge, url = latency.start_stack(dir, pool_size)
+    config = yaml.safe_load(tests_bridge.config_path.read_text())
+    from bridge import config as schema
+    keys = {k.path for k in schema.SCHEMA}
+    config["limits"] = {k.split(".", 1)[1]: LOOSE for k in keys if k.startswith("limits.") and
+                        any(k.endswith(s) for s in ("_per_address", "_overall"))}
+    config["chats"]["max_waiting_per_agency"] = 0            # the queue cap is for a real night, not this
+    config["web"]["max_sockets_per_address"] = 100_000
+    config["crypto"].pop("undecryptable_wait_seconds", None)
+    if "crypto.idle_unload_seconds" in keys:                  # (older commits keep every client loaded)
+        config["crypto"]["idle_unload_seconds"] = IDLE_UNLOAD_SECONDS
+    config["logging"] = {"level": "INFO"}
+    tests_bridge.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    metrics = f"http://127.0.0.1:{config['metrics']['port']}/metrics" if "metrics" in config else None
+    bridge = Bridge(tests_bridge.config_path, url, dir / "bridge.log", open_files)
+    return synapse, bridge, metrics
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--citizens", type=int, default=200, help="citizens a round (default 200, max 5000)")
+    ap.add_argument("--in-flight", type=int, default=20, help="citizens at a time (default 20)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds in one bridge process (default 3, max 10)")
+    ap.add_argument("--messages", type=int, default=2, help="messages each citizen sends (default 2)")
+    ap.add_argument("--addresses", type=int, default=50, help="loopback addresses citizens come from (max 200)")
+    ap.add_argument("--pool-size", type=int, default=3, help="chats.puppet_pool_size (default 3, the product's)")
+    ap.add_argument("--open-files", type=int, default=0, help="run the bridge with this RLIMIT_NOFILE (soft=hard)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, databases)")
+    args = ap.parse_args()
+    if not (1 <= args.citizens <= 5000 and 1 <= args.in_flight <= 1000 and 1 <= args.rounds <= 10
+            and 0 <= args.messages <= 50 and 1 <= args.addresses <= 200):
+        ap.error("out of range: see --help")
+    signal.signal(signal.SIGTERM, _terminate)
+    dir = Path(tempfile.mkdtemp(prefix="precinct-load-"))
+    synapse = bridge = None
+    rounds: list[Round] = []
+    try:
+        log(f"run directory {dir}")
+        synapse, bridge, metrics = stack(dir, args.pool_size, args.open_files or None)
+        synapse.start()
+        bridge.start()
+        limit = "as inherited"
+        found = re.search(r"open-files limit: .*", bridge.log_path.read_text(errors="replace"))
+        if found:
+            limit = found.group(0)[len("open-files limit: "):]
+        elif bridge.pid:
+            limit = next((line.split()[3] for line in Path(f"/proc/{bridge.pid}/limits").read_text().splitlines()
+                          if line.startswith("Max open files")), "?") + " (soft; the bridge does not raise it)"
+        log(f"Synapse pid {synapse.pid}; bridge pid {bridge.pid} on {bridge.public_url}; open files {limit}")
+        load = Load(args, dir, bridge, synapse, metrics)
+
+        async def run() -> None:
+            for i in range(1, args.rounds + 1):
+                rounds.append(await load.round(i))
+                log(f"round {i} done")
+        asyncio.run(run())
+        report(rounds, args, bridge.log_path, limit)
+        return 0
+    except KeyboardInterrupt as e:
+        log(f"interrupted ({e})")
+        if rounds and bridge is not None:
+            report(rounds, args, bridge.log_path, "?")
+        return 130
+    finally:
+        if bridge is not None:
+            bridge.stop()
+        if synapse is not None:
+            synapse.stop()
+        if args.keep:
+            log(f"kept {dir}")
+        else:
+            shutil.rmtree(dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -290,7 +290,7 @@ class Database:
         # The durability barrier (group commit); see the module docstring.
         self._flush = flush
         self._flusher = ThreadPoolExecutor(1, thread_name_prefix="store-flush") if self.group_commit else None
-        self._covered: int | None = None       # total_changes when the last completed flush started
+        self._covered: int | None = None       # mark() when the last completed flush started (total_changes)
         self._running: asyncio.Future | None = None    # the flush in progress
         self._running_covers: int | None = None        # … and total_changes when it started
         self._next: asyncio.Future | None = None       # the flush the latest callers wait for, once that one ends
@@ -339,22 +339,29 @@ class Database:
         else:
             conn.execute("COMMIT")
 
-    async def durable(self) -> None:
-        """Return once everything committed before this call is on disk; ``StoreNotDurable`` if it cannot be.
+    def mark(self) -> int | None:
+        """Where the commits stand now, for a later ``durable(mark)`` (None inside a transaction: not yet)."""
+        conn = self.db.conn
+        return None if conn.in_transaction else conn.total_changes
+
+    async def durable(self, mark: int | None = None) -> None:
+        """Return once everything committed before this call (or before ``mark()`` gave ``mark``) is on disk;
+        ``StoreNotDurable`` if it cannot be.
 
         Await it after the commit and before telling anyone outside "stored" (an ack, an HTTP answer, a
         homeserver request acting on it). It does not hold up the event loop: the flush runs in a thread, and
-        callers that arrive while one runs share the next one."""
+        callers that arrive while one runs share the next one. A ``mark`` lets an ack queued behind others be
+        answered by any flush that began after its commit, even if more was committed since."""
         if not self.group_commit:
             return                              # FULL: every commit was synced before it returned
         if self.failure is not None:
             raise StoreNotDurable(f"the store's write-ahead log could not be flushed: {self.failure}")
-        conn = self.db.conn
-        changes = None if conn.in_transaction else conn.total_changes
-        if changes is not None and changes == self._covered:
-            return                              # nothing committed since the last flush began
-        if changes is not None and changes == self._running_covers:
-            waiting = self._running             # nothing committed since the running flush began: it covers us
+        if mark is None:
+            mark = self.mark()
+        if mark is not None and self._covered is not None and mark <= self._covered:
+            return                              # a completed flush began after it
+        if mark is not None and self._running_covers is not None and mark <= self._running_covers:
+            waiting = self._running             # the running flush began after it
         else:
             waiting = self._next
         if waiting is None:
@@ -368,9 +375,8 @@ class Database:
         assert self._flusher is not None and self._next is not None
         waiting, self._next = self._next, None
         self._running = waiting
-        conn = self.db.conn
         # Everything committed so far is in the WAL file (write() returned); a transaction still open is not.
-        covers = self._running_covers = None if conn.in_transaction else conn.total_changes
+        covers = self._running_covers = self.mark()
         flushing = asyncio.get_running_loop().run_in_executor(self._flusher, self._flush_wal)
 
         def finished(done: asyncio.Future) -> None:

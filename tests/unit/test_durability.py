@@ -26,6 +26,7 @@ from bridge.chats.hub import ChatHub
 from bridge.chats.lifecycle import ChatService
 from bridge.matrix.intent import HomeserverApi
 from bridge.store import Store
+from bridge.store import db as db_module
 from bridge.store.db import Database, StoreNotDurable
 from bridge.web import visitor_api
 from bridge.web.server import public_app
@@ -251,6 +252,27 @@ async def test_a_failed_flush_is_a_failure_for_every_waiter_and_stays_one(tmp_pa
             await store.db.durable()
     finally:
         disk.let_go()
+        store.close()
+
+
+async def test_a_file_that_cannot_be_opened_refuses_those_waiting_but_is_no_lasting_failure(tmp_path: Path,
+                                                                                           monkeypatch):
+    """Out of file descriptors (a flood of sockets) loses nothing: refuse now, flush again later."""
+    store, disk = open_store(tmp_path)
+    try:
+        real_open = db_module._open
+
+        def no_descriptors(path, flags=0):  # type: ignore[no-untyped-def]
+            raise db_module._NotOpened(f"{path}: [Errno 24] Too many open files")
+        monkeypatch.setattr(db_module, "_open", no_descriptors)
+        add_chat(store, "A")
+        with pytest.raises(StoreNotDurable):
+            await asyncio.wait_for(store.db.durable(), DEADLINE)
+        assert store.db.failure is None and disk.flushed == []
+        monkeypatch.setattr(db_module, "_open", real_open)
+        await asyncio.wait_for(store.db.durable(), DEADLINE)
+        assert b"A" in disk.flushed[-1] and store.db.flushes == 1
+    finally:
         store.close()
 
 

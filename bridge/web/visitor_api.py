@@ -78,7 +78,7 @@ class ApiError(Exception):
 
 def store_unavailable() -> ApiError:
     """The store cannot get anything to disk (store/db.py): nothing is acknowledged; try again later."""
-    e = ApiError(503, "unavailable", "We cannot save anything right now, so this was not sent. Please try again "
+    e = ApiError(503, "store_unavailable", "We cannot save anything right now, so this was not sent. Please try again "
                                      "in a few minutes; in an emergency, call the emergency number.")
     e.retry_after = 60
     return e

@@ -483,10 +483,10 @@ async def test_when_the_disk_fails_nothing_is_acknowledged_and_health_says_so(tm
             disk.failure = OSError(errno.EIO, "Input/output error")
             await ws.send_json({"type": "message", "client_id": "m1", "body": "not promised"})
             answer = await ws.receive_json(timeout=DEADLINE)
-            assert answer["type"] == "error" and answer["error"] == "unavailable", answer
+            assert answer["type"] == "error" and answer["error"] == "store_unavailable", answer
             async with http.post(server.make_url("/api/v1/offline_messages"),
                                  json={"topic": "general", "message": "hello"}) as r:
-                assert r.status == 503 and (await r.json())["error"] == "unavailable"
+                assert r.status == 503 and (await r.json())["error"] == "store_unavailable"
             async with http.get(server.make_url("/health")) as r:
                 assert r.status == 503 and (await r.json())["status"] == "store_failed"
             await ws.close()

@@ -20,18 +20,22 @@ Scenarios, each printed with what it cost:
 
 For each: requests accepted / refused (by status or error code), bridge RSS and the
 homeserver's users, rooms and processed requests before and after; during each flood
-``/health`` is polled (p50/p99) and a legitimate citizen from another address opens a
-chat (POST → WebSocket ``ready``).  For the message flood it also prints the frames answered
-(acks and refusals) per second, from the first frame sent to the last answer.
+``/health`` is polled (p50/p99) and legitimate citizens open a chat every 10 s (POST →
+WebSocket ``ready``), each from an address of its own (127.0.0.100 …), as citizens elsewhere
+would (one address opening a chat every few seconds is what ``limits.chats_per_address``
+refuses); every 10 s stays within ``limits.chats_overall``'s refill, so a legitimate refusal
+means the floods used up the overall bucket.  The chat floods come from 127.0.0.50 and
+127.0.0.60 …; each WebSocket flooder starts its chat from an address of its own.  The floor is the same ``/health`` poll and the same
+legitimate open on the idle bridge, measured first in the same run; the table prints
+each flood's figures and their ratio to that floor.  For the message flood it also prints the
+frames answered (acks and refusals) per second, from the first frame sent to the last answer.
 
 ``--scenarios`` runs only some floods (the floor always runs first).  ``--stored-flood`` lifts the
 per-chat message rate (``web.chat_message_burst`` above the frame count) so that every frame of
 the message flood is stored and acknowledged: one commit per frame, the store's worst case.
 ``--busy-disk`` runs bench/commit.py's disk neighbour (4 MiB writes + fdatasync, over and over, in the
-run directory) during every scenario, the floor included, as a homeserver database sharing the disk would.  The floor is the same ``/health`` poll and the same
-legitimate open on the idle bridge, measured first in the same run; the table prints
-each flood's figures and their ratio to that floor.  Nothing is asserted: the exit status
-is 0 unless set-up fails.
+run directory) during every scenario, the floor included, as a homeserver database sharing the disk
+would.  Nothing is asserted: the exit status is 0 unless set-up fails.
 """
 from __future__ import annotations
 
@@ -71,9 +75,11 @@ log, pct, rss_kb, summarise_log = latency.log, latency.pct, latency.rss_kb, late
 
 FLOOD_DEADLINE = 180.0           # seconds any one flood may run before it is cut short
 HEALTH_EVERY = 0.02              # seconds between /health polls
-LEGIT_EVERY = 2.0                # seconds between the legitimate citizen's chats
-LEGIT_HOST = "127.0.0.99"        # the legitimate citizen
-FLOOD_HOST = "127.0.0.50"        # the one-address flood (and the WebSocket flooder)
+LEGIT_EVERY = 10.0               # seconds between legitimate citizens' chats (within limits.chats_overall's refill)
+LEGIT_HOST = "127.0.0.99"        # the /health probe
+LEGIT_HOSTS = "127.0.0.{}"       # legitimate citizens: 127.0.0.100 … 127.0.0.199, a new one for each chat
+FLOOD_HOST = "127.0.0.50"        # the one-address chat flood
+WS_FLOOD_HOSTS = {"message": "127.0.0.51", "typing": "127.0.0.52"}   # each WebSocket flooder's own address
 MANY_HOSTS = "127.0.0.{}"        # the N-address flood: 127.0.0.60, .61, …
 
 
@@ -111,6 +117,7 @@ class Bench:
     def __init__(self, synapse: Any, bridge: Any, public_url: str, db_path: Path, args: argparse.Namespace) -> None:
         self.synapse, self.bridge, self.url, self.args = synapse, bridge, public_url.rstrip("/"), args
         self.db_path = db_path
+        self.legit_n = 0                 # legitimate chats opened so far (each from the next address)
         self.ws_url = self.url.replace("http", "ws", 1)
 
     # ---- what it cost --------------------------------------------------------------------------
@@ -166,21 +173,24 @@ class Bench:
             pass
 
     async def legit_loop(self, flood: Flood, stop: asyncio.Event) -> None:
-        async with session(LEGIT_HOST, 4) as http:
-            while not stop.is_set():
+        """Citizens elsewhere: each chat from an address of its own (one citizen does not start a chat every
+        few seconds, and limits.chats_per_address would rightly refuse one who did)."""
+        while not stop.is_set():
+            self.legit_n += 1
+            async with session(LEGIT_HOSTS.format(100 + self.legit_n % 100), 4) as http:
                 t0 = time.monotonic()
                 try:
                     ok = await asyncio.wait_for(self.open_chat(http), 60)
                 except Exception:
                     ok = None
-                if ok is None:
-                    flood.legit_failed += 1
-                else:
-                    flood.legit_ms.append((time.monotonic() - t0) * 1000)
-                try:
-                    await asyncio.wait_for(stop.wait(), LEGIT_EVERY)
-                except asyncio.TimeoutError:
-                    pass
+            if ok is None:
+                flood.legit_failed += 1
+            else:
+                flood.legit_ms.append((time.monotonic() - t0) * 1000)
+            try:
+                await asyncio.wait_for(stop.wait(), LEGIT_EVERY)
+            except asyncio.TimeoutError:
+                pass
 
     async def health_loop(self, flood: Flood, stop: asyncio.Event) -> None:
         async with session(LEGIT_HOST, 2) as http:
@@ -271,7 +281,7 @@ class Bench:
         await self._post_chats(flood, [MANY_HOSTS.format(60 + i) for i in range(self.args.addresses)])
 
     async def _ws_flood(self, flood: Flood, frames: int, frame) -> None:  # type: ignore[no-untyped-def]
-        async with session(FLOOD_HOST, 4) as http:
+        async with session(WS_FLOOD_HOSTS[frame(0)["type"]], 4) as http:
             async with http.post(self.url + "/api/v1/chats", json={"consent": True}) as r:
                 if r.status != 201:
                     flood.outcomes[f"chat refused {r.status}"] += 1

@@ -12,10 +12,12 @@ from .chats.inbound import InboundPump
 from .chats.journal import Journal
 from .chats.lifecycle import ChatService
 from .chats.outbound import OutboundPump
+from .client_address import ClientAddresses
 from .config import Config
 from .console.auth import ConsoleAuth, supervised_agencies
 from .console.reports_web import ReportsWeb
 from .console.web import ConsoleWeb
+from .limits import Limit
 from .reports.poster import SummaryPoster
 from . import __version__, metrics
 from .matrix import bot, rooms
@@ -58,9 +60,10 @@ class Bridge:
         self.api = HomeserverApi(config.get("homeserver.url"), config.get("appservice.as_token"),
                                  config.get("appservice.id"), config.get("homeserver.verify_tls"),
                                  durable=self.store.db.durable)
-        self.crypto = Crypto(self.api, config.get("homeserver.url"), config.path("store.crypto_dir"),
-                             config.get("crypto.pickle_key"), self.store.puppets)
         bot_user = f"@{config.get('appservice.bot_localpart')}:{config.get('homeserver.server_name')}"
+        self.crypto = Crypto(self.api, config.get("homeserver.url"), config.path("store.crypto_dir"),
+                             config.get("crypto.pickle_key"), self.store.puppets,
+                             config.get("crypto.new_device_window_seconds"), blind_inbox_user=bot_user)
         self.puppets = PuppetManager(self.api, self.crypto, self.store.puppets, config.get("homeserver.server_name"),
                                      config.get("appservice.puppet_prefix"), config.get("chats.puppet_pool_size"),
                                      bot=bot_user)
@@ -95,12 +98,18 @@ class Bridge:
                                            self.inbound.wake, self._user_exists, self.store.db.durable)
         self.keeper = RecordsKeeper(config, self.store, self.api, self.records, self.retention)
         self.pow_gate = PowGate.from_config(config)
+        # Who is asking, behind the reverse proxy or not: one answer for the visitor API and the console.
+        addresses = ClientAddresses(config.get("web.trusted_proxies"))
         self.visitor_api = VisitorApi(config, self.store, self.chats, retention=self.retention,
-                                      on_erased=self.keeper.wake, pow_gate=self.pow_gate)
+                                      on_erased=self.keeper.wake, pow_gate=self.pow_gate, journal=self.journal,
+                                      addresses=addresses)
         self.console_auth = ConsoleAuth(self.store, self.journal, lambda user: supervised_agencies(config, user),
                                         config.get("web.public_url"), config.get("console.link_ttl_seconds"),
-                                        config.get("console.idle_minutes"))
-        self.console = ConsoleWeb(config, self.store, self.console_auth, self.records, self.retention, self.chats.bot)
+                                        config.get("console.idle_minutes"), sign_in_limit=Limit(
+                                            "console_sign_ins", config.rate("limits.console_sign_ins_per_address"),
+                                            config.rate("limits.console_sign_ins_overall")))
+        self.console = ConsoleWeb(config, self.store, self.console_auth, self.records, self.retention, self.chats.bot,
+                                  addresses)
         ReportsWeb(self.console)
         # !console in a direct chat with the bot (the command refuses non-supervisors and records it).
         self.bot_commands.register(CONSOLE_SPEC, ConsoleCommand(self.console_auth, prefix).handle,
@@ -141,6 +150,7 @@ class Bridge:
             await rooms.default_room_version(self.api)
         await self.puppets.ensure_bot()
         await self.dispatch.ensure_rooms()
+        await self.bot_rooms.restore()
         self.inbound.start()
         self.outbound.start()
         self.keeper.start()
@@ -177,6 +187,9 @@ class Bridge:
     async def stop(self) -> None:
         for runner in self._runners:
             await runner.cleanup()
+        # No request can be refused any more: the counts of open refusal windows go on record now, before
+        # anything slower (the homeserver) could hold the stop up past a service manager's patience.
+        self.records.refusals.flush(everything=True)
         self._unwatch()
         await self.puppets.stop()
         await self.routing.stop()

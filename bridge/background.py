@@ -19,15 +19,20 @@ class WakeableLoop:
 
     async def stop(self) -> None:
         if self._task:
-            self._task.cancel()
+            # Cancelled again until it ends: a cancellation swallowed on the way (Python 3.11's wait_for
+            # drops one that arrives as the awaited thing completes) must not hold the bridge's stop forever.
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=1)
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
     async def _sleep(self, seconds: float) -> None:
         """Until woken or ``seconds`` pass."""
         try:
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(seconds):      # not wait_for: see stop()
+                await self._wake.wait()
+        except TimeoutError:
             pass
         self._wake.clear()
 

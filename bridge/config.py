@@ -15,6 +15,9 @@ from typing import Any, Callable
 
 import yaml
 
+from .client_address import parse_networks
+from .limits import Rate
+
 EXAMPLE_SECRET = "CHANGE-ME"  # placeholder used in the example; refused at start-up
 
 
@@ -25,7 +28,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Key:
     path: str                 # dotted path, e.g. "appservice.hs_token"
-    kind: type | str          # str, int, float, bool, "list", "agencies", "topics"
+    kind: type | str          # str, int, float, bool, "list", "agencies", "topics", "rate", "networks"
     default: Any = None       # None with required=True means it must be given
     doc: str = ""
     required: bool = False
@@ -67,6 +70,10 @@ def _logo(v: str) -> str | None:
 
 def _positive(v: float) -> str | None:
     return None if v > 0 else "must be greater than 0"
+
+
+def _not_negative(v: float) -> str | None:
+    return None if v >= 0 else "must be 0 or more"
 
 
 def _port(v: int) -> str | None:
@@ -159,6 +166,14 @@ SCHEMA: list[Key] = [
         "Open WebSockets from one client address, authenticated or not; more are refused with 429 before the "
         "upgrade. Several citizens may share an address (a library, a mobile carrier), so keep it generous.",
         check=_positive),
+    Key("web.trusted_proxies", "networks", default=[], example=[],
+        doc="Reverse proxies (addresses or CIDR ranges, such as 127.0.0.1 or 10.0.0.0/8) whose X-Forwarded-For "
+            "the bridge believes. A request from one of them is counted against the address the proxy saw (read "
+            "from the right of X-Forwarded-For, skipping hops that are themselves listed); a request from anyone "
+            "else is counted against its own address and its X-Forwarded-For is ignored. Every per-address "
+            "decision uses this address: the limits below, !block, the sockets per address and console sign-in. "
+            "Empty (the default): the header is never believed, so behind a proxy list it here, or every citizen "
+            "shares the proxy's address and its limits."),
     Key("store.path", str, "precinct.db", "SQLite database file (relative paths are relative to the config file)."),
     Key("store.crypto_dir", str, "crypto",
         "Folder for the visitor devices' encryption state (one file per device; relative to the config file)."),
@@ -168,6 +183,11 @@ SCHEMA: list[Key] = [
     Key("crypto.undecryptable_wait_seconds", float, 60.0,
         "How long an officer message that cannot be decrypted waits for its keys before the officer is asked to "
         "resend it.", check=_positive),
+    Key("crypto.new_device_window_seconds", float, 300.0,
+        "An officer's device that appears just after the bridge sent something (signed in a moment earlier, "
+        "its keys uploaded a moment later) is given the keys of what was sent to that officer's other devices "
+        "in this many seconds before it was seen, so it can read it. 0: new devices read only what is sent "
+        "after they are seen.", check=_not_negative),
     Key("metrics.enabled", bool, True, "Serve Prometheus metrics at /metrics on the private metrics listener."),
     Key("metrics.bind_host", str, "127.0.0.1",
         "Private address of the metrics listener. Never expose it publicly: the figures describe police workload. "
@@ -201,6 +221,37 @@ SCHEMA: list[Key] = [
         "A waiting chat whose citizen has no page open and has written nothing for this long is closed (the "
         "citizen sees why if they come back); an agency's timeouts.abandoned_seconds overrides it. 0: never.",
         check=lambda v: None if v >= 0 else "must be 0 (never) or more seconds"),
+    # Admission control: token buckets per client address and overall (bridge/limits.py). A request over
+    # either is refused with 429, Retry-After and {"error": "rate_limited"}, and nothing of it is stored.
+    Key("limits.chats_per_address", "rate", default={"burst": 5, "per_hour": 20},
+        doc="New chats (POST /api/v1/chats) one client address may start: a burst, then per_hour on average. A "
+            "citizen starts one chat, perhaps a second after ending it (reloading the page resumes the chat and "
+            "starts none), so 5 at once leaves room for a household, an office or a library sharing an address, "
+            "and one every 3 minutes after that for a busy shared address (a mobile carrier's NAT). A script on "
+            "one address gets 5 chats, then one every 3 minutes."),
+    Key("limits.chats_overall", "rate", default={"burst": 60, "per_hour": 600},
+        doc="New chats from all addresses together. Protects the homeserver (a chat that speaks costs a Matrix "
+            "user, device and room) and the officers' queues from a flood spread over many addresses. A force's "
+            "busiest hour brings a few dozen chats; 60 at once and 10 a minute after that is several times more, "
+            "and still far below what one homeserver creates. Over it every citizen is refused for a while, "
+            "with the phone and emergency numbers: raise it for a very large service."),
+    Key("limits.offline_messages_per_address", "rate", default={"burst": 3, "per_hour": 10},
+        doc="Offline messages (POST /api/v1/offline_messages; each is a ticket and a dispatch notice) one client "
+            "address may leave. A citizen leaves one, perhaps a correction."),
+    Key("limits.offline_messages_overall", "rate", default={"burst": 30, "per_hour": 300},
+        doc="Offline messages from all addresses together (each one an officer must read)."),
+    Key("limits.uploads_per_address", "rate", default={"burst": 10, "per_hour": 60},
+        doc="Attachments (photos, PDFs) one client address may upload: 10 photos at once, then one a minute. "
+            "Checked before the file is read, so a refused upload costs no transfer."),
+    Key("limits.uploads_overall", "rate", default={"burst": 100, "per_hour": 1200},
+        doc="Attachments from all addresses together (each up to attachments.max_bytes, stored on the homeserver)."),
+    Key("limits.console_sign_ins_per_address", "rate", default={"burst": 10, "per_hour": 30},
+        doc="Console sign-in attempts (the sign-in form's POST) from one client address. A supervisor signs in a "
+            "few times a day; links are single-use 256-bit secrets, so this is not about guessing them but about "
+            "what a flood of bogus attempts costs (a database write and an audit entry each). A refused attempt "
+            "does not spend the link."),
+    Key("limits.console_sign_ins_overall", "rate", default={"burst": 30, "per_hour": 120},
+        doc="Console sign-in attempts from all addresses together."),
     Key("proof_of_work.enabled", bool, False,
         "Ask the citizen's browser for a little work before a chat starts: the page fetches a signed challenge "
         "and solves it in the background (a Web Worker, SHA-256) while the citizen fills in the form. Nothing to "
@@ -304,6 +355,13 @@ SCHEMA: list[Key] = [
     Key("records.audit_retention_days", int, 365,
         "Audit entries are kept at least this many days (the chain stays verifiable after pruning).",
         check=lambda v: None if v >= 365 else "must be at least 365 days"),
+    Key("records.refusal_window_seconds", int, 3600,
+        doc="Repeated refusals from one source (refused chat creations, failed or refused console sign-ins, "
+            "refused erasures) are one audit entry per this window: the first refusal is recorded at once, the "
+            "ones after it in the window as one entry with their count when the window ends. The source is a "
+            "salted daily hash of the client address, never the address. An hour keeps a flood to two entries "
+            "an hour per source in an audit trail kept for a year.",
+        check=lambda v: None if 1 <= v <= 86400 else "must be between 1 and 86400 seconds"),
     Key("records.purge_interval_minutes", int, 60,
         "How often the bridge purges expired chats and audit entries.", check=_positive),
     Key("webhooks.endpoints", "webhooks", default=[],
@@ -402,6 +460,10 @@ class Config:
         p = Path(self.values[key])
         return p if p.is_absolute() else self.base_dir / p
 
+    def rate(self, path: str) -> Rate:
+        """A ``limits.*`` key as the token bucket's rate."""
+        return Rate.of(self.values[path])
+
     def agency(self, agency_id: str) -> Agency:
         return next(a for a in self.agencies if a.id == agency_id)
 
@@ -475,6 +537,30 @@ def _parse_origins(value: Any) -> list[str]:
         raise ConfigError("web.embed_origins: expected a list of origins like https://www.police.example "
                           "(scheme and host, no path)")
     return value
+
+
+def _parse_networks(value: Any, path: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{path}: expected a list of addresses or CIDR ranges, such as [127.0.0.1, 10.0.0.0/8]")
+    try:
+        parse_networks(value)
+    except ValueError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return value
+
+
+def _parse_rate(value: Any, path: str) -> dict[str, Any]:
+    """{burst: whole number >= 1, per_hour: number > 0}: what a token bucket takes (bridge/limits.py)."""
+    if not isinstance(value, dict) or set(value) != {"burst", "per_hour"}:
+        raise ConfigError(f"{path}: expected {{burst: <requests at once>, per_hour: <requests an hour after "
+                          f"that>}}, got {value!r}")
+    burst, per_hour = value["burst"], value["per_hour"]
+    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+        raise ConfigError(f"{path}.burst: expected a whole number of at least 1, got {burst!r}")
+    if isinstance(per_hour, bool) or not isinstance(per_hour, (int, float)) or not per_hour > 0 \
+            or per_hour == float("inf"):
+        raise ConfigError(f"{path}.per_hour: expected a number greater than 0, got {per_hour!r}")
+    return {"burst": burst, "per_hour": per_hour}
 
 
 _USER_ID = re.compile(r"@[^:\s]+:\S+")
@@ -705,6 +791,10 @@ def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Co
         values[key.path] = _coerce(key, value) if key.kind in (str, int, float, bool) else value
     _check_distinct_secrets(values)
     values["web.embed_origins"] = _parse_origins(values["web.embed_origins"])
+    values["web.trusted_proxies"] = _parse_networks(values["web.trusted_proxies"], "web.trusted_proxies")
+    for key in SCHEMA:
+        if key.kind == "rate":
+            values[key.path] = _parse_rate(values[key.path], key.path)
     known = {"image/jpeg", "image/png", "image/webp", "application/pdf"}
     types = values["attachments.allowed_types"]
     if not isinstance(types, list) or not set(types) <= known:

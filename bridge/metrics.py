@@ -44,9 +44,11 @@ _txn_lag = Histogram("precinct_appservice_transaction_lag_seconds", "From the ol
 
 _typing = Counter("precinct_typing_calls", "Typing notifications sent to the homeserver for citizens (coalesced: "
                   "changes of state only, at most one per chat per web.typing_interval_seconds).", registry=REGISTRY)
-_refused = Counter("precinct_visitor_refusals", "Citizens' requests refused to protect the service, by reason "
+_refused = Counter("precinct_visitor_refusals", "Requests refused to protect the service, by reason "
                    "(rate_limited: a message over the chat's rate; too_many_connections: a WebSocket over a cap; "
-                   "pow_*: a new chat without a good proof of work, by its error code).",
+                   "blocked: a new chat from a source an officer blocked; <limit>_per_address or <limit>_overall: "
+                   "a request over a limits.* token bucket, limit being chats, offline_messages, uploads or "
+                   "console_sign_ins; pow_*: a new chat without a good proof of work, by its error code).",
                    ["reason"], registry=REGISTRY)
 
 

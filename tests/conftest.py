@@ -15,7 +15,7 @@ import yaml
 
 from bridge.localhs import LocalSynapse, free_port
 from tests.support.bridge_process import BridgeProcess
-from tests.support import pow_bridge, supervisor_room
+from tests.support import limited, pow_bridge, supervisor_room
 from tests.support.officer import NioOfficer, OfficerPool
 from tests.support.visitor import Visitor
 
@@ -109,6 +109,8 @@ def write_bridge_config(dir: Path, hs_url: str) -> tuple[Path, dict]:
         "chats": {"puppet_pool_size": 2, "max_waiting_per_agency": 0},
         # Large enough for the 2 MB round trips of issue 10, small enough to go just past it cheaply.
         "attachments": {"max_bytes": ATTACHMENT_LIMIT},
+        # Every test starts its chats from 127.0.0.1: limits the suite never meets (see limited.LOOSE_LIMITS).
+        "limits": limited.LOOSE_LIMITS,
         "agencies": [{"id": a, "name": f"{a.title()} Police", "officers": [f"@{o}:{SERVER}"],
                       **TEST_AGENCY_SETTINGS.get(a, {})} for a, o in OFFICERS.items()],
         "topics": [{"id": "general", "label": "General enquiry", "agency": "central"},
@@ -141,7 +143,10 @@ def matrix_env(tmp_path_factory: pytest.TempPathFactory):
     config = yaml.safe_load(config_path.read_text())
     # A second bridge with the proof-of-work gate on (pow_env below): Synapse must know it from the start.
     _, pow_registration = pow_bridge.prepare(dir / "pow", f"http://127.0.0.1:{hs_port}", SERVER)
-    synapse = LocalSynapse(dir / "synapse", SERVER, hs_port, [registration, pow_registration])
+    # And one with tight admission limits (limited_env below).
+    limited_registration = limited.prepare(dir / "limited", f"http://127.0.0.1:{hs_port}", SERVER)
+    synapse = LocalSynapse(dir / "synapse", SERVER, hs_port,
+                           [registration, pow_registration, limited_registration])
     bridge = BridgeProcess(config_path, config["web"]["public_url"], dir / "bridge.log")
     try:
         synapse.start()
@@ -149,6 +154,7 @@ def matrix_env(tmp_path_factory: pytest.TempPathFactory):
             synapse.register_user(localpart, PASSWORD)
         synapse.register_user(SUPERVISOR, PASSWORD)
         synapse.register_user(pow_bridge.OFFICER, PASSWORD)
+        synapse.register_user(limited.OFFICER, PASSWORD)
         # The hooked agency's supervisors' room, with the bot invited: the daily summary goes there, and with
         # summary_time 00:00 yesterday's is due as soon as the bridge starts.
         room = supervisor_room.create_room(synapse.url, supervisor_room.login(synapse.url, SUPERVISOR, PASSWORD),
@@ -172,6 +178,24 @@ def pow_env(matrix_env: MatrixEnv):
         yield env
     finally:
         env.bridge.stop()
+
+
+@pytest.fixture(scope="session")
+def limited_session(matrix_env: MatrixEnv):
+    """The bridge with tight limits and a trusted proxy (tests/support/limited.py), on the session's Synapse;
+    started by the first test that needs it (limited_env), stopped by PID at the end of the session."""
+    env = limited.env(matrix_env.dir / "limited")
+    try:
+        yield env
+    finally:
+        env.bridge.stop()
+
+
+@pytest.fixture
+def limited_env(limited_session: limited.LimitedEnv) -> limited.LimitedEnv:
+    """That bridge, restarted for this test: every bucket full, the tight limits as they are."""
+    limited_session.restart()
+    return limited_session
 
 
 @pytest.fixture

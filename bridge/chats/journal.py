@@ -7,6 +7,9 @@ Two kinds of entry, both meant for a court, a supervisor or a trainer:
   implementation (``bridge.records``) chains them per chat and signs the chain when the chat closes.
 * ``audit`` — who did what, when, from where and with what outcome (claims, transfers, refusals,
   console sign-ins, exports, erasures, configuration loaded …); one append-only chain for the bridge.
+* ``refused`` — an audit entry for a refusal one source may repeat many times (a flood): the first
+  from a source is recorded at once, its repeats as one entry per ``records.refusal_window_seconds``
+  with their count (``bridge/records/refusals.py``).
 
 Callers write inside the same store transaction as the change they record, so a record is never
 missing for a change that happened, nor present for one that did not.
@@ -28,6 +31,11 @@ class Journal(Protocol):
               origin: str | None = None, **details: Any) -> None:
         """``outcome``: "ok", "refused" or "failed"; ``origin``: IP address, room ID or "cli"."""
 
+    def refused(self, action: str, actor: str, outcome: str = "refused", *, source: str | None,
+                target: str | None = None, origin: str | None = None, reason: str, **details: Any) -> None:
+        """A refusal a source may repeat: ``source`` is the client address (None: no address, e.g. the CLI);
+        it is kept only as a salted daily hash. ``reason`` tells refusals of one action apart."""
+
 
 class LogJournal:
     """Writes entries to the log only: what runs until ``bridge.records`` is wired in."""
@@ -38,3 +46,7 @@ class LogJournal:
     def audit(self, action: str, actor: str, outcome: str = "ok", *, target: str | None = None,
               origin: str | None = None, **details: Any) -> None:
         log.info("audit: %s by %s from %s on %s: %s %s", action, actor, origin, target, outcome, details)
+
+    def refused(self, action: str, actor: str, outcome: str = "refused", *, source: str | None,
+                target: str | None = None, origin: str | None = None, reason: str, **details: Any) -> None:
+        self.audit(action, actor, outcome, target=target, origin=origin, reason=reason, **details)

@@ -3,7 +3,10 @@
 The link's token and the session cookie are random 256-bit values; only their SHA-256 is stored, so
 a copy of the database signs nobody in.  A link works once, for ``console.link_ttl_seconds``; a
 session ends after ``console.idle_minutes`` without a request (CJIS AC-11) or on sign-out.  Every
-issue, refusal, sign-in and failed sign-in leaves an audit entry.
+issue, refusal, sign-in and failed sign-in leaves an audit entry; failed and refused sign-ins are
+counted per source (the client address's salted daily hash, never the address), so a flood of bogus
+attempts is two entries per window, not one each.  Attempts are rate limited per address and overall
+(``limits.console_sign_ins_*``); a refused attempt does not spend the link.
 """
 from __future__ import annotations
 
@@ -13,11 +16,21 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from .. import metrics
 from ..chats.journal import Journal
 from ..config import Config
+from ..limits import Limit
 from ..store import Store
 
 SIGN_IN_PATH = "/console/sign-in"
+
+
+class SignInLimited(Exception):
+    """Too many sign-in attempts (from this address, or overall): try again after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"try again in {retry_after} s")
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -38,8 +51,9 @@ def digest(secret: str) -> str:
 class ConsoleAuth:
     def __init__(self, store: Store, journal: Journal, supervises: Callable[[str], tuple[str, ...]],
                  public_url: str, link_ttl_seconds: int = 300, idle_minutes: int = 30,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, sign_in_limit: Limit | None = None) -> None:
         self.store, self.journal, self.supervises = store, journal, supervises
+        self.sign_in_limit = sign_in_limit
         self.public_url = public_url.rstrip("/")
         self.link_ttl_ms, self.idle_ms = link_ttl_seconds * 1000, idle_minutes * 60 * 1000
         self.clock = clock
@@ -62,7 +76,14 @@ class ConsoleAuth:
         return f"{self.public_url}{SIGN_IN_PATH}?token={token}"
 
     def sign_in(self, token: str, origin: str | None) -> tuple[str, Supervisor] | None:
-        """Spend a link: (session ID for the cookie, who) or None; both outcomes are audited."""
+        """Spend a link: (session ID for the cookie, who) or None; both outcomes are audited. ``origin``: the
+        client address (kept on a sign-in; only as a salted hash on a failure). Raises ``SignInLimited``
+        (audited, the link unspent) when there have been too many attempts."""
+        if self.sign_in_limit is not None and (refusal := self.sign_in_limit.take(origin or "")):
+            reason = f"{self.sign_in_limit.name}_{refusal.scope}"
+            metrics.visitor_refused(reason)
+            self.journal.refused("console.sign_in", "unknown", source=origin, origin="console", reason=reason)
+            raise SignInLimited(refusal.retry_after)
         now, token_hash = self._now(), digest(token or "")
         with self.store.db.transaction():
             user_id = self.store.console_links.use(token_hash, now) if token else None
@@ -71,8 +92,8 @@ class ConsoleAuth:
                 reason, who = self.store.console_links.why_not(token_hash) if token else ("missing", None)
                 if user_id:
                     reason = "no longer a supervisor"
-                self.journal.audit("console.sign_in", who or user_id or "unknown", "failed", origin=origin,
-                                   reason=reason)
+                self.journal.refused("console.sign_in", who or user_id or "unknown", "failed", source=origin,
+                                     origin="console", reason=reason)
                 return None
             session_id = secrets.token_urlsafe(32)
             self.store.console_sessions.add(digest(session_id), user_id, now)

@@ -102,13 +102,13 @@ class ReportsWeb:
 
     async def page(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
         report, form, agencies = self._report(request, who)
-        self.console.records.audit("report.viewed", who.user_id, origin=request.remote or "",
+        self.console.records.audit("report.viewed", who.user_id, origin=self.console.client_address(request),
                                    period=f"{form['from']}..{form['to']}", agency=form["agency"] or None)
         return self.console._html(render(Page(who, csrf_token(sid)), report, form, agencies, request.query_string))
 
     async def csv(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
         report, form, _ = self._report(request, who)
-        self.console.records.audit("report.exported", who.user_id, origin=request.remote or "",
+        self.console.records.audit("report.exported", who.user_id, origin=self.console.client_address(request),
                                    period=f"{form['from']}..{form['to']}", agency=form["agency"] or None)
         name = f"precinct-report-{form['from']}-{form['to']}.csv"
         return web.Response(text=csv_text(report), content_type="text/csv", charset="utf-8",

@@ -30,13 +30,14 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from .. import client_input
+from ..client_address import ClientAddresses
 from ..config import Config
 from ..records import Records
 from ..records.retention import Retention
 from ..store import Store
 from ..store.chats import Chat
 from . import pages
-from .auth import ConsoleAuth, Supervisor
+from .auth import ConsoleAuth, SignInLimited, Supervisor
 from .pages import Page
 
 log = logging.getLogger(__name__)
@@ -64,9 +65,10 @@ def day_ms(text: str | None, end: bool = False) -> int | None:
 
 class ConsoleWeb:
     def __init__(self, config: Config, store: Store, auth: ConsoleAuth, records: Records, retention: Retention,
-                 bot: str) -> None:
+                 bot: str, addresses: ClientAddresses | None = None) -> None:
         self.config, self.store, self.auth, self.records, self.bot = config, store, auth, records, bot
         self.retention = retention
+        self.client_address = addresses or ClientAddresses(config.get("web.trusted_proxies"))
         public = urlsplit(config.get("web.public_url"))
         self.origin = f"{public.scheme}://{public.netloc}"
         self.secure = public.scheme == "https"
@@ -205,7 +207,17 @@ class ConsoleWeb:
         form = await self._form(request, request.cookies.get(SIGN_IN_COOKIE),
                                 expired="This sign-in form did not come from the console's sign-in page in this "
                                         "browser. Open your sign-in link again.")
-        signed = self.auth.sign_in(form.get("token", ""), request.remote)
+        try:
+            signed = self.auth.sign_in(form.get("token", ""), self.client_address(request))
+        except SignInLimited as limited:
+            minutes = -(-limited.retry_after // 60)
+            response = self._html(pages.problem(Page(None), "Too many sign-in attempts", (
+                "There have been too many sign-in attempts from your connection, or to the console as a whole, "
+                f"just now. Your sign-in link was not used: open it again in {minutes} minute"
+                f"{'s' if minutes != 1 else ''} (if it has expired by then, send !console to the bot for a new "
+                "one).")), 429)
+            response.headers["Retry-After"] = str(limited.retry_after)
+            return response
         if signed is None:
             return self._signed_out(request, "This sign-in link has expired or was already used. Send !console "
                                              "to the bot again for a new one.", status=403)
@@ -220,7 +232,7 @@ class ConsoleWeb:
         found = self._who(request)
         if found is not None:
             await self._form(request, found[1])
-            self.auth.sign_out(found[1], found[0], request.remote)
+            self.auth.sign_out(found[1], found[0], self.client_address(request))
         return self._signed_out(request, "You have signed out.", status=200)
 
     async def live(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
@@ -240,7 +252,7 @@ class ConsoleWeb:
             except ValueError as ex:
                 error = str(ex)
             else:
-                hits = [h for h in self.records.search(form["q"], actor=who.user_id, origin=request.remote or "",
+                hits = [h for h in self.records.search(form["q"], actor=who.user_id, origin=self.client_address(request),
                                                        **filters) if h.agency in who.agencies]
         return self._html(pages.search(self._page(who, sid), form, agencies, topics, hits, error))
 
@@ -261,8 +273,8 @@ class ConsoleWeb:
                 "until_ms": until, "tag": form["tag"] or None, "rating": int(form["rating"]) if form["rating"] else None}
 
     async def chat(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
-        chat = self._chat_for(who, request.match_info["chat_id"], "transcript.viewed", request.remote or "")
-        doc = self.records.view(chat.id, actor=who.user_id, origin=request.remote or "")
+        chat = self._chat_for(who, request.match_info["chat_id"], "transcript.viewed", self.client_address(request))
+        doc = self.records.view(chat.id, actor=who.user_id, origin=self.client_address(request))
         return self._html(pages.transcript(self._page(who, sid), doc, self.store.feedback.get(chat.id),
                                            can_hold=True))
 
@@ -270,8 +282,8 @@ class ConsoleWeb:
         fmt = request.query.get("format", "")
         if fmt not in EXPORT_TYPES:
             raise web.HTTPBadRequest(reason="Unknown format", text="Export as json, html or txt.")
-        chat = self._chat_for(who, request.match_info["chat_id"], "transcript.exported", request.remote or "")
-        text = self.records.export(chat.id, fmt, actor=who.user_id, origin=request.remote or "",
+        chat = self._chat_for(who, request.match_info["chat_id"], "transcript.exported", self.client_address(request))
+        text = self.records.export(chat.id, fmt, actor=who.user_id, origin=self.client_address(request),
                                    service_name=self.config.get("site.service_name"))
         return web.Response(text=text, content_type=EXPORT_TYPES[fmt], charset="utf-8", headers={
             "Content-Disposition": f"attachment; filename=\"chat-{chat.number}.{fmt}\""})
@@ -281,11 +293,11 @@ class ConsoleWeb:
         if form.get("action") not in ("set", "lift"):
             raise web.HTTPBadRequest(reason="Bad request", text="A legal hold is set or lifted.")
         action = "legal_hold.set" if form["action"] == "set" else "legal_hold.lifted"
-        chat = self._chat_for(who, request.match_info["chat_id"], action, request.remote or "")
+        chat = self._chat_for(who, request.match_info["chat_id"], action, self.client_address(request))
         if form["action"] == "set":
-            self.retention.hold(chat, form.get("reason", "").strip()[:500] or None, who.user_id, request.remote or "")
+            self.retention.hold(chat, form.get("reason", "").strip()[:500] or None, who.user_id, self.client_address(request))
         else:
-            self.retention.lift(chat, who.user_id, request.remote or "")
+            self.retention.lift(chat, who.user_id, self.client_address(request))
         raise web.HTTPSeeOther(f"/console/chats/{chat.id}")
 
     async def feedback(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:

@@ -23,6 +23,10 @@ fetches them at start-up, and ``recover_keys`` does the same for one puppet when
 a room key is missing (the push can skip to-device messages); these are the only
 /sync calls, filtered to to-device, with a stored ``since`` so the homeserver can
 delete what was delivered.
+
+Devices that appear after we sent something (a sign-in whose keys came a moment later) get the
+keys of what was sent in the last ``new_device_window`` seconds, when their owner already held
+them (``recent_keys.py``); ``PuppetClient`` notes every device a key query reveals.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 from ..private_files import private_dir
 from ..store.puppets import Puppets
 from .intent import HomeserverApi, PuppetClient
+from .recent_keys import KeyDue, RecentKeys
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,7 @@ OTK_COUNTS = "org.matrix.msc3202.device_one_time_keys_count"
 FALLBACK_KEYS = "org.matrix.msc3202.device_unused_fallback_key_types"
 DEVICE_LISTS = "org.matrix.msc3202.device_lists"
 TO_DEVICE = ("de.sorunome.msc2409.to_device", "to_device")
+FLUSH_NOTE = "precinct.flush"      # content key of the no-op to-device note (see _send_room_keys)
 
 
 class CryptoError(Exception):
@@ -83,7 +89,7 @@ def _sync_response(sync: dict[str, Any]) -> nio.SyncResponse:
 
 class Crypto:
     def __init__(self, api: HomeserverApi, homeserver_url: str, store_dir: Path, pickle_key: str,
-                 puppets: Puppets) -> None:
+                 puppets: Puppets, new_device_window: float = 300.0, blind_inbox_user: str | None = None) -> None:
         self.api = api
         self.homeserver_url = homeserver_url
         self.store_dir = store_dir
@@ -96,6 +102,12 @@ class Crypto:
         # m.room_key contents (index 0) of the Megolm sessions each puppet created per room, oldest
         # first; memory only. Lets an officer's device that joins late read what was already sent.
         self._created_keys: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        # What each client encrypted lately, for devices of its holders that we see only afterwards.
+        self._recent = RecentKeys(new_device_window)
+        self._last_sweep = 0.0
+        # The appservice's own user: Synapse refuses it /sync, so a to-device message the push skips
+        # never reaches it (see _send_room_keys).
+        self.blind_inbox_user = blind_inbox_user
         # Who may ever hold a room key. nio shares with every member it knows, so members who may not
         # are never shown to it: their membership events stop here (see _admitted).
         self.may_hold_keys: Callable[[str], bool] = lambda user_id: True
@@ -133,6 +145,7 @@ class Crypto:
         return dict(c.olm.account.identity_keys)
 
     async def unload(self, user_id: str) -> None:
+        self._recent.forget(user_id)
         c = self.clients.pop(user_id, None)
         if c:
             await c.close()
@@ -153,7 +166,7 @@ class Crypto:
         for key in TO_DEVICE:
             for ev in body.get(key, []) or []:
                 user_id = ev.get("to_user_id")
-                if user_id and is_puppet(user_id):
+                if user_id and is_puppet(user_id) and FLUSH_NOTE not in (ev.get("content") or {}):
                     slot(user_id)["to_device"].append(
                         {k: ev[k] for k in ("type", "sender", "content") if k in ev})
         for user_id, devices in (body.get(OTK_COUNTS) or {}).items():
@@ -188,8 +201,18 @@ class Crypto:
         return [e for e in events if e.get("type") != "m.room.member" or self.may_hold_keys(str(e.get("state_key")))]
 
     async def observe(self, user_id: str, room_id: str, events: list[dict[str, Any]], *, as_state: bool = False) -> None:
-        """Let nio see a room's state/membership events (who to encrypt for, whether it is encrypted)."""
+        """Let nio see a room's state/membership events (who to encrypt for, whether it is encrypted).
+
+        A member who joins is asked for their devices again: while only invited they shared no joined
+        room with us, so the homeserver told us of none of their device changes.
+        """
         events = self._admitted(events)
+        joined = {str(e.get("state_key")) for e in events if e.get("type") == "m.room.member"
+                  and (e.get("content") or {}).get("membership") == "join" and e.get("state_key") != user_id}
+        if joined and not as_state:
+            c = await self.client(user_id)
+            if c.olm:
+                c.olm.users_for_key_query.update(joined)
         join = {"timeline": {"events": [] if as_state else events, "limited": False},
                 "state": {"events": events if as_state else []}}
         await self._receive(user_id, {"rooms": {"join": {room_id: join}}})
@@ -223,6 +246,7 @@ class Crypto:
         if c.should_claim_keys:
             _check(await c.keys_claim(c.get_users_for_key_claiming()), "keys claim")
         await c.send_to_device_messages()
+        await self._give_recent_keys(c)
 
     async def recover_keys(self, user_id: str, min_interval: float = 3.0) -> bool:
         """Fetch the device inbox once in a while when a room key is missing; True if a fetch was made.
@@ -290,15 +314,19 @@ class Crypto:
             await self._share_new_session(c, room_id)
             # Messages sent just before the join (it reaches us a moment later) used an earlier key.
             await self._reshare_earlier_keys(c, room_id, list(refresh))
+            await self._give_recent_keys(c)
 
     async def send(self, user_id: str, room_id: str, event_type: str, content: dict[str, Any], txn_id: str) -> str:
         """Encrypt (the room is encrypted) and send with a stable txn_id; returns the event ID."""
         c = await self.client(user_id)
         async with self.lock(user_id):
             await self._ensure_room(c, room_id)
+            await self._give_recent_keys(c)
             if c.olm.should_share_group_session(room_id):  # type: ignore[union-attr]
                 await self._share_new_session(c, room_id)
+            self._note_sending(c, room_id)
             resp = await c.room_send(room_id, event_type, content, tx_id=txn_id, ignore_unverified_devices=True)
+            await self._give_recent_keys(c)
         if not isinstance(resp, nio.RoomSendResponse):
             raise CryptoError(f"send failed: {getattr(resp, 'message', resp)}")
         return resp.event_id
@@ -321,9 +349,12 @@ class Crypto:
                 _check(await c.keys_query(), "keys query")
             if c.should_claim_keys:
                 _check(await c.keys_claim(c.get_users_for_key_claiming()), "keys claim")
+            # Devices seen only now get what was sent just before (under the key nio has just dropped).
+            await self._give_recent_keys(c)
             if olm.should_share_group_session(room_id) or _devices_without_session(c, room_id):
                 c.invalidate_outbound_session(room_id)
                 await self._share_new_session(c, room_id)
+            self._note_sending(c, room_id)
             encrypted = olm.group_encrypt(room_id, {"type": event_type, "content": content})
             if "m.relates_to" in content:
                 encrypted["m.relates_to"] = content["m.relates_to"]
@@ -344,6 +375,81 @@ class Crypto:
                          "session_key": session.session_key})
             del keys[:-20]
 
+    def _note_sending(self, c: PuppetClient, room_id: str) -> None:
+        """Remember the room key as it is just before one message is encrypted with it (recent_keys.py)."""
+        session = c.olm.outbound_group_sessions.get(room_id) if c.olm else None
+        if session is None or not session.shared:
+            return
+        now = asyncio.get_running_loop().time()
+        self._recent.sent(c.user_id, room_id, session.id, session.session_key, session.users_shared_with, now)
+        if now - self._last_sweep > 60:
+            self._last_sweep = now
+            self._recent.sweep(now)
+
+    async def _give_recent_keys(self, c: PuppetClient) -> None:
+        """Devices a key query has just revealed get the keys of what this client sent in the last moments,
+        when their owner already held those keys on another device (see recent_keys.py)."""
+        if not c.new_devices or c.olm is None:
+            return
+        new, c.new_devices = c.new_devices, set()
+        olm = c.olm
+        owed = self._recent.due(c.user_id, new, asyncio.get_running_loop().time(), self.may_hold_keys)
+        if not owed:
+            return
+        try:
+            devices = {(d.user_id, d.id): d for user in {u for due in owed for u, _ in due.devices}
+                       for d in olm.device_store.active_user_devices(user)}
+            missing: dict[str, list[str]] = {}
+            for user, device_id in {d for due in owed for d in due.devices}:
+                device = devices.get((user, device_id))
+                if device is not None and olm.session_store.get(device.curve25519) is None:
+                    missing.setdefault(user, []).append(device_id)
+            if missing:
+                _check(await c.keys_claim(missing), "keys claim")
+            for due in owed:
+                await self._send_room_key(c, due, devices)
+        except Exception as e:           # never a reason to fail the send around it
+            c.new_devices |= new          # what was not given yet is given on the next try
+            log.warning("room keys for new devices of %s not given yet: %s", c.user_id, e)
+
+    async def _send_room_key(self, c: PuppetClient, due: KeyDue, devices: dict[tuple[str, str], Any]) -> None:
+        olm = c.olm
+        assert olm
+        messages: dict[str, dict[str, Any]] = {}
+        for user, device_id in due.devices:
+            device = devices.get((user, device_id))
+            session = olm.session_store.get(device.curve25519) if device is not None else None
+            if session is None:
+                log.warning("no Olm session with %s %s: room key of %s not given", user, device_id, due.room_id)
+                continue
+            messages.setdefault(user, {})[device_id] = olm._olm_encrypt(session, device, "m.room_key", due.content)
+        if not messages:
+            return
+        await self._send_room_keys(c, messages, due.session_id, "room key for a new device")
+        self._recent.given(due, {(user, d) for user, ds in messages.items() for d in ds})
+        log.info("%s gave its recent room key in %s to new devices %s", c.user_id, due.room_id,
+                 sorted(f"{u} {d}" for u, ds in messages.items() for d in ds))
+
+    async def _send_room_keys(self, c: PuppetClient, messages: dict[str, dict[str, Any]], session_id: str,
+                              what: str) -> None:
+        """One sendToDevice request of Olm-encrypted room keys, plus a no-op note to the appservice user's device.
+
+        Synapse 1.163 pushes to-device messages to the appservice per request, reading only that
+        request's recipients from its stored position and then moving the position past them; when
+        two requests are handled out of order, what the earlier one held for others is never pushed
+        (bench/README.md). Puppets fetch their inbox when a key is missing; the appservice user may
+        not, so an officer's room key for the bot, sent at the moment we send keys to that officer's
+        new device, could be lost for good. With the bot among this request's recipients, its push
+        carries everything pending for the bot up to it. The note itself is dropped on arrival.
+        """
+        blind = self.puppets.get(self.blind_inbox_user) if self.blind_inbox_user else None
+        if blind is not None and blind.device_id not in messages.get(blind.user_id, {}):
+            mine = {**messages.get(blind.user_id, {}), blind.device_id: {FLUSH_NOTE: True}}
+            messages = {**messages, blind.user_id: mine}
+        await self.api.request("PUT", f"/_matrix/client/v3/sendToDevice/m.room.encrypted/"
+                                      f"precinct.{next(_batches)}.{_txn_safe(session_id)}",
+                               {"messages": messages}, user_id=c.user_id, device_id=c.device_id, what=what)
+
     async def _reshare_earlier_keys(self, c: PuppetClient, room_id: str, users: list[str]) -> None:
         """Send the original m.room_key of this puppet's earlier sessions in the room to these users' devices."""
         earlier = self._created_keys.get((c.user_id, room_id), [])[:-1]
@@ -360,10 +466,7 @@ class Crypto:
                         messages.setdefault(user, {})[device.id] = olm._olm_encrypt(
                             session, device, "m.room_key", content)
             if messages:
-                await self.api.request("PUT", f"/_matrix/client/v3/sendToDevice/m.room.encrypted/"
-                                              f"precinct.{next(_batches)}.{_txn_safe(content['session_id'])}",
-                                       {"messages": messages}, user_id=c.user_id, device_id=c.device_id,
-                                       what="re-share room key")
+                await self._send_room_keys(c, messages, content["session_id"], "re-share room key")
 
     async def _ensure_room(self, c: PuppetClient, room_id: str) -> None:
         if room_id not in c.rooms or not c.rooms[room_id].members_synced:

@@ -196,11 +196,23 @@ class HomeserverApi:
 
 
 class PuppetClient(nio.AsyncClient):
-    """A nio client whose every request is made as ``user_id`` on ``device_id`` (appservice masquerading)."""
+    """A nio client whose every request is made as ``user_id`` on ``device_id`` (appservice masquerading).
+
+    It also notes the devices each key query revealed (new, or with new keys) in ``new_devices``,
+    whoever made the query (we, or nio itself inside ``room_send``), for ``Crypto`` to take.
+    """
 
     def __init__(self, homeserver: str, user: str, *, durable: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
         super().__init__(homeserver, user, **kwargs)
         self.durable = durable
+        self.new_devices: set[tuple[str, str]] = set()
+
+    async def keys_query(self) -> nio.KeysQueryResponse | nio.KeysQueryError:
+        resp = await super().keys_query()
+        if isinstance(resp, nio.KeysQueryResponse):
+            self.new_devices |= {(user, device_id) for user, devices in resp.changed.items()
+                                 for device_id, device in devices.items() if not device.deleted}
+        return resp
 
     async def send(self, method: str, path: str, data: Any = None, headers: dict[str, str] | None = None,
                    trace_context: Any = None, timeout: float | None = None) -> aiohttp.ClientResponse:

@@ -35,6 +35,16 @@ class BotRooms:
         self.wait_ms = int(config.get("crypto.undecryptable_wait_seconds") * 1000)
         self.on_reaction: ReactionHandler | None = None
 
+    async def restore(self) -> None:
+        """At start-up, show the bot's crypto its direct rooms again (dispatch rooms restore themselves):
+        nio forgets rooms across restarts, and device changes are followed only for members of rooms it knows."""
+        for key in self.store.settings.with_prefix(DIRECT):
+            room_id = key[len(DIRECT):]
+            try:
+                await self.crypto.restore_room(self.bot, room_id)
+            except Exception as e:          # the officer may have left, or the room be gone
+                log.warning("direct room %s not restored: %s", room_id, e)
+
     def is_bot_room(self, room_id: str) -> bool:
         return self.dispatch.agency_of_room(room_id) is not None or self.store.settings.get(DIRECT + room_id) is not None
 

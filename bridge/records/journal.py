@@ -12,6 +12,7 @@ from ..store.chats import Chat
 from . import export
 from .audit import AuditTrail
 from .chain import canonical
+from .refusals import RepeatedRefusals
 from .signing import Signer
 from .transcripts import Transcripts
 
@@ -21,16 +22,19 @@ log = logging.getLogger(__name__)
 class Records:
     """Writes every entry in a store transaction, joining the caller's when there is one."""
 
-    def __init__(self, store: Store, signer: Signer, names: dict[str, str] | None = None) -> None:
+    def __init__(self, store: Store, signer: Signer, names: dict[str, str] | None = None,
+                 refusal_window_seconds: float = 3600) -> None:
         self.store, self.signer = store, signer
         self.transcripts = Transcripts(store, signer, names)
         self.trail = AuditTrail(store)
+        self.refusals = RepeatedRefusals(store, self.trail, refusal_window_seconds)
 
     @classmethod
     def open(cls, config: Config, store: Store) -> "Records":
         names = {**{f"agency:{a.id}": a.name for a in config.agencies},
                  **{f"topic:{t.id}": t.label for t in config.topics}}
-        return cls(store, Signer.load_or_create(config.path("records.signing_key_path")), names)
+        return cls(store, Signer.load_or_create(config.path("records.signing_key_path")), names,
+                   config.get("records.refusal_window_seconds"))
 
     def chat_event(self, chat_id: str, kind: str, actor: str | None, **details: Any) -> None:
         self.transcripts.append(chat_id, kind, actor, details)
@@ -38,6 +42,11 @@ class Records:
     def audit(self, action: str, actor: str, outcome: str = "ok", *, target: str | None = None,
               origin: str | None = None, **details: Any) -> None:
         self.trail.append(action, actor, outcome, target, origin, details)
+
+    def refused(self, action: str, actor: str, outcome: str = "refused", *, source: str | None,
+                target: str | None = None, origin: str | None = None, reason: str, **details: Any) -> None:
+        self.refusals.refused(action, actor, outcome, source=source, target=target, origin=origin, reason=reason,
+                              details=details)
 
     def config_loaded(self, config: Config, origin: str = "start-up") -> None:
         """Audit the configuration in force (by hash), and a change since the last start."""

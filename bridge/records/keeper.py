@@ -1,7 +1,8 @@
 """The records' background work inside the bridge: redactions owed by erasures, and the retention schedule.
 
 Redactions are stored before the erasure is acknowledged and sent here with a fixed transaction ID
-each, so a crash or homeserver outage only delays them. Every ``records.purge_interval_minutes``
+each, so a crash or homeserver outage only delays them.  Windows of repeated refusals
+(``records/refusals.py``) are written here as they end. Every ``records.purge_interval_minutes``
 the keeper purges expired chats, prunes the audit trail past its retention and drops the bodies of
 appservice transactions handled more than a day ago (they hold raw events, names included).
 """
@@ -41,12 +42,14 @@ class RecordsKeeper(WakeableLoop):
                 if time.monotonic() >= self._next_purge:
                     self.housekeeping()
                     self._next_purge = time.monotonic() + self.interval_s
+                self.records.refusals.flush()
                 delay = 30.0 if clean else min(delay * 2, 300.0)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("records upkeep failed; retrying")
-            await self._sleep(delay)
+            due = self.records.refusals.next_due()
+            await self._sleep(delay if due is None else max(0.5, min(delay, due)))
 
     def housekeeping(self) -> None:
         purged = self.retention.purge_expired()

@@ -64,14 +64,15 @@ class Retention:
         return lifted
 
     # ---- erasure ---------------------------------------------------------------------------------
-    def erase(self, chat: Chat, actor: str, origin: str) -> Erased:
-        """Erase a closed chat's personal data, or raise ``Refused`` (and record the refusal)."""
+    def erase(self, chat: Chat, actor: str, origin: str, source: str | None = None) -> Erased:
+        """Erase a closed chat's personal data, or raise ``Refused`` (and record the refusal: repeats from
+        one ``source``, the client address, as one entry per window with their count)."""
         chat = self.store.chats.get(chat.id) or chat
         hold = self.store.legal_holds.get(chat.id)
         if hold or chat.state != CLOSED:
             error, message = (("legal_hold", "This chat is under legal hold and cannot be erased now.") if hold
                               else ("chat_open", "End the chat before asking for its erasure."))
-            self.records.audit("chat.erase", actor, "refused", target=chat.id, origin=origin, reason=error)
+            self.records.refused("chat.erase", actor, target=chat.id, origin=origin, source=source, reason=error)
             raise Refused(error, message)
         if self.store.chat_records.has_kind(chat.id, "erased"):
             return Erased(chat.id, 0, already=True)

@@ -15,3 +15,8 @@ class Settings:
     def set(self, key: str, value: str) -> None:
         self.db.execute("INSERT INTO settings (key, value) VALUES (?, ?) "
                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value", [key, value])
+
+    def with_prefix(self, prefix: str) -> dict[str, str]:
+        """Every key that starts with ``prefix`` and its value (e.g. one entry per direct room)."""
+        return {r["key"]: r["value"] for r in self.db.rows(
+            "SELECT key, value FROM settings WHERE substr(key, 1, ?) = ?", [len(prefix), prefix])}

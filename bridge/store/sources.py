@@ -79,6 +79,12 @@ class Sources:
         self.db.execute("INSERT OR REPLACE INTO chat_sources (chat_id, day, hash) VALUES (?, ?, ?)",
                         [chat_id, day, self._hash(salt, address)])
 
+    def key(self, address: str, now_ms: int | None = None) -> str:
+        """Today's salted hash of an address: the same source gives the same key all day, and nothing the
+        next (how repeated refusals are counted per source without keeping the address)."""
+        _, salt = self._today_salt(now_ms if now_ms is not None else int(time.time() * 1000))
+        return self._hash(salt, address)
+
     def block(self, chat_id: str, actor: str, reason: str | None, seconds: int,
               now_ms: int | None = None) -> Block | None:
         """Refuse new chats from this chat's source for ``seconds``; None when its source is not known

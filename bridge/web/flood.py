@@ -8,6 +8,7 @@
     handshake ───────────► SocketCounts: per address (before the upgrade, authenticated or not)
                            and per chat (after auth)
 
+The token buckets are ``bridge.limits``' (the same ones that limit chat creation and uploads).
 Pure bookkeeping plus one small task per typing chat; no store, no Matrix here (the typing call is
 handed in).  All state lives on the event loop thread.
 """
@@ -15,59 +16,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
+
+from ..limits import KeyedBuckets, whole_seconds
 
 log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 15.0     # an active state is re-sent this often (Matrix typing times out after 20 s)
 
 
-class TokenBucket:
-    """``capacity`` tokens, refilled at ``per_second``; ``take`` answers 0 (taken) or seconds to wait."""
-
-    def __init__(self, capacity: float, per_second: float, now: float) -> None:
-        self.capacity, self.per_second = capacity, per_second
-        self.tokens, self.at = capacity, now
-
-    def _refill(self, now: float) -> None:
-        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.per_second)
-        self.at = now
-
-    def take(self, now: float) -> float:
-        self._refill(now)
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.per_second
-
-    def full(self, now: float) -> bool:
-        self._refill(now)
-        return self.tokens >= self.capacity
-
-
-class ChatRates:
+class ChatRates(KeyedBuckets):
     """A token bucket per chat for the citizen's messages (WebSocket and POST share it)."""
 
-    PRUNE_AT = 10_000       # buckets kept before the full (idle) ones are forgotten
-
     def __init__(self, burst: int, per_minute: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.burst, self.per_second, self.clock = burst, per_minute / 60.0, clock
-        self._buckets: dict[str, TokenBucket] = {}
+        super().__init__(burst, per_minute / 60.0, clock)
 
     def take(self, chat_id: str) -> int:
         """0 when the message may go; otherwise whole seconds (at least 1) until it may."""
         now = self.clock()
-        bucket = self._buckets.get(chat_id)
-        if bucket is None:
-            if len(self._buckets) >= self.PRUNE_AT:
-                self._buckets = {k: b for k, b in self._buckets.items() if not b.full(now)}
-            bucket = self._buckets[chat_id] = TokenBucket(self.burst, self.per_second, now)
-        wait = bucket.take(now)
-        return 0 if wait == 0 else max(1, math.ceil(wait))
+        wait = self.bucket(chat_id, now).take(now)
+        return 0 if wait == 0 else whole_seconds(wait)
 
 
 @dataclass

@@ -19,7 +19,10 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from .. import client_input, metrics
+from ..chats.journal import Journal, LogJournal
+from ..client_address import ClientAddresses
 from ..config import Config
+from ..limits import Limit, Refusal
 from ..chats.lifecycle import AttachmentUnavailable, ChatClosed, ChatNotReady, ChatsBusy, ChatService
 from ..chats import attachments
 from ..chats.queue import queue_frame
@@ -84,11 +87,6 @@ def store_unavailable() -> ApiError:
     return e
 
 
-def client_address(request: web.Request) -> str:
-    """The address a request comes from, for per-address limits."""
-    return request.remote or ""
-
-
 def message_frame(m: Message, attachment: Attachment | None = None) -> dict[str, Any]:
     frame: dict[str, Any] = {"type": "message", "seq": m.seq, "from": m.sender_kind, "kind": m.kind,
                              "sender": m.sender or _default_sender(m.sender_kind), "body": m.body, "ts": m.ts}
@@ -136,10 +134,13 @@ def _default_sender(kind: str) -> str:
 
 class VisitorApi:
     def __init__(self, config: Config, store: Store, chats: ChatService, *, retention: Retention | None = None,
-                 on_erased: Callable[[], None] | None = None, pow_gate: PowGate | None = None) -> None:
+                 on_erased: Callable[[], None] | None = None, pow_gate: PowGate | None = None,
+                 journal: Journal | None = None, addresses: ClientAddresses | None = None) -> None:
         self.config, self.store, self.chats = config, store, chats
         self.pow = pow_gate or PowGate.from_config(config)
         self.retention, self.on_erased = retention, on_erased
+        self.journal: Journal = journal or LogJournal()
+        self.client_address = addresses or ClientAddresses(config.get("web.trusted_proxies"))
         self.max_chars = config.get("web.max_message_chars")
         self.max_attachment = config.get("attachments.max_bytes")
         self.allowed_types = set(config.get("attachments.allowed_types"))
@@ -147,6 +148,11 @@ class VisitorApi:
         self.public_url = config.get("web.public_url").rstrip("/")
         self._sockets: set[web.WebSocketResponse] = set()
         self.rates = ChatRates(config.get("web.chat_message_burst"), config.get("web.chat_messages_per_minute"))
+        self.chat_limit = Limit("chats", config.rate("limits.chats_per_address"), config.rate("limits.chats_overall"))
+        self.offline_limit = Limit("offline_messages", config.rate("limits.offline_messages_per_address"),
+                                   config.rate("limits.offline_messages_overall"))
+        self.upload_limit = Limit("uploads", config.rate("limits.uploads_per_address"),
+                                  config.rate("limits.uploads_overall"))
         self.typing = TypingCoalescer(lambda chat, active: self.chats.visitor_typing(chat, active),
                                       config.get("web.typing_interval_seconds"))
         self.socket_counts = SocketCounts(config.get("web.max_sockets_per_chat"),
@@ -275,6 +281,9 @@ class VisitorApi:
             raise ApiError(413, "too_large", f"'message' is longer than {self.max_chars} characters.")
         name = self._optional_text(data, "name", self.max_name)
         contact = self._optional_text(data, "contact", MAX_CONTACT)
+        if refusal := self.offline_limit.take(self.client_address(request)):
+            raise self._limited(self.offline_limit, refusal, "Too many messages are being left right now, so "
+                                "yours was not sent. Please try again in a few minutes.")
         ticket = self.chats.offline_message(topic, message.strip(), name, contact)
         return web.json_response({"ticket": ticket.number}, status=201)
 
@@ -294,11 +303,17 @@ class VisitorApi:
         except PowRefused as e:
             metrics.visitor_refused(e.error)
             raise ApiError(e.status, e.error, e.message)
-        address = client_address(request)
-        if self.store.sources.blocked(address) is not None:
+        address = self.client_address(request)
+        block = self.store.sources.blocked(address)
+        if block is not None:
             self.pow.creation_refused()
+            metrics.visitor_refused("blocked")
+            self.journal.refused("chat.create", "visitor", source=address, origin="web", target=block.chat_id,
+                                 reason="blocked")
             raise ApiError(403, "blocked", "New chats from this connection are refused for a while. "
                                            "In an emergency, call the emergency number.")
+        if refusal := self.chat_limit.take(address):
+            raise self._creation_refused(address, refusal)
         try:
             chat, token = self.chats.open(topic, name, language)
         except ChatsBusy:
@@ -308,6 +323,25 @@ class VisitorApi:
         ws_url = self.public_url.replace("http", "ws", 1) + f"/api/v1/chats/{chat.id}/ws"
         return web.json_response({"chat_id": chat.id, "token": token, "ws_url": ws_url, "number": chat.number},
                                  status=201)
+
+    def _limited(self, limit: Limit, refusal: Refusal, message: str, **extra: Any) -> ApiError:
+        """429 rate_limited with Retry-After, counted by which bucket refused (e.g. chats_per_address)."""
+        metrics.visitor_refused(f"{limit.name}_{refusal.scope}")
+        e = ApiError(429, "rate_limited", message, **extra)
+        e.retry_after = refusal.retry_after
+        return e
+
+    def _creation_refused(self, address: str, refusal: Refusal) -> ApiError:
+        """The one path of a new chat refused by a limit: counted, audited (one entry per source per window),
+        answered with the numbers to call; nothing is stored for the chat."""
+        self.pow.creation_refused()         # the proof of work's difficulty rises while creation is refused
+        self.journal.refused("chat.create", "visitor", source=address, origin="web",
+                             reason=f"{self.chat_limit.name}_{refusal.scope}")
+        phone, emergency = self.config.get("site.phone_number"), self.config.get("site.emergency_number")
+        return self._limited(self.chat_limit, refusal, (
+            "Too many chats are being started right now, so yours could not start. Please try again in a few "
+            f"minutes{f' or phone us on {phone}' if phone else ''}. In an emergency call {emergency}."),
+            phone_number=phone or None, emergency_number=emergency)
 
     def _busy(self) -> ApiError:
         """The queue is full: a clear answer the page translates, with the numbers to call instead."""
@@ -349,7 +383,7 @@ class VisitorApi:
         if self.retention is None:
             raise ApiError(503, "unavailable", "Erasure is not available on this service.")
         try:
-            erased = self.retention.erase(chat, actor="visitor", origin=request.remote or "web")
+            erased = self.retention.erase(chat, actor="visitor", origin="web", source=self.client_address(request))
         except Refused as e:
             raise ApiError(409, e.error, e.message)
         if self.on_erased:
@@ -362,6 +396,9 @@ class VisitorApi:
         client_id = request.query.get("client_id", "")
         if not client_id or len(client_id) > MAX_CLIENT_ID:
             raise ApiError(400, "bad_request", "'client_id' (query) must be a non-empty string, unique per message.")
+        if refusal := self.upload_limit.take(self.client_address(request)):     # before a byte of the file is read
+            raise self._limited(self.upload_limit, refusal, "Too many files are being sent right now; please "
+                                "send this one again in a few minutes.")
         limit = self.max_attachment
         try:
             data = await client_input.read_body(request, limit)      # to its end: read(n) stops at the buffer
@@ -459,7 +496,7 @@ class VisitorApi:
         # (or an agency's, for the widget) must not open a citizen's chat.
         if origin is not None and origin not in self.allowed_origins:
             raise ApiError(403, "origin_not_allowed", "This site may not open the chat.")
-        address = client_address(request)
+        address = self.client_address(request)
         if not self.socket_counts.open(address):
             metrics.visitor_refused("too_many_connections")
             e = ApiError(429, "too_many_connections", "Too many open chat connections from this address; "

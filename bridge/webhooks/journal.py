@@ -36,6 +36,11 @@ class AnnouncingJournal:
               origin: str | None = None, **details: Any) -> None:
         self.inner.audit(action, actor, outcome, target=target, origin=origin, **details)
 
+    def refused(self, action: str, actor: str, outcome: str = "refused", *, source: str | None,
+                target: str | None = None, origin: str | None = None, reason: str, **details: Any) -> None:
+        self.inner.refused(action, actor, outcome, source=source, target=target, origin=origin, reason=reason,
+                           **details)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)        # whatever else the records journal offers
 

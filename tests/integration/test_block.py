@@ -48,6 +48,10 @@ async def test_block_ends_the_chat_refuses_that_source_only_and_unblock_lifts_it
         status, data, again = await try_create(matrix_env, BLOCKED)
         made.append(again)
         assert status == 403 and data["error"] == "blocked" and data["message"], data
+        # The refused attempt is on record by the source's salted hash, never its address.
+        refused = [e for e in audit_entries(matrix_env.db_path, "chat.create") if e["target"] == citizen.chat_id]
+        assert len(refused) == 1 and refused[0]["outcome"] == "refused", refused
+        assert '"reason": "blocked"' in refused[0]["details"] and BLOCKED not in str(refused[0])
         status, data, other = await try_create(matrix_env, OTHER)
         made.append(other)
         assert status == 201, data

@@ -2,13 +2,13 @@
 the socket open, and nothing for the bridge's last-resort handlers (no traceback in its log)."""
 from __future__ import annotations
 
-import sqlite3
 import uuid
 
 import aiohttp
 import pytest
 
 from tests.conftest import MatrixEnv
+from tests.support.bridge_db import rows
 from tests.integration.test_appservice import _as_base, _hs_token
 from tests.support.visitor import Visitor
 
@@ -23,11 +23,7 @@ def _error(body, code: str) -> bool:
 
 
 def _rows(env: MatrixEnv, sql: str, args: list) -> list[tuple]:
-    conn = sqlite3.connect(f"file:{env.db_path}?mode=ro", uri=True)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
+    return rows(env.db_path, sql, args)
 
 
 def _chat_count(env: MatrixEnv) -> int:

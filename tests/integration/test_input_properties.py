@@ -6,7 +6,6 @@ Derandomized with no example database, so every run (and CI) tries the same inpu
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -18,6 +17,7 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from tests.conftest import MatrixEnv
+from tests.support.bridge_db import rows
 from tests.integration.test_hostile_input import quiet_log  # noqa: F401  (fixture)
 from tests.support.visitor import Visitor
 
@@ -53,11 +53,7 @@ segment = text.map(lambda t: quote(t.encode("utf-8", "surrogatepass"), safe=""))
 
 
 def _rows(env: MatrixEnv, sql: str, args: list) -> list[tuple]:
-    conn = sqlite3.connect(f"file:{env.db_path}?mode=ro", uri=True)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
+    return rows(env.db_path, sql, args)
 
 
 def _visitor_messages(env: MatrixEnv, chat_id: str) -> tuple[int, int]:

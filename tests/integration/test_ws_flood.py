@@ -7,7 +7,6 @@ import asyncio
 import json
 import math
 import re
-import sqlite3
 import time
 import uuid
 
@@ -15,7 +14,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import MatrixEnv
-from tests.support.bridge_db import room_of
+from tests.support.bridge_db import room_of, rows
 from tests.support.visitor import Visitor
 from tests.support.waiting import until
 
@@ -26,11 +25,7 @@ PER_ADDRESS = 50               # web.max_sockets_per_address default
 
 
 def _rows(env: MatrixEnv, sql: str, args: list) -> list[tuple]:
-    conn = sqlite3.connect(f"file:{env.db_path}?mode=ro", uri=True)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
+    return rows(env.db_path, sql, args)
 
 
 async def _metric(env: MatrixEnv, name: str) -> float:

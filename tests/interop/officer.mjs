@@ -5,11 +5,17 @@
 //   node officer.mjs --homeserver http://127.0.0.1:PORT --user @name:server --password PW
 //                    [--log-level trace|debug|info|warn|error|silent]   (default info)
 //                    [--initial-device-display-name NAME]               (default interop-officer)
+//                    [--hold-after-login]
+//        log in (the homeserver now has the new device), report "logged_in", and start the client
+//        (crypto, key upload, sync) only on {"cmd":"resume"}: a test can then make something happen
+//        between the sign-in and the moment the device's keys exist, as happens while Element starts.
 //
 // Only the given homeserver is ever contacted (fetch refuses any other origin). Fresh login,
 // in-memory crypto store: every run is a new device.
 //
 // stdout: one JSON object per line and nothing else; all logging goes to stderr.
+//   {"event":"logged_in","user_id","device_id"}
+//        (--hold-after-login only) the device exists, its keys are not uploaded, nothing syncs yet
 //   {"event":"ready","user_id","device_id"}
 //        first sync done, Rust crypto initialised, our device keys visible on the homeserver
 //   {"event":"joined","room_id"}
@@ -38,6 +44,7 @@
 //        Element's timeline does when device info arrives (a message can decrypt before that, and
 //        then reads UNKNOWN_DEVICE for a moment); answers
 //        {"event":"shield","ref","event_id","shield_colour","shield_reason","sender_device_id"}
+//   {"cmd":"resume"}                        (--hold-after-login) go on with the start-up
 //   {"cmd":"stop"}                          stop the client and exit 0; EOF on stdin and SIGTERM too
 
 import { parseArgs } from "node:util";
@@ -62,6 +69,7 @@ try {
             password: { type: "string" },
             "log-level": { type: "string", default: "info" },
             "initial-device-display-name": { type: "string", default: "interop-officer" },
+            "hold-after-login": { type: "boolean", default: false },
         },
         strict: true,
     }));
@@ -296,7 +304,24 @@ async function joinRoom(roomId) {
 function markJoined(roomId) {
     if (stopping || joinedRooms.has(roomId)) return;
     joinedRooms.add(roomId);
-    emit({ event: "joined", room_id: roomId });
+    void announceJoined(roomId);
+}
+
+// "joined" means what it means to a person in Element: the room is in the client, and if it is
+// encrypted the crypto has taken its encryption settings, so a message can be sent at once. (The
+// join request returns before the sync brings the room's state; sending then fails with "Cannot
+// encrypt event in unconfigured room".)
+async function announceJoined(roomId) {
+    const deadline = Date.now() + 60_000;
+    while (!stopping && Date.now() < deadline) {
+        const room = client.getRoom(roomId);
+        if (room && room.getMyMembership() === KnownMembership.Join) {
+            const encrypted = room.currentState.getStateEvents("m.room.encryption", "");
+            if (!encrypted || await client.getCrypto().isEncryptionEnabledInRoom(roomId)) break;
+        }
+        await sleep(100);
+    }
+    if (!stopping) emit({ event: "joined", room_id: roomId });
 }
 
 function onMyMembership(room, membership) {
@@ -389,10 +414,20 @@ async function shutdown(code) {
 const rl = createInterface({ input: process.stdin, terminal: false });
 const commandQueue = [];
 let commandsEnabled = false;
+let resumeStartUp = null; // set while held after login (--hold-after-login)
 rl.on("line", (line) => {
     if (commandsEnabled) void handleCommand(line);
+    else if (resumeStartUp && isResume(line)) resumeStartUp();
     else commandQueue.push(line);
 });
+
+function isResume(line) {
+    try {
+        return JSON.parse(line)?.cmd === "resume";
+    } catch {
+        return false;
+    }
+}
 rl.on("close", () => void shutdown(0));
 process.on("SIGTERM", () => void shutdown(0));
 process.on("SIGINT", () => void shutdown(0));
@@ -410,6 +445,13 @@ async function main() {
     });
     loginClient.stopClient();
     log(`logged in as ${login.user_id} device ${login.device_id} (${Date.now() - t0} ms)`);
+    if (args["hold-after-login"]) {
+        const resumed = new Promise((resolve) => (resumeStartUp = resolve));
+        emit({ event: "logged_in", user_id: login.user_id, device_id: login.device_id });
+        await resumed;
+        resumeStartUp = null;
+        log(`resumed after login (${Date.now() - t0} ms)`);
+    }
 
     client = sdk.createClient({
         baseUrl: homeserverUrl,

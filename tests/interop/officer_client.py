@@ -9,6 +9,14 @@ protocol (see the header of ``officer.mjs``)::
         assert msg["shield_colour"] == SHIELD_NONE
         event_id = await officer.send(room_id, "Hello, this is the police")
 
+A new device whose sign-in a test wants to get ahead of (keys not uploaded yet, as while
+Element starts)::
+
+    officer = JsOfficer(hs_url, user, "pw", hold_after_login=True)
+    await officer.start()          # returns at "logged_in": the device exists, without keys
+    ...                            # something happens meanwhile
+    await officer.resume()         # crypto, key upload, first sync; returns "ready"
+
 All waits are on events the process reports, with generous deadlines; nothing sleeps blindly.
 Requires ``node`` (20+) and ``tests/interop/node_modules`` (``npm ci`` in tests/interop).
 """
@@ -90,6 +98,7 @@ class JsOfficer:
         log_level: str = "info",
         stderr_path: Path | str | None = None,
         node: str | None = None,
+        hold_after_login: bool = False,
     ) -> None:
         self.homeserver = homeserver
         self.user = user
@@ -97,6 +106,7 @@ class JsOfficer:
         self.log_level = log_level
         self.stderr_path = Path(stderr_path) if stderr_path else None
         self.node = node
+        self.hold_after_login = hold_after_login
         #: every protocol event received so far, in order
         self.events: list[Event] = []
         self.user_id: str | None = None
@@ -111,7 +121,8 @@ class JsOfficer:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, timeout: float = 180) -> Event:
-        """Start the process and wait for its ``ready`` event (returned)."""
+        """Start the process and wait for its ``ready`` event (returned); with ``hold_after_login``, for
+        its ``logged_in`` event (``resume()`` then finishes the start-up)."""
         if self._proc is not None:
             raise JsOfficerError("already started")
         problem = prerequisites_missing()
@@ -129,6 +140,7 @@ class JsOfficer:
             self.password,
             "--log-level",
             self.log_level,
+            *(["--hold-after-login"] if self.hold_after_login else []),
             cwd=str(INTEROP_DIR),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -140,14 +152,20 @@ class JsOfficer:
             asyncio.create_task(self._read_stdout(), name=f"officer-{self.pid}-stdout"),
             asyncio.create_task(self._read_stderr(), name=f"officer-{self.pid}-stderr"),
         ]
+        awaited = "logged_in" if self.hold_after_login else "ready"
         try:
-            ready = await self.wait_for(lambda e: e["event"] == "ready", timeout)
+            first = await self.wait_for(lambda e: e["event"] == awaited, timeout)
         except BaseException:
             await self.stop()
             raise
-        self.user_id = ready["user_id"]
-        self.device_id = ready["device_id"]
-        return ready
+        self.user_id = first["user_id"]
+        self.device_id = first["device_id"]
+        return first
+
+    async def resume(self, timeout: float = 180) -> Event:
+        """Go on after ``logged_in`` (``hold_after_login``): crypto, key upload, first sync; returns ``ready``."""
+        await self._command({"cmd": "resume"})
+        return await self.wait_for(lambda e: e["event"] == "ready", timeout)
 
     async def stop(self, timeout: float = 20) -> int | None:
         """Ask the process to stop, wait for it, kill its PID if it does not exit in time."""

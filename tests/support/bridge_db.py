@@ -18,6 +18,15 @@ async def room_of(db_path: Path, chat_id: str, timeout: float = 30) -> str:
     return await until(look, timeout, f"room of chat {chat_id}")
 
 
+def rows(db_path: Path, sql: str, args: list | tuple = ()) -> list[tuple]:
+    """Any read-only query on the bridge's store (for counts a test checks before and after)."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql, list(args)).fetchall()
+    finally:
+        conn.close()
+
+
 def has_room(db_path: Path, chat_id: str) -> bool:
     """Whether the bridge has given the chat a puppet or a Matrix room yet (read now, no waiting)."""
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
@@ -91,3 +100,15 @@ def claimed_by(db_path: Path, chat_id: str) -> str | None:
     finally:
         conn.close()
     return row[0] if row else None
+
+
+async def dispatch_notice_of(db_path: Path, chat_id: str, timeout: float = 60) -> str:
+    """The event ID of the chat's dispatch notice, once the bridge has sent it."""
+    def look() -> str | None:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT dispatch_event_id FROM chats WHERE id = ?", [chat_id]).fetchone()
+        finally:
+            conn.close()
+        return row[0] if row and row[0] else None
+    return await until(look, timeout, f"dispatch notice of chat {chat_id}")

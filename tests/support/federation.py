@@ -22,6 +22,7 @@ import yaml
 from bridge.localhs import LocalSynapse, free_port
 
 from .bridge_process import BridgeProcess
+from .limited import LOOSE_LIMITS
 from .officer import NioOfficer, Received
 from .visitor import Visitor
 
@@ -80,6 +81,7 @@ def _bridge_config(dir: Path, a: LocalSynapse, b: LocalSynapse) -> Path:
         "metrics": {"port": metrics_port},
         "crypto": {"pickle_key": "placeholder", "undecryptable_wait_seconds": 120},
         "chats": {"puppet_pool_size": 1},
+        "limits": LOOSE_LIMITS,         # its citizens all come from 127.0.0.1 (the limits: tests/support/limited.py)
         "federation": {"allowed_servers": [b.server_name]},
         "routing": {"transfer_first_officer": TRANSFER_FIRST_OFFICER},
         "agencies": [{"id": "central", "name": "Central Police", "officers": [a.user_id("officer1")]},

@@ -44,9 +44,14 @@ class NioOfficer:
         self.auto_claim: Callable[[int], bool] = lambda number: False
         self.claims: list[asyncio.Task] = []
 
-    async def start(self) -> None:
+    async def sign_in(self) -> None:
+        """Log in only: from now on the homeserver has the device, without its keys (``start`` uploads them)."""
         resp = await self.client.login(self.password, device_name="test officer")
         assert isinstance(resp, nio.LoginResponse), resp
+
+    async def start(self) -> None:
+        if not self.client.logged_in:
+            await self.sign_in()
         if self.client.should_upload_keys:
             await self.client.keys_upload()
         self.client.add_event_callback(self._on_invite, nio.InviteMemberEvent)

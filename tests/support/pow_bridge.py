@@ -20,6 +20,7 @@ import yaml
 from bridge.localhs import free_port
 
 from .bridge_process import BridgeProcess
+from .limited import LOOSE_LIMITS
 
 ROOT = Path(__file__).parents[2]
 POW_HOST = "127.0.0.2"          # the agency site that embeds this bridge's widget
@@ -65,6 +66,7 @@ def prepare(dir: Path, hs_url: str, server: str) -> tuple[Path, Path]:
         "crypto": {"pickle_key": "placeholder"},
         "chats": {"puppet_pool_size": 0, "max_waiting_per_agency": 0},
         "proof_of_work": POW,
+        "limits": LOOSE_LIMITS,         # its tests start their chats from 127.0.0.1 (limits: limited.py)
         "agencies": [{"id": "powdesk", "name": "Pow Desk Police", "officers": [officer],
                       "max_chats_per_officer": 1000},
                      {"id": "powfull", "name": "Small Queue Police", "officers": [officer], "max_waiting_chats": 1}],

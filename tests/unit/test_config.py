@@ -431,3 +431,48 @@ def test_queue_cap_and_abandonment_per_agency_fall_back_to_the_global_keys(tmp_p
     raw["chats"] = {}
     raw["site"] = {"phone_number": "call us"}
     assert refused(raw).startswith("site.phone_number:")
+
+
+@pytest.mark.parametrize("value, expected", [
+    ({"burst": 5}, "limits.chats_per_address: expected {burst"),
+    ({"burst": 5, "per_hour": 20, "per_day": 1}, "limits.chats_per_address: expected {burst"),
+    ({"burst": 0, "per_hour": 20}, "limits.chats_per_address.burst: expected a whole number of at least 1"),
+    ({"burst": 2.5, "per_hour": 20}, "limits.chats_per_address.burst"),
+    ({"burst": 5, "per_hour": 0}, "limits.chats_per_address.per_hour: expected a number greater than 0"),
+    ({"burst": 5, "per_hour": "many"}, "limits.chats_per_address.per_hour"),
+    ("5 an hour", "limits.chats_per_address: expected {burst"),
+])
+def test_a_bad_rate_names_its_key(value: Any, expected: str):
+    raw = good()
+    raw.setdefault("limits", {})["chats_per_address"] = value
+    assert expected in refused(raw)
+
+
+def test_rates_are_token_bucket_rates_and_can_come_from_the_environment():
+    config = load(good(), {"PRECINCT_LIMITS__UPLOADS_OVERALL": "{burst: 7, per_hour: 70}"})
+    assert config.rate("limits.uploads_overall").burst == 7
+    assert config.rate("limits.uploads_overall").per_second == pytest.approx(70 / 3600)
+    assert config.rate("limits.chats_per_address").burst == 5
+
+
+@pytest.mark.parametrize("value, expected", [
+    (["10.0.0.0/8", "not-an-address"], "web.trusted_proxies: 'not-an-address' is not an IP address"),
+    ("10.0.0.1", "web.trusted_proxies: expected a list"),
+    (["10.0.0.0/33"], "web.trusted_proxies: '10.0.0.0/33'"),
+])
+def test_bad_trusted_proxies_name_the_key(value: Any, expected: str):
+    raw = good()
+    raw["web"]["trusted_proxies"] = value
+    assert expected in refused(raw)
+
+
+def test_trusted_proxies_take_addresses_and_ranges_of_both_families():
+    raw = good()
+    raw["web"]["trusted_proxies"] = ["127.0.0.1", "10.0.0.0/8", "::1", "2001:db8::/32"]
+    assert load(raw).get("web.trusted_proxies") == ["127.0.0.1", "10.0.0.0/8", "::1", "2001:db8::/32"]
+
+
+def test_the_refusal_window_is_bounded():
+    raw = good()
+    raw["records"]["refusal_window_seconds"] = 0
+    assert "records.refusal_window_seconds: must be between 1 and 86400" in refused(raw)

@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bridge.console.auth import ConsoleAuth
 from bridge.console.reports_web import ReportsWeb
 from bridge.console.web import COOKIE, ConsoleWeb
+from bridge.limits import Limit, Rate
 from bridge.records import Records
 from bridge.records.retention import Retention
 from bridge.store import Store
@@ -21,14 +22,15 @@ SERGEANT, OUTSIDER = "@sergeant:police.example", "@inspector:elsewhere.example"
 
 
 class Env:
-    def __init__(self, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, tmp_path, sign_in_limit: Limit | None = None) -> None:  # type: ignore[no-untyped-def]
         self.config = example_config(tmp_path)
         self.store = Store.open(tmp_path / "precinct.db")
         self.records = Records.open(self.config, self.store)
         self.clock = [1_800_000_000.0]
         supervisors = {SERGEANT: ("central",), OUTSIDER: ("elsewhere",)}
         self.auth = ConsoleAuth(self.store, self.records, lambda u: supervisors.get(u, ()),
-                                self.config.get("web.public_url"), clock=lambda: self.clock[0])
+                                self.config.get("web.public_url"), clock=lambda: self.clock[0],
+                                sign_in_limit=sign_in_limit)
         self.console = ConsoleWeb(self.config, self.store, self.auth, self.records,
                                   Retention(self.config, self.store, self.records), "@precinct:police.example")
         ReportsWeb(self.console)
@@ -43,15 +45,18 @@ class Env:
         return [e for e in self.records.trail.entries() if e["action"] == action]
 
 
+async def serve(env: Env) -> Env:
+    visitor_api = VisitorApi(env.config, env.store, chats=None)  # type: ignore[arg-type]
+    env.client = TestClient(TestServer(public_app(visitor_api, env.console.app(), durable=env.store.db.durable)))
+    await env.client.start_server()
+    return env
+
+
 @pytest.fixture
 async def env(tmp_path):
-    env = Env(tmp_path)
-    visitor_api = VisitorApi(env.config, env.store, chats=None)  # type: ignore[arg-type]
-    client = TestClient(TestServer(public_app(visitor_api, env.console.app(), durable=env.store.db.durable)))
-    await client.start_server()
-    env.client = client
+    env = await serve(Env(tmp_path))
     yield env
-    await client.close()
+    await env.client.close()
     env.store.close()
 
 
@@ -230,3 +235,43 @@ async def test_reports_page_and_csv_for_a_period(env):
     assert (await env.client.get("/console/reports", params={"from": "2020-01-01", "to": today})).status == 400
     assert [a["action"] for a in env.audits("report.viewed")] == ["report.viewed"] * 2
     assert len(env.audits("report.exported")) == 1
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_too_many_sign_in_attempts_get_a_clear_429_page_and_leave_the_link_unspent(tmp_path):
+    clock = Clock()
+    env = await serve(Env(tmp_path, Limit("console_sign_ins", Rate(3, 60), Rate(100, 3600), clock)))
+    try:
+        url = env.auth.issue_sign_in_link(SERGEANT, "test")
+        token = parse_qs(urlsplit(url).query)["token"][0]
+        page = await (await env.client.get(f"/console/sign-in?token={token}")).text()
+        for i in range(3):                                        # bogus links: refused one by one
+            r = await env.client.post("/console/sign-in", data={"token": f"bogus-{i}", "csrf": csrf_of(page)},
+                                      allow_redirects=False)
+            assert r.status == 403
+        r = await env.client.post("/console/sign-in", data={"token": token, "csrf": csrf_of(page)},
+                                  allow_redirects=False)
+        text = await r.text()
+        assert r.status == 429 and r.headers["Retry-After"] == "60" and COOKIE not in r.cookies
+        assert "Too many sign-in attempts" in text and "open it again in 1 minute" in text
+        assert r.headers["Content-Security-Policy"].startswith("default-src 'none'")    # a console page as any other
+        # On record: the failed ones (the first at once, the repeats when the window ends) and the refusal.
+        assert [(a["outcome"], a["details"]["reason"]) for a in env.audits("console.sign_in")] == [
+            ("failed", "unknown"), ("refused", "console_sign_ins_per_address")]
+        clock.now += 60                                           # the link was not spent: it still works
+        r = await env.client.post("/console/sign-in", data={"token": token, "csrf": csrf_of(page)},
+                                  allow_redirects=False)
+        assert r.status == 303 and COOKIE in r.cookies
+        env.records.refusals.flush(everything=True)
+        repeats = [a["details"].get("repeats") for a in env.audits("console.sign_in") if a["outcome"] == "failed"]
+        assert repeats == [None, 2]
+    finally:
+        await env.client.close()
+        env.store.close()

@@ -1,6 +1,6 @@
-"""Both refusal paths of chat creation raise the proof of work (the visitor API with a real store and chat
+"""Every refusal path of chat creation raises the proof of work (the visitor API with a real store and chat
 service, no homeserver: a chat is a row until its first message): a blocked source (403) and a full
-queue (503). A request refused for its proof does not."""
+queue (503) and a rate-limited source (429). A request refused for its proof does not."""
 from __future__ import annotations
 
 import aiohttp
@@ -65,6 +65,21 @@ async def test_a_full_queue_raises_the_difficulty(tmp_path):
             status, body = await _create(http, server, gate)
             assert (status, body["error"]) == (503, "busy")
             assert gate.difficulty() == 5
+    finally:
+        await server.close()
+        store.close()
+
+
+async def test_a_rate_limited_creation_raises_the_difficulty(tmp_path):
+    server, store, chats, gate = await _server(tmp_path, **{"limits.chats_per_address": {"burst": 2, "per_hour": 1}})
+    try:
+        async with aiohttp.ClientSession() as http:
+            assert [(await _create(http, server, gate))[0] for _ in range(2)] == [201, 201]
+            assert gate.difficulty() == 4
+            for expected_bits in (5, 6):
+                status, body = await _create(http, server, gate)
+                assert (status, body["error"]) == (429, "rate_limited")
+                assert gate.difficulty() == expected_bits
     finally:
         await server.close()
         store.close()

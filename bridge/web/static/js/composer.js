@@ -159,7 +159,8 @@ export function showOfficerTyping(active) {
 // ---- attachments ----------------------------------------------------------------------------------
 
 const UPLOAD_ERRORS = { file_too_large: "attach.too_large", unsupported_type: "attach.bad_type",
-                        chat_closed: "msg.failed_closed", not_ready: "attach.not_ready" };
+                        chat_closed: "msg.failed_closed", not_ready: "attach.not_ready",
+                        rate_limited: "attach.rate_limited" };
 
 export function sendFile(file) {
   const session = app.session;

@@ -240,6 +240,10 @@ function startChat(event) {
       // The queue is full: nothing was created; the page offers the phone instead.
       const phone = app.site.phone_number;
       say(ui.startError, phone ? "start.busy_phone" : "start.busy", { number: number, phone: phone });
+    } else if (err.message === "rate_limited") {
+      // Too many new chats (from this connection, or from everyone): nothing was created.
+      const phone = app.site.phone_number;
+      say(ui.startError, phone ? "start.rate_limited_phone" : "start.rate_limited", { number: number, phone: phone });
     } else if (err.message === "pow_unsupported") {
       say(ui.startError, "start.prepare_failed", { number: number });
     } else {

@@ -121,13 +121,15 @@ export function sendOfflineMessage(event) {
     credentials: "omit", cache: "no-store"
   }).then(function (response) {
     return response.json().catch(function () { return {}; }).then(function (data) {
-      if (!response.ok || data.ticket === undefined) { throw new Error(String(response.status)); }
+      if (!response.ok || data.ticket === undefined) { throw new Error(data.error || String(response.status)); }
       ui.offlineMessage.value = "";
       say(ui.offlineDone, "offline.sent", { ticket: String(data.ticket) });
       ui.offlineDone.focus();
     });
-  }).catch(function () {
-    say(ui.offlineError, "offline.failed", { number: app.site.emergency_number });
+  }).catch(function (err) {
+    // Kept in the form either way, so the citizen can send it again later.
+    const key = err && err.message === "rate_limited" ? "offline.rate_limited" : "offline.failed";
+    say(ui.offlineError, key, { number: app.site.emergency_number });
   }).then(function () { ui.offlineButton.disabled = false; });
 }
 

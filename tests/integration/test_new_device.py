@@ -1,0 +1,68 @@
+"""A new officer device reads the queue (issue 10): the dispatch notices sent after the sign-in decrypt.
+
+Element signs in (the homeserver now has the device) and only then starts its crypto and uploads
+the device's keys. A notice the bot sends in between is encrypted for the devices it can see, which
+do not include the new one. The bot hears of the device a moment later (a device-list change in an
+appservice transaction); it must then give that device the key of the notice it just sent, or the
+notice stays undecryptable there for good (its later edits, under a new key, would decrypt).
+"""
+from __future__ import annotations
+
+from tests.conftest import PASSWORD, SERVER, MatrixEnv
+from tests.interop.officer_client import JsOfficer, prerequisites_missing
+from tests.support.bridge_db import dispatch_notice_of, dispatch_room_of
+from tests.support.officer import NioOfficer
+from tests.support.waiting import until
+
+
+async def test_notice_sent_between_sign_in_and_device_keys_decrypts_on_the_new_device(matrix_env: MatrixEnv,
+                                                                                     visitors, bridge_log):
+    missing = prerequisites_missing()
+    assert missing is None, missing
+    user = matrix_env.officer_id("interop")
+    dispatch = await dispatch_room_of(matrix_env.db_path, "interop")
+    # The officer already works here from another device (the desk PC), so is a member of the room.
+    desk = JsOfficer(matrix_env.synapse.url, user, PASSWORD)
+    laptop = JsOfficer(matrix_env.synapse.url, user, PASSWORD, hold_after_login=True)
+    try:
+        await desk.start()
+        await desk.wait_for(lambda e: e["event"] == "joined" and e["room_id"] == dispatch, timeout=90)
+        await desk.stop()
+        await laptop.start()                   # signed in: the device exists, its keys are not uploaded yet
+        first = visitors()
+        created = await first.create(topic="interop")
+        notice = await dispatch_notice_of(matrix_env.db_path, first.chat_id)   # sent before the keys exist
+        await laptop.resume()                  # Element's crypto starts: keys uploaded, first sync
+        got = await laptop.wait_for(lambda e: e["event"] == "message" and e["event_id"] == notice, timeout=90)
+        assert f"Chat {created['number']} ·" in got["body"]
+        # A chat queued just after the device became visible: its notice decrypts too.
+        second = visitors()
+        created = await second.create(topic="interop")
+        notice = await dispatch_notice_of(matrix_env.db_path, second.chat_id)
+        got = await laptop.wait_for(lambda e: e["event"] == "message" and e["event_id"] == notice, timeout=90)
+        assert f"Chat {created['number']} ·" in got["body"]
+    finally:
+        await desk.stop()
+        await laptop.stop()
+
+
+async def test_bot_reply_in_a_direct_room_decrypts_on_a_device_signed_in_just_before(matrix_env: MatrixEnv, officer_of,
+                                                                                   tmp_path, bridge_log):
+    """The same for the bot's direct rooms, with nio officers (Element-like, on matrix-nio)."""
+    bot = f"@precinct:{SERVER}"
+    desk = await officer_of("nightshift", auto_claim=False)
+    laptop = NioOfficer(matrix_env.synapse.url, matrix_env.officer_id("nightshift"), PASSWORD, tmp_path / "laptop")
+    try:
+        room = await desk.create_room_with(bot)
+
+        def from_bot() -> list:
+            return [m for m in desk.messages if m.room_id == room and m.sender == bot]
+        await until(from_bot, 60, "the bot's greeting in the direct room")
+        await laptop.sign_in()                 # the device exists, its keys are not uploaded yet
+        await desk.send(room, "!help")
+        reply = (await until(lambda: from_bot()[1:], 60, "the bot's answer to !help"))[0]
+        await laptop.start()                   # keys uploaded, first sync
+        got = await laptop.wait_message(lambda m: m.event_id == reply.event_id, 60, "the answer on the new device")
+        assert got.body == reply.body
+    finally:
+        await laptop.stop()

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/abuse.py [--requests 1000] [--addresses 10] [--in-flight 50]
                                     [--message-frames 2000] [--typing-frames 20000] [--keep]
+                                    [--scenarios chats,messages,typing] [--stored-flood] [--busy-disk] [--quick]
 
 Run from the repository root.  It starts its own Synapse (bridge/localhs.py) and the real
 bridge process on free loopback ports in a temporary directory, configured as the integration
@@ -26,8 +27,15 @@ refuses); every 10 s stays within ``limits.chats_overall``'s refill, so a legiti
 means the floods used up the overall bucket.  The chat floods come from 127.0.0.50 and
 127.0.0.60 …; each WebSocket flooder starts its chat from an address of its own.  The floor is the same ``/health`` poll and the same
 legitimate open on the idle bridge, measured first in the same run; the table prints
-each flood's figures and their ratio to that floor.  Nothing is asserted: the exit status
-is 0 unless set-up fails.
+each flood's figures and their ratio to that floor.  For the message flood it also prints the
+frames answered (acks and refusals) per second, from the first frame sent to the last answer.
+
+``--scenarios`` runs only some floods (the floor always runs first).  ``--stored-flood`` lifts the
+per-chat message rate (``web.chat_message_burst`` above the frame count) so that every frame of
+the message flood is stored and acknowledged: one commit per frame, the store's worst case.
+``--busy-disk`` runs bench/commit.py's disk neighbour (4 MiB writes + fdatasync, over and over, in the
+run directory) during every scenario, the floor included, as a homeserver database sharing the disk
+would.  Nothing is asserted: the exit status is 0 unless set-up fails.
 """
 from __future__ import annotations
 
@@ -36,9 +44,11 @@ import asyncio
 import importlib.util
 import json
 import logging
+import os
 import shutil
 import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -99,6 +109,8 @@ class Flood:
     before: Snapshot | None = None
     after: Snapshot | None = None
     typing_calls: int | None = None
+    acks: int = 0
+    answer_seconds: float = 0.0      # first frame sent → last ack or refusal received
 
 
 class Bench:
@@ -135,7 +147,8 @@ class Bench:
         return last
 
     async def snapshot(self) -> Snapshot:
-        requests = await self._settled_log_count("Processed request")
+        requests = (self._log_lines("Processed request") if self.args.quick      # as far as Synapse has logged
+                    else await self._settled_log_count("Processed request"))
         return Snapshot(round((rss_kb(self.bridge.pid) or 0) / 1024, 1),
                         self._synapse_count("SELECT count(*) FROM users"),
                         self._synapse_count("SELECT count(*) FROM rooms"), requests)
@@ -201,6 +214,12 @@ class Bench:
     async def measured(self, flood: Flood, attack) -> Flood:  # type: ignore[no-untyped-def]
         """Run ``attack(flood)`` with the health probe and the legitimate citizen alongside."""
         flood.before = await self.snapshot()
+        neighbour = None
+        if self.args.busy_disk:
+            folder = self.db_path.parent / f"neighbour-{time.monotonic_ns()}"
+            folder.mkdir()
+            neighbour = subprocess.Popen([sys.executable, str(ROOT / "bench" / "commit.py"), "--busy-disk-child",
+                                          "--dir", str(folder)], cwd=ROOT)
         stop = asyncio.Event()
         probes = [asyncio.create_task(self.health_loop(flood, stop)), asyncio.create_task(self.legit_loop(flood, stop))]
         t0 = time.monotonic()
@@ -211,13 +230,20 @@ class Bench:
         flood.seconds = time.monotonic() - t0
         stop.set()
         await asyncio.gather(*probes, return_exceptions=True)
+        if neighbour is not None:
+            (folder / "stop").touch()
+            try:
+                neighbour.wait(60)
+            except subprocess.TimeoutExpired:
+                neighbour.kill()
+                neighbour.wait()
         flood.after = await self.snapshot()
         log(f"{flood.name}: {dict(flood.outcomes)} in {flood.seconds:.1f} s")
         return flood
 
     # ---- the floods ------------------------------------------------------------------------------
     async def idle(self, flood: Flood) -> None:
-        await asyncio.sleep(10)          # the floor: the probes run against an idle bridge
+        await asyncio.sleep(3 if self.args.quick else 10)      # the floor: the probes against an idle bridge
 
     async def _post_chats(self, flood: Flood, hosts: list[str]) -> None:
         per_host = [session(h, self.args.in_flight) for h in hosts]
@@ -272,13 +298,18 @@ class Bench:
                 await ws.send_json({"type": "message", "client_id": "hello", "body": "hello"})
                 await room_of(self.db_path, chat["chat_id"], timeout=60)
 
+                last_answer = [0.0]
+
                 async def read() -> None:
                     async for msg in ws:
                         if msg.type == aiohttp.WSMsgType.TEXT:
                             f = json.loads(msg.data)
                             if f.get("type") in ("ack", "error"):
                                 flood.outcomes[f.get("type") + (f" {f['error']}" if "error" in f else "")] += 1
+                                flood.acks += f.get("type") == "ack" and f.get("client_id") != "hello"
+                                last_answer[0] = time.monotonic()
                 reader = asyncio.create_task(read())
+                first_sent = time.monotonic()
                 for i in range(frames):
                     try:
                         await ws.send_str(json.dumps(frame(i)))
@@ -292,6 +323,8 @@ class Bench:
                 while sum(n for k, n in flood.outcomes.items() if k.startswith(("ack", "error"))) < wanted \
                         and time.monotonic() < t_end and not reader.done():
                     await asyncio.sleep(0.2)
+                if last_answer[0]:
+                    flood.answer_seconds = last_answer[0] - first_sent
                 await ws.close()
                 await asyncio.gather(reader, return_exceptions=True)
             await self.close_chat(http, chat["chat_id"], chat["token"])
@@ -316,7 +349,8 @@ def report(floods: list[Flood], args: argparse.Namespace, summary: list[str]) ->
     f_h50, f_h99, f_legit = pct(floor.health_ms, 50), pct(floor.health_ms, 99), pct(floor.legit_ms, 50)
     out = [f"Precinct abuse benchmark — {time.strftime('%Y-%m-%d %H:%M')}; {args.requests} chat requests "
            f"({args.in_flight} in flight), {args.addresses} addresses, {args.message_frames} message frames, "
-           f"{args.typing_frames} typing frames", ""]
+           f"{args.typing_frames} typing frames{'; busy disk' if args.busy_disk else ''}; "
+           f"load average {os.getloadavg()[0]:.1f}", ""]
     out.append(f"{'scenario':<26} {'sent':>6} {'s':>6}  {'/health p50 / p99 ms':>24}  {'legit open p50 ms':>20}  "
                f"{'bridge RSS MB':>14}  {'HS users':>9} {'HS rooms':>9} {'HS requests':>11}")
     for f in floods:
@@ -334,7 +368,10 @@ def report(floods: list[Flood], args: argparse.Namespace, summary: list[str]) ->
         outcome = ", ".join(f"{k}: {n}" for k, n in sorted(f.outcomes.items()))
         out.append(f"{f.name}: {outcome or '—'}; legitimate opens ok {len(f.legit_ms)}, refused/failed "
                    f"{f.legit_failed}; /health failures {f.health_failed}"
-                   + (f"; homeserver typing calls {f.typing_calls}" if f.typing_calls is not None else ""))
+                   + (f"; homeserver typing calls {f.typing_calls}" if f.typing_calls is not None else "")
+                   + (f"; {f.acks} acks, frames answered in {f.answer_seconds:.2f} s = "
+                      f"{sum(n for k, n in f.outcomes.items() if k.startswith(('ack', 'error'))) / f.answer_seconds:.0f}"
+                      f" answers/s, {f.acks / f.answer_seconds:.0f} acks/s" if f.answer_seconds else ""))
     out.append("HS users/rooms include the legitimate citizen's chats (one every "
                f"{LEGIT_EVERY:.0f} s) and the puppet pool's refills.")
     out.append(f"Bridge log: {len(summary)} distinct WARNING/ERROR kinds" + (":" if summary else "."))
@@ -342,22 +379,31 @@ def report(floods: list[Flood], args: argparse.Namespace, summary: list[str]) ->
     print("\n".join(out), flush=True)
 
 
-def stack_config(dir: Path) -> tuple[Any, Any, str]:
+def stack_config(dir: Path, args: argparse.Namespace) -> tuple[Any, Any, str]:
     """The test stack, minus anything the test config loosens: the product's defaults apply."""
     synapse, bridge, url = latency.start_stack(dir, 2)
     config = yaml.safe_load(bridge.config_path.read_text())
     for key in ("limits",):
         config.pop(key, None)
     config["chats"].pop("max_waiting_per_agency", None)     # the product's queue cap applies
+    if args.stored_flood:                                   # every frame of the message flood stored and acked
+        config["web"]["chat_message_burst"] = args.message_frames + 10
     bridge.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     return synapse, bridge, url
 
 
+SCENARIOS = ("chats", "messages", "typing")
+
+
 async def run(bench: Bench, floods: list[Flood]) -> None:
-    for name, attack in [("floor (idle)", bench.idle), ("chat flood, 1 address", bench.chat_flood_one),
-                         (f"chat flood, {bench.args.addresses} addresses", bench.chat_flood_many),
-                         ("message flood, 1 citizen", bench.message_flood),
-                         ("typing flood, 1 citizen", bench.typing_flood)]:
+    stored = " (every frame stored)" if bench.args.stored_flood else ""
+    for key, name, attack in [("floor", "floor (idle)", bench.idle),
+                              ("chats", "chat flood, 1 address", bench.chat_flood_one),
+                              ("chats", f"chat flood, {bench.args.addresses} addresses", bench.chat_flood_many),
+                              ("messages", f"message flood, 1 citizen{stored}", bench.message_flood),
+                              ("typing", "typing flood, 1 citizen", bench.typing_flood)]:
+        if key != "floor" and key not in bench.args.scenarios:
+            continue
         log(f"{name} …")
         floods.append(await bench.measured(Flood(name), attack))
 
@@ -373,8 +419,19 @@ def main() -> int:
     ap.add_argument("--in-flight", type=int, default=50, help="chat requests in flight (default 50)")
     ap.add_argument("--message-frames", type=int, default=2000, help="message frames in the flood (default 2000)")
     ap.add_argument("--typing-frames", type=int, default=20000, help="typing frames in the flood (default 20000)")
+    ap.add_argument("--quick", action="store_true",
+                    help="CI's reduced run: a 3 s floor, homeserver request counts without waiting for Synapse's log")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, databases)")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS),
+                    help=f"floods to run after the floor, comma-separated (default {','.join(SCENARIOS)})")
+    ap.add_argument("--stored-flood", action="store_true",
+                    help="lift the per-chat message rate so every frame of the message flood is stored")
+    ap.add_argument("--busy-disk", action="store_true",
+                    help="a neighbour process keeps the disk busy during every scenario (bench/commit.py)")
     args = ap.parse_args()
+    args.scenarios = {s.strip() for s in args.scenarios.split(",") if s.strip()}
+    if not args.scenarios <= set(SCENARIOS):
+        ap.error(f"--scenarios: choose from {', '.join(SCENARIOS)}")
     if not (1 <= args.addresses <= 30) or min(args.requests, args.in_flight, args.message_frames,
                                                args.typing_frames) < 1 or args.requests > 10_000:
         ap.error("counts must be positive, --requests at most 10000, --addresses from 1 to 30")
@@ -385,7 +442,7 @@ def main() -> int:
     floods: list[Flood] = []
     try:
         log(f"run directory {dir}")
-        synapse, bridge, url = stack_config(dir)
+        synapse, bridge, url = stack_config(dir, args)
         synapse.start()
         bridge.start()
         log(f"Synapse pid {synapse.pid} on {synapse.url}; bridge pid {bridge.pid} on {url}")

@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/records.py [--chats 20] [--entries 200]
 
-Uses a temporary SQLite store (WAL, synchronous=FULL, as the bridge runs) and the real
-``bridge.records`` code. Prints medians and p90s; nothing is asserted.
+Uses a temporary SQLite store (WAL, synchronous=FULL, as the command-line tools run it; the bridge
+itself syncs in a worker thread, see store/db.py) and the real ``bridge.records`` code. Prints
+medians and p90s; nothing is asserted.
 """
 from __future__ import annotations
 

@@ -48,6 +48,7 @@ MAX_FRAME_BYTES = 64 * 1024
 MAX_JSON_BYTES = 64 * 1024
 BUSY_RETRY_AFTER = 60       # seconds a "busy" answer asks the page to wait before trying again
 HISTORY_PAGE = 500          # messages per GET …/messages; "more": true says ask again from the last seq
+REPLIES_PENDING = 256       # answers on one WebSocket waiting for the disk before its next frame is read
 
 
 class _ClientGone(Exception):
@@ -81,7 +82,7 @@ class ApiError(Exception):
 
 def store_unavailable() -> ApiError:
     """The store cannot get anything to disk (store/db.py): nothing is acknowledged; try again later."""
-    e = ApiError(503, "unavailable", "We cannot save anything right now, so this was not sent. Please try again "
+    e = ApiError(503, "store_unavailable", "We cannot save anything right now, so this was not sent. Please try again "
                                      "in a few minutes; in an emergency, call the emergency number.")
     e.retry_after = 60
     return e
@@ -647,29 +648,56 @@ class VisitorApi:
         return last
 
     async def _read_frames(self, ws: web.WebSocketResponse, chat: Chat) -> None:
-        async for msg in ws:
-            # Frames already buffered are handed out without a pause: without this, a flood on one
-            # socket would be served to its end before anyone else (another citizen, /health) gets a turn.
-            await asyncio.sleep(0)
-            if msg.type != WSMsgType.TEXT:
-                if msg.type == WSMsgType.BINARY:
-                    await ws.send_json(ApiError(400, "bad_frame", "Binary frames are not supported.").frame())
+        """Handle the citizen's frames one by one; their answers go back in the same order through
+        ``_answer``, so reading the next frame never waits for the disk (acks of a burst share flushes)."""
+        replies: asyncio.Queue[tuple[dict[str, Any], int | None] | None] = asyncio.Queue(REPLIES_PENDING)
+        answering = asyncio.create_task(self._answer(ws, replies))
+        try:
+            async for msg in ws:
+                # Frames already buffered are handed out without a pause: without this, a flood on one
+                # socket would be served to its end before anyone else (another citizen, /health) gets a turn.
+                await asyncio.sleep(0)
+                if msg.type != WSMsgType.TEXT:
+                    if msg.type == WSMsgType.BINARY:
+                        await replies.put((ApiError(400, "bad_frame", "Binary frames are not supported.").frame(), None))
+                    continue
+                try:
+                    reply = self._client_frame(chat, msg.data)
+                except ApiError as e:
+                    reply = e.frame(), None
+                except Exception:
+                    # A bug, not the client's doing: logged, and the citizen's connection carries on.
+                    log.exception("unexpected error on a frame of chat %s", chat.number)
+                    reply = ApiError(500, "internal_error", "Something went wrong on our side; "
+                                     "please try again.").frame(), None
+                if reply is not None:
+                    await replies.put(reply)           # waits while REPLIES_PENDING answers wait for the disk
+        finally:
+            await replies.put(None)                    # the answers so far still go out, then _answer ends
+            await answering
+
+    async def _answer(self, ws: web.WebSocketResponse,
+                      replies: asyncio.Queue[tuple[dict[str, Any], int | None] | None]) -> None:
+        """Send the answers in order; an ack only once what it acknowledges is on disk (store/db.py).
+        It always drains the queue (even after the socket went away), so the reader never waits on it for ever."""
+        gone = False
+        while (reply := await replies.get()) is not None:
+            frame, mark = reply
+            if mark is not None:
+                try:
+                    await self.store.db.durable(mark)
+                except StoreNotDurable:
+                    frame = {**store_unavailable().frame(), "client_id": frame.get("client_id")}  # logged by the store
+            if gone:
                 continue
             try:
-                await self._client_frame(ws, chat, msg.data)
-            except ApiError as e:
-                await ws.send_json(e.frame())
-            except StoreNotDurable:
-                await ws.send_json(store_unavailable().frame())     # logged once, by the store
-            except (ConnectionResetError, asyncio.CancelledError):
-                raise
-            except Exception:
-                # A bug, not the client's doing: logged, and the citizen's connection carries on.
-                log.exception("unexpected error on a frame of chat %s", chat.number)
-                await ws.send_json(ApiError(500, "internal_error", "Something went wrong on our side; "
-                                            "please try again.").frame())
+                await ws.send_json(frame)
+            except (ConnectionResetError, RuntimeError) as e:
+                log.debug("answer not sent, the socket went away: %s", e)
+                gone = True
 
-    async def _client_frame(self, ws: web.WebSocketResponse, chat: Chat, data: str) -> None:
+    def _client_frame(self, chat: Chat, data: str) -> tuple[dict[str, Any], int | None] | None:
+        """Act on one frame; its answer and, for an ack, the store's mark it must wait for."""
         frame = _parse_json(data, "The frame")
         if not isinstance(frame, dict):
             raise ApiError(400, "bad_frame", "A frame must be a JSON object with a 'type'.")
@@ -683,15 +711,15 @@ class VisitorApi:
                 if isinstance(frame.get("client_id"), str) and len(frame["client_id"]) <= MAX_CLIENT_ID:
                     e.client_id = frame["client_id"]
                 raise
-            await self.store.db.durable()      # acknowledged only once on disk (store/db.py)
-            await ws.send_json({"type": "ack", "client_id": client_id, "seq": msg.seq})
-        elif kind == "typing":
+            return {"type": "ack", "client_id": client_id, "seq": msg.seq}, self.store.db.mark()
+        if kind == "typing":
             if not isinstance(frame.get("active"), bool):
                 raise ApiError(400, "bad_frame", "'active' must be true or false.")
             self.typing.set(chat, frame["active"])
-        elif kind == "close":
+            return None
+        if kind == "close":
             self.chats.close(self.store.chats.get(chat.id) or chat, by="visitor")   # told by frames: _replay
-        elif kind == "auth":
+            return None
+        if kind == "auth":
             raise ApiError(400, "bad_frame", "Already authenticated.")
-        else:
-            raise ApiError(400, "bad_frame", "Unknown frame type; expected message, typing or close.")
+        raise ApiError(400, "bad_frame", "Unknown frame type; expected message, typing or close.")

@@ -26,6 +26,7 @@ from bridge.chats.hub import ChatHub
 from bridge.chats.lifecycle import ChatService
 from bridge.matrix.intent import HomeserverApi
 from bridge.store import Store
+from bridge.store import db as db_module
 from bridge.store.db import Database, StoreNotDurable
 from bridge.web import visitor_api
 from bridge.web.server import public_app
@@ -188,6 +189,31 @@ async def test_concurrent_waiters_share_one_flush(tmp_path: Path):
         store.close()
 
 
+async def test_a_mark_is_answered_by_the_first_flush_that_began_after_its_commit(tmp_path: Path):
+    """An ack queued behind others waits for a flush that covers its own commit, not for the newest one."""
+    store, disk = open_store(tmp_path)
+    try:
+        disk.hold()
+        add_chat(store, "A")
+        mark_a = store.db.mark()
+        first = asyncio.create_task(store.db.durable(mark_a))
+        await disk.next_flush()
+        add_chat(store, "B")                        # committed after flush 1 began
+        late_for_a = asyncio.create_task(store.db.durable(mark_a))      # asked late, but A is in flush 1
+        for_b = asyncio.create_task(store.db.durable())
+        disk.release()
+        await asyncio.wait_for(asyncio.gather(first, late_for_a), DEADLINE)
+        assert store.db.flushes == 1
+        await disk.next_flush()
+        assert not for_b.done()
+        disk.release()
+        await asyncio.wait_for(for_b, DEADLINE)
+        assert store.db.flushes == 2
+    finally:
+        disk.let_go()
+        store.close()
+
+
 async def test_nothing_new_committed_means_no_flush_and_the_folder_is_synced_once(tmp_path: Path):
     store, disk = open_store(tmp_path)
     try:
@@ -226,6 +252,27 @@ async def test_a_failed_flush_is_a_failure_for_every_waiter_and_stays_one(tmp_pa
             await store.db.durable()
     finally:
         disk.let_go()
+        store.close()
+
+
+async def test_a_file_that_cannot_be_opened_refuses_those_waiting_but_is_no_lasting_failure(tmp_path: Path,
+                                                                                           monkeypatch):
+    """Out of file descriptors (a flood of sockets) loses nothing: refuse now, flush again later."""
+    store, disk = open_store(tmp_path)
+    try:
+        real_open = db_module._open
+
+        def no_descriptors(path, flags=0):  # type: ignore[no-untyped-def]
+            raise db_module._NotOpened(f"{path}: [Errno 24] Too many open files")
+        monkeypatch.setattr(db_module, "_open", no_descriptors)
+        add_chat(store, "A")
+        with pytest.raises(StoreNotDurable):
+            await asyncio.wait_for(store.db.durable(), DEADLINE)
+        assert store.db.failure is None and disk.flushed == []
+        monkeypatch.setattr(db_module, "_open", real_open)
+        await asyncio.wait_for(store.db.durable(), DEADLINE)
+        assert b"A" in disk.flushed[-1] and store.db.flushes == 1
+    finally:
         store.close()
 
 
@@ -295,6 +342,45 @@ async def test_the_websocket_ack_and_the_echo_wait_for_the_flush(tmp_path: Path)
             assert events.index("flush done") < events.index("ack m1")
             assert events.index("flush done") < events.index("message m1")
             assert events[:3] == ["flush started", "health answered", "released"]
+            await ws.close()
+            await reader
+    finally:
+        disk.let_go()
+        await server.close()
+        store.close()
+
+
+async def test_a_burst_on_one_socket_is_stored_while_the_disk_works_and_acked_in_order(tmp_path: Path):
+    events: list[str] = []
+    server, chats, store, disk = await _public(tmp_path, events)
+    chat, token = chats.open(None, None, None)
+    try:
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(server.make_url(f"/api/v1/chats/{chat.id}/ws"))
+            await ws.send_json({"type": "auth", "token": token, "since": 0})
+            assert (await ws.receive_json(timeout=DEADLINE))["type"] == "ready"
+            assert (await ws.receive_json(timeout=DEADLINE))["type"] == "message"      # the queue notice
+            flushes_before = store.db.flushes
+            acks: list[str] = []
+
+            async def read() -> None:
+                async for msg in ws:
+                    frame = msg.json()
+                    if frame["type"] == "ack":
+                        acks.append(frame["client_id"])
+            reader = asyncio.create_task(read())
+            disk.hold()
+            sent = [f"m{i}" for i in range(10)]
+            for client_id in sent:
+                await ws.send_json({"type": "message", "client_id": client_id, "body": f"burst {client_id}"})
+            await disk.next_flush()                 # the first ack's flush, held …
+            # … while the socket's next frames are read and stored, not waiting for it
+            await _until(lambda: store.messages.count_from(chat.id, "visitor") == 10, "the burst stored")
+            assert acks == []
+            disk.let_go()
+            await _until(lambda: len(acks) == 10, "every ack")
+            assert acks == sent                     # in the order sent
+            assert store.db.flushes - flushes_before <= 3       # shared flushes, not one per message
             await ws.close()
             await reader
     finally:
@@ -397,10 +483,10 @@ async def test_when_the_disk_fails_nothing_is_acknowledged_and_health_says_so(tm
             disk.failure = OSError(errno.EIO, "Input/output error")
             await ws.send_json({"type": "message", "client_id": "m1", "body": "not promised"})
             answer = await ws.receive_json(timeout=DEADLINE)
-            assert answer["type"] == "error" and answer["error"] == "unavailable", answer
+            assert answer["type"] == "error" and answer["error"] == "store_unavailable", answer
             async with http.post(server.make_url("/api/v1/offline_messages"),
                                  json={"topic": "general", "message": "hello"}) as r:
-                assert r.status == 503 and (await r.json())["error"] == "unavailable"
+                assert r.status == 503 and (await r.json())["error"] == "store_unavailable"
             async with http.get(server.make_url("/health")) as r:
                 assert r.status == 503 and (await r.json())["status"] == "store_failed"
             await ws.close()

@@ -1,0 +1,50 @@
+"""CI's guard on `make abuse`: bench/abuse.py, reduced, still runs against the real bridge and Synapse,
+and the floods are still refused the way docs/security.md says (counts, never timings).
+
+The bench starts and stops its own Synapse and bridge (by PID, in a ``finally``); this test runs it in
+a process group of its own and kills that group if it overruns, so nothing outlives the test.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DEADLINE = 600          # seconds; the reduced run takes about a minute
+
+
+def _outcomes(report: str, scenario: str) -> dict[str, int]:
+    """``{"201 created": 5, "429 rate_limited": 35}`` from the report's line for one scenario."""
+    line = next(l for l in report.splitlines() if l.startswith(f"{scenario}: "))
+    counts = line[len(scenario) + 2:].split(";")[0]
+    return {k: int(n) for k, n in (part.rsplit(": ", 1) for part in counts.split(", ") if ": " in part)}
+
+
+def test_reduced_abuse_bench_runs_and_the_floods_are_refused():
+    proc = subprocess.Popen([sys.executable, "bench/abuse.py", "--requests", "40", "--addresses", "3",
+                             "--in-flight", "10", "--message-frames", "60", "--typing-frames", "300", "--quick"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=DEADLINE)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        raise AssertionError(f"bench/abuse.py overran {DEADLINE} s:\n{out[-3000:]}")
+    assert proc.returncode == 0, out[-3000:]
+
+    one = _outcomes(out, "chat flood, 1 address")
+    assert one.get("201 created", 0) <= 5 and one.get("429 rate_limited", 0) >= 35, one   # burst 5 per address
+    many = _outcomes(out, "chat flood, 3 addresses")
+    assert many.get("201 created", 0) <= 15 and many.get("429 rate_limited", 0) >= 25, many
+    messages = _outcomes(out, "message flood, 1 citizen")
+    assert messages.get("ack", 0) <= 25 and messages.get("error rate_limited", 0) >= 30, messages  # burst 20
+    typing = re.search(r"^typing flood, 1 citizen: .*homeserver typing calls (\d+)", out, re.M)
+    assert typing and int(typing.group(1)) <= 3, out[-3000:]
+    # The legitimate citizen (its own address) got in during every flood, and /health never failed.
+    for line in (l for l in out.splitlines() if "legitimate opens ok" in l):
+        assert re.search(r"legitimate opens ok [1-9]\d*, refused/failed 0; /health failures 0", line), line

@@ -7,7 +7,7 @@ NODE_STAMP := tests/interop/node_modules/.installed
 BROWSER_STAMP := tests/browser/node_modules/.installed
 CHROMIUM   := /usr/bin/chromium
 
-.PHONY: demo test abuse install node browser chromium clean
+.PHONY: demo test abuse load install node browser chromium clean
 
 install: $(STAMP)
 
@@ -45,6 +45,10 @@ test: $(STAMP) $(NODE_STAMP) browser
 # docs/security.md). `make test` runs a reduced one (tests/integration/test_bench_guards.py).
 abuse: $(STAMP)
 	$(BIN)/python bench/abuse.py
+
+# Many citizens at once, in rounds (issue 11): latencies, memory and descriptors per round. A few minutes.
+load: $(STAMP)
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) tests/interop/node_modules tests/browser/node_modules tests/artifacts

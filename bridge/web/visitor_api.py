@@ -28,7 +28,7 @@ from ..chats import attachments
 from ..chats.queue import queue_frame
 from ..officers import hours
 from ..records.retention import Refused, Retention
-from ..resources import OpenFiles, Shortages
+from ..resources import OpenFiles, Shortages, is_shortage
 from ..store import Store
 from ..store.attachments import Attachment
 from ..store.chats import Chat
@@ -86,6 +86,16 @@ def store_unavailable() -> ApiError:
                                      "in a few minutes; in an emergency, call the emergency number.")
     e.retry_after = 60
     return e
+
+
+def _client_id_of(data: str) -> str | None:
+    """The client_id of a message frame, if it has a sensible one (to tie an error frame to the message)."""
+    try:
+        frame = client_input.parse_json(data)
+    except (client_input.NotJson, client_input.BadJson):
+        return None
+    cid = frame.get("client_id") if isinstance(frame, dict) else None
+    return cid if isinstance(cid, str) and 0 < len(cid) <= MAX_CLIENT_ID else None
 
 
 def message_frame(m: Message, attachment: Attachment | None = None) -> dict[str, Any]:
@@ -665,11 +675,18 @@ class VisitorApi:
                     reply = self._client_frame(chat, msg.data)
                 except ApiError as e:
                     reply = e.frame(), None
-                except Exception:
-                    # A bug, not the client's doing: logged, and the citizen's connection carries on.
-                    log.exception("unexpected error on a frame of chat %s", chat.number)
-                    reply = ApiError(500, "internal_error", "Something went wrong on our side; "
-                                     "please try again.").frame(), None
+                except Exception as e:
+                    if is_shortage(e):
+                        # Out of descriptors or memory (nothing was stored): "busy", logged once a minute.
+                        self.shortages.report("frame", "a citizen's frame answered busy", e)
+                        busy = self.busy()
+                        busy.client_id = _client_id_of(msg.data)
+                        reply = busy.frame(), None
+                    else:
+                        # A bug, not the client's doing: logged, and the citizen's connection carries on.
+                        log.exception("unexpected error on a frame of chat %s", chat.number)
+                        reply = ApiError(500, "internal_error", "Something went wrong on our side; "
+                                         "please try again.").frame(), None
                 if reply is not None:
                     await replies.put(reply)           # waits while REPLIES_PENDING answers wait for the disk
         finally:

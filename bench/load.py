@@ -11,7 +11,9 @@ round, --citizens citizens from --addresses loopback addresses (127.0.0.10 …) 
 with at most --in-flight citizens at a time. Chats that said something get a puppet and a room (the
 Matrix side catches up after the citizens are done); the round ends when every chat's outbox is sent
 (bounded), and "after close" is read once the bridge's memory and descriptors stop changing and its loaded
-puppet clients are back where the round began (crypto.idle_unload_seconds is 30 s here; bounded).
+puppet clients are back where the round began (crypto.idle_unload_seconds: --idle-unload, 30 s by
+default against the product's 120 s, so "after close" comes sooner; bounded). The last line of the output
+is the figures as JSON (``RESULT {…}``), for the reduced run in tests/integration/test_bench_guards.py.
 
 --open-files N starts the bridge with RLIMIT_NOFILE N (soft and hard), e.g. 1024, systemd's default soft
 limit, to see what happens there. Every process it starts is stopped by PID in a ``finally``; every loop
@@ -56,7 +58,6 @@ TOPIC = "general"
 CITIZEN_TIMEOUT = 60.0         # one citizen's whole visit (POST, socket, messages, close) at most
 SETTLE_TIMEOUT = 600.0         # the Matrix side catching up after a round, at most
 QUIET_TIMEOUT = 120.0          # memory and descriptors settling after that, at most
-IDLE_UNLOAD_SECONDS = 30.0     # the product's default is 120 s; 30 s lets "after close" show them gone sooner
 SEND_FAILED = re.compile(r"send \S+ failed")
 LOOSE = {"burst": 1_000_000, "per_hour": 36_000_000}
 
@@ -286,7 +287,7 @@ class Load:
         """'After close': once memory, descriptors and loaded clients hold still over 5 s, and the loaded
         clients are back to the round's start, or IDLE_UNLOAD_SECONDS have passed (bounded)."""
         deadline, last = time.monotonic() + QUIET_TIMEOUT, None
-        unload_by = time.monotonic() + IDLE_UNLOAD_SECONDS + 10
+        unload_by = time.monotonic() + self.args.idle_unload + 10
         while True:
             rss, fds, files = self.sample()
             live = await self.live_clients(http)
@@ -341,10 +342,18 @@ def report(rounds: list[Round], args: Any, log_path: Path, open_files_line: str)
                f"500s: {sum('unexpected error' in x for x in lines)}")
     for line in latency.summarise_log(log_path)[:8]:
         out.append("  " + line)
+    result = {"rounds": [{"opened": r.opened, "failed": r.failed, "rss_kb": r.rss, "fds": r.fds,
+                          "crypto_files": r.crypto_files, "live_clients": r.live_clients, "rooms": r.rooms,
+                          "settled": r.settled, "acks": len(r.ack_ms), "acks_missing": r.acks_missing}
+                         for r in rounds],
+              "log": {"lines": len(lines), "out_of_system_resource": sum("out of system resource" in x for x in lines),
+                      "resources_short": sum("resources short" in x for x in lines),
+                      "unexpected_errors": sum("unexpected error" in x for x in lines)}}
+    out.append("RESULT " + json.dumps(result))
     print("\n".join(out), flush=True)
 
 
-def stack(dir: Path, pool_size: int, open_files: int | None) -> tuple[Any, Bridge, str | None]:
+def stack(dir: Path, pool_size: int, open_files: int | None, idle_unload: float) -> tuple[Any, Bridge, str | None]:
     synapse, tests_bridge, url = latency.start_stack(dir, pool_size)
     config = yaml.safe_load(tests_bridge.config_path.read_text())
     from bridge import config as schema
@@ -355,7 +364,7 @@ def stack(dir: Path, pool_size: int, open_files: int | None) -> tuple[Any, Bridg
     config["web"]["max_sockets_per_address"] = 100_000
     config["crypto"].pop("undecryptable_wait_seconds", None)
     if "crypto.idle_unload_seconds" in keys:                  # (older commits keep every client loaded)
-        config["crypto"]["idle_unload_seconds"] = IDLE_UNLOAD_SECONDS
+        config["crypto"]["idle_unload_seconds"] = idle_unload
     config["logging"] = {"level": "INFO"}
     tests_bridge.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     metrics = f"http://127.0.0.1:{config['metrics']['port']}/metrics" if "metrics" in config else None
@@ -376,6 +385,8 @@ def main() -> int:
     ap.add_argument("--addresses", type=int, default=50, help="loopback addresses citizens come from (max 200)")
     ap.add_argument("--pool-size", type=int, default=3, help="chats.puppet_pool_size (default 3, the product's)")
     ap.add_argument("--open-files", type=int, default=0, help="run the bridge with this RLIMIT_NOFILE (soft=hard)")
+    ap.add_argument("--idle-unload", type=float, default=30.0,
+                    help="crypto.idle_unload_seconds of the bridge (default 30; the product's is 120)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, databases)")
     args = ap.parse_args()
     if not (1 <= args.citizens <= 5000 and 1 <= args.in_flight <= 1000 and 1 <= args.rounds <= 10
@@ -387,7 +398,7 @@ def main() -> int:
     rounds: list[Round] = []
     try:
         log(f"run directory {dir}")
-        synapse, bridge, metrics = stack(dir, args.pool_size, args.open_files or None)
+        synapse, bridge, metrics = stack(dir, args.pool_size, args.open_files or None, args.idle_unload)
         synapse.start()
         bridge.start()
         limit = "as inherited"

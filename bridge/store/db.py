@@ -82,6 +82,7 @@ from typing import Callable, Iterator
 import sqlite_utils
 
 from ..private_files import private_dir, private_file
+from ..resources import Shortages
 
 log = logging.getLogger(__name__)
 
@@ -302,6 +303,7 @@ class Database:
         self._next: asyncio.Future | None = None       # the flush the latest callers wait for, once that one ends
         self._flushed_wal: tuple[int, int] | None = None   # (st_dev, st_ino) whose directory entry is synced
         self.failure: BaseException | None = None
+        self._shortages = Shortages()          # out of descriptors, every flush fails: logged once a minute
         self.flushes = 0                       # flushes completed (for tests and benchmarks)
 
     @property
@@ -390,7 +392,8 @@ class Database:
             error = done.exception() if not done.cancelled() else asyncio.CancelledError()
             if isinstance(error, _NotOpened):
                 # Nothing was lost (out of file descriptors, say): these callers are refused, later ones retry.
-                log.error("the store's files could not be opened to flush them: %s", error)
+                self._shortages.report("store flush", "the store's files could not be opened to flush them; "
+                                       "what waited for them is refused and the next flush tries again", error)
                 waiting.set_exception(StoreNotDurable(f"the store's files could not be opened: {error}"))
                 if self._next is not None:
                     self._start_flush()

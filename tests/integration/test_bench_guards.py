@@ -6,6 +6,7 @@ a process group of its own and kills that group if it overruns, so nothing outli
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -48,3 +49,26 @@ def test_reduced_abuse_bench_runs_and_the_floods_are_refused():
     # The legitimate citizen (its own address) got in during every flood, and /health never failed.
     for line in (l for l in out.splitlines() if "legitimate opens ok" in l):
         assert re.search(r"legitimate opens ok [1-9]\d*, refused/failed 0; /health failures 0", line), line
+
+
+def test_reduced_load_bench_runs_and_nothing_stays_per_chat():
+    """bench/load.py, reduced: two rounds of citizens open, speak and close; every chat opens, every message
+    is acknowledged, and after each round no crypto store file is open and no more puppet clients are
+    loaded than when the round began (counts, never timings)."""
+    proc = subprocess.Popen([sys.executable, "bench/load.py", "--citizens", "8", "--rounds", "2", "--in-flight", "4",
+                             "--addresses", "4", "--idle-unload", "2"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=DEADLINE)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        raise AssertionError(f"bench/load.py overran {DEADLINE} s:\n{out[-3000:]}")
+    assert proc.returncode == 0, out[-3000:]
+    result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
+    for r in result["rounds"]:
+        assert r["opened"] == 8 and not r["failed"] and r["acks"] == 16 and r["settled"], (r, out[-3000:])
+        assert r["crypto_files"][2] == 0, r                                   # start, peak, after close
+        assert r["live_clients"][2] <= r["live_clients"][0], r
+    assert result["log"]["unexpected_errors"] == 0 and result["log"]["out_of_system_resource"] == 0, result

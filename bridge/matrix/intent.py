@@ -46,6 +46,11 @@ async def read_to_end(stream: aiohttp.StreamReader, limit: int) -> bytes:
     return bytes(data)
 
 
+# Each request may take 30 s to connect and 30 s between reads, but waiting for one of the pool's
+# connections is not limited: a burst of chats queues its requests rather than failing them after 30 s.
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=30)
+
+
 class HomeserverApi:
     """Raw appservice requests with the as_token (one shared aiohttp session)."""
 
@@ -62,7 +67,7 @@ class HomeserverApi:
     async def start(self) -> None:
         # One pool for the bot and every puppet (PuppetClient): a bounded number of sockets to the homeserver,
         # whatever the number of chats (nio would otherwise open a session, and a socket, per puppet).
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
+        self.session = aiohttp.ClientSession(timeout=REQUEST_TIMEOUT,
                                              connector=aiohttp.TCPConnector(limit=self.max_connections))
 
     async def close(self) -> None:
@@ -235,5 +240,7 @@ class PuppetClient(nio.AsyncClient):
         query = [(k, v) for k, v in parse_qsl(url.query, keep_blank_values=True) if k not in ("user_id", "device_id")]
         query += [("user_id", self.user_id), ("device_id", self.device_id)]
         await self.durable()
+        if timeout is None and self.shared_session is not None:
+            timeout = REQUEST_TIMEOUT              # type: ignore[assignment]   (nio hands it on to aiohttp)
         return await super().send(method, urlunparse(url._replace(query=urlencode(query))), data, headers,
                                   trace_context, timeout)

@@ -64,6 +64,7 @@ FALLBACK_KEYS = "org.matrix.msc3202.device_unused_fallback_key_types"
 DEVICE_LISTS = "org.matrix.msc3202.device_lists"
 TO_DEVICE = ("de.sorunome.msc2409.to_device", "to_device")
 FLUSH_NOTE = "precinct.flush"      # content key of the no-op to-device note (see _send_room_keys)
+NUDGE_EVERY = 3.0                  # seconds between two nudges of the appservice user's inbox
 
 
 class CryptoError(Exception):
@@ -125,6 +126,7 @@ class Crypto:
         # The appservice's own user: Synapse refuses it /sync, so a to-device message the push skips
         # never reaches it (see _send_room_keys).
         self.blind_inbox_user = blind_inbox_user
+        self._last_nudge = -NUDGE_EVERY
         # Who may ever hold a room key. nio shares with every member it knows, so members who may not
         # are never shown to it: their membership events stop here (see _admitted).
         self.may_hold_keys: Callable[[str], bool] = lambda user_id: True
@@ -536,6 +538,24 @@ class Crypto:
         await self.api.request("PUT", f"/_matrix/client/v3/sendToDevice/m.room.encrypted/"
                                       f"precinct.{next(_batches)}.{_txn_safe(session_id)}",
                                {"messages": messages}, user_id=c.user_id, device_id=c.device_id, what=what)
+
+    async def nudge_blind_inbox(self) -> None:
+        """Make the homeserver push what it holds for the appservice user's device: a no-op note to
+        that device, sent by the appservice user itself. Its push carries everything pending for the
+        device up to it (``_send_room_keys``), so an officer's room key the push skipped arrives after
+        all. At most one note per ``NUDGE_EVERY`` seconds; best effort."""
+        blind = self.puppets.get(self.blind_inbox_user) if self.blind_inbox_user else None
+        now = time.monotonic()
+        if blind is None or now - self._last_nudge < NUDGE_EVERY:
+            return
+        self._last_nudge = now
+        try:
+            await self.api.request("PUT", f"/_matrix/client/v3/sendToDevice/m.room.encrypted/"
+                                          f"precinct.{next(_batches)}.nudge",
+                                   {"messages": {blind.user_id: {blind.device_id: {FLUSH_NOTE: True}}}},
+                                   user_id=blind.user_id, device_id=blind.device_id, what="inbox nudge")
+        except Exception as e:          # the bot's wait for the key goes on either way
+            log.info("inbox nudge for %s not sent: %s", blind.user_id, e)
 
     async def _reshare_earlier_keys(self, c: PuppetClient, room_id: str, users: list[str]) -> None:
         """Send the original m.room_key of this puppet's earlier sessions in the room to these users' devices."""

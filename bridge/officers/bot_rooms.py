@@ -88,9 +88,11 @@ class BotRooms:
             return True
         if event.get("type") == "m.room.encrypted":
             # No inbox fetch here (unlike puppets): Synapse refuses /sync to the appservice's own user, so
-            # the bot waits for its room key to come with a transaction.
+            # the bot waits for its room key to come with a transaction, and nudges the homeserver to push
+            # what it holds for the bot (a key its push skipped comes with the next push).
             decrypted = await self.crypto.decrypt(self.bot, event)
             if decrypted is None:
+                await self.crypto.nudge_blind_inbox()
                 first_failed = self.store.room_events.note_failure(item.stream)
                 if time.time() * 1000 - first_failed < self.wait_ms:
                     return False

@@ -141,3 +141,39 @@ async def test_a_transfer_to_another_agency_queues_it_in_their_dispatch_room(mat
                                        "the conversation so far")
     assert "noise after midnight" in history.body
     await night.send(room, "!close")
+
+
+async def test_an_officer_command_the_bot_cannot_decrypt_nudges_the_inbox_then_asks_again(matrix_env, officer_of,
+                                                                                          bridge_log):
+    """The bot cannot fetch its own inbox (Synapse refuses the appservice user /sync). When an officer's
+    message in the dispatch room will not decrypt, the bot asks the homeserver to push what it holds for
+    it (a no-op to-device note to its own device, which the homeserver accepts), and only after the wait
+    asks the officer to send it again."""
+    import time
+
+    import aiohttp
+    import yaml
+
+    from tests.support.bridge_db import dispatch_room_of
+    from tests.support.waiting import until
+
+    officer = await officer_of("central", auto_claim=False)
+    dispatch = await dispatch_room_of(matrix_env.db_path, "central")
+    await officer.wait_joined(dispatch, 60)
+    hs_token = yaml.safe_load(matrix_env.registration_path.read_text())["hs_token"]
+    bogus = {"event_id": f"${uuid.uuid4().hex}", "room_id": dispatch, "type": "m.room.encrypted",
+             "sender": officer.client.user_id, "origin_server_ts": int(time.time() * 1000),
+             "content": {"algorithm": "m.megolm.v1.aes-sha2", "sender_key": "A" * 43, "device_id": "NOPE",
+                         "session_id": f"no-key-{uuid.uuid4().hex}", "ciphertext": "AwgAEhA"}}
+    async with aiohttp.ClientSession() as s:
+        async with s.put(f"{matrix_env.config['appservice']['url']}/_matrix/app/v1/transactions/n-{uuid.uuid4().hex}",
+                         json={"events": [bogus]}, headers={"Authorization": f"Bearer {hs_token}"}) as r:
+            assert r.status == 200
+
+    def nudged() -> bool:
+        log = matrix_env.synapse.log_path.read_text(errors="replace")
+        return any('200 "PUT /_matrix/client/v3/sendToDevice/m.room.encrypted/precinct.' in line and ".nudge" in line
+                   for line in log.splitlines())
+    await until(nudged, 60, "the homeserver accepting the bot's inbox nudge")
+    await officer.wait_message(lambda m: m.room_id == dispatch and "could not be decrypted by the bridge" in m.body,
+                               60, "the bot asking the officer to send it again")

@@ -118,6 +118,10 @@ class ChatService:
         self.room_version = "10"
         self.acl: dict[str, Any] | None = None    # m.room.server_acl content of new chat rooms (officers/access)
         self._setup: dict[str, asyncio.Task] = {}
+        # queue_place's reads, valid while the store has not changed (store.db.mark()).
+        self._places_mark: int | None = None
+        self._places: dict[str, dict[str, int]] = {}
+        self._estimates: dict[str, int | None] = {}
         self._started_ms = int(time.time() * 1000)   # pages reconnect after a restart: a full window from here
         self.listener = ChatListener()
 
@@ -139,11 +143,22 @@ class ChatService:
         return chat, token
 
     def queue_place(self, chat: Chat) -> tuple[int | None, int | None]:
-        """(position, estimated seconds) for a waiting chat; position 1 is answered next."""
-        ids = [c.id for c in self.store.chats.waiting(chat.agency)]
-        position = ids.index(chat.id) + 1 if chat.id in ids else None
-        week_ago = int(time.time() * 1000) - 7 * 24 * 3600 * 1000
-        return position, queue.estimate_seconds(self.store.chats.recent_waits(chat.topic, week_ago))
+        """(position, estimated seconds) for a waiting chat; position 1 is answered next.
+
+        Every waiting citizen asks when the queue moves (``queue_moved``), so the queue is read once per
+        agency and the estimate once per topic until the store next changes, not once per citizen: a close
+        with n waiting costs n look-ups in a dict, not n reads of the whole queue."""
+        mark = self.store.db.mark()
+        if mark is None or self._places_mark != mark:
+            self._places, self._estimates, self._places_mark = {}, {}, mark
+        places = self._places.get(chat.agency)
+        if places is None:
+            places = {c.id: i for i, c in enumerate(self.store.chats.waiting(chat.agency), start=1)}
+            self._places[chat.agency] = places
+        if chat.topic not in self._estimates:
+            week_ago = int(time.time() * 1000) - 7 * 24 * 3600 * 1000
+            self._estimates[chat.topic] = queue.estimate_seconds(self.store.chats.recent_waits(chat.topic, week_ago))
+        return places.get(chat.id), self._estimates[chat.topic]
 
     def queue_moved(self, agency: str) -> None:
         """Tell every citizen waiting for this agency their new place (routing calls it when it reorders)."""

@@ -192,11 +192,12 @@ SCHEMA: list[Key] = [
     Key("crypto.undecryptable_wait_seconds", float, 60.0,
         "How long an officer message that cannot be decrypted waits for its keys before the officer is asked to "
         "resend it.", check=_positive),
-    Key("crypto.new_device_window_seconds", float, 300.0,
+    Key("crypto.new_device_window_seconds", float, 60.0,
         "An officer's device that appears just after the bridge sent something (signed in a moment earlier, "
         "its keys uploaded a moment later) is given the keys of what was sent to that officer's other devices "
         "in this many seconds before it was seen, so it can read it. 0: new devices read only what is sent "
-        "after they are seen.", check=_not_negative),
+        "after they are seen. Each key is one to-device message, so a long window in a busy dispatch room "
+        "means a burst of them per new device; keys are uploaded seconds after a sign-in.", check=_not_negative),
     Key("crypto.idle_unload_seconds", float, 120.0,
         "A visitor device's encryption state is unloaded from memory when unused for this long (a closed chat's "
         "soon after its last message), and loaded again from its store file when needed.", check=_positive),

@@ -101,7 +101,7 @@ def _sync_response(sync: dict[str, Any]) -> nio.SyncResponse:
 
 class Crypto:
     def __init__(self, api: HomeserverApi, homeserver_url: str, store_dir: Path, pickle_key: str,
-                 puppets: Puppets, new_device_window: float = 300.0, blind_inbox_user: str | None = None,
+                 puppets: Puppets, new_device_window: float = 60.0, blind_inbox_user: str | None = None,
                  resident: Iterable[str] = (), clock: Callable[[], float] = time.monotonic) -> None:
         self.api = api
         self.homeserver_url = homeserver_url

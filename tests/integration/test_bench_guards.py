@@ -25,18 +25,23 @@ def _outcomes(report: str, scenario: str) -> dict[str, int]:
     return {k: int(n) for k, n in (part.rsplit(": ", 1) for part in counts.split(", ") if ": " in part)}
 
 
-def test_reduced_abuse_bench_runs_and_the_floods_are_refused():
-    proc = subprocess.Popen([sys.executable, "bench/abuse.py", "--requests", "40", "--addresses", "3",
-                             "--in-flight", "10", "--message-frames", "60", "--typing-frames", "300", "--quick"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+def _run_bench(script: str, *args: str) -> str:
+    """Run a bench script to its end (its own group, killed if it overruns); its output, after exit 0."""
+    proc = subprocess.Popen([sys.executable, script, *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=DEADLINE)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
-        raise AssertionError(f"bench/abuse.py overran {DEADLINE} s:\n{out[-3000:]}")
+        raise AssertionError(f"{script} overran {DEADLINE} s:\n{out[-3000:]}")
     assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def test_reduced_abuse_bench_runs_and_the_floods_are_refused():
+    out = _run_bench("bench/abuse.py", "--requests", "40", "--addresses", "3", "--in-flight", "10",
+                     "--message-frames", "60", "--typing-frames", "300", "--quick")
 
     one = _outcomes(out, "chat flood, 1 address")
     assert one.get("201 created", 0) <= 5 and one.get("429 rate_limited", 0) >= 35, one   # burst 5 per address
@@ -55,17 +60,8 @@ def test_reduced_load_bench_runs_and_nothing_stays_per_chat():
     """bench/load.py, reduced: two rounds of citizens open, speak and close; every chat opens, every message
     is acknowledged, and after each round no crypto store file is open and no more puppet clients are
     loaded than when the round began (counts, never timings)."""
-    proc = subprocess.Popen([sys.executable, "bench/load.py", "--citizens", "8", "--rounds", "2", "--in-flight", "4",
-                             "--addresses", "4", "--idle-unload", "2"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=DEADLINE)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-        raise AssertionError(f"bench/load.py overran {DEADLINE} s:\n{out[-3000:]}")
-    assert proc.returncode == 0, out[-3000:]
+    out = _run_bench("bench/load.py", "--citizens", "8", "--rounds", "2", "--in-flight", "4", "--addresses", "4",
+                     "--idle-unload", "2")
     result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
     for r in result["rounds"]:
         assert r["opened"] == 8 and not r["failed"] and r["acks"] == 16 and r["settled"], (r, out[-3000:])

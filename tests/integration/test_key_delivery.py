@@ -28,8 +28,9 @@ async def test_officer_keys_shared_to_many_chats_at_once_all_arrive(matrix_env: 
         await asyncio.gather(*(officer.send(r, t) for r, t in zip(rooms, replies)))
         for v, text in zip(visitors, replies):
             await v.wait_frame(lambda f, t=text: f.get("body") == t, 60, f"officer reply {text!r} at the citizen")
-        # Recovered quietly: nobody was asked to send anything again.
-        assert not any("send it again" in m.body for m in officer.messages)
+        # Recovered quietly: nobody was asked in a chat room to send anything again. (The bot in the dispatch
+        # room may ask for a !claim again: it cannot fetch its own inbox, and the officer then resends.)
+        assert not any("send it again" in m.body for m in officer.messages if m.room_id in rooms)
     finally:
         await asyncio.gather(*(v.close() for v in visitors))
 

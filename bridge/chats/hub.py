@@ -16,9 +16,13 @@ class Subscription:
     def __init__(self, hub: "ChatHub", chat_id: str) -> None:
         self.hub, self.chat_id = hub, chat_id
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+        self.queue_pending = False      # a "queue" signal waits unread: another one would say nothing new
 
     async def get(self) -> dict[str, Any]:
-        return await self.queue.get()
+        signal = await self.queue.get()
+        if signal["kind"] == "queue":
+            self.queue_pending = False
+        return signal
 
     def close(self) -> None:
         self.hub._closed(self)
@@ -72,8 +76,17 @@ class ChatHub:
         self._publish(chat_id, {"kind": "typing", "active": active})
 
     def queue(self, chat_id: str) -> None:
-        """The queue moved: the chat's position or estimate may have changed."""
-        self._publish(chat_id, {"kind": "queue"})
+        """The queue moved: the chat's position or estimate may have changed.
+
+        At most one such signal waits per connection: a thousand closes while a citizen's page is busy
+        leave one "read your place again", not a thousand."""
+        for sub in list(self._subs.get(chat_id, ())):
+            if not sub.queue_pending:
+                try:
+                    sub.queue.put_nowait({"kind": "queue"})
+                    sub.queue_pending = True
+                except asyncio.QueueFull:
+                    pass
 
     def status(self, chat_id: str, state: str) -> None:
         self._publish(chat_id, {"kind": "status", "state": state})

@@ -48,6 +48,7 @@ MAX_FRAME_BYTES = 64 * 1024
 MAX_JSON_BYTES = 64 * 1024
 BUSY_RETRY_AFTER = 60       # seconds a "busy" answer asks the page to wait before trying again
 HISTORY_PAGE = 500          # messages per GET …/messages; "more": true says ask again from the last seq
+STATUS_EVERY = 1.0          # seconds between a connection's queue-place frames, however fast the queue moves
 REPLIES_PENDING = 256       # answers on one WebSocket waiting for the disk before its next frame is read
 
 
@@ -590,20 +591,33 @@ class VisitorApi:
             await ws.send_json({"type": "ready", **state})
             last = await self._replay(ws, chat.id, last)
             reader = asyncio.create_task(self._read_frames(ws, chat))
+            loop = asyncio.get_running_loop()
+            # A state change (an officer joined, the chat closed) is told at once; a new queue place at most
+            # once per STATUS_EVERY, so a burst of closes costs a waiting citizen one frame a second.
+            status_sent, status_due = loop.time(), None
+            getter: asyncio.Task | None = None
             while not reader.done():
-                getter = asyncio.create_task(sub.get())
-                done, _ = await asyncio.wait({reader, getter}, return_when=asyncio.FIRST_COMPLETED)
-                if getter not in done:
-                    getter.cancel()
+                getter = getter or asyncio.create_task(sub.get())
+                wait = None if status_due is None else max(0.0, status_due - loop.time())
+                done, _ = await asyncio.wait({reader, getter}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                if reader in done:
                     break
-                signal = getter.result()
-                if signal["kind"] == "messages":
-                    last = await self._replay(ws, chat.id, last)
-                elif signal["kind"] == "typing":
-                    await ws.send_json({"type": "typing", "active": signal["active"]})
-                elif signal["kind"] in ("status", "queue"):
+                if getter in done:
+                    signal, getter = getter.result(), None
+                    if signal["kind"] == "messages":
+                        last = await self._replay(ws, chat.id, last)
+                    elif signal["kind"] == "typing":
+                        await ws.send_json({"type": "typing", "active": signal["active"]})
+                    elif signal["kind"] == "status":
+                        status_due = loop.time()
+                    elif signal["kind"] == "queue" and status_due is None:
+                        status_due = max(loop.time(), status_sent + STATUS_EVERY)
+                if status_due is not None and loop.time() >= status_due:
                     last = await self._replay(ws, chat.id, last)
                     await ws.send_json(self._status(self.store.chats.get(chat.id) or chat))
+                    status_sent, status_due = loop.time(), None
+            if getter is not None:
+                getter.cancel()
             await asyncio.gather(reader, return_exceptions=True)
         except (ConnectionResetError, RuntimeError) as e:
             log.debug("websocket for chat %s ended: %s", chat.number, e)

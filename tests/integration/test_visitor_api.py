@@ -1,6 +1,8 @@
 """Visitor API v1 under bad input: clear errors, nothing lost, the chat and the connection carry on."""
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 
@@ -165,3 +167,31 @@ async def test_site_settings_for_the_citizen_page(matrix_env: MatrixEnv):
     text = str(site)
     for secret in (matrix_env.config["appservice"]["as_token"], matrix_env.config["crypto"]["pickle_key"]):
         assert secret not in text
+
+
+async def test_a_burst_of_closes_ahead_gives_a_waiting_citizen_at_most_one_queue_frame_a_second(
+        matrix_env: MatrixEnv, visitors):
+    """Issue 11: every close moves the queue; a waiting citizen's page hears of it at most once a second,
+    and the last word it hears is its true place."""
+    ahead = [visitors() for _ in range(20)]
+    for v in ahead:
+        await v.create(topic="general")
+    waiting = visitors()
+    await waiting.create(topic="general")
+    ready = await waiting.connect()
+    assert ready["state"] == "waiting"
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for v in ahead:                               # one after another: twenty moves of the queue
+        status, body = await v.http("POST", f"/api/v1/chats/{v.chat_id}/close", json={})
+        assert status == 200, body
+    status, body = await waiting.http("GET", f"/api/v1/chats/{waiting.chat_id}")
+    assert status == 200 and body["position"] <= ready["position"] - 20, (ready, body)
+    await waiting.wait_frame(lambda f: f.get("type") == "status" and f.get("position") == body["position"], 30,
+                             "a status frame with the place after the closes")
+    elapsed = loop.time() - started
+    frames = [f for f in waiting.frames if f.get("type") == "status"]
+    # Frames at least a second apart: in `elapsed` seconds no more than elapsed + 1 of them, where one
+    # frame per close would have been 20 within the moment the closes took.
+    assert len(frames) <= int(elapsed) + 1, (len(frames), elapsed)
+    assert frames[-1]["position"] == body["position"]

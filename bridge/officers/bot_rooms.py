@@ -22,6 +22,12 @@ from .dispatch import Dispatch
 
 log = logging.getLogger(__name__)
 
+# The key of an officer's message can miss the bot for good (the homeserver's to-device push skipped it,
+# and Synapse gives the appservice's own user no inbox to fetch): sending again under the same room key
+# would fail the same way, so the officer is told how to make their client start a new one (Element's
+# /discardsession; other clients start one when a member's devices change).
+UNDECRYPTABLE_REPLY = ("{sender}: your message could not be decrypted by the bridge. Please type /discardsession "
+                       "in this room, then send it again.")
 DIRECT = "bot_direct_room."         # + room ID → the officer who opened it
 
 ReactionHandler = Callable[[BotContext, str, str], Awaitable[None]]   # (ctx, target event ID, key)
@@ -96,8 +102,7 @@ class BotRooms:
                 first_failed = self.store.room_events.note_failure(item.stream)
                 if time.time() * 1000 - first_failed < self.wait_ms:
                     return False
-                await self.context(item.room_id, sender).reply(
-                    f"{sender}: your message could not be decrypted by the bridge; please send it again.")
+                await self.context(item.room_id, sender).reply(UNDECRYPTABLE_REPLY.format(sender=sender))
                 self.store.room_events.finish(item.stream, FAILED, "undecryptable")
                 return True
             event = decrypted

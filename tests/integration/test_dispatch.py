@@ -177,3 +177,41 @@ async def test_an_officer_command_the_bot_cannot_decrypt_nudges_the_inbox_then_a
     await until(nudged, 60, "the homeserver accepting the bot's inbox nudge")
     await officer.wait_message(lambda m: m.room_id == dispatch and "could not be decrypted by the bridge" in m.body,
                                60, "the bot asking the officer to send it again")
+
+
+async def test_a_claim_whose_key_missed_the_bot_works_after_discarding_the_session(matrix_env, officer_of, visitors,
+                                                                                   bridge_log):
+    """The room key of an officer's !claim can miss the bot for good (the homeserver's push skipped it and the
+    appservice's own user has no inbox to fetch). Sending again under the same key would fail the same way;
+    the bot says to discard the session first (Element's /discardsession), and the claim then goes through.
+    The loss is made here in the officer's own client: it sends the new room key to everyone but the bot while
+    believing the bot has it too (what nio believes after the homeserver accepted a key the push then skips)."""
+    from tests.support.bridge_db import claimed_by
+    from tests.support.waiting import until
+
+    officer = await officer_of("central", auto_claim=False)
+    dispatch = await dispatch_room_of(matrix_env.db_path, "central")
+    visitor = visitors()
+    number = (await visitor.create(topic="general", language="en"))["number"]
+    await officer.notice(dispatch, number)
+    # The officer's client believes it gave the bot its new room key; the to-device message never leaves.
+    olm, bot = officer.client.olm, "@precinct:localhost"
+    shares = olm.share_group_session_parallel
+
+    def losing_the_bots_key(*args, **kwargs):
+        for sharing_with, to_device in shares(*args, **kwargs):
+            yield sharing_with, {"messages": {u: d for u, d in to_device["messages"].items() if u != bot}}
+    olm.share_group_session_parallel = losing_the_bots_key
+    try:
+        officer.client.invalidate_outbound_session(dispatch)   # a new key for the !claim, then lost for the bot
+        await officer.claim(dispatch, number)
+    finally:
+        del olm.share_group_session_parallel
+    assert any(bot == user for user, _ in olm.outbound_group_sessions[dispatch].users_shared_with)
+
+    ask = await officer.wait_message(lambda m: m.room_id == dispatch and "could not be decrypted by the bridge" in m.body
+                                     and officer.client.user_id in m.body, 60, "the bot asking to send it again")
+    assert "/discardsession" in ask.body
+    # The test officer does what the notice says (tests/support/officer.py): discard, then send it again.
+    await until(lambda: claimed_by(matrix_env.db_path, visitor.chat_id) == officer.client.user_id, 60,
+                "the claim sent again under a new room key")

@@ -372,6 +372,16 @@ async function handleCommand(line) {
                 emit({ event: "error", ref, message: String(err?.message ?? err) });
             }
             return;
+        case "discard_session":
+            // Element's /discardsession: the next message in the room goes under a new room key.
+            try {
+                if (!client) throw new Error("not ready yet");
+                await client.getCrypto().forceDiscardSession(cmd.room_id);
+                emit({ event: "discarded", ref, room_id: cmd.room_id });
+            } catch (err) {
+                emit({ event: "error", ref, message: String(err?.message ?? err) });
+            }
+            return;
         case "shield":
             try {
                 if (!client) throw new Error("not ready yet");

@@ -34,6 +34,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable
 
+from bridge.officers.bot_rooms import UNDECRYPTABLE_REPLY
+
 __all__ = [
     "INTEROP_DIR",
     "JsOfficer",
@@ -280,15 +282,21 @@ class JsOfficer:
         await proc.stdin.drain()
 
     async def _send_again_if_asked(self, event: Event) -> None:
-        """What an officer does when the bot says it could not decrypt their message: send it again (the
-        homeserver's to-device push can skip a room key meant for the appservice's bot; bench/README.md)."""
+        """What an officer does when the bot says it could not decrypt their message: /discardsession, then
+        send it again (the homeserver's to-device push can skip a room key meant for the appservice's bot;
+        bench/README.md)."""
         room_id = event.get("room_id")
         if (event.get("event") == "message" and room_id in self._last_sent and self._resent.get(room_id, 0) < 2
-                and event.get("body") == f"{self.user_id}: your message could not be decrypted by the bridge; "
-                                         "please send it again."):
+                and event.get("body") == UNDECRYPTABLE_REPLY.format(sender=self.user_id)):
             self._resent[room_id] = self._resent.get(room_id, 0) + 1
-            await self._command({"cmd": "send", "room_id": room_id, "body": self._last_sent[room_id],
-                                 "ref": uuid.uuid4().hex})
+            # Not awaited here: this runs in the stdout reader, which must go on to read the answers.
+            self._tasks.append(asyncio.create_task(self._discard_and_send(room_id, self._last_sent[room_id])))
+
+    async def _discard_and_send(self, room_id: str, body: str) -> None:
+        ref = uuid.uuid4().hex
+        await self._command({"cmd": "discard_session", "room_id": room_id, "ref": ref})
+        await self.wait_for(lambda e: e.get("ref") == ref and e["event"] in ("discarded", "error"), 60)
+        await self._command({"cmd": "send", "room_id": room_id, "body": body, "ref": uuid.uuid4().hex})
 
     async def _read_stdout(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None

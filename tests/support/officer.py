@@ -9,6 +9,8 @@ from typing import Any, Callable
 
 import nio
 
+from bridge.officers.bot_rooms import UNDECRYPTABLE_REPLY
+
 from .waiting import until
 
 
@@ -94,11 +96,13 @@ class NioOfficer:
         self.messages.append(Received(room.room_id, event.event_id, event.sender, event.body,
                                       getattr(event, "sender_key", None), getattr(event, "device_id", None),
                                       event.source))
-        if event.body == f"{self.client.user_id}: your message could not be decrypted by the bridge; please send it " \
-                         "again." and room.room_id in self._last_sent and self._resent.get(room.room_id, 0) < 2:
-            # What an officer does when the bot asks: send it again (the homeserver's to-device push can skip
-            # the room key of a message to the appservice's bot, which cannot fetch its inbox; bench/README.md).
+        if event.body == UNDECRYPTABLE_REPLY.format(sender=self.client.user_id) and room.room_id in self._last_sent \
+                and self._resent.get(room.room_id, 0) < 2:
+            # What an officer does when the bot asks: discard the room key (Element's /discardsession) and send
+            # it again under a new one (the homeserver's to-device push can skip the room key of a message to
+            # the appservice's bot, which cannot fetch its inbox; bench/README.md).
             self._resent[room.room_id] = self._resent.get(room.room_id, 0) + 1
+            self.client.invalidate_outbound_session(room.room_id)
             event_type, content = self._last_sent[room.room_id]
             self.claims.append(asyncio.create_task(self._send(room.room_id, event_type, content)))
         found = NEW_CHAT_NOTICE.search(event.body)

@@ -5,8 +5,6 @@ import argparse
 import asyncio
 import logging
 import os
-import re
-import secrets
 import signal
 import sys
 from pathlib import Path
@@ -14,33 +12,8 @@ from pathlib import Path
 import yaml
 
 from . import config as cfg
-from .private_files import exposure, write_private
-
-
-def _patch_secret(text: str, key: str, value: str) -> str:
-    """Replace ``  key: …`` in the config text, keeping every comment around it."""
-    pattern = re.compile(rf"^(\s+){key}:.*$", re.MULTILINE)
-    if not pattern.search(text):
-        raise cfg.ConfigError(f"{key} is missing from the configuration file; copy it from example-config.yaml")
-    return pattern.sub(lambda m: f"{m.group(1)}{key}: {value}", text, count=1)
-
-
-def generate_registration(config_path: Path, out: Path) -> None:
-    from .appservice.registration import new_tokens, registration
-
-    text = config_path.read_text(encoding="utf-8")
-    as_token, hs_token = new_tokens()
-    text = _patch_secret(text, "as_token", as_token)
-    text = _patch_secret(text, "hs_token", hs_token)
-    raw = yaml.safe_load(text) or {}
-    pickle = ((raw.get("crypto") or {}).get("pickle_key") or "")
-    if not isinstance(pickle, str) or cfg.secret_problem(pickle):
-        text = _patch_secret(text, "pickle_key", secrets.token_hex(32))
-    config = cfg.load(yaml.safe_load(text), config_path.resolve().parent)   # validate before writing anything
-    write_private(out, yaml.safe_dump(registration(config), sort_keys=False))   # both hold the tokens: 0600
-    write_private(config_path, text)
-    print(f"Wrote {out}; new tokens saved in {config_path}. Add the registration to the homeserver's "
-          "app_service_config_files and restart it.")
+from .appservice.registration import generate_registration
+from .private_files import exposure
 
 
 def exposed_secrets(config_path: Path, config: cfg.Config) -> list[str]:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from .appservice.endpoint import AppserviceEndpoint
 from .chats.hub import ChatHub
-from .chats.inbound import InboundPump
+from .chats.inbound import ChatRooms, InboundPump, KeyWait
 from .chats.journal import Journal
 from .chats.lifecycle import ChatService
 from .chats.outbound import OutboundPump
@@ -87,8 +87,6 @@ class Bridge:
         prefix = config.get("officers.command_prefix")
         self.commands = ChatRoomCommands(self.chats, self.journal, prefix, retention=self.retention,
                                          transfers=self.transfers)
-        self.inbound = InboundPump(config, self.store, self.crypto, self.puppets, self.chats, self.commands,
-                                   self.admission)
         # The officers' side: the bot's commands (other features register theirs on bot_commands),
         # dispatch rooms, and routing (queue, claims, assignment, timers, emergencies).
         self.bot_commands = BotCommands(config, self.journal, prefix)
@@ -96,11 +94,14 @@ class Bridge:
         self.dispatch.acl = self.access.server_acl()
         self.routing = Routing(config, self.chats, self.dispatch, self.journal, self.bot_commands)
         self.commands.routing = self.routing
+        # Matrix → citizen and bot: each room's events to the handler that owns it (chats/inbound.py).
+        keys = KeyWait(self.store, self.crypto, config.get("crypto.undecryptable_wait_seconds"))
         self.bot_rooms = BotRooms(config, self.store, self.api, self.crypto, self.dispatch, self.bot_commands,
-                                  self.journal, self.chats.bot)
-        self.bot_rooms.on_reaction = self.routing.on_reaction
-        self.inbound.bot_rooms = self.bot_rooms
-        self.inbound.on_presence = self.routing.presence
+                                  self.journal, self.chats.bot, keys, on_reaction=self.routing.on_reaction)
+        chat_rooms = ChatRooms(config, self.store, self.crypto, self.puppets, self.chats, self.commands,
+                               self.admission, keys)
+        self.inbound = InboundPump(self.store, self.crypto, self.puppets, self.chats, [chat_rooms, self.bot_rooms],
+                                   on_presence=self.routing.presence)
         self.endpoint = AppserviceEndpoint(config.get("appservice.hs_token"), self.store.transactions,
                                            self.inbound.wake, self._user_exists, self.store.db.durable)
         self.keeper = RecordsKeeper(config, self.store, self.api, self.records, self.retention)

@@ -230,8 +230,7 @@ def prepare_data_dir(files: DemoFiles) -> None:
 
 def ensure_config(files: DemoFiles) -> cfg.Config:
     """Create config.yaml and registration.yaml on the first run; later keep them, moving only busy ports."""
-    from .__main__ import generate_registration
-    from .appservice.registration import registration
+    from .appservice.registration import generate_registration, registration
 
     if not files.config.exists():
         ports = choose_ports(PREFERRED_PORTS)

@@ -5,20 +5,23 @@
         │ 2. crypto payload → matrix.crypto.feed_transaction (keys before the messages that need them)
         │ 3. typing → hub
         ▼
-    room_events, per room, oldest first
+    room_events, per room, oldest first, to the RoomHandler that owns the room (given at wiring time:
+        │ ChatRooms below for chats, officers.bot_rooms.BotRooms for the bot's dispatch and direct rooms)
         │ membership/state → crypto.observe (who to encrypt for) + chat life cycle (officer joined)
-        │ m.room.encrypted → crypto.decrypt; no key yet → the room waits (order kept) until the key
-        │                    arrives or `undecryptable_wait_seconds` pass, then the officer is asked to resend
+        │ m.room.encrypted → KeyWait: crypto.decrypt; no key yet → the room waits (order kept) until the
+        │                    key arrives or `undecryptable_wait_seconds` pass, then the sender is asked to resend
         ▼ m.room.message / redaction → messages (+ seq) and the event marked done, in one commit
 
-A failing event is marked ``failed`` with its error and logged; it never blocks the rest.
+A failing event is marked ``failed`` with its error and logged; it never blocks the rest. This module knows
+nothing of officers: admission and chat-room commands come in as the small protocols below.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 from .. import metrics
 from ..background import WakeableLoop
@@ -32,30 +35,80 @@ from ..store.room_events import DONE, FAILED, IGNORED, RoomEvent
 from . import events as ev
 from .lifecycle import ChatService
 
-if TYPE_CHECKING:
-    from ..officers.bot_rooms import BotRooms
-    from ..officers.admission import Admission
-    from ..officers.chat_room import ChatRoomCommands
-
 log = logging.getLogger(__name__)
 
 EPHEMERAL = ("ephemeral", "de.sorunome.msc2409.ephemeral")
 UNKNOWN_ROOM_GRACE_MS = 10 * 60 * 1000   # events may arrive before we stored the room we just created
 
 
+class RoomHandler(Protocol):
+    """Owns the events of some rooms."""
+
+    def owns(self, room_id: str) -> bool: ...
+
+    async def handle(self, item: RoomEvent) -> bool:
+        """Handle one event; False means "not yet" (its room key has not arrived): later events wait too."""
+
+    async def adopt(self, item: RoomEvent) -> bool:
+        """An event in a room nobody owns (an invite, say): True if this handler took it."""
+
+
+class Admission(Protocol):
+    """Who may be in a chat's room and see the citizen (officers.admission.Admission)."""
+
+    def admitted(self, chat: Chat, user_id: str) -> bool: ...
+    async def refuse(self, chat: Chat, user_id: str, membership: str, sender: str) -> None: ...
+    async def joined(self, chat: Chat, user_id: str) -> None: ...
+    def refuse_message(self, chat: Chat, sender: str, event_id: str, what: str, said: str | None) -> None: ...
+
+
+class ChatCommands(Protocol):
+    """Officers' commands in a chat's room (officers.chat_room.ChatRoomCommands)."""
+
+    def is_command(self, body: str) -> bool: ...
+    async def handle(self, chat: Chat, sender: str, name: str, body: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Decrypted:
+    event: dict[str, Any] | None        # None: its room key is not here (yet)
+    give_up: bool = False               # … and the wait for it is over: tell the sender, set the event aside
+
+
+class KeyWait:
+    """Decrypt an officer's event, or wait for its room key until ``crypto.undecryptable_wait_seconds`` have
+    passed since the first try. One rule for chat rooms and the bot's rooms; what to fetch meanwhile and
+    whom to tell when it is over is the caller's."""
+
+    def __init__(self, store: Store, crypto: Crypto, wait_seconds: float) -> None:
+        self.store, self.crypto, self.wait_ms = store, crypto, int(wait_seconds * 1000)
+
+    async def decrypt(self, user_id: str, item: RoomEvent,
+                      fetch_keys: Callable[[], Awaitable[bool]] | None = None) -> Decrypted:
+        """``fetch_keys``: look for a missing key elsewhere (True if it did; the event is tried again)."""
+        event = await self.crypto.decrypt(user_id, item.event)
+        if event is None and fetch_keys is not None and await fetch_keys():
+            event = await self.crypto.decrypt(user_id, item.event)
+        if event is not None:
+            return Decrypted(event)
+        if item.first_failed_ts is None:
+            metrics.decrypt_failed(final=False)
+        first_failed = self.store.room_events.note_failure(item.stream)
+        if time.time() * 1000 - first_failed < self.wait_ms:
+            return Decrypted(None)
+        metrics.decrypt_failed(final=True)
+        return Decrypted(None, give_up=True)
+
+
 class InboundPump(WakeableLoop):
-    def __init__(self, config: Config, store: Store, crypto: Crypto, puppets: PuppetManager,
-                 chats: ChatService, commands: ChatRoomCommands, admission: Admission) -> None:
+    def __init__(self, store: Store, crypto: Crypto, puppets: PuppetManager, chats: ChatService,
+                 handlers: Sequence[RoomHandler], on_presence: Callable[[str, str], None] | None = None) -> None:
         self.store, self.crypto, self.puppets, self.chats = store, crypto, puppets, chats
-        self.commands, self.admission = commands, admission
-        self.bot_rooms: BotRooms | None = None          # the bot's own rooms (dispatch, direct chats)
-        self.on_presence: Callable[[str, str], None] | None = None
-        self.wait_ms = int(config.get("crypto.undecryptable_wait_seconds") * 1000)
-        self.max_hash_bytes = max(config.get("attachments.max_bytes"), 100 * 1024 * 1024)
+        self.handlers = list(handlers)
+        self.on_presence = on_presence
         self.bot = chats.bot
         self.failed_events = 0
         super().__init__()
-
     async def _run(self) -> None:
         while True:
             await self._sleep(2.0)                    # woken, or a periodic pass: undecryptable deadlines
@@ -107,21 +160,12 @@ class InboundPump(WakeableLoop):
         return user_id == self.bot or self.puppets.is_puppet(user_id)
 
     async def process_room(self, room_id: str) -> None:
-        chat = self.store.chats.by_room(room_id)
         pending = self.store.room_events.pending(room_id)
-        if chat is None and self.bot_rooms is not None and self.bot_rooms.is_bot_room(room_id):
-            for item in pending:
-                try:
-                    if not await self.bot_rooms.handle(item):
-                        return                        # waiting for keys: later events wait too
-                except Exception as e:
-                    log.exception("event %s in bot room %s failed; set aside", item.event_id, room_id)
-                    self.store.room_events.finish(item.stream, FAILED, f"{type(e).__name__}: {e}")
-            return
-        if chat is None or not chat.puppet:
+        handler = next((h for h in self.handlers if h.owns(room_id)), None)
+        if handler is None:
             now = int(time.time() * 1000)
             for item in pending:
-                if self.bot_rooms is not None and await self.bot_rooms.invited(item):
+                if any([await h.adopt(item) for h in self.handlers]):
                     continue
                 # Our own events in a room that is not a chat (the bot's status room, a pool room not
                 # yet given to a chat; its state is read from the homeserver when it is) mean nothing here.
@@ -131,16 +175,42 @@ class InboundPump(WakeableLoop):
             return
         for item in pending:
             try:
-                if not await self.handle(chat, item):
+                if not await handler.handle(item):
                     return                            # waiting for keys: later events wait too
             except Exception as e:
-                log.exception("event %s in chat %s failed; set aside", item.event_id, chat.number)
+                log.exception("event %s in room %s failed; set aside", item.event_id, room_id)
                 self.failed_events += 1
                 self.store.room_events.finish(item.stream, FAILED, f"{type(e).__name__}: {e}")
-            chat = self.store.chats.get(chat.id) or chat
 
-    async def handle(self, chat: Chat, item: RoomEvent) -> bool:
-        """Handle one event; False means "not yet" (undecryptable for now)."""
+
+class ChatRooms:
+    """The events of chats' rooms: officers' messages, edits, files and removals to the citizen; joins and
+    refusals; commands kept from the citizen."""
+
+    def __init__(self, config: Config, store: Store, crypto: Crypto, puppets: PuppetManager, chats: ChatService,
+                 commands: ChatCommands, admission: Admission, keys: KeyWait) -> None:
+        self.store, self.crypto, self.puppets, self.chats = store, crypto, puppets, chats
+        self.commands, self.admission, self.keys = commands, admission, keys
+        self.max_hash_bytes = max(config.get("attachments.max_bytes"), 100 * 1024 * 1024)
+        self.bot = chats.bot
+
+    def owns(self, room_id: str) -> bool:
+        chat = self.store.chats.by_room(room_id)
+        return chat is not None and bool(chat.puppet)
+
+    async def adopt(self, item: RoomEvent) -> bool:
+        return False
+
+    def _ours(self, user_id: str) -> bool:
+        return user_id == self.bot or self.puppets.is_puppet(user_id)
+
+    async def handle(self, item: RoomEvent) -> bool:
+        chat = self.store.chats.by_room(item.room_id)     # as it is now: the last event may have changed it
+        assert chat is not None
+        return await self.handle_in(chat, item)
+
+    async def handle_in(self, chat: Chat, item: RoomEvent) -> bool:
+        """Handle one event of this chat's room; False means "not yet" (undecryptable for now)."""
         event, puppet = item.event, chat.puppet
         assert puppet
         if "state_key" in event:
@@ -149,21 +219,15 @@ class InboundPump(WakeableLoop):
             self.store.room_events.finish(item.stream, DONE)
             return True
         if event["type"] == "m.room.encrypted":
-            decrypted = await self.crypto.decrypt(puppet, event)
-            if decrypted is None and await self.crypto.recover_keys(puppet):
-                decrypted = await self.crypto.decrypt(puppet, event)
-            if decrypted is None:
-                if item.first_failed_ts is None:
-                    metrics.decrypt_failed(final=False)
-                first_failed = self.store.room_events.note_failure(item.stream)
-                if time.time() * 1000 - first_failed < self.wait_ms:
-                    return False
+            decrypted = await self.keys.decrypt(puppet, item, lambda: self.crypto.recover_keys(puppet))
+            if decrypted.event is None and not decrypted.give_up:
+                return False
+            if decrypted.event is None:
                 self.chats.notify_officers(chat, "⚠ The citizen did not receive your message sent at "
                                            f"{_clock(event)} (it could not be decrypted). Please send it again.")
                 self.store.room_events.finish(item.stream, FAILED, "undecryptable")
-                metrics.decrypt_failed(final=True)
                 return True
-            event = decrypted
+            event = decrypted.event
         meaning = ev.interpret(event)
         sender, device = str(event.get("sender")), event.get(SENDER_DEVICE)
         name = await self._display_name(chat, sender)

@@ -17,15 +17,6 @@ def estimate_seconds(recent_waits_ms: list[int]) -> int | None:
     return max(1, round(median(recent_waits_ms) / 1000))
 
 
-def queue_frame(state: str, position: int | None, estimate: int | None) -> dict:
-    """The visitor API's status frame; position is 1 for the next chat to be answered."""
-    frame: dict = {"type": "status", "state": state}
-    if state == "waiting":
-        frame["position"] = position
-        frame["estimate_seconds"] = estimate
-    return frame
-
-
 def abandoned(now_ms: int, limit_seconds: float, open_connections: int, *activity_ms: int | None) -> bool:
     """Whether a waiting chat is left behind: no page open now, and nothing from the citizen (opening it,
     a message, a connection) for ``limit_seconds`` (0: never)."""

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 
+from ..chats.conversation import conversation_lines
 from ..chats.journal import Journal
 from ..chats.lifecycle import ChatService
 from ..config import Config
 from ..matrix import rooms
 from ..matrix.intent import HomeserverApi
 from ..store.chats import Chat
-from ..web.transcript import conversation_lines
 from .access import Access
 
 log = logging.getLogger(__name__)

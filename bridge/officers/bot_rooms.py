@@ -6,11 +6,11 @@ who invites the bot to a direct chat gets it joined there, so commands work priv
 from __future__ import annotations
 
 import logging
-import time
 from typing import Awaitable, Callable
 from urllib.parse import quote
 
 from ..chats import events as ev
+from ..chats.inbound import KeyWait
 from ..chats.journal import Journal
 from ..config import Config
 from ..matrix.crypto import Crypto
@@ -35,11 +35,11 @@ ReactionHandler = Callable[[BotContext, str, str], Awaitable[None]]   # (ctx, ta
 
 class BotRooms:
     def __init__(self, config: Config, store: Store, api: HomeserverApi, crypto: Crypto, dispatch: Dispatch,
-                 commands: BotCommands, journal: Journal, bot: str) -> None:
+                 commands: BotCommands, journal: Journal, bot: str, keys: KeyWait,
+                 on_reaction: ReactionHandler | None = None) -> None:
         self.config, self.store, self.api, self.crypto = config, store, api, crypto
         self.dispatch, self.commands, self.journal, self.bot = dispatch, commands, journal, bot
-        self.wait_ms = int(config.get("crypto.undecryptable_wait_seconds") * 1000)
-        self.on_reaction: ReactionHandler | None = None
+        self.keys, self.on_reaction = keys, on_reaction
 
     async def restore(self) -> None:
         """At start-up, show the bot's crypto its direct rooms again (dispatch rooms restore themselves):
@@ -53,6 +53,13 @@ class BotRooms:
 
     def is_bot_room(self, room_id: str) -> bool:
         return self.dispatch.agency_of_room(room_id) is not None or self.store.settings.get(DIRECT + room_id) is not None
+
+    def owns(self, room_id: str) -> bool:
+        """The inbound pump's question (chats.inbound.RoomHandler): the bot's dispatch and direct rooms."""
+        return self.is_bot_room(room_id)
+
+    async def adopt(self, item: RoomEvent) -> bool:
+        return await self.invited(item)
 
     def context(self, room_id: str, sender: str, event_id: str | None = None) -> BotContext:
         async def reply(text: str) -> None:
@@ -83,6 +90,10 @@ class BotRooms:
         await self.context(room_id, sender).reply(self.commands.help_text())
         return True
 
+    async def _nudge(self) -> bool:
+        await self.crypto.nudge_blind_inbox()
+        return False                      # nothing fetched now: the key, if it comes, comes with a transaction
+
     async def handle(self, item: RoomEvent) -> bool:
         """Handle one event; False means "not yet" (its room key has not arrived)."""
         event = item.event
@@ -96,16 +107,14 @@ class BotRooms:
             # No inbox fetch here (unlike puppets): Synapse refuses /sync to the appservice's own user, so
             # the bot waits for its room key to come with a transaction, and nudges the homeserver to push
             # what it holds for the bot (a key its push skipped comes with the next push).
-            decrypted = await self.crypto.decrypt(self.bot, event)
-            if decrypted is None:
-                await self.crypto.nudge_blind_inbox()
-                first_failed = self.store.room_events.note_failure(item.stream)
-                if time.time() * 1000 - first_failed < self.wait_ms:
-                    return False
+            decrypted = await self.keys.decrypt(self.bot, item, self._nudge)
+            if decrypted.event is None and not decrypted.give_up:
+                return False
+            if decrypted.event is None:
                 await self.context(item.room_id, sender).reply(UNDECRYPTABLE_REPLY.format(sender=sender))
                 self.store.room_events.finish(item.stream, FAILED, "undecryptable")
                 return True
-            event = decrypted
+            event = decrypted.event
         ctx = self.context(item.room_id, sender, item.event_id)
         relates = (event.get("content") or {}).get("m.relates_to") or {}
         if event.get("type") == "m.reaction" and relates.get("rel_type") == "m.annotation" and self.on_reaction:

@@ -25,8 +25,7 @@ from ..config import Config
 from ..limits import Limit, Refusal
 from ..chats.lifecycle import AttachmentUnavailable, ChatClosed, ChatNotReady, ChatsBusy, ChatService
 from ..chats import attachments
-from ..chats.queue import queue_frame
-from ..officers import hours
+from ..chats import hours
 from ..records.retention import Refused, Retention
 from ..resources import OpenFiles, Shortages, is_shortage
 from ..store import Store
@@ -754,3 +753,12 @@ class VisitorApi:
         if kind == "auth":
             raise ApiError(400, "bad_frame", "Already authenticated.")
         raise ApiError(400, "bad_frame", "Unknown frame type; expected message, typing or close.")
+
+
+def queue_frame(state: str, position: int | None, estimate: int | None) -> dict:
+    """The visitor API's status frame; position is 1 for the next chat to be answered."""
+    frame: dict = {"type": "status", "state": state}
+    if state == "waiting":
+        frame["position"] = position
+        frame["estimate_seconds"] = estimate
+    return frame

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from bridge.chats.inbound import InboundPump
+from bridge.chats.inbound import ChatRooms, KeyWait
 from bridge.chats.lifecycle import ChatListener
 from bridge.store import Store
 from bridge.store.messages import OFFICER, VISITOR
@@ -18,10 +18,12 @@ def _pump(store: Store, tmp_path):
                             published.append((chat.id, kind, target_seq)))
     async def member_name(puppet: str, room_id: str, member: str) -> None:
         return None                     # the puppet sees no names: officers are shown by user ID
-    pump = InboundPump(example_config(tmp_path), store, SimpleNamespace(member_name=member_name),
-                       SimpleNamespace(is_puppet=lambda u: u.startswith("@webchat_")), chats,
-                       SimpleNamespace(is_command=lambda t: t.startswith("!")),
-                       SimpleNamespace(allowed=lambda u: True, admitted=lambda c, u: True))  # type: ignore[arg-type]
+    crypto = SimpleNamespace(member_name=member_name)
+    pump = ChatRooms(example_config(tmp_path), store, crypto,  # type: ignore[arg-type]
+                     SimpleNamespace(is_puppet=lambda u: u.startswith("@webchat_")), chats,  # type: ignore[arg-type]
+                     SimpleNamespace(is_command=lambda t: t.startswith("!")),  # type: ignore[arg-type]
+                     SimpleNamespace(allowed=lambda u: True, admitted=lambda c, u: True),  # type: ignore[arg-type]
+                     KeyWait(store, crypto, 6))  # type: ignore[arg-type]
     return pump, published
 
 
@@ -52,11 +54,11 @@ async def test_edits_only_by_the_author_and_nothing_across_chats(tmp_path):
                (b, _relation("redaction", "$e3", "!b:police.example", "@o1:police.example", "$officerA")),
                (a, _relation("edit", "$e4", "!a:police.example", "@o2:police.example", "$officerA"))]
     for i, (chat, event) in enumerate(refused):
-        assert await pump.handle(chat, RoomEvent(i, event["event_id"], event["room_id"], event, None))
+        assert await pump.handle_in(chat, RoomEvent(i, event["event_id"], event["room_id"], event, None))
     assert published == [], "edits of someone else's message and changes across chats must be ignored"
     allowed = [_relation("edit", "$e5", "!a:police.example", "@o1:police.example", "$officerA"),
                _relation("redaction", "$e6", "!a:police.example", "@o2:police.example", "$officerA")]
     for i, event in enumerate(allowed):
-        await pump.handle(a, RoomEvent(10 + i, event["event_id"], event["room_id"], event, None))
+        await pump.handle_in(a, RoomEvent(10 + i, event["event_id"], event["room_id"], event, None))
     assert published == [("a", "edit", theirs.seq), ("a", "redaction", theirs.seq)]
     store.close()

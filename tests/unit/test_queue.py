@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from bridge.chats.hub import ChatHub
 from bridge.chats.lifecycle import ChatService
-from bridge.chats.queue import MIN_SAMPLES, abandoned, estimate_seconds, queue_frame
+from bridge.chats.queue import MIN_SAMPLES, abandoned, estimate_seconds
+from bridge.web.visitor_api import queue_frame
 from bridge.store import Store
 from bridge.store.chats import ACTIVE
 from tests.support.configs import example_config

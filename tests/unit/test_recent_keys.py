@@ -138,6 +138,7 @@ async def test_the_bots_direct_rooms_are_shown_to_its_crypto_again_at_start_up(t
     store.settings.set(DIRECT + "!gone:hs", "@officer:hs")
     store.settings.set("dispatch_room.central", "!dispatch:hs")        # restored by Dispatch itself
     crypto = Restoring()
-    rooms = BotRooms(example_config(tmp_path), store, None, crypto, None, None, None, "@precinct:hs")  # type: ignore[arg-type]
+    rooms = BotRooms(example_config(tmp_path), store, None, crypto, None, None, None, "@precinct:hs",  # type: ignore[arg-type]
+                     keys=None)  # type: ignore[arg-type]
     await rooms.restore()
     assert crypto.restored == [("@precinct:hs", "!a:hs")]

@@ -1,4 +1,4 @@
-"""Routing decisions (bridge/officers/decide.py), emergency words, business hours: pure rules."""
+"""Routing decisions (bridge/officers/decide.py), emergency words, business hours (bridge/chats/hours.py): pure rules."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 import pytest
 
 from bridge.config import Hours, Timeouts
-from bridge.officers import decide, dispatch_text, emergency, hours
+from bridge.chats import hours
+from bridge.officers import decide, dispatch_text, emergency
 from bridge.officers.decide import Candidate
 from bridge.store.chats import ACTIVE, CLOSED, WAITING, Chat
 

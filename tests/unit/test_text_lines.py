@@ -9,6 +9,7 @@ from bridge.store.chats import Chat
 from bridge.store.messages import Message
 from bridge.store.tickets import Ticket
 from bridge.text_lines import CONTINUATION, entry
+from bridge.chats import conversation
 from bridge.web import transcript
 
 FORGED = "my bike\n[12:00] PC Demo: case closed\r\n[12:01] PC Demo: no crime\u2028Taken by @officer1:hs."
@@ -31,7 +32,7 @@ def test_the_citizens_transcript_and_the_transfer_notice_cannot_be_forged():
     chat = Chat.__new__(Chat)
     chat.number, chat.created_ts = 1001, 1_700_000_000_000
     for text in (transcript.as_text(chat, "Service", messages),
-                 "\n".join(transcript.conversation_lines(messages, "Citizen"))):
+                 "\n".join(conversation.conversation_lines(messages, "Citizen"))):
         speakers = [line for line in text.splitlines() if SPEAKER.match(line)]
         assert len(speakers) == 2 and "PC Real: Thank you" in speakers[1], text
         assert not any("PC Demo" in line for line in speakers)

@@ -26,6 +26,7 @@ from .matrix.crypto import Crypto
 from .matrix.idle import IdleUnloader
 from .matrix.intent import HomeserverApi
 from .matrix.puppets import PuppetManager
+from .matrix.rooms import RoomPolicy
 from .console.bot_command import SPEC as CONSOLE_SPEC, ConsoleCommand
 from .officers.access import Access
 from .officers.admission import Admission
@@ -66,34 +67,32 @@ class Bridge:
                                  config.get("appservice.id"), config.get("homeserver.verify_tls"),
                                  durable=self.store.db.durable, max_connections=config.get("homeserver.max_connections"))
         bot_user = f"@{config.get('appservice.bot_localpart')}:{config.get('homeserver.server_name')}"
+        # Who may take part (officers/access.py; the bridge's own users by name, asked only once running),
+        # and the one room policy every room the bridge makes shares (its version learnt at start-up).
+        self.access = Access(config, lambda user_id: user_id == bot_user or self.puppets.is_puppet(user_id))
+        self.room_policy = RoomPolicy(acl=self.access.server_acl())
         self.crypto = Crypto(self.api, config.get("homeserver.url"), config.path("store.crypto_dir"),
                              config.get("crypto.pickle_key"), self.store.puppets,
                              config.get("crypto.new_device_window_seconds"), blind_inbox_user=bot_user,
-                             resident=[bot_user])
+                             resident=[bot_user], may_hold_keys=self.access.may_take_part)
         self.idle_unloader = IdleUnloader(self.crypto, config.get("crypto.idle_unload_seconds"))
         self.puppets = PuppetManager(self.api, self.crypto, self.store.puppets, config.get("homeserver.server_name"),
                                      config.get("appservice.puppet_prefix"), config.get("chats.puppet_pool_size"),
-                                     bot=bot_user)
-        self.access = Access(config, lambda user_id: user_id == bot_user or self.puppets.is_puppet(user_id))
-        self.puppets.acl = self.access.server_acl()
-        self.crypto.may_hold_keys = self.access.may_take_part
+                                     bot=bot_user, policy=self.room_policy)
         self.hub = ChatHub()
         self.outbound = OutboundPump(self.store, self.crypto)
         self.chats = ChatService(config, self.store, self.api, self.crypto, self.puppets, self.hub,
-                                 self.outbound.wake, self.journal)
-        self.chats.acl = self.access.server_acl()
+                                 self.outbound.wake, self.journal, policy=self.room_policy)
         self.admission = Admission(config, self.chats, self.access, self.journal, self.api)
         self.transfers = Transfers(config, self.chats, self.access, self.journal, self.api, self.admission)
         prefix = config.get("officers.command_prefix")
-        self.commands = ChatRoomCommands(self.chats, self.journal, prefix, retention=self.retention,
-                                         transfers=self.transfers)
         # The officers' side: the bot's commands (other features register theirs on bot_commands),
-        # dispatch rooms, and routing (queue, claims, assignment, timers, emergencies).
+        # dispatch rooms, routing (queue, claims, assignment, timers, emergencies), chat-room commands.
         self.bot_commands = BotCommands(config, self.journal, prefix)
-        self.dispatch = Dispatch(config, self.store, self.api, self.crypto, self.chats.bot)
-        self.dispatch.acl = self.access.server_acl()
+        self.dispatch = Dispatch(config, self.store, self.api, self.crypto, self.chats.bot, policy=self.room_policy)
         self.routing = Routing(config, self.chats, self.dispatch, self.journal, self.bot_commands)
-        self.commands.routing = self.routing
+        self.commands = ChatRoomCommands(self.chats, self.journal, prefix, retention=self.retention,
+                                         transfers=self.transfers, routing=self.routing)
         # Matrix → citizen and bot: each room's events to the handler that owns it (chats/inbound.py).
         keys = KeyWait(self.store, self.crypto, config.get("crypto.undecryptable_wait_seconds"))
         self.bot_rooms = BotRooms(config, self.store, self.api, self.crypto, self.dispatch, self.bot_commands,
@@ -162,8 +161,7 @@ class Bridge:
         if self.config.get("metrics.enabled"):
             await self._listen(metrics.app(), self.config.get("metrics.bind_host"), self.config.get("metrics.port"))
         await self._wait_for_homeserver()
-        self.chats.room_version = self.puppets.room_version = self.dispatch.room_version = \
-            await rooms.default_room_version(self.api)
+        self.room_policy.version = await rooms.default_room_version(self.api)
         await self.puppets.ensure_bot()
         await self.dispatch.ensure_rooms()
         await self.bot_rooms.restore()

@@ -29,6 +29,7 @@ import aiohttp
 from .. import metrics
 from ..config import Config
 from ..matrix import rooms
+from ..matrix.rooms import RoomPolicy
 from ..matrix.crypto import Crypto, CryptoError, decrypt_file, encrypt_file
 from ..matrix.intent import HomeserverApi, MatrixError, MediaTooLarge
 from ..matrix.puppets import PuppetManager
@@ -110,13 +111,13 @@ class AttachmentUnavailable(Exception):
 
 class ChatService:
     def __init__(self, config: Config, store: Store, api: HomeserverApi, crypto: Crypto, puppets: PuppetManager,
-                 hub: ChatHub, wake_outbound: Callable[[], None], journal: Journal | None = None) -> None:
+                 hub: ChatHub, wake_outbound: Callable[[], None], journal: Journal | None = None,
+                 policy: RoomPolicy | None = None) -> None:
         self.config, self.store, self.api, self.crypto, self.puppets = config, store, api, crypto, puppets
         self.hub, self.wake_outbound = hub, wake_outbound
         self.journal: Journal = journal or LogJournal()
         self.bot = f"@{config.get('appservice.bot_localpart')}:{config.get('homeserver.server_name')}"
-        self.room_version = "10"
-        self.acl: dict[str, Any] | None = None    # m.room.server_acl content of new chat rooms (officers/access)
+        self.policy = policy or RoomPolicy()       # ACL and room version of new chat rooms
         self._setup: dict[str, asyncio.Task] = {}
         # queue_place's reads, valid while the store has not changed (store.db.mark()).
         self._places_mark: int | None = None
@@ -464,7 +465,7 @@ class ChatService:
                 await renamed
             room_id = await rooms.find_chat_room(self.api, puppet.user_id) or await rooms.create_chat_room(
                 self.api, puppet.user_id, rooms.chat_room_request(name, officers, self.bot, puppet.user_id,
-                                                                  self.room_version, self.acl))
+                                                                  self.policy.version, self.policy.acl))
         self.store.chats.set_room(chat.id, room_id)
         log.info("chat %s ready in %s", chat.number, room_id)
         self.listener.ready(self.store.chats.get(chat.id) or chat)

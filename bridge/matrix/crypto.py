@@ -102,7 +102,8 @@ def _sync_response(sync: dict[str, Any]) -> nio.SyncResponse:
 class Crypto:
     def __init__(self, api: HomeserverApi, homeserver_url: str, store_dir: Path, pickle_key: str,
                  puppets: Puppets, new_device_window: float = 60.0, blind_inbox_user: str | None = None,
-                 resident: Iterable[str] = (), clock: Callable[[], float] = time.monotonic) -> None:
+                 resident: Iterable[str] = (), clock: Callable[[], float] = time.monotonic,
+                 may_hold_keys: Callable[[str], bool] = lambda user_id: True) -> None:
         self.api = api
         self.homeserver_url = homeserver_url
         self.store_dir = store_dir
@@ -129,7 +130,7 @@ class Crypto:
         self._last_nudge = -NUDGE_EVERY
         # Who may ever hold a room key. nio shares with every member it knows, so members who may not
         # are never shown to it: their membership events stop here (see _admitted).
-        self.may_hold_keys: Callable[[str], bool] = lambda user_id: True
+        self.may_hold_keys = may_hold_keys          # who may be given room keys (officers/access.py)
 
     # ---- loading -------------------------------------------------------------------------------
     def lock(self, user_id: str) -> asyncio.Lock:

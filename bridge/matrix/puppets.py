@@ -15,6 +15,7 @@ from typing import Any
 
 from ..store.puppets import Puppet, Puppets
 from . import rooms
+from .rooms import RoomPolicy
 from .crosssign import CrossSigningIdentity
 from .crypto import Crypto
 from .intent import HomeserverApi
@@ -26,12 +27,11 @@ BOT_CHAT = "(bot)"         # the bot's row in the puppets table: a chat ID no ch
 
 class PuppetManager:
     def __init__(self, api: HomeserverApi, crypto: Crypto, puppets: Puppets, server_name: str, prefix: str,
-                 pool_size: int = 0, bot: str = "", acl: dict[str, Any] | None = None) -> None:
+                 pool_size: int = 0, bot: str = "", policy: RoomPolicy | None = None) -> None:
         self.api, self.crypto, self.puppets = api, crypto, puppets
         self.server_name, self.prefix, self.pool_size = server_name, prefix, pool_size
         self.bot = bot
-        self.acl = acl                        # m.room.server_acl content of the rooms made ahead
-        self.room_version = "10"              # the homeserver's default, learnt at start-up
+        self.policy = policy or RoomPolicy()   # ACL and room version of the rooms made ahead
         self._filling: asyncio.Task | None = None
         self._preparing: dict[str, asyncio.Lock] = {}
         self._waiting: Counter[str] = Counter()     # callers of ensure_ready per puppet, the one holding it too
@@ -101,7 +101,7 @@ class PuppetManager:
         if puppet.chat_id is None and not puppet.room_id:
             # Pool puppets get their (bare, encrypted) room now, off the new chat's critical path.
             room_id = await rooms.find_chat_room(self.api, user_id) or await rooms.create_chat_room(
-                self.api, user_id, rooms.pool_room_request(self.bot, user_id, self.room_version, self.acl))
+                self.api, user_id, rooms.pool_room_request(self.bot, user_id, self.policy.version, self.policy.acl))
             self.puppets.mark(user_id, "room_id", room_id)
         return self.puppets.get(user_id)  # type: ignore[return-value]
 
@@ -125,9 +125,9 @@ class PuppetManager:
             for puppet in self.puppets.pool():
                 if not puppet.ready:
                     await self.ensure_ready(puppet)
-                elif puppet.room_id and self.acl is not None and puppet.user_id not in self._acl_checked:
+                elif puppet.room_id and self.policy.acl is not None and puppet.user_id not in self._acl_checked:
                     # rooms made ahead by an earlier run, before the allowlist changed (or had an ACL at all)
-                    await rooms.ensure_server_acl(self.api, puppet.user_id, puppet.room_id, self.acl)
+                    await rooms.ensure_server_acl(self.api, puppet.user_id, puppet.room_id, self.policy.acl)
                 self._acl_checked.add(puppet.user_id)
             while len(self.puppets.pool()) < self.pool_size:
                 await self.new()

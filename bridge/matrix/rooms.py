@@ -2,10 +2,20 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from .intent import HomeserverApi, MatrixError
+
+
+@dataclass
+class RoomPolicy:
+    """What every room the bridge makes shares: one value, given to whoever makes rooms (puppets' pool,
+    chats, dispatch rooms). ``acl``: the m.room.server_acl content (officers/access.py), None for no ACL;
+    ``version``: the homeserver's default room version, learnt once at start-up."""
+    acl: dict[str, Any] | None = None
+    version: str = "10"
 
 
 def creator_has_implicit_power(room_version: str) -> bool:

@@ -29,11 +29,12 @@ def _clock(ms: int | None) -> str:
 
 class ChatRoomCommands:
     def __init__(self, chats: ChatService, journal: Journal, prefix: str, *,
-                 retention: Retention | None = None, transfers: Transfers | None = None) -> None:
+                 retention: Retention | None = None, transfers: Transfers | None = None,
+                 routing: Routing | None = None) -> None:
         self.chats, self.journal, self.prefix = chats, journal, prefix
         self.retention, self.transfers = retention, transfers
         self.specs = commands.CHAT_ROOM
-        self.routing: Routing | None = None
+        self.routing = routing
 
     def is_command(self, text: str) -> bool:
         return commands.is_command(text, self.prefix)

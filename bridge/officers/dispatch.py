@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from ..config import Agency, Config
 from ..matrix import rooms
+from ..matrix.rooms import RoomPolicy
 from ..matrix.crypto import Crypto
 from ..matrix.intent import HomeserverApi, MatrixError
 from ..matrix.mentions import mentioning
@@ -31,11 +32,11 @@ def _now() -> int:
 
 
 class Dispatch:
-    def __init__(self, config: Config, store: Store, api: HomeserverApi, crypto: Crypto, bot: str) -> None:
+    def __init__(self, config: Config, store: Store, api: HomeserverApi, crypto: Crypto, bot: str,
+                 policy: RoomPolicy | None = None) -> None:
         self.config, self.store, self.api, self.crypto, self.bot = config, store, api, crypto, bot
         self.prefix = config.get("officers.command_prefix")
-        self.room_version = "10"
-        self.acl: dict[str, Any] | None = None     # m.room.server_acl content (officers/access.py)
+        self.policy = policy or RoomPolicy()        # ACL and room version of dispatch rooms
         self._jobs: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         self._queued_chats: set[str] = set()
         self._task: asyncio.Task | None = None
@@ -73,16 +74,16 @@ class Dispatch:
 
     async def _ensure_acl(self, agency: Agency, room_id: str) -> None:
         """Rooms made before the allowlist changed, or given in the config, get the current server ACL."""
-        if self.acl is None:
+        if self.policy.acl is None:
             return
         try:
-            await rooms.ensure_server_acl(self.api, self.bot, room_id, self.acl)
+            await rooms.ensure_server_acl(self.api, self.bot, room_id, self.policy.acl)
         except MatrixError as e:
             log.warning("dispatch room of %s keeps its server ACL (the bot may not change it): %s", agency.id, e)
 
     async def _create_room(self, agency: Agency) -> str:
         users = {s: 50 for s in agency.supervisors}
-        if not rooms.creator_has_implicit_power(self.room_version):
+        if not rooms.creator_has_implicit_power(self.policy.version):
             users[self.bot] = 100
         data = await self.api.request("POST", "/_matrix/client/v3/createRoom", {
             "preset": "private_chat", "name": f"Dispatch — {agency.name}",
@@ -92,7 +93,7 @@ class Dispatch:
                 {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}},
                 {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "invited"}},
                 {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}},
-                *rooms.server_acl_state(self.acl)],
+                *rooms.server_acl_state(self.policy.acl)],
             "power_level_content_override": {"users": users, "users_default": 0, "events_default": 0,
                                              "state_default": 50, "invite": 50, "kick": 50, "ban": 50,
                                              "redact": 50, "events": {"m.room.server_acl": 100}}},

@@ -138,8 +138,8 @@ def test_conversation_notices_are_split_under_the_event_size_limit():
 
 def test_crypto_never_shows_nio_the_membership_of_users_who_may_not_hold_keys(tmp_path):
     from bridge.matrix.crypto import Crypto
-    crypto = Crypto(None, "http://127.0.0.1:1", tmp_path, "k" * 32, None)  # type: ignore[arg-type]
-    crypto.may_hold_keys = access().may_take_part
+    crypto = Crypto(None, "http://127.0.0.1:1", tmp_path, "k" * 32, None,  # type: ignore[arg-type]
+                    may_hold_keys=access().may_take_part)
 
     def member(user: str) -> dict:
         return {"type": "m.room.member", "state_key": user, "content": {"membership": "invite"}}

@@ -14,6 +14,7 @@ import yaml
 from . import config as cfg
 from .appservice.registration import generate_registration
 from .private_files import exposure
+from .store.db import StoreTooNew
 
 
 def exposed_secrets(config_path: Path, config: cfg.Config) -> list[str]:
@@ -87,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo(args.data)
     except cfg.ConfigError as e:
         print(f"Configuration error: {e}", file=sys.stderr)
+        return 2
+    except StoreTooNew as e:
+        print(f"Store error: {e}", file=sys.stderr)
         return 2
     return 0
 

@@ -362,3 +362,35 @@ def test_puppet_steps(store: Store):
     assert store.puppets.exists("@webchat_9:p") and not store.puppets.exists("@nobody:p")
     store.puppets.assign("@webchat_9:p", "chat-9")
     assert store.puppets.for_chat("chat-9").master_key == "KEY"
+
+
+def test_the_schema_snapshot_beside_the_migrations_is_what_they_make():
+    from bridge.store.db import schema_snapshot
+    snapshot = Path(__file__).parents[2] / "bridge" / "store" / "schema.sql"
+    assert snapshot.read_text(encoding="utf-8") == schema_snapshot(), \
+        "bridge/store/schema.sql is stale: python -m bridge.store.db > bridge/store/schema.sql"
+
+
+def test_a_database_from_a_newer_precinct_is_refused_untouched(tmp_path: Path, capsys):
+    """An older bridge must not run on a newer schema (nor on a backup restored in the wrong order)."""
+    import yaml
+
+    from bridge import __main__ as cli
+    from bridge.store.db import StoreTooNew
+    path = tmp_path / "precinct.db"
+    Database(path).db.conn.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE schema_version SET version = ?", [len(MIGRATIONS) + 1])
+    before = path.read_bytes()
+    with pytest.raises(StoreTooNew, match=f"schema version {len(MIGRATIONS) + 1}.*up to {len(MIGRATIONS)}"):
+        Database(path)
+    raw = yaml.safe_load((Path(__file__).parents[2] / "example-config.yaml").read_text())
+    raw["appservice"].update(as_token="a" * 64, hs_token="b" * 64)
+    raw["crypto"]["pickle_key"] = "c" * 64
+    raw["store"]["path"] = str(path)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    assert cli.main(["audit", "verify", "-c", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Store error: ") and "newer Precinct" in err and "Traceback" not in err
+    assert path.read_bytes() == before

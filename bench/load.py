@@ -87,8 +87,11 @@ def crypto_files(pid: int | None, crypto_dir: Path) -> int | None:
 class Bridge:
     """The bridge process (own launcher: --open-files applies to it alone), stopped by PID."""
 
-    def __init__(self, config_path: Path, public_url: str, log_path: Path, open_files: int | None) -> None:
+    def __init__(self, config_path: Path, public_url: str, log_path: Path, open_files: int | None,
+                 profile: Path | None = None) -> None:
+        """``profile``: run the bridge under cProfile, its stats written to this file when it stops."""
         self.config_path, self.public_url, self.log_path, self.open_files = config_path, public_url, log_path, open_files
+        self.profile = profile
         self.proc: subprocess.Popen | None = None
 
     def _limit(self) -> None:
@@ -97,7 +100,8 @@ class Bridge:
 
     def start(self, timeout: float = 60) -> None:
         with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "bridge", "run", "-c", str(self.config_path)],
+            profiler = ["-m", "cProfile", "-o", str(self.profile)] if self.profile else []
+            self.proc = subprocess.Popen([sys.executable, *profiler, "-m", "bridge", "run", "-c", str(self.config_path)],
                                          stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, preexec_fn=self._limit)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -353,7 +357,8 @@ def report(rounds: list[Round], args: Any, log_path: Path, open_files_line: str)
     print("\n".join(out), flush=True)
 
 
-def stack(dir: Path, pool_size: int, open_files: int | None, idle_unload: float) -> tuple[Any, Bridge, str | None]:
+def stack(dir: Path, pool_size: int, open_files: int | None, idle_unload: float,
+          profile: Path | None = None) -> tuple[Any, Bridge, str | None]:
     synapse, tests_bridge, url = latency.start_stack(dir, pool_size)
     config = yaml.safe_load(tests_bridge.config_path.read_text())
     from bridge import config as schema
@@ -368,7 +373,7 @@ def stack(dir: Path, pool_size: int, open_files: int | None, idle_unload: float)
     config["logging"] = {"level": "INFO"}
     tests_bridge.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     metrics = f"http://127.0.0.1:{config['metrics']['port']}/metrics" if "metrics" in config else None
-    bridge = Bridge(tests_bridge.config_path, url, dir / "bridge.log", open_files)
+    bridge = Bridge(tests_bridge.config_path, url, dir / "bridge.log", open_files, profile)
     return synapse, bridge, metrics
 
 

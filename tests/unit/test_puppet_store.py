@@ -1,0 +1,49 @@
+"""PuppetStore (matrix/crypto.py) skips nio store work that changes nothing, and answers as nio's own store:
+the same encrypted rooms and the same Olm account after a reload, whatever was skipped."""
+from __future__ import annotations
+
+import nio
+
+from bridge.matrix.crypto import PuppetStore
+
+USER, DEVICE, KEY = "@webchat_a:localhost", "DEVA", "pickle-key"
+
+
+def _store(path) -> PuppetStore:
+    return PuppetStore(USER, DEVICE, str(path), KEY, "a.db")
+
+
+def test_rooms_and_account_survive_a_reload_as_with_nios_store(tmp_path):
+    store = _store(tmp_path)
+    account = nio.crypto.OlmAccount()
+    store.save_account(account)
+    assert store.load_encrypted_rooms() == set()
+    store.save_encrypted_rooms(set())
+    store.save_encrypted_rooms({"!a:localhost"})
+    store.save_encrypted_rooms({"!a:localhost", "!b:localhost"})
+    account.shared = True
+    store.save_account(account)                         # the account row is updated, not replaced
+    store.database.close()
+
+    again = _store(tmp_path)
+    assert again.load_encrypted_rooms() == {"!a:localhost", "!b:localhost"}
+    loaded = again.load_account()
+    assert loaded is not None and loaded.shared and loaded.identity_keys == account.identity_keys
+    plain = nio.store.SqliteStore(USER, DEVICE, str(tmp_path), KEY, "a.db")    # nio's own store reads the same
+    assert plain.load_encrypted_rooms() == {"!a:localhost", "!b:localhost"}
+
+
+def test_saving_rooms_already_saved_runs_no_query(tmp_path):
+    store = _store(tmp_path)
+    store.save_account(nio.crypto.OlmAccount())
+    store.load_encrypted_rooms()
+    store.save_encrypted_rooms({"!a:localhost"})
+    queries: list[str] = []
+    original = store.database.execute_sql
+    store.database.execute_sql = lambda sql, *a, **k: (queries.append(sql), original(sql, *a, **k))[1]
+    store.save_encrypted_rooms({"!a:localhost"})
+    store.save_encrypted_rooms(set())
+    assert queries == []
+    store.save_encrypted_rooms({"!a:localhost", "!c:localhost"})
+    assert any("INSERT" in q for q in queries)
+    assert store.load_encrypted_rooms() == {"!a:localhost", "!c:localhost"}

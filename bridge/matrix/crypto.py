@@ -302,6 +302,9 @@ class Crypto:
                 # Key counts alone do not load an idle puppet (a closed chat's would stay loaded for good);
                 # nio asks for more keys by those counts once something loads it again.
                 continue
+            if not (part["to_device"] or part["changed"] or part["left"]) and _nothing_new(
+                    self.clients.get(user_id), part["otk"]):
+                continue        # most transactions: the same key counts for every loaded client, nothing else
             sync: dict[str, Any] = {"to_device": {"events": part["to_device"]},
                                     "device_lists": {"changed": sorted(part["changed"]), "left": sorted(part["left"])}}
             if part["otk"] is not None:
@@ -634,6 +637,19 @@ def _close_store(c: PuppetClient) -> None:
     database = getattr(c.store, "database", None)
     if database is not None and not database.is_closed() and not database.in_transaction():
         database.close()
+
+
+def _nothing_new(c: PuppetClient | None, otk: dict[str, int] | None) -> bool:
+    """Whether a sync response carrying only these one-time-key counts would change nothing in the loaded
+    client ``c`` (nio keeps only the signed_curve25519 count, and a zero not even that) and leave its upkeep
+    nothing to do (no key upload, query or claim pending, no to-device message queued, no new device)."""
+    if c is None or c.olm is None:
+        return False
+    count = (otk or {}).get("signed_curve25519")
+    if count and count != c.olm.uploaded_key_count:
+        return False
+    return not (c.should_upload_keys or c.should_query_keys or c.should_claim_keys
+                or c.outgoing_to_device_messages or c.new_devices)
 
 
 def _devices_without_session(c: PuppetClient, room_id: str) -> bool:

@@ -106,12 +106,49 @@ class PuppetStore(nio.store.SqliteStore):
     ago, and looks the account row up again for every store call; fed a sync response per appservice
     transaction, that was two thirds of the store's queries and about a third of the bridge's CPU per chat
     (bench/chat_life.py). Here the rooms already saved are skipped and the account row (whose id never
-    changes) is looked up once; the Olm account itself is still read fresh by ``load_account``."""
+    changes) is looked up once; the Olm account itself is still read fresh by ``load_account``. Whether a
+    sender's device is verified (asked for every message decrypted) is read once per device keys, until
+    anything writes trust or device keys."""
 
     def __post_init__(self) -> None:
         self._account_row: Any = None
         self._saved_rooms: set[str] = set()
+        self._verified: dict[tuple[str, str, str], bool] = {}
         super().__post_init__()
+
+    def is_device_verified(self, device):  # type: ignore[no-untyped-def]
+        key = (device.user_id, device.id, device.ed25519)
+        if key not in self._verified:
+            self._verified[key] = super().is_device_verified(device)
+        return self._verified[key]
+
+    def _trust_written(self, result: Any) -> Any:
+        self._verified.clear()
+        return result
+
+    def verify_device(self, device):  # type: ignore[no-untyped-def]
+        return self._trust_written(super().verify_device(device))
+
+    def unverify_device(self, device):  # type: ignore[no-untyped-def]
+        return self._trust_written(super().unverify_device(device))
+
+    def blacklist_device(self, device):  # type: ignore[no-untyped-def]
+        return self._trust_written(super().blacklist_device(device))
+
+    def unblacklist_device(self, device):  # type: ignore[no-untyped-def]
+        return self._trust_written(super().unblacklist_device(device))
+
+    def ignore_device(self, device):  # type: ignore[no-untyped-def]
+        return self._trust_written(super().ignore_device(device))
+
+    def unignore_device(self, device):  # type: ignore[no-untyped-def]
+        return self._trust_written(super().unignore_device(device))
+
+    def ignore_devices(self, devices):  # type: ignore[no-untyped-def]
+        return self._trust_written(super().ignore_devices(devices))
+
+    def save_device_keys(self, device_keys):  # type: ignore[no-untyped-def]
+        return self._trust_written(super().save_device_keys(device_keys))
 
     def _get_account(self):  # type: ignore[no-untyped-def]
         if self._account_row is None:

@@ -47,3 +47,22 @@ def test_saving_rooms_already_saved_runs_no_query(tmp_path):
     store.save_encrypted_rooms({"!a:localhost", "!c:localhost"})
     assert any("INSERT" in q for q in queries)
     assert store.load_encrypted_rooms() == {"!a:localhost", "!c:localhost"}
+
+
+def test_device_trust_is_read_once_and_again_after_any_trust_write(tmp_path):
+    store = _store(tmp_path)
+    store.save_account(nio.crypto.OlmAccount())
+    device = nio.crypto.OlmDevice("@officer:localhost", "OFFDEV", {"ed25519": "edkey", "curve25519": "cukey"})
+    store.save_device_keys({"@officer:localhost": {"OFFDEV": device}})
+    assert store.is_device_verified(device) is False
+    queries: list[str] = []
+    original = store.database.execute_sql
+    store.database.execute_sql = lambda sql, *a, **k: (queries.append(sql), original(sql, *a, **k))[1]
+    assert store.is_device_verified(device) is False and queries == []     # answered from memory
+    store.verify_device(device)
+    assert store.is_device_verified(device) is True                         # the write is seen at once
+    store.unverify_device(device)
+    assert store.is_device_verified(device) is False
+    store.verify_device(device)
+    store.database.close()
+    assert _store(tmp_path).is_device_verified(device) is True              # and it is what the file holds

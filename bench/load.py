@@ -15,6 +15,12 @@ puppet clients are back where the round began (crypto.idle_unload_seconds: --idl
 default against the product's 120 s, so "after close" comes sooner; bounded). The last line of the output
 is the figures as JSON (``RESULT {…}``), for the reduced run in tests/integration/test_bench_guards.py.
 
+--connected N [--active A] [--cycles C] runs, instead of rounds, cycles of N citizens connected at once (each
+opens its chat and keeps its WebSocket), A of them writing and talking with an officer (a real encrypted nio
+client that claims those chats, and only those, from the dispatch room; --messages each way), the others
+waiting silent in the queue; once every conversation is done all N close, and "after" is read as above. The
+issue-11 figure: ``--connected 1000 --active 200 --cycles 5``.
+
 --open-files N starts the bridge with RLIMIT_NOFILE N (soft and hard), e.g. 1024, systemd's default soft
 limit, to see what happens there. Every process it starts is stopped by PID in a ``finally``; every loop
 is bounded; nothing is asserted.
@@ -23,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import json
+import logging
 import os
 import re
 import resource
@@ -39,12 +47,13 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
+import nio  # noqa: E402
 import yaml  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("bench_latency", ROOT / "bench" / "latency.py")
@@ -53,6 +62,11 @@ assert _spec.loader is not None
 sys.modules["bench_latency"] = latency
 _spec.loader.exec_module(latency)
 pct, cpu_seconds, rss_kb, log = latency.pct, latency.cpu_seconds, latency.rss_kb, latency.log
+
+from tests.conftest import OFFICERS, PASSWORD, SERVER  # noqa: E402
+from tests.support.bridge_db import room_of  # noqa: E402
+from tests.support.officer import NioOfficer  # noqa: E402
+from tests.support.visitor import Visitor  # noqa: E402
 
 TOPIC = "general"
 CITIZEN_TIMEOUT = 60.0         # one citizen's whole visit (POST, socket, messages, close) at most
@@ -162,6 +176,7 @@ class Round:
     rooms: int = 0
     setup_s: float | None = None                                  # first POST → last room ready (store stamps)
     settled: bool = True
+    conversations: int = 0                                       # --connected: active chats that went both ways
 
 
 class Load:
@@ -244,42 +259,19 @@ class Load:
                     for a in range(args.addresses)]
         async with aiohttp.ClientSession() as http:
             try:
-                rss, fds, files = self.sample()
-                r.rss[0], r.fds[0], r.crypto_files[0] = rss, fds, files
-                r.live_clients[0] = await self.live_clients(http)
-                cpu0 = {"bridge": cpu_seconds(self.bridge.pid), "homeserver": cpu_seconds(self.synapse.pid)}
-                first_ms = int(time.time() * 1000)
-                started = time.monotonic()
-                peak = {"rss": rss or 0, "fds": fds or 0, "files": files or 0, "live": r.live_clients[0] or 0}
-                stop = asyncio.Event()
+                async with self.watching(r, http):
+                    first_ms = int(time.time() * 1000)
+                    started = time.monotonic()
+                    gate = asyncio.Semaphore(args.in_flight)
 
-                async def watch() -> None:
-                    while not stop.is_set():
-                        rss, fds, files = self.sample()
-                        peak["rss"], peak["fds"] = max(peak["rss"], rss or 0), max(peak["fds"], fds or 0)
-                        peak["files"] = max(peak["files"], files or 0)
-                        peak["live"] = max(peak["live"], await self.live_clients(http) or 0)
-                        try:
-                            await asyncio.wait_for(stop.wait(), 0.5)
-                        except asyncio.TimeoutError:
-                            pass
-                watcher = asyncio.create_task(watch())
-                gate = asyncio.Semaphore(args.in_flight)
-
-                async def one(i: int) -> None:
-                    async with gate:
-                        await self.citizen(r, sessions[i % len(sessions)], i)
-                await asyncio.gather(*(one(i) for i in range(args.citizens)))
-                r.citizens_s = time.monotonic() - started
-                log(f"round {number}: {r.opened} opened, {sum(r.failed.values())} failed in {r.citizens_s:.0f} s; "
-                    "waiting for the Matrix side")
-                r.settled = await self.settle()
-                stop.set()
-                await watcher
-                r.rss[1], r.fds[1], r.crypto_files[1], r.live_clients[1] = (peak["rss"], peak["fds"], peak["files"],
-                                                                             peak["live"])
-                r.cpu = {"bridge": cpu_seconds(self.bridge.pid) - cpu0["bridge"],
-                         "homeserver": cpu_seconds(self.synapse.pid) - cpu0["homeserver"]}
+                    async def one(i: int) -> None:
+                        async with gate:
+                            await self.citizen(r, sessions[i % len(sessions)], i)
+                    await asyncio.gather(*(one(i) for i in range(args.citizens)))
+                    r.citizens_s = time.monotonic() - started
+                    log(f"round {number}: {r.opened} opened, {sum(r.failed.values())} failed in {r.citizens_s:.0f} s; "
+                        "waiting for the Matrix side")
+                    r.settled = await self.settle()
                 rows = self.query("SELECT COUNT(*), MAX(ready_ts) FROM chats WHERE created_ts >= ? AND room_id IS NOT "
                                   "NULL", (first_ms,))
                 r.rooms = rows[0][0]
@@ -290,6 +282,131 @@ class Load:
                 for s in sessions:
                     await s.close()
         return r
+
+    # -- --connected: many citizens at once, some of them in conversation with an officer --
+    async def cycle(self, number: int, officer: NioOfficer) -> Round:
+        """--connected citizens open a chat and stay connected, all at once; every (connected ÷ active)-th of
+        them writes, the officer claims those (only those: the others wait in the queue, silent), and they
+        talk, --messages each way; once every conversation is done, all of them close."""
+        r = Round(number)
+        args = self.args
+        every = max(1, args.connected // max(args.active, 1))
+        active = {i for i in range(0, args.connected, every)} if args.active else set()
+        active = set(sorted(active)[:args.active])
+        numbers: dict[int, int] = {}             # chat number → citizen index, for the officer's claims
+        officer.auto_claim = lambda n: numbers.get(n, -1) in active
+        citizens = [Visitor(self.bridge.public_url, source=f"127.0.0.{10 + i % args.addresses}")
+                    for i in range(args.connected)]
+        gate = asyncio.Semaphore(args.in_flight)
+
+        def fail(why: str) -> None:
+            r.failed[why] = r.failed.get(why, 0) + 1
+
+        async def open_one(i: int) -> None:
+            v = citizens[i]
+            async with gate:
+                t0 = time.monotonic()
+                try:
+                    data = await v.create(topic=TOPIC, consent=True, display_name=f"Load {number}-{i}")
+                    numbers[data["number"]] = i
+                    r.post_ms.append((time.monotonic() - t0) * 1000)
+                    r.opened += 1
+                    await v.connect()
+                    if i in active:
+                        sent = time.monotonic()
+                        await v.send(f"citizen {number}.{i} opens", client_id=uuid.uuid4().hex)
+                        r.ack_ms.append((time.monotonic() - sent) * 1000)
+                except AssertionError as e:
+                    fail(str(e).split(",")[0][:60] or "refused")
+                except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                    fail(type(e).__name__)
+
+        async def talk(i: int) -> None:
+            v = citizens[i]
+            async with gate:
+                try:
+                    await v.wait_frame(lambda f: f.get("type") == "status" and f.get("state") == "active",
+                                       CITIZEN_TIMEOUT * 3, "officer joined")
+                    room_id = await room_of(self.db, v.chat_id, CITIZEN_TIMEOUT)
+                    await officer.wait_joined(room_id, CITIZEN_TIMEOUT)
+                    for k in range(args.messages):
+                        down = f"officer {number}.{i}.{k}"
+                        await officer.send(room_id, down)
+                        await v.wait_frame(lambda f: f.get("type") == "message" and f.get("body") == down,
+                                           CITIZEN_TIMEOUT, down)
+                        up = f"citizen {number}.{i}.{k}"
+                        sent = time.monotonic()
+                        await v.send(up, client_id=uuid.uuid4().hex)
+                        r.ack_ms.append((time.monotonic() - sent) * 1000)
+                        await officer.wait_message(lambda m: m.body == up, CITIZEN_TIMEOUT, up)
+                    r.conversations += 1
+                except (AssertionError, aiohttp.ClientError, asyncio.TimeoutError) as e:
+                    fail(f"conversation: {type(e).__name__}")
+
+        async def close_one(v: Visitor) -> None:
+            async with gate:
+                try:
+                    if v.chat_id:
+                        await v.http("POST", f"/api/v1/chats/{v.chat_id}/close")
+                except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                    fail(f"close: {type(e).__name__}")
+                finally:
+                    await v.close()
+
+        async with aiohttp.ClientSession() as http:
+            async with self.watching(r, http):
+                first_ms = int(time.time() * 1000)
+                started = time.monotonic()
+                try:
+                    await asyncio.gather(*(open_one(i) for i in range(args.connected)))
+                    log(f"cycle {number}: {r.opened} connected ({sum(r.failed.values())} failed) in "
+                        f"{time.monotonic() - started:.0f} s; {len(active)} in conversation")
+                    await asyncio.gather(*(talk(i) for i in sorted(active) if citizens[i].ws is not None))
+                    r.settled = await self.settle()
+                    log(f"cycle {number}: {r.conversations} conversations done at {time.monotonic() - started:.0f} s;"
+                        f" RSS {mb(rss_kb(self.bridge.pid))} MB, {open_fds(self.bridge.pid)} fds; closing all")
+                finally:
+                    await asyncio.gather(*(close_one(v) for v in citizens))
+                r.citizens_s = time.monotonic() - started
+                await self.settle()
+            rows = self.query("SELECT COUNT(*), MAX(ready_ts) FROM chats WHERE created_ts >= ? AND room_id IS NOT "
+                              "NULL", (first_ms,))
+            r.rooms = rows[0][0]
+            if rows[0][1]:
+                r.setup_s = (rows[0][1] - first_ms) / 1000
+            await self.quiet(r, http)
+        return r
+
+    @contextlib.asynccontextmanager
+    async def watching(self, r: Round, http: aiohttp.ClientSession) -> AsyncIterator[None]:
+        """Start readings, peaks every half second, and the CPU used, around a round or a cycle."""
+        rss, fds, files = self.sample()
+        r.rss[0], r.fds[0], r.crypto_files[0] = rss, fds, files
+        r.live_clients[0] = await self.live_clients(http)
+        cpu0 = {"bridge": cpu_seconds(self.bridge.pid), "homeserver": cpu_seconds(self.synapse.pid)}
+        peak = {"rss": rss or 0, "fds": fds or 0, "files": files or 0, "live": r.live_clients[0] or 0}
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            while not stop.is_set():
+                rss, fds, files = self.sample()
+                peak["rss"], peak["fds"] = max(peak["rss"], rss or 0), max(peak["fds"], fds or 0)
+                peak["files"] = max(peak["files"], files or 0)
+                peak["live"] = max(peak["live"], await self.live_clients(http) or 0)
+                try:
+                    await asyncio.wait_for(stop.wait(), 0.5)
+                except asyncio.TimeoutError:
+                    pass
+        watcher = asyncio.create_task(watch())
+        try:
+            yield
+        finally:
+            stop.set()
+            await watcher
+            r.rss[1], r.fds[1], r.crypto_files[1], r.live_clients[1] = (peak["rss"], peak["fds"], peak["files"],
+                                                                         peak["live"])
+            r.cpu = {"bridge": cpu_seconds(self.bridge.pid) - cpu0["bridge"],
+                     "homeserver": cpu_seconds(self.synapse.pid) - cpu0["homeserver"]}
 
     async def settle(self) -> bool:
         """Until no outbox item is pending (every chat that spoke has its room and its messages sent)."""
@@ -328,8 +445,14 @@ def n(x: int | None) -> str:
 
 
 def report(rounds: list[Round], args: Any, log_path: Path, open_files_line: str) -> None:
-    out = [f"\nLoad: {args.citizens} citizens a round × {args.rounds} rounds, {args.in_flight} in flight, "
-           f"{args.messages} messages each, from {args.addresses} addresses; bridge open-files limit: {open_files_line}"]
+    if args.connected:
+        out = [f"\nLoad: {args.connected} citizens connected at once, {args.active} of them in conversation with an "
+               f"officer ({args.messages} messages each way), then all closed; × {args.rounds} cycles, {args.in_flight} "
+               f"in flight, from {args.addresses} addresses; bridge open-files limit: {open_files_line}"]
+    else:
+        out = [f"\nLoad: {args.citizens} citizens a round × {args.rounds} rounds, {args.in_flight} in flight, "
+               f"{args.messages} messages each, from {args.addresses} addresses; bridge open-files limit: "
+               f"{open_files_line}"]
     out.append(f"{'round':>5} {'opened':>7} {'failed':>7} {'POST p50/p99 ms':>16} {'ack p50/p99 ms':>15} "
                f"{'RSS MB start/peak/after':>24} {'fds start/peak/after':>21} {'crypto files':>13} "
                f"{'live clients':>13} {'CPU ms/chat bridge/HS':>22} {'rooms':>6} {'set-up /s':>9}")
@@ -345,6 +468,9 @@ def report(rounds: list[Round], args: Any, log_path: Path, open_files_line: str)
             f"{r.rooms:>6} {rate:>9}" + ("" if r.settled else "  (Matrix side not settled in time)"))
         if r.failed:
             out.append(f"      failures: {', '.join(f'{k}: {v}' for k, v in sorted(r.failed.items()))}")
+        if args.connected:
+            out.append(f"      conversations done: {r.conversations} of {args.active}; all {r.opened} closed in "
+                       f"{r.citizens_s:.0f} s from the first POST")
         if r.acks_missing:
             out.append(f"      messages refused (error frame instead of ack): {r.acks_missing}")
     out.append("  set-up /s: rooms made ÷ (last room ready − round start), from the bridge store's stamps. CPU: "
@@ -363,7 +489,8 @@ def report(rounds: list[Round], args: Any, log_path: Path, open_files_line: str)
         out.append("  " + line)
     result = {"rounds": [{"opened": r.opened, "failed": r.failed, "rss_kb": r.rss, "fds": r.fds,
                           "crypto_files": r.crypto_files, "live_clients": r.live_clients, "rooms": r.rooms,
-                          "settled": r.settled, "acks": len(r.ack_ms), "acks_missing": r.acks_missing}
+                          "settled": r.settled, "acks": len(r.ack_ms), "acks_missing": r.acks_missing,
+                          "conversations": r.conversations}
                          for r in rounds],
               "log": {"lines": len(lines), "out_of_system_resource": sum("out of system resource" in x for x in lines),
                       "resources_short": sum("resources short" in x for x in lines),
@@ -407,12 +534,21 @@ def main() -> int:
     ap.add_argument("--open-files", type=int, default=0, help="run the bridge with this RLIMIT_NOFILE (soft=hard)")
     ap.add_argument("--idle-unload", type=float, default=30.0,
                     help="crypto.idle_unload_seconds of the bridge (default 30; the product's is 120)")
+    ap.add_argument("--connected", type=int, default=0,
+                    help="instead of rounds: this many citizens connected at once, then all closed, per cycle")
+    ap.add_argument("--active", type=int, default=0,
+                    help="with --connected: how many of them write and talk with an officer (nio, claims them)")
+    ap.add_argument("--cycles", type=int, default=0, help="with --connected: cycles (default: --rounds)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, databases)")
     args = ap.parse_args()
+    if args.cycles:
+        args.rounds = args.cycles
     if not (1 <= args.citizens <= 5000 and 1 <= args.in_flight <= 1000 and 1 <= args.rounds <= 10
-            and 0 <= args.messages <= 50 and 1 <= args.addresses <= 200):
+            and 0 <= args.messages <= 50 and 1 <= args.addresses <= 200 and 0 <= args.connected <= 5000
+            and 0 <= args.active <= args.connected):
         ap.error("out of range: see --help")
     signal.signal(signal.SIGTERM, _terminate)
+    logging.getLogger("nio").setLevel(logging.ERROR)      # the officer client's crypto chatter
     dir = Path(tempfile.mkdtemp(prefix="precinct-load-"))
     synapse = bridge = None
     rounds: list[Round] = []
@@ -420,6 +556,8 @@ def main() -> int:
         log(f"run directory {dir}")
         synapse, bridge, metrics = stack(dir, args.pool_size, args.open_files or None, args.idle_unload)
         synapse.start()
+        if args.connected:
+            synapse.register_user(OFFICERS["central"], PASSWORD)
         bridge.start()
         limit = "as inherited"
         found = re.search(r"open-files limit: .*", bridge.log_path.read_text(errors="replace"))
@@ -432,9 +570,19 @@ def main() -> int:
         load = Load(args, dir, bridge, synapse, metrics)
 
         async def run() -> None:
-            for i in range(1, args.rounds + 1):
-                rounds.append(await load.round(i))
-                log(f"round {i} done")
+            if not args.connected:
+                for i in range(1, args.rounds + 1):
+                    rounds.append(await load.round(i))
+                    log(f"round {i} done")
+                return
+            officer = NioOfficer(synapse.url, f"@{OFFICERS['central']}:{SERVER}", PASSWORD, dir / "officer-store")
+            await officer.start()
+            try:
+                for i in range(1, args.rounds + 1):
+                    rounds.append(await load.cycle(i, officer))
+                    log(f"cycle {i} done")
+            finally:
+                await asyncio.wait_for(officer.stop(), 30)
         asyncio.run(run())
         report(rounds, args, bridge.log_path, limit)
         return 0

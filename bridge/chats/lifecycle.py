@@ -270,22 +270,35 @@ class ChatService:
     def close(self, chat: Chat, by: str, officer_name: str | None = None) -> None:
         """End the chat. A citizen's close is recorded here; whoever closes on the officers' side
         records its own ``closed`` entry (with who and why) in the same transaction."""
+        if by == VISITOR:
+            self._end(chat, notices.message("ended_by_visitor"), {"by": "visitor"}, "The citizen has ended the chat.",
+                      actor="visitor")
+        else:
+            self._end(chat, notices.message("ended_by_officer", name=officer_name or "The officer"), None, None)
+
+    def close_idle(self, chat: Chat) -> None:
+        """The citizen did not answer the idle warning in time (the agency's timers)."""
+        self._end(chat, notices.message("ended_idle"), {"by": "timeout", "reason": "citizen idle"},
+                  f"Chat {chat.number} closed: the citizen did not reply.", always_tell_officers=True)
+
+    def _end(self, chat: Chat, notice: dict[str, Any], record: dict[str, Any] | None, officers: str | None, *,
+             actor: str | None = None, always_tell_officers: bool = False) -> None:
+        """Every close: state, the citizen's system line, the record (``record``: the ``closed`` entry's
+        details; None when the caller records it), the officers' notice, signals, the queue, the listener."""
         if chat.state == CLOSED:
             return
         with self.store.db.transaction():
             self.store.chats.set_state(chat.id, CLOSED)
-            notice = (notices.message("ended_by_visitor") if by == VISITOR
-                      else notices.message("ended_by_officer", name=officer_name or "The officer"))
             self.store.messages.add(chat.id, SYSTEM, "text", **notice)
-            if by == VISITOR:
-                self.journal.chat_event(chat.id, "closed", "visitor", by="visitor")
+            if record is not None:
+                self.journal.chat_event(chat.id, "closed", actor, **record)
             # Officers hear of it only if there is a room, or one is still owed for unsent messages.
-            if by == VISITOR and (chat.room_id or self.store.outbox.has_pending(chat.id)):
-                self.store.outbox.add(chat.id, new_txn_id(), "m.room.message",
-                                      {"msgtype": "m.notice", "body": "The citizen has ended the chat."})
+            if officers and (always_tell_officers or chat.room_id or self.store.outbox.has_pending(chat.id)):
+                self.store.outbox.add(chat.id, new_txn_id(), "m.room.message", {"msgtype": "m.notice", "body": officers})
         self.hub.messages(chat.id)
         self.hub.status(chat.id, CLOSED)
         if chat.state == WAITING:
+            self.hub.forget(chat.id)
             self.queue_moved(chat.agency)
         self.wake_outbound()
         self.listener.closed(chat)
@@ -307,20 +320,48 @@ class ChatService:
         """Close a waiting chat its citizen left; they see why if they come back, and the record says so."""
         if chat.state != WAITING:
             return
+        self._end(chat, notices.message("ended_abandoned"),
+                  {"by": "timeout", "cause": "abandoned", "reason": "citizen left the queue"},
+                  "The citizen left the queue page; the chat has been closed.")
+
+    def requeue(self, chat: Chat, officer: str, reason: str) -> bool:
+        """The holder loses the chat (did not answer): back to the queue, the citizen told. False if
+        ``officer`` no longer held it."""
         with self.store.db.transaction():
-            self.store.chats.set_state(chat.id, CLOSED)
-            self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("ended_abandoned"))
-            self.journal.chat_event(chat.id, "closed", None, by="timeout", cause="abandoned",
-                                    reason="citizen left the queue")
-            if chat.room_id or self.store.outbox.has_pending(chat.id):
-                self.store.outbox.add(chat.id, new_txn_id(), "m.room.message", {
-                    "msgtype": "m.notice", "body": "The citizen left the queue page; the chat has been closed."})
+            if not self.store.chats.unclaim(chat.id, officer):
+                return False
+            self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("requeued"))
+            self.journal.chat_event(chat.id, "requeued", None, officer=officer, reason=reason)
         self.hub.messages(chat.id)
-        self.hub.status(chat.id, CLOSED)
-        self.hub.forget(chat.id)
+        self.hub.status(chat.id, WAITING)
         self.queue_moved(chat.agency)
-        self.wake_outbound()
-        self.listener.closed(chat)
+        return True
+
+    def set_priority(self, chat: Chat, high: bool, actor: str) -> None:
+        with self.store.db.transaction():
+            self.store.chats.mark(chat.id, priority=int(high))
+            self.journal.chat_event(chat.id, "priority", actor, priority="high" if high else "normal")
+        self.queue_moved(chat.agency)
+
+    def raise_emergency(self, chat: Chat, actor: str, **details: object) -> None:
+        """The citizen's banner, high priority, the front of the queue (officers are alerted by routing)."""
+        with self.store.db.transaction():
+            self.store.chats.mark(chat.id, emergency=1, priority=1)
+            self.store.messages.add(chat.id, SYSTEM, "text",
+                                    **notices.message("emergency", number=self.config.get("site.emergency_number")))
+            self.journal.chat_event(chat.id, "emergency", actor, **details)
+        self.hub.messages(chat.id)
+        self.hub.status(chat.id, chat.state)
+        self.queue_moved(chat.agency)
+
+    def warn_idle(self, chat: Chat, now_ms: int) -> None:
+        """The citizen is told the chat closes soon without a reply; the officers are told they were."""
+        with self.store.db.transaction():
+            self.store.chats.mark(chat.id, idle_warned_ts=now_ms)
+            self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("idle_warning"))
+            self.journal.chat_event(chat.id, "idle_warning", None)
+        self.hub.messages(chat.id)
+        self.notify_officers(chat, "The citizen has been warned that the chat closes soon without a reply.")
 
     def transfer(self, chat: Chat, agency_id: str, agency_name: str, to: str, by: str, note: str | None) -> None:
         """Back to waiting, now for another agency (``to``: its id, or one of its officers); the citizen is told.

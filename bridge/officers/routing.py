@@ -13,13 +13,12 @@ import json
 import logging
 import time
 
-from ..chats import notices
 from ..chats.journal import Journal
 from ..chats.lifecycle import ChatListener, ChatService
 from ..config import Agency, Config
 from ..matrix import rooms
 from ..store.chats import ACTIVE, CLOSED, WAITING, Chat
-from ..store.messages import OFFICER, SYSTEM, VISITOR
+from ..store.messages import OFFICER, VISITOR
 from ..store.tickets import Ticket
 from . import decide, dispatch_text, emergency
 from .bot_commands import BotCommands, BotContext
@@ -212,15 +211,9 @@ class Routing(ChatListener):
         officer = chat.claimed_by
         if not officer:
             return
-        with self.store.db.transaction():
-            if not self.store.chats.unclaim(chat.id, officer):
-                return
-            self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("requeued"))
-            self.journal.chat_event(chat.id, "requeued", None, officer=officer, reason=reason)
+        if not self.chats.requeue(chat, officer, reason):
+            return
         self._passed_over.setdefault(chat.id, set()).add(officer)
-        self.chats.hub.messages(chat.id)
-        self.chats.hub.status(chat.id, WAITING)
-        self.chats.queue_moved(chat.agency)
         self.dispatch.chat_changed(chat.id)
         self.dispatch.alert(chat.agency, f"Chat {chat.number} is back in the queue: {officer} {reason}.",
                             mention_supervisors=False)
@@ -233,22 +226,12 @@ class Routing(ChatListener):
 
     # ---- priority and emergencies -------------------------------------------------------------------------
     def set_priority(self, chat: Chat, high: bool, actor: str) -> None:
-        with self.store.db.transaction():
-            self.store.chats.mark(chat.id, priority=int(high))
-            self.journal.chat_event(chat.id, "priority", actor, priority="high" if high else "normal")
-        self.chats.queue_moved(chat.agency)
+        self.chats.set_priority(chat, high, actor)
         self.dispatch.chat_changed(chat.id)
 
     def raise_emergency(self, chat: Chat, actor: str, **details: object) -> None:
         """Banner to the citizen, high priority, front of the queue, supervisors alerted (once per chat)."""
-        with self.store.db.transaction():
-            self.store.chats.mark(chat.id, emergency=1, priority=1)
-            self.store.messages.add(chat.id, SYSTEM, "text",
-                                    **notices.message("emergency", number=self.config.get("site.emergency_number")))
-            self.journal.chat_event(chat.id, "emergency", actor, **details)
-        self.chats.hub.messages(chat.id)
-        self.chats.hub.status(chat.id, chat.state)
-        self.chats.queue_moved(chat.agency)
+        self.chats.raise_emergency(chat, actor, **details)
         self.dispatch.chat_changed(chat.id)
         where = f"held by {chat.claimed_by}" if chat.claimed_by else "now first in the queue"
         self.dispatch.alert(chat.agency, f"🚨 Emergency in chat {chat.number} ({where}).")
@@ -273,22 +256,9 @@ class Routing(ChatListener):
             if action == decide.UNANSWERED:
                 await self.requeue(chat, f"did not answer within {agency.timeouts.unanswered_seconds:g}s")
             elif action == decide.IDLE_WARN:
-                with self.store.db.transaction():
-                    self.store.chats.mark(chat.id, idle_warned_ts=now)
-                    self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("idle_warning"))
-                    self.journal.chat_event(chat.id, "idle_warning", None)
-                self.chats.hub.messages(chat.id)
-                self.chats.notify_officers(chat, "The citizen has been warned that the chat closes soon "
-                                                 "without a reply.")
+                self.chats.warn_idle(chat, now)
             elif action == decide.IDLE_CLOSE:
-                with self.store.db.transaction():
-                    self.store.chats.set_state(chat.id, CLOSED)
-                    self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("ended_idle"))
-                    self.journal.chat_event(chat.id, "closed", None, by="timeout", reason="citizen idle")
-                self.chats.hub.messages(chat.id)
-                self.chats.hub.status(chat.id, CLOSED)
-                self.chats.notify_officers(chat, f"Chat {chat.number} closed: the citizen did not reply.")
-                self.closed(chat)
+                self.chats.close_idle(chat)            # the listener's closed() updates its dispatch notice
 
     def _realert(self, agency: Agency, now: int) -> None:
         """At most one notice per interval in the agency's dispatch room, listing every chat still unclaimed."""

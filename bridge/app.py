@@ -91,6 +91,7 @@ class Bridge:
         self.bot_commands = BotCommands(config, self.journal, prefix)
         self.dispatch = Dispatch(config, self.store, self.api, self.crypto, self.chats.bot, policy=self.room_policy)
         self.routing = Routing(config, self.chats, self.dispatch, self.journal, self.bot_commands)
+        self.chats.listen(self.routing)
         self.commands = ChatRoomCommands(self.chats, self.journal, prefix, retention=self.retention,
                                          transfers=self.transfers, routing=self.routing)
         # Matrix → citizen and bot: each room's events to the handler that owns it (chats/inbound.py).

@@ -124,7 +124,12 @@ class ChatService:
         self._places: dict[str, dict[str, int]] = {}
         self._estimates: dict[str, int | None] = {}
         self._started_ms = int(time.time() * 1000)   # pages reconnect after a restart: a full window from here
-        self.listener = ChatListener()
+        self.listener = ChatListener()               # the officers' side, once wired (listen)
+
+    def listen(self, listener: ChatListener) -> None:
+        """Who hears of each chat's life (routing): one, given by the wiring (app.py) before anything runs.
+        The two are built apart because routing itself needs this service."""
+        self.listener = listener
 
     # ---- citizen actions -----------------------------------------------------------------------
     def open(self, topic_id: str | None, display_name: str | None, language: str | None) -> tuple[Chat, str]:

@@ -43,7 +43,6 @@ class Routing(ChatListener):
         self._tick: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._passed_over: dict[str, set[str]] = {}      # chat → officers who let it time out (auto mode)
-        chats.listener = self
         bot_commands.register(Spec("claim", "claim <number>", "take a chat (or an offline message: T<number>)",
                                    arg="required"), self._cmd_claim)
         bot_commands.register(Spec("available", "available", "take automatically assigned chats"),

@@ -9,7 +9,7 @@ from aiohttp import web
 from .appservice.endpoint import AppserviceEndpoint
 from .chats.hub import ChatHub
 from .chats.inbound import ChatRooms, InboundPump, KeyWait
-from .chats.journal import Journal
+from .journal import Journal
 from .chats.lifecycle import ChatService
 from .chats.outbound import OutboundPump
 from .client_address import ClientAddresses
@@ -43,7 +43,7 @@ from .store import Store
 from .web.pow import PowGate
 from .web.server import GuardedSite, busy_answer, public_app
 from .web.visitor_api import VisitorApi
-from .webhooks.journal import AnnouncingJournal
+from .webhooks.announcing import AnnouncingJournal
 from .webhooks.sender import WebhookSender
 
 log = logging.getLogger(__name__)

@@ -41,7 +41,7 @@ from . import notices
 from ..store.messages import OFFICER, SYSTEM, VISITOR, Message
 from . import attachments, queue
 from .hub import ChatHub
-from .journal import Journal, LogJournal
+from ..journal import Journal, LogJournal
 
 log = logging.getLogger(__name__)
 

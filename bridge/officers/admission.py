@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 
 from ..chats.conversation import conversation_lines
-from ..chats.journal import Journal
+from ..journal import Journal
 from ..chats.lifecycle import ChatService
 from ..config import Config
 from ..matrix import rooms

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from ..chats import events as ev
 from ..chats.inbound import KeyWait
-from ..chats.journal import Journal
+from ..journal import Journal
 from ..config import Config
 from ..matrix.crypto import Crypto
 from ..matrix.intent import HomeserverApi

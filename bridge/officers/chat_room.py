@@ -6,7 +6,7 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from ..chats.journal import Journal
+from ..journal import Journal
 from ..chats.lifecycle import ChatService, new_txn_id
 from ..records.retention import Retention
 from ..store.chats import CLOSED, Chat

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 
-from ..chats.journal import Journal
+from ..journal import Journal
 from ..chats.lifecycle import ChatListener, ChatService
 from ..config import Agency, Config
 from ..matrix import rooms

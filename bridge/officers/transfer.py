@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from ..chats.journal import Journal
+from ..journal import Journal
 from ..chats.lifecycle import ChatService
 from ..config import Agency, Config
 from ..matrix import rooms

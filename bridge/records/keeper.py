@@ -17,7 +17,7 @@ from ..config import Config
 from ..matrix.intent import HomeserverApi, MatrixError
 from ..store import Store
 from ..store.redactions import PROFILE, Redaction
-from .journal import Records
+from .writer import Records
 from .retention import DAY_MS, Retention
 
 log = logging.getLogger(__name__)

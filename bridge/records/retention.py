@@ -17,7 +17,7 @@ from ..config import Config
 from ..store import Store
 from ..store.chats import CLOSED, Chat
 from ..store.redactions import PROFILE
-from .journal import Records
+from .writer import Records
 from .transcripts import now_ms
 
 log = logging.getLogger(__name__)

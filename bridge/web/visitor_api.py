@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from .. import client_input, metrics
-from ..chats.journal import Journal, LogJournal
+from ..journal import Journal, LogJournal
 from ..client_address import ClientAddresses
 from ..config import Config
 from ..limits import Limit, Refusal

@@ -11,7 +11,7 @@ import secrets
 import time
 from typing import Any, Callable
 
-from ..chats.journal import Journal
+from ..journal import Journal
 from ..config import Webhook
 from ..store import Store
 
@@ -23,7 +23,7 @@ AGENCY_DETAILS = ("agency", "from_agency", "to_agency", "to")      # "to": an ag
 
 
 class AnnouncingJournal:
-    """A Journal (chats/journal.py) that also owes the webhooks of the entries agencies subscribe to, in
+    """A Journal (bridge/journal.py) that also owes the webhooks of the entries agencies subscribe to, in
     the same commit; it offers exactly the Journal's three methods, nothing else of what it wraps."""
 
     def __init__(self, inner: Journal, store: Store, webhooks: list[Webhook], wake: Callable[[], None]) -> None:

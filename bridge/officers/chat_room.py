@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from ..journal import Journal
 from ..chats.lifecycle import ChatService, new_txn_id
@@ -35,6 +35,16 @@ class ChatRoomCommands:
         self.retention, self.transfers = retention, transfers
         self.specs = commands.CHAT_ROOM
         self.routing = routing
+        # One table from each command's name to what it does, checked against the specs here, not found by
+        # name at the moment an officer types it.
+        self._handlers: dict[str, Callable[[Chat, str, str, Command], Awaitable[None]]] = {
+            "help": self._help, "close": self._close, "note": self._note, "canned": self._canned,
+            "info": self._info, "priority": self._priority, "tag": self._tag, "emergency": self._emergency,
+            "transfer": self._transfer, "hold": self._hold, "unhold": self._unhold, "block": self._block,
+            "unblock": self._unblock}
+        if set(self._handlers) != {spec.name for spec in self.specs}:
+            raise ValueError("chat-room commands and their handlers differ: "
+                             f"{sorted(set(self._handlers) ^ {spec.name for spec in self.specs})}")
 
     def is_command(self, text: str) -> bool:
         return commands.is_command(text, self.prefix)
@@ -52,8 +62,7 @@ class ChatRoomCommands:
         if isinstance(parsed, CommandError):
             self.chats.notify_officers(chat, parsed.message)
             return
-        handler = getattr(self, "_" + parsed.name)
-        await handler(chat, sender, name, parsed)
+        await self._handlers[parsed.name](chat, sender, name, parsed)
 
     async def _help(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
         self.chats.notify_officers(chat, "Commands (never shown to the citizen):\n"

@@ -24,7 +24,7 @@ from . import __version__, metrics
 from .matrix import bot, rooms
 from .matrix.crypto import Crypto
 from .matrix.idle import IdleUnloader
-from .matrix.intent import HomeserverApi
+from .matrix.homeserver import HomeserverApi
 from .matrix.puppets import PuppetManager
 from .matrix.rooms import RoomPolicy
 from .console.bot_command import SPEC as CONSOLE_SPEC, ConsoleCommand

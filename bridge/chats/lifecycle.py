@@ -31,7 +31,7 @@ from ..config import Config
 from ..matrix import rooms
 from ..matrix.rooms import RoomPolicy
 from ..matrix.crypto import Crypto, CryptoError, decrypt_file, encrypt_file
-from ..matrix.intent import HomeserverApi, MatrixError, MediaTooLarge
+from ..matrix.homeserver import HomeserverApi, MatrixError, MediaTooLarge
 from ..matrix.puppets import PuppetManager
 from ..store import Store
 from ..store.attachments import Attachment

@@ -18,7 +18,7 @@ from ..journal import Journal
 from ..chats.lifecycle import ChatService
 from ..config import Config
 from ..matrix import rooms
-from ..matrix.intent import HomeserverApi
+from ..matrix.homeserver import HomeserverApi
 from ..store.chats import Chat
 from .access import Access
 

@@ -12,7 +12,7 @@ from ..journal import Journal
 from ..chats.lifecycle import ChatService
 from ..config import Agency, Config
 from ..matrix import rooms
-from ..matrix.intent import HomeserverApi
+from ..matrix.homeserver import HomeserverApi
 from ..store.chats import CLOSED, Chat
 from .access import Access
 from .admission import Admission

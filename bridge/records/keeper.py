@@ -14,7 +14,7 @@ import time
 
 from ..background import WakeableLoop
 from ..config import Config
-from ..matrix.intent import HomeserverApi, MatrixError
+from ..matrix.homeserver import HomeserverApi, MatrixError
 from ..store import Store
 from ..store.redactions import PROFILE, Redaction
 from .writer import Records

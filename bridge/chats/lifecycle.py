@@ -261,7 +261,7 @@ class ChatService:
     async def visitor_typing(self, chat: Chat, active: bool) -> bool:
         """Tell the chat's room the citizen is (not) typing; whether the homeserver was told (a chat
         with no room yet has no one to tell)."""
-        chat = self.store.chats.get(chat.id) or chat
+        chat = self.store.chats.refresh(chat)
         if not (chat.room_id and chat.puppet and chat.state != CLOSED):
             return False
         metrics.typing_sent()
@@ -372,14 +372,14 @@ class ChatService:
         """Back to waiting, now for another agency (``to``: its id, or one of its officers); the citizen is told.
 
         Call inside the transaction that also records the transfer."""
-        before = self.store.chats.get(chat.id) or chat
+        before = self.store.chats.refresh(chat)
         with self.store.db.transaction():
             self.store.chats.set_transfer(chat.id, agency_id, to, by, note)
             self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("transferred", agency=agency_name))
         self.hub.messages(chat.id)
         self.hub.status(chat.id, WAITING)
         self.queue_moved(agency_id)
-        self.listener.transferred(before, self.store.chats.get(chat.id) or chat)
+        self.listener.transferred(before, self.store.chats.refresh(chat))
 
     # ---- Matrix-side happenings ------------------------------------------------------------------
     async def officer_joined(self, chat: Chat, user_id: str, name: str) -> None:
@@ -514,10 +514,10 @@ class ChatService:
                                                                   self.policy.version, self.policy.acl))
         self.store.chats.set_room(chat.id, room_id)
         log.info("chat %s ready in %s", chat.number, room_id)
-        self.listener.ready(self.store.chats.get(chat.id) or chat)
+        self.listener.ready(self.store.chats.refresh(chat))
         self.wake_outbound()
         self.puppets.refill_pool()             # after this chat's room, so the refill does not compete with it
-        if (self.store.chats.get(chat.id) or chat).state != CLOSED:   # a closed chat's puppet is not loaded again
+        if self.store.chats.refresh(chat).state != CLOSED:   # a closed chat's puppet is not loaded again
             await self.crypto.restore_room(puppet.user_id, room_id)
 
     async def resume(self) -> None:

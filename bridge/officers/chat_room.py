@@ -103,7 +103,7 @@ class ChatRoomCommands:
             self.chats.notify_officers(chat, f"Sent to the citizen as {name}: {canned[cmd.arg]}")
 
     async def _info(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
-        chat = self.chats.store.chats.get(chat.id) or chat
+        chat = self.chats.store.chats.refresh(chat)
         topic = self.chats.config.topic(chat.topic)
         lines = [f"Chat {chat.number} · {topic.label} · agency {chat.agency} · state {chat.state}",
                  f"Language: {chat.language or 'not given'}; citizen's name: {chat.display_name or 'not given'}",
@@ -127,7 +127,7 @@ class ChatRoomCommands:
                                              "letters, digits, - or _ (at most 32). Usage: "
                                              f"{self.prefix}tag <label>")
             return
-        tags = (self.chats.store.chats.get(chat.id) or chat).label_list
+        tags = self.chats.store.chats.refresh(chat).label_list
         if label not in tags:
             with self.chats.store.db.transaction():
                 self.routing.set_tags(chat, tags + [label])
@@ -136,7 +136,7 @@ class ChatRoomCommands:
 
     async def _emergency(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
         assert self.routing
-        fresh = self.chats.store.chats.get(chat.id) or chat
+        fresh = self.chats.store.chats.refresh(chat)
         if fresh.emergency:
             self.chats.notify_officers(chat, f"Chat {chat.number} is already marked an emergency.")
             return
@@ -184,7 +184,7 @@ class ChatRoomCommands:
                 self.journal.chat_event(chat.id, "blocked", sender, reason=reason, hours=hours, internal=True)
             self.journal.audit("chat.block", sender, "ok" if block else "failed", target=chat.id, origin=chat.room_id,
                                reason=reason if block else "source no longer known", hours=hours)
-            fresh = self.chats.store.chats.get(chat.id) or chat
+            fresh = self.chats.store.chats.refresh(chat)
             if fresh.state != CLOSED:
                 self.chats.close(fresh, OFFICER, officer_name=name)
                 self.journal.chat_event(chat.id, "closed", sender, by="officer", reason=reason)

@@ -110,7 +110,7 @@ class Routing(ChatListener):
             self._spawn(self._invite(chat.id))
 
     def visitor_said(self, chat: Chat, body: str) -> None:
-        fresh = self.store.chats.get(chat.id) or chat
+        fresh = self.store.chats.refresh(chat)
         if not fresh.preview:
             preview = " ".join(body.split())
             self.store.chats.mark(chat.id, preview=preview[:PREVIEW_CHARS] + ("…" if len(preview) > PREVIEW_CHARS else ""))
@@ -122,7 +122,7 @@ class Routing(ChatListener):
             self.raise_emergency(fresh, "visitor", matched=found)
 
     def officer_said(self, chat: Chat, user_id: str) -> None:
-        fresh = self.store.chats.get(chat.id) or chat
+        fresh = self.store.chats.refresh(chat)
         if fresh.claimed_by == user_id and not fresh.replied_ts:
             self.store.chats.mark(chat.id, replied_ts=_now())
 
@@ -179,13 +179,13 @@ class Routing(ChatListener):
                 self.journal.audit("chat." + ("assign" if how == "auto" else "claim"), officer, target=chat.id,
                                    origin=origin, how=how)
         if not won:
-            holder = (self.store.chats.get(chat.id) or chat).claimed_by
+            holder = self.store.chats.refresh(chat).claimed_by
             self.journal.audit("chat.claim", officer, "refused", target=chat.id, origin=origin,
                                reason="already claimed", holder=holder)
             return f"Chat {chat.number} was already taken by {holder}."
         self.dispatch.chat_changed(chat.id)
         self.chats.queue_moved(chat.agency)
-        if (self.store.chats.get(chat.id) or chat).room_id:
+        if self.store.chats.refresh(chat).room_id:
             self._spawn(self._invite(chat.id))
         else:
             self.chats.start_setup(chat.id)     # a chat that has not spoken yet: its room now; ready() invites

@@ -77,7 +77,7 @@ class Transfers:
             if officer and members.get(officer, {}).get("membership") == "join":
                 # Already in the room: no join will come, so they take it over now.
                 name_now = members[officer].get("displayname") or officer
-                taken = self.chats.store.chats.get(chat.id) or chat
+                taken = self.chats.store.chats.refresh(chat)
                 await self.chats.officer_joined(taken, officer, name_now)
                 await self.admission.joined(self.chats.store.chats.get(chat.id) or taken, officer)
         except Exception as e:

@@ -295,8 +295,9 @@ class ChatService:
         with self.store.db.transaction():
             self.store.chats.set_state(chat.id, CLOSED)
             self.store.messages.add(chat.id, SYSTEM, "text", **notice)
-            if record is not None:
+            if record is not None:                 # an officer's close is recorded and audited by its command
                 self.journal.chat_event(chat.id, "closed", actor, **record)
+                self.journal.audit("chat.close", actor or "system", target=chat.id, origin=chat.room_id, **record)
             # Officers hear of it only if there is a room, or one is still owed for unsent messages.
             if officers and (always_tell_officers or chat.room_id or self.store.outbox.has_pending(chat.id)):
                 self.store.outbox.add(chat.id, new_txn_id(), "m.room.message", {"msgtype": "m.notice", "body": officers})
@@ -337,6 +338,8 @@ class ChatService:
                 return False
             self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("requeued"))
             self.journal.chat_event(chat.id, "requeued", None, officer=officer, reason=reason)
+            self.journal.audit("chat.requeue", "system", target=chat.id, origin=chat.room_id, officer=officer,
+                               reason=reason)
         self.hub.messages(chat.id)
         self.hub.status(chat.id, WAITING)
         self.queue_moved(chat.agency)
@@ -346,6 +349,8 @@ class ChatService:
         with self.store.db.transaction():
             self.store.chats.mark(chat.id, priority=int(high))
             self.journal.chat_event(chat.id, "priority", actor, priority="high" if high else "normal")
+            self.journal.audit("chat.priority", actor, target=chat.id, origin=chat.room_id,
+                               priority="high" if high else "normal")
         self.queue_moved(chat.agency)
 
     def raise_emergency(self, chat: Chat, actor: str, **details: object) -> None:
@@ -355,6 +360,7 @@ class ChatService:
             self.store.messages.add(chat.id, SYSTEM, "text",
                                     **notices.message("emergency", number=self.config.get("site.emergency_number")))
             self.journal.chat_event(chat.id, "emergency", actor, **details)
+            self.journal.audit("chat.emergency", actor or "system", target=chat.id, origin=chat.room_id, **details)
         self.hub.messages(chat.id)
         self.hub.status(chat.id, chat.state)
         self.queue_moved(chat.agency)

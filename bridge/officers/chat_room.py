@@ -82,6 +82,7 @@ class ChatRoomCommands:
     async def _note(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
         with self.chats.store.db.transaction():
             self.journal.chat_event(chat.id, "note", sender, text=cmd.arg, internal=True)
+            self.journal.audit("chat.note", sender, target=chat.id, origin=chat.room_id)
             self.chats.notify_officers(chat, f"Internal note by {sender} kept in the record (not sent to the citizen).")
 
     async def _canned(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
@@ -100,6 +101,7 @@ class ChatRoomCommands:
         # Sent by the bridge in the officer's name: the citizen sees it as the officer's message.
         with self.chats.store.db.transaction():
             self.chats.officer_message(chat, "text", canned[cmd.arg], sender, name, f"canned.{new_txn_id()}", None)
+            self.journal.audit("chat.canned", sender, target=chat.id, origin=chat.room_id, key=cmd.arg)
             self.chats.notify_officers(chat, f"Sent to the citizen as {name}: {canned[cmd.arg]}")
 
     async def _info(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
@@ -132,6 +134,7 @@ class ChatRoomCommands:
             with self.chats.store.db.transaction():
                 self.routing.set_tags(chat, tags + [label])
                 self.journal.chat_event(chat.id, "tag", sender, tag=label)
+                self.journal.audit("chat.tag", sender, target=chat.id, origin=chat.room_id, tag=label)
         self.chats.notify_officers(chat, f"Chat {chat.number} tags: {', '.join(tags + [label] if label not in tags else tags)}.")
 
     async def _emergency(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:

@@ -176,7 +176,7 @@ class Routing(ChatListener):
                 self.store.officers.get(agency.id, officer)
                 self.store.officers.assigned(agency.id, officer)
                 self.journal.chat_event(chat.id, kind, officer, how=how)
-                self.journal.audit("chat." + ("assign" if how == "auto" else "claim"), officer, target=chat.id,
+                self.journal.audit("chat.assign" if how == "auto" else "chat.claim", officer, target=chat.id,
                                    origin=origin, how=how)
         if not won:
             holder = self.store.chats.refresh(chat).claimed_by

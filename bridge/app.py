@@ -9,7 +9,7 @@ from aiohttp import web
 from .appservice.endpoint import AppserviceEndpoint
 from .chats.hub import ChatHub
 from .chats.inbound import ChatRooms, InboundPump, KeyWait
-from .chats.journal import Journal
+from .journal import Journal
 from .chats.lifecycle import ChatService
 from .chats.outbound import OutboundPump
 from .client_address import ClientAddresses
@@ -24,7 +24,7 @@ from . import __version__, metrics
 from .matrix import bot, rooms
 from .matrix.crypto import Crypto
 from .matrix.idle import IdleUnloader
-from .matrix.intent import HomeserverApi
+from .matrix.homeserver import HomeserverApi
 from .matrix.puppets import PuppetManager
 from .matrix.rooms import RoomPolicy
 from .console.bot_command import SPEC as CONSOLE_SPEC, ConsoleCommand
@@ -43,7 +43,7 @@ from .store import Store
 from .web.pow import PowGate
 from .web.server import GuardedSite, busy_answer, public_app
 from .web.visitor_api import VisitorApi
-from .webhooks.journal import AnnouncingJournal
+from .webhooks.announcing import AnnouncingJournal
 from .webhooks.sender import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ class Bridge:
         self.bot_commands = BotCommands(config, self.journal, prefix)
         self.dispatch = Dispatch(config, self.store, self.api, self.crypto, self.chats.bot, policy=self.room_policy)
         self.routing = Routing(config, self.chats, self.dispatch, self.journal, self.bot_commands)
+        self.chats.listen(self.routing)
         self.commands = ChatRoomCommands(self.chats, self.journal, prefix, retention=self.retention,
                                          transfers=self.transfers, routing=self.routing)
         # Matrix → citizen and bot: each room's events to the handler that owns it (chats/inbound.py).

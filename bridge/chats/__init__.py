@@ -6,7 +6,7 @@
     events.py        what an officer's event means (pure, frozen dataclasses)
     queue.py, hours.py  queue place and estimate, opening hours (pure)
     conversation.py  the conversation as people saw it (pure; transcripts, transfer notices)
-    hub.py           signals to the citizen's open connections; notices.py, attachments.py, journal.py
+    hub.py           signals to the citizen's open connections; notices.py, attachments.py
 
 Knows nothing of officers or web (tests/unit/test_layers.py).
 """

@@ -31,7 +31,7 @@ from ..config import Config
 from ..matrix import rooms
 from ..matrix.rooms import RoomPolicy
 from ..matrix.crypto import Crypto, CryptoError, decrypt_file, encrypt_file
-from ..matrix.intent import HomeserverApi, MatrixError, MediaTooLarge
+from ..matrix.homeserver import HomeserverApi, MatrixError, MediaTooLarge
 from ..matrix.puppets import PuppetManager
 from ..store import Store
 from ..store.attachments import Attachment
@@ -41,7 +41,7 @@ from . import notices
 from ..store.messages import OFFICER, SYSTEM, VISITOR, Message
 from . import attachments, queue
 from .hub import ChatHub
-from .journal import Journal, LogJournal
+from ..journal import Journal, LogJournal
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,12 @@ class ChatService:
         self._places: dict[str, dict[str, int]] = {}
         self._estimates: dict[str, int | None] = {}
         self._started_ms = int(time.time() * 1000)   # pages reconnect after a restart: a full window from here
-        self.listener = ChatListener()
+        self.listener = ChatListener()               # the officers' side, once wired (listen)
+
+    def listen(self, listener: ChatListener) -> None:
+        """Who hears of each chat's life (routing): one, given by the wiring (app.py) before anything runs.
+        The two are built apart because routing itself needs this service."""
+        self.listener = listener
 
     # ---- citizen actions -----------------------------------------------------------------------
     def open(self, topic_id: str | None, display_name: str | None, language: str | None) -> tuple[Chat, str]:
@@ -256,7 +261,7 @@ class ChatService:
     async def visitor_typing(self, chat: Chat, active: bool) -> bool:
         """Tell the chat's room the citizen is (not) typing; whether the homeserver was told (a chat
         with no room yet has no one to tell)."""
-        chat = self.store.chats.get(chat.id) or chat
+        chat = self.store.chats.refresh(chat)
         if not (chat.room_id and chat.puppet and chat.state != CLOSED):
             return False
         metrics.typing_sent()
@@ -270,22 +275,36 @@ class ChatService:
     def close(self, chat: Chat, by: str, officer_name: str | None = None) -> None:
         """End the chat. A citizen's close is recorded here; whoever closes on the officers' side
         records its own ``closed`` entry (with who and why) in the same transaction."""
+        if by == VISITOR:
+            self._end(chat, notices.message("ended_by_visitor"), {"by": "visitor"}, "The citizen has ended the chat.",
+                      actor="visitor")
+        else:
+            self._end(chat, notices.message("ended_by_officer", name=officer_name or "The officer"), None, None)
+
+    def close_idle(self, chat: Chat) -> None:
+        """The citizen did not answer the idle warning in time (the agency's timers)."""
+        self._end(chat, notices.message("ended_idle"), {"by": "timeout", "reason": "citizen idle"},
+                  f"Chat {chat.number} closed: the citizen did not reply.", always_tell_officers=True)
+
+    def _end(self, chat: Chat, notice: dict[str, Any], record: dict[str, Any] | None, officers: str | None, *,
+             actor: str | None = None, always_tell_officers: bool = False) -> None:
+        """Every close: state, the citizen's system line, the record (``record``: the ``closed`` entry's
+        details; None when the caller records it), the officers' notice, signals, the queue, the listener."""
         if chat.state == CLOSED:
             return
         with self.store.db.transaction():
             self.store.chats.set_state(chat.id, CLOSED)
-            notice = (notices.message("ended_by_visitor") if by == VISITOR
-                      else notices.message("ended_by_officer", name=officer_name or "The officer"))
             self.store.messages.add(chat.id, SYSTEM, "text", **notice)
-            if by == VISITOR:
-                self.journal.chat_event(chat.id, "closed", "visitor", by="visitor")
+            if record is not None:                 # an officer's close is recorded and audited by its command
+                self.journal.chat_event(chat.id, "closed", actor, **record)
+                self.journal.audit("chat.close", actor or "system", target=chat.id, origin=chat.room_id, **record)
             # Officers hear of it only if there is a room, or one is still owed for unsent messages.
-            if by == VISITOR and (chat.room_id or self.store.outbox.has_pending(chat.id)):
-                self.store.outbox.add(chat.id, new_txn_id(), "m.room.message",
-                                      {"msgtype": "m.notice", "body": "The citizen has ended the chat."})
+            if officers and (always_tell_officers or chat.room_id or self.store.outbox.has_pending(chat.id)):
+                self.store.outbox.add(chat.id, new_txn_id(), "m.room.message", {"msgtype": "m.notice", "body": officers})
         self.hub.messages(chat.id)
         self.hub.status(chat.id, CLOSED)
         if chat.state == WAITING:
+            self.hub.forget(chat.id)
             self.queue_moved(chat.agency)
         self.wake_outbound()
         self.listener.closed(chat)
@@ -307,33 +326,66 @@ class ChatService:
         """Close a waiting chat its citizen left; they see why if they come back, and the record says so."""
         if chat.state != WAITING:
             return
+        self._end(chat, notices.message("ended_abandoned"),
+                  {"by": "timeout", "cause": "abandoned", "reason": "citizen left the queue"},
+                  "The citizen left the queue page; the chat has been closed.")
+
+    def requeue(self, chat: Chat, officer: str, reason: str) -> bool:
+        """The holder loses the chat (did not answer): back to the queue, the citizen told. False if
+        ``officer`` no longer held it."""
         with self.store.db.transaction():
-            self.store.chats.set_state(chat.id, CLOSED)
-            self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("ended_abandoned"))
-            self.journal.chat_event(chat.id, "closed", None, by="timeout", cause="abandoned",
-                                    reason="citizen left the queue")
-            if chat.room_id or self.store.outbox.has_pending(chat.id):
-                self.store.outbox.add(chat.id, new_txn_id(), "m.room.message", {
-                    "msgtype": "m.notice", "body": "The citizen left the queue page; the chat has been closed."})
+            if not self.store.chats.unclaim(chat.id, officer):
+                return False
+            self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("requeued"))
+            self.journal.chat_event(chat.id, "requeued", None, officer=officer, reason=reason)
+            self.journal.audit("chat.requeue", "system", target=chat.id, origin=chat.room_id, officer=officer,
+                               reason=reason)
         self.hub.messages(chat.id)
-        self.hub.status(chat.id, CLOSED)
-        self.hub.forget(chat.id)
+        self.hub.status(chat.id, WAITING)
         self.queue_moved(chat.agency)
-        self.wake_outbound()
-        self.listener.closed(chat)
+        return True
+
+    def set_priority(self, chat: Chat, high: bool, actor: str) -> None:
+        with self.store.db.transaction():
+            self.store.chats.mark(chat.id, priority=int(high))
+            self.journal.chat_event(chat.id, "priority", actor, priority="high" if high else "normal")
+            self.journal.audit("chat.priority", actor, target=chat.id, origin=chat.room_id,
+                               priority="high" if high else "normal")
+        self.queue_moved(chat.agency)
+
+    def raise_emergency(self, chat: Chat, actor: str, **details: object) -> None:
+        """The citizen's banner, high priority, the front of the queue (officers are alerted by routing)."""
+        with self.store.db.transaction():
+            self.store.chats.mark(chat.id, emergency=1, priority=1)
+            self.store.messages.add(chat.id, SYSTEM, "text",
+                                    **notices.message("emergency", number=self.config.get("site.emergency_number")))
+            self.journal.chat_event(chat.id, "emergency", actor, **details)
+            self.journal.audit("chat.emergency", actor or "system", target=chat.id, origin=chat.room_id, **details)
+        self.hub.messages(chat.id)
+        self.hub.status(chat.id, chat.state)
+        self.queue_moved(chat.agency)
+
+    def warn_idle(self, chat: Chat, now_ms: int) -> None:
+        """The citizen is told the chat closes soon without a reply; the officers are told they were."""
+        with self.store.db.transaction():
+            self.store.chats.mark(chat.id, idle_warned_ts=now_ms)
+            self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("idle_warning"))
+            self.journal.chat_event(chat.id, "idle_warning", None)
+        self.hub.messages(chat.id)
+        self.notify_officers(chat, "The citizen has been warned that the chat closes soon without a reply.")
 
     def transfer(self, chat: Chat, agency_id: str, agency_name: str, to: str, by: str, note: str | None) -> None:
         """Back to waiting, now for another agency (``to``: its id, or one of its officers); the citizen is told.
 
         Call inside the transaction that also records the transfer."""
-        before = self.store.chats.get(chat.id) or chat
+        before = self.store.chats.refresh(chat)
         with self.store.db.transaction():
             self.store.chats.set_transfer(chat.id, agency_id, to, by, note)
             self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("transferred", agency=agency_name))
         self.hub.messages(chat.id)
         self.hub.status(chat.id, WAITING)
         self.queue_moved(agency_id)
-        self.listener.transferred(before, self.store.chats.get(chat.id) or chat)
+        self.listener.transferred(before, self.store.chats.refresh(chat))
 
     # ---- Matrix-side happenings ------------------------------------------------------------------
     async def officer_joined(self, chat: Chat, user_id: str, name: str) -> None:
@@ -468,10 +520,10 @@ class ChatService:
                                                                   self.policy.version, self.policy.acl))
         self.store.chats.set_room(chat.id, room_id)
         log.info("chat %s ready in %s", chat.number, room_id)
-        self.listener.ready(self.store.chats.get(chat.id) or chat)
+        self.listener.ready(self.store.chats.refresh(chat))
         self.wake_outbound()
         self.puppets.refill_pool()             # after this chat's room, so the refill does not compete with it
-        if (self.store.chats.get(chat.id) or chat).state != CLOSED:   # a closed chat's puppet is not loaded again
+        if self.store.chats.refresh(chat).state != CLOSED:   # a closed chat's puppet is not loaded again
             await self.crypto.restore_room(puppet.user_id, room_id)
 
     async def resume(self) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .. import metrics
-from ..chats.journal import Journal
+from ..journal import Journal
 from ..config import Config
 from ..limits import Limit
 from ..store import Store

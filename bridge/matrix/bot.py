@@ -11,7 +11,7 @@ import time
 from urllib.parse import quote
 
 from ..store.settings import Settings
-from .intent import HomeserverApi, MatrixError
+from .homeserver import HomeserverApi, MatrixError
 
 STATUS_ROOM = "status_room"
 

@@ -54,7 +54,7 @@ from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 
 from ..private_files import private_dir
 from ..store.puppets import Puppets
-from .intent import HomeserverApi, PuppetClient
+from .homeserver import HomeserverApi, PuppetClient
 from .recent_keys import KeyDue, RecentKeys
 
 log = logging.getLogger(__name__)

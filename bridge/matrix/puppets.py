@@ -18,7 +18,7 @@ from . import rooms
 from .rooms import RoomPolicy
 from .crosssign import CrossSigningIdentity
 from .crypto import Crypto
-from .intent import HomeserverApi
+from .homeserver import HomeserverApi
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from .intent import HomeserverApi, MatrixError
+from .homeserver import HomeserverApi, MatrixError
 
 
 @dataclass

@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 
 from ..chats.conversation import conversation_lines
-from ..chats.journal import Journal
+from ..journal import Journal
 from ..chats.lifecycle import ChatService
 from ..config import Config
 from ..matrix import rooms
-from ..matrix.intent import HomeserverApi
+from ..matrix.homeserver import HomeserverApi
 from ..store.chats import Chat
 from .access import Access
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from ..chats.journal import Journal
+from ..journal import Journal
 from ..config import Agency, Config
 from . import commands
 from .commands import Command, CommandError, Spec

@@ -11,10 +11,10 @@ from urllib.parse import quote
 
 from ..chats import events as ev
 from ..chats.inbound import KeyWait
-from ..chats.journal import Journal
+from ..journal import Journal
 from ..config import Config
 from ..matrix.crypto import Crypto
-from ..matrix.intent import HomeserverApi
+from ..matrix.homeserver import HomeserverApi
 from ..store import Store
 from ..store.room_events import DONE, FAILED, IGNORED, RoomEvent
 from .bot_commands import BotCommands, BotContext

@@ -4,9 +4,9 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Awaitable, Callable
 
-from ..chats.journal import Journal
+from ..journal import Journal
 from ..chats.lifecycle import ChatService, new_txn_id
 from ..records.retention import Retention
 from ..store.chats import CLOSED, Chat
@@ -35,6 +35,16 @@ class ChatRoomCommands:
         self.retention, self.transfers = retention, transfers
         self.specs = commands.CHAT_ROOM
         self.routing = routing
+        # One table from each command's name to what it does, checked against the specs here, not found by
+        # name at the moment an officer types it.
+        self._handlers: dict[str, Callable[[Chat, str, str, Command], Awaitable[None]]] = {
+            "help": self._help, "close": self._close, "note": self._note, "canned": self._canned,
+            "info": self._info, "priority": self._priority, "tag": self._tag, "emergency": self._emergency,
+            "transfer": self._transfer, "hold": self._hold, "unhold": self._unhold, "block": self._block,
+            "unblock": self._unblock}
+        if set(self._handlers) != {spec.name for spec in self.specs}:
+            raise ValueError("chat-room commands and their handlers differ: "
+                             f"{sorted(set(self._handlers) ^ {spec.name for spec in self.specs})}")
 
     def is_command(self, text: str) -> bool:
         return commands.is_command(text, self.prefix)
@@ -52,8 +62,7 @@ class ChatRoomCommands:
         if isinstance(parsed, CommandError):
             self.chats.notify_officers(chat, parsed.message)
             return
-        handler = getattr(self, "_" + parsed.name)
-        await handler(chat, sender, name, parsed)
+        await self._handlers[parsed.name](chat, sender, name, parsed)
 
     async def _help(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
         self.chats.notify_officers(chat, "Commands (never shown to the citizen):\n"
@@ -73,6 +82,7 @@ class ChatRoomCommands:
     async def _note(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
         with self.chats.store.db.transaction():
             self.journal.chat_event(chat.id, "note", sender, text=cmd.arg, internal=True)
+            self.journal.audit("chat.note", sender, target=chat.id, origin=chat.room_id)
             self.chats.notify_officers(chat, f"Internal note by {sender} kept in the record (not sent to the citizen).")
 
     async def _canned(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
@@ -91,10 +101,11 @@ class ChatRoomCommands:
         # Sent by the bridge in the officer's name: the citizen sees it as the officer's message.
         with self.chats.store.db.transaction():
             self.chats.officer_message(chat, "text", canned[cmd.arg], sender, name, f"canned.{new_txn_id()}", None)
+            self.journal.audit("chat.canned", sender, target=chat.id, origin=chat.room_id, key=cmd.arg)
             self.chats.notify_officers(chat, f"Sent to the citizen as {name}: {canned[cmd.arg]}")
 
     async def _info(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
-        chat = self.chats.store.chats.get(chat.id) or chat
+        chat = self.chats.store.chats.refresh(chat)
         topic = self.chats.config.topic(chat.topic)
         lines = [f"Chat {chat.number} · {topic.label} · agency {chat.agency} · state {chat.state}",
                  f"Language: {chat.language or 'not given'}; citizen's name: {chat.display_name or 'not given'}",
@@ -118,16 +129,17 @@ class ChatRoomCommands:
                                              "letters, digits, - or _ (at most 32). Usage: "
                                              f"{self.prefix}tag <label>")
             return
-        tags = (self.chats.store.chats.get(chat.id) or chat).label_list
+        tags = self.chats.store.chats.refresh(chat).label_list
         if label not in tags:
             with self.chats.store.db.transaction():
                 self.routing.set_tags(chat, tags + [label])
                 self.journal.chat_event(chat.id, "tag", sender, tag=label)
+                self.journal.audit("chat.tag", sender, target=chat.id, origin=chat.room_id, tag=label)
         self.chats.notify_officers(chat, f"Chat {chat.number} tags: {', '.join(tags + [label] if label not in tags else tags)}.")
 
     async def _emergency(self, chat: Chat, sender: str, name: str, cmd: Command) -> None:
         assert self.routing
-        fresh = self.chats.store.chats.get(chat.id) or chat
+        fresh = self.chats.store.chats.refresh(chat)
         if fresh.emergency:
             self.chats.notify_officers(chat, f"Chat {chat.number} is already marked an emergency.")
             return
@@ -175,7 +187,7 @@ class ChatRoomCommands:
                 self.journal.chat_event(chat.id, "blocked", sender, reason=reason, hours=hours, internal=True)
             self.journal.audit("chat.block", sender, "ok" if block else "failed", target=chat.id, origin=chat.room_id,
                                reason=reason if block else "source no longer known", hours=hours)
-            fresh = self.chats.store.chats.get(chat.id) or chat
+            fresh = self.chats.store.chats.refresh(chat)
             if fresh.state != CLOSED:
                 self.chats.close(fresh, OFFICER, officer_name=name)
                 self.journal.chat_event(chat.id, "closed", sender, by="officer", reason=reason)

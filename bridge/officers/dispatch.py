@@ -17,7 +17,7 @@ from ..config import Agency, Config
 from ..matrix import rooms
 from ..matrix.rooms import RoomPolicy
 from ..matrix.crypto import Crypto
-from ..matrix.intent import HomeserverApi, MatrixError
+from ..matrix.homeserver import HomeserverApi, MatrixError
 from ..matrix.mentions import mentioning
 from ..store import Store
 from . import dispatch_text

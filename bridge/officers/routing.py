@@ -13,13 +13,12 @@ import json
 import logging
 import time
 
-from ..chats import notices
-from ..chats.journal import Journal
+from ..journal import Journal
 from ..chats.lifecycle import ChatListener, ChatService
 from ..config import Agency, Config
 from ..matrix import rooms
 from ..store.chats import ACTIVE, CLOSED, WAITING, Chat
-from ..store.messages import OFFICER, SYSTEM, VISITOR
+from ..store.messages import OFFICER, VISITOR
 from ..store.tickets import Ticket
 from . import decide, dispatch_text, emergency
 from .bot_commands import BotCommands, BotContext
@@ -44,7 +43,6 @@ class Routing(ChatListener):
         self._tick: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._passed_over: dict[str, set[str]] = {}      # chat → officers who let it time out (auto mode)
-        chats.listener = self
         bot_commands.register(Spec("claim", "claim <number>", "take a chat (or an offline message: T<number>)",
                                    arg="required"), self._cmd_claim)
         bot_commands.register(Spec("available", "available", "take automatically assigned chats"),
@@ -112,7 +110,7 @@ class Routing(ChatListener):
             self._spawn(self._invite(chat.id))
 
     def visitor_said(self, chat: Chat, body: str) -> None:
-        fresh = self.store.chats.get(chat.id) or chat
+        fresh = self.store.chats.refresh(chat)
         if not fresh.preview:
             preview = " ".join(body.split())
             self.store.chats.mark(chat.id, preview=preview[:PREVIEW_CHARS] + ("…" if len(preview) > PREVIEW_CHARS else ""))
@@ -124,7 +122,7 @@ class Routing(ChatListener):
             self.raise_emergency(fresh, "visitor", matched=found)
 
     def officer_said(self, chat: Chat, user_id: str) -> None:
-        fresh = self.store.chats.get(chat.id) or chat
+        fresh = self.store.chats.refresh(chat)
         if fresh.claimed_by == user_id and not fresh.replied_ts:
             self.store.chats.mark(chat.id, replied_ts=_now())
 
@@ -178,16 +176,16 @@ class Routing(ChatListener):
                 self.store.officers.get(agency.id, officer)
                 self.store.officers.assigned(agency.id, officer)
                 self.journal.chat_event(chat.id, kind, officer, how=how)
-                self.journal.audit("chat." + ("assign" if how == "auto" else "claim"), officer, target=chat.id,
+                self.journal.audit("chat.assign" if how == "auto" else "chat.claim", officer, target=chat.id,
                                    origin=origin, how=how)
         if not won:
-            holder = (self.store.chats.get(chat.id) or chat).claimed_by
+            holder = self.store.chats.refresh(chat).claimed_by
             self.journal.audit("chat.claim", officer, "refused", target=chat.id, origin=origin,
                                reason="already claimed", holder=holder)
             return f"Chat {chat.number} was already taken by {holder}."
         self.dispatch.chat_changed(chat.id)
         self.chats.queue_moved(chat.agency)
-        if (self.store.chats.get(chat.id) or chat).room_id:
+        if self.store.chats.refresh(chat).room_id:
             self._spawn(self._invite(chat.id))
         else:
             self.chats.start_setup(chat.id)     # a chat that has not spoken yet: its room now; ready() invites
@@ -212,15 +210,9 @@ class Routing(ChatListener):
         officer = chat.claimed_by
         if not officer:
             return
-        with self.store.db.transaction():
-            if not self.store.chats.unclaim(chat.id, officer):
-                return
-            self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("requeued"))
-            self.journal.chat_event(chat.id, "requeued", None, officer=officer, reason=reason)
+        if not self.chats.requeue(chat, officer, reason):
+            return
         self._passed_over.setdefault(chat.id, set()).add(officer)
-        self.chats.hub.messages(chat.id)
-        self.chats.hub.status(chat.id, WAITING)
-        self.chats.queue_moved(chat.agency)
         self.dispatch.chat_changed(chat.id)
         self.dispatch.alert(chat.agency, f"Chat {chat.number} is back in the queue: {officer} {reason}.",
                             mention_supervisors=False)
@@ -233,22 +225,12 @@ class Routing(ChatListener):
 
     # ---- priority and emergencies -------------------------------------------------------------------------
     def set_priority(self, chat: Chat, high: bool, actor: str) -> None:
-        with self.store.db.transaction():
-            self.store.chats.mark(chat.id, priority=int(high))
-            self.journal.chat_event(chat.id, "priority", actor, priority="high" if high else "normal")
-        self.chats.queue_moved(chat.agency)
+        self.chats.set_priority(chat, high, actor)
         self.dispatch.chat_changed(chat.id)
 
     def raise_emergency(self, chat: Chat, actor: str, **details: object) -> None:
         """Banner to the citizen, high priority, front of the queue, supervisors alerted (once per chat)."""
-        with self.store.db.transaction():
-            self.store.chats.mark(chat.id, emergency=1, priority=1)
-            self.store.messages.add(chat.id, SYSTEM, "text",
-                                    **notices.message("emergency", number=self.config.get("site.emergency_number")))
-            self.journal.chat_event(chat.id, "emergency", actor, **details)
-        self.chats.hub.messages(chat.id)
-        self.chats.hub.status(chat.id, chat.state)
-        self.chats.queue_moved(chat.agency)
+        self.chats.raise_emergency(chat, actor, **details)
         self.dispatch.chat_changed(chat.id)
         where = f"held by {chat.claimed_by}" if chat.claimed_by else "now first in the queue"
         self.dispatch.alert(chat.agency, f"🚨 Emergency in chat {chat.number} ({where}).")
@@ -273,22 +255,9 @@ class Routing(ChatListener):
             if action == decide.UNANSWERED:
                 await self.requeue(chat, f"did not answer within {agency.timeouts.unanswered_seconds:g}s")
             elif action == decide.IDLE_WARN:
-                with self.store.db.transaction():
-                    self.store.chats.mark(chat.id, idle_warned_ts=now)
-                    self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("idle_warning"))
-                    self.journal.chat_event(chat.id, "idle_warning", None)
-                self.chats.hub.messages(chat.id)
-                self.chats.notify_officers(chat, "The citizen has been warned that the chat closes soon "
-                                                 "without a reply.")
+                self.chats.warn_idle(chat, now)
             elif action == decide.IDLE_CLOSE:
-                with self.store.db.transaction():
-                    self.store.chats.set_state(chat.id, CLOSED)
-                    self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("ended_idle"))
-                    self.journal.chat_event(chat.id, "closed", None, by="timeout", reason="citizen idle")
-                self.chats.hub.messages(chat.id)
-                self.chats.hub.status(chat.id, CLOSED)
-                self.chats.notify_officers(chat, f"Chat {chat.number} closed: the citizen did not reply.")
-                self.closed(chat)
+                self.chats.close_idle(chat)            # the listener's closed() updates its dispatch notice
 
     def _realert(self, agency: Agency, now: int) -> None:
         """At most one notice per interval in the agency's dispatch room, listing every chat still unclaimed."""

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 
-from ..chats.journal import Journal
+from ..journal import Journal
 from ..chats.lifecycle import ChatService
 from ..config import Agency, Config
 from ..matrix import rooms
-from ..matrix.intent import HomeserverApi
+from ..matrix.homeserver import HomeserverApi
 from ..store.chats import CLOSED, Chat
 from .access import Access
 from .admission import Admission
@@ -77,7 +77,7 @@ class Transfers:
             if officer and members.get(officer, {}).get("membership") == "join":
                 # Already in the room: no join will come, so they take it over now.
                 name_now = members[officer].get("displayname") or officer
-                taken = self.chats.store.chats.get(chat.id) or chat
+                taken = self.chats.store.chats.refresh(chat)
                 await self.chats.officer_joined(taken, officer, name_now)
                 await self.admission.joined(self.chats.store.chats.get(chat.id) or taken, officer)
         except Exception as e:

@@ -4,13 +4,13 @@
     signing.py      the bridge's Ed25519 key; seals over closed chats' final hashes
     transcripts.py  each chat's chain, its seal, the exportable document, offline verification
     audit.py        the bridge's audit chain (pruned past its retention, still verifiable)
-    journal.py      ``Records``: the ``Journal`` the rest of the bridge writes through, plus audited
+    writer.py       ``Records``: the ``Journal`` the rest of the bridge writes through, plus audited
                     search / view / export for the console and the CLI
     export.py       a record as JSON, plain text or printable HTML (pure)
     retention.py    purge after retention, legal hold, erasure
     keeper.py       the bridge's background work for them: redactions owed, the purge schedule
     cli.py          ``transcript …``, ``audit verify``, ``records …`` commands
 """
-from .journal import Records
+from .writer import Records
 
 __all__ = ["Records"]

@@ -13,6 +13,13 @@ from ..store.audit_log import AuditEntry
 from . import chain
 from .transcripts import now_ms
 
+# What people and the bridge do to a chat that the audit log must show (who, what, when, from where, outcome):
+# one list, so a new action without its audit entry is a failing test (tests/integration/test_audit_actions.py).
+CHAT_ACTIONS = ("chat.claim", "chat.assign", "chat.transfer", "chat.requeue", "chat.note", "chat.canned",
+                "chat.priority", "chat.tag", "chat.emergency", "chat.close", "chat.block", "chat.unblock",
+                "chat.erase", "chat.purged", "chat.redaction", "chat.message_refused", "chat.member_refused",
+                "legal_hold.set", "legal_hold.lifted")
+
 ANCHOR_KEY = "records.audit_anchor"
 DAY_MS = 24 * 3600 * 1000
 

@@ -29,7 +29,7 @@ def _actor() -> str:
 
 def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from ..store import Store
-    from .journal import Records
+    from .writer import Records
 
     config = cfg.load_file(args.config)
     store = Store.open(config.path("store.path"), config.get("chats.first_number"))

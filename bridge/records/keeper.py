@@ -14,10 +14,10 @@ import time
 
 from ..background import WakeableLoop
 from ..config import Config
-from ..matrix.intent import HomeserverApi, MatrixError
+from ..matrix.homeserver import HomeserverApi, MatrixError
 from ..store import Store
 from ..store.redactions import PROFILE, Redaction
-from .journal import Records
+from .writer import Records
 from .retention import DAY_MS, Retention
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from ..config import Config
 from ..store import Store
 from ..store.chats import CLOSED, Chat
 from ..store.redactions import PROFILE
-from .journal import Records
+from .writer import Records
 from .transcripts import now_ms
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class Retention:
     def erase(self, chat: Chat, actor: str, origin: str, source: str | None = None) -> Erased:
         """Erase a closed chat's personal data, or raise ``Refused`` (and record the refusal: repeats from
         one ``source``, the client address, as one entry per window with their count)."""
-        chat = self.store.chats.get(chat.id) or chat
+        chat = self.store.chats.refresh(chat)
         hold = self.store.legal_holds.get(chat.id)
         if hold or chat.state != CLOSED:
             error, message = (("legal_hold", "This chat is under legal hold and cannot be erased now.") if hold

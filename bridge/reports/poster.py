@@ -11,7 +11,7 @@ import time
 from typing import Awaitable, Callable
 
 from ..background import WakeableLoop
-from ..chats.journal import Journal
+from ..journal import Journal
 from ..config import Config
 from ..store import Store
 from . import summary

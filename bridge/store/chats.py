@@ -70,6 +70,11 @@ class Chats:
         row = self.db.row("SELECT * FROM chats WHERE token_hash = ?", [token_hash])
         return Chat(**row) if row else None
 
+    def refresh(self, chat: Chat) -> Chat:
+        """The chat as stored now. ``Chat`` values are snapshots taken when read: whoever acts on one after
+        an await, or after a change of its own, reads it again here (the snapshot itself if the row is gone)."""
+        return self.get(chat.id) or chat
+
     def by_number(self, number: int) -> Chat | None:
         row = self.db.row("SELECT * FROM chats WHERE number = ?", [number])
         return Chat(**row) if row else None

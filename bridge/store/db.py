@@ -53,7 +53,7 @@ Why that is as durable as FULL (SQLite 3.40, src/wal.c, os_unix.c; sqlite.org wa
 Who awaits it: the visitor API's and console's HTTP answers (``web.server``), the WebSocket's acks and
 message frames (``web.visitor_api``: the page takes its own message coming back as delivered; a socket
 reads on while its acks wait, and ``durable(mark)`` lets each go with the first flush that covers it), the
-appservice 200 (``appservice.endpoint``), every request to the homeserver (``matrix.intent``: txn IDs,
+appservice 200 (``appservice.endpoint``), every request to the homeserver (``matrix.homeserver``: txn IDs,
 puppets and rooms are on disk before the homeserver acts on them, as ``outbox`` relies on) and webhook
 deliveries. Reads, and work nobody outside hears of, do not wait. Command-line tools open the store
 without ``group_commit`` (FULL; ``durable()`` returns at once).

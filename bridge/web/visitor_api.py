@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from .. import client_input, metrics
-from ..chats.journal import Journal, LogJournal
+from ..journal import Journal, LogJournal
 from ..client_address import ClientAddresses
 from ..config import Config
 from ..limits import Limit, Refusal
@@ -388,7 +388,7 @@ class VisitorApi:
     async def get_messages(self, request: web.Request) -> web.Response:
         chat = self._chat_for(request)
         since = self._since(request.query.get("since"), from_query=True)
-        chat = self.store.chats.get(chat.id) or chat
+        chat = self.store.chats.refresh(chat)
         page = self.store.messages.since(chat.id, since, limit=HISTORY_PAGE + 1)
         return web.json_response({"state": chat.state, "more": len(page) > HISTORY_PAGE,
                                   "messages": [self._frame(m) for m in page[:HISTORY_PAGE]]})
@@ -514,7 +514,7 @@ class VisitorApi:
 
     def _send(self, chat: Chat, client_id: str, body: str) -> Message:
         try:
-            return self.chats.visitor_message(self.store.chats.get(chat.id) or chat, client_id, body)
+            return self.chats.visitor_message(self.store.chats.refresh(chat), client_id, body)
         except ChatClosed:
             raise ApiError(409, "chat_closed", "This chat has ended; start a new chat to write again.")
 
@@ -586,7 +586,7 @@ class VisitorApi:
         # A client claiming more than exists would otherwise never see the messages up to its number.
         last = min(since, self.store.messages.last_seq(chat.id))
         try:
-            state = self._state(self.store.chats.get(chat.id) or chat)
+            state = self._state(self.store.chats.refresh(chat))
             await ws.send_json({"type": "ready", **state})
             last = await self._replay(ws, chat.id, last)
             reader = asyncio.create_task(self._read_frames(ws, chat))
@@ -613,7 +613,7 @@ class VisitorApi:
                         status_due = max(loop.time(), status_sent + STATUS_EVERY)
                 if status_due is not None and loop.time() >= status_due:
                     last = await self._replay(ws, chat.id, last)
-                    await ws.send_json(self._status(self.store.chats.get(chat.id) or chat))
+                    await ws.send_json(self._status(self.store.chats.refresh(chat)))
                     status_sent, status_due = loop.time(), None
             if getter is not None:
                 getter.cancel()
@@ -748,7 +748,7 @@ class VisitorApi:
             self.typing.set(chat, frame["active"])
             return None
         if kind == "close":
-            self.chats.close(self.store.chats.get(chat.id) or chat, by="visitor")   # told by frames: _replay
+            self.chats.close(self.store.chats.refresh(chat), by="visitor")   # told by frames: _replay
             return None
         if kind == "auth":
             raise ApiError(400, "bad_frame", "Already authenticated.")

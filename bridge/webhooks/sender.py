@@ -16,7 +16,7 @@ from typing import Awaitable, Callable, ContextManager
 import aiohttp
 
 from ..background import WakeableLoop
-from ..chats.journal import Journal
+from ..journal import Journal
 from ..config import Webhook
 from ..store.webhooks import Delivery, WebhookOutbox
 from . import signing

@@ -178,6 +178,15 @@ class NioOfficer:
             return next((m for m in self.messages if predicate(m)), None)
         return await until(find, timeout, what)
 
+    async def caught_up(self, dispatch_room: str, timeout: float = 60) -> None:
+        """Everything the bridge did before now has reached this client: ask the bot for !help and wait for
+        its answer, which the homeserver gives this client after anything sent before it (an invite too).
+        For checking that something did *not* happen, after the moment it would have."""
+        already = len([m for m in self.messages if m.room_id == dispatch_room and m.body.startswith("Commands here:")])
+        await self.send(dispatch_room, "!help")
+        await until(lambda: len([m for m in self.messages if m.room_id == dispatch_room
+                                 and m.body.startswith("Commands here:")]) > already, timeout, "the bot's !help answer")
+
     async def wait_joined(self, room_id: str, timeout: float = 30) -> None:
         """Joined and known to the client (right after its join response nio may not list the room yet)."""
         await self.wait_member(room_id, timeout)

@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestServer
 from bridge.appservice.endpoint import AppserviceEndpoint
 from bridge.chats.hub import ChatHub
 from bridge.chats.lifecycle import ChatService
-from bridge.matrix.intent import HomeserverApi
+from bridge.matrix.homeserver import HomeserverApi
 from bridge.store import Store
 from bridge.store import db as db_module
 from bridge.store.db import Database, StoreNotDurable

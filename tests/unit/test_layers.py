@@ -10,7 +10,7 @@ that points up, or across between packages of the same layer (web and officers, 
     layer 4  records        hash-chained records, signing, retention
     layer 3  matrix         homeserver API, crypto, puppets, rooms
     layer 2  store          SQLite, one module per table family
-    layer 1  config         the schema and its loading
+    layer 1  config, journal  the schema and its loading; the Journal interface everything records through
     layer 0  utilities      background, client_address, client_input, limits, metrics, private_files,
                             resources, text_lines, __version__
 
@@ -27,7 +27,7 @@ BRIDGE = Path(__file__).resolve().parents[2] / "bridge"
 LAYERS: dict[str, int] = {
     **dict.fromkeys(["background", "client_address", "client_input", "limits", "metrics", "private_files",
                      "resources", "text_lines", "__version__", "__init__"], 0),
-    "config": 1, "store": 2, "matrix": 3, "records": 4, "chats": 5,
+    "config": 1, "journal": 1, "store": 2, "matrix": 3, "records": 4, "chats": 5,
     **dict.fromkeys(["appservice", "officers", "web", "webhooks", "reports"], 6),
     "console": 7,
     "app": 8, "localhs": 8, "demo": 9, "__main__": 10,

@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bridge.matrix.intent import HomeserverApi, MatrixError, MediaTooLarge
+from bridge.matrix.homeserver import HomeserverApi, MatrixError, MediaTooLarge
 
 FILE = os.urandom(700_000)
 

@@ -147,7 +147,7 @@ async def test_hold_commands_in_the_chat_room_are_for_supervisors_only(env):
 
 
 async def test_the_keeper_purges_on_schedule_and_gives_up_a_failing_redaction_on_the_record(env):
-    from bridge.matrix.intent import MatrixError
+    from bridge.matrix.homeserver import MatrixError
     from bridge.records.keeper import GIVE_UP_AFTER, RecordsKeeper
 
     config, store, records, service, retention = env

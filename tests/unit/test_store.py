@@ -394,3 +394,40 @@ def test_a_database_from_a_newer_precinct_is_refused_untouched(tmp_path: Path, c
     err = capsys.readouterr().err
     assert err.startswith("Store error: ") and "newer Precinct" in err and "Traceback" not in err
     assert path.read_bytes() == before
+
+
+def test_racing_claims_from_two_connections_at_once_have_one_winner_each(tmp_path: Path):
+    """Inside one bridge, claims come through the inbound pump one at a time, so they never run at the same
+    moment there; what makes 'one winner' true is the store's single conditional UPDATE. Race it for real:
+    two threads, each with its own connection (as the bridge and a command-line process would be), claiming
+    the same 200 chats at the same instant."""
+    import threading
+
+    path = tmp_path / "precinct.db"
+    setup = Store.open(path)
+    ids = [setup.chats.create(f"c{i}", f"h{i}", "general", "central", None, None).id for i in range(200)]
+    setup.close()
+    stores = [Store.open(path), Store.open(path)]
+    start = threading.Barrier(2)
+    won: dict[str, list[str]] = {"@a:p": [], "@b:p": []}
+
+    def claim_all(store: Store, officer: str) -> None:
+        start.wait()
+        for chat_id in ids:
+            with store.db.transaction():
+                if store.chats.claim(chat_id, officer):
+                    won[officer].append(chat_id)
+
+    threads = [threading.Thread(target=claim_all, args=(s, o)) for s, o in zip(stores, won)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert not any(t.is_alive() for t in threads)
+        assert sorted(won["@a:p"] + won["@b:p"]) == sorted(ids), "every chat claimed exactly once"
+        holders = {c: stores[0].chats.get(c).claimed_by for c in ids}
+        assert all(holders[c] == "@a:p" for c in won["@a:p"]) and all(holders[c] == "@b:p" for c in won["@b:p"])
+    finally:
+        for s in stores:
+            s.close()

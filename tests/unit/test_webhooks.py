@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from bridge.chats.journal import LogJournal
+from bridge.journal import LogJournal
 from bridge.config import ConfigError, Webhook
 from bridge.store import Store
 from bridge.webhooks import signing
-from bridge.webhooks.journal import AnnouncingJournal
+from bridge.webhooks.announcing import AnnouncingJournal
 from bridge.webhooks.sender import MAX_AGE_SECONDS, WebhookSender, retry_delay
 from tests.support.configs import example_config
 from tests.support.webhook_receiver import WebhookReceiver

@@ -6,6 +6,7 @@ import { app } from "./state.js";
 import { saveSession, newClientId } from "./session.js";
 import { byClientId, pendingItem, setOwnState, scrollToEnd } from "./conversation.js";
 import { link, sendFrame } from "./connection.js";
+import { chatRequest, readJson } from "./api.js";
 
 const TYPING_IDLE_MS = 3000;          // typing {active:false} after this much quiet
 const OFFICER_TYPING_TIMEOUT_MS = 30000;
@@ -175,13 +176,11 @@ export function sendFile(file) {
   }
   scrollToEnd();
   say(ui.chatError, "");
-  const url = "/api/v1/chats/" + encodeURIComponent(session.chat_id) + "/attachments?client_id=" +
-    encodeURIComponent(item.client_id) + "&filename=" + encodeURIComponent(file.name);
-  fetch(url, { method: "POST", body: file, headers: { "Authorization": "Bearer " + session.token },
-               credentials: "omit", cache: "no-store" })
+  chatRequest(session, "/attachments?client_id=" + encodeURIComponent(item.client_id) + "&filename=" +
+              encodeURIComponent(file.name), { method: "POST", body: file })
     .then(function (response) {
       if (response.ok) { return; }
-      return response.json().catch(function () { return {}; }).then(function (data) {
+      return readJson(response).then(function (data) {
         const key = UPLOAD_ERRORS[data.error] || "attach.failed";
         setOwnState(li, key, null, true);
         li.classList.remove("is-unconfirmed");

@@ -1,6 +1,7 @@
 /* The chat's WebSocket: auth with the tab's token and the last seq seen, reconnect with backoff,
  * give up only when the server refuses the token. */
 import { app } from "./state.js";
+import { chatPath } from "./api.js";
 
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 30000;
@@ -20,7 +21,7 @@ function socketUrl() {
   const session = app.session;
   let url = new URL(session.ws_url, window.location.href);
   if (url.host !== window.location.host) {
-    url = new URL("/api/v1/chats/" + encodeURIComponent(session.chat_id) + "/ws", window.location.href);
+    url = new URL(chatPath(session, "/ws"), window.location.href);
     url.protocol = window.location.protocol === "https:" ? "wss:" : "ws:";
   }
   return url.toString();

@@ -4,6 +4,7 @@ import { currentLanguage, onLanguageChange, setText } from "./i18n.js";
 import { make } from "./dom.js";
 import { ui } from "./dom.js";
 import { app } from "./state.js";
+import { request } from "./api.js";
 
 const seen = new Set();          // every seq rendered or applied once
 const bySeq = new Map();         // seq → <li> (for edits and redactions)
@@ -62,7 +63,7 @@ function attachmentView(frame) {
   link.hidden = true;
   box.appendChild(link);
   if (!app.session) { return box; }
-  fetch(frame.attachment.url, { headers: { "Authorization": "Bearer " + app.session.token }, credentials: "omit" })
+  request(frame.attachment.url, { token: app.session.token })
     .then(function (r) { if (!r.ok) { throw new Error(String(r.status)); } return r.blob(); })
     .then(function (blob) {
       const url = URL.createObjectURL(blob);

@@ -5,6 +5,7 @@ import { app } from "./state.js";
 import { sendFrame } from "./connection.js";
 import { stopTyping } from "./composer.js";
 import { saveSession } from "./session.js";
+import { chatRequest, readJson } from "./api.js";
 
 export function askToEnd() {
   if (!app.session || app.session.state === "closed") { return; }
@@ -22,18 +23,12 @@ export function endChat(onClosed) {
   // The question stays (and keeps the focus) until the "closed" status moves it to the ended text.
   stopTyping();
   if (sendFrame({ type: "close" })) { return; }
-  fetch("/api/v1/chats/" + encodeURIComponent(session.chat_id) + "/close", {
-    method: "POST", headers: { "Authorization": "Bearer " + session.token }, credentials: "omit", cache: "no-store"
-  }).then(function (response) {
+  chatRequest(session, "/close", { method: "POST" }).then(function (response) {
     if (!response.ok) { throw new Error("status " + response.status); }
     onClosed();
   }).catch(function () {
     say(ui.chatError, "end.failed_offline");
   });
-}
-
-function authHeaders() {
-  return { "Authorization": "Bearer " + app.session.token };
 }
 
 /** The transcript needs the token: fetch it, then save it from memory. */
@@ -42,8 +37,7 @@ export function downloadTranscript(event) {
   const session = app.session;
   const format = event.currentTarget.dataset.format === "html" ? "html" : "txt";
   if (!session) { return; }
-  fetch("/api/v1/chats/" + encodeURIComponent(session.chat_id) + "/transcript?format=" + format,
-        { headers: authHeaders(), credentials: "omit", cache: "no-store" })
+  chatRequest(session, "/transcript?format=" + format)
     .then(function (r) { if (!r.ok) { throw new Error(String(r.status)); } return r.blob(); })
     .then(function (blob) {
       const a = document.createElement("a");
@@ -77,11 +71,8 @@ export function sendFeedback(event) {
   const request = { rating: Number(picked.value) };
   if (ui.feedbackComment.value.trim()) { request.comment = ui.feedbackComment.value.trim(); }
   ui.feedbackButton.disabled = true;
-  fetch("/api/v1/chats/" + encodeURIComponent(session.chat_id) + "/feedback", {
-    method: "POST", headers: Object.assign({ "Content-Type": "application/json" }, authHeaders()),
-    body: JSON.stringify(request), credentials: "omit", cache: "no-store"
-  }).then(function (response) {
-    return response.json().catch(function () { return {}; }).then(function (data) {
+  chatRequest(session, "/feedback", { method: "POST", json: request }).then(function (response) {
+    return readJson(response).then(function (data) {
       if (!response.ok && data.error !== "feedback_given") { throw new Error(String(response.status)); }
       session.feedbackGiven = true;
       saveSession();

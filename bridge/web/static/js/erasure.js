@@ -2,10 +2,7 @@
  * asked on the page like ending; a legal hold is explained, not hidden. */
 import { ui, say, openQuestion, closeQuestion } from "./dom.js";
 import { app } from "./state.js";
-
-function authHeaders() {
-  return { "Authorization": "Bearer " + app.session.token };
-}
+import { chatRequest, readJson } from "./api.js";
 
 export function askToErase() {
   openQuestion(ui.eraseButton, ui.eraseConfirm, ui.eraseQuestion);
@@ -27,10 +24,8 @@ export function eraseChat(onErased) {
   const session = app.session;
   if (!session) { return; }
   ui.eraseYes.disabled = true;
-  fetch("/api/v1/chats/" + encodeURIComponent(session.chat_id), {
-    method: "DELETE", headers: authHeaders(), credentials: "omit", cache: "no-store"
-  }).then(function (response) {
-    return response.json().catch(function () { return {}; }).then(function (data) {
+  chatRequest(session, "", { method: "DELETE" }).then(function (response) {
+    return readJson(response).then(function (data) {
       ui.eraseResult.classList.remove("notice--ok", "notice--error");
       if (response.ok) {
         ui.erase.hidden = true;

@@ -18,6 +18,7 @@ import * as erasure from "./erasure.js";
 import * as site from "./site.js";
 import * as pow from "./pow.js";
 import { showQueue, renderQueue } from "./queue.js";
+import { apiRequest, readJson } from "./api.js";
 
 const STATES = { waiting: "state.waiting", active: "state.active", closed: "state.closed" };
 
@@ -153,10 +154,6 @@ function wentOffline() {
 
 // ---- starting ----------------------------------------------------------------------------------
 
-function readJson(response) {
-  return response.json().catch(function () { return {}; });
-}
-
 // Codes of a proof of work the bridge did not take: solve a fresh challenge and send again.
 const POW_RETRY = ["pow_required", "pow_invalid", "pow_forged", "pow_expired", "pow_unsolved", "pow_too_easy",
   "pow_replayed"];
@@ -179,10 +176,7 @@ function proofOfWork() {
 function postChat(request, attempt) {
   return proofOfWork().then(function (proof) {
     const body = proof ? Object.assign({}, request, { pow: proof }) : request;
-    return fetch("/api/v1/chats", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-      credentials: "omit", cache: "no-store"
-    });
+    return apiRequest("/chats", { method: "POST", json: body });
   }).then(function (response) {
     return readJson(response).then(function (data) {
       if (POW_RETRY.indexOf(data.error) !== -1 && attempt < POW_ATTEMPTS) {

@@ -4,6 +4,7 @@
  * presses Start. A solution is used for one POST /api/v1/chats only, and a new one is fetched when
  * it would expire before it is used. Nothing to see or do for the citizen. */
 import { app } from "./state.js";
+import { apiRequest, readJson } from "./api.js";
 
 const WORKER_URL = "/static/js/pow-worker.js";
 const MAX_MARGIN_MS = 10000;      // a solution is not used this close to its expiry (at most a quarter of its life)
@@ -49,8 +50,8 @@ function solveInWorker(challenge, difficulty) {
 }
 
 function fetchChallenge() {
-  return fetch("/api/v1/challenge", { credentials: "omit", cache: "no-store" }).then(function (response) {
-    return response.json().catch(function () { return {}; }).then(function (data) {
+  return apiRequest("/challenge").then(function (response) {
+    return readJson(response).then(function (data) {
       if (!response.ok || typeof data.challenge !== "string" || !Number.isInteger(data.difficulty) ||
           typeof data.expires_in !== "number") {
         const problem = new Error(data.error || "challenge_failed");

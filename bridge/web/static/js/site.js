@@ -4,6 +4,7 @@ import { ui, say, make } from "./dom.js";
 import { app } from "./state.js";
 import { forgetEverything } from "./session.js";
 import { disconnect } from "./connection.js";
+import { apiRequest, readJson } from "./api.js";
 
 let wantedTopic = null;
 
@@ -98,7 +99,7 @@ export function topicChanged() {
 }
 
 export function loadSite() {
-  return fetch("/api/v1/site", { credentials: "omit", cache: "no-store" }).then(function (response) {
+  return apiRequest("/site").then(function (response) {
     return response.ok ? response.json() : null;
   }).then(applySite).catch(function () { /* keep the page's own text */ });
 }
@@ -116,11 +117,8 @@ export function sendOfflineMessage(event) {
   const request = { topic: ui.topic.value, message: message };
   if (ui.offlineName.value.trim()) { request.name = ui.offlineName.value.trim(); }
   if (ui.offlineContact.value.trim()) { request.contact = ui.offlineContact.value.trim(); }
-  fetch("/api/v1/offline_messages", {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request),
-    credentials: "omit", cache: "no-store"
-  }).then(function (response) {
-    return response.json().catch(function () { return {}; }).then(function (data) {
+  apiRequest("/offline_messages", { method: "POST", json: request }).then(function (response) {
+    return readJson(response).then(function (data) {
       if (!response.ok || data.ticket === undefined) { throw new Error(data.error || String(response.status)); }
       ui.offlineMessage.value = "";
       say(ui.offlineDone, "offline.sent", { ticket: String(data.ticket) });

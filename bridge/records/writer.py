@@ -1,4 +1,4 @@
-"""``Records``: the real ``Journal`` (bridge/chats/journal.py) — hash-chained transcripts and audit trail."""
+"""``Records``: the real ``Journal`` (bridge/journal.py) — hash-chained transcripts and audit trail."""
 from __future__ import annotations
 
 import hashlib

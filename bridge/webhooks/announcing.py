@@ -11,7 +11,7 @@ import secrets
 import time
 from typing import Any, Callable
 
-from ..chats.journal import Journal
+from ..journal import Journal
 from ..config import Webhook
 from ..store import Store
 
@@ -23,6 +23,9 @@ AGENCY_DETAILS = ("agency", "from_agency", "to_agency", "to")      # "to": an ag
 
 
 class AnnouncingJournal:
+    """A Journal (bridge/journal.py) that also owes the webhooks of the entries agencies subscribe to, in
+    the same commit; it offers exactly the Journal's three methods, nothing else of what it wraps."""
+
     def __init__(self, inner: Journal, store: Store, webhooks: list[Webhook], wake: Callable[[], None]) -> None:
         self.inner, self.store, self.webhooks, self.wake = inner, store, webhooks, wake
 
@@ -40,9 +43,6 @@ class AnnouncingJournal:
                 target: str | None = None, origin: str | None = None, reason: str, **details: Any) -> None:
         self.inner.refused(action, actor, outcome, source=source, target=target, origin=origin, reason=reason,
                            **details)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)        # whatever else the records journal offers
 
     def _announce(self, chat_id: str, event: str, actor: str | None, details: dict[str, Any]) -> None:
         chat = self.store.chats.get(chat_id)

@@ -207,6 +207,7 @@ class Bridge:
         # No request can be refused any more: the counts of open refusal windows go on record now, before
         # anything slower (the homeserver) could hold the stop up past a service manager's patience.
         self.records.refusals.flush(everything=True)
+        self.records.trail.checkpoint()             # the chain's head signed as the bridge stops
         self._unwatch()
         await self.puppets.stop()
         await self.routing.stop()

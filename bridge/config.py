@@ -375,6 +375,11 @@ SCHEMA: list[Key] = [
             "salted daily hash of the client address, never the address. An hour keeps a flood to two entries "
             "an hour per source in an audit trail kept for a year.",
         check=lambda v: None if 1 <= v <= 86400 else "must be between 1 and 86400 seconds"),
+    Key("records.audit_checkpoint_minutes", int, 60,
+        "How often the head of the audit chain is signed with the records key (and always at shutdown). Someone "
+        "who can write the database could rewrite the chain and recompute its hashes; they cannot sign: "
+        "`audit verify` then names the first entry after the last signed checkpoint that still holds.",
+        check=_positive),
     Key("records.purge_interval_minutes", int, 60,
         "How often the bridge purges expired chats and audit entries.", check=_positive),
     Key("webhooks.endpoints", "webhooks", default=[],

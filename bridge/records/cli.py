@@ -108,6 +108,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     try:
         problem = records.trail.verify()
         count = len(records.trail.entries())
+        signed = len(store.audit_log.checkpoints())
         records.audit("audit.verified", _actor(), "ok" if problem is None else "failed", origin="cli",
                       problem=str(problem) if problem else None)
     finally:
@@ -115,7 +116,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     if problem:
         print(f"FAILED: {problem}")
         return 1
-    print(f"OK: {count} audit entries intact")
+    print(f"OK: {count} audit entries intact; {signed} signed checkpoint(s) hold")
     return 0
 
 

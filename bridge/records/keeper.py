@@ -31,7 +31,9 @@ class RecordsKeeper(WakeableLoop):
                  retention: Retention) -> None:
         self.config, self.store, self.api, self.records, self.retention = config, store, api, records, retention
         self.interval_s = config.get("records.purge_interval_minutes") * 60
+        self.checkpoint_s = config.get("records.audit_checkpoint_minutes") * 60
         self._next_purge = 0.0
+        self._next_checkpoint = time.monotonic() + self.checkpoint_s
         super().__init__()
 
     async def _run(self) -> None:
@@ -43,13 +45,17 @@ class RecordsKeeper(WakeableLoop):
                     self.housekeeping()
                     self._next_purge = time.monotonic() + self.interval_s
                 self.records.refusals.flush()
+                if time.monotonic() >= self._next_checkpoint:
+                    self.records.trail.checkpoint()
+                    self._next_checkpoint = time.monotonic() + self.checkpoint_s
                 delay = 30.0 if clean else min(delay * 2, 300.0)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("records upkeep failed; retrying")
             due = self.records.refusals.next_due()
-            await self._sleep(delay if due is None else max(0.5, min(delay, due)))
+            checkpoint_in = max(0.5, self._next_checkpoint - time.monotonic())
+            await self._sleep(min(delay if due is None else max(0.5, min(delay, due)), checkpoint_in))
 
     def housekeeping(self) -> None:
         purged = self.retention.purge_expired()

@@ -26,7 +26,7 @@ class Records:
                  refusal_window_seconds: float = 3600) -> None:
         self.store, self.signer = store, signer
         self.transcripts = Transcripts(store, signer, names)
-        self.trail = AuditTrail(store)
+        self.trail = AuditTrail(store, signer)
         self.refusals = RepeatedRefusals(store, self.trail, refusal_window_seconds)
 
     @classmethod

@@ -27,9 +27,30 @@ def _entry(row: dict) -> AuditEntry:
     return AuditEntry(**row)
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """The chain's head at a moment, signed with the records key: ``idx``'s hash was ``hash``."""
+    idx: int
+    hash: str
+    ts: int
+    signature: str
+    public_key: str
+
+
 class AuditLog:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def add_checkpoint(self, c: Checkpoint) -> None:
+        self.db.execute("INSERT OR IGNORE INTO audit_checkpoints (idx, hash, ts, signature, public_key)"
+                        " VALUES (?,?,?,?,?)", [c.idx, c.hash, c.ts, c.signature, c.public_key])
+
+    def checkpoints(self) -> list[Checkpoint]:
+        return [Checkpoint(**r) for r in self.db.rows("SELECT * FROM audit_checkpoints ORDER BY idx")]
+
+    def hash_at(self, idx: int) -> str | None:
+        row = self.db.row("SELECT hash FROM audit_log WHERE idx = ?", [idx])
+        return row["hash"] if row else None
 
     def add(self, e: AuditEntry) -> None:
         self.db.execute("INSERT INTO audit_log (idx, ts, action, actor, outcome, target, origin, details,"

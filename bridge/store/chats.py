@@ -190,10 +190,11 @@ class Chats:
 
     def report_facts(self, agencies: list[str], since_ms: int, until_ms: int) -> list[dict]:
         """What reports need of each chat opened in [since, until): its times, first officer message,
-        transfers and emergencies (from its record) and rating."""
+        transfers and emergencies (from its record) and rating. The officer credited is the one who claimed
+        it (or was assigned it), not whoever joined first (a supervisor looking in, say)."""
         marks = ",".join("?" * len(agencies))
         return self.db.rows(
-            "SELECT c.id AS chat_id, c.agency, c.topic, c.officer, c.created_ts, c.answered_ts, c.closed_ts,"
+            "SELECT c.id AS chat_id, c.agency, c.topic, COALESCE(c.claimed_by, c.officer) AS officer, c.created_ts, c.answered_ts, c.closed_ts,"
             " (SELECT MIN(m.ts) FROM messages m WHERE m.chat_id = c.id AND m.sender_kind = 'officer')"
             "   AS first_response_ts,"
             " (SELECT COUNT(*) FROM chat_records r WHERE r.chat_id = c.id AND r.kind = 'transferred') AS transfers,"

@@ -251,9 +251,15 @@ def _v15(db: sqlite_utils.Database) -> None:
     db["source_blocks"].create_index(["chat_id"])
 
 
+def _v16(db: sqlite_utils.Database) -> None:
+    # Signed checkpoints of the audit chain's head (records/audit.py): a rewrite of the chain is caught.
+    db["audit_checkpoints"].create({"idx": int, "hash": str, "ts": int, "signature": str, "public_key": str},
+                                   pk="idx", not_null={"hash", "ts", "signature", "public_key"})
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
-                                                             _v12, _v13, _v14, _v15]
+                                                             _v12, _v13, _v14, _v15, _v16]
 
 
 class StoreTooNew(Exception):

@@ -12,6 +12,7 @@ import uuid
 
 from tests.conftest import MatrixEnv
 from tests.support.visitor import Visitor
+from tests.support.bridge_db import rows
 from tests.support.waiting import until
 
 
@@ -39,6 +40,9 @@ async def test_backlog_arrives_promptly_after_homeserver_and_bridge_restart(matr
         await visitor.wait_frame(lambda f: f.get("body", "").startswith("warm-up"), 60)
 
         matrix_env.bridge.stop()                       # the bridge is down for maintenance...
+        # A graceful stop signs the audit chain's head (records.audit_checkpoint_minutes, and at shutdown).
+        head = rows(matrix_env.db_path, "SELECT MAX(idx) FROM audit_log")[0][0]
+        assert rows(matrix_env.db_path, "SELECT MAX(idx) FROM audit_checkpoints")[0][0] == head
         queued = f"written during the outage {uuid.uuid4().hex[:6]}"
         await officer.send(room_id, queued)            # ...Synapse queues this for the appservice
         await until(lambda: appservice_marked_down(matrix_env), 30, "Synapse noticing the bridge is down")

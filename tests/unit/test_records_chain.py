@@ -266,3 +266,71 @@ def test_system_events_read_as_sentences_and_erased_text_as_erased():
              "content": None, "content_hash": "h"}
     assert export.describe(moved).endswith("Note: [erased]")
     assert export.describe({"kind": "emergency", "details": {"keyword": "knife"}}) == "Emergency (keyword: knife)."
+
+
+def _rewrite(store: Store, records: Records, idx: int, actor: str) -> None:
+    """What someone with write access to the database (but not the records key) can do: change an entry and
+    recompute every hash after it, so the chain itself verifies again."""
+    store.db.execute("UPDATE audit_log SET actor = ? WHERE idx = ?", [actor, idx])
+    entries = records.trail.entries()
+    prev = entries[0]["prev"]
+    for e in entries:
+        e["prev"] = prev
+        prev = chain.entry_hash(e, chain.AUDIT_FIELDS)
+        store.db.execute("UPDATE audit_log SET prev_hash = ?, hash = ? WHERE idx = ?", [e["prev"], prev, e["index"]])
+
+
+def test_signed_checkpoints_catch_a_chain_rewritten_with_fresh_hashes(setup):
+    config, store, records, service = setup
+    for i in range(3):
+        records.audit("chat.claim", f"@o{i}:p", target=f"chat-{i}")
+    first = records.trail.checkpoint()
+    assert first is not None and first.idx == 3 and records.trail.checkpoint() is None   # nothing new: no second
+    for i in range(3, 6):
+        records.audit("chat.note", f"@o{i}:p", target=f"chat-{i}")
+    assert records.trail.checkpoint().idx == 6
+    records.audit("chat.tag", "@o6:p")                                 # after the last checkpoint
+    assert records.trail.verify() is None
+
+    _rewrite(store, records, 5, "@mallory:p")
+    assert chain.verify(records.trail.entries(), chain.AUDIT_FIELDS) is None, "the hashes alone no longer tell"
+    problem = records.trail.verify()
+    assert problem is not None and problem.what == "rewritten" and problem.index == 4, problem
+    assert "entries from 4 on cannot be trusted" in str(problem)
+
+    _rewrite(store, records, 5, "@o4:p")                               # put back as it was: holds again
+    assert records.trail.verify() is None
+    _rewrite(store, records, 2, "@mallory:p")                          # before the first checkpoint
+    assert records.trail.verify().index == 1
+
+
+def test_a_checkpoint_not_signed_by_this_bridge_or_a_signed_tail_removed_is_named(setup, tmp_path: Path):
+    config, store, records, service = setup
+    for i in range(4):
+        records.audit("chat.claim", f"@o{i}:p")
+    c = records.trail.checkpoint()
+    other = Signer.load_or_create(tmp_path / "other.key")
+    store.db.execute("UPDATE audit_checkpoints SET signature = ?, public_key = ? WHERE idx = ?",
+                     [other.sign(b"anything"), other.public_key, c.idx])
+    problem = records.trail.verify()
+    assert problem is not None and problem.what == "unverified" and problem.index == 1, problem
+    store.db.execute("DELETE FROM audit_checkpoints")
+    records.trail.checkpoint()
+    store.db.execute("DELETE FROM audit_log WHERE idx >= 3")           # the signed tail, chain still linked
+    assert chain.verify(records.trail.entries(), chain.AUDIT_FIELDS) is None
+    problem = records.trail.verify()
+    assert problem is not None and problem.what == "removed" and "entry 4" in str(problem), problem
+
+
+def test_checkpoints_of_pruned_entries_are_not_held_against_the_rest(setup):
+    config, store, records, service = setup
+    for i in range(4):
+        records.audit("chat.claim", f"@o{i}:p")
+    records.trail.checkpoint()                                         # signs entry 4
+    store.db.execute("UPDATE audit_log SET ts = 1000 WHERE idx <= 4")
+    _rewrite(store, records, 1, "@o0:p")                               # (re-hash after the ts change)
+    store.db.execute("DELETE FROM audit_checkpoints")
+    records.trail.checkpoint()
+    records.audit("later", "@x:p")
+    assert records.trail.prune(365) == 4
+    assert records.trail.verify() is None

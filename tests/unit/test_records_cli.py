@@ -57,7 +57,7 @@ def test_hold_erase_purge_and_verify_from_the_command_line(tmp_path, capsys):
     trail = [(e["action"], e["outcome"], e["actor"]) for e in records.trail.entries()]
     store.close()
     actions = [a for a, _, _ in trail]
-    assert actions == ["legal_hold.set", "chat.erase", "legal_hold.lifted", "chat.erase", "chat.purged",
-                       "audit.verified"]
-    assert [o for _, o, _ in trail] == ["ok", "refused", "ok", "ok", "ok", "ok"]
-    assert trail[3][2] == "@sup:p" and trail[1][2].startswith("cli")
+    assert actions == ["chat.close", "legal_hold.set", "chat.erase", "legal_hold.lifted", "chat.erase",
+                       "chat.purged", "audit.verified"]                # chat.close: the citizen ended it
+    assert [o for _, o, _ in trail] == ["ok", "ok", "refused", "ok", "ok", "ok", "ok"]
+    assert trail[0][2] == "visitor" and trail[4][2] == "@sup:p" and trail[2][2].startswith("cli")

@@ -126,5 +126,8 @@ def test_the_store_gives_each_chats_facts(tmp_path):
                                  at(1, 9), transfers=1, emergency=True, rating=4),
                        ChatFacts("b", "north", "night", None, at(1, 10))]
         assert facts(store.chats.report_facts(["north"], DAY1, at(2, 0)))[0].chat_id == "b"
+        # Claimed by one officer, a supervisor joined first: the claimer is credited.
+        store.db.execute("UPDATE chats SET claimed_by = ?, officer = ? WHERE id = 'a'", ["@claimer:p", A])
+        assert facts(store.chats.report_facts(["central"], DAY1, at(2, 0)))[0].officer == "@claimer:p"
     finally:
         store.close()

@@ -539,6 +539,7 @@ def main() -> int:
     ap.add_argument("--active", type=int, default=0,
                     help="with --connected: how many of them write and talk with an officer (nio, claims them)")
     ap.add_argument("--cycles", type=int, default=0, help="with --connected: cycles (default: --rounds)")
+    ap.add_argument("--profile", type=Path, help="run the bridge under cProfile (CPU time), its stats written here")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, databases)")
     args = ap.parse_args()
     if args.cycles:
@@ -554,7 +555,8 @@ def main() -> int:
     rounds: list[Round] = []
     try:
         log(f"run directory {dir}")
-        synapse, bridge, metrics = stack(dir, args.pool_size, args.open_files or None, args.idle_unload)
+        synapse, bridge, metrics = stack(dir, args.pool_size, args.open_files or None, args.idle_unload,
+                                         args.profile)
         synapse.start()
         if args.connected:
             synapse.register_user(OFFICERS["central"], PASSWORD)

@@ -168,8 +168,8 @@ class ChatService:
 
     def queue_moved(self, agency: str) -> None:
         """Tell every citizen waiting for this agency their new place (routing calls it when it reorders)."""
-        for waiting in self.store.chats.waiting(agency):
-            self.hub.queue(waiting.id)
+        for chat_id in self.store.chats.waiting_ids(agency):
+            self.hub.queue(chat_id)
 
     def offline_message(self, topic_id: str, message: str, name: str | None, contact: str | None) -> Ticket:
         """A message left for the topic's agency (outside hours); it becomes a ticket in its dispatch room."""
@@ -317,7 +317,10 @@ class ChatService:
             if not limit:
                 continue
             for chat in self.store.chats.waiting(agency.id):
-                if queue.abandoned(now_ms, limit, self.hub.connections(chat.id), chat.created_ts, self._started_ms,
+                connections = self.hub.connections(chat.id)
+                if connections:              # a page open: not abandoned, whatever it last did (no read needed)
+                    continue
+                if queue.abandoned(now_ms, limit, connections, chat.created_ts, self._started_ms,
                                    self.store.messages.last_ts(chat.id, VISITOR), self.hub.last_seen(chat.id)):
                     out.append(chat)
         return out

@@ -51,6 +51,12 @@ def unclaimed_alert(queue: list[Chat], t: Timeouts, now: int) -> list[Chat]:
     return list(queue)
 
 
+def reads_message_times(chat: Chat, t: Timeouts) -> bool:
+    """Whether ``due`` looks at the chat's last message times at all (only an active chat's idle timers do):
+    the timers' pass over every open chat reads them for those chats alone."""
+    return chat.state == ACTIVE and bool(t.visitor_idle_seconds)
+
+
 def due(chat: Chat, t: Timeouts, now: int, last_visitor_ts: int | None, last_officer_ts: int | None) -> str | None:
     """The one timer action due for this chat now, if any (times in ms); unclaimed re-alerts are per
     agency (``unclaimed_alert``)."""

@@ -250,8 +250,12 @@ class Routing(ChatListener):
             self._realert(agency, now)
         for chat in self.store.chats.open_chats():
             agency = self.config.agency(chat.agency)
-            action = decide.due(chat, agency.timeouts, now, self.store.messages.last_ts(chat.id, VISITOR),
-                                self.store.messages.last_ts(chat.id, OFFICER))
+            if decide.reads_message_times(chat, agency.timeouts):
+                visitor, officer = (self.store.messages.last_ts(chat.id, VISITOR),
+                                    self.store.messages.last_ts(chat.id, OFFICER))
+            else:                           # a waiting chat: two reads a second each, for nothing
+                visitor = officer = None
+            action = decide.due(chat, agency.timeouts, now, visitor, officer)
             if action == decide.UNANSWERED:
                 await self.requeue(chat, f"did not answer within {agency.timeouts.unanswered_seconds:g}s")
             elif action == decide.IDLE_WARN:

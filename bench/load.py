@@ -323,25 +323,29 @@ class Load:
 
         async def talk(i: int) -> None:
             v = citizens[i]
+            step = "start"
             async with gate:
                 try:
+                    step = "officer joined (status active)"
                     await v.wait_frame(lambda f: f.get("type") == "status" and f.get("state") == "active",
-                                       CITIZEN_TIMEOUT * 3, "officer joined")
+                                       CITIZEN_TIMEOUT * 3, step)
                     room_id = await room_of(self.db, v.chat_id, CITIZEN_TIMEOUT)
                     await officer.wait_joined(room_id, CITIZEN_TIMEOUT)
                     for k in range(args.messages):
                         down = f"officer {number}.{i}.{k}"
+                        step = "officer's message at the citizen"
                         await officer.send(room_id, down)
                         await v.wait_frame(lambda f: f.get("type") == "message" and f.get("body") == down,
                                            CITIZEN_TIMEOUT, down)
                         up = f"citizen {number}.{i}.{k}"
+                        step = "citizen's message at the officer"
                         sent = time.monotonic()
                         await v.send(up, client_id=uuid.uuid4().hex)
                         r.ack_ms.append((time.monotonic() - sent) * 1000)
                         await officer.wait_message(lambda m: m.body == up, CITIZEN_TIMEOUT, up)
                     r.conversations += 1
                 except (AssertionError, aiohttp.ClientError, asyncio.TimeoutError) as e:
-                    fail(f"conversation: {type(e).__name__}")
+                    fail(f"conversation, {step}: {type(e).__name__}")
 
         async def close_one(v: Visitor) -> None:
             async with gate:

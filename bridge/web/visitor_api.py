@@ -267,7 +267,7 @@ class VisitorApi:
             "service_name": c.get("site.service_name") or None, "emergency_number": c.get("site.emergency_number"),
             "phone_number": c.get("site.phone_number") or None,
             "logo_url": branding.logo_url(c),
-            "welcome_text": c.get("site.welcome_text") or None, "privacy_url": c.get("site.privacy_url") or None,
+            "welcome_text": c.get("site.welcome_text") or None, "review_text": c.get("site.review_text") or None, "privacy_url": c.get("site.privacy_url") or None,
             "require_consent": c.get("site.require_consent"), "quick_exit_url": c.get("site.quick_exit_url"),
             "max_message_chars": self.max_chars,
             "attachments": {"max_bytes": self.max_attachment, "types": sorted(self.allowed_types)},

@@ -317,6 +317,9 @@ SCHEMA: list[Key] = [
     Key("site.welcome_text", str, "",
         "Short welcome shown above the start form, as written, in every language (empty: the standard welcome, "
         "in the citizen's language)."),
+    Key("site.review_text", str, "",
+        "What the start page says about supervisors reviewing chats (they may join one with !watch), as written, "
+        "in every language (empty: the standard sentence, in the citizen's language)."),
     Key("site.privacy_url", str, "", "Link to the privacy notice (empty: no link shown)."),
     Key("site.require_consent", bool, False,
         "Citizens must tick that they have read the privacy notice before starting a chat (needs site.privacy_url)."),

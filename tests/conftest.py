@@ -122,7 +122,9 @@ def write_bridge_config(dir: Path, hs_url: str) -> tuple[Path, dict]:
                    {"id": "timers", "label": "Timers desk", "agency": "timers"},
                    {"id": "autotimers", "label": "Automatic desk with timers", "agency": "autotimers"},
                    {"id": "after-hours", "label": "After hours", "agency": "closed"},
-                   {"id": "lazy", "label": "Quiet desk", "agency": "lazydesk"}],
+                   {"id": "lazy", "label": "Quiet desk", "agency": "lazydesk"},
+                   # Its own waits only (queue estimates are per topic): tests/browser/test_queue_estimate.py.
+                   {"id": "estimates", "label": "Estimates desk", "agency": "central"}],
         "webhooks": {"endpoints": [{"agency": "hooked", "url": f"http://127.0.0.1:{webhook_port}/hook",
                                     "secret": WEBHOOK_SECRET}]},
         "logging": {"level": "INFO"},

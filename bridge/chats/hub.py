@@ -88,5 +88,9 @@ class ChatHub:
                 except asyncio.QueueFull:
                     pass
 
+    def read(self, chat_id: str) -> None:
+        """An officer's client marked the conversation read further."""
+        self._publish(chat_id, {"kind": "read"})
+
     def status(self, chat_id: str, state: str) -> None:
         self._publish(chat_id, {"kind": "status", "state": state})

@@ -143,6 +143,8 @@ class InboundPump(WakeableLoop):
             for e in body.get(key) or []:
                 if isinstance(e, dict) and e.get("type") == "m.typing":
                     self._typing(e)
+                elif isinstance(e, dict) and e.get("type") == "m.receipt":
+                    self._receipts(e)
                 elif isinstance(e, dict) and e.get("type") == "m.presence" and self.on_presence:
                     content = e.get("content") or {}
                     if isinstance(e.get("sender"), str) and isinstance(content.get("presence"), str):
@@ -155,6 +157,18 @@ class InboundPump(WakeableLoop):
         if chat and chat.state != CLOSED:
             users = (event.get("content") or {}).get("user_ids") or []
             self.chats.hub.typing(chat.id, any(not self._ours(u) for u in users))
+
+    def _receipts(self, event: dict[str, Any]) -> None:
+        """Officers' m.read receipts in a chat's room: the citizen sees how far their messages were read."""
+        chat = self.store.chats.by_room(str(event.get("room_id")))
+        content = event.get("content")
+        if chat is None or chat.state == CLOSED or not isinstance(content, dict):
+            return
+        for event_id, kinds in content.items():
+            readers = kinds.get("m.read") if isinstance(kinds, dict) else None
+            if isinstance(event_id, str) and isinstance(readers, dict) \
+                    and any(isinstance(u, str) and not self._ours(u) for u in readers):
+                self.chats.officer_read(chat, event_id)
 
     def _ours(self, user_id: str) -> bool:
         return user_id == self.bot or self.puppets.is_puppet(user_id)

@@ -272,6 +272,28 @@ class ChatService:
             return False
         return True
 
+    def officer_read(self, chat: Chat, event_id: str) -> None:
+        """An officer's client marked the room read up to this event (an m.read receipt): the citizen sees
+        "Read" under their messages up to it."""
+        message = self.store.messages.by_event_id(event_id)
+        if message is not None and message.chat_id == chat.id and self.store.chats.mark_read(chat.id, message.seq):
+            self.hub.read(chat.id)
+
+    async def visitor_read(self, chat: Chat, seq: int) -> bool:
+        """The citizen's page showed the officers' messages up to ``seq``: the puppet marks the room read
+        there, so the officer's client shows it read. Best effort; whether the homeserver was told."""
+        chat = self.store.chats.refresh(chat)
+        message = self.store.messages.get(chat.id, seq)
+        if not (chat.room_id and chat.puppet and message is not None and message.sender_kind == OFFICER
+                and message.event_id):
+            return False
+        try:
+            await self.api.read_receipt(chat.puppet, chat.room_id, message.event_id)
+        except Exception as e:
+            log.info("read receipt for chat %s not sent: %s", chat.number, e)
+            return False
+        return True
+
     def close(self, chat: Chat, by: str, officer_name: str | None = None) -> None:
         """End the chat. A citizen's close is recorded here; whoever closes on the officers' side
         records its own ``closed`` entry (with who and why) in the same transaction."""

@@ -20,11 +20,13 @@ header{background:#0b2545;color:#fff;padding:.6em 1.2em;display:flex;gap:1.2em;a
 header a{color:#fff}header form{margin-left:auto}main{padding:1em 1.2em;max-width:80em}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
 table{border-collapse:collapse;width:100%;background:#fff;margin:.5em 0}
+.scroll{overflow-x:auto;max-width:100%}caption{text-align:left;font-weight:600;padding:.2em 0}
 th,td{border:1px solid #ccd;padding:.3em .5em;text-align:left;vertical-align:top}thead th{background:#e8ecf2}
 .num{text-align:right;font-variant-numeric:tabular-nums}.hash{font-family:monospace;word-break:break-all}
 .notice{background:#fff8d6;border:1px solid #e0c200;padding:.6em}.error{background:#fde8e8;border:1px solid #c00;padding:.6em}
 form.filters{display:flex;flex-wrap:wrap;gap:.6em;align-items:end}label{display:flex;flex-direction:column;font-size:.9em}
-button,input,select{font:inherit;padding:.25em .4em}.chart{background:#fff;border:1px solid #ccd;margin:.5em 0}
+button,input,select{font:inherit;padding:.25em .4em}
+.chart{background:#fff;border:1px solid #ccd;margin:.5em 0;max-width:100%;height:auto}
 .chart text{font:11px system-ui,sans-serif}.chart .bar.s0{fill:#1f5aa6}.chart .bar.s1{fill:#e07b00}.chart .axis{stroke:#666}
 :focus-visible{outline:3px solid #f90;outline-offset:2px}
 """
@@ -75,7 +77,13 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequen
     if not body:
         return f"<p>{e(empty)}</p>"
     head = "".join(f"<th scope=\"col\">{e(h)}</th>" for h in headers)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return scrolling(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>", "Table")
+
+
+def scrolling(table_html: str, label: str) -> str:
+    """A wide table scrolls sideways inside its own box (WCAG reflow allows it for data tables), so the page
+    itself never gets wider than a 360 px screen; the box can take the keyboard focus to be scrolled."""
+    return f"<div class=\"scroll\" tabindex=\"0\" role=\"region\" aria-label=\"{e(label)}\">{table_html}</div>"
 
 
 def signed_out(bot: str, message: str = "") -> str:
@@ -166,8 +174,8 @@ def transcript(page: Page, doc: dict[str, Any], feedback: dict | None, can_hold:
             f" — “{e(feedback.get('comment'))}”" if feedback.get("comment") else "")))
     rows.append(("Legal hold", e(f"since {when(hold.get('ts'))} by {hold.get('by')}: {hold.get('reason') or ''}")
                  if hold else "none"))
-    summary = "<table><tbody>" + "".join(f"<tr><th scope=\"row\">{k}</th><td>{v}</td></tr>" for k, v in rows) + \
-              "</tbody></table>"
+    summary = scrolling("<table><tbody>" + "".join(f"<tr><th scope=\"row\">{k}</th><td>{v}</td></tr>" for k, v in rows)
+                        + "</tbody></table>", "Chat details")
     exports = " · ".join(f"<a href=\"/console/chats/{e(cid)}/export?format={f}\" download>Export {f.upper()}</a>"
                          for f in export.FORMATS)
     hold_form = ""

@@ -38,10 +38,21 @@ def _figures_table(groups: dict[str, Figures]) -> str:
                        empty="No chats in this period.")
 
 
+def _chart(title: str, labels: list[str], series: list[tuple[str, list]], unit: str = "") -> str:
+    """The chart, and beside it the same figures as a table (its text equivalent, for every reader)."""
+    head = "".join(f"<th scope=\"col\">{e(name)}{e(unit)}</th>" for name, _ in series)
+    rows = "".join(f"<tr><th scope=\"row\">{e(label)}</th>" + "".join(
+        f"<td class=\"num\">{'' if values[i] is None else e(values[i])}</td>" for _, values in series) + "</tr>"
+                   for i, label in enumerate(labels))
+    table = (f"<table><caption>{e(title)}: the figures</caption><thead><tr><th scope=\"col\"></th>{head}</tr>"
+             f"</thead><tbody>{rows}</tbody></table>")
+    return charts.bar_chart(title, labels, series, unit=unit) + pages.scrolling(table, f"{title}: the figures")
+
+
 def _pair_chart(title: str, groups: dict[str, Figures], p50: str, p90: str) -> str:
     names = list(groups)
-    return charts.bar_chart(title, names, [("p50", [getattr(groups[n], p50) for n in names]),
-                                           ("p90", [getattr(groups[n], p90) for n in names])], unit=" s")
+    return _chart(title, names, [("p50", [getattr(groups[n], p50) for n in names]),
+                                 ("p90", [getattr(groups[n], p90) for n in names])], unit=" s")
 
 
 def render(page: Page, report: Report, form: dict[str, str], agencies: dict[str, str], query: str) -> str:
@@ -52,22 +63,21 @@ def render(page: Page, report: Report, form: dict[str, str], agencies: dict[str,
             f"the median, p90 the time nine in ten stayed within. <a href=\"/console/reports.csv?{e(query)}\" "
             "download>Download these figures as CSV</a></p>",
             "<h2>All chats</h2>", _figures_table({"All": report.overall}),
-            charts.bar_chart("Chats per hour of the day (UTC)", [f"{h:02d}" for h in range(24)],
-                             [("chats", report.hours)]),
-            charts.bar_chart("Chats per day", [d for d, _ in report.days], [("chats", [n for _, n in report.days])]),
+            _chart("Chats per hour of the day (UTC)", [f"{h:02d}" for h in range(24)], [("chats", list(report.hours))]),
+            _chart("Chats per day", [d for d, _ in report.days], [("chats", [n for _, n in report.days])]),
             "<h2>By agency</h2>", _figures_table(report.by_agency),
             _pair_chart("Waiting time by agency", report.by_agency, "wait_p50_s", "wait_p90_s"),
             _pair_chart("First response time by agency", report.by_agency, "first_response_p50_s",
                         "first_response_p90_s"),
             _pair_chart("Handling time by agency", report.by_agency, "handling_p50_s", "handling_p90_s"),
-            charts.bar_chart("Abandoned before answer by agency", list(report.by_agency),
-                             [("abandoned", [None if f.abandoned_rate is None else round(f.abandoned_rate * 100, 1)
-                                             for f in report.by_agency.values()])], unit=" %"),
+            _chart("Abandoned before answer by agency", list(report.by_agency),
+                   [("abandoned", [None if f.abandoned_rate is None else round(f.abandoned_rate * 100, 1)
+                                   for f in report.by_agency.values()])], unit=" %"),
             "<h2>By topic</h2>", _figures_table(report.by_topic),
             _pair_chart("Waiting time by topic", report.by_topic, "wait_p50_s", "wait_p90_s"),
             "<h2>By officer</h2>", _figures_table(report.by_officer),
-            charts.bar_chart("Feedback average by officer", list(report.by_officer),
-                             [("average", [f.feedback_average for f in report.by_officer.values()])]),
+            _chart("Feedback average by officer", list(report.by_officer),
+                   [("average", [f.feedback_average for f in report.by_officer.values()])]),
             _pair_chart("Handling time by officer", report.by_officer, "handling_p50_s", "handling_p90_s")]
     return pages.layout(page, "Reports", "".join(body))
 

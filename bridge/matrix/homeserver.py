@@ -143,6 +143,10 @@ class HomeserverApi:
         await self.request("PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/typing/{quote(user_id)}", body,
                            user_id=user_id, what="typing")
 
+    async def read_receipt(self, user_id: str, room_id: str, event_id: str) -> None:
+        await self.request("POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/receipt/m.read/{quote(event_id)}",
+                           {}, user_id=user_id, what="read receipt")
+
     async def upload_cross_signing(self, user_id: str, body: dict[str, Any]) -> None:
         await self.request("POST", "/_matrix/client/v3/keys/device_signing/upload", body, user_id=user_id,
                            what="cross-signing upload")

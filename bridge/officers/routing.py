@@ -48,6 +48,9 @@ class Routing(ChatListener):
         bot_commands.register(Spec("available", "available", "take automatically assigned chats"),
                               self._cmd_available)
         bot_commands.register(Spec("away", "away", "stop taking automatically assigned chats"), self._cmd_away)
+        bot_commands.register(Spec("watch", "watch <number>", "supervisors: join an active chat's room to review it "
+                                   "(the citizen is told at the start that chats may be reviewed)", arg="required"),
+                              self._cmd_watch)
 
     # ---- running ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -311,6 +314,27 @@ class Routing(ChatListener):
             await ctx.reply(f"There is no chat {target} for you to claim here.")
             return
         await ctx.reply(await self.claim(chat, ctx.sender, "command", ctx.room_id))
+
+    async def _cmd_watch(self, ctx: BotContext, cmd: Command) -> None:
+        """A supervisor looks in on a chat of their agency: invited to its room by the chat's puppet (the
+        room's history and keys come with the join), audited; the chat stays with whoever holds it."""
+        target = cmd.arg.strip().lstrip("#")
+        chat = self.store.chats.by_number(int(target)) if target.isdigit() else None
+        agencies = [a for a in ctx.agencies(self.config) if a.is_supervisor(ctx.sender)]
+        if chat is None or chat.agency not in {a.id for a in agencies}:
+            self.journal.audit("chat.watch", ctx.sender, "refused", target=chat.id if chat else target,
+                               origin=ctx.room_id, reason="not a supervisor of the chat's agency" if chat
+                               else "no such chat")
+            await ctx.reply(f"There is no chat {target} you supervise here." if chat is None or agencies
+                            else f"Only supervisors may watch a chat; {ctx.sender} is not one here.")
+            return
+        if chat.state == CLOSED or not chat.room_id or not chat.puppet:
+            await ctx.reply(f"Chat {chat.number} has no conversation to watch "
+                            f"({'closed' if chat.state == CLOSED else 'nothing said yet'}).")
+            return
+        await rooms.invite(self.chats.api, chat.puppet, chat.room_id, ctx.sender)
+        self.journal.audit("chat.watch", ctx.sender, target=chat.id, origin=ctx.room_id)
+        await ctx.reply(f"{ctx.sender}: you are invited to chat {chat.number}'s room to review it.")
 
     async def claim_ticket(self, ctx: BotContext, number: int) -> str:
         """Taking an offline message: the officer answers it by the contact given; the notice says who has it."""

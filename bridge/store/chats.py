@@ -40,6 +40,7 @@ class Chat:
     alerted_ts: int | None = None     # last unclaimed re-alert in the dispatch room
     idle_warned_ts: int | None = None
     preview: str | None = None        # start of the citizen's first message, for the dispatch notice
+    read_seq: int | None = None       # an officer's client marked the conversation read up to this message
 
     @property
     def label_list(self) -> list[str]:
@@ -172,6 +173,12 @@ class Chats:
             sql += " AND agency = ?"
             params.append(agency)
         return self.db.row(sql, params)["n"]  # type: ignore[index]
+
+    def mark_read(self, chat_id: str, seq: int) -> bool:
+        """An officer's client read up to message ``seq``; False if it had read that far already."""
+        cur = self.db.execute("UPDATE chats SET read_seq = ? WHERE id = ? AND (read_seq IS NULL OR read_seq < ?)",
+                              [seq, chat_id, seq])
+        return cur.rowcount == 1
 
     def mark(self, chat_id: str, **values: object) -> None:
         """Set routing columns (priority, emergency, tags, replied_ts, dispatch_event_id, alerted_ts, …)."""

@@ -257,9 +257,14 @@ def _v16(db: sqlite_utils.Database) -> None:
                                    pk="idx", not_null={"hash", "ts", "signature", "public_key"})
 
 
+def _v17(db: sqlite_utils.Database) -> None:
+    # Read receipts: the last message an officer's client marked read (the citizen sees "Read" up to it).
+    db["chats"].add_column("read_seq", int)
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
-                                                             _v12, _v13, _v14, _v15, _v16]
+                                                             _v12, _v13, _v14, _v15, _v16, _v17]
 
 
 class StoreTooNew(Exception):

@@ -133,3 +133,40 @@ class SocketCounts:
         self._by_chat[chat_id] -= 1
         if self._by_chat[chat_id] <= 0:
             del self._by_chat[chat_id]
+
+
+class ReadCoalescer:
+    """How far the citizen has read the officers' messages, as the homeserver hears it: the latest
+    ``seq`` per chat, at most one receipt per chat every ``interval`` seconds, only when it moved forward;
+    a page sending a read frame per message it shows costs a dict entry, not a request each."""
+
+    def __init__(self, send: Callable[[Any, int], Awaitable[bool]], interval: float = 1.0) -> None:
+        self.send, self.interval = send, interval
+        self._wanted: dict[str, tuple[Any, int]] = {}
+        self._sent: dict[str, int] = {}
+        self._tasks: dict[str, asyncio.Task] = {}
+        self.calls = 0          # receipts sent (for tests)
+
+    def set(self, chat: Any, seq: int) -> None:
+        if seq <= self._sent.get(chat.id, 0) or seq <= self._wanted.get(chat.id, (None, 0))[1]:
+            return
+        self._wanted[chat.id] = (chat, seq)
+        if chat.id not in self._tasks:
+            self._tasks[chat.id] = asyncio.create_task(self._run(chat.id))
+
+    async def _run(self, chat_id: str) -> None:
+        try:
+            while (wanted := self._wanted.pop(chat_id, None)) is not None:
+                chat, seq = wanted
+                try:
+                    told = await self.send(chat, seq)
+                except Exception as e:          # a receipt is best effort
+                    log.info("read receipt not sent: %s", e)
+                    told = False
+                if told:
+                    self.calls += 1
+                    self._sent[chat_id] = seq
+                await asyncio.sleep(self.interval)
+        finally:
+            del self._tasks[chat_id]
+            self._sent.pop(chat_id, None)       # nothing kept per chat once quiet (the page only moves forward)

@@ -34,7 +34,7 @@ from ..store.chats import Chat
 from ..store.db import StoreNotDurable
 from ..store.messages import Message
 from . import branding, transcript
-from .flood import ChatRates, SocketCounts, TypingCoalescer
+from .flood import ChatRates, ReadCoalescer, SocketCounts, TypingCoalescer
 from .pow import PowGate, PowRefused
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,7 @@ class VisitorApi:
                                   config.rate("limits.uploads_overall"))
         self.typing = TypingCoalescer(lambda chat, active: self.chats.visitor_typing(chat, active),
                                       config.get("web.typing_interval_seconds"))
+        self.reads = ReadCoalescer(lambda chat, seq: self.chats.visitor_read(chat, seq))
         self.socket_counts = SocketCounts(config.get("web.max_sockets_per_chat"),
                                           config.get("web.max_sockets_per_address"))
         self.embed_origins: list[str] = list(config.get("web.embed_origins"))
@@ -251,7 +252,8 @@ class VisitorApi:
     def _state(self, chat: Chat) -> dict[str, Any]:
         """The chat as GET /api/v1/chats/{id} and the ready frame describe it (queue place while waiting)."""
         status = {k: v for k, v in self._status(chat).items() if k != "type"}
-        return {"chat_id": chat.id, "number": chat.number, "topic": chat.topic, **status}
+        return {"chat_id": chat.id, "number": chat.number, "topic": chat.topic, "read_seq": chat.read_seq or 0,
+                **status}
 
     def _status(self, chat: Chat) -> dict[str, Any]:
         position, estimate = self.chats.queue_place(chat) if chat.state == "waiting" else (None, None)
@@ -267,7 +269,7 @@ class VisitorApi:
             "service_name": c.get("site.service_name") or None, "emergency_number": c.get("site.emergency_number"),
             "phone_number": c.get("site.phone_number") or None,
             "logo_url": branding.logo_url(c),
-            "welcome_text": c.get("site.welcome_text") or None, "privacy_url": c.get("site.privacy_url") or None,
+            "welcome_text": c.get("site.welcome_text") or None, "review_text": c.get("site.review_text") or None, "privacy_url": c.get("site.privacy_url") or None,
             "require_consent": c.get("site.require_consent"), "quick_exit_url": c.get("site.quick_exit_url"),
             "max_message_chars": self.max_chars,
             "attachments": {"max_bytes": self.max_attachment, "types": sorted(self.allowed_types)},
@@ -607,6 +609,10 @@ class VisitorApi:
                         last = await self._replay(ws, chat.id, last)
                     elif signal["kind"] == "typing":
                         await ws.send_json({"type": "typing", "active": signal["active"]})
+                    elif signal["kind"] == "read":
+                        read_seq = self.store.chats.refresh(chat).read_seq
+                        if read_seq:
+                            await ws.send_json({"type": "read", "seq": read_seq})
                     elif signal["kind"] == "status":
                         status_due = loop.time()
                     elif signal["kind"] == "queue" and status_due is None:
@@ -750,9 +756,15 @@ class VisitorApi:
         if kind == "close":
             self.chats.close(self.store.chats.refresh(chat), by="visitor")   # told by frames: _replay
             return None
+        if kind == "read":
+            seq = frame.get("seq")
+            if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+                raise ApiError(400, "bad_frame", "'seq' must be the number of a message you were shown.")
+            self.reads.set(chat, seq)
+            return None
         if kind == "auth":
             raise ApiError(400, "bad_frame", "Already authenticated.")
-        raise ApiError(400, "bad_frame", "Unknown frame type; expected message, typing or close.")
+        raise ApiError(400, "bad_frame", "Unknown frame type; expected message, typing, read or close.")
 
 
 def queue_frame(state: str, position: int | None, estimate: int | None) -> dict:

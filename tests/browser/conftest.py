@@ -25,6 +25,34 @@ ARTIFACTS = HERE.parent / "artifacts"
 AXE = HERE / "node_modules" / "axe-core" / "axe.min.js"
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 WIDE, NARROW = {"width": 1280, "height": 800}, {"width": 360, "height": 740}
+ZOOM_200 = {"width": 640, "height": 400}       # a 1280 × 800 window at 200 % zoom, in CSS pixels (WCAG reflow)
+
+
+async def axe_check(page: Page, state: str, include: list[str] | None = None) -> None:
+    """axe-core's WCAG 2.1 A/AA rules on any page as it is now: no violations (``include``: only in these
+    elements, e.g. ours on an agency's page whose own styling is not ours to judge)."""
+    if not await page.evaluate("() => typeof window.axe === 'object'"):
+        # add_script_tag would add an inline <script>, which the pages' CSP rightly blocks;
+        # evaluating the source through DevTools needs no CSP exception.
+        await page.evaluate(AXE.read_text())
+    result = await page.evaluate(
+        "([tags, include]) => axe.run(include ? {include: include.map(s => [s])} : document,"
+        " {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']})", [WCAG_TAGS, include])
+    problems = [f"{v['id']} ({v['impact']}): {v['help']} — " +
+                "; ".join(n["target"][0] if isinstance(n["target"][0], str) else str(n["target"])
+                          for n in v["nodes"][:5])
+                for v in result["violations"]]
+    assert not problems, f"axe violations in the {state} state:\n" + "\n".join(problems)
+
+
+async def accessible_at_every_size(page: Page, state: str, include: list[str] | None = None) -> None:
+    """axe finds nothing, and nothing is wider than the window, at 1280 px, 360 px and 200 % zoom."""
+    for size in (WIDE, NARROW, ZOOM_200):
+        await page.set_viewport_size(size)
+        width = await page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= size["width"], f"{state}: the page is {width} px wide in a {size['width']} px window"
+        await axe_check(page, f"{state} at {size['width']} px", include)
+    await page.set_viewport_size(WIDE)
 
 # Everything the page does goes through the real bridge and Synapse: be generous, never sleep.
 expect.set_options(timeout=30_000)
@@ -137,18 +165,7 @@ class CitizenPage:
 
     async def axe(self, state: str) -> None:
         """axe-core's WCAG 2.1 A/AA rules on the page as it is now: no violations."""
-        if not await self.page.evaluate("() => typeof window.axe === 'object'"):
-            # add_script_tag would add an inline <script>, which the page's CSP rightly blocks;
-            # evaluating the source through DevTools needs no CSP exception.
-            await self.page.evaluate(AXE.read_text())
-        result = await self.page.evaluate(
-            "(tags) => axe.run(document, {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']})",
-            WCAG_TAGS)
-        problems = [f"{v['id']} ({v['impact']}): {v['help']} — " +
-                    "; ".join(n["target"][0] if isinstance(n["target"][0], str) else str(n["target"])
-                              for n in v["nodes"][:5])
-                    for v in result["violations"]]
-        assert not problems, f"axe violations in the {state} state:\n" + "\n".join(problems)
+        await axe_check(self.page, state)
 
     async def screenshots(self, state: str) -> None:
         """tests/artifacts/chat-<state>-{1280,360}.png; at 360 px nothing may be wider than the screen."""

@@ -10,7 +10,7 @@ from playwright.async_api import expect
 from tests.conftest import MatrixEnv
 from tests.support.bridge_db import stored_ticket
 
-from .conftest import CitizenPage
+from .conftest import CitizenPage, accessible_at_every_size
 
 
 def unique(text: str) -> str:
@@ -24,7 +24,7 @@ async def test_a_closed_topic_offers_the_message_form(citizen: CitizenPage, matr
     await page.locator("#topic").select_option(label="After hours")
     await expect(page.locator("#offline-form")).to_be_visible()
     await expect(page.locator("#start-button")).to_be_hidden()
-    await citizen.axe("message form of a closed topic")
+    await accessible_at_every_size(page, "message form of a closed topic")
 
     await page.locator("#offline-button").click()
     await expect(page.locator("#offline-error")).to_have_text("Please write your message first.")

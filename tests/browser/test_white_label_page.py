@@ -23,6 +23,7 @@ from .conftest import RECORD_CSP, WIDE, CitizenPage
 
 I18N = Path(__file__).parents[2] / "bridge" / "web" / "static" / "i18n"
 SITE = {"service_name": "Northshire Constabulary", "welcome_text": "Welcome to Northshire's online desk.",
+        "review_text": "Sergeants of Northshire may read chats to keep the service good.",
         "privacy_url": "https://police.example/privacy", "require_consent": True,
         "primary_color": "#6b2c91", "header_color": "#1d3b2a", "emergency_number": "112"}
 
@@ -72,6 +73,7 @@ async def test_the_agencys_name_logo_colours_and_consent(browser: Browser, agenc
         await expect(page.locator("#service-name")).to_have_text(SITE["service_name"])
         await expect(page).to_have_title(SITE["service_name"])
         await expect(page.locator("#welcome")).to_have_text(SITE["welcome_text"])
+        await expect(page.locator("#review-notice")).to_have_text(SITE["review_text"])
         await expect(page.locator("#start-heading")).to_have_text(words["start.heading"])
         await expect(page.locator(".emergency").get_by_role("link", name="112")).to_have_attribute("href", "tel:112")
         logo = page.locator("#logo")

@@ -13,7 +13,7 @@ from tests.conftest import MatrixEnv
 from tests.support.agency_site import AgencySite
 from tests.support.waiting import until
 
-from .conftest import RECORD_CSP, WIDE, officer_ready
+from .conftest import RECORD_CSP, WIDE, accessible_at_every_size, officer_ready
 
 TRY_WEBSOCKET = """([url, token]) => new Promise((resolve) => {
   const seen = [];
@@ -42,6 +42,9 @@ async def test_widget_on_the_agencys_site_works_end_to_end(browser: Browser, mat
         await page.goto(agency_site.origin + "/")
         launcher = page.get_by_role("button", name="Chat with the police")
         await expect(launcher).to_have_attribute("aria-expanded", "false")
+        # Only what the widget adds is ours to judge: the test site's own text is deliberately garish
+        # ("* { color: #ff00ff !important }"), which must not make the launcher unreadable either.
+        await accessible_at_every_size(page, "the widget's launcher on an agency's page", ["#precinct-launcher"])
         await launcher.click()
         await expect(launcher).to_have_attribute("aria-expanded", "true")
 

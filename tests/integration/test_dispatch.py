@@ -217,3 +217,33 @@ async def test_a_claim_whose_key_missed_the_bot_works_after_discarding_the_sessi
     # The test officer does what the notice says (tests/support/officer.py): discard, then send it again.
     await until(lambda: claimed_by(matrix_env.db_path, visitor.chat_id) == officer.client.user_id, 60,
                 "the claim sent again under a new room key")
+
+
+async def test_a_supervisor_watches_an_active_chat_and_reads_it_from_the_start(matrix_env, officer_of, visitors,
+                                                                              bridge_log):
+    """!watch N (issue 15): a supervisor of the chat's agency is invited to its room, reads the conversation
+    from its first message, and the audit log says who looked in; an officer who is not a supervisor is
+    refused, and that is audited too."""
+    from tests.integration.test_conversation import open_chat
+
+    officer = await officer_of("central")
+    visitor = visitors()
+    got = await open_chat(visitor, officer)
+    number = (await visitor.http("GET", f"/api/v1/chats/{visitor.chat_id}"))[1]["number"]
+    first = got.body
+    dispatch = await dispatch_room_of(matrix_env.db_path, "central")
+
+    await officer.send(dispatch, f"!watch {number}")
+    await officer.wait_message(lambda m: m.room_id == dispatch and "Only supervisors may watch" in m.body, 60,
+                               "the refusal for an officer")
+    supervisor = await officer_of("sergeant", auto_claim=False)
+    await supervisor.wait_member(dispatch, 60)
+    await supervisor.send(dispatch, f"!watch {number}")
+    await supervisor.wait_message(lambda m: m.room_id == dispatch and f"invited to chat {number}" in m.body, 60,
+                                  "the bot's answer")
+    await supervisor.wait_joined(got.room_id, 60)
+    await supervisor.wait_message(lambda m: m.room_id == got.room_id and m.body == first, 60,
+                                  "the citizen's first message, read by the supervisor")
+    watches = [e for e in audit_entries(matrix_env.db_path, "chat.watch") if e["target"] == visitor.chat_id]
+    assert sorted((e["actor"], e["outcome"]) for e in watches) == sorted(
+        [(officer.client.user_id, "refused"), (supervisor.client.user_id, "ok")])

@@ -27,9 +27,17 @@
   var words = (WORDS && WORDS[language]) || { open: "Chat with the police", close: "Close", frame: "Police chat" };
   var rtl = language === "ar";
 
+  // Every style is set !important on the element itself: a host page's own "!important" rules (say
+  // "* { color: magenta !important }") would otherwise win over inline styles and could make the launcher
+  // unreadable. CSSOM calls, so strict CSPs allow them.
+  function set(node, property, value) {
+    node.style.setProperty(property.replace(/[A-Z]/g, function (m) { return "-" + m.toLowerCase(); }), value,
+                           "important");
+  }
+
   function styled(tag, style) {
     var node = document.createElement(tag);
-    Object.keys(style).forEach(function (k) { node.style[k] = style[k]; });   // CSSOM: allowed by strict CSPs
+    Object.keys(style).forEach(function (k) { set(node, k, style[k]); });
     return node;
   }
 
@@ -39,7 +47,7 @@
     font: "600 1rem system-ui, sans-serif", color: "#fff", background: PRIMARY, border: "2px solid #fff",
     borderRadius: "999px", boxShadow: "0 2px 8px rgba(0,0,0,.35)", cursor: "pointer"
   });
-  launcher.style[side] = "1rem";
+  set(launcher, side, "1rem");
   launcher.type = "button";
   launcher.id = "precinct-launcher";
   launcher.textContent = words.open;
@@ -52,7 +60,7 @@
     borderRadius: "8px", boxShadow: "0 4px 16px rgba(0,0,0,.35)", display: "none", flexDirection: "column",
     overflow: "hidden"
   });
-  panel.style[side] = "0.5rem";
+  set(panel, side, "0.5rem");
   panel.id = "precinct-panel";
   panel.setAttribute("role", "dialog");
   panel.setAttribute("aria-label", words.frame);
@@ -76,13 +84,13 @@
       frame.src = origin + "/chat?embed=1" + (topic ? "&topic=" + encodeURIComponent(topic) : "");
       panel.appendChild(frame);
     }
-    panel.style.display = "flex";
+    set(panel, "display", "flex");
     launcher.setAttribute("aria-expanded", "true");
     close.focus();
   }
 
   function hide() {
-    panel.style.display = "none";
+    set(panel, "display", "none");
     launcher.setAttribute("aria-expanded", "false");
     launcher.focus();
   }

@@ -121,6 +121,21 @@ export function setOwnState(li, key, params, failed) {
 }
 
 /** A message frame from the server; hooks.delivered(client_id), officerSpoke() and emergency() let the rest follow. */
+/** What an officer's client has read (a "read" frame, or the ready frame's read_seq): my messages up to
+ * that seq say "Read" instead of "Delivered". */
+export function markRead(seq) {
+  const session = app.session;
+  if (!session || typeof seq !== "number" || seq <= (session.readSeq || 0)) { return; }
+  session.readSeq = seq;
+  bySeq.forEach(function (li, s) {
+    if (s <= seq && li.querySelector(":scope > .msg__state")) { setOwnState(li, "msg.read"); }
+  });
+}
+
+function ownState(seq) {
+  return seq <= (app.session.readSeq || 0) ? "msg.read" : "msg.delivered";
+}
+
 export function applyFrame(frame, hooks) {
   const session = app.session;
   if (typeof frame.seq !== "number" || seen.has(frame.seq)) { return; }
@@ -155,7 +170,7 @@ export function applyFrame(frame, hooks) {
     if (li) {
       // My own message, now in the conversation: keep its bubble, put it in its place.
       li.classList.remove("is-unconfirmed");
-      setOwnState(li, "msg.delivered");
+      setOwnState(li, ownState(frame.seq));
       if (frame.attachment && typeof frame.attachment.url === "string" && !li.querySelector(".msg__file")) {
         li.classList.add("msg--attachment");
         li.insertBefore(attachmentView(frame), li.querySelector(":scope > .msg__state"));
@@ -165,14 +180,17 @@ export function applyFrame(frame, hooks) {
     } else {
       li = messageItem(frame);
       if (frame.from === "visitor") {
-        setOwnState(li, "msg.delivered");
+        setOwnState(li, ownState(frame.seq));
         if (frame.client_id) { byClientId.set(frame.client_id, li); hooks.delivered(frame.client_id); }
       }
       insertConfirmed(li);
     }
     li.dataset.seq = String(frame.seq);
     bySeq.set(frame.seq, li);
-    if (frame.from === "officer") { hooks.officerSpoke(); }
+    if (frame.from === "officer") {
+      if (frame.seq > (session.lastOfficerSeq || 0)) { session.lastOfficerSeq = frame.seq; }
+      hooks.officerSpoke();
+    }
     if (frame.from === "system" && frame.code === "emergency") { hooks.emergency(); }
   }
   if (stick || frame.from === "visitor") { scrollToEnd(); }

@@ -22,7 +22,7 @@ export const ui = {
   feedbackDone: $("feedback-done"), feedbackButton: $("feedback-button"),
   erase: $("erase"), eraseButton: $("erase-button"), eraseConfirm: $("erase-confirm"), eraseQuestion: $("erase-question"),
   eraseYes: $("erase-yes"), eraseNo: $("erase-no"), eraseResult: $("erase-result"),
-  serviceName: $("service-name"), welcome: $("welcome"), logo: $("logo"), language: $("language"),
+  serviceName: $("service-name"), welcome: $("welcome"), review: $("review-notice"), logo: $("logo"), language: $("language"),
   quickExit: $("quick-exit"), danger: $("emergency-banner")
 };
 

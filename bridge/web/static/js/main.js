@@ -10,7 +10,7 @@ import { ui, say } from "./dom.js";
 import { initLanguage, setText } from "./i18n.js";
 import { app } from "./state.js";
 import { loadSession, saveSession, clearSession } from "./session.js";
-import { applyFrame, resetLog, scrollToEnd } from "./conversation.js";
+import { applyFrame, markRead, resetLog, scrollToEnd } from "./conversation.js";
 import * as connection from "./connection.js";
 import * as composer from "./composer.js";
 import * as ending from "./ending.js";
@@ -68,9 +68,18 @@ function showChat() {
 
 // ---- frames from the server ------------------------------------------------------------------------
 
+/** Tell the officer how far the citizen has seen their messages (a read receipt in Element): only while
+ * the page is visible, only forward. */
+function sendRead() {
+  const session = app.session;
+  if (!session || document.visibilityState !== "visible") { return; }
+  const seq = session.lastOfficerSeq || 0;
+  if (seq > (session.readSent || 0) && connection.sendFrame({ type: "read", seq: seq })) { session.readSent = seq; }
+}
+
 const hooks = {
   delivered: composer.dropFromOutbox,
-  officerSpoke: function () { composer.showOfficerTyping(false); },
+  officerSpoke: function () { composer.showOfficerTyping(false); sendRead(); },
   // The bridge's "call the emergency number now" line: the banner stays up for the rest of the chat.
   emergency: function () { setEmergency(true); }
 };
@@ -83,7 +92,12 @@ function handleFrame(frame) {
       setState(frame.state);
       showQueue(frame);
       if (frame.emergency === true) { setEmergency(true); }
+      markRead(frame.read_seq);
       composer.flushOutbox();
+      sendRead();
+      break;
+    case "read":
+      markRead(frame.seq);
       break;
     case "message":
       applyFrame(frame, hooks);
@@ -315,7 +329,7 @@ ui.newChat.addEventListener("click", newChat);
 window.addEventListener("online", connection.reconnectNow);
 window.addEventListener("offline", wentOffline);
 document.addEventListener("visibilitychange", function () {
-  if (document.visibilityState === "visible") { connection.reconnectNow(); }
+  if (document.visibilityState === "visible") { connection.reconnectNow(); sendRead(); }
 });
 
 site.topicFromUrl();

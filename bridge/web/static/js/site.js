@@ -42,6 +42,10 @@ function applySite(data) {
     delete ui.welcome.dataset.i18n;
     ui.welcome.textContent = data.welcome_text;
   }
+  if (typeof data.review_text === "string" && data.review_text) {
+    delete ui.review.dataset.i18n;
+    ui.review.textContent = data.review_text;
+  }
   if (typeof data.logo_url === "string" && data.logo_url.charAt(0) === "/") {
     ui.logo.src = data.logo_url;
     ui.logo.hidden = false;     // decorative next to the name, which is the heading: alt=""

@@ -109,7 +109,10 @@ AGENCY_FIELD_DOCS: dict[str, str] = {
                 "default 120), unanswered_seconds (claimed but no reply: back to the queue, default 180), "
                 "visitor_idle_seconds (warn the citizen, default 600), visitor_idle_close_seconds (then close, "
                 "default 120), abandoned_seconds (a waiting chat with no open page and no message for this long "
-                "is closed; default chats.abandoned_seconds)}; 0 turns one off",
+                "is closed; default chats.abandoned_seconds), officer_absent_seconds (an officer holding chats whose "
+                "homeserver presence is offline or unavailable and who has not been active for this long: "
+                "supervisors are alerted and each of their chats goes back to the queue, default 600)}; "
+                "0 turns one off",
     "max_waiting_chats": "most chats waiting unclaimed in its queue; over it new chats get a \"busy\" answer with "
                          "the phone number (default chats.max_waiting_per_agency; 0: no cap)",
     "canned": "{key: text} answers officers send with !canned <key>",
@@ -326,6 +329,10 @@ SCHEMA: list[Key] = [
     Key("site.quick_exit_url", str, "https://www.bbc.co.uk/weather",
         "Neutral page the 'Quick exit' button replaces the chat with, for someone who must hide it at once.",
         check=_url),
+    Key("officers.presence_poll_seconds", float, 30.0,
+        "How often the bridge asks the homeserver for the presence of officers holding chats (homeservers push "
+        "appservices presence only for their own users); see an agency's timeouts.officer_absent_seconds.",
+        check=_positive),
     Key("officers.command_prefix", str, "!",
         "What starts an officer's command (!close, !claim …). Nothing starting with it ever reaches a citizen.",
         check=lambda v: None if 1 <= len(v) <= 3 and not v.isspace() and " " not in v
@@ -405,6 +412,7 @@ class Timeouts:
     visitor_idle_seconds: float = 600
     visitor_idle_close_seconds: float = 120
     abandoned_seconds: float | None = None       # None: chats.abandoned_seconds
+    officer_absent_seconds: float = 600           # holder offline or idle this long: their chats go back
 
 
 @dataclass(frozen=True)

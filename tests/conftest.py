@@ -25,7 +25,7 @@ PASSWORD = "officer-password-1"
 ATTACHMENT_LIMIT = 3 * 1024 * 1024      # 2 MB files fit (issue 10 round trips); Synapse allows 50 MB
 OFFICERS = {"central": "officer1", "nightshift": "officer2", "interop": "jsofficer", "hooked": "hookofficer",
             "autodesk": "officer3", "timers": "officer5", "closed": "officer6", "autotimers": "officer7",
-            "lazydesk": "officer9"}
+            "lazydesk": "officer9", "shift": "officer10"}
 SUPERVISOR = "supervisor1"                 # supervises the "hooked" agency (console tests)
 WEBHOOK_SECRET = "webhook-secret-of-the-hooked-agency-0123456789"   # the "hooked" agency's chats send webhooks
 SERGEANT = "sergeant1"                     # supervises central, autodesk and timers (alerts mention them)
@@ -52,7 +52,15 @@ TEST_AGENCY_SETTINGS = {
     # waiting chats left with no page open closed after 4 s.
     "lazydesk": {"max_chats_per_officer": 1000, "supervisors": [f"@{SERGEANT}:{SERVER}"], "max_waiting_chats": 3,
                  "timeouts": {"unclaimed_seconds": 3, "abandoned_seconds": 4}},
+    # An officer whose client goes offline hands their chats on after 3 s (tests/integration/test_routing.py).
+    "shift": {"max_chats_per_officer": 1000, "supervisors": [f"@{SERGEANT}:{SERVER}"],
+              "timeouts": {"officer_absent_seconds": 3}},
 }
+# Elsewhere the suite's officers sign out with chats still claimed (they are long gone by the end of a
+# run): no agency but "shift" hands chats on for an absent holder.
+for _agency in OFFICERS:
+    _settings = TEST_AGENCY_SETTINGS.setdefault(_agency, {})
+    _settings["timeouts"] = {"officer_absent_seconds": 0, **_settings.get("timeouts", {})}
 
 
 @dataclass
@@ -107,6 +115,7 @@ def write_bridge_config(dir: Path, hs_url: str) -> tuple[Path, dict]:
         "crypto": {"pickle_key": "placeholder", "undecryptable_wait_seconds": 6},
         # No queue cap for the shared agencies: earlier tests' chats and the property tests' floods wait there.
         "chats": {"puppet_pool_size": 2, "max_waiting_per_agency": 0},
+        "officers": {"presence_poll_seconds": 2},
         # Large enough for the 2 MB round trips of issue 10, small enough to go just past it cheaply.
         "attachments": {"max_bytes": ATTACHMENT_LIMIT},
         # Every test starts its chats from 127.0.0.1: limits the suite never meets (see limited.LOOSE_LIMITS).
@@ -124,7 +133,8 @@ def write_bridge_config(dir: Path, hs_url: str) -> tuple[Path, dict]:
                    {"id": "after-hours", "label": "After hours", "agency": "closed"},
                    {"id": "lazy", "label": "Quiet desk", "agency": "lazydesk"},
                    # Its own waits only (queue estimates are per topic): tests/browser/test_queue_estimate.py.
-                   {"id": "estimates", "label": "Estimates desk", "agency": "central"}],
+                   {"id": "estimates", "label": "Estimates desk", "agency": "central"},
+                   {"id": "shift", "label": "Shift desk", "agency": "shift"}],
         "webhooks": {"endpoints": [{"agency": "hooked", "url": f"http://127.0.0.1:{webhook_port}/hook",
                                     "secret": WEBHOOK_SECRET}]},
         "logging": {"level": "INFO"},

@@ -143,6 +143,11 @@ class HomeserverApi:
         await self.request("PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/typing/{quote(user_id)}", body,
                            user_id=user_id, what="typing")
 
+    async def presence(self, as_user: str, user_id: str) -> dict[str, Any]:
+        """A user's presence as the homeserver knows it: {"presence", "last_active_ago" (ms), …}."""
+        return await self.request("GET", f"/_matrix/client/v3/presence/{quote(user_id)}/status", user_id=as_user,
+                                  what="presence")
+
     async def read_receipt(self, user_id: str, room_id: str, event_id: str) -> None:
         await self.request("POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/receipt/m.read/{quote(event_id)}",
                            {}, user_id=user_id, what="read receipt")

@@ -51,6 +51,13 @@ def unclaimed_alert(queue: list[Chat], t: Timeouts, now: int) -> list[Chat]:
     return list(queue)
 
 
+def absent(presence: str | None, last_active_ago_ms: int | None, grace_seconds: float) -> bool:
+    """Whether an officer holding chats counts as gone: the homeserver says offline or unavailable, and
+    they were last active at least ``grace_seconds`` ago (0: never counts)."""
+    return bool(grace_seconds) and presence in ("offline", "unavailable") \
+        and last_active_ago_ms is not None and last_active_ago_ms >= grace_seconds * 1000
+
+
 def reads_message_times(chat: Chat, t: Timeouts) -> bool:
     """Whether ``due`` looks at the chat's last message times at all (only an active chat's idle timers do):
     the timers' pass over every open chat reads them for those chats alone."""

@@ -43,6 +43,8 @@ class Routing(ChatListener):
         self._tick: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._passed_over: dict[str, set[str]] = {}      # chat → officers who let it time out (auto mode)
+        self._presence_every = config.get("officers.presence_poll_seconds")
+        self._presence_next = 0.0
         bot_commands.register(Spec("claim", "claim <number>", "take a chat (or an offline message: T<number>)",
                                    arg="required"), self._cmd_claim)
         bot_commands.register(Spec("available", "available", "take automatically assigned chats"),
@@ -245,8 +247,43 @@ class Routing(ChatListener):
         self.dispatch.chat_changed(chat.id)
 
     # ---- timers and automatic assignment --------------------------------------------------------------
+    async def _absent_holders(self) -> None:
+        """Officers holding chats who are gone (presence offline or unavailable, inactive past their agency's
+        timeouts.officer_absent_seconds): supervisors alerted, each such chat back to the queue (or on to the
+        next available officer in automatic mode). Presence is asked of the homeserver, which pushes
+        appservices presence only for their own users; remote officers whose server shares none are covered by
+        the chat's own timers."""
+        if time.monotonic() < self._presence_next:
+            return
+        self._presence_next = time.monotonic() + self._presence_every
+        held: dict[tuple[str, str], list[Chat]] = {}
+        for chat in self.store.chats.open_chats():
+            if chat.claimed_by and self.config.agency(chat.agency).timeouts.officer_absent_seconds:
+                held.setdefault((chat.claimed_by, chat.agency), []).append(chat)
+        asked: dict[str, dict] = {}
+        for (officer, agency_id), chats in held.items():
+            if officer not in asked:
+                try:
+                    asked[officer] = await self.chats.api.presence(self.chats.bot, officer)
+                except Exception as e:           # unknown (remote, or presence off): the chat's timers cover it
+                    log.debug("presence of %s unknown: %s", officer, e)
+                    asked[officer] = {}
+                if asked[officer].get("presence"):
+                    self.store.officers.set_presence(officer, str(asked[officer]["presence"]))
+            seen = asked[officer]
+            grace = self.config.agency(agency_id).timeouts.officer_absent_seconds
+            if not decide.absent(seen.get("presence"), seen.get("last_active_ago"), grace):
+                continue
+            minutes = max(1, round(int(seen["last_active_ago"]) / 60000))
+            self.dispatch.alert(agency_id, f"{officer} is {seen['presence']}, last active {minutes} min ago: "
+                                f"{len(chats)} chat(s) they held go back to the queue "
+                                f"({', '.join(str(c.number) for c in chats)}).")
+            for chat in chats:
+                await self.requeue(chat, f"is {seen['presence']} (last active {minutes} min ago)")
+
     async def _timers(self) -> None:
         now = _now()
+        await self._absent_holders()
         for chat in self.chats.abandoned(now):
             self.chats.expire(chat)                    # closed; closed() below updates its dispatch notice
         for agency in self.config.agencies:

@@ -142,3 +142,36 @@ async def test_auto_mode_gives_an_unanswered_chat_to_the_next_officer(matrix_env
             await officer.send(dispatch, "!away")
             await officer.wait_message(lambda m: m.room_id == dispatch and m.body.startswith(officer.client.user_id)
                                        and "is away" in m.body, 60, "away confirmed")
+
+
+async def test_an_officer_whose_client_goes_offline_has_their_chats_handed_on(matrix_env, officer_of, visitors,
+                                                                              bridge_log):
+    """Issue 15: an officer closes the laptop mid-chat. The homeserver's presence says offline; after the
+    agency's grace (3 s for "shift") the supervisors are alerted and the chat goes back to the queue, the
+    citizen told ("requeued", shown in their language by its code), the record and audit log saying why."""
+    from tests.integration.test_conversation import open_chat
+    from tests.support.bridge_db import audit_entries
+
+    officer = await officer_of("shift")
+    sergeant = await officer_of("sergeant", auto_claim=False)          # supervises "shift"
+    dispatch = await dispatch_room_of(matrix_env.db_path, "shift")
+    await sergeant.wait_member(dispatch, 60)
+    visitor = visitors()
+    got = await open_chat(visitor, officer, topic="shift", language="es")
+    await officer.send(got.room_id, "I'm looking into it")            # answered: no 'unanswered' hand-on
+    await visitor.wait_frame(lambda f: f.get("body") == "I'm looking into it", 60, "the officer's reply")
+    assert claimed_by(matrix_env.db_path, visitor.chat_id) == officer.client.user_id
+
+    await officer.go_offline()
+    back = await visitor.wait_frame(lambda f: f.get("type") == "message" and f.get("code") == "requeued", 60,
+                                    "the citizen told the chat is back in the queue")
+    assert back["from"] == "system"
+    await visitor.wait_frame(lambda f: f.get("type") == "status" and f.get("state") == "waiting", 30,
+                             "the chat waiting again")
+    assert claimed_by(matrix_env.db_path, visitor.chat_id) is None
+    number = (await visitor.http("GET", f"/api/v1/chats/{visitor.chat_id}"))[1]["number"]
+    alert = await sergeant.wait_message(lambda m: m.room_id == dispatch and f"{officer.client.user_id} is offline"
+                                        in m.body and str(number) in m.body, 60, "the supervisors' alert")
+    assert sergeant.client.user_id in alert.source["content"]["m.mentions"]["user_ids"]
+    requeued = [e for e in audit_entries(matrix_env.db_path, "chat.requeue") if e["target"] == visitor.chat_id]
+    assert len(requeued) == 1 and requeued[0]["actor"] == "system" and "offline" in requeued[0]["details"]

@@ -255,6 +255,16 @@ class NioOfficer:
         assert isinstance(resp, nio.RoomSendResponse), resp
         return resp.event_id
 
+    async def go_offline(self) -> None:
+        """What a closed laptop looks like to the homeserver: the client stops syncing and its presence is
+        offline (still signed in: nothing else changes)."""
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        resp = await self.client.set_presence("offline")
+        assert isinstance(resp, nio.PresenceSetResponse), resp
+
     async def stop(self) -> None:
         for task in self.claims + self._joining:
             task.cancel()

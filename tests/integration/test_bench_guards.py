@@ -68,3 +68,17 @@ def test_reduced_load_bench_runs_and_nothing_stays_per_chat():
         assert r["crypto_files"][2] == 0, r                                   # start, peak, after close
         assert r["live_clients"][2] <= r["live_clients"][0], r
     assert result["log"]["unexpected_errors"] == 0 and result["log"]["out_of_system_resource"] == 0, result
+
+
+def test_reduced_connected_load_runs_and_every_conversation_is_had():
+    """bench/load.py --connected, reduced (about 50 s): citizens connected at once, some talking with a real nio
+    officer who claims exactly those; every chat opens, every conversation goes both ways, and after each cycle
+    no more puppet clients are loaded than when it began (counts, never timings)."""
+    out = _run_bench("bench/load.py", "--connected", "12", "--active", "3", "--cycles", "2", "--messages", "1",
+                     "--addresses", "4", "--idle-unload", "2")
+    result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
+    for r in result["rounds"]:
+        assert r["opened"] == 12 and not r["failed"] and r["conversations"] == 3 and r["settled"], (r, out[-3000:])
+        assert r["acks"] == 6 and r["rooms"] == 3, r                        # opening line + one reply each
+        assert r["live_clients"][2] <= r["live_clients"][0], r
+    assert result["log"]["unexpected_errors"] == 0 and result["log"]["out_of_system_resource"] == 0, result

@@ -272,14 +272,19 @@ class Routing(ChatListener):
                     self.store.officers.set_presence(officer, str(asked[officer]["presence"]))
             seen = asked[officer]
             grace = self.config.agency(agency_id).timeouts.officer_absent_seconds
-            if not decide.absent(seen.get("presence"), seen.get("last_active_ago"), grace):
+            away_ts = self.store.officers.get(agency_id, officer).away_ts
+            if decide.absent(seen.get("presence"), seen.get("last_active_ago"), grace):
+                minutes = max(1, round(int(seen["last_active_ago"]) / 60000))
+                why = f"is {seen['presence']} (last active {minutes} min ago)"
+            elif away_ts is not None and decide.absent("unavailable", _now() - away_ts, grace):
+                minutes = max(1, round((_now() - away_ts) / 60000))
+                why = f"said they are away ({minutes} min ago)"
+            else:
                 continue
-            minutes = max(1, round(int(seen["last_active_ago"]) / 60000))
-            self.dispatch.alert(agency_id, f"{officer} is {seen['presence']}, last active {minutes} min ago: "
-                                f"{len(chats)} chat(s) they held go back to the queue "
+            self.dispatch.alert(agency_id, f"{officer} {why}: {len(chats)} chat(s) they held go back to the queue "
                                 f"({', '.join(str(c.number) for c in chats)}).")
             for chat in chats:
-                await self.requeue(chat, f"is {seen['presence']} (last active {minutes} min ago)")
+                await self.requeue(chat, why)
 
     async def _timers(self) -> None:
         now = _now()

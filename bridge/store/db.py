@@ -262,9 +262,14 @@ def _v17(db: sqlite_utils.Database) -> None:
     db["chats"].add_column("read_seq", int)
 
 
+def _v18(db: sqlite_utils.Database) -> None:
+    # When an officer said !away: their chats are handed on after the agency's grace (officers/routing.py).
+    db["officers"].add_column("away_ts", int)
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
-                                                             _v12, _v13, _v14, _v15, _v16, _v17]
+                                                             _v12, _v13, _v14, _v15, _v16, _v17, _v18]
 
 
 class StoreTooNew(Exception):

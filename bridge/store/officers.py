@@ -15,6 +15,7 @@ class Officer:
     available: int | None          # None: never said; 1 after !available, 0 after !away
     presence: str | None           # last Matrix presence reported (online, unavailable, offline)
     last_assigned_ts: int | None
+    away_ts: int | None = None     # when they last said !away (None: not away)
 
 
 class Officers:
@@ -38,8 +39,8 @@ class Officers:
 
     def set_available(self, agency: str, user_id: str, available: bool) -> None:
         self.get(agency, user_id)
-        self.db.execute("UPDATE officers SET available = ? WHERE agency = ? AND user_id = ?",
-                        [int(available), agency, user_id])
+        self.db.execute("UPDATE officers SET available = ?, away_ts = ? WHERE agency = ? AND user_id = ?",
+                        [int(available), None if available else int(time.time() * 1000), agency, user_id])
 
     def set_presence(self, user_id: str, presence: str) -> None:
         self.db.execute("UPDATE officers SET presence = ? WHERE user_id = ?", [presence, user_id])

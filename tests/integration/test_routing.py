@@ -175,3 +175,24 @@ async def test_an_officer_whose_client_goes_offline_has_their_chats_handed_on(ma
     assert sergeant.client.user_id in alert.source["content"]["m.mentions"]["user_ids"]
     requeued = [e for e in audit_entries(matrix_env.db_path, "chat.requeue") if e["target"] == visitor.chat_id]
     assert len(requeued) == 1 and requeued[0]["actor"] == "system" and "offline" in requeued[0]["details"]
+
+
+async def test_an_officer_who_says_away_has_their_chats_handed_on_after_the_grace(matrix_env, officer_of, visitors,
+                                                                                   bridge_log):
+    """!away stops automatic assignment at once and, after the agency's grace, hands on what they hold."""
+    from tests.integration.test_conversation import open_chat
+    from tests.support.bridge_db import audit_entries
+
+    officer = await officer_of("shift")
+    dispatch = await dispatch_room_of(matrix_env.db_path, "shift")
+    visitor = visitors()
+    got = await open_chat(visitor, officer, topic="shift")
+    await officer.send(got.room_id, "one moment")
+    await visitor.wait_frame(lambda f: f.get("body") == "one moment", 60, "the officer's reply")
+    await officer.send(dispatch, "!away")
+    await visitor.wait_frame(lambda f: f.get("type") == "message" and f.get("code") == "requeued", 60,
+                             "the chat handed on")
+    assert claimed_by(matrix_env.db_path, visitor.chat_id) is None
+    requeued = [e for e in audit_entries(matrix_env.db_path, "chat.requeue") if e["target"] == visitor.chat_id]
+    assert len(requeued) == 1 and "said they are away" in requeued[0]["details"]
+    await officer.send(dispatch, "!available")           # back for the next tests of this agency

@@ -21,7 +21,7 @@ from .limits import Limit
 from .reports.poster import SummaryPoster
 from .resources import OpenFiles, Shortages, loop_exception_handler, raise_open_files_limit
 from . import __version__, metrics
-from .matrix import bot, rooms
+from .matrix import bot, cs_api, rooms
 from .matrix.crypto import Crypto
 from .matrix.idle import IdleUnloader
 from .matrix.homeserver import HomeserverApi
@@ -193,7 +193,7 @@ class Bridge:
     async def _wait_for_homeserver(self, attempts: int = 60) -> None:
         for i in range(attempts):
             try:
-                await self.api.request("GET", "/_matrix/client/versions", what="versions")
+                await self.api.send(cs_api.versions(), what="versions")
                 return
             except Exception as e:
                 if i == attempts - 1:

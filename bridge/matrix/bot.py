@@ -8,9 +8,9 @@ queued during an outage can wait a minute or more.
 from __future__ import annotations
 
 import time
-from urllib.parse import quote
 
 from ..store.settings import Settings
+from . import cs_api
 from .homeserver import HomeserverApi, MatrixError
 
 STATUS_ROOM = "status_room"
@@ -20,16 +20,16 @@ async def announce_start(api: HomeserverApi, settings: Settings, bot: str, versi
     """Post "bridge started" in the bot's status room (made once); returns the room ID."""
     room_id = settings.get(STATUS_ROOM)
     if not room_id:
-        data = await api.request("POST", "/_matrix/client/v3/createRoom", {
+        data = await api.send(cs_api.create_room({
             "preset": "private_chat", "name": "Precinct bridge status",
-            "topic": "The Precinct bridge notes here each time it starts."}, user_id=bot, what="status room")
+            "topic": "The Precinct bridge notes here each time it starts."}), user_id=bot, what="status room")
         room_id = data["room_id"]
         settings.set(STATUS_ROOM, room_id)
     text = f"Precinct {version} started at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}."
     try:
-        await api.request("PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/"
-                                 f"precinct.start.{time.time_ns()}", {"msgtype": "m.notice", "body": text, "m.mentions": {}},
-                          user_id=bot, what="start-up notice")
+        await api.send(cs_api.send_event(room_id, "m.room.message", f"precinct.start.{time.time_ns()}",
+                                         {"msgtype": "m.notice", "body": text, "m.mentions": {}}),
+                       user_id=bot, what="start-up notice")
     except MatrixError as e:
         if e.status not in (403, 404):
             raise
@@ -39,12 +39,11 @@ async def announce_start(api: HomeserverApi, settings: Settings, bot: str, versi
 
 async def join_room(api: HomeserverApi, bot: str, room_id: str) -> bool:
     """Join a room the bot was invited to (joining again is harmless); True when the room is encrypted."""
-    await api.request("POST", f"/_matrix/client/v3/join/{quote(room_id)}", {}, user_id=bot, what="join room")
+    await api.send(cs_api.join(room_id), user_id=bot, what="join room")
     return any(e.get("type") == "m.room.encryption" for e in await api.room_state(bot, room_id))
 
 
 async def post_notice(api: HomeserverApi, bot: str, room_id: str, text: str) -> None:
     """A plain notice from the bot, for a room that is not encrypted."""
-    await api.request("PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/"
-                             f"precinct.notice.{time.time_ns()}", {"msgtype": "m.notice", "body": text, "m.mentions": {}},
-                      user_id=bot, what="bot notice")
+    await api.send(cs_api.send_event(room_id, "m.room.message", f"precinct.notice.{time.time_ns()}",
+                                     {"msgtype": "m.notice", "body": text, "m.mentions": {}}), user_id=bot, what="bot notice")

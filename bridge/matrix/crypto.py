@@ -47,13 +47,13 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable
-from urllib.parse import quote
 
 import nio
 from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 
 from ..private_files import private_dir
 from ..store.puppets import Puppets
+from . import cs_api
 from .homeserver import HomeserverApi, PuppetClient
 from .recent_keys import KeyDue, RecentKeys
 
@@ -523,9 +523,8 @@ class Crypto:
             encrypted = olm.group_encrypt(room_id, {"type": event_type, "content": content})
             if "m.relates_to" in content:
                 encrypted["m.relates_to"] = content["m.relates_to"]
-            data = await self.api.request("PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.encrypted/"
-                                                 f"{quote(txn_id)}", encrypted, user_id=user_id,
-                                          device_id=c.device_id, what="send encrypted")
+            data = await self.api.send(cs_api.send_event(room_id, "m.room.encrypted", txn_id, encrypted),
+                                       user_id=user_id, device_id=c.device_id, what="send encrypted")
         return data["event_id"]
 
     async def _share_new_session(self, c: PuppetClient, room_id: str) -> None:
@@ -611,9 +610,8 @@ class Crypto:
         if blind is not None and blind.device_id not in messages.get(blind.user_id, {}):
             mine = {**messages.get(blind.user_id, {}), blind.device_id: {FLUSH_NOTE: True}}
             messages = {**messages, blind.user_id: mine}
-        await self.api.request("PUT", f"/_matrix/client/v3/sendToDevice/m.room.encrypted/"
-                                      f"precinct.{next(_batches)}.{_txn_safe(session_id)}",
-                               {"messages": messages}, user_id=c.user_id, device_id=c.device_id, what=what)
+        await self.api.send(cs_api.send_to_device("m.room.encrypted", f"precinct.{next(_batches)}.{_txn_safe(session_id)}",
+                                                  messages), user_id=c.user_id, device_id=c.device_id, what=what)
 
     async def nudge_blind_inbox(self) -> None:
         """Make the homeserver push what it holds for the appservice user's device: a no-op note to
@@ -626,10 +624,9 @@ class Crypto:
             return
         self._last_nudge = now
         try:
-            await self.api.request("PUT", f"/_matrix/client/v3/sendToDevice/m.room.encrypted/"
-                                          f"precinct.{next(_batches)}.nudge",
-                                   {"messages": {blind.user_id: {blind.device_id: {FLUSH_NOTE: True}}}},
-                                   user_id=blind.user_id, device_id=blind.device_id, what="inbox nudge")
+            await self.api.send(cs_api.send_to_device("m.room.encrypted", f"precinct.{next(_batches)}.nudge",
+                                                      {blind.user_id: {blind.device_id: {FLUSH_NOTE: True}}}),
+                                user_id=blind.user_id, device_id=blind.device_id, what="inbox nudge")
         except Exception as e:          # the bot's wait for the key goes on either way
             log.info("inbox nudge for %s not sent: %s", blind.user_id, e)
 

@@ -19,6 +19,8 @@ from urllib.parse import quote, urlencode, urlparse, urlunparse, parse_qsl
 import aiohttp
 import nio
 
+from . import cs_api
+
 log = logging.getLogger(__name__)
 
 
@@ -95,92 +97,81 @@ class HomeserverApi:
                 raise MatrixError(resp.status, data or {}, what or f"{method} {path}")
             return data or {}
 
+    async def send(self, req: cs_api.Request, *, user_id: str | None = None, device_id: str | None = None,
+                   ok: tuple[int, ...] = (200,), what: str = "") -> dict[str, Any]:
+        """One request built by ``cs_api``, as the appservice or as ``user_id`` (on ``device_id``)."""
+        return await self.request(req.method, req.path, req.body, user_id=user_id, device_id=device_id,
+                                  query=req.query or None, ok=ok, what=what)
+
     async def register(self, localpart: str) -> None:
         """Create an appservice user; an existing one is fine (M_USER_IN_USE)."""
         try:
-            await self.request("POST", "/_matrix/client/v3/register",
-                               {"type": "m.login.application_service", "username": localpart, "inhibit_login": True},
-                               what="register puppet")
+            await self.send(cs_api.register(localpart), what="register puppet")
         except MatrixError as e:
             if e.errcode != "M_USER_IN_USE":
                 raise
 
     async def create_device(self, user_id: str, device_id: str, display_name: str) -> None:
         """MSC4190: an appservice creates its user's device directly (idempotent)."""
-        await self.request("PUT", f"/_matrix/client/v3/devices/{quote(device_id)}", {"display_name": display_name},
-                           user_id=user_id, ok=(200, 201), what="create device")
+        await self.send(cs_api.create_device(device_id, display_name), user_id=user_id, ok=(200, 201),
+                        what="create device")
 
     async def set_display_name(self, user_id: str, name: str) -> None:
-        await self.request("PUT", f"/_matrix/client/v3/profile/{quote(user_id)}/displayname",
-                           {"displayname": name}, user_id=user_id, what="set display name")
+        await self.send(cs_api.display_name(user_id, name), user_id=user_id, what="set display name")
 
     async def redact(self, user_id: str, room_id: str, event_id: str, txn_id: str, reason: str) -> str:
         """Redact an event as this user; the same txn_id repeated is the same redaction."""
-        data = await self.request("PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/redact/{quote(event_id)}/"
-                                  f"{quote(txn_id)}", {"reason": reason}, user_id=user_id, what="redact")
+        data = await self.send(cs_api.redact(room_id, event_id, txn_id, reason), user_id=user_id, what="redact")
         return str(data.get("event_id", ""))
 
     async def ping(self) -> dict[str, Any]:
         """Ask the homeserver to call our /ping; it also retries queued transactions at once."""
-        return await self.request("POST", f"/_matrix/client/v1/appservice/{quote(self.appservice_id)}/ping",
-                                  {"transaction_id": "precinct-startup"}, what="appservice ping")
+        return await self.send(cs_api.appservice_ping(self.appservice_id, "precinct-startup"), what="appservice ping")
 
     async def joined_rooms(self, user_id: str) -> list[str]:
-        data = await self.request("GET", "/_matrix/client/v3/joined_rooms", user_id=user_id, what="joined rooms")
+        data = await self.send(cs_api.joined_rooms(), user_id=user_id, what="joined rooms")
         return list(data.get("joined_rooms", []))
 
     async def room_state(self, user_id: str, room_id: str) -> list[dict[str, Any]]:
         await self.durable()
-        async with self._raw("GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/state", user_id) as resp:
+        async with self._raw("GET", cs_api.room_state(room_id).path, user_id) as resp:
             if resp.status != 200:
                 raise MatrixError(resp.status, await resp.json(content_type=None), "room state")
             return await resp.json()
 
     async def typing(self, user_id: str, room_id: str, active: bool, timeout_ms: int = 20000) -> None:
-        body: dict[str, Any] = {"typing": active}
-        if active:
-            body["timeout"] = timeout_ms
-        await self.request("PUT", f"/_matrix/client/v3/rooms/{quote(room_id)}/typing/{quote(user_id)}", body,
-                           user_id=user_id, what="typing")
+        await self.send(cs_api.typing(room_id, user_id, active, timeout_ms), user_id=user_id, what="typing")
 
     async def presence(self, as_user: str, user_id: str) -> dict[str, Any]:
         """A user's presence as the homeserver knows it: {"presence", "last_active_ago" (ms), …}."""
-        return await self.request("GET", f"/_matrix/client/v3/presence/{quote(user_id)}/status", user_id=as_user,
-                                  what="presence")
+        return await self.send(cs_api.presence(user_id), user_id=as_user, what="presence")
 
     async def read_receipt(self, user_id: str, room_id: str, event_id: str) -> None:
-        await self.request("POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/receipt/m.read/{quote(event_id)}",
-                           {}, user_id=user_id, what="read receipt")
+        await self.send(cs_api.read_receipt(room_id, event_id), user_id=user_id, what="read receipt")
 
     async def upload_cross_signing(self, user_id: str, body: dict[str, Any]) -> None:
-        await self.request("POST", "/_matrix/client/v3/keys/device_signing/upload", body, user_id=user_id,
-                           what="cross-signing upload")
+        await self.send(cs_api.upload_cross_signing(body), user_id=user_id, what="cross-signing upload")
 
     async def upload_signatures(self, user_id: str, body: dict[str, Any]) -> None:
-        data = await self.request("POST", "/_matrix/client/v3/keys/signatures/upload", body, user_id=user_id,
-                                  what="signature upload")
+        data = await self.send(cs_api.upload_signatures(body), user_id=user_id, what="signature upload")
         if data.get("failures"):
             raise MatrixError(200, {"error": json.dumps(data["failures"])[:500]}, "signature upload refused")
 
     async def query_device_keys(self, user_id: str, device_id: str) -> dict[str, Any]:
-        data = await self.request("POST", "/_matrix/client/v3/keys/query", {"device_keys": {user_id: [device_id]}},
-                                  user_id=user_id, what="keys query")
+        data = await self.send(cs_api.query_device_keys(user_id, device_id), user_id=user_id, what="keys query")
         return data.get("device_keys", {}).get(user_id, {}).get(device_id, {})
 
     async def to_device_backlog(self, user_id: str, device_id: str, since: str | None) -> dict[str, Any]:
         """Pending to-device messages for one puppet device (only used at start-up, see crypto.catch_up)."""
-        query = {"timeout": "0", "filter": json.dumps(
-            {"room": {"rooms": []}, "presence": {"types": []}, "account_data": {"types": []}})}
-        if since:
-            query["since"] = since
-        return await self.request("GET", "/_matrix/client/v3/sync", user_id=user_id, device_id=device_id,
-                                  query=query, what="to-device catch-up")
+        only_to_device = json.dumps({"room": {"rooms": []}, "presence": {"types": []}, "account_data": {"types": []}})
+        return await self.send(cs_api.to_device_sync(only_to_device, since), user_id=user_id, device_id=device_id,
+                               what="to-device catch-up")
 
     async def upload(self, user_id: str, data: bytes, filename: str) -> str:
         """Put bytes in the media repository as the puppet; returns the mxc:// URI."""
         assert self.session
         await self.durable()
-        async with self.session.post(self.base_url + "/_matrix/media/v3/upload", data=data, ssl=self.ssl,
+        async with self.session.post(self.base_url + cs_api.MEDIA_UPLOAD, data=data, ssl=self.ssl,
                                      params={"user_id": user_id, "filename": filename},
                                      headers={"Authorization": f"Bearer {self.as_token}",
                                               "Content-Type": "application/octet-stream"}) as resp:
@@ -196,8 +187,8 @@ class HomeserverApi:
             raise MatrixError(400, {"error": "not an mxc URI"}, "media download")
         await self.durable()
         server, media_id = mxc[6:].split("/", 1)
-        async with self.session.get(f"{self.base_url}/_matrix/client/v1/media/download/{quote(server)}/"
-                                    f"{quote(media_id)}", params={"user_id": user_id}, ssl=self.ssl,
+        async with self.session.get(self.base_url + cs_api.media_download_path(server, media_id),
+                                    params={"user_id": user_id}, ssl=self.ssl,
                                     headers={"Authorization": f"Bearer {self.as_token}"}) as resp:
             if resp.status != 200:
                 try:

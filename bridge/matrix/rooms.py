@@ -4,8 +4,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
+from . import cs_api
 from .homeserver import HomeserverApi, MatrixError
 
 
@@ -77,7 +77,7 @@ def chat_room_request(name: str, officers: list[str], bot: str, creator: str, ro
 
 
 async def default_room_version(api: HomeserverApi) -> str:
-    data = await api.request("GET", "/_matrix/client/v3/capabilities", what="capabilities")
+    data = await api.send(cs_api.capabilities(), what="capabilities")
     return str(data.get("capabilities", {}).get("m.room_versions", {}).get("default", "10"))
 
 
@@ -88,7 +88,7 @@ async def find_chat_room(api: HomeserverApi, puppet: str) -> str | None:
 
 
 async def create_chat_room(api: HomeserverApi, puppet: str, body: dict[str, Any]) -> str:
-    data = await api.request("POST", "/_matrix/client/v3/createRoom", body, user_id=puppet, what="create chat room")
+    data = await api.send(cs_api.create_room(body), user_id=puppet, what="create chat room")
     return data["room_id"]
 
 
@@ -98,21 +98,19 @@ async def dress_chat_room(api: HomeserverApi, puppet: str, room_id: str, name: s
     Only two kinds of event, because every event costs a turn of the homeserver's per-room queue
     on the new chat's critical path; everything else was set when the room was made.
     """
-    base = f"/_matrix/client/v3/rooms/{quote(room_id)}"
-    await api.request("PUT", f"{base}/state/m.room.name/", {"name": name}, user_id=puppet, what="name the room")
-    await asyncio.gather(*(_invite(api, puppet, base, officer) for officer in officers))
+    await api.send(cs_api.set_state(room_id, "m.room.name", "", {"name": name}), user_id=puppet, what="name the room")
+    await asyncio.gather(*(_invite(api, puppet, room_id, officer) for officer in officers))
 
 
 async def invite(api: HomeserverApi, puppet: str, room_id: str, officer: str) -> None:
     """Invite one officer (already invited or joined is fine)."""
-    await _invite(api, puppet, f"/_matrix/client/v3/rooms/{quote(room_id)}", officer)
+    await _invite(api, puppet, room_id, officer)
 
 
 async def kick(api: HomeserverApi, puppet: str, room_id: str, user_id: str, reason: str) -> None:
     """Remove a member or withdraw an invite (someone already gone is fine)."""
     try:
-        await api.request("POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/kick",
-                          {"user_id": user_id, "reason": reason}, user_id=puppet, what="remove member")
+        await api.send(cs_api.kick(room_id, user_id, reason), user_id=puppet, what="remove member")
     except MatrixError as e:
         if e.status != 403 or "not in the room" not in str(e).lower():
             raise
@@ -120,15 +118,15 @@ async def kick(api: HomeserverApi, puppet: str, room_id: str, user_id: str, reas
 
 async def ensure_server_acl(api: HomeserverApi, puppet: str, room_id: str, acl: dict[str, Any]) -> None:
     """Make the room's m.room.server_acl say ``acl`` (rooms made before the allowlist changed)."""
-    path = f"/_matrix/client/v3/rooms/{quote(room_id)}/state/m.room.server_acl/"
     try:
-        current = await api.request("GET", path, user_id=puppet, what="read server ACL")
+        current = await api.send(cs_api.get_state(room_id, "m.room.server_acl", ""), user_id=puppet,
+                                 what="read server ACL")
     except MatrixError as e:
         if e.status != 404:
             raise
         current = None
     if current != acl:
-        await api.request("PUT", path, acl, user_id=puppet, what="set server ACL")
+        await api.send(cs_api.set_state(room_id, "m.room.server_acl", "", acl), user_id=puppet, what="set server ACL")
 
 
 async def members(api: HomeserverApi, puppet: str, room_id: str) -> dict[str, dict[str, Any]]:
@@ -137,9 +135,9 @@ async def members(api: HomeserverApi, puppet: str, room_id: str) -> dict[str, di
             for e in await api.room_state(puppet, room_id) if e.get("type") == "m.room.member"}
 
 
-async def _invite(api: HomeserverApi, puppet: str, base: str, officer: str) -> None:
+async def _invite(api: HomeserverApi, puppet: str, room_id: str, officer: str) -> None:
     try:
-        await api.request("POST", f"{base}/invite", {"user_id": officer}, user_id=puppet, what="invite officer")
+        await api.send(cs_api.invite(room_id, officer), user_id=puppet, what="invite officer")
     except MatrixError as e:
         if "already" not in str(e):      # re-inviting someone invited or joined (a resumed set-up) is fine
             raise

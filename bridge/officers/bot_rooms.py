@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import logging
 from typing import Awaitable, Callable
-from urllib.parse import quote
 
 from ..chats import events as ev
 from ..chats.inbound import KeyWait
 from ..journal import Journal
 from ..config import Config
 from ..matrix.crypto import Crypto
+from ..matrix import cs_api
 from ..matrix.homeserver import HomeserverApi
 from ..store import Store
 from ..store.room_events import DONE, FAILED, IGNORED, RoomEvent
@@ -78,12 +78,10 @@ class BotRooms:
         if not any(a.is_officer(sender) for a in self.config.agencies):
             self.journal.audit("bot.invite", sender, "refused", target=self.bot, origin=room_id,
                                reason="not an officer or supervisor")
-            await self.api.request("POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/leave", {},
-                                   user_id=self.bot, what="decline invite")
+            await self.api.send(cs_api.leave(room_id), user_id=self.bot, what="decline invite")
             self.store.room_events.finish(item.stream, IGNORED, "invite from a non-officer")
             return True
-        await self.api.request("POST", f"/_matrix/client/v3/join/{quote(room_id)}", {}, user_id=self.bot,
-                               what="join direct chat")
+        await self.api.send(cs_api.join(room_id), user_id=self.bot, what="join direct chat")
         self.store.settings.set(DIRECT + room_id, sender)
         await self.crypto.restore_room(self.bot, room_id)
         self.store.room_events.finish(item.stream, DONE)

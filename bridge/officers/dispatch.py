@@ -11,12 +11,12 @@ import asyncio
 import logging
 import time
 from typing import Any
-from urllib.parse import quote
 
 from ..config import Agency, Config
 from ..matrix import rooms
 from ..matrix.rooms import RoomPolicy
 from ..matrix.crypto import Crypto
+from ..matrix import cs_api
 from ..matrix.homeserver import HomeserverApi, MatrixError
 from ..matrix.mentions import mentioning
 from ..store import Store
@@ -59,8 +59,7 @@ class Dispatch:
     async def _ensure_room(self, agency: Agency) -> None:
         room_id = self.room_of(agency.id)
         if agency.dispatch_room and room_id != agency.dispatch_room:
-            await self.api.request("POST", f"/_matrix/client/v3/join/{quote(agency.dispatch_room)}", {},
-                                   user_id=self.bot, what="join dispatch room")
+            await self.api.send(cs_api.join(agency.dispatch_room), user_id=self.bot, what="join dispatch room")
             room_id = agency.dispatch_room
             self.store.settings.set(SETTING + agency.id, room_id)
         if not room_id:
@@ -85,7 +84,7 @@ class Dispatch:
         users = {s: 50 for s in agency.supervisors}
         if not rooms.creator_has_implicit_power(self.policy.version):
             users[self.bot] = 100
-        data = await self.api.request("POST", "/_matrix/client/v3/createRoom", {
+        data = await self.api.send(cs_api.create_room({
             "preset": "private_chat", "name": f"Dispatch — {agency.name}",
             "topic": f"Live queue of {agency.name}'s web chats. {self.prefix}help lists the commands.",
             "invite": list(agency.invitees()), "is_direct": False,
@@ -96,7 +95,7 @@ class Dispatch:
                 *rooms.server_acl_state(self.policy.acl)],
             "power_level_content_override": {"users": users, "users_default": 0, "events_default": 0,
                                              "state_default": 50, "invite": 50, "kick": 50, "ban": 50,
-                                             "redact": 50, "events": {"m.room.server_acl": 100}}},
+                                             "redact": 50, "events": {"m.room.server_acl": 100}}}),
             user_id=self.bot, what="create dispatch room")
         return data["room_id"]
 
@@ -107,8 +106,7 @@ class Dispatch:
         for user in agency.invitees():
             if user not in present:
                 try:
-                    await self.api.request("POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/invite",
-                                           {"user_id": user}, user_id=self.bot, what="invite to dispatch")
+                    await self.api.send(cs_api.invite(room_id, user), user_id=self.bot, what="invite to dispatch")
                 except MatrixError as e:
                     log.warning("could not invite %s to the dispatch room of %s: %s", user, agency.id, e)
 

@@ -156,6 +156,9 @@ class _Api:
     async def room_state(self, user_id: str, room_id: str) -> list[dict]:
         return [{"type": "m.room.member", "state_key": u, "content": {"membership": m}} for u, m in self.members.items()]
 
+    async def send(self, req, **kw) -> dict:     # HomeserverApi.send: a cs_api.Request, sent
+        return await self.request(req.method, req.path, req.body, **kw)
+
     async def request(self, method: str, path: str, body=None, **kw) -> dict:
         self.requests.append((method, path, body))
         return {}

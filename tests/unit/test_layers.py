@@ -77,3 +77,21 @@ def test_the_walk_sees_imports():
     """The check above would pass on a walk that found nothing: it must see the arrows that exist."""
     seen = {(here, there) for here, there, _ in imports()}
     assert {("chats", "store"), ("web", "chats"), ("officers", "matrix"), ("app", "web")} <= seen
+
+
+def test_client_server_paths_are_spelled_only_in_cs_api():
+    """Requests to the homeserver are built in bridge/matrix/cs_api.py alone (docstrings aside; the demo's
+    local homeserver and the appservice's own routes are not requests the bridge makes)."""
+    allowed = {Path("matrix/cs_api.py"), Path("demo.py"), Path("localhs.py")}
+    found = []
+    for path in sorted(BRIDGE.rglob("*.py")):
+        rel = path.relative_to(BRIDGE)
+        if rel in allowed:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings \
+                    and ("/_matrix/client" in node.value or "/_matrix/media" in node.value):
+                found.append(f"{rel}:{node.lineno}: {node.value[:60]}")
+    assert not found, "client-server paths outside matrix/cs_api.py:\n" + "\n".join(found)

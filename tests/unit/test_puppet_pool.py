@@ -36,6 +36,9 @@ class FakeApi:
     async def joined_rooms(self, user_id: str) -> list[str]:
         return [room for room, creator in self.rooms.items() if creator == user_id]
 
+    async def send(self, req, **kw) -> dict:     # HomeserverApi.send: a cs_api.Request, sent
+        return await self.request(req.method, req.path, req.body, **kw)
+
     async def request(self, method: str, path: str, body=None, *, user_id=None, **kw) -> dict:
         assert path.endswith("/createRoom") and user_id
         await asyncio.sleep(0.01)

@@ -81,6 +81,9 @@ class RecordingApi:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, dict, dict]] = []
 
+    async def send(self, req, **kw) -> dict:     # HomeserverApi.send: a cs_api.Request, sent
+        return await self.request(req.method, req.path, req.body, **kw)
+
     async def request(self, method: str, path: str, body=None, **kw) -> dict:
         self.requests.append((method, path, body, kw))
         return {}

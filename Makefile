@@ -6,8 +6,9 @@ STAMP  := $(VENV)/.installed
 NODE_STAMP := tests/interop/node_modules/.installed
 BROWSER_STAMP := tests/browser/node_modules/.installed
 CHROMIUM   := /usr/bin/chromium
+NGINX      := /usr/sbin/nginx
 
-.PHONY: demo test abuse load install node browser chromium clean
+.PHONY: demo test abuse load install node browser chromium nginx clean
 
 install: $(STAMP)
 
@@ -35,10 +36,15 @@ $(BROWSER_STAMP): tests/browser/package.json tests/browser/package-lock.json
 chromium:
 	@test -x $(CHROMIUM) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium </dev/null)
 
+# Debian's nginx, which tests/browser/test_behind_nginx.py starts itself (as a child process, on free loopback
+# ports, with config/nginx-precinct.conf); the package's own service is neither needed nor touched.
+nginx:
+	@test -x $(NGINX) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nginx </dev/null)
+
 demo: $(STAMP)
 	$(BIN)/python -m bridge demo --data demo-data
 
-test: $(STAMP) $(NODE_STAMP) browser
+test: $(STAMP) $(NODE_STAMP) browser nginx
 	$(BIN)/python -m pytest -q
 
 # The floods of issue 10 against the real bridge and Synapse, full size (several minutes; figures in

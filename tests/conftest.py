@@ -15,7 +15,7 @@ import yaml
 
 from bridge.localhs import LocalSynapse, free_port
 from tests.support.bridge_process import BridgeProcess
-from tests.support import limited, lowfd, pow_bridge, supervisor_room
+from tests.support import limited, lowfd, pow_bridge, proxied, supervisor_room
 from tests.support.officer import NioOfficer, OfficerPool
 from tests.support.visitor import Visitor
 
@@ -159,8 +159,11 @@ def matrix_env(tmp_path_factory: pytest.TempPathFactory):
     limited_registration = limited.prepare(dir / "limited", f"http://127.0.0.1:{hs_port}", SERVER)
     # And one under a low open-files limit (lowfd_env below).
     lowfd_registration = lowfd.prepare(dir / "lowfd", f"http://127.0.0.1:{hs_port}", SERVER)
+    # And one behind nginx running the sample config (proxied_env below).
+    proxied_registration = proxied.prepare(dir / "proxied", f"http://127.0.0.1:{hs_port}", SERVER)
     synapse = LocalSynapse(dir / "synapse", SERVER, hs_port,
-                           [registration, pow_registration, limited_registration, lowfd_registration])
+                           [registration, pow_registration, limited_registration, lowfd_registration,
+                            proxied_registration])
     bridge = BridgeProcess(config_path, config["web"]["public_url"], dir / "bridge.log")
     try:
         synapse.start()
@@ -170,6 +173,8 @@ def matrix_env(tmp_path_factory: pytest.TempPathFactory):
         synapse.register_user(pow_bridge.OFFICER, PASSWORD)
         synapse.register_user(limited.OFFICER, PASSWORD)
         synapse.register_user(lowfd.OFFICER, PASSWORD)
+        synapse.register_user(proxied.OFFICER, PASSWORD)
+        synapse.register_user(proxied.SUPERVISOR, PASSWORD)
         # The hooked agency's supervisors' room, with the bot invited: the daily summary goes there, and with
         # summary_time 00:00 yesterday's is due as soon as the bridge starts.
         room = supervisor_room.create_room(synapse.url, supervisor_room.login(synapse.url, SUPERVISOR, PASSWORD),
@@ -192,6 +197,20 @@ def pow_env(matrix_env: MatrixEnv):
         env.bridge.start()
         yield env
     finally:
+        env.bridge.stop()
+
+
+@pytest.fixture(scope="session")
+def proxied_env(matrix_env: MatrixEnv):
+    """The bridge behind Debian's nginx with config/nginx-precinct.conf (tests/support/proxied.py), on the
+    session's Synapse; both started on first use, stopped by PID at the end of the session."""
+    env = proxied.env(matrix_env.dir / "proxied")
+    try:
+        env.bridge.start()
+        env.nginx.start()
+        yield env
+    finally:
+        env.nginx.stop()
         env.bridge.stop()
 
 

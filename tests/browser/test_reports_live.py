@@ -12,7 +12,6 @@ import sqlite3
 from playwright.async_api import Browser, expect
 
 from tests.conftest import SERVER, MatrixEnv
-from tests.integration.test_conversation import open_chat
 from tests.support.bridge_db import dispatch_room_of
 from tests.support.visitor import Visitor
 
@@ -29,13 +28,21 @@ SCRIPT = {"A": (T, T + 60 * S, T + 90 * S, T + 600 * S, 5),
 
 async def test_the_consoles_figures_and_csv_are_the_scripts(browser: Browser, matrix_env: MatrixEnv, officer_of,
                                                             bridge_log):
-    officer = await officer_of("hooked")
+    officer = await officer_of("hooked", auto_claim=False)     # claims A and B only: C is never taken
     dispatch = await dispatch_room_of(matrix_env.db_path, "hooked")
     chats: dict[str, Visitor] = {}
     try:
         for name in ("A", "B"):
             v = chats[name] = Visitor(matrix_env.public_url)
-            got = await open_chat(v, officer, topic="hooked")
+            number = (await v.create(topic="hooked"))["number"]
+            await v.connect()
+            first = f"chat {name} here"
+            await v.send(first)
+            await officer.notice(dispatch, number)
+            await officer.claim(dispatch, number)
+            got = await officer.wait_message(lambda m, t=first: m.body == t, 60, "the citizen's first message")
+            await v.wait_frame(lambda f: f.get("type") == "status" and f.get("state") == "active", 60, "active")
+            await officer.client.joined_members(got.room_id)   # members loaded before the officer's first send
             await officer.send(got.room_id, f"PC here for {name}")
             await v.wait_frame(lambda f: f.get("body") == f"PC here for {name}", 60, "the officer's reply")
             if name == "B":

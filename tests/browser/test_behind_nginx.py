@@ -100,6 +100,9 @@ async def test_citizen_journey_and_9_mb_attachments_both_ways_through_nginx(
                     assert len(r.headers.getall(name, [])) == 1, (name, r.headers.getall(name, []))
             async with http.get(env.public_url + "/health", ssl=False) as r:
                 assert r.status == 404          # not public
+            # Plain http is sent to https.
+            async with http.get(f"http://[{proxied.HOST}]:{env.nginx.http_port}/chat", allow_redirects=False) as r:
+                assert r.status == 301 and r.headers["Location"].startswith("https://"), r.headers
 
         # Start a chat; the officer answers; the citizen sees it (over the proxied WebSocket).
         await page.locator("#start-button").click()
@@ -186,7 +189,11 @@ async def test_console_sign_in_through_nginx(browser: Browser, proxied_env: prox
     context = await https_context(browser)
     try:
         page = await context.new_page()
-        await page.goto(url)
+        shown = await page.goto(url)
+        assert shown is not None and shown.status == 200
+        # The console's own referrer policy (its forms need their Origin), once, not contradicted by the proxy's.
+        assert await shown.header_values("referrer-policy") == ["same-origin"]
+        assert len(await shown.header_values("strict-transport-security")) == 1
         await page.get_by_role("button", name="Sign in to the console").click()
         await expect(page).to_have_url(env.public_url + "/console/")
         await expect(page.get_by_text("Live queue and active chats")).to_be_visible()

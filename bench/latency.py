@@ -71,7 +71,7 @@ from bridge.localhs import LocalSynapse, free_port  # noqa: E402
 from tests.conftest import OFFICERS, PASSWORD, SERVER, write_bridge_config  # noqa: E402
 from tests.support.bridge_db import room_of  # noqa: E402
 from tests.support.bridge_process import BridgeProcess  # noqa: E402
-from tests.support.officer import NioOfficer  # noqa: E402
+from tests.support.officer import NEW_CHAT_NOTICE, NioOfficer  # noqa: E402
 from tests.support.visitor import Visitor  # noqa: E402
 from tests.support.waiting import until  # noqa: E402
 
@@ -194,6 +194,9 @@ class Round:
     ready_cold_ms: list[float] = field(default_factory=list)
     active_ms: list[float] = field(default_factory=list)
     floor_ready_ms: list[float] = field(default_factory=list)     # floor user's createRoom → officer has invite
+    # "New chat ready" split into what the bridge controls (issue 11):
+    notice_ms: list[float] = field(default_factory=list)          # POST /api/v1/chats → dispatch notice at the officer
+    claim_ms: list[float] = field(default_factory=list)           # officer sends !claim → invite at the officer
     setup_ms: list[float] = field(default_factory=list)           # bridge store: chat created → room created
     setup_failed: int = 0
     name_mismatch: int = 0
@@ -222,6 +225,8 @@ class Bench:
         self.probe = Probe()
         self.officer_id = f"@{OFFICERS[AGENCY]}:{SERVER}"
         self.invited_at: dict[str, float] = {}           # room_id → when the officer's client had the invite
+        self.notice_at: dict[int, float] = {}            # chat number → when its dispatch notice reached the officer
+        self.claimed_at: dict[int, float] = {}           # chat number → when the officer sent its !claim
         self.puppet_of_room: dict[str, str] = {}
         self._bg: set[asyncio.Task] = set()
         self.officer = NioOfficer(synapse.url, self.officer_id, PASSWORD, dir / "officer-store")
@@ -238,12 +243,23 @@ class Bench:
         self.officer.auto_join = lambda room_id: False
         # Nobody is invited before a claim: the officer claims each chat as its dispatch notice arrives,
         # so "new chat ready" includes the claim round trip through the dispatch room.
-        self.officer.auto_claim = lambda number: True
+        self.officer.auto_claim = self._claiming
         oc.add_event_callback(self._officer_invite, nio.InviteMemberEvent)
+        oc.add_event_callback(self._officer_notice, (nio.RoomMessageText, nio.RoomMessageNotice))
         oc.add_event_callback(self._officer_text, nio.RoomMessageText)
         self.floor.client.add_event_callback(self._floor_text, nio.RoomMessageText)
         await self.officer.start()
         await self.floor.start()
+
+    def _claiming(self, number: int) -> bool:
+        """NioOfficer asks just before it sends "!claim N": note when."""
+        self.claimed_at.setdefault(number, time.monotonic())
+        return True
+
+    async def _officer_notice(self, room: nio.MatrixRoom, event: Any) -> None:
+        found = NEW_CHAT_NOTICE.search(getattr(event, "body", "") or "")
+        if found and "m.new_content" not in event.source.get("content", {}):
+            self.notice_at.setdefault(int(found[1]), time.monotonic())
 
     async def _officer_invite(self, room: nio.MatrixRoom, event: nio.InviteMemberEvent) -> None:
         if event.state_key == self.officer_id and event.membership == "invite" and room.room_id not in self.invited_at:
@@ -392,6 +408,11 @@ class Bench:
                 await until(lambda: room_id in self.invited_at, SETUP_TIMEOUT, f"officer invite to {room_id}")
                 rooms[i] = room_id
                 r.ready_ms.append((self.invited_at[room_id] - t0) * 1000)
+                number = int(data["number"])
+                if number in self.notice_at:
+                    r.notice_ms.append((self.notice_at[number] - t0) * 1000)
+                if number in self.claimed_at:
+                    r.claim_ms.append((self.invited_at[room_id] - self.claimed_at[number]) * 1000)
                 name = await until(lambda: (self.officer.client.rooms.get(room_id)
                                             or self.officer.client.invited_rooms.get(room_id)), 30, "room in client")
                 if f"Chat {data['number']}" not in (name.name or name.display_name or ""):
@@ -563,6 +584,17 @@ def report(rounds: list[Round], args: Any, log_summary: list[str], dir: Path, ke
           f"{triple(r.floor_ready_ms, (50, 95)):>17} ({len(r.floor_ready_ms):>3})  "
           f"p50 ≤ {TARGET_READY_P50:.0f}: {verdict(ok)}  (pool: {r.pool_at_start} ready at start, "
           f"{r.pool_before_messages} before messages)")
+    p("")
+    head_split = (f"{'N':>4}  {'POST → dispatch notice p50 / p95 (n)':>38}  {'!claim → invited p50 / p95 (n)':>32}  "
+                  f"{'floor: createRoom → invited p50 / p95':>38}  targets (p50 ≤ {TARGET_READY_P50:.0f} ms each)")
+    p(head_split)
+    p("-" * len(head_split))
+    for r in rounds:
+        ok_notice = None if not r.notice_ms else pct(r.notice_ms, 50) <= TARGET_READY_P50
+        ok_claim = None if not r.claim_ms else pct(r.claim_ms, 50) <= TARGET_READY_P50
+        p(f"{r.n:>4}  {triple(r.notice_ms, (50, 95)):>31} ({len(r.notice_ms):>3})  "
+          f"{triple(r.claim_ms, (50, 95)):>25} ({len(r.claim_ms):>3})  {triple(r.floor_ready_ms, (50, 95)):>38}  "
+          f"notice: {verdict(ok_notice)}; claim: {verdict(ok_claim)}")
     p("")
     head3 = (f"{'N':>4}  {'bridge RSS before':>18}  {'after':>10}  {'Δ per visitor':>14}  {'round took':>10}  "
              f"CPU used in the round (s, % of one core; {os.cpu_count()} cores)")

@@ -37,9 +37,10 @@ chromium:
 	@test -x $(CHROMIUM) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium </dev/null)
 
 # Debian's nginx, which tests/browser/test_behind_nginx.py starts itself (as a child process, on free loopback
-# ports, with config/nginx-precinct.conf); the package's own service is neither needed nor touched.
+# ports, with config/nginx-precinct.conf); the package's own service is neither needed nor touched (RUNLEVEL=1 keeps
+# invoke-rc.d from starting it where no policy-rc.d does, so a busy port 80 cannot fail the install).
 nginx:
-	@test -x $(NGINX) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nginx </dev/null)
+	@test -x $(NGINX) || (apt-get update && RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y nginx </dev/null)
 
 demo: $(STAMP)
 	$(BIN)/python -m bridge demo --data demo-data

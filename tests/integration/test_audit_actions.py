@@ -13,6 +13,7 @@ from bridge.records.audit import CHAT_ACTIONS
 from tests.conftest import MatrixEnv
 from tests.integration.test_conversation import open_chat
 from tests.support.bridge_db import audit_entries, dispatch_room_of
+from tests.support.source import parse_python
 from tests.support.visitor import Visitor
 from tests.support.waiting import until
 
@@ -23,7 +24,7 @@ def audited_in_code() -> set[str]:
     """Every action given as a literal to ``….audit(…)`` or ``….refused(…)`` in the bridge's code."""
     found = set()
     for path in BRIDGE.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in ast.walk(parse_python(path)):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
                     and node.func.attr in ("audit", "refused") and node.args:
                 first = node.args[0]

@@ -22,6 +22,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from tests.support.source import parse_python
+
 BRIDGE = Path(__file__).resolve().parents[2] / "bridge"
 
 LAYERS: dict[str, int] = {
@@ -45,7 +47,7 @@ def imports() -> list[tuple[str, str, str]]:
     for path in sorted(BRIDGE.rglob("*.py")):
         rel = path.relative_to(BRIDGE)
         here = _unit(rel.parts)
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in ast.walk(parse_python(path)):
             targets: list[tuple[str, ...]] = []
             if isinstance(node, ast.ImportFrom) and node.level:
                 base = rel.parts[:-1][:len(rel.parts) - node.level]
@@ -88,7 +90,7 @@ def test_client_server_paths_are_spelled_only_in_cs_api():
         rel = path.relative_to(BRIDGE)
         if rel in allowed:
             continue
-        tree = ast.parse(path.read_text(encoding="utf-8"))
+        tree = parse_python(path)
         docstrings = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings \

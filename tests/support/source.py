@@ -1,0 +1,23 @@
+"""Parse the project's own source for tests that read the code (layers, audited actions).
+
+On CPython 3.11.7 (the CI's Python) ``ast.parse`` failed once with ``SystemError: AST constructor
+recursion depth mismatch`` while the garbage collector ran an aiohttp finaliser left by an earlier
+test (the ``ClientResponse.__del__`` warning was raised in that very call; see python/cpython#106905
+and pytest-dev/pytest#10763 for the family of bugs). Collect first and keep the collector off while
+parsing, so no finaliser runs inside the AST constructor."""
+from __future__ import annotations
+
+import ast
+import gc
+from pathlib import Path
+
+
+def parse_python(path: Path) -> ast.Module:
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    finally:
+        if was_enabled:
+            gc.enable()

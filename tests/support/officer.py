@@ -176,7 +176,27 @@ class NioOfficer:
                            what: str = "an officer-side message") -> Received:
         def find() -> Received | None:
             return next((m for m in self.messages if predicate(m)), None)
-        return await until(find, timeout, what)
+        try:
+            return await until(find, timeout, what)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.state_report()}") from None
+
+    def state_report(self) -> str:
+        """What this officer's client holds, for a failure message: rooms joined, what it could not decrypt
+        (room, sender, session), what it was invited to and never joined. A missing message is then
+        attributable (a room key that never came, or a chat never claimed)."""
+        rooms = self.client.rooms
+        lines = [f"officer {self.client.user_id} device {self.client.device_id}: "
+                 f"{len(self.messages)} messages, joined {sorted(self.joined)}"]
+        for event in self.undecryptable:
+            lines.append(f"  undecryptable in {event.room_id} from {event.sender} {getattr(event, 'device_id', '?')}"
+                         f" session {event.session_id}")
+        invited = [r for r, room in rooms.items() if self.client.user_id in room.invited_users]
+        if invited:
+            lines.append(f"  invited, not joined: {invited}")
+        notices = [m.body[:80] for m in self.messages if NEW_CHAT_NOTICE.search(m.body)]
+        lines.append(f"  new-chat notices read: {notices[-5:]}")
+        return "\n".join(lines)
 
     async def caught_up(self, dispatch_room: str, timeout: float = 60) -> None:
         """Everything the bridge did before now has reached this client: ask the bot for !help and wait for

@@ -1,7 +1,12 @@
-"""A background loop that sleeps until woken (or a timeout) — the shape of the bridge's senders."""
+"""Background work: a loop that sleeps until woken (or a timeout) — the shape of the bridge's senders —
+and ``OrderedSends``, jobs run side by side except those on one subject."""
 from __future__ import annotations
 
 import asyncio
+import logging
+from typing import Any, Awaitable, Callable, Hashable
+
+log = logging.getLogger(__name__)
 
 
 class WakeableLoop:
@@ -38,3 +43,53 @@ class WakeableLoop:
 
     async def _run(self) -> None:
         raise NotImplementedError
+
+
+class OrderedSends:
+    """Run jobs with at most ``in_flight`` at once, those on the same subject one after another in the
+    order given (an edit never overtakes the message it edits). ``run(job)`` does one job; what it
+    raises is its own affair (callers retry inside it)."""
+
+    def __init__(self, run: Callable[[Any], Awaitable[None]], in_flight: int) -> None:
+        self._run = run
+        self._slots = asyncio.Semaphore(in_flight)
+        self._waiting: dict[Hashable, list[Any]] = {}        # subject being sent → jobs queued behind it
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def busy(self) -> int:
+        return len(self._tasks)
+
+    async def submit(self, subject: Hashable, job: Any) -> None:
+        """Queue ``job``; waits only for a free slot when its subject is not already being sent."""
+        if subject in self._waiting:
+            self._waiting[subject].append(job)
+            return
+        self._waiting[subject] = []
+        await self._slots.acquire()
+        task = asyncio.create_task(self._in_order(subject, job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _in_order(self, subject: Hashable, job: Any) -> None:
+        try:
+            while True:
+                try:
+                    await self._run(job)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("job on %r failed", subject)
+                queue = self._waiting.get(subject)
+                if not queue:
+                    return
+                job = queue.pop(0)
+        finally:
+            self._waiting.pop(subject, None)
+            self._slots.release()
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bridge.background import WakeableLoop
+from bridge.background import OrderedSends, WakeableLoop
 
 
 class Stubborn(WakeableLoop):
@@ -47,3 +47,61 @@ async def test_wake_ends_the_sleep_at_once():
     loop.wake()
     await asyncio.wait_for(Once.woke.wait(), 10)
     await loop.stop()
+
+
+async def test_ordered_sends_keep_one_subject_in_order_and_run_others_side_by_side():
+    """The dispatch room's sender (officers/dispatch.py): a chat's notice, then its edits, in that order,
+    while other chats' notices go out beside them, never more than ``in_flight`` at once."""
+    gates: dict[str, asyncio.Event] = {}
+    started: list[str] = []
+    running = peak = 0
+
+    async def run(job: str) -> None:
+        nonlocal running, peak
+        started.append(job)
+        running += 1
+        peak = max(peak, running)
+        try:
+            await gates.setdefault(job, asyncio.Event()).wait()
+        finally:
+            running -= 1
+
+    sends = OrderedSends(run, in_flight=2)
+    await sends.submit("chat 1", "1: notice")
+    await sends.submit("chat 1", "1: edit")
+    await sends.submit("chat 2", "2: notice")
+    await asyncio.sleep(0)
+    assert started == ["1: notice", "2: notice"]          # the edit waits for its notice; chat 2 does not
+
+    submitting = asyncio.create_task(sends.submit("chat 3", "3: notice"))
+    await asyncio.sleep(0)
+    assert not submitting.done()                          # both slots taken: the third waits for one
+    gates.setdefault("1: notice", asyncio.Event()).set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert started == ["1: notice", "2: notice", "1: edit"]   # chat 1's edit went on in chat 1's slot…
+    assert not submitting.done()                               # …so chat 3 still waits for a free one
+    gates.setdefault("2: notice", asyncio.Event()).set()
+    await asyncio.wait_for(submitting, 5)
+    for job in ["1: edit", "3: notice"]:
+        gates.setdefault(job, asyncio.Event()).set()
+    while sends.busy:
+        await asyncio.sleep(0.01)
+    assert started == ["1: notice", "2: notice", "1: edit", "3: notice"] and peak == 2
+
+
+async def test_a_failed_job_does_not_stop_the_ones_behind_it():
+    done: list[str] = []
+
+    async def run(job: str) -> None:
+        if job == "bad":
+            raise RuntimeError("homeserver said no")
+        done.append(job)
+
+    sends = OrderedSends(run, in_flight=1)
+    await sends.submit("chat 1", "bad")
+    await sends.submit("chat 1", "edit")
+    while sends.busy:
+        await asyncio.sleep(0.01)
+    assert done == ["edit"]
+    await sends.stop()

@@ -117,8 +117,7 @@ class Bridge:
                                             "console_sign_ins", config.rate("limits.console_sign_ins_per_address"),
                                             config.rate("limits.console_sign_ins_overall")))
         self.console = ConsoleWeb(config, self.store, self.console_auth, self.records, self.retention, self.chats.bot,
-                                  addresses)
-        ReportsWeb(self.console)
+                                  addresses, sections=[ReportsWeb(config, self.store, self.records, addresses)])
         # !console in a direct chat with the bot (the command refuses non-supervisors and records it).
         self.bot_commands.register(CONSOLE_SPEC, ConsoleCommand(self.console_auth, prefix).handle,
                                    officers_only=False)

@@ -11,7 +11,11 @@ from ..reports.report import Report, build, csv_text, facts
 from . import pages
 from .auth import Supervisor
 from .pages import Page, e
-from .web import ConsoleWeb, csrf_token, day_ms
+from ..client_address import ClientAddresses
+from ..config import Config
+from ..records import Records
+from ..store import Store
+from .web import Guard, csrf_token, day_ms, html_response
 
 DEFAULT_DAYS = 7
 MAX_DAYS = 366
@@ -83,20 +87,21 @@ def render(page: Page, report: Report, form: dict[str, str], agencies: dict[str,
 
 
 class ReportsWeb:
-    def __init__(self, console: ConsoleWeb) -> None:
-        self.console = console
-        console.extra_routes.append(self.routes)
+    """The console's /reports and /reports.csv (a ``ConsoleSection``: the console adds these routes)."""
 
-    def routes(self, app: web.Application) -> None:
-        app.router.add_get("/reports", self.console.guarded(self.page))
-        app.router.add_get("/reports.csv", self.console.guarded(self.csv))
+    def __init__(self, config: Config, store: Store, records: Records, client_address: ClientAddresses) -> None:
+        self.config, self.store, self.records, self.client_address = config, store, records, client_address
+
+    def routes(self, app: web.Application, guarded: Guard) -> None:
+        app.router.add_get("/reports", guarded(self.page))
+        app.router.add_get("/reports.csv", guarded(self.csv))
 
     def _report(self, request: web.Request, who: Supervisor) -> tuple[Report, dict[str, str], dict[str, str]]:
         today = time.strftime("%Y-%m-%d", time.gmtime())
         first = time.strftime("%Y-%m-%d", time.gmtime(time.time() - (DEFAULT_DAYS - 1) * 86400))
         form = {"from": request.query.get("from") or first, "to": request.query.get("to") or today,
                 "agency": request.query.get("agency", "")}
-        agencies = {a.id: a.name for a in self.console.config.agencies if a.id in who.agencies}
+        agencies = {a.id: a.name for a in self.config.agencies if a.id in who.agencies}
         try:
             since, until = day_ms(form["from"]), day_ms(form["to"], end=True)
         except ValueError:
@@ -107,18 +112,18 @@ class ReportsWeb:
         if form["agency"] and form["agency"] not in agencies:
             raise web.HTTPBadRequest(reason="Bad agency", text="Choose one of your agencies.")
         chosen = [form["agency"]] if form["agency"] else list(agencies)
-        rows = self.console.store.chats.report_facts(chosen, since, until)
+        rows = self.store.chats.report_facts(chosen, since, until)
         return build(facts(rows), since, until), form, agencies
 
     async def page(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
         report, form, agencies = self._report(request, who)
-        self.console.records.audit("report.viewed", who.user_id, origin=self.console.client_address(request),
+        self.records.audit("report.viewed", who.user_id, origin=self.client_address(request),
                                    period=f"{form['from']}..{form['to']}", agency=form["agency"] or None)
-        return self.console._html(render(Page(who, csrf_token(sid)), report, form, agencies, request.query_string))
+        return html_response(render(Page(who, csrf_token(sid)), report, form, agencies, request.query_string))
 
     async def csv(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
         report, form, _ = self._report(request, who)
-        self.console.records.audit("report.exported", who.user_id, origin=self.console.client_address(request),
+        self.records.audit("report.exported", who.user_id, origin=self.client_address(request),
                                    period=f"{form['from']}..{form['to']}", agency=form["agency"] or None)
         name = f"precinct-report-{form['from']}-{form['to']}.csv"
         return web.Response(text=csv_text(report), content_type="text/csv", charset="utf-8",

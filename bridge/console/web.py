@@ -24,7 +24,7 @@ import re
 import secrets
 import time
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol, Sequence
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -49,6 +49,21 @@ CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 
 MAX_FORM_BYTES = 16 * 1024          # a sign-in token, a CSRF token and a hold reason of 500 characters
 EXPORT_TYPES = {"json": "application/json", "html": "text/html", "txt": "text/plain"}
 
+Handler = Callable[[web.Request, Supervisor, str], Awaitable[web.StreamResponse]]
+Guard = Callable[[Handler], Callable[[web.Request], Awaitable[web.StreamResponse]]]
+
+
+class ConsoleSection(Protocol):
+    """A part of the console kept in its own module (reports): it adds its routes, each behind the
+    console's sign-in guard, when the console's app is built."""
+
+    def routes(self, app: web.Application, guarded: Guard) -> None: ...
+
+
+def html_response(body: str, status: int = 200) -> web.Response:
+    return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+
+
 def csrf_token(session_id: str) -> str:
     return hmac.new(session_id.encode(), b"precinct-console-csrf", hashlib.sha256).hexdigest()
 
@@ -65,14 +80,14 @@ def day_ms(text: str | None, end: bool = False) -> int | None:
 
 class ConsoleWeb:
     def __init__(self, config: Config, store: Store, auth: ConsoleAuth, records: Records, retention: Retention,
-                 bot: str, addresses: ClientAddresses | None = None) -> None:
+                 bot: str, addresses: ClientAddresses | None = None, sections: Sequence[ConsoleSection] = ()) -> None:
         self.config, self.store, self.auth, self.records, self.bot = config, store, auth, records, bot
         self.retention = retention
         self.client_address = addresses or ClientAddresses(config.get("web.trusted_proxies"))
         public = urlsplit(config.get("web.public_url"))
         self.origin = f"{public.scheme}://{public.netloc}"
         self.secure = public.scheme == "https"
-        self.extra_routes: list[Callable[[web.Application], None]] = []
+        self.sections = tuple(sections)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._headers_and_errors])
@@ -89,8 +104,8 @@ class ConsoleWeb:
         r.add_post("/chats/{chat_id}/hold", guarded(self.set_hold))
         r.add_get("/feedback", guarded(self.feedback))
         r.add_get("/key", guarded(self.key))
-        for add in self.extra_routes:
-            add(app)
+        for section in self.sections:
+            section.routes(app, self.guarded)
         return app
 
     # ---- plumbing ----------------------------------------------------------------------------------
@@ -101,11 +116,11 @@ class ConsoleWeb:
         except web.HTTPException as ex:
             if ex.status < 400:
                 raise
-            response = self._html(pages.problem(Page(None), ex.reason or "Error", ex.text or ex.reason or ""),
+            response = html_response(pages.problem(Page(None), ex.reason or "Error", ex.text or ex.reason or ""),
                                   ex.status)
         except Exception:
             log.exception("console error on %s %s", request.method, request.path)
-            response = self._html(pages.problem(Page(None), "Something went wrong",
+            response = html_response(pages.problem(Page(None), "Something went wrong",
                                                 "The console could not show this page. Nothing was changed."), 500)
         response.headers["Content-Security-Policy"] = CSP
         response.headers["Cache-Control"] = "no-store"
@@ -113,12 +128,8 @@ class ConsoleWeb:
         response.headers["Referrer-Policy"] = "same-origin"     # so a form's POST says Origin: <ours>, not null
         return response
 
-    @staticmethod
-    def _html(body: str, status: int = 200) -> web.Response:
-        return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
-
     def _signed_out(self, request: web.Request, message: str = "", status: int = 401) -> web.Response:
-        response = self._html(pages.signed_out(self.bot, message), status)
+        response = html_response(pages.signed_out(self.bot, message), status)
         if request.cookies.get(COOKIE):
             response.del_cookie(COOKIE, path="/console")
         return response
@@ -173,8 +184,8 @@ class ConsoleWeb:
             raise web.HTTPNotFound(reason="Not found", text="There is no such chat in your agencies.")
         return chat
 
-    def guarded(self, handler: Callable[[web.Request, Supervisor, str], Awaitable[web.StreamResponse]]):  # type: ignore[no-untyped-def]
-        """Wrap a handler that needs a signed-in supervisor (for routes added by other console modules)."""
+    def guarded(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """Wrap a handler that needs a signed-in supervisor (the console's sections get it too)."""
         async def wrapped(request: web.Request) -> web.StreamResponse:
             found = self._who(request)
             if found is None:
@@ -196,7 +207,7 @@ class ConsoleWeb:
         if not token:
             return self._signed_out(request, status=200)
         secret = secrets.token_urlsafe(32)
-        response = self._html(pages.confirm_sign_in(token, csrf_token(secret)))
+        response = html_response(pages.confirm_sign_in(token, csrf_token(secret)))
         response.set_cookie(SIGN_IN_COOKIE, secret, httponly=True, secure=self.secure, samesite="Strict",
                             path="/console/sign-in", max_age=self.auth.link_ttl_ms // 1000 + 60)
         return response
@@ -211,7 +222,7 @@ class ConsoleWeb:
             signed = self.auth.sign_in(form.get("token", ""), self.client_address(request))
         except SignInLimited as limited:
             minutes = -(-limited.retry_after // 60)
-            response = self._html(pages.problem(Page(None), "Too many sign-in attempts", (
+            response = html_response(pages.problem(Page(None), "Too many sign-in attempts", (
                 "There have been too many sign-in attempts from your connection, or to the console as a whole, "
                 f"just now. Your sign-in link was not used: open it again in {minutes} minute"
                 f"{'s' if minutes != 1 else ''} (if it has expired by then, send !console to the bot for a new "
@@ -238,7 +249,7 @@ class ConsoleWeb:
     async def live(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
         now = int(time.time() * 1000)
         chats = self.store.chats.open_in(list(who.agencies))
-        return self._html(pages.live(self._page(who, sid), self._agency_names(who), chats, now))
+        return html_response(pages.live(self._page(who, sid), self._agency_names(who), chats, now))
 
     async def search(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
         form = {k: request.query.get(k, "").strip() for k in
@@ -254,7 +265,7 @@ class ConsoleWeb:
             else:
                 hits = [h for h in self.records.search(form["q"], actor=who.user_id, origin=self.client_address(request),
                                                        **filters) if h.agency in who.agencies]
-        return self._html(pages.search(self._page(who, sid), form, agencies, topics, hits, error))
+        return html_response(pages.search(self._page(who, sid), form, agencies, topics, hits, error))
 
     @staticmethod
     def _filters(form: dict[str, str], agencies: dict[str, str], topics: dict[str, str]) -> dict[str, Any]:
@@ -275,7 +286,7 @@ class ConsoleWeb:
     async def chat(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
         chat = self._chat_for(who, request.match_info["chat_id"], "transcript.viewed", self.client_address(request))
         doc = self.records.view(chat.id, actor=who.user_id, origin=self.client_address(request))
-        return self._html(pages.transcript(self._page(who, sid), doc, self.store.feedback.get(chat.id),
+        return html_response(pages.transcript(self._page(who, sid), doc, self.store.feedback.get(chat.id),
                                            can_hold=True))
 
     async def export(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
@@ -301,7 +312,7 @@ class ConsoleWeb:
         raise web.HTTPSeeOther(f"/console/chats/{chat.id}")
 
     async def feedback(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
-        return self._html(pages.feedback_list(self._page(who, sid), self.store.feedback.recent(list(who.agencies))))
+        return html_response(pages.feedback_list(self._page(who, sid), self.store.feedback.recent(list(who.agencies))))
 
     async def key(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
-        return self._html(pages.signing_key(self._page(who, sid), self.records.signer.public_key))
+        return html_response(pages.signing_key(self._page(who, sid), self.records.signer.public_key))

@@ -8,6 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.console.auth import ConsoleAuth
+from bridge.client_address import ClientAddresses
 from bridge.console.reports_web import ReportsWeb
 from bridge.console.web import COOKIE, ConsoleWeb
 from bridge.limits import Limit, Rate
@@ -31,9 +32,10 @@ class Env:
         self.auth = ConsoleAuth(self.store, self.records, lambda u: supervisors.get(u, ()),
                                 self.config.get("web.public_url"), clock=lambda: self.clock[0],
                                 sign_in_limit=sign_in_limit)
+        addresses = ClientAddresses(self.config.get("web.trusted_proxies"))
         self.console = ConsoleWeb(self.config, self.store, self.auth, self.records,
-                                  Retention(self.config, self.store, self.records), "@precinct:police.example")
-        ReportsWeb(self.console)
+                                  Retention(self.config, self.store, self.records), "@precinct:police.example",
+                                  addresses, sections=[ReportsWeb(self.config, self.store, self.records, addresses)])
 
     def chat(self, agency: str = "central", n: int = 1):  # type: ignore[no-untyped-def]
         chat = self.store.chats.create(f"c{agency}{n}", f"h{agency}{n}", "general", agency, "Sam", "en")

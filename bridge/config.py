@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -891,15 +891,22 @@ def _doc_lines(doc: str, tag: str) -> list[str]:
     return [first + tag, *rest]
 
 
-def render_example() -> str:
-    """The documented example config, straight from the schema (what example-config.yaml must contain)."""
+def render_example(values: Mapping[str, Any] | None = None) -> str:
+    """The documented example config, straight from the schema (what example-config.yaml must contain).
+
+    ``values`` (key path → value) replace the examples, comments kept: a configuration written for a
+    place (the demo's) is this same text with its own values, never the example edited afterwards."""
+    values = dict(values or {})
+    unknown = sorted(set(values) - {key.path for key in SCHEMA})
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: not a configuration key")
     lines = ["# Precinct configuration. Every key is listed with its explanation and default.",
              "# Values can also be set by environment variables: PRECINCT_<SECTION>__<KEY>,",
              "# e.g. PRECINCT_APPSERVICE__HS_TOKEN. Keys marked 'required' have no default.", ""]
     section = None
     for key in SCHEMA:
         parts = key.path.split(".")
-        value = key.example if key.example is not None else key.default
+        value = values[key.path] if key.path in values else key.example if key.example is not None else key.default
         tag = " (required)" if key.required else ""
         tag += " (secret)" if key.secret else ""
         if len(parts) == 1:

@@ -21,11 +21,9 @@ import asyncio
 import contextlib
 import fcntl
 import importlib.util
-import io
 import json
 import logging
 import os
-import re
 import secrets
 import signal
 import socket
@@ -140,70 +138,40 @@ def pick_port(preferred: int | None, taken: set[int]) -> int:
 
 # ---- the bridge configuration ----------------------------------------------------------------------
 
-def _flow(key: str, value: Any) -> str:
-    dumped = yaml.safe_dump({key: value}, default_flow_style=True, allow_unicode=True, width=1000).strip()
-    return dumped[1:-1]
-
-
-def set_section_key(text: str, section: str, key: str, value: Any) -> str:
-    """Set ``section.key`` in config text written in the example's layout, keeping every comment."""
-    lines = text.splitlines(keepends=True)
-    current = None
-    for i, line in enumerate(lines):
-        if line[:1].isalpha():
-            current = line.split(":", 1)[0].strip()
-        elif current == section and re.match(rf"^\s+{re.escape(key)}:", line):
-            indent = line[: len(line) - len(line.lstrip())]
-            lines[i] = f"{indent}{_flow(key, value)}\n"
-            return "".join(lines)
-    raise DemoError(f"cannot find {section}.{key} in the configuration to update it")
-
-
-def set_top_level(text: str, key: str, value: Any) -> str:
-    """Replace a top-level block (``agencies:``, ``topics:``) keeping the comments around it."""
-    lines = text.splitlines(keepends=True)
-    for start, line in enumerate(lines):
-        if line.startswith(f"{key}:"):
-            end = start + 1
-            while end < len(lines) and lines[end][:1] in (" ", "-"):
-                end += 1
-            block = yaml.safe_dump({key: value}, sort_keys=False, allow_unicode=True)
-            return "".join(lines[:start]) + block + "".join(lines[end:])
-    raise DemoError(f"cannot find {key} in the configuration to set it")
+def port_values(ports: dict[str, int]) -> dict[str, Any]:
+    """The configuration keys that follow from the demo's ports (all on loopback)."""
+    return {"homeserver.url": f"http://{LOOPBACK}:{ports['homeserver']}",
+            "appservice.bind_host": LOOPBACK, "appservice.port": ports["appservice"],
+            "appservice.url": f"http://{LOOPBACK}:{ports['appservice']}",
+            "web.bind_host": LOOPBACK, "web.port": ports["web"], "web.public_url": f"http://{LOOPBACK}:{ports['web']}",
+            "metrics.bind_host": LOOPBACK, "metrics.port": ports["metrics"]}
 
 
 def demo_config_text(ports: dict[str, int]) -> str:
-    """The example configuration from the schema, set up for the demo (secrets still placeholders)."""
-    text = cfg.render_example()
-    text = "# Made by `python -m bridge demo` from the example configuration; kept between runs.\n" + text
-    text = set_section_key(text, "homeserver", "server_name", SERVER_NAME)
-    text = with_ports(text, ports)
+    """The example configuration from the schema with the demo's values, fresh secrets included."""
+    from .appservice.registration import new_tokens
+
+    as_token, hs_token = new_tokens()
     # The demo officer is the agency's supervisor too, so `!console` to the bot opens the supervisor console.
-    text = set_top_level(text, "agencies", [{"id": AGENCY_ID, "name": AGENCY_NAME,
-                                             "officers": [f"@{OFFICER_LOCALPART}:{SERVER_NAME}"],
-                                             "supervisors": [f"@{OFFICER_LOCALPART}:{SERVER_NAME}"]}])
-    text = set_top_level(text, "topics", [{"id": tid, "label": label, "agency": AGENCY_ID} for tid, label in TOPICS])
-    return text
+    values = {**port_values(ports), "homeserver.server_name": SERVER_NAME,
+              "appservice.as_token": as_token, "appservice.hs_token": hs_token,
+              "crypto.pickle_key": secrets.token_hex(32),
+              "agencies": [{"id": AGENCY_ID, "name": AGENCY_NAME, "officers": [f"@{OFFICER_LOCALPART}:{SERVER_NAME}"],
+                            "supervisors": [f"@{OFFICER_LOCALPART}:{SERVER_NAME}"]}],
+              "topics": [{"id": tid, "label": label, "agency": AGENCY_ID} for tid, label in TOPICS]}
+    return ("# Made by `python -m bridge demo` from the example configuration; kept between runs.\n"
+            + cfg.render_example(values))
 
 
-def with_ports(text: str, ports: dict[str, int]) -> str:
-    text = set_section_key(text, "homeserver", "url", f"http://{LOOPBACK}:{ports['homeserver']}")
-    text = set_section_key(text, "appservice", "bind_host", LOOPBACK)
-    text = set_section_key(text, "appservice", "port", ports["appservice"])
-    text = set_section_key(text, "appservice", "url", f"http://{LOOPBACK}:{ports['appservice']}")
-    text = set_section_key(text, "web", "bind_host", LOOPBACK)
-    text = set_section_key(text, "web", "port", ports["web"])
-    text = set_section_key(text, "web", "public_url", f"http://{LOOPBACK}:{ports['web']}")
-    if not re.search(r"^metrics:", text, re.MULTILINE):           # demo data made before metrics existed
-        text = text.rstrip("\n") + "\n\nmetrics:\n  bind_host: 127.0.0.1\n  port: 29331\n"
-    text = set_section_key(text, "metrics", "bind_host", LOOPBACK)
-    text = set_section_key(text, "metrics", "port", ports["metrics"])
-    return text
+def port_overrides(ports: dict[str, int]) -> dict[str, str]:
+    """Moved ports for one run, as the configuration's own environment overrides (config.yaml stays as the
+    person left it: no rewriting of a file they may have edited)."""
+    return {cfg.env_name(path): str(value) for path, value in port_values(ports).items()}
 
 
 def _configured_ports(config: cfg.Config) -> dict[str, int]:
-    hs_port = re.match(r"^https?://[^/:]+:(\d+)", config.get("homeserver.url"))
-    return {"homeserver": int(hs_port.group(1)) if hs_port else 0,
+    hs_port = urllib.parse.urlsplit(config.get("homeserver.url")).port
+    return {"homeserver": hs_port or 0,
             "appservice": config.get("appservice.port"), "web": config.get("web.port"),
             "metrics": config.get("metrics.port")}
 
@@ -229,16 +197,15 @@ def prepare_data_dir(files: DemoFiles) -> None:
 
 
 def ensure_config(files: DemoFiles) -> cfg.Config:
-    """Create config.yaml and registration.yaml on the first run; later keep them, moving only busy ports."""
-    from .appservice.registration import generate_registration, registration
+    """Create config.yaml and registration.yaml on the first run; later keep them, moving only busy ports
+    (for that run, through the configuration's environment overrides)."""
+    from .appservice.registration import registration
 
     if not files.config.exists():
         ports = choose_ports(PREFERRED_PORTS)
         draft = files.dir / "config.yaml.new"
         write_private(draft, demo_config_text(ports))
-        with contextlib.redirect_stdout(io.StringIO()):      # its "add it to the homeserver" advice is for admins
-            generate_registration(draft, files.registration)  # real secrets in, validated, registration written
-        os.chmod(draft, 0o600)
+        cfg.load_file(draft)                                  # validated before it becomes config.yaml
         os.replace(draft, files.config)                       # only a complete config ever becomes config.yaml
         say(f"Created {files.config} (new secrets) and {files.registration}.")
     config = cfg.load_file(files.config)
@@ -246,9 +213,8 @@ def ensure_config(files: DemoFiles) -> cfg.Config:
     ports = choose_ports(old)
     if ports != old:
         moved = ", ".join(f"{name} {old[name]} → {ports[name]}" for name in ports if ports[name] != old[name])
-        say(f"Ports in use by something else, moved: {moved} (saved in {files.config.name}).")
-        write_private(files.config, with_ports(files.config.read_text(encoding="utf-8"), ports))
-        config = cfg.load_file(files.config)
+        say(f"Ports in use by something else, moved for this run: {moved} ({files.config.name} is unchanged).")
+        config = cfg.load_file(files.config, environ={**os.environ, **port_overrides(ports)})
     if config.get("homeserver.server_name") != SERVER_NAME:
         raise DemoError(f"{files.config} is for server {config.get('homeserver.server_name')!r}, the demo's "
                         f"Synapse is {SERVER_NAME!r}; use another --data directory")

@@ -4,7 +4,7 @@
                                     [--message-frames 2000] [--typing-frames 20000] [--keep]
                                     [--scenarios chats,messages,typing] [--stored-flood] [--busy-disk] [--quick]
 
-Run from the repository root.  It starts its own Synapse (bridge/localhs.py) and the real
+Run from the repository root.  It starts its own Synapse (bridge/devtools/localhs.py) and the real
 bridge process on free loopback ports in a temporary directory, configured as the integration
 tests are (tests/conftest.py) but with the product's own defaults for every abuse defence.
 Every request goes to loopback only; each hostile address is a 127.0.0.x address the client

@@ -198,7 +198,7 @@ async def wait_up(url: str, proc: subprocess.Popen) -> None:
 
 
 def free_port() -> int:
-    from bridge.localhs import free_port as free
+    from bridge.devtools.localhs import free_port as free
     return free()
 
 

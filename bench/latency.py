@@ -3,7 +3,7 @@
     .venv/bin/python bench/latency.py [--visitors 1,10,100] [--messages 5] [--concurrency 10]
                                       [--open-concurrency N] [--pool-size 5] [--keep]
 
-Run from the repository root.  It starts its own Synapse (bridge/localhs.py) and
+Run from the repository root.  It starts its own Synapse (bridge/devtools/localhs.py) and
 the real bridge process on free 127.0.0.1 ports in a temporary directory, set up
 exactly as the integration tests do (tests/conftest.py, tests/support), with one
 officer: a real encrypted matrix-nio client (NioOfficer).  For each visitor
@@ -67,7 +67,7 @@ sys.path.insert(0, str(ROOT))
 import nio  # noqa: E402
 import yaml  # noqa: E402
 
-from bridge.localhs import LocalSynapse, free_port  # noqa: E402
+from bridge.devtools.localhs import LocalSynapse, free_port  # noqa: E402
 from tests.conftest import OFFICERS, PASSWORD, SERVER, write_bridge_config  # noqa: E402
 from tests.support.bridge_db import room_of  # noqa: E402
 from tests.support.bridge_process import BridgeProcess  # noqa: E402

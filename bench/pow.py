@@ -40,7 +40,7 @@ from aiohttp import web  # noqa: E402
 from playwright.async_api import async_playwright  # noqa: E402
 
 from bridge import config as cfg  # noqa: E402
-from bridge.localhs import free_port  # noqa: E402
+from bridge.devtools.localhs import free_port  # noqa: E402
 from bridge.web import pow  # noqa: E402
 from bridge.web.server import public_app  # noqa: E402
 from bridge.web.visitor_api import VisitorApi  # noqa: E402

@@ -84,7 +84,12 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger("nio").setLevel(logging.WARNING)
             asyncio.run(_run(config))
         elif args.command == "demo":
-            from .demo import run_demo
+            try:
+                from .devtools.demo import run_demo
+            except ImportError:
+                print("The demo is a developer tool: run it from a checkout of the repository (make demo); "
+                      "the installed package leaves it out.", file=sys.stderr)
+                return 2
             return run_demo(args.data)
     except cfg.ConfigError as e:
         print(f"Configuration error: {e}", file=sys.stderr)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bridge.localhs import LocalSynapse, free_port
+from bridge.devtools.localhs import LocalSynapse, free_port
 from tests.support.bridge_process import BridgeProcess
 from tests.support import limited, lowfd, pow_bridge, proxied, supervisor_room
 from tests.support.officer import NioOfficer, OfficerPool

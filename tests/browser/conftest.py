@@ -15,7 +15,7 @@ import nio
 import pytest
 from playwright.async_api import Browser, BrowserContext, Locator, Page, async_playwright, expect
 
-from bridge.localhs import free_port
+from bridge.devtools.localhs import free_port
 from tests.conftest import MatrixEnv
 from tests.support.agency_site import AgencySite
 from tests.support.browser import ChromiumProcess

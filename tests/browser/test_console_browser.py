@@ -13,7 +13,7 @@ from pathlib import Path
 
 from playwright.async_api import Browser, Page, expect
 
-from bridge.localhs import free_port
+from bridge.devtools.localhs import free_port
 from tests.conftest import SERVER, SUPERVISOR, MatrixEnv
 from tests.integration.test_console_live import audit_rows, console_link
 from tests.integration.test_conversation import open_chat

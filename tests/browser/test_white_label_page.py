@@ -13,7 +13,7 @@ from aiohttp import web
 from playwright.async_api import Browser, expect
 
 from bridge import config as cfg
-from bridge.localhs import free_port
+from bridge.devtools.localhs import free_port
 from bridge.web.server import public_app
 from bridge.web.visitor_api import VisitorApi
 from tests.integration.test_attachments import tiny_png

@@ -1,4 +1,4 @@
-"""Integration tests for bridge.localhs: a real Synapse, started on loopback.
+"""Integration tests for bridge.devtools.localhs: a real Synapse, started on loopback.
 
 One homeserver with an appservice registration (module-scoped, started once),
 and two homeservers federating with each other over TLS on 127.0.0.1.
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bridge.localhs import LocalSynapse, free_port, request_json
+from bridge.devtools.localhs import LocalSynapse, free_port, request_json
 
 AS_TOKEN = "as-token-" + uuid.uuid4().hex
 HS_TOKEN = "hs-token-" + uuid.uuid4().hex

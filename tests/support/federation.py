@@ -19,7 +19,7 @@ from typing import Iterator
 
 import yaml
 
-from bridge.localhs import LocalSynapse, free_port
+from bridge.devtools.localhs import LocalSynapse, free_port
 
 from .bridge_process import BridgeProcess
 from .limited import LOOSE_LIMITS

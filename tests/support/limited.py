@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from bridge.localhs import free_port
+from bridge.devtools.localhs import free_port
 
 from .bridge_process import BridgeProcess
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from bridge.localhs import free_port
+from bridge.devtools.localhs import free_port
 
 from .bridge_process import BridgeProcess
 from .limited import LOOSE_LIMITS

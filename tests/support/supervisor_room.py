@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from bridge.localhs import request_json
+from bridge.devtools.localhs import request_json
 
 
 def login(hs_url: str, localpart: str, password: str) -> str:

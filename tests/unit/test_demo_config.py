@@ -1,4 +1,4 @@
-"""The demo's configuration (bridge/demo.py) is the example rendered with the demo's values by config.py,
+"""The demo's configuration (bridge/devtools/demo.py) is the example rendered with the demo's values by config.py,
 never the example's text edited afterwards; busy ports move for one run through the configuration's own
 environment overrides and leave config.yaml as the person left it."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bridge import config as cfg
-from bridge import demo
+from bridge.devtools import demo
 
 
 def test_values_replace_the_examples_and_every_comment_stays():

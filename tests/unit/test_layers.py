@@ -2,8 +2,9 @@
 that points up, or across between packages of the same layer (web and officers, say).
 
     layer 10 __main__       the command line
-    layer 9  demo           the demo (its own bridge and homeserver)
-    layer 8  app, localhs   the bridge wired together; a local Synapse for the demo, tests and benchmarks
+    layer 9  devtools       run from a checkout, left out of the wheel: the demo (its own bridge and
+                            homeserver) and the local Synapse of the demo, tests and benchmarks
+    layer 8  app            the bridge wired together
     layer 7  console        (officers' and supervisors' web console, reports on the web)
     layer 6  edges          appservice, officers, web, webhooks, reports
     layer 5  chats          the chat domain: life cycle, inbound/outbound, queue, hub
@@ -32,7 +33,7 @@ LAYERS: dict[str, int] = {
     "config": 1, "journal": 1, "store": 2, "matrix": 3, "records": 4, "chats": 5,
     **dict.fromkeys(["appservice", "officers", "web", "webhooks", "reports"], 6),
     "console": 7,
-    "app": 8, "localhs": 8, "demo": 9, "__main__": 10,
+    "app": 8, "devtools": 9, "__main__": 10,
 }
 
 
@@ -84,7 +85,7 @@ def test_the_walk_sees_imports():
 def test_client_server_paths_are_spelled_only_in_cs_api():
     """Requests to the homeserver are built in bridge/matrix/cs_api.py alone (docstrings aside; the demo's
     local homeserver and the appservice's own routes are not requests the bridge makes)."""
-    allowed = {Path("matrix/cs_api.py"), Path("demo.py"), Path("localhs.py")}
+    allowed = {Path("matrix/cs_api.py"), Path("devtools/demo.py"), Path("devtools/localhs.py")}
     found = []
     for path in sorted(BRIDGE.rglob("*.py")):
         rel = path.relative_to(BRIDGE)

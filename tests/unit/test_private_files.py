@@ -92,7 +92,7 @@ def test_config_refuses_identical_secrets_naming_both_keys(tmp_path: Path, same:
 
 
 def test_the_demo_data_folder_is_owner_only_and_an_older_one_is_narrowed(tmp_path: Path, loose_umask):
-    from bridge import demo
+    from bridge.devtools import demo
 
     older = demo.DemoFiles(tmp_path / "demo-data")
     older.dir.mkdir()

@@ -37,9 +37,9 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
-from . import config as cfg
+from .. import config as cfg
 from .localhs import LocalSynapse, free_port, request_json
-from .private_files import private_dir, tighten_tree, write_private
+from ..private_files import private_dir, tighten_tree, write_private
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def port_values(ports: dict[str, int]) -> dict[str, Any]:
 
 def demo_config_text(ports: dict[str, int]) -> str:
     """The example configuration from the schema with the demo's values, fresh secrets included."""
-    from .appservice.registration import new_tokens
+    from ..appservice.registration import new_tokens
 
     as_token, hs_token = new_tokens()
     # The demo officer is the agency's supervisor too, so `!console` to the bot opens the supervisor console.
@@ -199,7 +199,7 @@ def prepare_data_dir(files: DemoFiles) -> None:
 def ensure_config(files: DemoFiles) -> cfg.Config:
     """Create config.yaml and registration.yaml on the first run; later keep them, moving only busy ports
     (for that run, through the configuration's environment overrides)."""
-    from .appservice.registration import registration
+    from ..appservice.registration import registration
 
     if not files.config.exists():
         ports = choose_ports(PREFERRED_PORTS)
@@ -381,7 +381,7 @@ async def run_bridge(config: cfg.Config, synapse: LocalSynapse, after_start: Cal
     the bridge's appservice listener is up, so Synapse can deliver what it causes
     (device-list changes) instead of queueing it for a bridge that is not there.
     """
-    from .app import Bridge
+    from ..app import Bridge
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -1,0 +1,8 @@
+"""Developer tools, run from a checkout of the repository, not part of the installed package.
+
+``demo``     ``python -m bridge demo`` (``make demo``): a local Synapse, the bridge and a demo officer.
+``localhs``  a real Synapse on loopback for the demo, the tests and the benchmarks; its settings template
+             is the repository's ``config/demo-homeserver.yaml``.
+
+The wheel leaves this package out (setup.cfg); nothing in the running bridge imports it.
+"""

@@ -1,0 +1,6 @@
+"""The appservice side of the bridge: what the homeserver calls, and the file that tells it to.
+
+    endpoint.py      /_matrix/app/v1: authenticate the homeserver, store each transaction, then answer
+                     (commit before acknowledging), user queries, the start-up ping
+    registration.py  the registration file (namespaces, tokens, MSC flags) and ``generate-registration``
+"""

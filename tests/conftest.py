@@ -15,6 +15,7 @@ import yaml
 
 from bridge.devtools.localhs import LocalSynapse, free_port
 from tests.support.bridge_process import BridgeProcess
+from tests.support.configs import crypto_section
 from tests.support import limited, lowfd, pow_bridge, proxied, supervisor_room
 from tests.support.officer import NioOfficer, OfficerPool
 from tests.support.visitor import Visitor
@@ -112,7 +113,7 @@ def write_bridge_config(dir: Path, hs_url: str) -> tuple[Path, dict]:
         "site": {"quick_exit_url": f"{agency_site}/weather", "phone_number": "101"},
         "store": {"path": "precinct.db", "crypto_dir": "crypto"},
         "metrics": {"port": metrics_port},
-        "crypto": {"pickle_key": "placeholder", "undecryptable_wait_seconds": 6},
+        "crypto": crypto_section(),
         # No queue cap for the shared agencies: earlier tests' chats and the property tests' floods wait there.
         "chats": {"puppet_pool_size": 2, "max_waiting_per_agency": 0},
         "officers": {"presence_poll_seconds": 2},

@@ -15,3 +15,14 @@ def example_config(base_dir: Path) -> cfg.Config:
     raw["appservice"].update(as_token="a" * 64, hs_token="b" * 64)
     raw["crypto"]["pickle_key"] = "c" * 64
     return cfg.load(raw, base_dir, {})
+
+
+# What every test bridge sets for the key wait: when the homeserver's push skips an officer's room key for the
+# bot (bench/README.md), the bot asks the officer to discard the session and send again once this wait is over;
+# with the default minute, that path would not fit inside the tests' own deadlines (about a minute per step).
+UNDECRYPTABLE_WAIT_SECONDS = 6
+
+
+def crypto_section(**extra: object) -> dict[str, object]:
+    """The ``crypto`` section of a test bridge's configuration."""
+    return {"pickle_key": "placeholder", "undecryptable_wait_seconds": UNDECRYPTABLE_WAIT_SECONDS, **extra}

@@ -27,6 +27,7 @@ import yaml
 from bridge.devtools.localhs import free_port
 
 from .bridge_process import BridgeProcess
+from tests.support.configs import crypto_section
 
 ROOT = Path(__file__).parents[2]
 OFFICER = "limitofficer"            # named in its agency, never signed in: no test's officer sees its rooms
@@ -110,7 +111,7 @@ def prepare(dir: Path, hs_url: str, server: str) -> Path:
         "site": {"phone_number": PHONE, "emergency_number": "999"},
         "store": {"path": "precinct.db", "crypto_dir": "crypto"},
         "metrics": {"port": metrics_port},
-        "crypto": {"pickle_key": "placeholder"},
+        "crypto": crypto_section(),
         "chats": {"puppet_pool_size": 0, "max_waiting_per_agency": 0},
         "limits": TIGHT,
         "agencies": [{"id": "limitdesk", "name": "Limited Desk Police", "officers": [f"@{OFFICER}:{server}"],

@@ -18,6 +18,7 @@ import yaml
 from bridge.devtools.localhs import free_port
 
 from .bridge_process import BridgeProcess
+from tests.support.configs import crypto_section
 
 ROOT = Path(__file__).parents[2]
 OFFICER = "lowfdofficer"
@@ -59,8 +60,7 @@ def prepare(dir: Path, hs_url: str, server: str) -> Path:
         "site": {"phone_number": PHONE, "emergency_number": "999"},
         "store": {"path": "precinct.db", "crypto_dir": "crypto"},
         "metrics": {"port": metrics_port},
-        "crypto": {"pickle_key": "placeholder", "idle_unload_seconds": IDLE_UNLOAD_SECONDS,
-                   "undecryptable_wait_seconds": 6},
+        "crypto": crypto_section(idle_unload_seconds=IDLE_UNLOAD_SECONDS),
         "chats": {"puppet_pool_size": 0, "max_waiting_per_agency": 0},
         "limits": {f"{what}_{scope}": loose for what in ("chats", "offline_messages", "uploads", "console_sign_ins")
                    for scope in ("per_address", "overall")},

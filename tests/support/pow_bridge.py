@@ -21,6 +21,7 @@ from bridge.devtools.localhs import free_port
 
 from .bridge_process import BridgeProcess
 from .limited import LOOSE_LIMITS
+from tests.support.configs import crypto_section
 
 ROOT = Path(__file__).parents[2]
 POW_HOST = "127.0.0.2"          # the agency site that embeds this bridge's widget
@@ -63,7 +64,7 @@ def prepare(dir: Path, hs_url: str, server: str) -> tuple[Path, Path]:
                 "embed_origins": [f"http://{POW_HOST}:{free_port(POW_HOST)}"]},
         "store": {"path": "precinct.db", "crypto_dir": "crypto"},
         "metrics": {"port": metrics_port},
-        "crypto": {"pickle_key": "placeholder"},
+        "crypto": crypto_section(),
         "chats": {"puppet_pool_size": 0, "max_waiting_per_agency": 0},
         "proof_of_work": POW,
         "limits": LOOSE_LIMITS,         # its tests start their chats from 127.0.0.1 (limits: limited.py)

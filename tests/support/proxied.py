@@ -30,6 +30,7 @@ from bridge.devtools.localhs import free_port
 
 from .bridge_process import BridgeProcess
 from .limited import LOOSE_LIMITS
+from tests.support.configs import crypto_section
 
 ROOT = Path(__file__).parents[2]
 SAMPLE = ROOT / "config" / "nginx-precinct.conf"
@@ -85,7 +86,7 @@ def prepare(dir: Path, hs_url: str, server: str) -> Path:
                  "primary_color": "#5a2d82"},
         "store": {"path": "precinct.db", "crypto_dir": "crypto"},
         "metrics": {"port": metrics_port},
-        "crypto": {"pickle_key": "placeholder"},
+        "crypto": crypto_section(),
         "chats": {"puppet_pool_size": 0, "max_waiting_per_agency": 0},
         "attachments": {"max_bytes": ATTACHMENT_LIMIT},
         "limits": LOOSE_LIMITS,

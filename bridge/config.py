@@ -28,7 +28,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Key:
     path: str                 # dotted path, e.g. "appservice.hs_token"
-    kind: type | str          # str, int, float, bool, "list", "agencies", "topics", "rate", "networks"
+    kind: type | str          # str, int, float, bool, "list", "agencies", "topics", "scenarios", "rate", "networks"
     default: Any = None       # None with required=True means it must be given
     doc: str = ""
     required: bool = False
@@ -215,6 +215,16 @@ SCHEMA: list[Key] = [
     Key("console.idle_minutes", int, 30,
         "A console session ends after this many minutes without a request (CJIS AC-11: at most 30).",
         check=lambda v: None if 1 <= v <= 30 else "must be between 1 and 30 minutes"),
+    Key("training.scenarios", "scenarios",
+        default=[{"id": "stolen-bike", "title": "Stolen bicycle",
+                  "lines": ["Hi, my bike was stolen from outside the station this morning.",
+                            "It's a blue Trek, I locked it to the railings at about 8.",
+                            "I have a photo of it and the frame number at home.",
+                            "Thanks, what happens next?"]}],
+        doc="Practice chats a supervisor starts with `!practice [scenario] [@trainee]` in a dispatch room: the "
+            "bridge plays the citizen, saying the first line at once and the next after each officer reply. "
+            "Practice chats are marked as training, never counted in reports or sent to webhooks, and kept "
+            "for records.training_retention_days."),
     Key("reports.summary_rooms", "rooms", default={},
         doc="Where the bot posts each agency's daily summary (yesterday's figures): agency id → room ID, e.g. "
             "{central: '!supervisors:police.example'}. Invite the bot to the room; agencies not listed get none."),
@@ -372,6 +382,9 @@ SCHEMA: list[Key] = [
     Key("records.signing_key_path", str, "records-signing.key",
         "Ed25519 key that signs each closed chat's transcript; created (mode 0600) on first start. Keep it with the "
         "config's secrets and back it up: `python -m bridge records public-key` prints what verifiers need."),
+    Key("records.training_retention_days", int, 90,
+        "Finished practice chats (training) are purged this many days after closing: their own retention, "
+        "apart from real chats'. Chats under legal hold are never purged.", check=_positive),
     Key("records.retention_days", int, 730,
         "Closed chats are purged this many days after closing (an agency's retention_days overrides it); "
         "chats under legal hold are never purged.", check=_positive),
@@ -466,6 +479,14 @@ class Topic:
 
 
 @dataclass(frozen=True)
+class Scenario:
+    """A practice chat's script: what the bridge, playing the citizen, says in turn."""
+    id: str
+    title: str
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Webhook:
     agency: str
     url: str
@@ -481,6 +502,7 @@ class Config:
     agencies: list[Agency] = field(default_factory=list)
     topics: list[Topic] = field(default_factory=list)
     webhooks: list[Webhook] = field(default_factory=list)
+    scenarios: tuple[Scenario, ...] = ()
 
     def get(self, path: str) -> Any:
         return self.values[path]
@@ -495,6 +517,12 @@ class Config:
 
     def agency(self, agency_id: str) -> Agency:
         return next(a for a in self.agencies if a.id == agency_id)
+
+    def scenario(self, scenario_id: str | None) -> Scenario | None:
+        """The practice scenario with this ID (the first one for None); None if there is no such one."""
+        if scenario_id is None:
+            return self.scenarios[0] if self.scenarios else None
+        return next((sc for sc in self.scenarios if sc.id == scenario_id), None)
 
     def retention_days(self, agency_id: str) -> int:
         """How long this agency's closed chats are kept."""
@@ -750,6 +778,27 @@ def _parse_agencies(value: Any, default_server: str = "") -> list[Agency]:
     return out
 
 
+def _parse_scenarios(value: Any) -> tuple[Scenario, ...]:
+    if not isinstance(value, list):
+        raise ConfigError("training.scenarios: expected a list of scenarios (id, title, lines)")
+    out: list[Scenario] = []
+    for i, sc in enumerate(value):
+        where = f"training.scenarios[{i}]"
+        if not isinstance(sc, dict) or set(sc) != {"id", "title", "lines"}:
+            raise ConfigError(f"{where}: expected a mapping with exactly id, title and lines")
+        if not isinstance(sc["id"], str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", sc["id"]):
+            raise ConfigError(f"{where}.id: expected a short name of lower-case letters, digits and dashes")
+        if sc["id"] in {o.id for o in out}:
+            raise ConfigError(f"{where}.id: {sc['id']!r} is used twice")
+        if not isinstance(sc["title"], str) or not sc["title"].strip():
+            raise ConfigError(f"{where}.title: expected a non-empty text")
+        lines = sc["lines"]
+        if not isinstance(lines, list) or not lines or not all(isinstance(t, str) and t.strip() for t in lines):
+            raise ConfigError(f"{where}.lines: expected a non-empty list of non-empty texts")
+        out.append(Scenario(sc["id"], sc["title"].strip(), tuple(t.strip() for t in lines)))
+    return tuple(out)
+
+
 def _parse_topics(value: Any, agencies: list[Agency]) -> list[Topic]:
     if not isinstance(value, list) or not value:
         raise ConfigError("topics: expected a non-empty list of topics")
@@ -832,6 +881,7 @@ def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Co
     agencies = _parse_agencies(values["agencies"], values["homeserver.server_name"])
     _check_officer_servers(agencies, values["homeserver.server_name"], values["federation.allowed_servers"])
     topics = _parse_topics(values["topics"], agencies)
+    scenarios = _parse_scenarios(values["training.scenarios"])
     known_topics = {t.id for t in topics}
     for i, a in enumerate(agencies):
         if set(a.topics) - known_topics:
@@ -855,7 +905,7 @@ def load(raw: dict, base_dir: Path, environ: dict[str, str] | None = None) -> Co
         raise ConfigError("reports.summary_rooms: expected agency id → room ID like !abc:police.example")
     if unknown := set(rooms) - {a.id for a in agencies}:
         raise ConfigError(f"reports.summary_rooms: {sorted(unknown)} not among the agencies {[a.id for a in agencies]}")
-    return Config(values, base_dir, agencies, topics, webhooks)
+    return Config(values, base_dir, agencies, topics, webhooks, scenarios)
 
 
 DISTINCT_SECRETS = ("appservice.as_token", "appservice.hs_token", "crypto.pickle_key")

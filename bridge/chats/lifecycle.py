@@ -27,7 +27,7 @@ from typing import Any, Callable
 import aiohttp
 
 from .. import metrics
-from ..config import Config
+from ..config import Config, Scenario
 from ..matrix import rooms
 from ..matrix.rooms import RoomPolicy
 from ..matrix.crypto import Crypto, CryptoError, decrypt_file, encrypt_file
@@ -39,7 +39,7 @@ from ..store.chats import ACTIVE, CLOSED, WAITING, Chat
 from ..store.tickets import Ticket
 from . import notices
 from ..store.messages import OFFICER, SYSTEM, VISITOR, Message
-from . import attachments, queue
+from . import attachments, queue, training
 from .hub import ChatHub
 from ..journal import Journal, LogJournal
 
@@ -147,6 +147,34 @@ class ChatService:
         # No set-up yet: the puppet and room come with the first message or a claim (see needs_room).
         self.listener.queued(chat)
         return chat, token
+
+    def open_practice(self, scenario: Scenario, agency_id: str, by: str, origin: str | None) -> Chat:
+        """A practice chat for this agency (training.py): queued like any chat, marked as training, its
+        citizen played by the bridge from the scenario, which says its first line now."""
+        topic = next((t for t in self.config.topics if t.agency == agency_id), self.config.topics[0])
+        with self.store.db.transaction():
+            chat = self.store.chats.create(secrets.token_urlsafe(12), hash_token(secrets.token_urlsafe(32)),
+                                           topic.id, agency_id, training.CITIZEN_NAME, "en", training=scenario.id)
+            self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("queued"))
+            self.journal.chat_event(chat.id, "queued", None, number=chat.number, agency=chat.agency,
+                                    topic=chat.topic, language="en", training=scenario.id, started_by=by)
+            self.journal.audit("chat.practice", by, target=chat.id, origin=origin, agency=agency_id,
+                               scenario=scenario.id, number=chat.number)
+        self.listener.queued(chat)
+        self._practice_line(chat)
+        return self.store.chats.refresh(chat)
+
+    def _practice_line(self, chat: Chat) -> None:
+        """The scripted citizen's next line, if one is due (training.next_line)."""
+        scenario = self.config.scenario(chat.training)
+        chat = self.store.chats.refresh(chat)
+        if scenario is None or chat.state == CLOSED:
+            return
+        due = training.next_line(scenario, self.store.messages.count_from(chat.id, VISITOR),
+                                 self.store.messages.count_from(chat.id, OFFICER))
+        if due is not None:
+            index, text = due
+            self.visitor_message(chat, training.client_id(index), text)
 
     def queue_place(self, chat: Chat) -> tuple[int | None, int | None]:
         """(position, estimated seconds) for a waiting chat; position 1 is answered next.
@@ -458,6 +486,8 @@ class ChatService:
             metrics.first_response(chat.agency, chat.created_ts, msg.ts)
         self.hub.messages(chat.id)
         self.listener.officer_said(chat, user_id)
+        if chat.training:
+            self._practice_line(chat)
         return msg
 
     async def attachment_sha256(self, chat: Chat, mxc: str, file_info: dict | None, max_bytes: int) -> str | None:
@@ -530,7 +560,7 @@ class ChatService:
         if chat.puppet != puppet.user_id:
             self.store.chats.set_puppet(chat.id, puppet.user_id)
         topic = self.config.topic(chat.topic)
-        name = f"Chat {chat.number} — {topic.label}"
+        name = training.room_name(chat.number, topic.label, chat.training)
         officers: list[str] = []               # nobody before a claim: routing invites whoever takes it
         renamed = self.api.set_display_name(puppet.user_id, chat.display_name) if chat.display_name else None
         if puppet.room_id:                     # from the pool: the room exists, give it this chat's face

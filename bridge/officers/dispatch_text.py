@@ -39,6 +39,8 @@ def chat_notice(chat: Chat, topic_label: str, now_ms: int, prefix: str) -> str:
         head = "🚨 EMERGENCY · " + head
     elif chat.priority:
         head = "⚑ High priority · " + head
+    if chat.training:
+        head = f"🎓 TRAINING ({chat.training}) · " + head     # a practice chat: the bridge plays the citizen
     lines = [head, chat_status(chat, now_ms, prefix)]
     if chat.preview:
         lines.append(f"“{chat.preview}”")

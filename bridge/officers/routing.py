@@ -50,6 +50,10 @@ class Routing(ChatListener):
         bot_commands.register(Spec("available", "available", "take automatically assigned chats"),
                               self._cmd_available)
         bot_commands.register(Spec("away", "away", "stop taking automatically assigned chats"), self._cmd_away)
+        bot_commands.register(Spec("practice", "practice [scenario] [@trainee]",
+                                   "supervisors: start a practice chat; the bridge plays the citizen "
+                                   "(scenarios: training.scenarios in the config)", arg="optional"),
+                              self._cmd_practice)
         bot_commands.register(Spec("watch", "watch <number>", "supervisors: join an active chat's room to review it "
                                    "(the citizen is told at the start that chats may be reviewed)", arg="required"),
                               self._cmd_watch)
@@ -156,7 +160,9 @@ class Routing(ChatListener):
 
     # ---- claiming ------------------------------------------------------------------------------------
     async def claim(self, chat: Chat, officer: str, how: str, origin: str | None) -> str:
-        """Give the chat to the officer if still free; returns what to tell them."""
+        """Give the chat to the officer if still free; returns what to tell them. ``how``: "command" or
+        "reaction" (the officer took it), "auto" or "practice" (it was given to them)."""
+        given = how in ("auto", "practice")
         agency = self.config.agency(chat.agency)
         if not agency.is_officer(officer):
             self.journal.audit("chat.claim", officer, "refused", target=chat.id, origin=origin,
@@ -177,11 +183,11 @@ class Routing(ChatListener):
         with self.store.db.transaction():
             won = self.store.chats.claim(chat.id, officer)
             if won:
-                kind = "assigned" if how == "auto" else "claimed"
+                kind = "assigned" if given else "claimed"
                 self.store.officers.get(agency.id, officer)
                 self.store.officers.assigned(agency.id, officer)
                 self.journal.chat_event(chat.id, kind, officer, how=how)
-                self.journal.audit("chat.assign" if how == "auto" else "chat.claim", officer, target=chat.id,
+                self.journal.audit("chat.assign" if given else "chat.claim", officer, target=chat.id,
                                    origin=origin, how=how)
         if not won:
             holder = self.store.chats.refresh(chat).claimed_by
@@ -194,7 +200,7 @@ class Routing(ChatListener):
             self._spawn(self._invite(chat.id))
         else:
             self.chats.start_setup(chat.id)     # a chat that has not spoken yet: its room now; ready() invites
-        verb = "assigned to" if how == "auto" else "claimed by"
+        verb = "assigned to" if given else "claimed by"
         return f"Chat {chat.number} {verb} {officer}; they are being invited to its room."
 
     async def _invite(self, chat_id: str) -> None:
@@ -356,6 +362,34 @@ class Routing(ChatListener):
             await ctx.reply(f"There is no chat {target} for you to claim here.")
             return
         await ctx.reply(await self.claim(chat, ctx.sender, "command", ctx.room_id))
+
+    async def _cmd_practice(self, ctx: BotContext, cmd: Command) -> None:
+        """A supervisor starts a practice chat in one of their agencies (chats/training.py); with a trainee
+        named, it is theirs at once, otherwise it waits in the queue like any chat."""
+        words = (cmd.arg or "").split()
+        trainee = next((w for w in words if w.startswith("@")), None)
+        names = [w for w in words if not w.startswith("@")]
+        agencies = [a for a in ctx.agencies(self.config) if a.is_supervisor(ctx.sender)]
+        if not agencies:
+            self.journal.audit("chat.practice", ctx.sender, "refused", origin=ctx.room_id,
+                               reason="not a supervisor here")
+            await ctx.reply(f"Only supervisors may start a practice chat; {ctx.sender} is not one here.")
+            return
+        scenario = self.config.scenario(names[0] if names else None)
+        if scenario is None or len(names) > 1:
+            known = ", ".join(sc.id for sc in self.config.scenarios) or "none configured"
+            await ctx.reply(f"Usage: {self.prefix}practice [scenario] [@trainee]; scenarios: {known}.")
+            return
+        agency = agencies[0]
+        if trainee is not None and not agency.is_officer(trainee):
+            await ctx.reply(f"{trainee} is not an officer of {agency.name}; no practice chat started.")
+            return
+        chat = self.chats.open_practice(scenario, agency.id, ctx.sender, ctx.room_id)
+        if trainee is not None:
+            await ctx.reply(await self.claim(chat, trainee, "practice", ctx.room_id))
+        else:
+            await ctx.reply(f"Practice chat {chat.number} ({scenario.title}) is in the queue; the bridge plays "
+                            "the citizen. It never counts in reports.")
 
     async def _cmd_watch(self, ctx: BotContext, cmd: Command) -> None:
         """A supervisor looks in on a chat of their agency: invited to its room by the chat's puppet (the

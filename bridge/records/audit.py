@@ -26,7 +26,7 @@ from .transcripts import now_ms
 # What people and the bridge do to a chat that the audit log must show (who, what, when, from where, outcome):
 # one list, so a new action without its audit entry is a failing test (tests/integration/test_audit_actions.py).
 CHAT_ACTIONS = ("chat.claim", "chat.assign", "chat.transfer", "chat.requeue", "chat.note", "chat.canned",
-                "chat.priority", "chat.tag", "chat.emergency", "chat.watch", "chat.close", "chat.block", "chat.unblock",
+                "chat.priority", "chat.tag", "chat.emergency", "chat.watch", "chat.practice", "chat.close", "chat.block", "chat.unblock",
                 "chat.erase", "chat.purged", "chat.redaction", "chat.message_refused", "chat.member_refused",
                 "legal_hold.set", "legal_hold.lifted")
 

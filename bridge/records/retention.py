@@ -98,15 +98,17 @@ class Retention:
 
     # ---- purge -----------------------------------------------------------------------------------
     def purge_expired(self, actor: str = "bridge", origin: str = "schedule") -> list[str]:
-        """Delete closed chats past their agency's retention, never a held one; returns the purged IDs."""
+        """Delete closed chats past their agency's retention (practice chats past the training retention),
+        never a held one; returns the purged IDs."""
         purged = []
         for agency in self.config.agencies:
-            cutoff = now_ms() - self.config.retention_days(agency.id) * DAY_MS
-            for chat in self.store.chats.expired(agency.id, cutoff):
-                if self.store.legal_holds.get(chat.id):
-                    continue
-                self._purge(chat, actor, origin, self.config.retention_days(agency.id))
-                purged.append(chat.id)
+            for training, days in ((False, self.config.retention_days(agency.id)),
+                                   (True, self.config.get("records.training_retention_days"))):
+                for chat in self.store.chats.expired(agency.id, now_ms() - days * DAY_MS, training=training):
+                    if self.store.legal_holds.get(chat.id):
+                        continue
+                    self._purge(chat, actor, origin, days)
+                    purged.append(chat.id)
         if purged:
             self._scrub()
         return purged

@@ -41,6 +41,7 @@ class Chat:
     idle_warned_ts: int | None = None
     preview: str | None = None        # start of the citizen's first message, for the dispatch notice
     read_seq: int | None = None       # an officer's client marked the conversation read up to this message
+    training: str | None = None       # a practice chat's scenario ID (the bridge plays the citizen); None: real
 
     @property
     def label_list(self) -> list[str]:
@@ -53,14 +54,14 @@ class Chats:
         self.first_number = first_number
 
     def create(self, chat_id: str, token_hash: str, topic: str, agency: str,
-               display_name: str | None, language: str | None) -> Chat:
+               display_name: str | None, language: str | None, training: str | None = None) -> Chat:
         with self.db.transaction():
             row = self.db.row("SELECT MAX(number) AS n FROM chats")
             number = max((row["n"] or 0) + 1, self.first_number)
             self.db.execute(
-                "INSERT INTO chats (id, number, token_hash, topic, agency, display_name, language, state, created_ts)"
-                " VALUES (?,?,?,?,?,?,?,?,?)",
-                [chat_id, number, token_hash, topic, agency, display_name, language, WAITING, _now()])
+                "INSERT INTO chats (id, number, token_hash, topic, agency, display_name, language, state, created_ts,"
+                " training) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [chat_id, number, token_hash, topic, agency, display_name, language, WAITING, _now(), training])
         return self.get(chat_id)  # type: ignore[return-value]
 
     def get(self, chat_id: str) -> Chat | None:
@@ -91,11 +92,13 @@ class Chats:
         return [Chat(**r) for r in self.db.rows(
             "SELECT * FROM chats WHERE room_id IS NOT NULL AND state != ? ORDER BY number", [CLOSED])]
 
-    def expired(self, agency: str, closed_before_ms: int) -> list[Chat]:
-        """The agency's chats closed before the given time (candidates for purging)."""
+    def expired(self, agency: str, closed_before_ms: int, training: bool = False) -> list[Chat]:
+        """The agency's real (or, with ``training``, practice) chats closed before the given time (candidates
+        for purging: the two kinds are kept for different lengths of time)."""
+        kind = "IS NOT NULL" if training else "IS NULL"
         return [Chat(**r) for r in self.db.rows(
-            "SELECT * FROM chats WHERE agency = ? AND state = ? AND closed_ts < ? ORDER BY closed_ts",
-            [agency, CLOSED, closed_before_ms])]
+            f"SELECT * FROM chats WHERE agency = ? AND state = ? AND closed_ts < ? AND training {kind}"
+            " ORDER BY closed_ts", [agency, CLOSED, closed_before_ms])]
 
     def erase_personal(self, chat_id: str) -> None:
         """The citizen's name and free text officers wrote about the chat (a transfer note)."""
@@ -193,7 +196,7 @@ class Chats:
         """How long recent answered chats on this topic waited for their first officer (ms)."""
         return [r["w"] for r in self.db.rows(
             "SELECT answered_ts - created_ts AS w FROM chats WHERE topic = ? AND answered_ts IS NOT NULL"
-            " AND answered_ts >= ? ORDER BY answered_ts DESC LIMIT ?", [topic, since_ms, limit])]
+            " AND answered_ts >= ? AND training IS NULL ORDER BY answered_ts DESC LIMIT ?", [topic, since_ms, limit])]
 
     def open_in(self, agencies: list[str]) -> list[Chat]:
         """Every chat not closed of these agencies, oldest first (the console's live view)."""
@@ -214,6 +217,7 @@ class Chats:
             " EXISTS (SELECT 1 FROM chat_records r WHERE r.chat_id = c.id AND r.kind = 'emergency') AS emergency,"
             " (SELECT f.rating FROM feedback f WHERE f.chat_id = c.id) AS rating"
             f" FROM chats c WHERE c.agency IN ({marks}) AND c.created_ts >= ? AND c.created_ts < ?"
+            " AND c.training IS NULL"          # practice chats never count
             " ORDER BY c.created_ts", [*agencies, since_ms, until_ms])
 
     def counts(self) -> dict[tuple[str, str], int]:

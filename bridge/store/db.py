@@ -267,9 +267,14 @@ def _v18(db: sqlite_utils.Database) -> None:
     db["officers"].add_column("away_ts", int)
 
 
+def _v19(db: sqlite_utils.Database) -> None:
+    # A practice chat's scenario (chats/training.py); NULL for every real chat.
+    db["chats"].add_column("training", str)
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
-                                                             _v12, _v13, _v14, _v15, _v16, _v17, _v18]
+                                                             _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19]
 
 
 class StoreTooNew(Exception):

@@ -46,7 +46,7 @@ class AnnouncingJournal:
 
     def _announce(self, chat_id: str, event: str, actor: str | None, details: dict[str, Any]) -> None:
         chat = self.store.chats.get(chat_id)
-        if chat is None:
+        if chat is None or chat.training:          # a practice chat is nothing for an agency's systems
             return
         agencies = {chat.agency} | {details[k] for k in AGENCY_DETAILS if isinstance(details.get(k), str)}
         body = {

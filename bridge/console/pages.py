@@ -178,6 +178,9 @@ def transcript(page: Page, doc: dict[str, Any], feedback: dict | None, can_hold:
                         + "</tbody></table>", "Chat details")
     exports = " · ".join(f"<a href=\"/console/chats/{e(cid)}/export?format={f}\" download>Export {f.upper()}</a>"
                          for f in export.FORMATS)
+    if chat.get("state") == "closed":
+        exports += (f" · <a href=\"/console/chats/{e(cid)}/training-case\" download>Export as a training case</a>"
+                    " (names and personal details replaced)")
     hold_form = ""
     if can_hold:
         action, label = ("lift", "Lift legal hold") if hold else ("set", "Place under legal hold")

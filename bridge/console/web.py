@@ -35,7 +35,7 @@ from ..config import Config
 from ..records import Records
 from ..records.retention import Retention
 from ..store import Store
-from ..store.chats import Chat
+from ..store.chats import CLOSED, Chat
 from . import pages
 from .auth import ConsoleAuth, SignInLimited, Supervisor
 from .pages import Page
@@ -101,6 +101,7 @@ class ConsoleWeb:
         r.add_get("/search", guarded(self.search))
         r.add_get("/chats/{chat_id}", guarded(self.chat))
         r.add_get("/chats/{chat_id}/export", guarded(self.export))
+        r.add_get("/chats/{chat_id}/training-case", guarded(self.training_case))
         r.add_post("/chats/{chat_id}/hold", guarded(self.set_hold))
         r.add_get("/feedback", guarded(self.feedback))
         r.add_get("/key", guarded(self.key))
@@ -298,6 +299,17 @@ class ConsoleWeb:
                                    service_name=self.config.get("site.service_name"))
         return web.Response(text=text, content_type=EXPORT_TYPES[fmt], charset="utf-8", headers={
             "Content-Disposition": f"attachment; filename=\"chat-{chat.number}.{fmt}\""})
+
+    async def training_case(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
+        """A finished chat, anonymised for training (records/training_case.py); an open one is refused."""
+        chat = self._chat_for(who, request.match_info["chat_id"], "transcript.training_case",
+                              self.client_address(request))
+        if chat.state != CLOSED:
+            return html_response(pages.problem(self._page(who, sid), "Not finished yet", (
+                f"Chat {chat.number} is still open. A training case is made from a finished chat.")), status=409)
+        text = self.records.training_case(chat.id, actor=who.user_id, origin=self.client_address(request))
+        return web.Response(text=text, content_type="text/plain", charset="utf-8", headers={
+            "Content-Disposition": f"attachment; filename=\"training-case-{chat.number}.txt\""})
 
     async def set_hold(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
         form = await self._form(request, sid)

@@ -7,6 +7,7 @@
     writer.py       ``Records``: the ``Journal`` the rest of the bridge writes through, plus audited
                     search / view / export for the console and the CLI
     export.py       a record as JSON, plain text or printable HTML (pure)
+    training_case.py  a closed chat as a training case: roles for names, personal details replaced (pure)
     retention.py    purge after retention, legal hold, erasure
     keeper.py       the bridge's background work for them: redactions owed, the purge schedule
     cli.py          ``transcript …``, ``audit verify``, ``records …`` commands

@@ -9,7 +9,7 @@ from ..config import Config
 from ..store import Store
 from ..store.chat_records import SearchHit
 from ..store.chats import Chat
-from . import export
+from . import export, training_case
 from .audit import AuditTrail
 from .chain import canonical
 from .refusals import RepeatedRefusals
@@ -86,6 +86,12 @@ class Records:
         """The chat's record rendered as json, html or txt; audited as an export."""
         text = export.render(self.transcripts.document(chat_id), fmt, service_name)
         self.audit("transcript.exported", actor, target=chat_id, origin=origin, format=fmt)
+        return text
+
+    def training_case(self, chat_id: str, *, actor: str, origin: str) -> str:
+        """The chat as an anonymised training case (training_case.py); audited as its own kind of export."""
+        text = training_case.render(self.transcripts.document(chat_id))
+        self.audit("transcript.training_case", actor, target=chat_id, origin=origin)
         return text
 
 

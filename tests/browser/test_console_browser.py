@@ -100,6 +100,38 @@ async def test_a_supervisor_signs_in_searches_exports_and_holds_in_chromium(
         await visitor.close()
 
 
+async def test_a_finished_chat_becomes_a_training_case_without_names_or_contact_details(
+        browser: Browser, matrix_env: MatrixEnv, officer_of, bridge_log, tmp_path: Path):
+    """Issue 15: the console exports a closed real chat for training, in Chromium as a supervisor does it;
+    an open chat offers no such link."""
+    words = "I am Robin Ashdown, 14 Mill Lane, LS1 4AB, call 07700 900456 or robin.a@example.org"
+    officer = await officer_of("hooked")
+    visitor = Visitor(matrix_env.public_url)
+    try:
+        await open_chat(visitor, officer, topic="hooked", display_name="Robin Ashdown")
+        await visitor.send(words)
+        await officer.wait_message(lambda m: m.body == words, timeout=60)
+        page = await signed_in_page(browser, matrix_env)
+        await page.goto(f"{matrix_env.public_url}/console/chats/{visitor.chat_id}")
+        await expect(page.get_by_text(words)).to_be_visible()
+        await expect(page.get_by_role("link", name="Export as a training case")).to_have_count(0)   # still open
+
+        await visitor.http("POST", f"/api/v1/chats/{visitor.chat_id}/close", json={})
+        await page.reload()
+        async with page.expect_download() as info:
+            await page.get_by_role("link", name="Export as a training case").click()
+        saved = tmp_path / "case.txt"
+        await (await info.value).save_as(saved)
+        case = saved.read_text()
+        assert "Citizen: I am Citizen, [address], [postcode], call [number] or [email]" in case
+        for secret in ("Robin", "Ashdown", "Mill Lane", "LS1", "07700", "example.org", "hookofficer"):
+            assert secret not in case, secret
+        assert (SUPERVISOR_ID, "ok") in [(a, o) for a, o, t in audit_rows(matrix_env, "transcript.training_case")]
+        await page.context.close()
+    finally:
+        await visitor.close()
+
+
 FORGED = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Win a prize</title></head><body>
 <form id="hold" method="post" action="{bridge}/console/chats/{chat}/hold">
 <input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="action" value="set">

@@ -171,6 +171,9 @@ class PuppetStore(nio.store.SqliteStore):
             self._saved_rooms |= new
 
 
+CREATED_KEYS_DAYS = 7    # how long a room key the bridge created is kept for officers who join late
+
+
 class Crypto:
     def __init__(self, api: HomeserverApi, homeserver_url: str, store_dir: Path, pickle_key: str,
                  puppets: Puppets, new_device_window: float = 60.0, blind_inbox_user: str | None = None,
@@ -190,9 +193,6 @@ class Crypto:
         self._clock = clock
         self.loads = 0                             # clients loaded so far (tests, benchmarks)
         self._last_recovery: dict[str, float] = {}
-        # m.room_key contents (index 0) of the Megolm sessions each puppet created per room, oldest
-        # first; memory only. Lets an officer's device that joins late read what was already sent.
-        self._created_keys: dict[tuple[str, str], list[dict[str, Any]]] = {}
         # What each client encrypted lately, for devices of its holders that we see only afterwards.
         self._recent = RecentKeys(new_device_window)
         self._last_sweep = 0.0
@@ -294,8 +294,7 @@ class Crypto:
         await self.unload(user_id)
         self._recent.forget(user_id)
         self._last_recovery.pop(user_id, None)
-        for key in [k for k in self._created_keys if k[0] == user_id]:
-            del self._created_keys[key]
+        self.puppets.forget_room_keys(user_id)
 
     async def close(self) -> None:
         for user_id in list(self.clients):
@@ -535,12 +534,12 @@ class Crypto:
         session = c.olm.outbound_group_sessions.get(room_id)  # type: ignore[union-attr]
         if session is None:
             return
-        keys = self._created_keys.setdefault((c.user_id, room_id), [])
-        if not keys or keys[-1]["session_id"] != session.id:
-            # Nothing has been encrypted with it yet, so this is its key from the first message on.
-            keys.append({"algorithm": "m.megolm.v1.aes-sha2", "room_id": room_id, "session_id": session.id,
-                         "session_key": session.session_key})
-            del keys[:-20]
+        # Nothing has been encrypted with it yet, so this is its key from the first message on. Stored (and
+        # committed before the first message under it is sent): an officer who joins later, even after a
+        # restart that lost nio's in-memory outbound session, is given it (_reshare_earlier_keys).
+        self.puppets.remember_room_key(c.user_id, room_id, {
+            "algorithm": "m.megolm.v1.aes-sha2", "room_id": room_id, "session_id": session.id,
+            "session_key": session.session_key})
 
     def _note_sending(self, c: PuppetClient, room_id: str) -> None:
         """Remember the room key as it is just before one message is encrypted with it (recent_keys.py)."""
@@ -552,6 +551,8 @@ class Crypto:
         if now - self._last_sweep > 60:
             self._last_sweep = now
             self._recent.sweep(now)
+            # Rooms the bot stays in outlive their chats; a week is past any chat's wait for its first officer.
+            self.puppets.forget_room_keys_before(int(time.time() * 1000) - CREATED_KEYS_DAYS * 86_400_000)
 
     async def _give_recent_keys(self, c: PuppetClient) -> None:
         """Devices a key query has just revealed get the keys of what this client sent in the last moments,
@@ -635,7 +636,7 @@ class Crypto:
 
     async def _reshare_earlier_keys(self, c: PuppetClient, room_id: str, users: list[str]) -> None:
         """Send the original m.room_key of this puppet's earlier sessions in the room to these users' devices."""
-        earlier = self._created_keys.get((c.user_id, room_id), [])[:-1]
+        earlier = self.puppets.room_keys(c.user_id, room_id)[:-1]
         users = [u for u in users if self.may_hold_keys(u)]
         olm = c.olm
         if not earlier or not users or olm is None:

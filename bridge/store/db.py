@@ -272,9 +272,17 @@ def _v19(db: sqlite_utils.Database) -> None:
     db["chats"].add_column("training", str)
 
 
+def _v20(db: sqlite_utils.Database) -> None:
+    # The room keys the bridge's clients created (store/puppets.py): kept across a restart, so an officer
+    # who joins after messages were sent can still be given their keys.
+    db["puppet_room_keys"].create({"user_id": str, "room_id": str, "session_id": str, "content": str,
+                                   "created_ts": int}, pk=("user_id", "room_id", "session_id"),
+                                  not_null={"content", "created_ts"})
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
-                                                             _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19]
+                                                             _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20]
 
 
 class StoreTooNew(Exception):

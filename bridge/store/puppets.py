@@ -6,10 +6,14 @@ with no ``chat_id`` are the warm pool.
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from .db import Database
+
+KEYS_KEPT = 20          # room keys kept per client and room: rotations are rare (joins, new devices, restarts)
 
 
 @dataclass
@@ -71,3 +75,31 @@ class Puppets:
         if step not in ("registered", "device_created", "cross_signed", "master_key", "next_batch", "room_id"):
             raise ValueError(step)
         self.db.execute(f"UPDATE puppets SET {step} = ? WHERE user_id = ?", [value, user_id])
+
+    # ---- the room keys each puppet (or the bot) created ------------------------------------------
+    # The m.room_key content (index 0) of every Megolm session a client of the bridge started in a room,
+    # so that an officer who joins after messages were sent can be given them, even across a restart
+    # (nio keeps its outbound sessions in memory only). Key material, but for messages whose plain text
+    # this database's records hold anyway.
+
+    def remember_room_key(self, user_id: str, room_id: str, content: dict[str, Any], keep: int = KEYS_KEPT) -> None:
+        """Note a new room key (idempotent); only the newest ``keep`` of a room are kept."""
+        with self.db.transaction():
+            self.db.execute("INSERT OR IGNORE INTO puppet_room_keys (user_id, room_id, session_id, content, created_ts)"
+                            " VALUES (?,?,?,?,?)", [user_id, room_id, content["session_id"], json.dumps(content),
+                                                    int(time.time() * 1000)])
+            self.db.execute("DELETE FROM puppet_room_keys WHERE user_id = ? AND room_id = ? AND rowid NOT IN "
+                            "(SELECT rowid FROM puppet_room_keys WHERE user_id = ? AND room_id = ? "
+                            " ORDER BY rowid DESC LIMIT ?)", [user_id, room_id, user_id, room_id, keep])
+
+    def room_keys(self, user_id: str, room_id: str) -> list[dict[str, Any]]:
+        """The room keys this client created in the room, oldest first."""
+        return [json.loads(r["content"]) for r in self.db.rows(
+            "SELECT content FROM puppet_room_keys WHERE user_id = ? AND room_id = ? ORDER BY rowid", [user_id, room_id])]
+
+    def forget_room_keys(self, user_id: str) -> None:
+        self.db.execute("DELETE FROM puppet_room_keys WHERE user_id = ?", [user_id])
+
+    def forget_room_keys_before(self, ts_ms: int) -> int:
+        """Drop keys older than this (the bot's, whose rooms outlive any chat); returns how many."""
+        return self.db.execute("DELETE FROM puppet_room_keys WHERE created_ts < ?", [ts_ms]).rowcount

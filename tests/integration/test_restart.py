@@ -12,6 +12,7 @@ from collections import Counter
 import pytest
 
 from tests.conftest import MatrixEnv
+from tests.support.bridge_db import dispatch_room_of, room_of, rows
 from tests.support.officer import NioOfficer
 from tests.support.visitor import Visitor
 from tests.support.waiting import until
@@ -128,6 +129,38 @@ async def test_kill_9_at_several_points_loses_and_duplicates_nothing(matrix_env:
         assert [f["seq"] for f in replay] == list(range(1, len(replay) + 1))
         assert not [e for e in officer.undecryptable if e.room_id == room_id], \
             "officer could not decrypt some puppet messages in this chat"
+    finally:
+        await citizen.close()
+        if bridge.pid is None:
+            bridge.start()
+
+
+async def test_what_a_citizen_wrote_before_any_officer_joined_is_read_after_a_restart(matrix_env: MatrixEnv,
+                                                                                       officer_of, bridge_log):
+    """Found by bench/kill_loop.py: the puppet's first messages go out under a room key no officer has yet (none
+    is in the room); the officer who joins is given it then. That key lived only in the bridge's memory, so
+    after a kill -9 the officer who joined next could never read those messages. It is stored now."""
+    bridge = matrix_env.bridge
+    officer = await officer_of("nightshift", auto_claim=False)
+    dispatch = await dispatch_room_of(matrix_env.db_path, "nightshift")
+    citizen = Citizen(matrix_env.public_url)
+    try:
+        number = (await citizen.create(topic="night", display_name="Sam"))["number"]
+        await citizen.connect()
+        early = f"written before anyone came {uuid.uuid4().hex[:6]}"
+        await citizen.say(early)
+        await until(lambda: rows(matrix_env.db_path, "SELECT event_id FROM outbox WHERE chat_id = ? AND state = "
+                                 "'sent' AND content LIKE ?", [citizen.chat_id, f"%{early}%"]), 60,
+                    "the early message in the room")
+        bridge.kill9()
+        bridge.start()
+        await citizen.reconnect()
+        await officer.claim(dispatch, number)
+        room = await room_of(matrix_env.db_path, citizen.chat_id)
+        read = await officer.wait_message(lambda m: m.room_id == room and m.body == early, 60,
+                                          "the message written before the officer came")
+        assert read.body == early
+        assert not [e for e in officer.undecryptable if e.room_id == room]
     finally:
         await citizen.close()
         if bridge.pid is None:

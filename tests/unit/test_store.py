@@ -431,3 +431,23 @@ def test_racing_claims_from_two_connections_at_once_have_one_winner_each(tmp_pat
     finally:
         for s in stores:
             s.close()
+
+
+def test_room_keys_a_client_created_outlive_the_process_newest_twenty_per_room(tmp_path):
+    """What lets an officer who joins after a restart read the messages sent before it (store/puppets.py)."""
+    from bridge.store.puppets import KEYS_KEPT
+
+    def key(n: int) -> dict:
+        return {"algorithm": "m.megolm.v1.aes-sha2", "room_id": "!r:l", "session_id": f"s{n}", "session_key": f"k{n}"}
+    store = Store.open(tmp_path / "precinct.db")
+    for n in range(KEYS_KEPT + 3):
+        store.puppets.remember_room_key("@p:l", "!r:l", key(n))
+    store.puppets.remember_room_key("@p:l", "!r:l", key(KEYS_KEPT + 2))        # again: no second row
+    store.puppets.remember_room_key("@q:l", "!r:l", key(99))
+    store.close()
+    store = Store.open(tmp_path / "precinct.db")
+    assert [k["session_id"] for k in store.puppets.room_keys("@p:l", "!r:l")] == [f"s{n}" for n in range(3, KEYS_KEPT + 3)]
+    assert store.puppets.room_keys("@p:l", "!r:l")[-1] == key(KEYS_KEPT + 2)
+    store.puppets.forget_room_keys("@p:l")
+    assert store.puppets.room_keys("@p:l", "!r:l") == [] and len(store.puppets.room_keys("@q:l", "!r:l")) == 1
+    assert store.puppets.forget_room_keys_before(2**62) == 1 and store.puppets.room_keys("@q:l", "!r:l") == []

@@ -180,13 +180,17 @@ class Bridge:
         await self._listen(public_app(self.visitor_api, self.console.app(), durable=self.store.db.durable,
                                       shortages=self.shortages),
                            self.config.get("web.bind_host"), self.config.get("web.port"), guarded=True)
+        # An event of ours wakes the homeserver's appservice scheduler (idle after its own restart);
+        # the ping then makes it retry queued transactions now rather than after its back-off.
         try:
-            # An event of ours wakes the homeserver's appservice scheduler (idle after its own restart);
-            # the ping then makes it retry queued transactions now rather than after its back-off.
             await bot.announce_start(self.api, self.store.settings, self.chats.bot, __version__)
+        except Exception as e:
+            log.warning("start-up notice failed: %s", e)
+        try:
             await self.api.ping()
         except Exception as e:
-            log.warning("start-up notice or appservice ping failed (is the registration loaded?): %s", e)
+            log.warning("appservice ping failed (is the registration loaded?); the homeserver will deliver "
+                        "after its own back-off: %s", e)
         log.info("Precinct is running: citizens at %s/chat", self.config.get("web.public_url"))
 
     async def _wait_for_homeserver(self, attempts: int = 60) -> None:

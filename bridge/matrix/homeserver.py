@@ -11,6 +11,7 @@ homeserver is asked to do rests on rows (transaction IDs, puppets, rooms) that m
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any, Awaitable, Callable
@@ -51,6 +52,7 @@ async def read_to_end(stream: aiohttp.StreamReader, limit: int) -> bytes:
 # Each request may take 30 s to connect and 30 s between reads, but waiting for one of the pool's
 # connections is not limited: a burst of chats queues its requests rather than failing them after 30 s.
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=30)
+PING_AGAIN_AFTER = (0.5, 1.0, 2.0, 4.0)     # seconds between start-up pings that failed (ping)
 
 
 class HomeserverApi:
@@ -124,9 +126,22 @@ class HomeserverApi:
         data = await self.send(cs_api.redact(room_id, event_id, txn_id, reason), user_id=user_id, what="redact")
         return str(data.get("event_id", ""))
 
-    async def ping(self) -> dict[str, Any]:
-        """Ask the homeserver to call our /ping; it also retries queued transactions at once."""
-        return await self.send(cs_api.appservice_ping(self.appservice_id, "precinct-startup"), what="appservice ping")
+    async def ping(self, again_after: tuple[float, ...] = PING_AGAIN_AFTER) -> dict[str, Any]:
+        """Ask the homeserver to call our /ping; once that call succeeds it retries queued transactions at once.
+
+        A failed ping leaves the homeserver's back-off as it was (Synapse's: up to minutes after an outage),
+        and Synapse's own call to us can fail for a moment after our restart (seen: 502 M_CONNECTION_FAILED,
+        "AlreadyCalled"), so a failed ping is tried again after each of ``again_after`` seconds."""
+        for wait in (*again_after, None):
+            try:
+                return await self.send(cs_api.appservice_ping(self.appservice_id, "precinct-startup"),
+                                       what="appservice ping")
+            except (MatrixError, aiohttp.ClientError, asyncio.TimeoutError) as e:
+                if wait is None:
+                    raise
+                log.info("appservice ping failed, again in %s s: %s", wait, e)
+                await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
 
     async def joined_rooms(self, user_id: str) -> list[str]:
         data = await self.send(cs_api.joined_rooms(), user_id=user_id, what="joined rooms")

@@ -8,7 +8,7 @@ BROWSER_STAMP := tests/browser/node_modules/.installed
 CHROMIUM   := /usr/bin/chromium
 NGINX      := /usr/sbin/nginx
 
-.PHONY: demo test abuse load install node browser chromium nginx clean
+.PHONY: demo test abuse load chaos install node browser chromium nginx clean
 
 install: $(STAMP)
 
@@ -56,6 +56,12 @@ abuse: $(STAMP)
 # Many citizens at once, in rounds (issue 11): latencies, memory and descriptors per round. A few minutes.
 load: $(STAMP)
 	$(BIN)/python bench/load.py
+
+# Faults injected at volume (issue 13): the bridge SIGKILLed 10 times while 20 citizens and 2 officers talk,
+# 50 messages each way per chat; exits 1 if anything is lost, doubled or reordered (docs/reliability.md).
+# `make test` runs a reduced one (tests/integration/test_bench_guards.py).
+chaos: $(STAMP)
+	$(BIN)/python bench/kill_loop.py
 
 clean:
 	rm -rf $(VENV) tests/interop/node_modules tests/browser/node_modules tests/artifacts

@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 
+from .appservice.catchup import RoomCatchup
 from .appservice.endpoint import AppserviceEndpoint
 from .chats.hub import ChatHub
 from .chats.inbound import ChatRooms, InboundPump, KeyWait
@@ -104,6 +105,8 @@ class Bridge:
                                    on_presence=self.routing.presence)
         self.endpoint = AppserviceEndpoint(config.get("appservice.hs_token"), self.store.transactions,
                                            self.inbound.wake, self._user_exists, self.store.db.durable)
+        # What the homeserver's push may have left out (Synapse can strand a transaction), read back from the rooms.
+        self.catchup = RoomCatchup(self.api, self.store, self._rooms_to_catch_up, self.inbound.wake)
         self.keeper = RecordsKeeper(config, self.store, self.api, self.records, self.retention)
         self.pow_gate = PowGate.from_config(config)
         # Who is asking, behind the reverse proxy or not: one answer for the visitor API and the console.
@@ -168,6 +171,7 @@ class Bridge:
         self.inbound.start()
         self.outbound.start()
         self.idle_unloader.start()
+        self.catchup.start()
         self.keeper.start()
         self.webhooks.start()
         self.summaries.start()
@@ -192,6 +196,12 @@ class Bridge:
             log.warning("appservice ping failed (is the registration loaded?); the homeserver will deliver "
                         "after its own back-off: %s", e)
         log.info("Precinct is running: citizens at %s/chat", self.config.get("web.public_url"))
+
+    def _rooms_to_catch_up(self) -> list[tuple[str, str]]:
+        """Open chats' rooms as their puppets, dispatch rooms as the bot."""
+        chats = [(c.puppet, c.room_id) for c in self.store.chats.open_with_room() if c.puppet and c.room_id]
+        dispatch = [(self.chats.bot, room) for a in self.config.agencies if (room := self.dispatch.room_of(a.id))]
+        return chats + dispatch          # type: ignore[return-value]
 
     async def _wait_for_homeserver(self, attempts: int = 60) -> None:
         for i in range(attempts):
@@ -219,6 +229,7 @@ class Bridge:
         await self.inbound.stop()
         await self.outbound.stop()
         await self.idle_unloader.stop()
+        await self.catchup.stop()
         await self.keeper.stop()
         await self.webhooks.stop()
         await self.summaries.stop()

@@ -5,7 +5,7 @@
         │ 2. crypto payload → matrix.crypto.feed_transaction (keys before the messages that need them)
         │ 3. typing → hub
         ▼
-    room_events, per room, oldest first, to the RoomHandler that owns the room (given at wiring time:
+    room_events, per room, oldest first (by the homeserver's clock), to the RoomHandler that owns the room (given at wiring time:
         │ ChatRooms below for chats, officers.bot_rooms.BotRooms for the bot's dispatch and direct rooms)
         │ membership/state → crypto.observe (who to encrypt for) + chat life cycle (officer joined)
         │ m.room.encrypted → KeyWait: crypto.decrypt; no key yet → the room waits (order kept) until the

@@ -110,6 +110,14 @@ def kick(room_id: str, user_id: str, reason: str) -> Request:
     return Request("POST", f"{_room(room_id)}/kick", {"user_id": user_id, "reason": reason})
 
 
+def room_messages(room_id: str, limit: int, from_token: str | None = None) -> Request:
+    """A page of the room's timeline, newest first (``from_token``: the previous page's ``end``)."""
+    query = {"dir": "b", "limit": str(limit)}
+    if from_token:
+        query["from"] = from_token
+    return Request("GET", f"{_room(room_id)}/messages", query=query)
+
+
 def room_state(room_id: str) -> Request:
     return Request("GET", f"{_room(room_id)}/state")
 

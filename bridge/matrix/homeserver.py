@@ -143,6 +143,13 @@ class HomeserverApi:
                 await asyncio.sleep(wait)
         raise AssertionError("unreachable")
 
+    async def room_messages(self, user_id: str, room_id: str, limit: int,
+                            from_token: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the room's timeline as ``user_id``, newest first, and the token of the page before it."""
+        data = await self.send(cs_api.room_messages(room_id, limit, from_token), user_id=user_id, what="room messages")
+        chunk = [e for e in data.get("chunk", []) if isinstance(e, dict)]
+        return chunk, (data.get("end") if chunk else None)
+
     async def joined_rooms(self, user_id: str) -> list[str]:
         data = await self.send(cs_api.joined_rooms(), user_id=user_id, what="joined rooms")
         return list(data.get("joined_rooms", []))

@@ -38,13 +38,28 @@ class RoomEvents:
              PENDING, int(time.time() * 1000)])
         return cur.rowcount == 1
 
+    def first_seen_ms(self, room_id: str) -> int | None:
+        """When the bridge received its first event of this room (None: never)."""
+        row = self.db.row("SELECT MIN(received_ts) AS ts FROM room_events WHERE room_id = ?", [room_id])
+        return row["ts"] if row else None
+
+    def known(self, event_id: str) -> bool:
+        return self.db.row("SELECT 1 AS x FROM room_events WHERE event_id = ?", [event_id]) is not None
+
     def rooms_pending(self) -> list[str]:
         return [r["room_id"] for r in self.db.rows(
             "SELECT room_id, MIN(stream) AS s FROM room_events WHERE state = ? GROUP BY room_id ORDER BY s", [PENDING])]
 
     def pending(self, room_id: str, limit: int = 200) -> list[RoomEvent]:
+        """A room's events waiting to be handled, in the homeserver's time order (receipt order for ties).
+
+        Not simply in receipt order: Synapse can push an event late, after events written after it (a
+        transaction its recoverer stranded, sent with the next recovery; appservice/catchup.py). Events still
+        waiting together (a restart that found them unhandled) are then handled as they were written."""
         rows = self.db.rows("SELECT stream, event_id, room_id, event, first_failed_ts FROM room_events"
-                            " WHERE room_id = ? AND state = ? ORDER BY stream LIMIT ?", [room_id, PENDING, limit])
+                            " WHERE room_id = ? AND state = ?"
+                            " ORDER BY json_extract(event, '$.origin_server_ts'), stream LIMIT ?",
+                            [room_id, PENDING, limit])
         for r in rows:
             r["event"] = json.loads(r["event"])
         return [RoomEvent(**r) for r in rows]

@@ -213,6 +213,15 @@ def test_room_events_keep_arrival_order(store: Store):
     assert [e.event_id for e in store.room_events.pending("!a:p")] == ["$e1", "$e3"]
 
 
+def test_waiting_events_of_a_room_are_handled_in_the_order_they_were_written(store: Store):
+    """An event pushed late (Synapse sent a stranded transaction with its next recovery, as in the kill loop:
+    "re: c13 m2" after m3..m5) is handled before those written after it, when they are still waiting."""
+    for event_id, ts in (("$m3", 1_003), ("$m4", 1_004), ("$m5", 1_005), ("$m2", 1_002), ("$m5b", 1_005)):
+        store.room_events.add({"event_id": event_id, "room_id": "!r:p", "type": "m.room.encrypted",
+                               "origin_server_ts": ts})
+    assert [e.event_id for e in store.room_events.pending("!r:p")] == ["$m2", "$m3", "$m4", "$m5", "$m5b"]
+
+
 # ---- atomicity -------------------------------------------------------------------------------------
 
 def test_transaction_rolls_back_every_write_on_exception(store: Store):

@@ -21,79 +21,17 @@ import asyncio
 import json
 import logging
 import random
-import re
-import sqlite3
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from chaos_parts import (REPLY, TOPIC, Citizen, Stack, answer_everything, both_ways, citizen_lines,
+                         held_by_homeserver, log, new_pool, officer_frames, print_ways, read_back_events,
+                         start_officers, until)
 
-import yaml  # noqa: E402
-
-from bridge.devtools.localhs import LocalSynapse, free_port  # noqa: E402
-from tests.conftest import PASSWORD, SERVER, write_bridge_config  # noqa: E402
-from tests.support.bridge_db import dispatch_room_of  # noqa: E402
-from tests.support.bridge_process import BridgeProcess  # noqa: E402
-from tests.support.officer import NioOfficer, OfficerPool  # noqa: E402
-from tests.support.visitor import Visitor  # noqa: E402
-from tests.support.waiting import until  # noqa: E402
-
-AGENCY, TOPIC = "chaos", "chaos"
-OFFICER_NAMES = ("chaosofficer1", "chaosofficer2")
-REPLY = "re: "
-CITIZEN_LINE = re.compile(r"c(\d+) m(\d+)")
 DRAIN_SECONDS = 120                   # after the last citizen message, the longest wait for what is still owed
-
-
-def log(*parts: object) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}]", *parts, flush=True)
-
-
-class Citizen(Visitor):
-    """The page's behaviour: one message at a time; after a reconnect, every unacknowledged one again."""
-
-    def __init__(self, base_url: str, index: int) -> None:
-        super().__init__(base_url)
-        self.index = index
-        self.sent: dict[str, str] = {}          # client_id → body, in order
-        self._reconnecting = asyncio.Lock()     # the killer and a failed send may both ask: one at a time
-
-    def acked(self) -> set[str]:
-        return {f["client_id"] for f in self.frames if f.get("type") == "ack"}
-
-    async def reconnect(self) -> None:
-        async def attempt() -> bool:
-            try:
-                await self.connect()
-                return True
-            except Exception:
-                return False
-        async with self._reconnecting:
-            await until(attempt, 90, f"citizen {self.index} reconnecting")
-            for client_id, body in list(self.sent.items()):
-                if client_id not in self.acked():
-                    await self.send(body, client_id=client_id, wait_ack=False)
-
-    async def say(self, body: str) -> None:
-        client_id = uuid.uuid4().hex
-        self.sent[client_id] = body
-        for _ in range(20):                     # bounded: a kill mid-send means reconnect and send again
-            try:
-                if client_id not in self.acked():
-                    await self.send(body, client_id=client_id, wait_ack=False)
-                await until(lambda: client_id in self.acked(), 20, "ack")
-                return
-            except Exception:
-                await self.reconnect()
-        raise AssertionError(f"citizen {self.index}: {body!r} never acknowledged")
 
 
 @dataclass
@@ -103,43 +41,6 @@ class Run:
     kills: int
     restarts: list[float] = field(default_factory=list)            # monotonic time each restart was ready
     first_after: list[float] = field(default_factory=list)         # restart → first officer message at a citizen
-
-
-def write_config(dir: Path, hs_url: str) -> tuple[Path, dict[str, Any]]:
-    config_path, config = write_bridge_config(dir, hs_url)
-    config["agencies"].append({"id": AGENCY, "name": "Chaos Desk", "routing": "auto",
-                               "officers": [f"@{o}:{SERVER}" for o in OFFICER_NAMES],
-                               "max_chats_per_officer": 1000})
-    config["topics"].append({"id": TOPIC, "label": "Chaos", "agency": AGENCY})
-    config["chats"]["puppet_pool_size"] = 2
-    config.setdefault("limits", {})
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return config_path, config
-
-
-async def answer_everything(officer: NioOfficer, seen: set[str], replied: list[tuple[int, int]],
-                            reply_events: dict[tuple[int, int], str]) -> None:
-    """Reply once to every citizen message this officer reads (and only citizen messages), one send at a
-    time; ``replied`` gets (citizen, k) in the order the homeserver took the replies, the order a citizen
-    must see them in (an officer whose client decrypts a message late answers it late, in that order)."""
-    while True:
-        for m in list(officer.messages):
-            line = CITIZEN_LINE.fullmatch(m.body)
-            if m.event_id in seen or not line:
-                continue
-            seen.add(m.event_id)
-            try:
-                event_id = await officer.send(m.room_id, REPLY + m.body)
-                replied.append((int(line[1]), int(line[2])))
-                reply_events[(int(line[1]), int(line[2]))] = event_id
-            except Exception as e:                 # the homeserver is up; a send that fails is retried
-                seen.discard(m.event_id)
-                log("officer reply failed, again:", e)
-        await asyncio.sleep(0.05)
-
-
-def officer_frames(citizens: list[Citizen]) -> int:
-    return sum(1 for c in citizens for f in c.frames if f.get("type") == "message" and f.get("from") == "officer")
 
 
 async def first_delivery(citizens: list[Citizen], run: Run) -> None:
@@ -152,37 +53,17 @@ async def first_delivery(citizens: list[Citizen], run: Run) -> None:
         pass
 
 
-def held_by_homeserver(hs_db: Path, as_id: str) -> set[str]:
-    """Event IDs in appservice transactions Synapse still holds unsent while it counts the bridge as up: the
-    stranded transactions of docs/reliability.md (read from Synapse's own database, read-only)."""
-    conn = sqlite3.connect(f"file:{hs_db}?mode=ro", uri=True)
-    try:
-        up = conn.execute("SELECT state FROM application_services_state WHERE as_id = ?", [as_id]).fetchone()
-        if up is None or up[0] != "up":
-            return set()
-        return {e for (ids,) in conn.execute("SELECT event_ids FROM application_services_txns WHERE as_id = ?",
-                                             [as_id]) for e in json.loads(ids)}
-    finally:
-        conn.close()
-
-
-async def run_loop(public_url: str, hs_url: str, bridge: BridgeProcess, db_path: Path, hs_db: Path, as_id: str,
-                   args: argparse.Namespace) -> dict[str, Any]:
+async def run_loop(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     rnd = random.Random(args.seed)
     run = Run(args.citizens, args.messages, args.kills)
-    pool = OfficerPool(Path(tempfile.mkdtemp(prefix="precinct-chaos-officers-")), PASSWORD)
-    # Automatic routing gives each chat to one of them; nobody claims.
-    officers = [await pool.start(hs_url, f"@{name}:{SERVER}", name, auto_claim=False) for name in OFFICER_NAMES]
-    dispatch = await dispatch_room_of(db_path, AGENCY)
-    for o in officers:
-        await o.wait_member(dispatch, 60)
-        await o.send(dispatch, "!available")
-        await o.wait_message(lambda m: m.room_id == dispatch and "is available" in m.body, 60, "!available answered")
+    bridge = stack.bridge
+    pool = new_pool()
+    officers = await start_officers(pool, stack)      # automatic routing gives each chat to one of them
     seen: set[str] = set()
     replied: list[tuple[int, int]] = []
     reply_events: dict[tuple[int, int], str] = {}
     repliers = [asyncio.create_task(answer_everything(o, seen, replied, reply_events)) for o in officers]
-    citizens = [Citizen(public_url, i) for i in range(args.citizens)]
+    citizens = [Citizen(stack.public_url, i) for i in range(args.citizens)]
     started = time.monotonic()
     try:
         for c in citizens:
@@ -226,13 +107,11 @@ async def run_loop(public_url: str, hs_url: str, bridge: BridgeProcess, db_path:
                 log(o.state_report())
         # Replies Synapse never pushed and the bridge read back from the room (appservice/catchup.py): they
         # arrive after replies sent later, so the order check leaves them out and counts them apart.
-        read_back = set(re.findall(r"\$[A-Za-z0-9_-]+", " ".join(
-            line for line in bridge.log_path.read_text(errors="replace").splitlines()
-            if "never pushed by the homeserver" in line)))
+        read_back = read_back_events(bridge)
         late = {ik for ik, e in reply_events.items() if e in read_back}
         result = report(run, officers, citizens, replied, time.monotonic() - started, late)
         result["to_citizens"]["read_back_late"] = sorted(f"c{i} m{k}" for i, k in late)
-        held = held_by_homeserver(hs_db, as_id)
+        held = held_by_homeserver(stack.hs_db, stack.as_id)
         lost = set(result["to_citizens"].pop("_lost"))
         result["to_citizens"]["held_by_homeserver"] = sorted(f"c{i} m{k}" for i, k in lost
                                                              if reply_events.get((i, k)) in held)
@@ -247,47 +126,13 @@ async def run_loop(public_url: str, hs_url: str, bridge: BridgeProcess, db_path:
         await pool.stop_all()
 
 
-def citizen_lines(officers: list[NioOfficer]) -> dict[str, tuple[int, tuple[int, int]]]:
-    """Event ID → (server time, (citizen, k)) of every citizen line the officers read. Ordered by the server's
-    time, as the room's timeline shows them (the order a client decrypts them in is not the room's: one
-    decrypted late is appended late); two at the same millisecond count as in order."""
-    arrived: dict[str, tuple[int, tuple[int, int]]] = {}
-    for o in officers:
-        for m in o.messages:
-            line = CITIZEN_LINE.fullmatch(m.body)
-            if line:
-                k = (int(line[1]), int(line[2]))
-                arrived.setdefault(m.event_id, (int(m.source.get("origin_server_ts", 0)) * 1000 + k[1], k))
-    return arrived
-
-
-def _in_order(ks: list[int]) -> bool:
-    return ks == sorted(ks) and len(ks) == len(set(ks))
-
-
-def report(run: Run, officers: list[NioOfficer], citizens: list[Citizen], replied: list[tuple[int, int]],
+def report(run: Run, officers: list, citizens: list[Citizen], replied: list[tuple[int, int]],
            took: float, late: set[tuple[int, int]] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
     """Counts each way: lost (never arrived), doubled (arrived twice), chats whose messages came out of order."""
-    to_officers = [k for _, k in sorted(citizen_lines(officers).values())]
-    replies = [(c.index, int(CITIZEN_LINE.fullmatch(f["body"][len(REPLY):])[2]))  # type: ignore[index]
-               for c in citizens for f in c.messages()
-               if f["from"] == "officer" and f["body"].startswith(REPLY) and CITIZEN_LINE.fullmatch(f["body"][len(REPLY):])]
     sent = {(c.index, k) for c in citizens for k in range(run.messages)}
-
-    def tally(got: list[tuple[int, int]], order: list[tuple[int, int]] | None = None,
-              skip: set[tuple[int, int]] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
-        """``order``: the order they were sent in, when not the citizen's own m0, m1, …"""
-        def kept(i: int) -> bool:
-            seen = [k for j, k in got if j == i and (j, k) not in skip]
-            if order is None:
-                return _in_order(seen)
-            return seen == [k for j, k in order if j == i and k in seen]
-        return {"sent": len(sent), "lost": len(sent - set(got)), "duplicated": len(got) - len(set(got)),
-                "lost_first": [f"c{i} m{k}" for i, k in sorted(sent - set(got))[:10]], "_lost": sorted(sent - set(got)),
-                "chats_out_of_order": sum(1 for c in citizens if not kept(c.index))}
     waits = sorted(run.first_after)
     return {"citizens": run.citizens, "messages": run.messages, "kills": len(run.restarts),
-            "to_officers": tally(to_officers), "to_citizens": tally(replies, replied, late),
+            **both_ways(officers, citizens, sent, replied, late),
             "restart_to_first_delivery_s": {"p50": round(statistics.median(waits), 2) if waits else None,
                                             "max": round(waits[-1], 2) if waits else None, "n": len(waits)},
             "took_s": round(took, 1)}
@@ -305,42 +150,19 @@ def main() -> int:
         ap.error("--citizens and --messages must be positive, --kills not negative")
     args.seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     logging.getLogger("nio").setLevel(logging.ERROR)
-    dir = Path(tempfile.mkdtemp(prefix="precinct-chaos-"))
-    synapse = bridge = None
+    stack = Stack.prepare(keep=args.keep)
     try:
-        log(f"run directory {dir}; seed {args.seed}")
-        hs_port = free_port()
-        config_path, config = write_config(dir, f"http://127.0.0.1:{hs_port}")
-        registration = dir / "registration.yaml"
-        subprocess.run([sys.executable, "-m", "bridge", "generate-registration", "-c", str(config_path),
-                        "-o", str(registration)], check=True, cwd=ROOT, capture_output=True, timeout=120)
-        config = yaml.safe_load(config_path.read_text())
-        synapse = LocalSynapse(dir / "synapse", SERVER, hs_port, [registration])
-        synapse.start()
-        for name in OFFICER_NAMES:
-            synapse.register_user(name, PASSWORD)
-        bridge = BridgeProcess(config_path, config["web"]["public_url"], dir / "bridge.log")
-        bridge.start()
-        result = asyncio.run(run_loop(config["web"]["public_url"], synapse.url, bridge, dir / "precinct.db",
-                                      synapse.data_dir / "homeserver.db", config["appservice"]["id"], args))
+        log(f"run directory {stack.dir}; seed {args.seed}")
+        stack.bridge.start()
+        result = asyncio.run(run_loop(stack, args))
     finally:
-        if bridge is not None:
-            bridge.stop()
-        if synapse is not None:
-            synapse.stop()
-        if not args.keep:
-            import shutil
-            shutil.rmtree(dir, ignore_errors=True)
+        stack.close()
     result["seed"] = args.seed
     inn, out = result["to_officers"], result["to_citizens"]
     print()
     print(f"Bridge kill loop — {result['citizens']} citizens × {result['messages']} messages each way, "
           f"{result['kills']} kills (SIGKILL, restarted at once), seed {args.seed}, {result['took_s']} s")
-    print(f"{'direction':<22}{'sent':>6}{'lost':>6}{'doubled':>9}{'chats out of order':>20}   criterion")
-    for name, r in (("citizen → officer", inn), ("officer → citizen", out)):
-        ok = r["lost"] == 0 and r["duplicated"] == 0 and r["chats_out_of_order"] == 0
-        print(f"{name:<22}{r['sent']:>6}{r['lost']:>6}{r['duplicated']:>9}{r['chats_out_of_order']:>20}   "
-              f"lost 0, doubled 0, order kept: {'met' if ok else 'MISSED'}")
+    print_ways((("citizen → officer", inn), ("officer → citizen", out)))
     if out.get("read_back_late"):
         print(f"  of the officers' replies: {len(out['read_back_late'])} never pushed by Synapse and read back from "
               f"the room by the bridge, so they came after later ones (docs/reliability.md): "

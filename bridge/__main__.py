@@ -47,7 +47,13 @@ async def _run(config: cfg.Config) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await bridge.start()
-        await stop.wait()
+        # Until stopped, or until the homeserver refuses the bridge's start-up (raised here: the process ends).
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([stopping, bridge.connecting], return_when=asyncio.FIRST_COMPLETED)
+        if bridge.connecting.done() and not bridge.connecting.cancelled() and bridge.connecting.exception():
+            stopping.cancel()
+            raise bridge.connecting.exception()  # type: ignore[misc]
+        await stopping
     finally:
         await bridge.stop()
 

@@ -18,14 +18,16 @@ from .config import Config
 from .console.auth import ConsoleAuth, supervised_agencies
 from .console.reports_web import ReportsWeb
 from .console.web import ConsoleWeb
+from .background import Retries
 from .limits import Limit
 from .reports.poster import SummaryPoster
 from .resources import OpenFiles, Shortages, loop_exception_handler, raise_open_files_limit
 from . import __version__, metrics
-from .matrix import bot, cs_api, rooms
+from .matrix import bot, rooms
 from .matrix.crypto import Crypto
 from .matrix.idle import IdleUnloader
 from .matrix.homeserver import HomeserverApi
+from .matrix.reachable import HomeserverWatch, transient
 from .matrix.puppets import PuppetManager
 from .matrix.rooms import RoomPolicy
 from .console.bot_command import SPEC as CONSOLE_SPEC, ConsoleCommand
@@ -80,10 +82,16 @@ class Bridge:
         self.puppets = PuppetManager(self.api, self.crypto, self.store.puppets, config.get("homeserver.server_name"),
                                      config.get("appservice.puppet_prefix"), config.get("chats.puppet_pool_size"),
                                      bot=bot_user, policy=self.room_policy)
+        # The homeserver may be away at start or for a while later: citizens are served all the same, and the
+        # work that failed meanwhile (sends, chats' set-ups) goes at once when it answers again.
+        self.retries = Retries()
+        self.homeserver = HomeserverWatch(self.api, self._homeserver_back)
+        self._connecting: asyncio.Task | None = None
+        self.connected = False                       # start-up's homeserver steps are done (/health)
         self.hub = ChatHub()
-        self.outbound = OutboundPump(self.store, self.crypto)
+        self.outbound = OutboundPump(self.store, self.crypto, self.retries)
         self.chats = ChatService(config, self.store, self.api, self.crypto, self.puppets, self.hub,
-                                 self.outbound.wake, self.journal, policy=self.room_policy)
+                                 self.outbound.wake, self.journal, policy=self.room_policy, retries=self.retries)
         self.admission = Admission(config, self.chats, self.access, self.journal, self.api)
         self.transfers = Transfers(config, self.chats, self.access, self.journal, self.api, self.admission)
         prefix = config.get("officers.command_prefix")
@@ -153,6 +161,9 @@ class Bridge:
         self._runners.append(runner)
 
     async def start(self) -> None:
+        """Listen, then reach the homeserver in the background (``connecting``): the page is served and citizens'
+        messages are stored and acknowledged whether or not the homeserver answers yet; ``/health`` says 503
+        until it has, and everything written meanwhile is sent once it does."""
         raise_open_files_limit()              # as Synapse does: the soft limit up to the hard one, logged
         # asyncio's accept loop logs a full descriptor table once per waiting connection, every second.
         asyncio.get_running_loop().set_exception_handler(loop_exception_handler(self.shortages))
@@ -163,9 +174,42 @@ class Bridge:
                            self.config.get("appservice.port"))
         if self.config.get("metrics.enabled"):
             await self._listen(metrics.app(), self.config.get("metrics.bind_host"), self.config.get("metrics.port"))
-        await self._wait_for_homeserver()
-        self.room_policy.version = await rooms.default_room_version(self.api)
-        await self.puppets.ensure_bot()
+        self.homeserver.start()
+        await self._listen(public_app(self.visitor_api, self.console.app(), durable=self.store.db.durable,
+                                      shortages=self.shortages, readiness=self._readiness),
+                           self.config.get("web.bind_host"), self.config.get("web.port"), guarded=True)
+        log.info("Precinct is listening: citizens at %s/chat", self.config.get("web.public_url"))
+        self._connecting = asyncio.create_task(self._connect())
+
+    @property
+    def connecting(self) -> asyncio.Task:
+        """Start-up's homeserver steps; it ends in an exception only when the homeserver refuses the bridge."""
+        assert self._connecting is not None, "start() not called"
+        return self._connecting
+
+    def _readiness(self) -> str | None:
+        """None when ready; otherwise what /health says instead of ok."""
+        if not self.connected:
+            return "starting" if self.homeserver.reachable else "homeserver_unreachable"
+        return None if self.homeserver.reachable else "homeserver_unreachable"
+
+    async def _connect(self) -> None:
+        """The start-up steps that need the homeserver, once it answers; tried again while it fails by itself
+        (gone again, 5xx), not when it refuses us (a wrong as_token: that is the operator's to fix)."""
+        delay = 1.0
+        while True:
+            await self.homeserver.wait_answered()
+            try:
+                self.room_policy.version = await rooms.default_room_version(self.api)
+                await self.puppets.ensure_bot()
+                break
+            except Exception as e:
+                if not transient(e):
+                    log.error("the homeserver refused the bridge's start-up: %s", e)
+                    raise
+                log.warning("start-up with the homeserver failed (again in %.0f s): %s", delay, e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
         await self.dispatch.ensure_rooms()
         await self.bot_rooms.restore()
         self.inbound.start()
@@ -175,27 +219,39 @@ class Bridge:
         self.keeper.start()
         self.webhooks.start()
         self.summaries.start()
-        await self.chats.resume()
+        await self.chats.resume()             # with the chats citizens opened and spoke in before this
         self.inbound.wake()
         self.outbound.wake()
         self.puppets.refill_pool()
         self.dispatch.start()
         self.routing.start()
-        await self._listen(public_app(self.visitor_api, self.console.app(), durable=self.store.db.durable,
-                                      shortages=self.shortages),
-                           self.config.get("web.bind_host"), self.config.get("web.port"), guarded=True)
+        self.connected = True
         # An event of ours wakes the homeserver's appservice scheduler (idle after its own restart);
         # the ping then makes it retry queued transactions now rather than after its back-off.
         try:
             await bot.announce_start(self.api, self.store.settings, self.chats.bot, __version__)
         except Exception as e:
             log.warning("start-up notice failed: %s", e)
+        await self._ping()
+        log.info("Precinct is running: citizens at %s/chat", self.config.get("web.public_url"))
+
+    async def _ping(self) -> None:
+        if not self.config.get("homeserver.ping_at_start"):
+            log.info("appservice ping off (homeserver.ping_at_start): the homeserver delivers after its back-off")
+            return
         try:
             await self.api.ping()
         except Exception as e:
             log.warning("appservice ping failed (is the registration loaded?); the homeserver will deliver "
                         "after its own back-off: %s", e)
-        log.info("Precinct is running: citizens at %s/chat", self.config.get("web.public_url"))
+
+    async def _homeserver_back(self) -> None:
+        """The homeserver answers again after failing: what waited out a back-off goes now, and the ping asks it to
+        push what it kept for us at once."""
+        self.retries.now()
+        self.outbound.wake()
+        if self.connected:
+            await self._ping()
 
     def _rooms_to_catch_up(self) -> list[tuple[str, str]]:
         """Open chats' rooms as their puppets, dispatch rooms as the bot."""
@@ -203,18 +259,11 @@ class Bridge:
         dispatch = [(self.chats.bot, room) for a in self.config.agencies if (room := self.dispatch.room_of(a.id))]
         return chats + dispatch          # type: ignore[return-value]
 
-    async def _wait_for_homeserver(self, attempts: int = 60) -> None:
-        for i in range(attempts):
-            try:
-                await self.api.send(cs_api.versions(), what="versions")
-                return
-            except Exception as e:
-                if i == attempts - 1:
-                    raise RuntimeError(f"homeserver at {self.config.get('homeserver.url')} not reachable: {e}")
-                log.info("waiting for the homeserver: %s", e)
-                await asyncio.sleep(1)
-
     async def stop(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+            await asyncio.gather(self._connecting, return_exceptions=True)
+        await self.homeserver.stop()
         for runner in self._runners:
             await runner.cleanup()
         # No request can be refused any more: the counts of open refusal windows go on record now, before

@@ -1,5 +1,6 @@
-"""Background work: a loop that sleeps until woken (or a timeout) — the shape of the bridge's senders —
-and ``OrderedSends``, jobs run side by side except those on one subject."""
+"""Background work: a loop that sleeps until woken (or a timeout) — the shape of the bridge's senders —,
+``OrderedSends``, jobs run side by side except those on one subject, and ``Retries``, the pauses of work
+that failed, cut short together when whatever it waited for is back."""
 from __future__ import annotations
 
 import asyncio
@@ -43,6 +44,28 @@ class WakeableLoop:
 
     async def _run(self) -> None:
         raise NotImplementedError
+
+
+class Retries:
+    """The pauses between attempts of work that failed (a send, a chat's set-up): each waits its own back-off,
+    or less when ``now()`` says that what they failed on (the homeserver) answers again, so a backlog built up
+    during an outage goes at once rather than after back-offs grown to half a minute."""
+
+    def __init__(self) -> None:
+        self._back = asyncio.Event()
+
+    def now(self) -> None:
+        """Every pause under way ends; later pauses wait again."""
+        self._back.set()
+        self._back = asyncio.Event()
+
+    async def pause(self, seconds: float) -> None:
+        back = self._back
+        try:
+            async with asyncio.timeout(seconds):
+                await back.wait()
+        except TimeoutError:
+            pass
 
 
 class OrderedSends:

@@ -131,6 +131,10 @@ SCHEMA: list[Key] = [
     Key("homeserver.max_connections", int, 64,
         "Most connections the bridge opens to the homeserver at once, for its bot and every visitor's puppet "
         "together; requests beyond them wait their turn.", check=_positive),
+    Key("homeserver.ping_at_start", bool, True,
+        "At start, and when the homeserver answers again after an outage, ask it (appservice ping) to send at "
+        "once what it kept for the bridge; off, it sends after its own back-off (up to minutes; the bridge still "
+        "reads open chats' rooms back 10 s after start). Only turned off to measure the difference."),
     Key("appservice.id", str, "precinct", "Appservice ID, as in the registration file.", check=_localpart),
     Key("appservice.bind_host", str, "127.0.0.1",
         "Private address for the appservice API (homeserver → bridge). Never expose it publicly."),

@@ -27,6 +27,7 @@ from typing import Any, Callable
 import aiohttp
 
 from .. import metrics
+from ..background import Retries
 from ..config import Config, Scenario
 from ..matrix import rooms
 from ..matrix.rooms import RoomPolicy
@@ -112,13 +113,16 @@ class AttachmentUnavailable(Exception):
 class ChatService:
     def __init__(self, config: Config, store: Store, api: HomeserverApi, crypto: Crypto, puppets: PuppetManager,
                  hub: ChatHub, wake_outbound: Callable[[], None], journal: Journal | None = None,
-                 policy: RoomPolicy | None = None) -> None:
+                 policy: RoomPolicy | None = None, retries: Retries | None = None) -> None:
+        """``retries``: the pauses after a failed set-up, cut short when the homeserver answers again (app.py)."""
         self.config, self.store, self.api, self.crypto, self.puppets = config, store, api, crypto, puppets
         self.hub, self.wake_outbound = hub, wake_outbound
         self.journal: Journal = journal or LogJournal()
         self.bot = f"@{config.get('appservice.bot_localpart')}:{config.get('homeserver.server_name')}"
         self.policy = policy or RoomPolicy()       # ACL and room version of new chat rooms
         self._setup: dict[str, asyncio.Task] = {}
+        self._resumed = False                        # set-ups wait for resume(): the homeserver is there then
+        self.retries = retries or Retries()
         # queue_place's reads, valid while the store has not changed (store.db.mark()).
         self._places_mark: int | None = None
         self._places: dict[str, dict[str, int]] = {}
@@ -549,6 +553,8 @@ class ChatService:
         return unsent or (chat.state != CLOSED and bool(chat.claimed_by or chat.puppet))
 
     def start_setup(self, chat_id: str) -> None:
+        if not self._resumed:
+            return        # the bridge has not reached the homeserver yet: resume() sets up every chat that needs it
         task = self._setup.get(chat_id)
         if task is None or task.done():
             self._setup[chat_id] = asyncio.create_task(self._setup_with_retry(chat_id))
@@ -567,7 +573,7 @@ class ChatService:
                 wait = delay * random.uniform(0.5, 1.5)
                 log.warning("setting up chat %s failed (retrying in %.1fs): %s: %s", chat_id, wait,
                             type(e).__name__, e)
-                await asyncio.sleep(wait)
+                await self.retries.pause(wait)
                 delay = min(delay * 2, 30)
 
     async def setup(self, chat_id: str) -> None:
@@ -600,7 +606,9 @@ class ChatService:
             await self.crypto.restore_room(puppet.user_id, room_id)
 
     async def resume(self) -> None:
-        """At start-up: finish interrupted set-ups and reload the devices of open chats."""
+        """At start-up, once the homeserver answers: finish interrupted set-ups, set up the chats that spoke before
+        it answered, and reload the devices of open chats."""
+        self._resumed = True
         unsent = set(self.store.outbox.chats_pending())
         for chat in self.store.chats.without_room():
             # A chat closed before its room existed still owes the officers what the citizen was told was sent;

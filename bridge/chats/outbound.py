@@ -10,6 +10,7 @@ import asyncio
 import logging
 
 from .. import metrics
+from ..background import Retries
 from ..matrix.crypto import Crypto
 from ..matrix.mentions import ensure_mentions
 from ..store import Store
@@ -19,8 +20,10 @@ log = logging.getLogger(__name__)
 
 
 class OutboundPump:
-    def __init__(self, store: Store, crypto: Crypto) -> None:
+    def __init__(self, store: Store, crypto: Crypto, retries: Retries | None = None) -> None:
+        """``retries``: the pauses after a failed send, cut short when the homeserver answers again (app.py)."""
         self.store, self.crypto = store, crypto
+        self.retries = retries or Retries()
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._senders: dict[str, asyncio.Task] = {}
@@ -65,7 +68,7 @@ class OutboundPump:
             except Exception as e:
                 log.warning("chat %s: send %s failed (retrying in %.1fs): %s", chat.number, item.txn_id, delay, e)
                 self.store.outbox.mark_attempt_failed(item.id, str(e))
-                await asyncio.sleep(delay)
+                await self.retries.pause(delay)
                 delay = min(delay * 2, 30)
                 continue
             delay = 0.5

@@ -3,6 +3,7 @@ of chats, officers or the web (tests/unit/test_layers.py).
 
     cs_api.py        client-server requests as values (pure): the only place paths are spelled
     homeserver.py    HomeserverApi: sends them as the appservice or as one puppet's device
+    reachable.py     HomeserverWatch: whether the homeserver answers now (start-up waits for it, /health says it)
     puppets.py       visitor puppets: user, device, cross-signing identity, the warm pool
     crosssign.py     cross-signing keys and signatures (pure)
     crypto.py        Olm/Megolm for every puppet, fed from appservice transactions (the only module on nio's crypto)

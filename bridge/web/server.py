@@ -102,7 +102,10 @@ def after_durable(durable: Callable[[], Awaitable[None]]):  # type: ignore[no-un
 
 
 def public_app(visitor_api: VisitorApi, console: web.Application | None = None, *,
-               durable: Callable[[], Awaitable[None]], shortages: Shortages | None = None) -> web.Application:
+               durable: Callable[[], Awaitable[None]], shortages: Shortages | None = None,
+               readiness: Callable[[], str | None] | None = None) -> web.Application:
+    """``readiness``: None when the bridge is ready, else the status /health answers 503 with ("starting",
+    "homeserver_unreachable"): citizens are still served then, and what they write is delivered later."""
     # Large enough for an attachment; JSON endpoints enforce their own, smaller limit.
     app = web.Application(middlewares=[security_headers(visitor_api.embed_origins), errors(visitor_api, shortages),
                                        after_durable(durable)],
@@ -113,6 +116,9 @@ def public_app(visitor_api: VisitorApi, console: web.Application | None = None, 
         # Answered at once (it waits for no disk); 503 once the store can no longer promise what it stores.
         if visitor_api.store is not None and visitor_api.store.db.failure is not None:
             return web.json_response({"status": "store_failed"}, status=503)
+        not_ready = readiness() if readiness is not None else None
+        if not_ready is not None:
+            return web.json_response({"status": not_ready}, status=503)
         return web.json_response({"status": "ok"})
 
     app.router.add_get("/health", health)

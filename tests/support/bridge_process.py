@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -22,7 +23,9 @@ class BridgeProcess:
         if self.open_files is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 60, *, ready: bool = True) -> None:
+        """Until /health says ok; ``ready=False``: until it answers at all (a bridge whose homeserver is not
+        there yet serves citizens and answers 503)."""
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "bridge", "run", "-c", str(self.config_path)],
                                      stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2],
@@ -36,6 +39,10 @@ class BridgeProcess:
                 with urllib.request.urlopen(self.public_url + "/health", timeout=2) as r:
                     if r.status == 200:
                         return
+            except urllib.error.HTTPError as e:
+                if not ready:
+                    return
+                e.close()
             except OSError:
                 pass
             time.sleep(0.1)

@@ -1,0 +1,287 @@
+"""What the chaos scripts share (bench/kill_loop.py, bench/chaos_homeserver.py): the stack on loopback (own
+Synapse and bridge), officers as real encrypted nio clients of one agency in automatic routing, citizens
+behaving as the page does, and counting lost, doubled and reordered messages from each client's own view.
+
+Imported by the scripts (run as ``bench/NAME.py``, so this folder is on their path); not a script itself.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from bridge.devtools.localhs import LocalSynapse, free_port  # noqa: E402
+from tests.conftest import PASSWORD, SERVER, write_bridge_config  # noqa: E402
+from tests.support.bridge_db import dispatch_room_of  # noqa: E402
+from tests.support.bridge_process import BridgeProcess  # noqa: E402
+from tests.support.officer import NioOfficer, OfficerPool  # noqa: E402
+from tests.support.visitor import Visitor  # noqa: E402
+from tests.support.waiting import until  # noqa: E402
+
+AGENCY, TOPIC = "chaos", "chaos"
+OFFICER_NAMES = ("chaosofficer1", "chaosofficer2")
+REPLY = "re: "
+CITIZEN_LINE = re.compile(r"c(\d+) m(\d+)")
+
+
+def log(*parts: object) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}]", *parts, flush=True)
+
+
+class Citizen(Visitor):
+    """The page's behaviour: one message at a time; after a reconnect, every unacknowledged one again."""
+
+    def __init__(self, base_url: str, index: int) -> None:
+        super().__init__(base_url)
+        self.index = index
+        self.sent: dict[str, str] = {}          # client_id → body, in order
+        self._reconnecting = asyncio.Lock()     # the killer and a failed send may both ask: one at a time
+
+    def acked(self) -> set[str]:
+        return {f["client_id"] for f in self.frames if f.get("type") == "ack"}
+
+    async def reconnect(self, timeout: float = 90) -> None:
+        async def attempt() -> bool:
+            try:
+                await self.connect()
+                return True
+            except Exception:
+                return False
+        async with self._reconnecting:
+            await until(attempt, timeout, f"citizen {self.index} reconnecting")
+            for client_id, body in list(self.sent.items()):
+                if client_id not in self.acked():
+                    await self.send(body, client_id=client_id, wait_ack=False)
+
+    async def say(self, body: str) -> None:
+        client_id = uuid.uuid4().hex
+        self.sent[client_id] = body
+        for _ in range(20):                     # bounded: a kill mid-send means reconnect and send again
+            try:
+                if client_id not in self.acked():
+                    await self.send(body, client_id=client_id, wait_ack=False)
+                await until(lambda: client_id in self.acked(), 20, "ack")
+                return
+            except Exception:
+                await self.reconnect()
+        raise AssertionError(f"citizen {self.index}: {body!r} never acknowledged")
+
+    def officer_bodies(self) -> list[str]:
+        return [f["body"] for f in self.messages() if f["from"] == "officer"]
+
+
+def write_config(dir: Path, hs_url: str, **overrides: Any) -> tuple[Path, dict[str, Any]]:
+    """The tests' bridge config plus the chaos agency (automatic routing between the two officers);
+    ``overrides``: top-level sections merged in (e.g. ``homeserver={"ping_at_start": False}``)."""
+    config_path, config = write_bridge_config(dir, hs_url)
+    config["agencies"].append({"id": AGENCY, "name": "Chaos Desk", "routing": "auto",
+                               "officers": [f"@{o}:{SERVER}" for o in OFFICER_NAMES],
+                               "max_chats_per_officer": 1000})
+    config["topics"].append({"id": TOPIC, "label": "Chaos", "agency": AGENCY})
+    config["chats"]["puppet_pool_size"] = 2
+    config.setdefault("limits", {})
+    for section, values in overrides.items():
+        config.setdefault(section, {}).update(values)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return config_path, config
+
+
+@dataclass
+class Stack:
+    """A run's directory, Synapse (with the bridge's registration and the officers' accounts) and bridge;
+    ``close()`` stops both by PID and removes the directory (unless ``keep``)."""
+    dir: Path
+    config_path: Path
+    config: dict[str, Any]
+    synapse: LocalSynapse
+    bridge: BridgeProcess
+    keep: bool = False
+
+    @classmethod
+    def prepare(cls, keep: bool = False, **overrides: Any) -> "Stack":
+        """Directory, config, registration, Synapse started with the officers' accounts; the bridge not started."""
+        dir = Path(tempfile.mkdtemp(prefix="precinct-chaos-"))
+        hs_port = free_port()
+        config_path, _ = write_config(dir, f"http://127.0.0.1:{hs_port}", **overrides)
+        registration = dir / "registration.yaml"
+        subprocess.run([sys.executable, "-m", "bridge", "generate-registration", "-c", str(config_path),
+                        "-o", str(registration)], check=True, cwd=ROOT, capture_output=True, timeout=120)
+        config = yaml.safe_load(config_path.read_text())
+        synapse = LocalSynapse(dir / "synapse", SERVER, hs_port, [registration])
+        stack = cls(dir, config_path, config, synapse,
+                    BridgeProcess(config_path, config["web"]["public_url"], dir / "bridge.log"), keep)
+        try:
+            synapse.start()
+            for name in OFFICER_NAMES:
+                synapse.register_user(name, PASSWORD)
+        except BaseException:
+            stack.close()
+            raise
+        return stack
+
+    @property
+    def public_url(self) -> str:
+        return self.config["web"]["public_url"]
+
+    @property
+    def db_path(self) -> Path:
+        return self.dir / "precinct.db"
+
+    @property
+    def hs_db(self) -> Path:
+        return self.synapse.data_dir / "homeserver.db"
+
+    @property
+    def as_id(self) -> str:
+        return self.config["appservice"]["id"]
+
+    def close(self) -> None:
+        self.bridge.stop()
+        self.synapse.stop()
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+async def start_officers(pool: OfficerPool, stack: Stack) -> list[NioOfficer]:
+    """The two officers signed in and available in the agency's dispatch room (automatic routing: nobody claims)."""
+    officers = [await pool.start(stack.synapse.url, f"@{name}:{SERVER}", name, auto_claim=False)
+                for name in OFFICER_NAMES]
+    dispatch = await dispatch_room_of(stack.db_path, AGENCY)
+    for o in officers:
+        await o.wait_member(dispatch, 60)
+        await o.send(dispatch, "!available")
+        await o.wait_message(lambda m: m.room_id == dispatch and "is available" in m.body, 60, "!available answered")
+    return officers
+
+
+def new_pool() -> OfficerPool:
+    return OfficerPool(Path(tempfile.mkdtemp(prefix="precinct-chaos-officers-")), PASSWORD)
+
+
+async def answer_everything(officer: NioOfficer, seen: set[str], replied: list[tuple[int, int]],
+                            reply_events: dict[tuple[int, int], str],
+                            first_read: dict[str, float] | None = None) -> None:
+    """Reply once to every citizen message this officer reads (and only citizen messages), one send at a
+    time; ``replied`` gets (citizen, k) in the order the homeserver took the replies, the order a citizen
+    must see them in (an officer whose client decrypts a message late answers it late, in that order).
+    ``first_read``: body → when (monotonic) an officer first read it."""
+    while True:
+        for m in list(officer.messages):
+            line = CITIZEN_LINE.fullmatch(m.body)
+            if m.event_id in seen or not line:
+                continue
+            seen.add(m.event_id)
+            if first_read is not None:
+                first_read.setdefault(m.body, time.monotonic())
+            try:
+                event_id = await officer.send(m.room_id, REPLY + m.body)
+                replied.append((int(line[1]), int(line[2])))
+                reply_events[(int(line[1]), int(line[2]))] = event_id
+            except Exception as e:                 # a send that fails (the homeserver away) is retried
+                seen.discard(m.event_id)
+                log("officer reply failed, again:", e)
+                await asyncio.sleep(0.5)
+        await asyncio.sleep(0.05)
+
+
+def officer_frames(citizens: list[Citizen]) -> int:
+    return sum(1 for c in citizens for f in c.frames if f.get("type") == "message" and f.get("from") == "officer")
+
+
+def held_by_homeserver(hs_db: Path, as_id: str) -> set[str]:
+    """Event IDs in appservice transactions Synapse still holds unsent while it counts the bridge as up: the
+    stranded transactions of docs/reliability.md (read from Synapse's own database, read-only)."""
+    conn = sqlite3.connect(f"file:{hs_db}?mode=ro", uri=True)
+    try:
+        up = conn.execute("SELECT state FROM application_services_state WHERE as_id = ?", [as_id]).fetchone()
+        if up is None or up[0] != "up":
+            return set()
+        return {e for (ids,) in conn.execute("SELECT event_ids FROM application_services_txns WHERE as_id = ?",
+                                             [as_id]) for e in json.loads(ids)}
+    finally:
+        conn.close()
+
+
+def read_back_events(bridge: BridgeProcess) -> set[str]:
+    """Events the bridge read back from rooms because the homeserver never pushed them (appservice/catchup.py)."""
+    return set(re.findall(r"\$[A-Za-z0-9_-]+", " ".join(
+        line for line in bridge.log_path.read_text(errors="replace").splitlines()
+        if "never pushed by the homeserver" in line)))
+
+
+def citizen_lines(officers: list[NioOfficer]) -> dict[str, tuple[int, tuple[int, int]]]:
+    """Event ID → (server time, (citizen, k)) of every citizen line the officers read. Ordered by the server's
+    time, as the room's timeline shows them (the order a client decrypts them in is not the room's: one
+    decrypted late is appended late); two at the same millisecond count as in order."""
+    arrived: dict[str, tuple[int, tuple[int, int]]] = {}
+    for o in officers:
+        for m in o.messages:
+            line = CITIZEN_LINE.fullmatch(m.body)
+            if line:
+                k = (int(line[1]), int(line[2]))
+                arrived.setdefault(m.event_id, (int(m.source.get("origin_server_ts", 0)) * 1000 + k[1], k))
+    return arrived
+
+
+def replies_at_citizens(citizens: list[Citizen]) -> list[tuple[int, int]]:
+    """(citizen, k) of every officer reply each citizen got, in the order it got them."""
+    return [(c.index, int(line[2])) for c in citizens for body in c.officer_bodies()
+            if body.startswith(REPLY) and (line := CITIZEN_LINE.fullmatch(body[len(REPLY):]))]
+
+
+def _in_order(ks: list[int]) -> bool:
+    return ks == sorted(ks) and len(ks) == len(set(ks))
+
+
+def tally(sent: set[tuple[int, int]], got: list[tuple[int, int]], chats: Iterable[int],
+          order: list[tuple[int, int]] | None = None,
+          skip: set[tuple[int, int]] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
+    """Lost (never arrived), doubled (arrived twice) and chats whose messages came out of order, from what
+    one side sent (``sent``: (chat, k)) and what the other got, in the order it got them. ``order``: the order
+    they were sent in, when not each chat's k = 0, 1, …; ``skip``: left out of the order check."""
+    def kept(i: int) -> bool:
+        seen = [k for j, k in got if j == i and (j, k) not in skip]
+        if order is None:
+            return _in_order(seen)
+        return seen == [k for j, k in order if j == i and k in seen]
+    lost = sorted(sent - set(got))
+    return {"sent": len(sent), "lost": len(lost), "duplicated": len(got) - len(set(got)),
+            "lost_first": [f"c{i} m{k}" for i, k in lost[:10]], "_lost": lost,
+            "chats_out_of_order": sum(1 for i in chats if not kept(i))}
+
+
+def both_ways(officers: list[NioOfficer], citizens: list[Citizen], sent: set[tuple[int, int]],
+              replied: list[tuple[int, int]], late: set[tuple[int, int]] = frozenset()  # type: ignore[assignment]
+              ) -> dict[str, dict[str, Any]]:
+    """The tallies of the citizens' lines at the officers and of the officers' replies at the citizens."""
+    chats = [c.index for c in citizens]
+    to_officers = [k for _, k in sorted(citizen_lines(officers).values())]
+    return {"to_officers": tally(sent, to_officers, chats),
+            "to_citizens": tally(sent, replies_at_citizens(citizens), chats, replied, late)}
+
+
+def met(r: dict[str, Any], allowed_lost: int = 0) -> bool:
+    return r["lost"] <= allowed_lost and r["duplicated"] == 0 and r["chats_out_of_order"] == 0
+
+
+def print_ways(ways: Iterable[tuple[str, dict[str, Any]]]) -> None:
+    """One row per direction: sent, lost, doubled, chats out of order, and the criterion's verdict."""
+    print(f"{'direction':<22}{'sent':>6}{'lost':>6}{'doubled':>9}{'chats out of order':>20}   criterion")
+    for name, r in ways:
+        print(f"{name:<22}{r['sent']:>6}{r['lost']:>6}{r['duplicated']:>9}{r['chats_out_of_order']:>20}   "
+              f"lost 0, doubled 0, order kept: {'met' if met(r) else 'MISSED'}")

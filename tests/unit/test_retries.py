@@ -1,0 +1,25 @@
+"""Retries (bridge/background.py): a pause after a failure lasts its back-off, or ends when now() says the
+homeserver is back; pauses begun after now() wait again."""
+from __future__ import annotations
+
+import asyncio
+
+from bridge.background import Retries
+
+
+async def test_now_ends_every_pause_under_way_and_later_pauses_wait_again():
+    retries = Retries()
+    pauses = [asyncio.create_task(retries.pause(3600)) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert not any(p.done() for p in pauses)
+    retries.now()
+    await asyncio.wait_for(asyncio.gather(*pauses), timeout=5)
+    later = asyncio.create_task(retries.pause(3600))
+    done, _ = await asyncio.wait({later}, timeout=0.2)     # the earlier now() does not end it
+    assert not done
+    retries.now()
+    await asyncio.wait_for(later, timeout=5)
+
+
+async def test_a_pause_ends_by_itself_after_its_seconds():
+    await asyncio.wait_for(Retries().pause(0.01), timeout=5)

@@ -328,6 +328,24 @@ class ChatService:
             return False
         return True
 
+    def page_ahead(self, chat: Chat, page_seq: int) -> bool:
+        """The citizen's page shows messages up to ``page_seq`` and the store holds fewer: the bridge was restored
+        from a backup taken before them (docs/deployment.md). The citizen is told, under a seq past the page's,
+        so that what comes next is not taken for messages the page already shows (it keeps one message per seq);
+        the officers are told once per chat. False (nothing done) if the page is not ahead or the chat is over."""
+        chat = self.store.chats.refresh(chat)
+        if chat.state == CLOSED or page_seq <= self.store.messages.last_seq(chat.id):
+            return False
+        first = not self.store.db.row("SELECT 1 AS x FROM messages WHERE chat_id = ? AND code = 'restored'", [chat.id])
+        with self.store.db.transaction():
+            self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("restored"), at_least=page_seq + 1)
+            self.journal.chat_event(chat.id, "restored", None, page_seq=page_seq)
+            if first and chat.room_id and chat.puppet:
+                self.notify_officers(chat, "The bridge was restored from a backup taken before the last messages of "
+                                           "this chat: the citizen has been asked to repeat anything important.")
+        self.hub.messages(chat.id)
+        return True
+
     def close(self, chat: Chat, by: str, officer_name: str | None = None) -> None:
         """End the chat. A citizen's close is recorded here; whoever closes on the officers' side
         records its own ``closed`` entry (with who and why) in the same transaction."""

@@ -279,6 +279,14 @@ class NioOfficer:
         self._sent[resp.event_id] = (room_id, event_type, content, first or resp.event_id)
         return resp.event_id
 
+    async def lose_connection(self) -> None:
+        """What a dropped network or a killed client looks like to the homeserver: the syncs stop, nothing is
+        said (the homeserver's own presence time-out is what tells anyone)."""
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
     async def go_offline(self) -> None:
         """What a closed laptop looks like to the homeserver: the client stops syncing and its presence is
         offline (still signed in: nothing else changes)."""

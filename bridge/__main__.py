@@ -1,4 +1,5 @@
-"""Command line: ``python -m bridge generate-registration | run | demo | transcript … | audit … | records …``."""
+"""Command line: ``python -m bridge generate-registration | run | demo | backup | restore | transcript … | audit … |
+records …``."""
 from __future__ import annotations
 
 import argparse
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     records_cli.add_parsers(sub)
     from .console import cli as console_cli
     console_cli.add_parsers(sub)
+    from .store import backup
+    backup.add_parsers(sub)
     args = parser.parse_args(argv)
     # Whatever any library creates from here on (SQLite's files, nio's stores, exports, Synapse's files
     # in the demo) is owner-only, whatever umask the operator's shell has; our own secrets set modes too.

@@ -16,7 +16,7 @@ import yaml
 from bridge.devtools.localhs import LocalSynapse, free_port
 from tests.support.bridge_process import BridgeProcess
 from tests.support.configs import crypto_section
-from tests.support import limited, lowfd, pow_bridge, proxied, supervisor_room
+from tests.support import limited, lowfd, pow_bridge, proxied, restorable, supervisor_room
 from tests.support.officer import NioOfficer, OfficerPool
 from tests.support.visitor import Visitor
 
@@ -162,9 +162,11 @@ def matrix_env(tmp_path_factory: pytest.TempPathFactory):
     lowfd_registration = lowfd.prepare(dir / "lowfd", f"http://127.0.0.1:{hs_port}", SERVER)
     # And one behind nginx running the sample config (proxied_env below).
     proxied_registration = proxied.prepare(dir / "proxied", f"http://127.0.0.1:{hs_port}", SERVER)
+    # And one whose data folder is backed up, wiped and restored (restorable_env below).
+    restorable_registration = restorable.prepare(dir / "restorable", f"http://127.0.0.1:{hs_port}", SERVER)
     synapse = LocalSynapse(dir / "synapse", SERVER, hs_port,
                            [registration, pow_registration, limited_registration, lowfd_registration,
-                            proxied_registration])
+                            proxied_registration, restorable_registration])
     bridge = BridgeProcess(config_path, config["web"]["public_url"], dir / "bridge.log")
     try:
         synapse.start()
@@ -176,6 +178,7 @@ def matrix_env(tmp_path_factory: pytest.TempPathFactory):
         synapse.register_user(lowfd.OFFICER, PASSWORD)
         synapse.register_user(proxied.OFFICER, PASSWORD)
         synapse.register_user(proxied.SUPERVISOR, PASSWORD)
+        synapse.register_user(restorable.OFFICER, PASSWORD)
         # The hooked agency's supervisors' room, with the bot invited: the daily summary goes there, and with
         # summary_time 00:00 yesterday's is due as soon as the bridge starts.
         room = supervisor_room.create_room(synapse.url, supervisor_room.login(synapse.url, SUPERVISOR, PASSWORD),
@@ -236,6 +239,12 @@ def lowfd_env(matrix_env: MatrixEnv):
         yield env
     finally:
         env.bridge.stop()
+
+
+@pytest.fixture
+def restorable_env(matrix_env: MatrixEnv) -> restorable.RestorableEnv:
+    """A bridge of its own on the session's Synapse (tests/support/restorable.py); the test starts and stops it."""
+    return restorable.env(matrix_env.dir / "restorable")
 
 
 @pytest.fixture

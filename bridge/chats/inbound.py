@@ -77,11 +77,16 @@ class Decrypted:
 
 class KeyWait:
     """Decrypt an officer's event, or wait for its room key until ``crypto.undecryptable_wait_seconds`` have
-    passed since the first try. One rule for chat rooms and the bot's rooms; what to fetch meanwhile and
-    whom to tell when it is over is the caller's."""
+    passed since the bridge received it (or since this start, for an event received before it). One rule for
+    chat rooms and the bot's rooms; what to fetch meanwhile and whom to tell when it is over is the caller's.
+
+    The wait runs from receipt, not from the event's first try: a room's events are handled one at a time, so
+    ten commands sent under one missing key would otherwise wait one after the other (ten waits before the
+    officer hears of the last)."""
 
     def __init__(self, store: Store, crypto: Crypto, wait_seconds: float) -> None:
         self.store, self.crypto, self.wait_ms = store, crypto, int(wait_seconds * 1000)
+        self.started_ms = int(time.time() * 1000)
 
     async def decrypt(self, user_id: str, item: RoomEvent,
                       fetch_keys: Callable[[], Awaitable[bool]] | None = None) -> Decrypted:
@@ -93,8 +98,8 @@ class KeyWait:
             return Decrypted(event)
         if item.first_failed_ts is None:
             metrics.decrypt_failed(final=False)
-        first_failed = self.store.room_events.note_failure(item.stream)
-        if time.time() * 1000 - first_failed < self.wait_ms:
+        self.store.room_events.note_failure(item.stream)
+        if time.time() * 1000 - max(item.received_ts, self.started_ms) < self.wait_ms:
             return Decrypted(None)
         metrics.decrypt_failed(final=True)
         return Decrypted(None, give_up=True)

@@ -152,12 +152,14 @@ class ChatService:
         self.listener.queued(chat)
         return chat, token
 
-    def open_practice(self, scenario: Scenario, agency_id: str, by: str, origin: str | None) -> Chat:
+    def open_practice(self, scenario: Scenario, agency_id: str, by: str, origin: str | None) -> tuple[Chat, str]:
         """A practice chat for this agency (training.py): queued like any chat, marked as training, its
-        citizen played by the bridge from the scenario, which says its first line now."""
+        citizen played by the bridge from the scenario, which says its first line now (or, with
+        ``training.LIVE``, by whoever is given the returned citizen's token)."""
         topic = next((t for t in self.config.topics if t.agency == agency_id), self.config.topics[0])
+        token = secrets.token_urlsafe(32)
         with self.store.db.transaction():
-            chat = self.store.chats.create(secrets.token_urlsafe(12), hash_token(secrets.token_urlsafe(32)),
+            chat = self.store.chats.create(secrets.token_urlsafe(12), hash_token(token),
                                            topic.id, agency_id, training.CITIZEN_NAME, "en", training=scenario.id)
             self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("queued"))
             self.journal.chat_event(chat.id, "queued", None, number=chat.number, agency=chat.agency,
@@ -166,7 +168,7 @@ class ChatService:
                                scenario=scenario.id, number=chat.number)
         self.listener.queued(chat)
         self._practice_line(chat)
-        return self.store.chats.refresh(chat)
+        return self.store.chats.refresh(chat), token
 
     def _practice_line(self, chat: Chat) -> None:
         """The scripted citizen's next line, if one is due (training.next_line)."""
@@ -324,6 +326,24 @@ class ChatService:
         except Exception as e:
             log.info("read receipt for chat %s not sent: %s", chat.number, e)
             return False
+        return True
+
+    def page_ahead(self, chat: Chat, page_seq: int) -> bool:
+        """The citizen's page shows messages up to ``page_seq`` and the store holds fewer: the bridge was restored
+        from a backup taken before them (docs/deployment.md). The citizen is told, under a seq past the page's,
+        so that what comes next is not taken for messages the page already shows (it keeps one message per seq);
+        the officers are told once per chat. False (nothing done) if the page is not ahead or the chat is over."""
+        chat = self.store.chats.refresh(chat)
+        if chat.state == CLOSED or page_seq <= self.store.messages.last_seq(chat.id):
+            return False
+        first = not self.store.db.row("SELECT 1 AS x FROM messages WHERE chat_id = ? AND code = 'restored'", [chat.id])
+        with self.store.db.transaction():
+            self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("restored"), at_least=page_seq + 1)
+            self.journal.chat_event(chat.id, "restored", None, page_seq=page_seq)
+            if first and chat.room_id and chat.puppet:
+                self.notify_officers(chat, "The bridge was restored from a backup taken before the last messages of "
+                                           "this chat: the citizen has been asked to repeat anything important.")
+        self.hub.messages(chat.id)
         return True
 
     def close(self, chat: Chat, by: str, officer_name: str | None = None) -> None:

@@ -20,6 +20,8 @@ ENGLISH: dict[str, str] = {
     "ended_idle": "The chat has ended because there was no reply.",
     "ended_abandoned": "The chat has ended because this page was closed while you waited. "
                        "You can start a new chat at any time.",
+    "restored": "The chat service was restored from a backup. Your last messages, and the officer's, may be "
+                "missing above: please repeat anything important.",
 }
 
 

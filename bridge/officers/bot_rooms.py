@@ -109,7 +109,10 @@ class BotRooms:
             if decrypted.event is None and not decrypted.give_up:
                 return False
             if decrypted.event is None:
-                await self.context(item.room_id, sender).reply(UNDECRYPTABLE_REPLY.format(sender=sender))
+                # A reply to the message itself: several sent under one lost key each get theirs, and the
+                # officer's client shows which message it was (the bot cannot quote what it cannot read).
+                await self.dispatch.say(item.room_id, UNDECRYPTABLE_REPLY.format(sender=sender),
+                                        in_reply_to=item.event_id)
                 self.store.room_events.finish(item.stream, FAILED, "undecryptable")
                 return True
             event = decrypted.event

@@ -127,10 +127,14 @@ class Dispatch:
 
     # ---- sending -------------------------------------------------------------------------------
     async def say(self, room_id: str, text: str, *, mentions: list[str] | None = None,
-                  replaces: str | None = None, msgtype: str = "m.notice") -> str:
-        """Send (or, with ``replaces``, edit) an encrypted notice as the bot; returns the event ID."""
+                  replaces: str | None = None, in_reply_to: str | None = None, msgtype: str = "m.notice") -> str:
+        """Send (or, with ``replaces``, edit) an encrypted notice as the bot; returns the event ID.
+
+        ``in_reply_to``: the event this notice answers (clients show the officer's own message above it)."""
         content: dict[str, Any] = {"msgtype": msgtype, "body": text, "format": "org.matrix.custom.html",
                                    "formatted_body": dispatch_text.as_html(text, mentions or [])}
+        if in_reply_to:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": in_reply_to}}
         if replaces:
             content = {"msgtype": msgtype, "body": "* " + text, "m.new_content": content,
                        "m.relates_to": {"rel_type": "m.replace", "event_id": replaces}}

@@ -44,11 +44,12 @@ class Messages:
     def add(self, chat_id: str, sender_kind: str, kind: str, body: str, *, sender: str | None = None,
             sender_mxid: str | None = None, client_id: str | None = None, event_id: str | None = None,
             target_seq: int | None = None, ts: int | None = None, code: str | None = None,
-            params: dict[str, Any] | None = None) -> Message:
-        """Append with the next seq. Call inside a transaction when other rows must change with it."""
+            params: dict[str, Any] | None = None, at_least: int = 1) -> Message:
+        """Append with the next seq (``at_least``, if that is higher). Call inside a transaction when other rows
+        must change with it."""
         with self.db.transaction():
             row = self.db.row("SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM messages WHERE chat_id = ?", [chat_id])
-            seq = row["seq"]  # type: ignore[index]
+            seq = max(row["seq"], at_least)  # type: ignore[index]
             self.db.execute(
                 "INSERT INTO messages (chat_id, seq, sender_kind, kind, sender, sender_mxid, body, ts, client_id,"
                 " event_id, target_seq, code, params) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",

@@ -23,6 +23,7 @@ class RoomEvent:
     room_id: str
     event: dict[str, Any]
     first_failed_ts: int | None
+    received_ts: int = 0                 # when the bridge received it (ms since the epoch)
 
 
 class RoomEvents:
@@ -56,7 +57,7 @@ class RoomEvents:
         Not simply in receipt order: Synapse can push an event late, after events written after it (a
         transaction its recoverer stranded, sent with the next recovery; appservice/catchup.py). Events still
         waiting together (a restart that found them unhandled) are then handled as they were written."""
-        rows = self.db.rows("SELECT stream, event_id, room_id, event, first_failed_ts FROM room_events"
+        rows = self.db.rows("SELECT stream, event_id, room_id, event, first_failed_ts, received_ts FROM room_events"
                             " WHERE room_id = ? AND state = ?"
                             " ORDER BY json_extract(event, '$.origin_server_ts'), stream LIMIT ?",
                             [room_id, PENDING, limit])

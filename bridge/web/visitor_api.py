@@ -49,6 +49,7 @@ BUSY_RETRY_AFTER = 60       # seconds a "busy" answer asks the page to wait befo
 HISTORY_PAGE = 500          # messages per GET …/messages; "more": true says ask again from the last seq
 STATUS_EVERY = 1.0          # seconds between a connection's queue-place frames, however fast the queue moves
 REPLIES_PENDING = 256       # answers on one WebSocket waiting for the disk before its next frame is read
+MAX_AHEAD = 10_000          # how far past the store a page may say it has read and be believed restored (page_ahead)
 
 
 class _ClientGone(Exception):
@@ -585,6 +586,9 @@ class VisitorApi:
 
     async def _serve_chat(self, ws: web.WebSocketResponse, chat: Chat, since: int) -> web.WebSocketResponse:
         sub = self.chats.hub.subscribe(chat.id)
+        if 0 < since - self.store.messages.last_seq(chat.id) <= MAX_AHEAD:
+            # The page has seen more than the store holds (restored from a backup): told, and numbered past it.
+            self.chats.page_ahead(chat, since)
         # A client claiming more than exists would otherwise never see the messages up to its number.
         last = min(since, self.store.messages.last_seq(chat.id))
         try:

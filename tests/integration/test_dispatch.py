@@ -177,8 +177,10 @@ async def test_an_officer_command_the_bot_cannot_decrypt_nudges_the_inbox_then_a
         return any('200 "PUT /_matrix/client/v3/sendToDevice/m.room.encrypted/precinct.' in line and ".nudge" in line
                    for line in log.splitlines())
     await until(nudged, 60, "the homeserver accepting the bot's inbox nudge")
-    await officer.wait_message(lambda m: m.room_id == dispatch and "could not be decrypted by the bridge" in m.body,
-                               60, "the bot asking the officer to send it again")
+    ask = await officer.wait_message(lambda m: m.room_id == dispatch and "could not be decrypted by the bridge"
+                                     in m.body, 60, "the bot asking the officer to send it again")
+    # A reply to the message that failed, so the officer (and their client, which can read it) knows which.
+    assert ask.source["content"]["m.relates_to"] == {"m.in_reply_to": {"event_id": bogus["event_id"]}}
 
 
 async def test_a_claim_whose_key_missed_the_bot_works_after_discarding_the_session(matrix_env, officer_of, visitors,

@@ -46,8 +46,9 @@ class NioOfficer:
         # officer in Element; tests about claiming set it to ``lambda number: False``.
         self.auto_claim: Callable[[int], bool] = lambda number: False
         self.claims: list[asyncio.Task] = []
-        # What this officer last sent in each room, and how often the bridge asked for it again (see _on_text).
-        self._last_sent: dict[str, tuple[str, dict[str, Any]]] = {}
+        # What this officer sent (event ID → room, type, content, the first sending's event ID) and how often
+        # the bridge asked for each message again (see _on_text).
+        self._sent: dict[str, tuple[str, str, dict[str, Any], str]] = {}
         self._resent: dict[str, int] = {}
 
     async def sign_in(self) -> None:
@@ -100,15 +101,18 @@ class NioOfficer:
         self.messages.append(Received(room.room_id, event.event_id, event.sender, event.body,
                                       getattr(event, "sender_key", None), getattr(event, "device_id", None),
                                       event.source))
-        if event.body == UNDECRYPTABLE_REPLY.format(sender=self.client.user_id) and room.room_id in self._last_sent \
-                and self._resent.get(room.room_id, 0) < 2:
-            # What an officer does when the bot asks: discard the room key (Element's /discardsession) and send
-            # it again under a new one (the homeserver's to-device push can skip the room key of a message to
-            # the appservice's bot, which cannot fetch its inbox; bench/README.md).
-            self._resent[room.room_id] = self._resent.get(room.room_id, 0) + 1
-            self.client.invalidate_outbound_session(room.room_id)
-            event_type, content = self._last_sent[room.room_id]
-            self.claims.append(asyncio.create_task(self._send(room.room_id, event_type, content)))
+        answered = ((event.source.get("content") or {}).get("m.relates_to") or {}).get("m.in_reply_to") or {}
+        if event.body == UNDECRYPTABLE_REPLY.format(sender=self.client.user_id) \
+                and answered.get("event_id") in self._sent:
+            # What an officer does when the bot asks (its notice is a reply to the message that failed): discard
+            # the room key (Element's /discardsession) and send that message again under a new one (the
+            # homeserver's to-device push can skip the room key of a message to the appservice's bot, which
+            # cannot fetch its inbox; bench/README.md).
+            room_id, event_type, content, first = self._sent[answered["event_id"]]
+            if self._resent.get(first, 0) < 2:
+                self._resent[first] = self._resent.get(first, 0) + 1
+                self.client.invalidate_outbound_session(room_id)
+                self.claims.append(asyncio.create_task(self._send(room_id, event_type, content, first)))
         found = NEW_CHAT_NOTICE.search(event.body)
         content = event.source.get("content", {})
         if found and "m.new_content" not in content and self.auto_claim(int(found[1])):
@@ -265,7 +269,7 @@ class NioOfficer:
             return False
         await until(known, 30, f"device lists of {sorted(others)}")
 
-    async def _send(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
+    async def _send(self, room_id: str, event_type: str, content: dict[str, Any], first: str | None = None) -> str:
         # Load the members first: otherwise room_send queries keys itself, racing the sync loop's own
         # query, and the loser raises LocalProtocolError('No key query required.'), killing sync_forever.
         room = self.client.rooms.get(room_id)
@@ -274,10 +278,18 @@ class NioOfficer:
             assert isinstance(resp, nio.JoinedMembersResponse), resp
         if room is not None:
             await self._know_devices(room)
-        self._last_sent[room_id] = (event_type, content)
         resp = await self.client.room_send(room_id, event_type, content, ignore_unverified_devices=True)
         assert isinstance(resp, nio.RoomSendResponse), resp
+        self._sent[resp.event_id] = (room_id, event_type, content, first or resp.event_id)
         return resp.event_id
+
+    async def lose_connection(self) -> None:
+        """What a dropped network or a killed client looks like to the homeserver: the syncs stop, nothing is
+        said (the homeserver's own presence time-out is what tells anyone)."""
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
 
     async def go_offline(self) -> None:
         """What a closed laptop looks like to the homeserver: the client stops syncing and its presence is

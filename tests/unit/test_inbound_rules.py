@@ -62,3 +62,38 @@ async def test_edits_only_by_the_author_and_nothing_across_chats(tmp_path):
         await pump.handle_in(a, RoomEvent(10 + i, event["event_id"], event["room_id"], event, None))
     assert published == [("a", "edit", theirs.seq), ("a", "redaction", theirs.seq)]
     store.close()
+
+
+async def test_the_key_wait_runs_from_receipt_so_events_queued_under_one_missing_key_wait_once(tmp_path):
+    """Ten commands sent at once under a room key the bridge never got: a room's events are handled one at a
+    time, and a wait counted from each one's first try made the last wait ten times over (a minute before the
+    officer heard of it, tests/integration/test_key_delivery.py); counted from receipt, they all end together."""
+    import time
+
+    store = Store.open(tmp_path / "p.db")
+    async def decrypt(user_id, event):
+        return None                                     # the key never comes
+    keys = KeyWait(store, SimpleNamespace(decrypt=decrypt), 6)  # type: ignore[arg-type]
+    now = int(time.time() * 1000)
+    events = [{"type": "m.room.encrypted", "event_id": f"$c{i}", "room_id": "!d:police.example",
+               "sender": "@o1:police.example", "origin_server_ts": i, "content": {}} for i in range(10)]
+    for event in events:
+        store.room_events.add(event)
+    waiting = store.room_events.pending("!d:police.example")
+    assert [e.event_id for e in waiting] == [e["event_id"] for e in events]
+    # Received, and the bridge started, 7 s ago: the first try of each one comes now, one after the other.
+    keys.started_ms = now - 7000
+    store.db.execute("UPDATE room_events SET received_ts = ?", [now - 7000])
+    waiting = store.room_events.pending("!d:police.example")
+    assert [(await keys.decrypt("@precinct:police.example", e)).give_up for e in waiting] == [True] * 10
+    # Received just now: still waiting, though tried for the first time.
+    store.room_events.add({**events[0], "event_id": "$fresh"})
+    fresh = [e for e in store.room_events.pending("!d:police.example") if e.event_id == "$fresh"]
+    result = await keys.decrypt("@precinct:police.example", fresh[0])
+    assert result.event is None and not result.give_up
+    # Received long ago but before this start: a fresh wait from the start (its key may be in a push not yet read).
+    keys.started_ms = now
+    store.db.execute("UPDATE room_events SET received_ts = ? WHERE event_id = '$fresh'", [now - 60_000])
+    fresh = [e for e in store.room_events.pending("!d:police.example") if e.event_id == "$fresh"]
+    assert not (await keys.decrypt("@precinct:police.example", fresh[0])).give_up
+    store.close()

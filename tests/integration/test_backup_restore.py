@@ -1,0 +1,189 @@
+"""Backup while the bridge runs, wipe its data, restore into a fresh folder, and go on (issue 12).
+
+The real bridge of tests/support/restorable.py on the session's Synapse, a citizen over the visitor API and
+an officer as a real encrypted nio client. What was written after the backup is not in the restored store;
+what the test shows happens to it is said in docs/deployment.md ("What a restore brings back").
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PASSWORD
+from tests.support.bridge_db import rows
+from tests.support.bridge_process import BridgeProcess
+from tests.support.officer import NioOfficer, OfficerPool
+from tests.support.restorable import RestorableEnv
+from tests.support.visitor import Visitor
+from tests.support.waiting import until
+
+ROOT = Path(__file__).parents[2]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bridge", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)
+
+
+async def opened(citizen: Visitor, name: str) -> int:
+    number = (await citizen.create(topic="general", display_name=name, consent=True))["number"]
+    await citizen.connect()
+    return number
+
+
+async def officer_reads(officer: NioOfficer, body: str, what: str):  # type: ignore[no-untyped-def]
+    return await officer.wait_message(lambda m: m.body == body, 90, what)
+
+
+async def citizen_reads(citizen: Visitor, body: str, what: str) -> dict:
+    return await citizen.wait_frame(lambda f: f.get("type") == "message" and f.get("body") == body, 90, what)
+
+
+def words(tag: str) -> str:
+    return f"{tag} {uuid.uuid4().hex[:6]}"
+
+
+async def test_a_backup_taken_while_the_bridge_runs_restores_into_a_fresh_folder(restorable_env: RestorableEnv,
+                                                                                 tmp_path):
+    env = restorable_env
+    bridge = env.bridge(env.config_path, tmp_path / "bridge-before.log")
+    fresh = tmp_path / "fresh"                           # where the restored bridge lives: nothing there yet
+    restored = env.bridge(fresh / "config.yaml", tmp_path / "bridge-after.log")
+    pool = OfficerPool(tmp_path / "officers", PASSWORD)
+    citizen, late, newcomer = Visitor(env.public_url), Visitor(env.public_url), Visitor(env.public_url)
+    try:
+        bridge.start()
+        officer = await pool.start(env.config["homeserver"]["url"], env.officer_id, "restore", auto_claim=True)
+
+        # A citizen and an officer converse.
+        number = await opened(citizen, "Robin")
+        first = words("before the backup, citizen")
+        await citizen.send(first)
+        received = await officer_reads(officer, first, "the citizen's first message")
+        room, puppet_key = received.room_id, received.sender_key
+        answer = words("before the backup, officer")
+        await officer.send(room, answer)
+        await citizen_reads(citizen, answer, "the officer's answer")
+
+        # The backup, while the bridge runs.
+        backup = tmp_path / "backup"
+        done = cli("backup", "-c", str(env.config_path), "--to", str(backup))
+        assert done.returncode == 0, done.stderr
+        assert bridge.pid is not None
+        manifest = json.loads((backup / "manifest.json").read_text())
+        roles = [f["role"] for f in manifest["files"]]
+        assert sorted(set(roles)) == ["config", "crypto", "registration", "signing_key", "store"]
+        assert manifest["schema_version"] == rows(env.data / "precinct.db", "SELECT version FROM schema_version")[0][0]
+        # A second backup into the same folder is refused, clearly.
+        again = cli("backup", "-c", str(env.config_path), "--to", str(backup))
+        assert again.returncode == 2 and "not empty" in again.stderr, again
+
+        # More is said after the backup, and a second chat begins (it takes a puppet the backup still has
+        # in its warm pool).
+        citizen_after = words("after the backup, citizen")
+        await citizen.send(citizen_after)
+        await officer_reads(officer, citizen_after, "the citizen's message after the backup")
+        officer_after = words("after the backup, officer")
+        officer_after_id = await officer.send(room, officer_after)
+        await citizen_reads(citizen, officer_after, "the officer's message after the backup")
+        await opened(late, "Sam")
+        late_words = words("the second chat, after the backup")
+        await late.send(late_words)
+        late_room = (await officer_reads(officer, late_words, "the second chat's message")).room_id
+        pages_last_seq = citizen.last_seq()
+
+        # The bridge stops, its data is gone; the backup goes into a fresh folder and the bridge starts from it.
+        bridge.stop()
+        shutil.rmtree(env.data)
+        # Into the config it came from (kept as it is) …
+        in_place = cli("restore", "--from", str(backup), "-c", str(env.config_path))
+        assert in_place.returncode == 0, in_place.stderr
+        # … never over data that is there …
+        over = cli("restore", "--from", str(backup), "-c", str(env.config_path))
+        assert over.returncode == 2 and "never overwrites" in over.stderr, over
+        shutil.rmtree(env.data)
+        # … and into a fresh folder, the config and registration written from the backup.
+        done = cli("restore", "--from", str(backup), "-c", str(fresh / "config.yaml"))
+        assert done.returncode == 0, done.stderr
+        restored.start()
+
+        # The records verify.
+        audit = cli("audit", "verify", "-c", str(fresh / "config.yaml"))
+        assert audit.returncode == 0 and audit.stdout.startswith("OK"), audit
+        exported = tmp_path / "record.json"
+        assert cli("transcript", "export", str(number), "-c", str(fresh / "config.yaml"), "-o",
+                   str(exported)).returncode == 0
+        verified = cli("transcript", "verify", str(exported))
+        assert verified.returncode == 0 and verified.stdout.startswith("OK"), verified
+
+        # The chat is still there, as the page comes back to it (asking for what follows the last seq it has).
+        ready = await until(lambda: _reconnected(citizen), 60, "the citizen's page back on the restored bridge")
+        assert ready["state"] == "active", ready
+        replay = Visitor(env.public_url)
+        replay.chat_id, replay.token, replay.ws_url = citizen.chat_id, citizen.token, citizen.ws_url
+        await replay.connect(since=0)
+        await until(lambda: any(f.get("body") == answer for f in replay.messages()), 30, "the replay")
+        await replay.close()
+        bodies = [f["body"] for f in replay.messages()]
+        assert first in bodies and answer in bodies
+
+        # The page has seen more than the restored store holds: the citizen is told, under a seq past the page's.
+        told = await citizen.wait_frame(lambda f: f.get("code") == "restored", 30, "the restored notice")
+        assert told["seq"] > pages_last_seq
+
+        # It goes on both ways, with the same puppet device, and the page (one message per seq) shows it.
+        citizen_now = words("after the restore, citizen")
+        await citizen.send(citizen_now)
+        now = await officer_reads(officer, citizen_now, "the citizen's message after the restore")
+        assert now.room_id == room and now.sender_key == puppet_key, "the puppet must keep its device and keys"
+        officer_now = words("after the restore, officer")
+        await officer.send(room, officer_now)
+        await citizen_reads(citizen, officer_now, "the officer's message after the restore")
+        assert [citizen_now, officer_now] == [b for b in page_view(citizen) if b in (citizen_now, officer_now)]
+        await officer.wait_message(lambda m: m.room_id == room and "restored from a backup" in m.body, 60,
+                                   "the officers told of the restore")
+
+        # A new chat gets a puppet of its own, never the one the second chat took after the backup.
+        await opened(newcomer, "Kim")
+        newcomer_words = words("a new chat after the restore")
+        await newcomer.send(newcomer_words)
+        newcomer_room = (await officer_reads(officer, newcomer_words, "the new chat's message")).room_id
+        assert newcomer_room != late_room, "a restored pool handed out a room a lost chat had taken"
+
+        # What was written after the backup: the officer's words are read back from the room (the catch-up,
+        # 10 s after the start) and reach the citizen again, late; the citizen's own are not in the store.
+        await citizen.wait_frame(lambda f: f.get("body") == officer_after and f["seq"] > told["seq"], 90,
+                                 "the officer's words after the backup, read back from the room")
+        restored_view = [b for _, b in rows(fresh / "data" / "precinct.db", "SELECT seq, body FROM messages "
+                                                                          "WHERE chat_id = ? ORDER BY seq",
+                                                [citizen.chat_id])]
+        assert citizen_after not in restored_view and officer_after in restored_view
+        assert restored_view.index(officer_after) > restored_view.index(officer_now)
+    finally:
+        for v in (citizen, late, newcomer):
+            await v.close()
+        await pool.stop_all()
+        bridge.stop()
+        restored.stop()
+
+
+def page_view(citizen: Visitor) -> list[str]:
+    """The bodies the citizen's page shows: it keeps the first message of each seq (js/conversation.js)."""
+    first: dict[int, str] = {}
+    for f in citizen.frames:
+        if f.get("type") == "message":
+            first.setdefault(f["seq"], f["body"])
+    return [first[seq] for seq in sorted(first)]
+
+
+async def _reconnected(citizen: Visitor) -> dict | None:
+    try:
+        return await citizen.connect()
+    except Exception:
+        return None

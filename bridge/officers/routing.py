@@ -14,6 +14,7 @@ import logging
 import time
 
 from ..journal import Journal
+from ..chats import training
 from ..chats.lifecycle import ChatListener, ChatService
 from ..config import Agency, Config
 from ..matrix import rooms
@@ -375,6 +376,11 @@ class Routing(ChatListener):
                                reason="not a supervisor here")
             await ctx.reply(f"Only supervisors may start a practice chat; {ctx.sender} is not one here.")
             return
+        if names == [training.LIVE.id]:
+            # The citizen's link must reach the supervisor alone, not every officer of this room.
+            await ctx.reply("A practice chat in which you play the citizen is started from the console: "
+                            f"{self.config.get('web.public_url')}/console/practice")
+            return
         scenario = self.config.scenario(names[0] if names else None)
         if scenario is None or len(names) > 1:
             known = ", ".join(sc.id for sc in self.config.scenarios) or "none configured"
@@ -384,7 +390,7 @@ class Routing(ChatListener):
         if trainee is not None and not agency.is_officer(trainee):
             await ctx.reply(f"{trainee} is not an officer of {agency.name}; no practice chat started.")
             return
-        chat = self.chats.open_practice(scenario, agency.id, ctx.sender, ctx.room_id)
+        chat, _ = self.chats.open_practice(scenario, agency.id, ctx.sender, ctx.room_id)
         if trainee is not None:
             await ctx.reply(await self.claim(chat, trainee, "practice", ctx.room_id))
         else:

@@ -7,8 +7,9 @@ NODE_STAMP := tests/interop/node_modules/.installed
 BROWSER_STAMP := tests/browser/node_modules/.installed
 CHROMIUM   := /usr/bin/chromium
 NGINX      := /usr/sbin/nginx
+OFFLINE_KIT := tests/artifacts/offline-kit/.built
 
-.PHONY: demo test abuse load chaos install node browser chromium nginx clean
+.PHONY: demo test abuse load chaos install node browser chromium nginx wheelhouse clean
 
 install: $(STAMP)
 
@@ -45,8 +46,19 @@ nginx:
 demo: $(STAMP)
 	$(BIN)/python -m bridge demo --data demo-data
 
-test: $(STAMP) $(NODE_STAMP) browser nginx
+test: $(STAMP) $(NODE_STAMP) browser nginx $(OFFLINE_KIT)
 	$(BIN)/python -m pytest -q
+
+# An air-gapped install (docs/deployment.md): every wheel (the tests' too), both Node folders' packages as an
+# npm cache, the Debian package list and the operator's INSTALL.md, in one folder to carry across.
+wheelhouse: $(STAMP)
+	$(BIN)/python -m bridge.devtools.wheelhouse wheelhouse --extras test --node tests/interop --node tests/browser
+
+# The runtime part of it, from which tests/integration/test_offline_install.py installs with every index
+# unreachable (gathered here, online, like the other things the tests need; a few seconds).
+$(OFFLINE_KIT): $(STAMP) setup.cfg pyproject.toml tests/browser/package-lock.json $(shell find bridge -type f ! -name '*.pyc')
+	$(BIN)/python -m bridge.devtools.wheelhouse $(dir $@) --node tests/browser
+	touch $@
 
 # The floods of issue 10 against the real bridge and Synapse, full size (several minutes; figures in
 # docs/security.md). `make test` runs a reduced one (tests/integration/test_bench_guards.py).
@@ -70,4 +82,4 @@ chaos: $(STAMP)
 	$(BIN)/python bench/chaos_homeserver.py --scenario cold-start
 
 clean:
-	rm -rf $(VENV) tests/interop/node_modules tests/browser/node_modules tests/artifacts
+	rm -rf $(VENV) tests/interop/node_modules tests/browser/node_modules tests/artifacts wheelhouse

@@ -199,6 +199,16 @@ async def answer_everything(officer: NioOfficer, seen: set[str], replied: list[t
         await asyncio.sleep(0.05)
 
 
+async def wind_down(repliers: list[asyncio.Task], citizens: list[Citizen], pool: OfficerPool) -> None:
+    """The end of a run, whatever happened: repliers cancelled, citizens' sockets closed, officers signed out."""
+    for t in repliers:
+        t.cancel()
+    await asyncio.gather(*repliers, return_exceptions=True)
+    for c in citizens:
+        await c.close()
+    await pool.stop_all()
+
+
 def officer_frames(citizens: list[Citizen]) -> int:
     return sum(1 for c in citizens for f in c.frames if f.get("type") == "message" and f.get("from") == "officer")
 

@@ -83,9 +83,10 @@ $(OFFLINE_KIT): $(STAMP) setup.cfg pyproject.toml tests/browser/package-lock.jso
 abuse: $(STAMP)
 	$(BIN)/python bench/abuse.py
 
-# Many citizens at once, in rounds (issue 11): latencies, memory and descriptors per round. A few minutes.
-load: $(STAMP)
-	$(BIN)/python bench/load.py
+# Many citizens at once, in rounds (issue 11): latencies, memory and descriptors per round, against one Synapse
+# process on SQLite and then Synapse with workers on PostgreSQL (issue 12), compared at the end. Several minutes.
+load: $(STAMP) nginx homeserver-packages
+	$(BIN)/python bench/load.py --homeserver both
 
 # Faults injected at volume (issue 13): the bridge SIGKILLed 10 times while 20 citizens and 2 officers talk,
 # 50 messages each way per chat; exits 1 if anything is lost, doubled or reordered (docs/reliability.md).

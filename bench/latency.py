@@ -2,8 +2,11 @@
 
     .venv/bin/python bench/latency.py [--visitors 1,10,100] [--messages 5] [--concurrency 10]
                                       [--open-concurrency N] [--pool-size 5] [--keep]
+                                      [--homeserver single|workers|both]
 
-Run from the repository root.  It starts its own Synapse (bridge/devtools/localhs.py) and
+Run from the repository root.  It starts its own Synapse (bridge/devtools/localhs.py; with
+--homeserver workers, Synapse on PostgreSQL with workers, bridge/devtools/workers.py; with both,
+one after the other in this run, each with a bridge of its own, and prints both and a comparison) and
 the real bridge process on free 127.0.0.1 ports in a temporary directory, set up
 exactly as the integration tests do (tests/conftest.py, tests/support), with one
 officer: a real encrypted matrix-nio client (NioOfficer).  For each visitor
@@ -68,6 +71,7 @@ import nio  # noqa: E402
 import yaml  # noqa: E402
 
 from bridge.devtools.localhs import LocalSynapse, free_port  # noqa: E402
+from bridge.devtools.workers import LocalSynapseWorkers  # noqa: E402
 from tests.conftest import OFFICERS, PASSWORD, SERVER, write_bridge_config  # noqa: E402
 from tests.support.bridge_db import room_of  # noqa: E402
 from tests.support.bridge_process import BridgeProcess  # noqa: E402
@@ -499,8 +503,9 @@ class Bench:
         return r
 
     def cpu_now(self) -> dict[str, float]:
-        return {"Synapse": cpu_seconds(self.synapse.pid), "bridge": cpu_seconds(self.bridge.pid),
-                "clients": cpu_seconds(os.getpid())}
+        homeserver = {name: sum(cpu_seconds(pid) for pid in pids)
+                      for name, pids in self.synapse.process_groups().items()}
+        return {**homeserver, "bridge": cpu_seconds(self.bridge.pid), "clients": cpu_seconds(os.getpid())}
 
     def breakdown(self, r: Round, chat_ids: list[str], room_ids: list[str], o2v_wall: int) -> None:
         """Split the bridge path with the bridge's own timestamps (read-only peek, best effort)."""
@@ -540,14 +545,14 @@ def verdict(ok: bool | None) -> str:
 
 
 def report(rounds: list[Round], args: Any, log_summary: list[str], dir: Path, kept: bool,
-           undecryptable: dict[str, int]) -> None:
+           undecryptable: dict[str, int], homeserver: str = "one Synapse process, SQLite") -> None:
     m, k = args.messages, args.concurrency
     out: list[str] = []
     p = out.append
     p("")
     ko = args.open_concurrency or k
     p(f"Precinct latency benchmark — {m} messages per visitor per direction, ≤{k} messages and ≤{ko} chat "
-      f"set-ups in flight, puppet_pool_size={args.pool_size}, loopback Synapse (SQLite), "
+      f"set-ups in flight, puppet_pool_size={args.pool_size}, loopback homeserver: {homeserver}, "
       f"officer = matrix-nio E2EE client")
     p("All figures in ms. bridge = citizen WebSocket ⇄ bridge ⇄ Synapse ⇄ officer; "
       "floor = plain nio user ⇄ Synapse ⇄ same officer (E2EE, no bridge).")
@@ -662,7 +667,11 @@ def summarise_log(path: Path) -> list[str]:
 
 
 # ---- set-up and main ----------------------------------------------------------------------------------
-def start_stack(dir: Path, pool_size: int) -> tuple[LocalSynapse, BridgeProcess, str]:
+#: --homeserver's choices: the topologies a run can start.
+HOMESERVERS = {"single": LocalSynapse, "workers": LocalSynapseWorkers}
+
+
+def start_stack(dir: Path, pool_size: int, homeserver: str = "single") -> tuple[LocalSynapse, BridgeProcess, str]:
     hs_port = free_port()
     config_path, config = write_bridge_config(dir, f"http://127.0.0.1:{hs_port}")
     config["chats"]["puppet_pool_size"] = pool_size
@@ -671,7 +680,7 @@ def start_stack(dir: Path, pool_size: int) -> tuple[LocalSynapse, BridgeProcess,
     subprocess.run([sys.executable, "-m", "bridge", "generate-registration", "-c", str(config_path),
                     "-o", str(registration)], check=True, cwd=ROOT, capture_output=True, timeout=120)
     config = yaml.safe_load(config_path.read_text())
-    synapse = LocalSynapse(dir / "synapse", SERVER, hs_port, [registration])
+    synapse = HOMESERVERS[homeserver](dir / "synapse", SERVER, hs_port, [registration])
     bridge = BridgeProcess(config_path, config["web"]["public_url"], dir / "bridge.log")
     return synapse, bridge, config["web"]["public_url"]
 
@@ -700,6 +709,9 @@ def main() -> int:
                     help="chat set-ups in flight (default: the same as --concurrency)")
     ap.add_argument("--pool-size", type=int, default=5, help="bridge chats.puppet_pool_size (default 5)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, databases)")
+    ap.add_argument("--homeserver", choices=("single", "workers", "both"), default="single",
+                    help="one Synapse process on SQLite (default), Synapse with workers on PostgreSQL "
+                         "(bridge/devtools/workers.py), or both one after the other, compared at the end")
     args = ap.parse_args()
     counts = [int(x) for x in args.visitors.split(",") if x.strip()]
     if not counts or min(counts) < 1 or args.messages < 1 or args.concurrency < 1:
@@ -707,40 +719,81 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, _terminate)
     logging.getLogger("nio").setLevel(logging.ERROR)     # the clients' crypto chatter (missing sessions etc.)
-    dir = Path(tempfile.mkdtemp(prefix="precinct-bench-"))
+    kinds = ["single", "workers"] if args.homeserver == "both" else [args.homeserver]
+    top = Path(tempfile.mkdtemp(prefix="precinct-bench-"))
+    results: dict[str, tuple[str, list[Round]]] = {}
+    status = 0
+    try:
+        for kind in kinds:
+            # Each topology in its own folder, with its own bridge: the same visitors, messages and limits.
+            dir = top / kind if len(kinds) > 1 else top
+            dir.mkdir(exist_ok=True)
+            status, description, rounds = run_one(kind, dir, args, counts)
+            results[kind] = (description, rounds)
+            if status:
+                break
+    finally:
+        if len(results) > 1:
+            compare(results)
+        if not args.keep:
+            shutil.rmtree(top, ignore_errors=True)
+        else:
+            log(f"kept {top}")
+    return status
+
+
+def run_one(kind: str, dir: Path, args: Any, counts: list[int]) -> tuple[int, str, list[Round]]:
+    """One whole run against one homeserver topology; its report printed. (status, topology, rounds)."""
     synapse = bridge = bench = None
     rounds: list[Round] = []
+    description = kind
     try:
-        log(f"run directory {dir}")
-        synapse, bridge, public_url = start_stack(dir, args.pool_size)
+        log(f"run directory {dir} (homeserver: {kind})")
+        synapse, bridge, public_url = start_stack(dir, args.pool_size, kind)
+        description = synapse.description
         synapse.start()
         for localpart in (OFFICERS[AGENCY], FLOOR_USER):
             synapse.register_user(localpart, PASSWORD)
         bridge.start()
-        log(f"Synapse pid {synapse.pid} on {synapse.url}; bridge pid {bridge.pid} on {public_url}")
+        log(f"homeserver ({description}) pid {synapse.pid} on {synapse.url}; bridge pid {bridge.pid} on {public_url}")
         bench = Bench(dir, synapse, bridge, public_url, args)
         asyncio.run(run(bench, counts, rounds))
     except KeyboardInterrupt as e:
         log(f"interrupted ({e})")
-        return 130
+        return 130, description, rounds
     except Exception as e:
         log(f"set-up or run failed: {type(e).__name__}: {e}")
         if bridge is not None:
             log("bridge log tail:\n" + bridge.tail(40))
-        return 1
+        return 1, description, rounds
     finally:
         if bridge is not None:
             bridge.stop()
         if synapse is not None:
-            synapse.stop()
+            synapse.close()
         summary = summarise_log(dir / "bridge.log")
         if rounds:
-            report(rounds, args, summary, dir, args.keep, bench.undecryptable if bench else {})
-        if not args.keep:
-            shutil.rmtree(dir, ignore_errors=True)
-        else:
-            log(f"kept {dir}")
-    return 0
+            report(rounds, args, summary, dir, args.keep, bench.undecryptable if bench else {}, description)
+    return 0, description, rounds
+
+
+def compare(results: dict[str, tuple[str, list[Round]]]) -> None:
+    """The headline figures of each topology side by side (p50 / p95 ms; the floor is the same topology's)."""
+    out = ["", "Homeserver topologies compared (same run, same arguments; ms, p50 / p95):"]
+    head = (f"{'N':>4}  {'homeserver':<58} {'new chat ready':>15} {'visitor→officer':>16} {'officer→visitor':>16} "
+            f"{'floor v→o':>12} {'floor createRoom':>17}  homeserver CPU in the round")
+    out += [head, "-" * len(head)]
+    by_n: dict[int, list[tuple[str, Round]]] = {}
+    for description, rounds in results.values():
+        for r in rounds:
+            by_n.setdefault(r.n, []).append((description, r))
+    for n in sorted(by_n):
+        for description, r in by_n[n]:
+            cpu = ", ".join(f"{k} {v:.1f}s" for k, v in r.cpu.items() if k not in ("bridge", "clients"))
+            out.append(f"{n:>4}  {description:<58} {triple(r.ready_ms, (50, 95)):>15} "
+                       f"{triple(r.v2o.latencies, (50, 95)):>16} {triple(r.o2v.latencies, (50, 95)):>16} "
+                       f"{triple(r.floor_v2o.latencies, (50, 95)):>12} {triple(r.floor_ready_ms, (50, 95)):>17}  {cpu}")
+    print("\n".join(out), flush=True)
 
 
 if __name__ == "__main__":

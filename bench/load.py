@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/load.py [--citizens 200] [--in-flight 20] [--rounds 3] [--messages 2]
                                    [--addresses 50] [--open-files N] [--keep]
+                                   [--homeserver single|workers|both]
 
 Run from the repository root. It starts its own Synapse and the real bridge on free loopback ports in a
 temporary directory (the integration tests' set-up, bench/latency.py's ``start_stack``), with admission
@@ -20,6 +21,10 @@ opens its chat and keeps its WebSocket), A of them writing and talking with an o
 client that claims those chats, and only those, from the dispatch room; --messages each way), the others
 waiting silent in the queue; once every conversation is done all N close, and "after" is read as above. The
 issue-11 figure: ``--connected 1000 --active 200 --cycles 5``.
+
+--homeserver workers runs it against Synapse on PostgreSQL with workers (bridge/devtools/workers.py) instead
+of one Synapse process on SQLite; both runs the same thing against each, one after the other (each with a bridge
+of its own), and ends with the two side by side. The homeserver's CPU is then all of its processes'.
 
 --open-files N starts the bridge with RLIMIT_NOFILE N (soft and hard), e.g. 1024, systemd's default soft
 limit, to see what happens there. Every process it starts is stopped by PID in a ``finally``; every loop
@@ -387,7 +392,7 @@ class Load:
         rss, fds, files = self.sample()
         r.rss[0], r.fds[0], r.crypto_files[0] = rss, fds, files
         r.live_clients[0] = await self.live_clients(http)
-        cpu0 = {"bridge": cpu_seconds(self.bridge.pid), "homeserver": cpu_seconds(self.synapse.pid)}
+        cpu0 = {"bridge": cpu_seconds(self.bridge.pid), "homeserver": self.homeserver_cpu()}
         peak = {"rss": rss or 0, "fds": fds or 0, "files": files or 0, "live": r.live_clients[0] or 0}
         stop = asyncio.Event()
 
@@ -410,7 +415,11 @@ class Load:
             r.rss[1], r.fds[1], r.crypto_files[1], r.live_clients[1] = (peak["rss"], peak["fds"], peak["files"],
                                                                          peak["live"])
             r.cpu = {"bridge": cpu_seconds(self.bridge.pid) - cpu0["bridge"],
-                     "homeserver": cpu_seconds(self.synapse.pid) - cpu0["homeserver"]}
+                     "homeserver": self.homeserver_cpu() - cpu0["homeserver"]}
+
+    def homeserver_cpu(self) -> float:
+        """CPU seconds of every homeserver process (Synapse's, and PostgreSQL's, Redis's, nginx's with workers)."""
+        return sum(cpu_seconds(pid) for pids in self.synapse.process_groups().values() for pid in pids)
 
     async def settle(self) -> bool:
         """Until no outbox item is pending (every chat that spoke has its room and its messages sent)."""
@@ -448,7 +457,9 @@ def n(x: int | None) -> str:
     return "—" if x is None else str(x)
 
 
-def report(rounds: list[Round], args: Any, log_path: Path, open_files_line: str) -> None:
+def report(rounds: list[Round], args: Any, log_path: Path, open_files_line: str,
+           homeserver: str = "one Synapse process, SQLite") -> None:
+    print(f"\nHomeserver: {homeserver}", flush=True)
     if args.connected:
         out = [f"\nLoad: {args.connected} citizens connected at once, {args.active} of them in conversation with an "
                f"officer ({args.messages} messages each way), then all closed; × {args.rounds} cycles, {args.in_flight} "
@@ -504,8 +515,8 @@ def report(rounds: list[Round], args: Any, log_path: Path, open_files_line: str)
 
 
 def stack(dir: Path, pool_size: int, open_files: int | None, idle_unload: float,
-          profile: Path | None = None) -> tuple[Any, Bridge, str | None]:
-    synapse, tests_bridge, url = latency.start_stack(dir, pool_size)
+          profile: Path | None = None, homeserver: str = "single") -> tuple[Any, Bridge, str | None]:
+    synapse, tests_bridge, url = latency.start_stack(dir, pool_size, homeserver)
     config = yaml.safe_load(tests_bridge.config_path.read_text())
     from bridge import config as schema
     keys = {k.path for k in schema.SCHEMA}
@@ -545,6 +556,8 @@ def main() -> int:
     ap.add_argument("--cycles", type=int, default=0, help="with --connected: cycles (default: --rounds)")
     ap.add_argument("--profile", type=Path, help="run the bridge under cProfile (CPU time), its stats written here")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, databases)")
+    ap.add_argument("--homeserver", choices=("single", "workers", "both"), default="single",
+                    help="one Synapse process on SQLite (default), Synapse with workers on PostgreSQL, or both")
     args = ap.parse_args()
     if args.cycles:
         args.rounds = args.cycles
@@ -554,13 +567,46 @@ def main() -> int:
         ap.error("out of range: see --help")
     signal.signal(signal.SIGTERM, _terminate)
     logging.getLogger("nio").setLevel(logging.ERROR)      # the officer client's crypto chatter
+    kinds = ["single", "workers"] if args.homeserver == "both" else [args.homeserver]
+    results: dict[str, tuple[str, list[Round]]] = {}
+    status = 0
+    try:
+        for kind in kinds:
+            status, description, rounds = run_one(kind, args)
+            results[kind] = (description, rounds)
+            if status:
+                break
+    finally:
+        if len(results) > 1:
+            compare(results)
+    return status
+
+
+def compare(results: dict[str, tuple[str, list[Round]]]) -> None:
+    """Each topology's rounds side by side."""
+    out = ["", "Homeserver topologies compared (same run, same arguments):",
+           f"{'homeserver':<58} {'round':>5} {'opened':>7} {'failed':>7} {'rooms':>6} {'set-up /s':>9} "
+           f"{'POST p50 ms':>11} {'ack p50 ms':>10} {'HS CPU ms/chat':>14}"]
+    for description, rounds in results.values():
+        for r in rounds:
+            rate = f"{r.rooms / r.setup_s:.1f}" if r.setup_s else "—"
+            out.append(f"{description:<58} {r.number:>5} {r.opened:>7} {sum(r.failed.values()):>7} {r.rooms:>6} "
+                       f"{rate:>9} {pct(r.post_ms, 50):>11.0f} {pct(r.ack_ms, 50):>10.0f} "
+                       f"{r.cpu.get('homeserver', 0) * 1000 / max(r.opened, 1):>14.0f}")
+    print("\n".join(out), flush=True)
+
+
+def run_one(kind: str, args: Any) -> tuple[int, str, list[Round]]:
+    """The whole run against one homeserver topology, its report printed: (status, topology, rounds)."""
+    description = kind
     dir = Path(tempfile.mkdtemp(prefix="precinct-load-"))
     synapse = bridge = None
     rounds: list[Round] = []
     try:
         log(f"run directory {dir}")
         synapse, bridge, metrics = stack(dir, args.pool_size, args.open_files or None, args.idle_unload,
-                                         args.profile)
+                                         args.profile, kind)
+        description = synapse.description
         synapse.start()
         if args.connected:
             synapse.register_user(OFFICERS["central"], PASSWORD)
@@ -572,7 +618,7 @@ def main() -> int:
         elif bridge.pid:
             limit = next((line.split()[3] for line in Path(f"/proc/{bridge.pid}/limits").read_text().splitlines()
                           if line.startswith("Max open files")), "?") + " (soft; the bridge does not raise it)"
-        log(f"Synapse pid {synapse.pid}; bridge pid {bridge.pid} on {bridge.public_url}; open files {limit}")
+        log(f"homeserver ({description}) pid {synapse.pid}; bridge pid {bridge.pid} on {bridge.public_url}; open files {limit}")
         load = Load(args, dir, bridge, synapse, metrics)
 
         async def run() -> None:
@@ -590,18 +636,18 @@ def main() -> int:
             finally:
                 await asyncio.wait_for(officer.stop(), 30)
         asyncio.run(run())
-        report(rounds, args, bridge.log_path, limit)
-        return 0
+        report(rounds, args, bridge.log_path, limit, description)
+        return 0, description, rounds
     except KeyboardInterrupt as e:
         log(f"interrupted ({e})")
         if rounds and bridge is not None:
-            report(rounds, args, bridge.log_path, "?")
-        return 130
+            report(rounds, args, bridge.log_path, "?", description)
+        return 130, description, rounds
     finally:
         if bridge is not None:
             bridge.stop()
         if synapse is not None:
-            synapse.stop()
+            synapse.close()
         if args.keep:
             log(f"kept {dir}")
         else:

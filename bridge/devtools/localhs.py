@@ -211,6 +211,14 @@ class LocalSynapse:
         """The Synapse processes that are running: what a benchmark counts as the homeserver."""
         return [] if self.pid is None else [self.pid]
 
+    @property
+    def description(self) -> str:
+        return "one Synapse process, SQLite"
+
+    def process_groups(self) -> dict[str, list[int]]:
+        """The homeserver's running processes by what they are, for benchmarks' CPU figures."""
+        return {"Synapse": self.synapse_pids}
+
     def user_id(self, localpart: str) -> str:
         return f"@{localpart}:{self.server_name}"
 

@@ -166,6 +166,25 @@ def _redis_pong(port: int) -> bool:
         return False
 
 
+def _with_descendants(pid: int | None) -> list[int]:
+    """``pid`` and every process below it (from /proc), e.g. PostgreSQL's backends; [] for None."""
+    if pid is None:
+        return []
+    children: dict[int, list[int]] = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue          # ended meanwhile
+        children.setdefault(int(fields[1]), []).append(int(stat.split("/")[2]))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    return found
+
+
 def _pyformat(sql: str) -> str:
     """SQLite's ``?`` placeholders as psycopg2's ``%s`` (a literal ``%``, as in LIKE patterns, doubled)."""
     return sql.replace("%", "%%").replace("?", "%s")
@@ -263,6 +282,19 @@ class LocalSynapseWorkers(LocalSynapse):
     def synapse_pids(self) -> list[int]:
         """The Synapse processes (main and workers) that are running: what a benchmark counts as the homeserver."""
         return [pid for name, pid in self.pids.items() if name == "main" or name in WORKERS]
+
+    @property
+    def description(self) -> str:
+        return f"Synapse main + {len(WORKERS)} workers, PostgreSQL, Redis, nginx"
+
+    def process_groups(self) -> dict[str, list[int]]:
+        """Running processes by what they are: Synapse (main and workers), PostgreSQL (with its backends,
+        children of the postmaster), Redis, nginx (with its worker)."""
+        pids = self.pids
+        return {"Synapse": self.synapse_pids,
+                "PostgreSQL": _with_descendants(pids.get("postgres")),
+                "Redis": _with_descendants(pids.get("redis")),
+                "nginx": _with_descendants(pids.get("nginx"))}
 
     @property
     def pid(self) -> int | None:

@@ -7,9 +7,14 @@ NODE_STAMP := tests/interop/node_modules/.installed
 BROWSER_STAMP := tests/browser/node_modules/.installed
 CHROMIUM   := /usr/bin/chromium
 NGINX      := /usr/sbin/nginx
+REDIS      := /usr/bin/redis-server
 OFFLINE_KIT := tests/artifacts/offline-kit/.built
+# The homeserver tests that also run against Synapse with workers (PostgreSQL, Redis, nginx) in `make test`:
+# the core conversation, restarts of the bridge and of the homeserver, and federation.
+WORKER_TESTS := tests/integration/test_conversation.py tests/integration/test_restart.py \
+                tests/integration/test_homeserver_restart.py tests/federation
 
-.PHONY: demo test abuse load chaos install node browser chromium nginx wheelhouse clean
+.PHONY: demo test test-workers abuse load chaos install node browser chromium nginx homeserver-packages wheelhouse clean
 
 install: $(STAMP)
 
@@ -43,11 +48,24 @@ chromium:
 nginx:
 	@test -x $(NGINX) || (apt-get update && RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y nginx </dev/null)
 
+# Debian's PostgreSQL and Redis for Synapse with workers (bridge/devtools/workers.py starts a throw-away cluster
+# and a Redis of its own as child processes, on a unix socket and a free loopback port); the packages' own
+# services are neither needed nor started (RUNLEVEL=1, as for nginx). As root, PostgreSQL runs as the
+# package's `postgres` user.
+homeserver-packages:
+	@test -x $(REDIS) && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || (apt-get update && \
+	  RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql redis-server </dev/null)
+
 demo: $(STAMP)
 	$(BIN)/python -m bridge demo --data demo-data
 
-test: $(STAMP) $(NODE_STAMP) browser nginx $(OFFLINE_KIT)
+test: $(STAMP) $(NODE_STAMP) browser nginx homeserver-packages $(OFFLINE_KIT)
 	$(BIN)/python -m pytest -q
+	PRECINCT_HOMESERVER=workers $(BIN)/python -m pytest -q $(WORKER_TESTS)
+
+# The whole integration and federation suite against Synapse with workers on PostgreSQL (tests/conftest.py).
+test-workers: $(STAMP) $(NODE_STAMP) browser nginx homeserver-packages
+	PRECINCT_HOMESERVER=workers $(BIN)/python -m pytest -q tests/integration tests/federation
 
 # An air-gapped install (docs/deployment.md): every wheel (the tests' too), both Node folders' packages as an
 # npm cache, the Debian package list and the operator's INSTALL.md, in one folder to carry across.

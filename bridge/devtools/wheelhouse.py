@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # What the bridge needs from Debian to run (Python 3.11 with venv), and what `make test` needs beyond that.
 DEBIAN_RUNTIME = ["python3", "python3-venv"]
-DEBIAN_TESTS = ["chromium", "nginx", "nodejs", "npm"]
+DEBIAN_TESTS = ["chromium", "nginx", "nodejs", "npm", "postgresql", "redis-server"]
 
 INSTALL = """\
 # Installing Precinct without internet access

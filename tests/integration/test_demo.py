@@ -4,7 +4,8 @@ What it prints must work (the citizen page and visitor API, the officer's login 
 officer in the dispatch room), Ctrl-C must leave nothing behind (neither process, no listener), the next
 run on the same folder must give back the same login and the chats of the last one, and a second demo on
 a folder in use must be refused without touching the one that runs. A demo that was killed (SIGKILL)
-must not block the next one, which stops the Synapse it left behind.
+must not block the next one, which stops the Synapse it left behind. Ctrl-C comes while the citizen's
+page is still connected, as it usually is when someone tries the demo.
 
 Each demo is started with ``--free-ports`` so it never races a person's demo or another test for 8008
 and 8080. Every process started here (the demo and its Synapse child) is stopped by PID at the end,
@@ -32,6 +33,7 @@ import pytest
 from bridge.devtools.demo import PREFERRED_PORTS
 from bridge.devtools.localhs import request_json
 from tests.support.bridge_db import rows
+from tests.support.visitor import Visitor
 
 ROOT = Path(__file__).parents[2]
 READY = "Press Ctrl-C to stop."
@@ -281,12 +283,37 @@ def ports_of(run: DemoRun, synapse: int, banner: Banner) -> set[int]:
     return ports
 
 
-def check_stopped_by_ctrl_c(run: DemoRun, synapse: int, ports: set[int]) -> None:
-    run.ctrl_c()
+async def ctrl_c_with_the_page_open(run: DemoRun, banner: Banner, chat_id: str, token: str, words: str) -> int:
+    """Ctrl-C while the citizen's page is connected (as when the evaluator leaves it open): the page says
+    ``words`` over its WebSocket first, and is told the server is going away (1001) rather than just cut off.
+    Returns the demo's exit code."""
+    page = Visitor(banner.citizen_page.removesuffix("/chat"))
+    page.chat_id, page.token = chat_id, token
+    page.ws_url = page.base_url.replace("http", "ws", 1) + f"/api/v1/chats/{chat_id}/ws"
     try:
-        code = run.proc.wait(timeout=90)
-    except subprocess.TimeoutExpired:
-        raise AssertionError(f"the demo did not stop on Ctrl-C:\n{run.output()}")
+        await page.connect()
+        await page.send(words)                                      # acknowledged: stored
+        run.ctrl_c()
+        try:
+            code = await asyncio.to_thread(run.proc.wait, 90)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the demo did not stop on Ctrl-C:\n{run.output()}")
+        assert page._reader is not None
+        await asyncio.wait_for(page._reader, 30)                    # the socket has closed
+        assert page.ws is not None and page.ws.close_code == 1001, page.ws and page.ws.close_code
+        return code
+    finally:
+        await page.close()
+
+
+def check_stopped_by_ctrl_c(run: DemoRun, synapse: int, ports: set[int], code: int | None = None) -> None:
+    """Ctrl-C (unless ``code`` says it was pressed already) leaves neither process nor listener behind."""
+    if code is None:
+        run.ctrl_c()
+        try:
+            code = run.proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the demo did not stop on Ctrl-C:\n{run.output()}")
     assert code == 0, run.output()
     assert "Demo stopped." in run.stdout() and "Traceback" not in run.stderr(), run.output()
     assert not alive(run.pid)
@@ -324,7 +351,9 @@ def test_the_demo_works_as_printed_stops_on_ctrl_c_comes_back_and_refuses_a_seco
     room = check_officer(banner, data)          # after the refusal: the running demo still serves all of it
     assert chat_history(banner.citizen_page, chat_id, token)[1] == said
 
-    check_stopped_by_ctrl_c(first, synapse, ports)
+    more = f"It is a red bicycle ({uuid.uuid4().hex[:8]})"
+    code = asyncio.run(ctrl_c_with_the_page_open(first, banner, chat_id, token, more))
+    check_stopped_by_ctrl_c(first, synapse, ports, code)
 
     # Again on the same folder: the same login, the same dispatch room, the chat of the first run.
     third = demos(data, "third")
@@ -334,7 +363,7 @@ def test_the_demo_works_as_printed_stops_on_ctrl_c_comes_back_and_refuses_a_seco
     assert (again.user_id, again.password) == (banner.user_id, banner.password)
     assert check_officer(again, data) == room
     state, said = chat_history(again.citizen_page, chat_id, token)
-    assert state["number"] == number and state["state"] == "waiting" and words in said
+    assert state["number"] == number and state["state"] == "waiting" and words in said and more in said
     check_stopped_by_ctrl_c(third, synapse, ports_of(third, synapse, again))
 
 

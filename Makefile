@@ -93,11 +93,15 @@ load: $(STAMP)
 # The homeserver's faults (bench/chaos_homeserver.py): Synapse stopped 60 s under traffic; the bridge down 4 min,
 # twice, with and without its start-up ping (docs/reliability.md has a 10-minute run); the bridge started 60 s
 # before Synapse. Reduced ones: tests/integration/test_chaos_homeserver.py.
+# Hostile clients: 1,000 malformed WebSocket frames on raw sockets; every kind of stolen or forged credential on
+# every endpoint (about 3 minutes together). Reduced ones: tests/integration/test_chaos_fuzz.py.
 chaos: $(STAMP)
 	$(BIN)/python bench/kill_loop.py
 	$(BIN)/python bench/chaos_homeserver.py --scenario restart
 	$(BIN)/python bench/chaos_homeserver.py --scenario outage --down 240 --compare
 	$(BIN)/python bench/chaos_homeserver.py --scenario cold-start
+	$(BIN)/python bench/ws_fuzz.py --frames 1000
+	$(BIN)/python bench/token_abuse.py --rounds 20
 
 clean:
 	rm -rf $(VENV) tests/interop/node_modules tests/browser/node_modules tests/artifacts wheelhouse

@@ -16,6 +16,7 @@ from .chats.outbound import OutboundPump
 from .client_address import ClientAddresses
 from .config import Config
 from .console.auth import ConsoleAuth, supervised_agencies
+from .console.practice_web import PracticeWeb
 from .console.reports_web import ReportsWeb
 from .console.web import ConsoleWeb
 from .background import Retries
@@ -98,7 +99,8 @@ class Bridge:
         # The officers' side: the bot's commands (other features register theirs on bot_commands),
         # dispatch rooms, routing (queue, claims, assignment, timers, emergencies), chat-room commands.
         self.bot_commands = BotCommands(config, self.journal, prefix)
-        self.dispatch = Dispatch(config, self.store, self.api, self.crypto, self.chats.bot, policy=self.room_policy)
+        self.dispatch = Dispatch(config, self.store, self.api, self.crypto, self.chats.bot, policy=self.room_policy,
+                                 retries=self.retries)
         self.routing = Routing(config, self.chats, self.dispatch, self.journal, self.bot_commands)
         self.chats.listen(self.routing)
         self.commands = ChatRoomCommands(self.chats, self.journal, prefix, retention=self.retention,
@@ -128,7 +130,9 @@ class Bridge:
                                             "console_sign_ins", config.rate("limits.console_sign_ins_per_address"),
                                             config.rate("limits.console_sign_ins_overall")))
         self.console = ConsoleWeb(config, self.store, self.console_auth, self.records, self.retention, self.chats.bot,
-                                  addresses, sections=[ReportsWeb(config, self.store, self.records, addresses)])
+                                  addresses, sections=[ReportsWeb(config, self.store, self.records, addresses),
+                                                       PracticeWeb(config, self.chats, self.routing.claim, self.journal,
+                                                                   addresses)])
         # !console in a direct chat with the bot (the command refuses non-supervisors and records it).
         self.bot_commands.register(CONSOLE_SPEC, ConsoleCommand(self.console_auth, prefix).handle,
                                    officers_only=False)

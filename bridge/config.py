@@ -782,6 +782,9 @@ def _parse_agencies(value: Any, default_server: str = "") -> list[Agency]:
     return out
 
 
+RESERVED_SCENARIO = "live"      # a practice chat whose citizen a supervisor plays (chats/training.LIVE)
+
+
 def _parse_scenarios(value: Any) -> tuple[Scenario, ...]:
     if not isinstance(value, list):
         raise ConfigError("training.scenarios: expected a list of scenarios (id, title, lines)")
@@ -792,6 +795,9 @@ def _parse_scenarios(value: Any) -> tuple[Scenario, ...]:
             raise ConfigError(f"{where}: expected a mapping with exactly id, title and lines")
         if not isinstance(sc["id"], str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", sc["id"]):
             raise ConfigError(f"{where}.id: expected a short name of lower-case letters, digits and dashes")
+        if sc["id"] == RESERVED_SCENARIO:
+            raise ConfigError(f"{where}.id: {RESERVED_SCENARIO!r} is kept for practice chats a supervisor plays "
+                              "from the console; choose another name")
         if sc["id"] in {o.id for o in out}:
             raise ConfigError(f"{where}.id: {sc['id']!r} is used twice")
         if not isinstance(sc["title"], str) or not sc["title"].strip():

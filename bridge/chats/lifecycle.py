@@ -152,12 +152,14 @@ class ChatService:
         self.listener.queued(chat)
         return chat, token
 
-    def open_practice(self, scenario: Scenario, agency_id: str, by: str, origin: str | None) -> Chat:
+    def open_practice(self, scenario: Scenario, agency_id: str, by: str, origin: str | None) -> tuple[Chat, str]:
         """A practice chat for this agency (training.py): queued like any chat, marked as training, its
-        citizen played by the bridge from the scenario, which says its first line now."""
+        citizen played by the bridge from the scenario, which says its first line now (or, with
+        ``training.LIVE``, by whoever is given the returned citizen's token)."""
         topic = next((t for t in self.config.topics if t.agency == agency_id), self.config.topics[0])
+        token = secrets.token_urlsafe(32)
         with self.store.db.transaction():
-            chat = self.store.chats.create(secrets.token_urlsafe(12), hash_token(secrets.token_urlsafe(32)),
+            chat = self.store.chats.create(secrets.token_urlsafe(12), hash_token(token),
                                            topic.id, agency_id, training.CITIZEN_NAME, "en", training=scenario.id)
             self.store.messages.add(chat.id, SYSTEM, "text", **notices.message("queued"))
             self.journal.chat_event(chat.id, "queued", None, number=chat.number, agency=chat.agency,
@@ -166,7 +168,7 @@ class ChatService:
                                scenario=scenario.id, number=chat.number)
         self.listener.queued(chat)
         self._practice_line(chat)
-        return self.store.chats.refresh(chat)
+        return self.store.chats.refresh(chat), token
 
     def _practice_line(self, chat: Chat) -> None:
         """The scripted citizen's next line, if one is due (training.next_line)."""

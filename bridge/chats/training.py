@@ -1,17 +1,23 @@
-"""Practice chats: the bridge plays the citizen from a scenario's script (issue 15, training).
+"""Practice chats: the bridge, or a supervisor, plays the citizen (issue 15, training).
 
-A supervisor starts one (``!practice``); it is queued, claimed and answered like any chat, so the trainee
-works exactly as on a real one. The scripted citizen says the first line when the chat opens and the
-next one after each officer reply, until the script is done. Which line comes next is decided here from
-what is stored (pure); ``ChatService`` says it, as the citizen, with the line's number in its client ID,
-so a line is never said twice whatever is repeated.
+A supervisor starts one (``!practice`` in a dispatch room, or the console's practice page); it is queued,
+claimed and answered like any chat, so the trainee works exactly as on a real one.
+
+With a scenario, the scripted citizen says the first line when the chat opens and the next one after each
+officer reply, until the script is done. Which line comes next is decided here from what is stored (pure);
+``ChatService`` says it, as the citizen, with the line's number in its client ID, so a line is never said
+twice whatever is repeated.
+
+With ``LIVE`` (console only: the citizen's link must reach the supervisor alone), nobody scripts anything:
+the supervisor opens the citizen's page with the chat's token and types as the citizen would.
 """
 from __future__ import annotations
 
-from ..config import Scenario
+from ..config import RESERVED_SCENARIO, Scenario
 
 CITIZEN_NAME = "Practice citizen"
 CLIENT_PREFIX = "practice-"
+LIVE = Scenario(RESERVED_SCENARIO, "played by a supervisor", ())
 
 
 def client_id(index: int) -> str:

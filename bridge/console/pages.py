@@ -57,7 +57,7 @@ def layout(page: Page, title: str, body: str, status_note: str = "") -> str:
     nav = ""
     if page.who:
         links = [("/console/", "Live"), ("/console/search", "Search"), ("/console/reports", "Reports"),
-                 ("/console/feedback", "Feedback"), ("/console/key", "Signing key")]
+                 ("/console/feedback", "Feedback"), ("/console/practice", "Practice"), ("/console/key", "Signing key")]
         nav = ("<nav aria-label=\"Console\">" + " ".join(f"<a href=\"{h}\">{e(t)}</a>" for h, t in links) + "</nav>"
                f"<span>{e(page.who.user_id)}</span>"
                f"<form method=\"post\" action=\"/console/sign-out\"><input type=\"hidden\" name=\"csrf\" "

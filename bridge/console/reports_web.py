@@ -15,7 +15,7 @@ from ..client_address import ClientAddresses
 from ..config import Config
 from ..records import Records
 from ..store import Store
-from .web import Guard, csrf_token, day_ms, html_response
+from .web import FormReader, Guard, csrf_token, day_ms, html_response
 
 DEFAULT_DAYS = 7
 MAX_DAYS = 366
@@ -92,7 +92,7 @@ class ReportsWeb:
     def __init__(self, config: Config, store: Store, records: Records, client_address: ClientAddresses) -> None:
         self.config, self.store, self.records, self.client_address = config, store, records, client_address
 
-    def routes(self, app: web.Application, guarded: Guard) -> None:
+    def routes(self, app: web.Application, guarded: Guard, read_form: FormReader) -> None:
         app.router.add_get("/reports", guarded(self.page))
         app.router.add_get("/reports.csv", guarded(self.csv))
 

@@ -51,13 +51,15 @@ EXPORT_TYPES = {"json": "application/json", "html": "text/html", "txt": "text/pl
 
 Handler = Callable[[web.Request, Supervisor, str], Awaitable[web.StreamResponse]]
 Guard = Callable[[Handler], Callable[[web.Request], Awaitable[web.StreamResponse]]]
+# A POST's fields once the CSRF checks passed (request, session ID); raises the console's refusals.
+FormReader = Callable[[web.Request, str], Awaitable[dict[str, str]]]
 
 
 class ConsoleSection(Protocol):
-    """A part of the console kept in its own module (reports): it adds its routes, each behind the
-    console's sign-in guard, when the console's app is built."""
+    """A part of the console kept in its own module (reports, practice): it adds its routes, each behind the
+    console's sign-in guard, when the console's app is built; its forms are read through the console's checks."""
 
-    def routes(self, app: web.Application, guarded: Guard) -> None: ...
+    def routes(self, app: web.Application, guarded: Guard, read_form: FormReader) -> None: ...
 
 
 def html_response(body: str, status: int = 200) -> web.Response:
@@ -106,7 +108,7 @@ class ConsoleWeb:
         r.add_get("/feedback", guarded(self.feedback))
         r.add_get("/key", guarded(self.key))
         for section in self.sections:
-            section.routes(app, self.guarded)
+            section.routes(app, self.guarded, self._form)
         return app
 
     # ---- plumbing ----------------------------------------------------------------------------------

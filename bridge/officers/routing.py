@@ -14,9 +14,11 @@ import logging
 import time
 
 from ..journal import Journal
+from ..chats import training
 from ..chats.lifecycle import ChatListener, ChatService
 from ..config import Agency, Config
 from ..matrix import rooms
+from ..matrix.reachable import transient
 from ..store.chats import ACTIVE, CLOSED, WAITING, Chat
 from ..store.messages import OFFICER, VISITOR
 from ..store.tickets import Ticket
@@ -207,14 +209,9 @@ class Routing(ChatListener):
         chat = self.store.chats.get(chat_id)
         if chat is None or not chat.claimed_by or not chat.room_id or not chat.puppet or chat.state == CLOSED:
             return
-        for attempt in range(5):
-            try:
-                await rooms.invite(self.chats.api, chat.puppet, chat.room_id, chat.claimed_by)
-                return
-            except Exception as e:
-                log.warning("inviting %s to chat %s failed (attempt %d): %s", chat.claimed_by, chat.number,
-                            attempt + 1, e)
-                await asyncio.sleep(0.5 * 2 ** attempt)
+        puppet, room_id, officer = chat.puppet, chat.room_id, chat.claimed_by
+        await self.chats.retries.attempt(lambda: rooms.invite(self.chats.api, puppet, room_id, officer),
+                                         f"inviting {officer} to chat {chat.number}", tries=5, passing=transient)
 
     async def requeue(self, chat: Chat, reason: str) -> None:
         """The holder loses the chat (did not answer): out of the room, back to the queue."""
@@ -375,6 +372,11 @@ class Routing(ChatListener):
                                reason="not a supervisor here")
             await ctx.reply(f"Only supervisors may start a practice chat; {ctx.sender} is not one here.")
             return
+        if names == [training.LIVE.id]:
+            # The citizen's link must reach the supervisor alone, not every officer of this room.
+            await ctx.reply("A practice chat in which you play the citizen is started from the console: "
+                            f"{self.config.get('web.public_url')}/console/practice")
+            return
         scenario = self.config.scenario(names[0] if names else None)
         if scenario is None or len(names) > 1:
             known = ", ".join(sc.id for sc in self.config.scenarios) or "none configured"
@@ -384,7 +386,7 @@ class Routing(ChatListener):
         if trainee is not None and not agency.is_officer(trainee):
             await ctx.reply(f"{trainee} is not an officer of {agency.name}; no practice chat started.")
             return
-        chat = self.chats.open_practice(scenario, agency.id, ctx.sender, ctx.room_id)
+        chat, _ = self.chats.open_practice(scenario, agency.id, ctx.sender, ctx.room_id)
         if trainee is not None:
             await ctx.reply(await self.claim(chat, trainee, "practice", ctx.room_id))
         else:

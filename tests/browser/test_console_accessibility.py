@@ -1,5 +1,6 @@
 """Accessibility where supervisors work (issue 15): axe-core finds nothing on the console's pages — sign-in,
-live queue, search and its results, a transcript with its hold form, reports, feedback, signed out — at
+live queue, search and its results, a transcript with its hold form, reports, feedback, the practice form
+(and its refusal), signed out — at
 1280 px, 360 px and 200 % zoom, and each chart of the reports has a table of the same figures beside it."""
 from __future__ import annotations
 
@@ -44,6 +45,12 @@ async def test_every_console_page_passes_axe_at_every_size(browser: Browser, mat
         await accessible_at_every_size(page, "console reports")
         await page.goto(base + "/feedback")
         await accessible_at_every_size(page, "console feedback")
+        await page.goto(base + "/practice")
+        await accessible_at_every_size(page, "console practice form")
+        await page.get_by_label("Trainee (Matrix ID, optional)").fill("@nobody-here:localhost")
+        await page.get_by_role("button", name="Start the practice chat").click()
+        await expect(page.get_by_role("alert")).to_contain_text("is not an officer of")
+        await accessible_at_every_size(page, "console practice form refused")
         await page.goto(base + "/")
         await page.get_by_role("button", name="Sign out").click()
         await expect(page.get_by_text("You have signed out.")).to_be_visible()

@@ -177,6 +177,27 @@ async def test_an_officer_whose_client_goes_offline_has_their_chats_handed_on(ma
     assert len(requeued) == 1 and requeued[0]["actor"] == "system" and "offline" in requeued[0]["details"]
 
 
+async def test_an_officer_whose_client_goes_quiet_without_a_word_has_their_chats_handed_on(matrix_env, officer_of,
+                                                                                           visitors, bridge_log):
+    """Issue 15, "the officer's client going quiet": the network drops or the client is killed, so nothing says
+    offline; the client just stops syncing. The homeserver's presence times out (Synapse: 30 s without a sync)
+    and the bridge, polling the presence of officers who hold chats, hands the chat on as for an offline one."""
+    from tests.integration.test_conversation import open_chat
+    from tests.support.bridge_db import audit_entries
+
+    officer = await officer_of("shift")
+    visitor = visitors()
+    got = await open_chat(visitor, officer, topic="shift")
+    await officer.send(got.room_id, "checking the log now")
+    await visitor.wait_frame(lambda f: f.get("body") == "checking the log now", 60, "the officer's reply")
+    await officer.lose_connection()
+    await visitor.wait_frame(lambda f: f.get("type") == "message" and f.get("code") == "requeued", 120,
+                             "the chat handed on after the client went quiet")
+    assert claimed_by(matrix_env.db_path, visitor.chat_id) is None
+    requeued = [e for e in audit_entries(matrix_env.db_path, "chat.requeue") if e["target"] == visitor.chat_id]
+    assert len(requeued) == 1 and requeued[0]["actor"] == "system" and "offline" in requeued[0]["details"]
+
+
 async def test_an_officer_who_says_away_has_their_chats_handed_on_after_the_grace(matrix_env, officer_of, visitors,
                                                                                    bridge_log):
     """!away stops automatic assignment at once and, after the agency's grace, hands on what they hold."""

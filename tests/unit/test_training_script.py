@@ -47,6 +47,7 @@ def test_scenarios_are_read_and_every_mistake_is_named(tmp_path: Path):
     assert config.scenarios == (Scenario("bike", "Bike", ("a", "b")),)
     assert config.scenario(None) == config.scenario("bike") and config.scenario("nope") is None
     for bad, key in [([{"id": "Bike!", "title": "t", "lines": ["a"]}], "training.scenarios[0].id"),
+                     ([{"id": "live", "title": "t", "lines": ["a"]}], "training.scenarios[0].id"),
                      ([{"id": "b", "title": "t", "lines": []}], "training.scenarios[0].lines"),
                      ([{"id": "b", "title": "", "lines": ["a"]}], "training.scenarios[0].title"),
                      ([{"id": "b", "title": "t", "lines": ["a"], "x": 1}], "training.scenarios[0]"),

@@ -9,7 +9,7 @@
 import { ui, say } from "./dom.js";
 import { initLanguage, setText } from "./i18n.js";
 import { app } from "./state.js";
-import { loadSession, saveSession, clearSession } from "./session.js";
+import { loadSession, saveSession, clearSession, takeHandOver } from "./session.js";
 import { applyFrame, markRead, resetLog, scrollToEnd } from "./conversation.js";
 import * as connection from "./connection.js";
 import * as composer from "./composer.js";
@@ -335,7 +335,9 @@ document.addEventListener("visibilitychange", function () {
 site.topicFromUrl();
 const ready = Promise.all([initLanguage(ui.language), site.loadSite().then(preparePow)]);
 
-// Resume a chat from this tab (after a reload): render what we had, then ask for what is new.
+// Resume a chat from this tab (after a reload): render what we had, then ask for what is new. A practice
+// chat the console handed over (its link's fragment) is resumed the same way, from nothing.
+takeHandOver();
 app.session = loadSession();
 if (app.session) {
   const cached = app.session.frames;

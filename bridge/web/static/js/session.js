@@ -1,6 +1,7 @@
 /* The chat in this tab (sessionStorage: this tab only, gone when it closes), so a reload or a
  * lost connection resumes the same chat. */
 import { app } from "./state.js";
+import { chatPath } from "./api.js";
 
 const STORE_KEY = "precinct.chat.v1";
 
@@ -17,6 +18,25 @@ export function loadSession() {
   } catch (e) {
     return null;
   }
+}
+
+/**
+ * A practice chat handed over by the supervisors' console (#practice=<chat id>.<number>.<token>): this tab
+ * becomes its citizen. The fragment never reaches a server; it is taken out of the address bar and the
+ * history at once. Returns whether there was one.
+ */
+export function takeHandOver() {
+  const found = /^#practice=([A-Za-z0-9_-]+)\.([0-9]+)\.([A-Za-z0-9_-]+)$/.exec(window.location.hash);
+  if (!found) { return false; }
+  window.history.replaceState(null, "", window.location.pathname + window.location.search);
+  const session = { chat_id: found[1], number: Number(found[2]), token: found[3], state: "waiting",
+                    lastSeq: 0, frames: [], outbox: [] };
+  const url = new URL(chatPath(session, "/ws"), window.location.href);
+  url.protocol = window.location.protocol === "https:" ? "wss:" : "ws:";
+  session.ws_url = url.toString();
+  app.session = session;
+  saveSession();
+  return true;
 }
 
 export function saveSession() {

@@ -10,9 +10,9 @@ NGINX      := /usr/sbin/nginx
 REDIS      := /usr/bin/redis-server
 OFFLINE_KIT := tests/artifacts/offline-kit/.built
 # The homeserver tests that also run against Synapse with workers (PostgreSQL, Redis, nginx) in `make test`:
-# the core conversation, restarts of the bridge and of the homeserver, and federation.
+# the core conversation, restarts of the bridge and of the homeserver, backup and restore, and federation.
 WORKER_TESTS := tests/integration/test_conversation.py tests/integration/test_restart.py \
-                tests/integration/test_homeserver_restart.py tests/federation
+                tests/integration/test_homeserver_restart.py tests/integration/test_backup_restore.py tests/federation
 
 .PHONY: demo test test-workers abuse load chaos install node browser chromium nginx homeserver-packages wheelhouse clean
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 import subprocess
 import sys
 import uuid
@@ -50,14 +49,10 @@ def words(tag: str) -> str:
     return f"{tag} {uuid.uuid4().hex[:6]}"
 
 
-def server_keys(synapse_db: Path, user_id: str, device_id: str) -> int:
-    """How many one-time keys of the device the homeserver holds (read from Synapse's database)."""
-    conn = sqlite3.connect(f"file:{synapse_db}?mode=ro", uri=True, timeout=30)
-    try:
-        return conn.execute("SELECT COUNT(*) FROM e2e_one_time_keys_json WHERE user_id = ? AND device_id = ?",
-                            [user_id, device_id]).fetchone()[0]
-    finally:
-        conn.close()
+def server_keys(synapse, user_id: str, device_id: str) -> int:
+    """How many one-time keys of the device the homeserver holds (read from its own database)."""
+    return synapse.query("SELECT COUNT(*) FROM e2e_one_time_keys_json WHERE user_id = ? AND device_id = ?",
+                         [user_id, device_id])[0][0]
 
 
 async def new_device_says(pool: OfficerPool, env: RestorableEnv, name: str, room: str, puppet: str,
@@ -74,7 +69,7 @@ async def new_device_says(pool: OfficerPool, env: RestorableEnv, name: str, room
 async def test_a_backup_taken_while_the_bridge_runs_restores_into_a_fresh_folder(restorable_env: RestorableEnv,
                                                                                  matrix_env, tmp_path):
     env = restorable_env
-    synapse_db = matrix_env.synapse.data_dir / "homeserver.db"
+    synapse = matrix_env.synapse
     bridge = env.bridge(env.config_path, tmp_path / "bridge-before.log")
     fresh = tmp_path / "fresh"                           # where the restored bridge lives: nothing there yet
     restored = env.bridge(fresh / "config.yaml", tmp_path / "bridge-after.log")
@@ -125,7 +120,7 @@ async def test_a_backup_taken_while_the_bridge_runs_restores_into_a_fresh_folder
         bridge.stop()
         bridge.start()
         await until(lambda: _reconnected(citizen), 60, "the citizen's page back after the restart")
-        await until(lambda: server_keys(synapse_db, puppet, device) >= 50, 60, "the puppet's keys made again")
+        await until(lambda: server_keys(synapse, puppet, device) >= 50, 60, "the puppet's keys made again")
         await opened(late, "Sam")
         late_words = words("the second chat, after the backup")
         await late.send(late_words)
@@ -188,7 +183,7 @@ async def test_a_backup_taken_while_the_bridge_runs_restores_into_a_fresh_folder
         tablet = words("after the restore, from a new device")
         tablet_device = await new_device_says(pool, env, "tablet", room, puppet, tablet)
         await citizen_reads(citizen, tablet, "the second new device's message")
-        await until(lambda: server_keys(synapse_db, puppet, device) >= 50, 60, "the restored puppet's keys made again")
+        await until(lambda: server_keys(synapse, puppet, device) >= 50, 60, "the restored puppet's keys made again")
         assert "keys upload failed" not in (tmp_path / "bridge-after.log").read_text(errors="replace")
 
         # A new chat gets a puppet of its own, never the one the second chat took after the backup. It is claimed

@@ -104,13 +104,16 @@ def seconds(x: float | None) -> float | None:
     return None if x is None else round(x, 2)
 
 
-async def wait_owed(what: str, owed, timeout: float = DRAIN_SECONDS) -> bool:  # type: ignore[no-untyped-def]
-    """Until ``owed()`` is empty (bounded); False and a log line if it is not by then."""
+async def wait_owed(what: str, owed, timeout: float = DRAIN_SECONDS,  # type: ignore[no-untyped-def]
+                    officers: list = ()) -> bool:  # type: ignore[assignment]
+    """Until ``owed()`` is empty (bounded); False and a log line (with what each officer holds) if it is not."""
     try:
         await until(lambda: not owed(), timeout, what)
         return True
     except AssertionError:
         log(f"still owed after {timeout} s ({what}):", sorted(owed())[:20])
+        for o in officers:
+            log(o.state_report())
         return False
 
 
@@ -180,7 +183,7 @@ async def restart(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         def owed() -> set[str]:
             return ({f"c{i} m{k}" for i, k in sent} - set(watch.at_officer)) | \
                    ({f"{REPLY}c{i} m{k}" for i, k in sent} - set(watch.at_citizen))
-        await wait_owed("the last deliveries", owed)
+        await wait_owed("the last deliveries", owed, officers=officers)
 
         def noticed() -> bool:
             return any(f"Chat {newcomer_chat[0]} ·" in m.body for o in officers for m in o.messages)
@@ -418,7 +421,7 @@ async def cold_start(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         def owed() -> set[str]:
             return ({f"c{i} m{k}" for i, k in sent} - set(watch.at_officer)) | \
                    ({f"{REPLY}c{i} m{k}" for i, k in sent} - set(watch.at_citizen))
-        await wait_owed("everything written before the homeserver came", owed)
+        await wait_owed("everything written before the homeserver came", owed, officers=officers)
         await asyncio.sleep(1.5)
         ways = both_ways(officers, citizens, sent, replied)
         for r in ways.values():

@@ -31,7 +31,7 @@ from ..resources import OpenFiles, Shortages, is_shortage
 from ..store import Store
 from ..store.attachments import Attachment
 from ..store.chats import Chat
-from ..store.db import StoreNotDurable
+from ..store.db import StoreNotDurable, is_full
 from ..store.messages import Message
 from . import branding, transcript
 from .flood import ChatRates, ReadCoalescer, SocketCounts, TypingCoalescer
@@ -85,6 +85,15 @@ def store_unavailable() -> ApiError:
     """The store cannot get anything to disk (store/db.py): nothing is acknowledged; try again later."""
     e = ApiError(503, "store_unavailable", "We cannot save anything right now, so this was not sent. Please try again "
                                      "in a few minutes; in an emergency, call the emergency number.")
+    e.retry_after = 60
+    return e
+
+
+def store_full() -> ApiError:
+    """The store's disk is full (store/db.py ``full()``): this was not stored (its write was rolled back whole);
+    the same message, with the same client_id, can be sent again once there is space."""
+    e = ApiError(503, "store_full", "We cannot save anything right now, so this was not sent. Please try again "
+                 "in a few minutes; in an emergency, call the emergency number.")
     e.retry_after = 60
     return e
 
@@ -699,7 +708,12 @@ class VisitorApi:
                 except ApiError as e:
                     reply = e.frame(), None
                 except Exception as e:
-                    if is_shortage(e):
+                    if self.store.db.note(e):
+                        # The disk is full: nothing of this frame was stored (its transaction was rolled back).
+                        full = store_full()
+                        full.client_id = _client_id_of(msg.data)
+                        reply = full.frame(), None
+                    elif is_shortage(e):
                         # Out of descriptors or memory (nothing was stored): "busy", logged once a minute.
                         self.shortages.report("frame", "a citizen's frame answered busy", e)
                         busy = self.busy()

@@ -7,8 +7,14 @@ NODE_STAMP := tests/interop/node_modules/.installed
 BROWSER_STAMP := tests/browser/node_modules/.installed
 CHROMIUM   := /usr/bin/chromium
 NGINX      := /usr/sbin/nginx
+REDIS      := /usr/bin/redis-server
+OFFLINE_KIT := tests/artifacts/offline-kit/.built
+# The homeserver tests that also run against Synapse with workers (PostgreSQL, Redis, nginx) in `make test`:
+# the core conversation, restarts of the bridge and of the homeserver, backup and restore, and federation.
+WORKER_TESTS := tests/integration/test_conversation.py tests/integration/test_restart.py \
+                tests/integration/test_homeserver_restart.py tests/integration/test_backup_restore.py tests/federation
 
-.PHONY: demo test abuse load chaos install node browser chromium nginx clean
+.PHONY: demo test test-workers abuse load chaos install node browser chromium nginx homeserver-packages wheelhouse clean
 
 install: $(STAMP)
 
@@ -42,11 +48,35 @@ chromium:
 nginx:
 	@test -x $(NGINX) || (apt-get update && RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y nginx </dev/null)
 
+# Debian's PostgreSQL and Redis for Synapse with workers (bridge/devtools/workers.py starts a throw-away cluster
+# and a Redis of its own as child processes, on a unix socket and a free loopback port); the packages' own
+# services are neither needed nor started (RUNLEVEL=1, as for nginx). As root, PostgreSQL runs as the
+# package's `postgres` user.
+homeserver-packages:
+	@test -x $(REDIS) && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || (apt-get update && \
+	  RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql redis-server </dev/null)
+
 demo: $(STAMP)
 	$(BIN)/python -m bridge demo --data demo-data
 
-test: $(STAMP) $(NODE_STAMP) browser nginx
+test: $(STAMP) $(NODE_STAMP) browser nginx homeserver-packages $(OFFLINE_KIT)
 	$(BIN)/python -m pytest -q
+	PRECINCT_HOMESERVER=workers $(BIN)/python -m pytest -q $(WORKER_TESTS)
+
+# The whole integration and federation suite against Synapse with workers on PostgreSQL (tests/conftest.py).
+test-workers: $(STAMP) $(NODE_STAMP) browser nginx homeserver-packages
+	PRECINCT_HOMESERVER=workers $(BIN)/python -m pytest -q tests/integration tests/federation
+
+# An air-gapped install (docs/deployment.md): every wheel (the tests' too), both Node folders' packages as an
+# npm cache, the Debian package list and the operator's INSTALL.md, in one folder to carry across.
+wheelhouse: $(STAMP)
+	$(BIN)/python -m bridge.devtools.wheelhouse wheelhouse --extras test --node tests/interop --node tests/browser
+
+# The runtime part of it, from which tests/integration/test_offline_install.py installs with every index
+# unreachable (gathered here, online, like the other things the tests need; a few seconds).
+$(OFFLINE_KIT): $(STAMP) setup.cfg pyproject.toml tests/browser/package-lock.json $(shell find bridge -type f ! -name '*.pyc')
+	$(BIN)/python -m bridge.devtools.wheelhouse $(dir $@) --node tests/browser
+	touch $@
 
 # The floods of issue 10 against the real bridge and Synapse, full size (several minutes; figures in
 # docs/security.md). `make test` runs a reduced one (tests/integration/test_bench_guards.py).
@@ -60,8 +90,18 @@ load: $(STAMP)
 # Faults injected at volume (issue 13): the bridge SIGKILLed 10 times while 20 citizens and 2 officers talk,
 # 50 messages each way per chat; exits 1 if anything is lost, doubled or reordered (docs/reliability.md).
 # `make test` runs a reduced one (tests/integration/test_bench_guards.py).
+# The homeserver's faults (bench/chaos_homeserver.py): Synapse stopped 60 s under traffic; the bridge down 4 min,
+# twice, with and without its start-up ping (docs/reliability.md has a 10-minute run); the bridge started 60 s
+# before Synapse. Reduced ones: tests/integration/test_chaos_homeserver.py.
+# Hostile clients: 1,000 malformed WebSocket frames on raw sockets; every kind of stolen or forged credential on
+# every endpoint (about 3 minutes together). Reduced ones: tests/integration/test_chaos_fuzz.py.
 chaos: $(STAMP)
 	$(BIN)/python bench/kill_loop.py
+	$(BIN)/python bench/chaos_homeserver.py --scenario restart
+	$(BIN)/python bench/chaos_homeserver.py --scenario outage --down 240 --compare
+	$(BIN)/python bench/chaos_homeserver.py --scenario cold-start
+	$(BIN)/python bench/ws_fuzz.py --frames 1000
+	$(BIN)/python bench/token_abuse.py --rounds 20
 
 clean:
-	rm -rf $(VENV) tests/interop/node_modules tests/browser/node_modules tests/artifacts
+	rm -rf $(VENV) tests/interop/node_modules tests/browser/node_modules tests/artifacts wheelhouse

@@ -29,7 +29,7 @@ from typing import Any
 
 from chaos_parts import (REPLY, TOPIC, Citizen, Stack, answer_everything, both_ways, citizen_lines,
                          held_by_homeserver, log, new_pool, officer_frames, print_ways, read_back_events,
-                         start_officers, until)
+                         start_officers, until, wind_down)
 
 DRAIN_SECONDS = 120                   # after the last citizen message, the longest wait for what is still owed
 
@@ -118,12 +118,7 @@ async def run_loop(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         result["to_officers"].pop("_lost")
         return result
     finally:
-        for t in repliers:
-            t.cancel()
-        await asyncio.gather(*repliers, return_exceptions=True)
-        for c in citizens:
-            await c.close()
-        await pool.stop_all()
+        await wind_down(repliers, citizens, pool)
 
 
 def report(run: Run, officers: list, citizens: list[Citizen], replied: list[tuple[int, int]],

@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("-c", "--config", type=Path, default=Path("config.yaml"))
     d = sub.add_parser("demo", help="run the bridge with an embedded local Synapse")
     d.add_argument("--data", type=Path, default=Path("demo-data"))
+    d.add_argument("--free-ports", action="store_true",
+                   help="on the first run, use ports the system says are free instead of 8008, 8080, 29330 and "
+                        "29331 (later runs reuse the ports saved in the data folder's config.yaml)")
     from .records import cli as records_cli
     records_cli.add_parsers(sub)
     from .console import cli as console_cli
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("The demo is a developer tool: run it from a checkout of the repository (make demo); "
                       "the installed package leaves it out.", file=sys.stderr)
                 return 2
-            return run_demo(args.data)
+            return run_demo(args.data, args.free_ports)
     except cfg.ConfigError as e:
         print(f"Configuration error: {e}", file=sys.stderr)
         return 2

@@ -1,5 +1,8 @@
 """Fixtures: a real Synapse on a free loopback port and the real bridge process, once per session.
 
+The homeserver is one Synapse process on SQLite, or with ``PRECINCT_HOMESERVER=workers`` (``make test-workers``)
+Synapse as production runs it: PostgreSQL, Redis, workers, nginx in front (bridge/devtools/workers.py).
+
 The registration Synapse loads is the output of ``python -m bridge
 generate-registration``, so every integration test also shows Synapse accepts it.
 """
@@ -14,6 +17,7 @@ import pytest
 import yaml
 
 from bridge.devtools.localhs import LocalSynapse, free_port
+from bridge.devtools.workers import homeserver_class
 from tests.support.bridge_process import BridgeProcess
 from tests.support.configs import crypto_section
 from tests.support import limited, lowfd, pow_bridge, proxied, restorable, supervisor_room
@@ -164,9 +168,9 @@ def matrix_env(tmp_path_factory: pytest.TempPathFactory):
     proxied_registration = proxied.prepare(dir / "proxied", f"http://127.0.0.1:{hs_port}", SERVER)
     # And one whose data folder is backed up, wiped and restored (restorable_env below).
     restorable_registration = restorable.prepare(dir / "restorable", f"http://127.0.0.1:{hs_port}", SERVER)
-    synapse = LocalSynapse(dir / "synapse", SERVER, hs_port,
-                           [registration, pow_registration, limited_registration, lowfd_registration,
-                            proxied_registration, restorable_registration])
+    synapse = homeserver_class()(dir / "synapse", SERVER, hs_port,
+                                 [registration, pow_registration, limited_registration, lowfd_registration,
+                                  proxied_registration, restorable_registration])
     bridge = BridgeProcess(config_path, config["web"]["public_url"], dir / "bridge.log")
     try:
         synapse.start()
@@ -189,7 +193,7 @@ def matrix_env(tmp_path_factory: pytest.TempPathFactory):
         yield MatrixEnv(dir, synapse, config_path, registration, config, bridge)
     finally:
         bridge.stop()
-        synapse.stop()
+        synapse.close()
 
 
 @pytest.fixture(scope="session")

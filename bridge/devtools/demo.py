@@ -10,6 +10,8 @@ Everything lives in one data directory and is reused on the next run::
       synapse/             the local Synapse: its config, keys, SQLite database, media and logs
       precinct.db, crypto/ the bridge's store and the visitor devices' encryption state
       bridge.log           the bridge's log
+      demo.lock            held (flock) while a demo runs here: a second demo on this folder is refused
+      synapse.pid          Synapse's PID while it runs, so a demo after one that was killed can stop it
 
 Synapse runs as a child process (127.0.0.1 only, server name ``localhost``) and
 the bridge runs in this process.  Ctrl-C, SIGTERM or SIGHUP stop the bridge
@@ -196,13 +198,16 @@ def prepare_data_dir(files: DemoFiles) -> None:
         raise DemoError(f"cannot create the data directory {files.dir}: {e}")
 
 
-def ensure_config(files: DemoFiles) -> cfg.Config:
+def ensure_config(files: DemoFiles, free_ports: bool = False) -> cfg.Config:
     """Create config.yaml and registration.yaml on the first run; later keep them, moving only busy ports
-    (for that run, through the configuration's environment overrides)."""
+    (for that run, through the configuration's environment overrides).
+
+    ``free_ports``: the first run takes ports the system says are free rather than 8008, 8080, …, so a
+    demo started by a test never races a person's demo (or another test) for the usual ones."""
     from ..appservice.registration import registration
 
     if not files.config.exists():
-        ports = choose_ports(PREFERRED_PORTS)
+        ports = choose_ports({} if free_ports else PREFERRED_PORTS)
         draft = files.dir / "config.yaml.new"
         write_private(draft, demo_config_text(ports))
         cfg.load_file(draft)                                  # validated before it becomes config.yaml
@@ -396,6 +401,7 @@ async def run_bridge(config: cfg.Config, synapse: LocalSynapse, after_start: Cal
 
     async def start() -> None:
         await bridge.start()
+        await bridge.connecting        # the demo's Synapse is up: its bot and rooms before the banner
         # A thread cannot be cancelled: shield it so a stop signal waits for it to finish.
         await asyncio.shield(asyncio.to_thread(after_start))
 
@@ -491,8 +497,10 @@ def _banner(config: cfg.Config, synapse: LocalSynapse, password: str, files: Dem
 """.rstrip("\n")
 
 
-def run_demo(data_dir: Path) -> int:
-    """Run Synapse and the bridge from ``data_dir`` until Ctrl-C / SIGTERM. Returns the exit code."""
+def run_demo(data_dir: Path, free_ports: bool = False) -> int:
+    """Run Synapse and the bridge from ``data_dir`` until Ctrl-C / SIGTERM. Returns the exit code.
+
+    ``free_ports``: see :func:`ensure_config`."""
     files = DemoFiles(Path(data_dir))
     phase = {"name": "setup"}
     requested = {"stop": False}
@@ -523,7 +531,7 @@ def run_demo(data_dir: Path) -> int:
             prepare_data_dir(files)
             held.enter_context(_exclusive(files.lock))   # released last, after Synapse has stopped
             stop_leftover_synapse(files)                  # before choosing ports: it may hold ours
-            config = ensure_config(files)
+            config = ensure_config(files, free_ports)
             password = ensure_officer_login(files, config.get("homeserver.url").rstrip("/"))
             state = files.read_state()
 

@@ -29,6 +29,7 @@ import ipaddress
 import json
 import secrets
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -199,6 +200,16 @@ class LocalSynapse:
         if self._proc is None or self._proc.poll() is not None:
             return None
         return self._proc.pid
+
+    @property
+    def log_paths(self) -> list[Path]:
+        """Every Synapse log of this homeserver (one here; one per process with workers)."""
+        return [self.log_path]
+
+    @property
+    def synapse_pids(self) -> list[int]:
+        """The Synapse processes that are running: what a benchmark counts as the homeserver."""
+        return [] if self.pid is None else [self.pid]
 
     def user_id(self, localpart: str) -> str:
         return f"@{localpart}:{self.server_name}"
@@ -424,6 +435,29 @@ class LocalSynapse:
         if self._console is not None:
             self._console.close()
             self._console = None
+
+    def close(self) -> None:
+        """Stop it for good (everything it keeps is in ``data_dir``)."""
+        self.stop()
+
+    # -- its database ---------------------------------------------------------
+
+    def query(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read-only statement on the homeserver's database (``?`` placeholders)."""
+        conn = sqlite3.connect(f"file:{self.data_dir / 'homeserver.db'}?mode=ro", uri=True, timeout=30)
+        try:
+            return [tuple(row) for row in conn.execute(sql, params).fetchall()]
+        finally:
+            conn.close()
+
+    def execute(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> int:
+        """Run one writing statement in its own transaction; the number of rows it changed."""
+        conn = sqlite3.connect(self.data_dir / "homeserver.db", timeout=30)
+        try:
+            with conn:
+                return conn.execute(sql, params).rowcount
+        finally:
+            conn.close()
 
     def __enter__(self) -> LocalSynapse:
         self.start()

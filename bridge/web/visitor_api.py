@@ -218,6 +218,15 @@ class VisitorApi:
             raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
         return data
 
+    def _optional_name(self, data: dict[str, Any], key: str) -> str | None:
+        """A name officers will see: refused when it holds characters that would make it show otherwise."""
+        name = self._optional_text(data, key, self.max_name)
+        hidden = client_input.hidden_characters(name or "")
+        if hidden:
+            raise ApiError(400, "bad_request", f"'{key}' may not contain invisible or direction-changing "
+                                               f"characters ({', '.join(hidden)}).")
+        return name
+
     def _optional_text(self, data: dict[str, Any], key: str, limit: int) -> str | None:
         value = data.get(key)
         if value is None:
@@ -305,7 +314,7 @@ class VisitorApi:
             raise ApiError(400, "bad_request", "'message' must be a non-empty string.")
         if len(message) > self.max_chars:
             raise ApiError(413, "too_large", f"'message' is longer than {self.max_chars} characters.")
-        name = self._optional_text(data, "name", self.max_name)
+        name = self._optional_name(data, "name")
         contact = self._optional_text(data, "contact", MAX_CONTACT)
         if refusal := self.offline_limit.take(self.client_address(request)):
             raise self._limited(self.offline_limit, refusal, "Too many messages are being left right now, so "
@@ -322,7 +331,7 @@ class VisitorApi:
         if topic is not None and topic not in {t.id for t in self.config.topics}:
             raise ApiError(400, "bad_request", f"Unknown topic {topic!r}; choose one of "
                                                f"{', '.join(t.id for t in self.config.topics)}.")
-        name = self._optional_text(data, "display_name", self.max_name)
+        name = self._optional_name(data, "display_name")
         language = self._optional_text(data, "language", 16)
         try:
             self.pow.check(data.get("pow"))     # before anything that costs more than a hash

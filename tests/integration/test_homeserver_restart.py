@@ -6,7 +6,6 @@ It restarts the session's Synapse and bridge; the tests after it use the restart
 """
 from __future__ import annotations
 
-import sqlite3
 import time
 import uuid
 
@@ -18,12 +17,8 @@ from tests.support.waiting import until
 
 def appservice_marked_down(env: MatrixEnv) -> bool:
     """Synapse's own record (read-only) that it failed to reach the bridge and will need to recover."""
-    conn = sqlite3.connect(f"file:{env.synapse.data_dir / 'homeserver.db'}?mode=ro", uri=True)
-    try:
-        row = conn.execute("SELECT state FROM application_services_state WHERE as_id = 'precinct'").fetchone()
-    finally:
-        conn.close()
-    return bool(row and row[0] == "down")
+    rows = env.synapse.query("SELECT state FROM application_services_state WHERE as_id = 'precinct'")
+    return bool(rows and rows[0][0] == "down")
 
 
 async def test_backlog_arrives_promptly_after_homeserver_and_bridge_restart(matrix_env: MatrixEnv, officer_of,

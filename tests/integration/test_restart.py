@@ -7,7 +7,6 @@ acknowledged, with the same client_id.
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from collections import Counter
 
@@ -169,21 +168,17 @@ async def test_what_a_citizen_wrote_before_any_officer_joined_is_read_after_a_re
             bridge.start()
 
 
-def _hold_back(synapse_db, as_id: str, event_id: str) -> bool:
+def _hold_back(synapse, as_id: str, event_id: str) -> bool:
     """Take the event out of the appservice transaction Synapse keeps for the bridge (True once done): what
     Synapse's recoverer does by accident when it strands a transaction (bridge/appservice/catchup.py)."""
-    conn = sqlite3.connect(synapse_db, timeout=30)
-    try:
-        with conn:
-            for txn_id, ids in conn.execute("SELECT txn_id, event_ids FROM application_services_txns WHERE as_id = ?",
-                                            [as_id]).fetchall():
-                if event_id in json.loads(ids):
-                    conn.execute("UPDATE application_services_txns SET event_ids = ? WHERE as_id = ? AND txn_id = ?",
-                                 [json.dumps([e for e in json.loads(ids) if e != event_id]), as_id, txn_id])
-                    return True
-        return False
-    finally:
-        conn.close()
+    for txn_id, ids in synapse.query("SELECT txn_id, event_ids FROM application_services_txns WHERE as_id = ?",
+                                     [as_id]):
+        if event_id in json.loads(ids):
+            # Only if that transaction is still the one Synapse holds as it was read (the bridge is down).
+            return synapse.execute("UPDATE application_services_txns SET event_ids = ? WHERE as_id = ? AND txn_id = ?"
+                                   " AND event_ids = ?", [json.dumps([e for e in json.loads(ids) if e != event_id]),
+                                                          as_id, txn_id, ids]) == 1
+    return False
 
 
 async def test_an_officer_message_the_homeserver_never_pushes_is_read_back_from_the_room(
@@ -202,9 +197,8 @@ async def test_an_officer_message_the_homeserver_never_pushes_is_read_back_from_
         bridge.kill9()
         words = f"this one is never pushed {uuid.uuid4().hex[:6]}"
         event_id = await officer.send(room_id, words)
-        synapse_db = matrix_env.synapse.data_dir / "homeserver.db"
         # Synapse keeps it for the bridge (down) in a transaction of its own; take it out of that transaction.
-        await until(lambda: _hold_back(synapse_db, matrix_env.config["appservice"]["id"], event_id), 60,
+        await until(lambda: _hold_back(matrix_env.synapse, matrix_env.config["appservice"]["id"], event_id), 60,
                     "the homeserver's transaction holding the officer's message")
         bridge.start()
         await citizen.reconnect()

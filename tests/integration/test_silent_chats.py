@@ -33,8 +33,7 @@ def puppet_count(env) -> int:
 
 def homeserver_puppets(env) -> int:
     """Visitor users the homeserver has (its own database, read-only)."""
-    return _one(env.synapse.data_dir / "homeserver.db", "SELECT COUNT(*) FROM users WHERE name LIKE '@webchat\\_%'"
-                " ESCAPE '\\'")
+    return env.synapse.query("SELECT COUNT(*) FROM users WHERE name LIKE '@webchat\\_%' ESCAPE '\\'")[0][0]
 
 
 def pool_full(env) -> bool:

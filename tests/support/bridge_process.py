@@ -23,12 +23,13 @@ class BridgeProcess:
         if self.open_files is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
 
-    def start(self, timeout: float = 60, *, ready: bool = True) -> None:
+    def start(self, timeout: float = 60, *, ready: bool = True, env: dict[str, str] | None = None) -> None:
         """Until /health says ok; ``ready=False``: until it answers at all (a bridge whose homeserver is not
-        there yet serves citizens and answers 503)."""
+        there yet serves citizens and answers 503). ``env``: added to the environment (PRECINCT_* overrides)."""
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "bridge", "run", "-c", str(self.config_path)],
                                      stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2],
+                                     env={**os.environ, **env} if env else None,
                                      preexec_fn=self._limits if self.open_files is not None else None)
         log.close()
         deadline = time.monotonic() + timeout

@@ -20,6 +20,7 @@ from typing import Iterator
 import yaml
 
 from bridge.devtools.localhs import LocalSynapse, free_port
+from bridge.devtools.workers import homeserver_class
 
 from .bridge_process import BridgeProcess
 from .limited import LOOSE_LIMITS
@@ -34,10 +35,11 @@ TRANSFER_FIRST_OFFICER = "leave"
 LONG = 180
 
 
-def federating_synapse(dir: Path, host: str, registrations: list[Path] = ()) -> LocalSynapse:  # type: ignore[assignment]
+def federating_synapse(dir: Path, host: str, registrations: list[Path] = (),  # type: ignore[assignment]
+                       kind: type[LocalSynapse] = LocalSynapse) -> LocalSynapse:
     fed_port = free_port(host)
-    return LocalSynapse(dir, f"{host}:{fed_port}", free_port(), list(registrations), federation_port=fed_port,
-                        federation_host=host)
+    return kind(dir, f"{host}:{fed_port}", free_port(), list(registrations), federation_port=fed_port,
+                federation_host=host)
 
 
 @dataclass
@@ -99,7 +101,9 @@ def _bridge_config(dir: Path, a: LocalSynapse, b: LocalSynapse) -> Path:
 def federation(dir: Path) -> Iterator[FederationEnv]:
     """Start A (with the bridge), B and C; stop everything that was started, by PID, on the way out."""
     registration = dir / "registration.yaml"
-    a = federating_synapse(dir / "a", "127.0.0.1", [registration])
+    # The bridge's homeserver is the one PRECINCT_HOMESERVER picks (workers: its federation goes through nginx, the
+    # generic worker and the federation sender); the other agencies' stay single processes.
+    a = federating_synapse(dir / "a", "127.0.0.1", [registration], homeserver_class())
     b = federating_synapse(dir / "b", "127.0.0.2")
     c = federating_synapse(dir / "c", "127.0.0.3")
     config_path = _bridge_config(dir, a, b)
@@ -118,7 +122,7 @@ def federation(dir: Path) -> Iterator[FederationEnv]:
     finally:
         bridge.stop()
         for hs in (c, b, a):
-            hs.stop()
+            hs.close()
 
 
 async def start_chat(visitor: Visitor, officer: NioOfficer, first: str, **fields: object) -> Received:

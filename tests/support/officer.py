@@ -25,6 +25,7 @@ class Received:
     source: dict[str, Any] = field(default_factory=dict)
 
 
+WHOLE_BURSTS = {"room": {"timeline": {"limit": 500}}}
 NEW_CHAT_NOTICE = re.compile(r"Claim with !claim (\d+)")
 
 
@@ -70,10 +71,13 @@ class NioOfficer:
         self._task = asyncio.create_task(self._sync_loop())
 
     async def _sync_loop(self) -> None:
-        """Element-like: a key query that lost a race with room_send's own is not a reason to stop syncing."""
+        """Element-like: a key query that lost a race with room_send's own is not a reason to stop syncing.
+        Element fills a gap in a room's timeline (a "limited" sync after a burst, e.g. a backlog sent at once
+        after the homeserver was away) by paging back; nio does not, so each sync asks for enough of a room's
+        timeline that there is no gap (Synapse's default is 10 events: the rest of a burst was never seen)."""
         while True:
             try:
-                await self.client.sync_forever(timeout=1000, full_state=False)
+                await self.client.sync_forever(timeout=1000, full_state=False, sync_filter=WHOLE_BURSTS)
             except nio.LocalProtocolError:
                 continue
 

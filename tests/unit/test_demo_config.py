@@ -46,7 +46,7 @@ def test_the_demo_config_is_valid_with_fresh_secrets_and_its_ports(tmp_path: Pat
 def test_a_busy_port_moves_for_the_run_and_the_file_is_left_alone(tmp_path: Path):
     files = demo.DemoFiles(tmp_path / "demo-data")
     demo.prepare_data_dir(files)
-    config = demo.ensure_config(files)
+    config = demo.ensure_config(files, free_ports=True)       # not 8080: a person's demo may hold it
     before = files.config.read_bytes()
     busy = socket.socket()
     busy.bind(("127.0.0.1", config.get("web.port")))

@@ -29,3 +29,33 @@ def test_no_two_test_modules_share_a_name_where_pytest_would_mix_them_up():
                 clashes.append(f"{seen[path.name].relative_to(ROOT)} and {path.relative_to(ROOT)}")
             seen.setdefault(path.name, path)
     assert clashes == []
+
+
+def test_every_package_the_installed_bridge_imports_is_a_declared_dependency(monkeypatch):
+    """A development venv holds Synapse and its dependencies, so a module the bridge imports can be there
+    without setup.cfg naming it — and missing for an operator (the offline install found `cryptography`)."""
+    import ast
+    import sys
+    from importlib.metadata import packages_distributions
+
+    from tests.support.source import parse_python
+
+    monkeypatch.chdir(ROOT)
+    declared = {r.split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip().lower().replace("_", "-")
+                for r in read_configuration(ROOT / "setup.cfg")["options"]["install_requires"]}
+    providers = packages_distributions()
+    undeclared = set()
+    for path in (ROOT / "bridge").rglob("*.py"):
+        if "devtools" in path.parts:
+            continue
+        for node in ast.walk(parse_python(path)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top == "bridge":
+                    continue
+                dists = {d.lower().replace("_", "-") for d in providers.get(top, [top])}
+                if not dists & declared:
+                    undeclared.add(f"{top} ({', '.join(sorted(dists))}) in {path.relative_to(ROOT)}")
+    assert not undeclared, sorted(undeclared)

@@ -113,6 +113,9 @@ async def test_a_full_disk_refuses_input_with_store_full_and_health_says_so_unti
                     break
                 assert answer["type"] == "ack", answer
             assert refused is not None, "the full disk never refused a message"
+            for n in range(25):        # past the chat's burst of 20: a message not stored costs no rate token
+                answer = await say(f"still-full-{n}", f"still full {n}")
+                assert answer["type"] == "error" and answer["error"] == "store_full", answer
             assert store.messages.by_client_id(chat.id, refused) is None        # nothing half-written
             async with http.post(server.make_url("/api/v1/chats"), json={"topic": "general"}) as r:
                 body = await r.json()

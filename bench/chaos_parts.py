@@ -153,7 +153,7 @@ class Stack:
 
     @property
     def db_path(self) -> Path:
-        return self.dir / "precinct.db"
+        return self.dir / self.config["store"]["path"]
 
     @property
     def hs_db(self) -> Path:

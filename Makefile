@@ -22,7 +22,7 @@ endif
 WORKER_TESTS := tests/integration/test_conversation.py tests/integration/test_restart.py \
                 tests/integration/test_homeserver_restart.py tests/integration/test_backup_restore.py tests/federation
 
-.PHONY: demo test test-workers abuse load chaos install node browser chromium nginx homeserver-packages wheelhouse clean
+.PHONY: demo test test-workers test-wheelhouse abuse load chaos install node browser chromium nginx homeserver-packages wheelhouse clean
 
 install: $(STAMP)
 
@@ -79,6 +79,13 @@ test-workers: $(STAMP) $(NODE_STAMP) browser nginx homeserver-packages
 # npm cache, the Debian package list and the operator's INSTALL.md, in one folder to carry across.
 wheelhouse: $(STAMP)
 	$(BIN)/python -m bridge.devtools.wheelhouse wheelhouse --extras test --node tests/interop --node tests/browser
+
+# The whole kit checked as an offline machine uses it (bridge/devtools/offline_check.py): a copy of the checkout
+# installs the tests' extras and both Node folders from it with every index unreachable, then runs the demo's, the
+# Element client stack's and an axe-core test from that install. Two to three minutes; `make test` checks the
+# runtime part only (below).
+test-wheelhouse: wheelhouse browser
+	$(BIN)/python -m bridge.devtools.offline_check wheelhouse
 
 # The runtime part of it, from which tests/integration/test_offline_install.py installs with every index
 # unreachable (gathered here, online, like the other things the tests need; a few seconds).

@@ -95,6 +95,9 @@ load: $(STAMP)
 # before Synapse. Reduced ones: tests/integration/test_chaos_homeserver.py.
 # Hostile clients: 1,000 malformed WebSocket frames on raw sockets; every kind of stolen or forged credential on
 # every endpoint (about 3 minutes together). Reduced ones: tests/integration/test_chaos_fuzz.py.
+# The store's faults: the bridge SIGKILLed 100 times mid-burst of writes, integrity_check and every acknowledged
+# message looked up after each (about 4 minutes); the store's file system filled mid-conversation (a tmpfs:
+# root) and given space back. Reduced ones: tests/integration/test_chaos_store.py.
 chaos: $(STAMP)
 	$(BIN)/python bench/kill_loop.py
 	$(BIN)/python bench/chaos_homeserver.py --scenario restart
@@ -102,6 +105,8 @@ chaos: $(STAMP)
 	$(BIN)/python bench/chaos_homeserver.py --scenario cold-start
 	$(BIN)/python bench/ws_fuzz.py --frames 1000
 	$(BIN)/python bench/token_abuse.py --rounds 20
+	$(BIN)/python bench/chaos_writes.py
+	$(BIN)/python bench/chaos_disk_full.py
 
 clean:
 	rm -rf $(VENV) tests/interop/node_modules tests/browser/node_modules tests/artifacts wheelhouse

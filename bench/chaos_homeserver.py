@@ -104,13 +104,16 @@ def seconds(x: float | None) -> float | None:
     return None if x is None else round(x, 2)
 
 
-async def wait_owed(what: str, owed, timeout: float = DRAIN_SECONDS) -> bool:  # type: ignore[no-untyped-def]
-    """Until ``owed()`` is empty (bounded); False and a log line if it is not by then."""
+async def wait_owed(what: str, owed, timeout: float = DRAIN_SECONDS,  # type: ignore[no-untyped-def]
+                    officers: list = ()) -> bool:  # type: ignore[assignment]
+    """Until ``owed()`` is empty (bounded); False and a log line (with what each officer holds) if it is not."""
     try:
         await until(lambda: not owed(), timeout, what)
         return True
     except AssertionError:
         log(f"still owed after {timeout} s ({what}):", sorted(owed())[:20])
+        for o in officers:
+            log(o.state_report())
         return False
 
 
@@ -124,7 +127,7 @@ def faster_officer_retries(officers: list) -> None:
 # ---- homeserver restart under traffic -------------------------------------------------------------------
 async def restart(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     stack.bridge.start()
-    pool = new_pool()
+    pool = new_pool(stack)
     seen: set[str] = set()
     replied: list[tuple[int, int]] = []
     reply_events: dict[tuple[int, int], str] = {}
@@ -180,7 +183,7 @@ async def restart(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         def owed() -> set[str]:
             return ({f"c{i} m{k}" for i, k in sent} - set(watch.at_officer)) | \
                    ({f"{REPLY}c{i} m{k}" for i, k in sent} - set(watch.at_citizen))
-        await wait_owed("the last deliveries", owed)
+        await wait_owed("the last deliveries", owed, officers=officers)
 
         def noticed() -> bool:
             return any(f"Chat {newcomer_chat[0]} ·" in m.body for o in officers for m in o.messages)
@@ -265,7 +268,7 @@ def print_restart(r: dict[str, Any]) -> None:
 # ---- long bridge outage ---------------------------------------------------------------------------------
 async def outage(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     stack.bridge.start()
-    pool = new_pool()
+    pool = new_pool(stack)
     seen: set[str] = set()
     replied: list[tuple[int, int]] = []
     citizens = [Citizen(stack.public_url, i) for i in range(args.citizens)]
@@ -388,7 +391,7 @@ async def cold_start(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     citizens = [Citizen(stack.public_url, i) for i in range(args.citizens)]
     watch = Watch(stack, [], citizens)
     watch.start()
-    pool = new_pool()
+    pool = new_pool(stack)
     repliers: list[asyncio.Task] = []
     try:
         async with aiohttp.ClientSession() as http:
@@ -418,7 +421,7 @@ async def cold_start(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         def owed() -> set[str]:
             return ({f"c{i} m{k}" for i, k in sent} - set(watch.at_officer)) | \
                    ({f"{REPLY}c{i} m{k}" for i, k in sent} - set(watch.at_citizen))
-        await wait_owed("everything written before the homeserver came", owed)
+        await wait_owed("everything written before the homeserver came", owed, officers=officers)
         await asyncio.sleep(1.5)
         ways = both_ways(officers, citizens, sent, replied)
         for r in ways.values():

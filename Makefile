@@ -9,6 +9,14 @@ CHROMIUM   := /usr/bin/chromium
 NGINX      := /usr/sbin/nginx
 REDIS      := /usr/bin/redis-server
 OFFLINE_KIT := tests/artifacts/offline-kit/.built
+# With no network (docs/deployment.md, "Air-gapped install"): `make demo WHEELHOUSE=wheelhouse` (likewise install,
+# node, browser) takes every Python and Node package from the folder `make wheelhouse` filled on a connected machine
+# and asks no package index; without it everything comes from PyPI and npm as usual.
+ifdef WHEELHOUSE
+export PIP_NO_INDEX := 1
+export PIP_FIND_LINKS := $(abspath $(WHEELHOUSE))/python
+NPM_OFFLINE := --offline --cache $(abspath $(WHEELHOUSE))/npm
+endif
 # The homeserver tests that also run against Synapse with workers (PostgreSQL, Redis, nginx) in `make test`:
 # the core conversation, restarts of the bridge and of the homeserver, backup and restore, and federation.
 WORKER_TESTS := tests/integration/test_conversation.py tests/integration/test_restart.py \
@@ -28,7 +36,7 @@ $(STAMP): setup.cfg pyproject.toml
 node: $(NODE_STAMP)
 
 $(NODE_STAMP): tests/interop/package.json tests/interop/package-lock.json
-	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
+	cd tests/interop && npm ci $(NPM_OFFLINE) --no-audit --no-fund --loglevel=error
 	touch $@
 
 # The browser tests: axe-core from npm, and Debian's Chromium, which Playwright (from PyPI, in the
@@ -36,7 +44,7 @@ $(NODE_STAMP): tests/interop/package.json tests/interop/package-lock.json
 browser: $(BROWSER_STAMP) chromium
 
 $(BROWSER_STAMP): tests/browser/package.json tests/browser/package-lock.json
-	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+	cd tests/browser && npm ci $(NPM_OFFLINE) --no-audit --no-fund --loglevel=error
 	touch $@
 
 chromium:

@@ -127,7 +127,7 @@ def faster_officer_retries(officers: list) -> None:
 # ---- homeserver restart under traffic -------------------------------------------------------------------
 async def restart(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     stack.bridge.start()
-    pool = new_pool()
+    pool = new_pool(stack)
     seen: set[str] = set()
     replied: list[tuple[int, int]] = []
     reply_events: dict[tuple[int, int], str] = {}
@@ -268,7 +268,7 @@ def print_restart(r: dict[str, Any]) -> None:
 # ---- long bridge outage ---------------------------------------------------------------------------------
 async def outage(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     stack.bridge.start()
-    pool = new_pool()
+    pool = new_pool(stack)
     seen: set[str] = set()
     replied: list[tuple[int, int]] = []
     citizens = [Citizen(stack.public_url, i) for i in range(args.citizens)]
@@ -391,7 +391,7 @@ async def cold_start(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     citizens = [Citizen(stack.public_url, i) for i in range(args.citizens)]
     watch = Watch(stack, [], citizens)
     watch.start()
-    pool = new_pool()
+    pool = new_pool(stack)
     repliers: list[asyncio.Task] = []
     try:
         async with aiohttp.ClientSession() as http:

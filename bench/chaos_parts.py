@@ -182,8 +182,9 @@ async def start_officers(pool: OfficerPool, stack: Stack) -> list[NioOfficer]:
     return officers
 
 
-def new_pool() -> OfficerPool:
-    return OfficerPool(Path(tempfile.mkdtemp(prefix="precinct-chaos-officers-")), PASSWORD)
+def new_pool(stack: Stack) -> OfficerPool:
+    """The officers' clients keep their stores in the run directory (removed with it unless ``--keep``)."""
+    return OfficerPool(stack.dir / "officers", PASSWORD)
 
 
 async def answer_everything(officer: NioOfficer, seen: set[str], replied: list[tuple[int, int]],

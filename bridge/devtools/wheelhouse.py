@@ -2,7 +2,10 @@
 
     python -m bridge.devtools.wheelhouse DEST [--extras test] [--node tests/interop ...]
 
-    DEST/python/        the project's wheel and a wheel of every package it needs (pip wheel)
+    DEST/python/        the project's wheel and a wheel of every package it needs (pip wheel), and the
+                        build backend pyproject.toml names, so a checkout installs offline too
+                        (``pip install --no-index -e .`` builds in isolation from them; ``make demo
+                        WHEELHOUSE=DEST``)
     DEST/npm/           an npm cache holding every package of each --node folder's lockfile, which
                         ``npm ci --offline --cache DEST/npm`` installs from with no registry
     DEST/debian-packages.txt
@@ -22,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,10 +61,14 @@ Carry `debs/*.deb` across and install them on the offline machine:
 `--no-index` keeps pip away from every package index: it installs from this folder or fails.
 Then continue with docs/deployment.md (configuration, registration, systemd).
 
-## Node packages (only to run the test suite offline)
-In each of {node_folders} of a checkout of the same commit:
+## From a checkout of the same commit: the demo, the test suite
+`make` takes every package from this folder and asks no index when given it (Synapse comes with the tests'
+extras; Element, the officers' client, is not part of the kit):
 
-    npm ci --offline --cache {folder}/npm
+    make demo WHEELHOUSE=/path/to/{folder}
+    make install node browser WHEELHOUSE=/path/to/{folder}    # what `make test` needs, Node folders: {node_folders}
+
+Run `sha256sum -c` before: npm writes into its cache (`npm/`) even offline.
 """
 
 
@@ -77,6 +85,10 @@ def python_wheels(dest: Path, extras: str | None) -> None:
             ".venv", ".git", "node_modules", "tests", "demo-data", "wheelhouse", "build", "*.egg-info", "__pycache__"))
         target = target.replace(str(ROOT), str(Path(build) / "src"))
         _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(dest), target])
+    # pip builds an editable install (a checkout's `make demo`) in an isolated environment of these, which an
+    # offline machine can only fill from this folder.
+    backend = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(dest), *backend])
 
 
 def npm_cache(dest: Path, folders: list[Path]) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import platform
 import shutil
 import subprocess
 import sys
@@ -32,13 +33,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # What the bridge needs from Debian to run (Python 3.11 with venv), and what `make test` needs beyond that.
 DEBIAN_RUNTIME = ["python3", "python3-venv"]
-DEBIAN_TESTS = ["chromium", "nginx", "nodejs", "npm", "postgresql", "redis-server"]
+DEBIAN_TESTS = ["chromium", "make", "nginx", "nodejs", "npm", "postgresql", "redis-server"]
 
 INSTALL = """\
 # Installing Precinct without internet access
 
-This folder was made on a connected machine by `make wheelhouse` (bridge/devtools/wheelhouse.py).
-Copy it whole to the machine that will run the bridge, then check it arrived intact:
+This folder was made on a connected machine by `make wheelhouse` (bridge/devtools/wheelhouse.py) for
+{built_for}.
+Some of its wheels are compiled for that Python version and processor (vodozemac, psycopg2, Synapse), so
+the offline machine needs the same: that release's `python3` on the same architecture.
+Copy the folder whole to the machine that will run the bridge, then check it arrived intact:
 
     cd {folder} && sha256sum -c SHA256SUMS
 
@@ -101,6 +105,18 @@ def npm_cache(dest: Path, folders: list[Path]) -> None:
             _run(["npm", "ci", "--cache", str(dest), "--no-audit", "--no-fund", "--loglevel=error"], cwd=Path(scratch))
 
 
+def built_for() -> str:
+    """The Python, processor and system the compiled wheels were gathered for, in words."""
+    release = "an unknown system"
+    os_release = Path("/etc/os-release")
+    if os_release.exists():
+        for line in os_release.read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                release = line.split("=", 1)[1].strip('"')
+    return (f"CPython {sys.version_info.major}.{sys.version_info.minor} on {platform.machine()}"
+            f" (gathered on {release})")
+
+
 def checksums(folder: Path) -> None:
     lines = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "SHA256SUMS"):
@@ -124,7 +140,7 @@ def build(dest: Path, extras: str | None = None, node: list[Path] | None = None)
     (dest / "debian-packages.txt").write_text("# Debian packages Precinct needs (see INSTALL.md)\n"
                                               + "\n".join(debian) + "\n")
     (dest / "INSTALL.md").write_text(INSTALL.format(
-        folder=dest.name, extras=f"'[{extras}]'" if extras else "",
+        built_for=built_for(), folder=dest.name, extras=f"'[{extras}]'" if extras else "",
         node_folders=", ".join(str(p.relative_to(ROOT)) for p in node) or "(none gathered)"))
     checksums(dest)
     return dest

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos_parts import (REPLY, TOPIC, Citizen, Stack, answer_everything, citizen_lines, log, new_pool,
-                         start_officers, until)
+                         start_officers, until, wind_down)
 
 DISK = "disk"                               # the tmpfs, inside the run's directory
 
@@ -87,7 +87,7 @@ async def line(c: Citizen, body: str, timeout: float = 60) -> dict[str, Any]:
 async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     url = stack.public_url
     await asyncio.to_thread(stack.bridge.start)
-    pool = new_pool()
+    pool = new_pool(stack)
     officers = await start_officers(pool, stack)
     seen: set[str] = set()
     replied: list[tuple[int, int]] = []
@@ -192,12 +192,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         }
         return result
     finally:
-        for t in repliers:
-            t.cancel()
-        await asyncio.gather(*repliers, return_exceptions=True)
-        for c in citizens:
-            await c.close()
-        await pool.stop_all()
+        await wind_down(repliers, citizens, pool)
 
 
 def integrity_all(folder: Path) -> dict[str, str]:

@@ -9,12 +9,20 @@ CHROMIUM   := /usr/bin/chromium
 NGINX      := /usr/sbin/nginx
 REDIS      := /usr/bin/redis-server
 OFFLINE_KIT := tests/artifacts/offline-kit/.built
+# With no network (docs/deployment.md, "Air-gapped install"): `make demo WHEELHOUSE=wheelhouse` (likewise install,
+# node, browser) takes every Python and Node package from the folder `make wheelhouse` filled on a connected machine
+# and asks no package index; without it everything comes from PyPI and npm as usual.
+ifdef WHEELHOUSE
+export PIP_NO_INDEX := 1
+export PIP_FIND_LINKS := $(abspath $(WHEELHOUSE))/python
+NPM_OFFLINE := --offline --cache $(abspath $(WHEELHOUSE))/npm
+endif
 # The homeserver tests that also run against Synapse with workers (PostgreSQL, Redis, nginx) in `make test`:
-# the core conversation, restarts of the bridge and of the homeserver, and federation.
+# the core conversation, restarts of the bridge and of the homeserver, backup and restore, and federation.
 WORKER_TESTS := tests/integration/test_conversation.py tests/integration/test_restart.py \
-                tests/integration/test_homeserver_restart.py tests/federation
+                tests/integration/test_homeserver_restart.py tests/integration/test_backup_restore.py tests/federation
 
-.PHONY: demo test test-workers abuse load chaos install node browser chromium nginx homeserver-packages wheelhouse clean
+.PHONY: demo test test-workers test-wheelhouse abuse load chaos install node browser chromium nginx homeserver-packages wheelhouse clean
 
 install: $(STAMP)
 
@@ -28,7 +36,7 @@ $(STAMP): setup.cfg pyproject.toml
 node: $(NODE_STAMP)
 
 $(NODE_STAMP): tests/interop/package.json tests/interop/package-lock.json
-	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
+	cd tests/interop && npm ci $(NPM_OFFLINE) --no-audit --no-fund --loglevel=error
 	touch $@
 
 # The browser tests: axe-core from npm, and Debian's Chromium, which Playwright (from PyPI, in the
@@ -36,7 +44,7 @@ $(NODE_STAMP): tests/interop/package.json tests/interop/package-lock.json
 browser: $(BROWSER_STAMP) chromium
 
 $(BROWSER_STAMP): tests/browser/package.json tests/browser/package-lock.json
-	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+	cd tests/browser && npm ci $(NPM_OFFLINE) --no-audit --no-fund --loglevel=error
 	touch $@
 
 chromium:
@@ -72,6 +80,13 @@ test-workers: $(STAMP) $(NODE_STAMP) browser nginx homeserver-packages
 wheelhouse: $(STAMP)
 	$(BIN)/python -m bridge.devtools.wheelhouse wheelhouse --extras test --node tests/interop --node tests/browser
 
+# The whole kit checked as an offline machine uses it (bridge/devtools/offline_check.py): a copy of the checkout
+# installs the tests' extras and both Node folders from it with every index unreachable, then runs the demo's, the
+# Element client stack's and an axe-core test from that install. Two to three minutes; `make test` checks the
+# runtime part only (below).
+test-wheelhouse: wheelhouse browser
+	$(BIN)/python -m bridge.devtools.offline_check wheelhouse
+
 # The runtime part of it, from which tests/integration/test_offline_install.py installs with every index
 # unreachable (gathered here, online, like the other things the tests need; a few seconds).
 $(OFFLINE_KIT): $(STAMP) setup.cfg pyproject.toml tests/browser/package-lock.json $(shell find bridge -type f ! -name '*.pyc')
@@ -94,11 +109,20 @@ load: $(STAMP) nginx homeserver-packages
 # The homeserver's faults (bench/chaos_homeserver.py): Synapse stopped 60 s under traffic; the bridge down 4 min,
 # twice, with and without its start-up ping (docs/reliability.md has a 10-minute run); the bridge started 60 s
 # before Synapse. Reduced ones: tests/integration/test_chaos_homeserver.py.
+# Hostile clients: 1,000 malformed WebSocket frames on raw sockets; every kind of stolen or forged credential on
+# every endpoint (about 3 minutes together). Reduced ones: tests/integration/test_chaos_fuzz.py.
+# The store's faults: the bridge SIGKILLed 100 times mid-burst of writes, integrity_check and every acknowledged
+# message looked up after each (about 4 minutes); the store's file system filled mid-conversation (a tmpfs:
+# root) and given space back. Reduced ones: tests/integration/test_chaos_store.py.
 chaos: $(STAMP)
 	$(BIN)/python bench/kill_loop.py
 	$(BIN)/python bench/chaos_homeserver.py --scenario restart
 	$(BIN)/python bench/chaos_homeserver.py --scenario outage --down 240 --compare
 	$(BIN)/python bench/chaos_homeserver.py --scenario cold-start
+	$(BIN)/python bench/ws_fuzz.py --frames 1000
+	$(BIN)/python bench/token_abuse.py --rounds 20
+	$(BIN)/python bench/chaos_writes.py
+	$(BIN)/python bench/chaos_disk_full.py
 
 clean:
 	rm -rf $(VENV) tests/interop/node_modules tests/browser/node_modules tests/artifacts wheelhouse

@@ -43,7 +43,8 @@ from typing import Any
 
 import aiohttp
 
-from chaos_parts import (REPLY, TOPIC, Citizen, Stack, answer_everything, both_ways, held_by_homeserver, log,
+from chaos_parts import (EMERGENCY_WORD, REPLY, TOPIC, Citizen, Stack, answer_everything, both_ways,
+                         held_by_homeserver, log,
                          met, new_pool, print_ways, read_back_events, start_officers, until, wind_down)
 
 DRAIN_SECONDS = 180          # after the fault ends, the longest wait for what is still owed
@@ -103,13 +104,16 @@ def seconds(x: float | None) -> float | None:
     return None if x is None else round(x, 2)
 
 
-async def wait_owed(what: str, owed, timeout: float = DRAIN_SECONDS) -> bool:  # type: ignore[no-untyped-def]
-    """Until ``owed()`` is empty (bounded); False and a log line if it is not by then."""
+async def wait_owed(what: str, owed, timeout: float = DRAIN_SECONDS,  # type: ignore[no-untyped-def]
+                    officers: list = ()) -> bool:  # type: ignore[assignment]
+    """Until ``owed()`` is empty (bounded); False and a log line (with what each officer holds) if it is not."""
     try:
         await until(lambda: not owed(), timeout, what)
         return True
     except AssertionError:
         log(f"still owed after {timeout} s ({what}):", sorted(owed())[:20])
+        for o in officers:
+            log(o.state_report())
         return False
 
 
@@ -123,11 +127,13 @@ def faster_officer_retries(officers: list) -> None:
 # ---- homeserver restart under traffic -------------------------------------------------------------------
 async def restart(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     stack.bridge.start()
-    pool = new_pool()
+    pool = new_pool(stack)
     seen: set[str] = set()
     replied: list[tuple[int, int]] = []
     reply_events: dict[tuple[int, int], str] = {}
-    citizens = [Citizen(stack.public_url, i) for i in range(args.citizens)]
+    # One more citizen opens a chat while Synapse is down: its set-up, routing and dispatch notice wait for it.
+    citizens = [Citizen(stack.public_url, i) for i in range(args.citizens + 1)]
+    newcomer = citizens[-1]
     watch = Watch(stack, [], citizens)
     repliers: list[asyncio.Task] = []
     said: dict[str, tuple[float, float]] = {}        # body → (written, acknowledged)
@@ -135,16 +141,23 @@ async def restart(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         officers = watch.officers = await start_officers(pool, stack)
         faster_officer_retries(officers)
         repliers = [asyncio.create_task(answer_everything(o, seen, replied, reply_events)) for o in officers]
-        for c in citizens:
+        for c in citizens[:-1]:
             await c.create(topic=TOPIC, display_name=f"Chaos {c.index}")
             await c.connect()
         watch.start()
         start = time.monotonic()
         total = args.before + args.down + args.after
+        newcomer_chat: list[int] = []
         gap = args.citizens / args.rate                 # each citizen's pace, so that together they write --rate/s
 
         async def talk(c: Citizen) -> int:
             k = 0
+            if c is newcomer:
+                await asyncio.sleep(args.before + min(10.0, args.down / 3))
+                number = (await c.create(topic=TOPIC, display_name="Chaos newcomer"))["number"]
+                newcomer_chat.append(number)
+                await c.connect()
+                await c.say(f"someone outside has a {EMERGENCY_WORD}")     # an alert while Synapse is down
             await asyncio.sleep(gap * c.index / args.citizens)     # spread out
             while time.monotonic() - start < total:
                 body, written = f"c{c.index} m{k}", time.monotonic()
@@ -170,7 +183,18 @@ async def restart(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         def owed() -> set[str]:
             return ({f"c{i} m{k}" for i, k in sent} - set(watch.at_officer)) | \
                    ({f"{REPLY}c{i} m{k}" for i, k in sent} - set(watch.at_citizen))
-        await wait_owed("the last deliveries", owed)
+        await wait_owed("the last deliveries", owed, officers=officers)
+
+        def noticed() -> bool:
+            return any(f"Chat {newcomer_chat[0]} ·" in m.body for o in officers for m in o.messages)
+
+        def alerted() -> bool:
+            return any(f"Emergency in chat {newcomer_chat[0]}" in m.body for o in officers for m in o.messages)
+        try:                                            # its dispatch notice (automatic routing posts one too)
+            await until(lambda: noticed() and alerted(), 60, "the dispatch notice and emergency alert of the "
+                        "chat opened while Synapse was down")
+        except AssertionError:
+            log("dispatch notice / emergency alert of the chat opened while Synapse was down:", noticed(), alerted())
         await asyncio.sleep(1.5)                        # /health's next answers, after the drain
         late = {ik for ik, e in reply_events.items() if e in read_back_events(stack.bridge)}
         ways = both_ways(officers, citizens, sent, replied, late)
@@ -187,8 +211,8 @@ async def restart(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         backlog_officer = [watch.at_officer[b] - back for b in during if b in watch.at_officer]
         backlog_citizen = [watch.at_citizen[REPLY + b] - back for b in during if REPLY + b in watch.at_citizen]
         return {"scenario": "restart", "citizens": args.citizens, "rate_per_s": args.rate, "down_s": round(back - down, 1),
-                **ways,
-                "written_while_down": len(during),
+                **ways, "newcomer_dispatch_notice": noticed(), "newcomer_emergency_alert": alerted(),
+                "written_while_down": len(during), "refused_as_too_fast": sum(c.rate_limited for c in citizens),
                 "ack_while_down_s": {"p50": seconds(statistics.median(acks_during)) if acks_during else None,
                                      "max": seconds(max(acks_during, default=None))},
                 "longest_delay_s": {"to_officers": seconds(max(to_officer, default=None)),
@@ -208,6 +232,10 @@ def restart_verdict(r: dict[str, Any]) -> list[str]:
     for way in ("to_officers", "to_citizens"):
         if not met(r[way], len(r[way].get("held_by_homeserver", []))):
             missed.append(way)
+    if not r["newcomer_dispatch_notice"]:
+        missed.append("no dispatch notice of the chat opened while Synapse was down")
+    if not r["newcomer_emergency_alert"]:
+        missed.append("no emergency alert of the chat opened while Synapse was down")
     if not r["written_while_down"]:
         missed.append("nothing written while Synapse was down")
     if set(r["health_while_down"]) != {"homeserver_unreachable"}:
@@ -218,14 +246,17 @@ def restart_verdict(r: dict[str, Any]) -> list[str]:
 
 
 def print_restart(r: dict[str, Any]) -> None:
-    print(f"Homeserver restart under traffic — {r['citizens']} citizens writing {r['rate_per_s']} messages/s between "
+    print(f"Homeserver restart under traffic — {r['citizens']} citizens (+1 opening a chat while it is down) writing {r['rate_per_s']} messages/s between "
           f"them, 2 officers replying; Synapse down {r['down_s']} s; {r['took_s']} s")
     print_ways((("citizen → officer", r["to_officers"]), ("officer → citizen", r["to_citizens"])))
     if r["to_citizens"].get("held_by_homeserver"):
         print(f"  held unsent by Synapse (docs/reliability.md): {', '.join(r['to_citizens']['held_by_homeserver'])}")
     d, b, a = r["longest_delay_s"], r["drain_after_back_s"], r["ack_while_down_s"]
     print(f"written while Synapse was down: {r['written_while_down']}, each acknowledged (p50 {a['p50']} s, "
-          f"max {a['max']} s)")
+          f"max {a['max']} s); refused as too fast and sent again after retry_after: {r['refused_as_too_fast']}")
+    print(f"a chat opened while Synapse was down: set up and answered; dispatch notice "
+          f"{'posted' if r['newcomer_dispatch_notice'] else 'MISSING'}, emergency alert (raised while down) "
+          f"{'posted' if r['newcomer_emergency_alert'] else 'MISSING'}")
     print(f"longest delivery delay: citizen → officer {d['to_officers']} s, officer's reply → citizen "
           f"{d['to_citizens']} s")
     print(f"Synapse back → backlog drained: last line at an officer {b['to_officers']} s, last reply to it at its "
@@ -237,7 +268,7 @@ def print_restart(r: dict[str, Any]) -> None:
 # ---- long bridge outage ---------------------------------------------------------------------------------
 async def outage(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     stack.bridge.start()
-    pool = new_pool()
+    pool = new_pool(stack)
     seen: set[str] = set()
     replied: list[tuple[int, int]] = []
     citizens = [Citizen(stack.public_url, i) for i in range(args.citizens)]
@@ -360,7 +391,7 @@ async def cold_start(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     citizens = [Citizen(stack.public_url, i) for i in range(args.citizens)]
     watch = Watch(stack, [], citizens)
     watch.start()
-    pool = new_pool()
+    pool = new_pool(stack)
     repliers: list[asyncio.Task] = []
     try:
         async with aiohttp.ClientSession() as http:
@@ -390,7 +421,7 @@ async def cold_start(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         def owed() -> set[str]:
             return ({f"c{i} m{k}" for i, k in sent} - set(watch.at_officer)) | \
                    ({f"{REPLY}c{i} m{k}" for i, k in sent} - set(watch.at_citizen))
-        await wait_owed("everything written before the homeserver came", owed)
+        await wait_owed("everything written before the homeserver came", owed, officers=officers)
         await asyncio.sleep(1.5)
         ways = both_ways(officers, citizens, sent, replied)
         for r in ways.values():

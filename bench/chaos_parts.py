@@ -36,6 +36,7 @@ from tests.support.waiting import until  # noqa: E402
 AGENCY, TOPIC = "chaos", "chaos"
 OFFICER_NAMES = ("chaosofficer1", "chaosofficer2")
 REPLY = "re: "
+EMERGENCY_WORD = "knife"         # a citizen line with it raises an emergency alert in the dispatch room
 CITIZEN_LINE = re.compile(r"c(\d+) m(\d+)")
 
 
@@ -50,6 +51,7 @@ class Citizen(Visitor):
         super().__init__(base_url)
         self.index = index
         self.sent: dict[str, str] = {}          # client_id → body, in order
+        self.rate_limited = 0                   # messages refused as too fast (sent again after retry_after)
         self._reconnecting = asyncio.Lock()     # the killer and a failed send may both ask: one at a time
 
     def acked(self) -> set[str]:
@@ -68,15 +70,26 @@ class Citizen(Visitor):
                 if client_id not in self.acked():
                     await self.send(body, client_id=client_id, wait_ack=False)
 
+    def refusal(self, client_id: str, since: int) -> dict[str, Any] | None:
+        """A rate_limited error frame for this message among the frames from ``since`` on."""
+        return next((f for f in self.frames[since:] if f.get("type") == "error" and f.get("client_id") == client_id
+                     and f.get("error") == "rate_limited"), None)
+
     async def say(self, body: str) -> None:
+        """Send one message until acknowledged; refused as too fast, again after ``retry_after`` as the page does."""
         client_id = uuid.uuid4().hex
         self.sent[client_id] = body
         for _ in range(20):                     # bounded: a kill mid-send means reconnect and send again
             try:
+                since = len(self.frames)
                 if client_id not in self.acked():
                     await self.send(body, client_id=client_id, wait_ack=False)
-                await until(lambda: client_id in self.acked(), 20, "ack")
-                return
+                await until(lambda: client_id in self.acked() or self.refusal(client_id, since), 20, "ack")
+                refused = self.refusal(client_id, since)
+                if client_id in self.acked():
+                    return
+                self.rate_limited += 1
+                await asyncio.sleep(float(refused.get("retry_after") or 1))   # type: ignore[union-attr]
             except Exception:
                 await self.reconnect()
         raise AssertionError(f"citizen {self.index}: {body!r} never acknowledged")
@@ -91,7 +104,7 @@ def write_config(dir: Path, hs_url: str, **overrides: Any) -> tuple[Path, dict[s
     config_path, config = write_bridge_config(dir, hs_url)
     config["agencies"].append({"id": AGENCY, "name": "Chaos Desk", "routing": "auto",
                                "officers": [f"@{o}:{SERVER}" for o in OFFICER_NAMES],
-                               "max_chats_per_officer": 1000})
+                               "max_chats_per_officer": 1000, "emergency": {"*": [EMERGENCY_WORD]}})
     config["topics"].append({"id": TOPIC, "label": "Chaos", "agency": AGENCY})
     config["chats"]["puppet_pool_size"] = 2
     config.setdefault("limits", {})
@@ -140,7 +153,7 @@ class Stack:
 
     @property
     def db_path(self) -> Path:
-        return self.dir / "precinct.db"
+        return self.dir / self.config["store"]["path"]
 
     @property
     def hs_db(self) -> Path:
@@ -169,8 +182,9 @@ async def start_officers(pool: OfficerPool, stack: Stack) -> list[NioOfficer]:
     return officers
 
 
-def new_pool() -> OfficerPool:
-    return OfficerPool(Path(tempfile.mkdtemp(prefix="precinct-chaos-officers-")), PASSWORD)
+def new_pool(stack: Stack) -> OfficerPool:
+    """The officers' clients keep their stores in the run directory (removed with it unless ``--keep``)."""
+    return OfficerPool(stack.dir / "officers", PASSWORD)
 
 
 async def answer_everything(officer: NioOfficer, seen: set[str], replied: list[tuple[int, int]],

@@ -57,7 +57,7 @@ async def run_loop(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     rnd = random.Random(args.seed)
     run = Run(args.citizens, args.messages, args.kills)
     bridge = stack.bridge
-    pool = new_pool()
+    pool = new_pool(stack)
     officers = await start_officers(pool, stack)      # automatic routing gives each chat to one of them
     seen: set[str] = set()
     replied: list[tuple[int, int]] = []

@@ -99,7 +99,8 @@ class Bridge:
         # The officers' side: the bot's commands (other features register theirs on bot_commands),
         # dispatch rooms, routing (queue, claims, assignment, timers, emergencies), chat-room commands.
         self.bot_commands = BotCommands(config, self.journal, prefix)
-        self.dispatch = Dispatch(config, self.store, self.api, self.crypto, self.chats.bot, policy=self.room_policy)
+        self.dispatch = Dispatch(config, self.store, self.api, self.crypto, self.chats.bot, policy=self.room_policy,
+                                 retries=self.retries)
         self.routing = Routing(config, self.chats, self.dispatch, self.journal, self.bot_commands)
         self.chats.listen(self.routing)
         self.commands = ChatRoomCommands(self.chats, self.journal, prefix, retention=self.retention,

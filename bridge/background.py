@@ -67,6 +67,28 @@ class Retries:
         except TimeoutError:
             pass
 
+    async def attempt(self, work: Callable[[], Awaitable[Any]], what: str, *, tries: int,
+                      passing: Callable[[BaseException], bool]) -> bool:
+        """``work()`` until it succeeds, giving up after ``tries`` failures of its own; failures ``passing`` says
+        pass by themselves (the homeserver away) are not counted however long they last — an alert or an
+        invite must not be dropped because the homeserver restarted. Pauses double from 0.5 s to 30 s (cut
+        short by ``now()``). False when it gave up."""
+        failures, delay = 0, 0.5
+        while True:
+            try:
+                await work()
+                return True
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                failures += 0 if passing(e) else 1
+                if failures >= tries:
+                    log.warning("%s failed %d times, given up: %s", what, failures, e)
+                    return False
+                log.warning("%s failed (again in %.1f s): %s", what, delay, e)
+            await self.pause(delay)
+            delay = min(delay * 2, 30)
+
 
 class OrderedSends:
     """Run jobs with at most ``in_flight`` at once, those on the same subject one after another in the

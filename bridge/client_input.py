@@ -10,10 +10,13 @@ appservice endpoint each turn the errors into their own wire format):
   ``RecursionError`` or the ``ValueError`` of a 5,000-digit number escaping to the caller.
 - ``whole_number``: ASCII digits only (``str.isdigit()`` accepts "²") and below 2^63, the
   largest integer SQLite stores.
+- ``hidden_characters``: in a name, the invisible and direction-changing characters that let text
+  show other than it is ("Kim\u202eecilop" shows as "Kimpolice" in Element).
 """
 from __future__ import annotations
 
 import json
+import unicodedata
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -128,3 +131,14 @@ def whole_number(value: Any, *, text: bool) -> int:
     if not 0 <= number <= MAX_INTEGER:
         raise BadNumber(value)
     return number
+
+
+# Joiners that some scripts need inside a name (ZWNJ in Persian, ZWJ in Indic scripts and emoji) are kept.
+NAME_JOINERS = {"\u200c", "\u200d"}
+
+
+def hidden_characters(text: str) -> list[str]:
+    """The control and format characters in ``text`` (Unicode categories Cc and Cf: bidirectional overrides
+    and isolates, zero-width spaces, byte-order marks…) but for the joiners a name may need, as U+XXXX."""
+    return sorted({f"U+{ord(ch):04X}" for ch in text
+                   if unicodedata.category(ch) in ("Cc", "Cf") and ch not in NAME_JOINERS})

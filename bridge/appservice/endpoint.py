@@ -60,7 +60,10 @@ class AppserviceEndpoint:
             return matrix_error(405, "M_UNRECOGNIZED", "Method not allowed")
         except web.HTTPException as e:
             return matrix_error(e.status, "M_UNKNOWN", e.reason or "Request failed")
-        except Exception:
+        except Exception as e:
+            if self.transactions.db.note(e):
+                # Not stored (rolled back whole): the homeserver keeps the transaction and sends it again.
+                return matrix_error(503, "M_UNKNOWN", "The bridge's disk is full; send this again later")
             log.exception("unexpected error on %s %s", request.method, request.path)
             return matrix_error(500, "M_UNKNOWN", "Internal error")
 

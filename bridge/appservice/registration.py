@@ -42,23 +42,34 @@ def registration(config: Config) -> dict[str, Any]:
     }
 
 
-def _patch_secret(text: str, key: str, value: str) -> str:
-    """Replace ``  key: …`` in the config text, keeping every comment around it."""
-    pattern = re.compile(rf"^(\s+){key}:.*$", re.MULTILINE)
-    if not pattern.search(text):
-        raise config_module.ConfigError(f"{key} is missing from the configuration file; copy it from example-config.yaml")
-    return pattern.sub(lambda m: f"{m.group(1)}{key}: {value}", text, count=1)
+def _patch_secret(text: str, section: str, key: str, value: str) -> str:
+    """Set ``section.key`` in the config's text to ``value`` (a token: letters and digits), keeping every
+    comment and every other byte of the operator's file. The YAML parser finds the value's exact place
+    (PyYAML's node marks); a regular expression could match the same key in another section, or a comment."""
+    root = yaml.compose(text)
+    found = None
+    if isinstance(root, yaml.MappingNode):
+        part = next((v for k, v in root.value if isinstance(k, yaml.ScalarNode) and k.value == section), None)
+        if isinstance(part, yaml.MappingNode):
+            found = next((v for k, v in part.value if isinstance(k, yaml.ScalarNode) and k.value == key), None)
+    if not isinstance(found, yaml.ScalarNode):
+        raise config_module.ConfigError(f"{section}.{key} is missing from the configuration file; copy it from "
+                                        "example-config.yaml")
+    start, end = found.start_mark.index, found.end_mark.index
+    if start == end and text[start - 1:start] == ":":
+        value = " " + value                      # "key:" with nothing after it
+    return text[:start] + value + text[end:]
 
 
 def generate_registration(config_path: Path, out: Path) -> None:
     text = config_path.read_text(encoding="utf-8")
     as_token, hs_token = new_tokens()
-    text = _patch_secret(text, "as_token", as_token)
-    text = _patch_secret(text, "hs_token", hs_token)
+    text = _patch_secret(text, "appservice", "as_token", as_token)
+    text = _patch_secret(text, "appservice", "hs_token", hs_token)
     raw = yaml.safe_load(text) or {}
     pickle = ((raw.get("crypto") or {}).get("pickle_key") or "")
     if not isinstance(pickle, str) or config_module.secret_problem(pickle):
-        text = _patch_secret(text, "pickle_key", secrets.token_hex(32))
+        text = _patch_secret(text, "crypto", "pickle_key", secrets.token_hex(32))
     config = config_module.load(yaml.safe_load(text), config_path.resolve().parent)   # validate before writing anything
     write_private(out, yaml.safe_dump(registration(config), sort_keys=False))   # both hold the tokens: 0600
     write_private(config_path, text)

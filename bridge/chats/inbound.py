@@ -121,8 +121,11 @@ class InboundPump(WakeableLoop):
                 await self.process_all()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("inbound pump pass failed; retrying")
+            except Exception as e:
+                if self.store.db.note(e):
+                    log.warning("inbound pump pass stopped: the store's disk is full; retrying")
+                else:
+                    log.exception("inbound pump pass failed; retrying")
                 await asyncio.sleep(1)
 
     async def process_all(self) -> None:
@@ -197,6 +200,11 @@ class InboundPump(WakeableLoop):
                 if not await handler.handle(item):
                     return                            # waiting for keys: later events wait too
             except Exception as e:
+                if self.store.db.note(e):
+                    # The disk is full: what the event's handling wrote was rolled back, so it stays pending
+                    # (and the room's later events behind it) and is handled on a pass once there is space.
+                    log.warning("event %s in room %s waits for space on the store's disk", item.event_id, room_id)
+                    return
                 log.exception("event %s in room %s failed; set aside", item.event_id, room_id)
                 self.failed_events += 1
                 self.store.room_events.finish(item.stream, FAILED, f"{type(e).__name__}: {e}")

@@ -48,7 +48,11 @@ class OutboundPump:
                 pass
             self._wake.clear()
             for chat_id in [c for c, task in self._senders.items() if task.done()]:
-                del self._senders[chat_id]         # one entry per chat sending now, not per chat ever served
+                ended = self._senders.pop(chat_id)     # one entry per chat sending now, not per chat ever served
+                if not ended.cancelled() and ended.exception() is not None:
+                    # The store refused a write (its disk full, say): the rows are as they were, so the
+                    # chat's sender is started again below and sends the same rows with the same txn IDs.
+                    log.warning("sending chat %s stopped (%s); started again", chat_id, ended.exception())
             for chat_id in self.store.outbox.chats_pending():
                 sender = self._senders.get(chat_id)
                 if sender is None or sender.done():

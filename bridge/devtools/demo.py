@@ -401,6 +401,7 @@ async def run_bridge(config: cfg.Config, synapse: LocalSynapse, after_start: Cal
 
     async def start() -> None:
         await bridge.start()
+        await bridge.connecting        # the demo's Synapse is up: its bot and rooms before the banner
         # A thread cannot be cancelled: shield it so a stop signal waits for it to finish.
         await asyncio.shield(asyncio.to_thread(after_start))
 

@@ -2,7 +2,10 @@
 
     python -m bridge.devtools.wheelhouse DEST [--extras test] [--node tests/interop ...]
 
-    DEST/python/        the project's wheel and a wheel of every package it needs (pip wheel)
+    DEST/python/        the project's wheel and a wheel of every package it needs (pip wheel), and the
+                        build backend pyproject.toml names, so a checkout installs offline too
+                        (``pip install --no-index -e .`` builds in isolation from them; ``make demo
+                        WHEELHOUSE=DEST``)
     DEST/npm/           an npm cache holding every package of each --node folder's lockfile, which
                         ``npm ci --offline --cache DEST/npm`` installs from with no registry
     DEST/debian-packages.txt
@@ -18,23 +21,28 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import platform
 import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
 # What the bridge needs from Debian to run (Python 3.11 with venv), and what `make test` needs beyond that.
 DEBIAN_RUNTIME = ["python3", "python3-venv"]
-DEBIAN_TESTS = ["chromium", "nginx", "nodejs", "npm", "postgresql", "redis-server"]
+DEBIAN_TESTS = ["chromium", "make", "nginx", "nodejs", "npm", "postgresql", "redis-server"]
 
 INSTALL = """\
 # Installing Precinct without internet access
 
-This folder was made on a connected machine by `make wheelhouse` (bridge/devtools/wheelhouse.py).
-Copy it whole to the machine that will run the bridge, then check it arrived intact:
+This folder was made on a connected machine by `make wheelhouse` (bridge/devtools/wheelhouse.py) for
+{built_for}.
+Some of its wheels are compiled for that Python version and processor (vodozemac, psycopg2, Synapse), so
+the offline machine needs the same: that release's `python3` on the same architecture.
+Copy the folder whole to the machine that will run the bridge, then check it arrived intact:
 
     cd {folder} && sha256sum -c SHA256SUMS
 
@@ -57,10 +65,14 @@ Carry `debs/*.deb` across and install them on the offline machine:
 `--no-index` keeps pip away from every package index: it installs from this folder or fails.
 Then continue with docs/deployment.md (configuration, registration, systemd).
 
-## Node packages (only to run the test suite offline)
-In each of {node_folders} of a checkout of the same commit:
+## From a checkout of the same commit: the demo, the test suite
+`make` takes every package from this folder and asks no index when given it (Synapse comes with the tests'
+extras; Element, the officers' client, is not part of the kit):
 
-    npm ci --offline --cache {folder}/npm
+    make demo WHEELHOUSE=/path/to/{folder}
+    make install node browser WHEELHOUSE=/path/to/{folder}    # what `make test` needs, Node folders: {node_folders}
+
+Run `sha256sum -c` before: npm writes into its cache (`npm/`) even offline.
 """
 
 
@@ -77,6 +89,10 @@ def python_wheels(dest: Path, extras: str | None) -> None:
             ".venv", ".git", "node_modules", "tests", "demo-data", "wheelhouse", "build", "*.egg-info", "__pycache__"))
         target = target.replace(str(ROOT), str(Path(build) / "src"))
         _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(dest), target])
+    # pip builds an editable install (a checkout's `make demo`) in an isolated environment of these, which an
+    # offline machine can only fill from this folder.
+    backend = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(dest), *backend])
 
 
 def npm_cache(dest: Path, folders: list[Path]) -> None:
@@ -87,6 +103,18 @@ def npm_cache(dest: Path, folders: list[Path]) -> None:
             for name in ("package.json", "package-lock.json"):
                 shutil.copy2(folder / name, Path(scratch) / name)
             _run(["npm", "ci", "--cache", str(dest), "--no-audit", "--no-fund", "--loglevel=error"], cwd=Path(scratch))
+
+
+def built_for() -> str:
+    """The Python, processor and system the compiled wheels were gathered for, in words."""
+    release = "an unknown system"
+    os_release = Path("/etc/os-release")
+    if os_release.exists():
+        for line in os_release.read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                release = line.split("=", 1)[1].strip('"')
+    return (f"CPython {sys.version_info.major}.{sys.version_info.minor} on {platform.machine()}"
+            f" (gathered on {release})")
 
 
 def checksums(folder: Path) -> None:
@@ -112,7 +140,7 @@ def build(dest: Path, extras: str | None = None, node: list[Path] | None = None)
     (dest / "debian-packages.txt").write_text("# Debian packages Precinct needs (see INSTALL.md)\n"
                                               + "\n".join(debian) + "\n")
     (dest / "INSTALL.md").write_text(INSTALL.format(
-        folder=dest.name, extras=f"'[{extras}]'" if extras else "",
+        built_for=built_for(), folder=dest.name, extras=f"'[{extras}]'" if extras else "",
         node_folders=", ".join(str(p.relative_to(ROOT)) for p in node) or "(none gathered)"))
     checksums(dest)
     return dest

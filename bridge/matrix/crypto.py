@@ -315,14 +315,15 @@ class Crypto:
                 if user_id and is_puppet(user_id) and FLUSH_NOTE not in (ev.get("content") or {}):
                     slot(user_id)["to_device"].append(
                         {k: ev[k] for k in ("type", "sender", "content") if k in ev})
-        for user_id, devices in (body.get(OTK_COUNTS) or {}).items():
-            if is_puppet(user_id):
-                for counts in devices.values():
-                    slot(user_id)["otk"] = counts
-        for user_id, devices in (body.get(FALLBACK_KEYS) or {}).items():
-            if is_puppet(user_id):
-                for types in devices.values():
-                    slot(user_id)["fallback"] = types
+        # Per user, per device: Synapse also lists the user's cross-signing keys there (as if devices, with no
+        # counts), so only the entry of the puppet's own device counts. Taking whichever came last left nio with
+        # no count, and a puppet whose keys officers' new devices took never made new ones while the bridge ran.
+        for key, field in ((OTK_COUNTS, "otk"), (FALLBACK_KEYS, "fallback")):
+            for user_id, devices in (body.get(key) or {}).items():
+                if is_puppet(user_id) and isinstance(devices, dict):
+                    own = self._device_of(user_id)
+                    if own is not None and own in devices:
+                        slot(user_id)[field] = devices[own]
         lists = body.get(DEVICE_LISTS) or {}
         changed, left = set(lists.get("changed", [])), set(lists.get("left", []))
         if changed or left:
@@ -348,6 +349,13 @@ class Crypto:
             if part["fallback"] is not None:
                 sync["device_unused_fallback_key_types"] = part["fallback"]
             await self._receive(user_id, sync)
+
+    def _device_of(self, user_id: str) -> str | None:
+        """The device the bridge runs for this puppet (or the bot): the loaded client's, else the store's."""
+        if (c := self.clients.get(user_id)) is not None:
+            return c.device_id
+        puppet = self.puppets.get(user_id)
+        return puppet.device_id if puppet is not None else None
 
     def _admitted(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The events without membership of users who may not hold room keys."""

@@ -54,6 +54,8 @@ async def read_to_end(stream: aiohttp.StreamReader, limit: int) -> bytes:
 # connections is not limited: a burst of chats queues its requests rather than failing them after 30 s.
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=30)
 PING_AGAIN_AFTER = (0.5, 1.0, 2.0, 4.0)     # seconds between start-up pings that failed (ping)
+CLASH_SKIP = 50                             # one-time key IDs skipped when the homeserver holds ours (keys_upload)
+CLASH_TRIES = 20                            # … at most this many times (1,000 IDs: a restored device, see keys_upload)
 
 
 class HomeserverApi:
@@ -261,7 +263,26 @@ class PuppetClient(nio.AsyncClient):
         keys = self.olm.share_keys()
         self.olm.save_account()                     # an upload cut short is repeated with the very same keys
         method, path, data = NioApi.keys_upload(self.access_token, keys)
-        return await self._send(nio.KeysUploadResponse, method, path, data)
+        resp = await self._send(nio.KeysUploadResponse, method, path, data)
+        for _ in range(CLASH_TRIES):
+            if not (isinstance(resp, nio.KeysUploadError) and "already exists" in (resp.message or "")
+                    and "one_time_keys" in keys):
+                break
+            # The homeserver holds other keys under these IDs: this account was restored from a backup
+            # (docs/deployment.md) and made keys after it that the backup lacks. Those IDs are spent: skip past
+            # them (the skipped keys stay in the account, never uploaded; vodozemac keeps 5,000, so the keys the
+            # homeserver still hands out from before the backup stay usable) and upload new ones.
+            log.warning("%s: the homeserver already holds one-time keys under the IDs this device numbers next "
+                        "(restored from a backup?); skipping %d IDs", self.user_id, CLASH_SKIP)
+            account = self.olm.account
+            account.mark_keys_as_published()
+            account.generate_one_time_keys(CLASH_SKIP)
+            account.mark_keys_as_published()
+            keys = self.olm.share_keys()
+            self.olm.save_account()
+            method, path, data = NioApi.keys_upload(self.access_token, keys)
+            resp = await self._send(nio.KeysUploadResponse, method, path, data)
+        return resp
 
     async def keys_query(self) -> nio.KeysQueryResponse | nio.KeysQueryError:
         resp = await super().keys_query()

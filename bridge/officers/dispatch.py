@@ -23,13 +23,14 @@ import logging
 import time
 from typing import Any
 
-from ..background import OrderedSends
+from ..background import OrderedSends, Retries
 from ..config import Agency, Config
 from ..matrix import rooms
 from ..matrix.rooms import RoomPolicy
 from ..matrix.crypto import Crypto
 from ..matrix import cs_api
 from ..matrix.homeserver import HomeserverApi, MatrixError
+from ..matrix.reachable import transient
 from ..matrix.mentions import mentioning
 from ..store import Store
 from . import dispatch_text
@@ -47,8 +48,11 @@ def _now() -> int:
 
 class Dispatch:
     def __init__(self, config: Config, store: Store, api: HomeserverApi, crypto: Crypto, bot: str,
-                 policy: RoomPolicy | None = None) -> None:
+                 policy: RoomPolicy | None = None, retries: Retries | None = None) -> None:
+        """``retries``: failed posts wait for the homeserver however long it is away (app.py cuts the pauses short
+        when it is back); other failures are tried 6 times."""
         self.config, self.store, self.api, self.crypto, self.bot = config, store, api, crypto, bot
+        self.retries = retries or Retries()
         self.prefix = config.get("officers.command_prefix")
         self.policy = policy or RoomPolicy()        # ACL and room version of dispatch rooms
         self._jobs: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
@@ -188,15 +192,7 @@ class Dispatch:
             await self._sends.submit(self._subject(job), job)
 
     async def _attempt(self, job: tuple[Any, ...]) -> None:
-        for attempt in range(6):
-            try:
-                await self._do(job)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                log.warning("dispatch %s failed (attempt %d): %s", job[:2], attempt + 1, e)
-                await asyncio.sleep(min(0.5 * 2 ** attempt, 10))
+        await self.retries.attempt(lambda: self._do(job), f"dispatch {job[:2]}", tries=6, passing=transient)
 
     async def _do(self, job: tuple[Any, ...]) -> None:
         if job[0] == "chat":

@@ -18,6 +18,7 @@ from ..chats import training
 from ..chats.lifecycle import ChatListener, ChatService
 from ..config import Agency, Config
 from ..matrix import rooms
+from ..matrix.reachable import transient
 from ..store.chats import ACTIVE, CLOSED, WAITING, Chat
 from ..store.messages import OFFICER, VISITOR
 from ..store.tickets import Ticket
@@ -208,14 +209,9 @@ class Routing(ChatListener):
         chat = self.store.chats.get(chat_id)
         if chat is None or not chat.claimed_by or not chat.room_id or not chat.puppet or chat.state == CLOSED:
             return
-        for attempt in range(5):
-            try:
-                await rooms.invite(self.chats.api, chat.puppet, chat.room_id, chat.claimed_by)
-                return
-            except Exception as e:
-                log.warning("inviting %s to chat %s failed (attempt %d): %s", chat.claimed_by, chat.number,
-                            attempt + 1, e)
-                await asyncio.sleep(0.5 * 2 ** attempt)
+        puppet, room_id, officer = chat.puppet, chat.room_id, chat.claimed_by
+        await self.chats.retries.attempt(lambda: rooms.invite(self.chats.api, puppet, room_id, officer),
+                                         f"inviting {officer} to chat {chat.number}", tries=5, passing=transient)
 
     async def requeue(self, chat: Chat, reason: str) -> None:
         """The holder loses the chat (did not answer): out of the room, back to the queue."""

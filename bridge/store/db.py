@@ -72,8 +72,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import time
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -290,6 +292,23 @@ class StoreTooNew(Exception):
     newer tables' rules, and an older schema step would never be run against it)."""
 
 
+FREE_SPACE_NEEDED = 1 << 20    # bytes free on the store's file system below which it counts as full
+
+
+def is_full(error: BaseException | None) -> bool:
+    """Whether an error says the store's disk (or the owner's quota) is full: SQLite's SQLITE_FULL, or the
+    ENOSPC/EDQUOT of a file write, however deep in the chain of causes."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, sqlite3.Error) and (getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                                                 or "database or disk is full" in str(error)):
+            return True
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
 class StoreNotDurable(Exception):
     """The write-ahead log could not be flushed: nothing may be acknowledged as stored (see the module doc)."""
 
@@ -337,6 +356,7 @@ class Database:
         self._next: asyncio.Future | None = None       # the flush the latest callers wait for, once that one ends
         self._flushed_wal: tuple[int, int] | None = None   # (st_dev, st_ino) whose directory entry is synced
         self.failure: BaseException | None = None
+        self.full_since: float | None = None   # when a write last failed for want of space (logged once)
         self._shortages = Shortages()          # out of descriptors, every flush fails: logged once a minute
         self.flushes = 0                       # flushes completed (for tests and benchmarks)
 
@@ -378,12 +398,42 @@ class Database:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield
-        except BaseException:
+        except BaseException as e:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self.note(e)
             raise
         else:
             conn.execute("COMMIT")
+
+    def note(self, error: BaseException) -> bool:
+        """Whether ``error`` says the disk is full (logged once until there is space again). Called where a write
+        fails: ``transaction()`` itself, and whoever answers for a write made without one."""
+        if not is_full(error):
+            return False
+        if self.full_since is None:
+            log.error("the store's disk is full (%s): new input is refused until space is freed on %s",
+                      error, self.path.parent)
+        self.full_since = time.time()
+        return True
+
+    def full(self) -> bool:
+        """Whether the store's file system is out of space: under ``FREE_SPACE_NEEDED`` bytes free (a write may
+        still fit into space SQLite's files already have, but the next that needs more fails). Asked by
+        ``/health``: a look at the file system, no write. Nothing needs restarting when space comes back: the
+        next write that finds room succeeds, and each that failed was rolled back whole."""
+        if str(self.path) == ":memory:":
+            return False
+        try:
+            info = os.statvfs(self.path.parent)
+        except OSError:
+            return self.full_since is not None
+        if info.f_bavail * info.f_frsize >= FREE_SPACE_NEEDED:
+            if self.full_since is not None:
+                log.warning("the store's disk has space again: new input is taken again")
+                self.full_since = None
+            return False
+        return True
 
     def mark(self) -> int | None:
         """Where the commits stand now, for a later ``durable(mark)`` (None inside a transaction: not yet)."""

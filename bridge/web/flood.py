@@ -40,6 +40,11 @@ class ChatRates(KeyedBuckets):
         wait = self.bucket(chat_id, now).take(now)
         return 0 if wait == 0 else whole_seconds(wait)
 
+    def give_back(self, chat_id: str) -> None:
+        """Return a token taken for a message that was then not stored (the disk full)."""
+        bucket = self.bucket(chat_id, self.clock())
+        bucket.tokens = min(bucket.capacity, bucket.tokens + 1)
+
 
 @dataclass
 class _Typing:

@@ -17,7 +17,7 @@ from aiohttp import web
 from ..resources import OpenFiles, Shortages, is_shortage
 from ..store.db import StoreNotDurable
 from . import branding
-from .visitor_api import ApiError, VisitorApi, store_unavailable
+from .visitor_api import ApiError, VisitorApi, store_full, store_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ def errors(visitor_api: VisitorApi, shortages: Shortages | None = None):  # type
                 return ApiError(e.status, code, e.reason or "Request failed.").response()
             raise
         except Exception as e:
+            if visitor_api.store is not None and visitor_api.store.db.note(e):
+                return store_full().response()      # nothing half done: the write was rolled back whole
             if is_shortage(e):
                 # Out of descriptors or memory: not a bug, and nothing half done (each change is one commit).
                 if shortages is not None:
@@ -116,6 +118,8 @@ def public_app(visitor_api: VisitorApi, console: web.Application | None = None, 
         # Answered at once (it waits for no disk); 503 once the store can no longer promise what it stores.
         if visitor_api.store is not None and visitor_api.store.db.failure is not None:
             return web.json_response({"status": "store_failed"}, status=503)
+        if visitor_api.store is not None and visitor_api.store.db.full():
+            return web.json_response({"status": "store_full"}, status=503)    # ok again once there is space
         not_ready = readiness() if readiness is not None else None
         if not_ready is not None:
             return web.json_response({"status": not_ready}, status=503)

@@ -31,7 +31,7 @@ from ..resources import OpenFiles, Shortages, is_shortage
 from ..store import Store
 from ..store.attachments import Attachment
 from ..store.chats import Chat
-from ..store.db import StoreNotDurable
+from ..store.db import StoreNotDurable, is_full
 from ..store.messages import Message
 from . import branding, transcript
 from .flood import ChatRates, ReadCoalescer, SocketCounts, TypingCoalescer
@@ -85,6 +85,15 @@ def store_unavailable() -> ApiError:
     """The store cannot get anything to disk (store/db.py): nothing is acknowledged; try again later."""
     e = ApiError(503, "store_unavailable", "We cannot save anything right now, so this was not sent. Please try again "
                                      "in a few minutes; in an emergency, call the emergency number.")
+    e.retry_after = 60
+    return e
+
+
+def store_full() -> ApiError:
+    """The store's disk is full (store/db.py ``full()``): this was not stored (its write was rolled back whole);
+    the same message, with the same client_id, can be sent again once there is space."""
+    e = ApiError(503, "store_full", "We cannot save anything right now, so this was not sent. Please try again "
+                 "in a few minutes; in an emergency, call the emergency number.")
     e.retry_after = 60
     return e
 
@@ -209,6 +218,15 @@ class VisitorApi:
             raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
         return data
 
+    def _optional_name(self, data: dict[str, Any], key: str) -> str | None:
+        """A name officers will see: refused when it holds characters that would make it show otherwise."""
+        name = self._optional_text(data, key, self.max_name)
+        hidden = client_input.hidden_characters(name or "")
+        if hidden:
+            raise ApiError(400, "bad_request", f"'{key}' may not contain invisible or direction-changing "
+                                               f"characters ({', '.join(hidden)}).")
+        return name
+
     def _optional_text(self, data: dict[str, Any], key: str, limit: int) -> str | None:
         value = data.get(key)
         if value is None:
@@ -296,7 +314,7 @@ class VisitorApi:
             raise ApiError(400, "bad_request", "'message' must be a non-empty string.")
         if len(message) > self.max_chars:
             raise ApiError(413, "too_large", f"'message' is longer than {self.max_chars} characters.")
-        name = self._optional_text(data, "name", self.max_name)
+        name = self._optional_name(data, "name")
         contact = self._optional_text(data, "contact", MAX_CONTACT)
         if refusal := self.offline_limit.take(self.client_address(request)):
             raise self._limited(self.offline_limit, refusal, "Too many messages are being left right now, so "
@@ -313,7 +331,7 @@ class VisitorApi:
         if topic is not None and topic not in {t.id for t in self.config.topics}:
             raise ApiError(400, "bad_request", f"Unknown topic {topic!r}; choose one of "
                                                f"{', '.join(t.id for t in self.config.topics)}.")
-        name = self._optional_text(data, "display_name", self.max_name)
+        name = self._optional_name(data, "display_name")
         language = self._optional_text(data, "language", 16)
         try:
             self.pow.check(data.get("pow"))     # before anything that costs more than a hash
@@ -399,8 +417,7 @@ class VisitorApi:
     async def post_message(self, request: web.Request) -> web.Response:
         chat = self._chat_for(request)
         client_id, body = self._message_fields(await self._json(request))
-        self._admit(chat, client_id)
-        msg = self._send(chat, client_id, body)
+        msg = self._admit_and_send(chat, client_id, body)
         return web.json_response({"client_id": client_id, "seq": msg.seq}, status=201)
 
     async def post_close(self, request: web.Request) -> web.Response:
@@ -504,16 +521,27 @@ class VisitorApi:
                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
                                      "Cache-Control": "no-store"})
 
-    def _admit(self, chat: Chat, client_id: str) -> None:
-        """The chat's message rate (WebSocket and POST together); over it nothing is stored."""
+    def _admit_and_send(self, chat: Chat, client_id: str, body: str) -> Message:
+        took = self._admit(chat, client_id)
+        try:
+            return self._send(chat, client_id, body)
+        except Exception as e:
+            if took and is_full(e):
+                self.rates.give_back(chat.id)  # nothing was stored: its resend must not be refused for the rate
+            raise
+
+    def _admit(self, chat: Chat, client_id: str) -> bool:
+        """The chat's message rate (WebSocket and POST together); over it nothing is stored. Whether the
+        message took one of the chat's tokens."""
         if self.store.messages.by_client_id(chat.id, client_id):
-            return      # a resend after a lost ack is answered from the store: it costs nothing
+            return False  # a resend after a lost ack is answered from the store: it costs nothing
         wait = self.rates.take(chat.id)
         if wait:
             metrics.visitor_refused("rate_limited")
             e = ApiError(429, "rate_limited", f"Too many messages at once; send this one again in {wait} s.")
             e.client_id, e.retry_after = client_id, wait
             raise e
+        return True
 
     def _send(self, chat: Chat, client_id: str, body: str) -> Message:
         try:
@@ -699,7 +727,12 @@ class VisitorApi:
                 except ApiError as e:
                     reply = e.frame(), None
                 except Exception as e:
-                    if is_shortage(e):
+                    if self.store.db.note(e):
+                        # The disk is full: nothing of this frame was stored (its transaction was rolled back).
+                        full = store_full()
+                        full.client_id = _client_id_of(msg.data)
+                        reply = full.frame(), None
+                    elif is_shortage(e):
                         # Out of descriptors or memory (nothing was stored): "busy", logged once a minute.
                         self.shortages.report("frame", "a citizen's frame answered busy", e)
                         busy = self.busy()
@@ -745,8 +778,7 @@ class VisitorApi:
         if kind == "message":
             try:
                 client_id, body = self._message_fields(frame)
-                self._admit(chat, client_id)
-                msg = self._send(chat, client_id, body)
+                msg = self._admit_and_send(chat, client_id, body)
             except ApiError as e:
                 if isinstance(frame.get("client_id"), str) and len(frame["client_id"]) <= MAX_CLIENT_ID:
                     e.client_id = frame["client_id"]

@@ -49,9 +49,27 @@ def words(tag: str) -> str:
     return f"{tag} {uuid.uuid4().hex[:6]}"
 
 
+def server_keys(synapse, user_id: str, device_id: str) -> int:
+    """How many one-time keys of the device the homeserver holds (read from its own database)."""
+    return synapse.query("SELECT COUNT(*) FROM e2e_one_time_keys_json WHERE user_id = ? AND device_id = ?",
+                         [user_id, device_id])[0][0]
+
+
+async def new_device_says(pool: OfficerPool, env: RestorableEnv, name: str, room: str, puppet: str,
+                          body: str) -> NioOfficer:
+    """The officer signs in on a new device and writes in the room: it opens an encrypted session with the
+    puppet's device, which takes one of that device's one-time keys from the homeserver."""
+    device = await pool.start(env.config["homeserver"]["url"], env.officer_id, name, auto_claim=False)
+    await device.wait_member(room, 60)
+    await until(lambda: list(device.client.device_store.active_user_devices(puppet)), 60, "the puppet's device known")
+    await device.send(room, body)
+    return device
+
+
 async def test_a_backup_taken_while_the_bridge_runs_restores_into_a_fresh_folder(restorable_env: RestorableEnv,
-                                                                                 tmp_path):
+                                                                                 matrix_env, tmp_path):
     env = restorable_env
+    synapse = matrix_env.synapse
     bridge = env.bridge(env.config_path, tmp_path / "bridge-before.log")
     fresh = tmp_path / "fresh"                           # where the restored bridge lives: nothing there yet
     restored = env.bridge(fresh / "config.yaml", tmp_path / "bridge-after.log")
@@ -92,6 +110,17 @@ async def test_a_backup_taken_while_the_bridge_runs_restores_into_a_fresh_folder
         officer_after = words("after the backup, officer")
         officer_after_id = await officer.send(room, officer_after)
         await citizen_reads(citizen, officer_after, "the officer's message after the backup")
+        # An officer's new device writes: it takes one of the puppet's one-time keys, and the bridge, restarted,
+        # makes a new one, under the ID the backup's copy of the puppet's account will number next.
+        puppet, device = rows(env.data / "precinct.db", "SELECT user_id, device_id FROM puppets WHERE chat_id = ?",
+                              [citizen.chat_id])[0]
+        laptop = words("after the backup, from a new device")
+        await new_device_says(pool, env, "laptop", room, puppet, laptop)
+        await citizen_reads(citizen, laptop, "the new device's message")
+        bridge.stop()
+        bridge.start()
+        await until(lambda: _reconnected(citizen), 60, "the citizen's page back after the restart")
+        await until(lambda: server_keys(synapse, puppet, device) >= 50, 60, "the puppet's keys made again")
         await opened(late, "Sam")
         late_words = words("the second chat, after the backup")
         await late.send(late_words)
@@ -149,7 +178,20 @@ async def test_a_backup_taken_while_the_bridge_runs_restores_into_a_fresh_folder
         await officer.wait_message(lambda m: m.room_id == room and "restored from a backup" in m.body, 60,
                                    "the officers told of the restore")
 
-        # A new chat gets a puppet of its own, never the one the second chat took after the backup.
+        # Another new device: the restored puppet makes a key again, under an ID the homeserver already holds from
+        # after the backup; it skips past those IDs (without that, it could never upload keys again).
+        tablet = words("after the restore, from a new device")
+        tablet_device = await new_device_says(pool, env, "tablet", room, puppet, tablet)
+        await citizen_reads(citizen, tablet, "the second new device's message")
+        await until(lambda: server_keys(synapse, puppet, device) >= 50, 60, "the restored puppet's keys made again")
+        assert "keys upload failed" not in (tmp_path / "bridge-after.log").read_text(errors="replace")
+
+        # A new chat gets a puppet of its own, never the one the second chat took after the backup. It is claimed
+        # from the device that signed in after the restore: the first device cannot read the restored bot's new
+        # dispatch notices, because the bot's encrypted sessions with it had moved on after the backup (the
+        # restart above) and the restore took them back (docs/deployment.md: not solved).
+        officer.auto_claim = lambda number: False
+        tablet_device.auto_claim = lambda number: True
         await opened(newcomer, "Kim")
         newcomer_words = words("a new chat after the restore")
         await newcomer.send(newcomer_words)

@@ -179,3 +179,31 @@ async def test_appservice_refuses_bad_transactions_and_stores_none(matrix_env: M
                          data=_chunks(65 * 1024 * 1024, 1024 * 1024)) as r:
             assert r.status == 413 and (await r.json())["errcode"] == "M_TOO_LARGE"
         assert _rows(matrix_env, "SELECT COUNT(*) FROM as_transactions WHERE txn_id LIKE ?", [f"{txn}#%"]) == [(0,)]
+
+
+@pytest.mark.parametrize("name", ["Kim\u202eecilop", "Kim\u200b", "\u2066PC Demo\u2069", "Kim\ufeff", "Kim\x07"])
+async def test_names_that_would_show_otherwise_are_refused_and_open_no_chat(matrix_env: MatrixEnv, name: str,
+                                                                             quiet_log):
+    """Issue 13's token and id abuse: a name with a bidirectional override, isolate, zero-width space, byte-order
+    mark or control character would show to officers as something it is not ("Kim\u202eecilop" reads
+    "Kimpolice"); refused with a clear 400 naming the character, nothing stored — for a chat and an offline
+    message alike."""
+    before = _chat_count(matrix_env)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{matrix_env.public_url}/api/v1/chats",
+                             json={"topic": "general", "display_name": name}) as r:
+            assert r.status == 400 and _error(await r.json(), "bad_request")
+            assert "U+" in (await r.json())["message"]
+        async with http.post(f"{matrix_env.public_url}/api/v1/offline_messages",
+                             json={"topic": "after-hours", "message": "hello", "name": name}) as r:
+            assert r.status == 400 and _error(await r.json(), "bad_request")
+    assert _chat_count(matrix_env) == before
+
+
+async def test_names_in_any_script_are_taken_with_the_joiners_they_need(matrix_env: MatrixEnv, visitors, quiet_log):
+    """What the refusal above must not catch: Arabic (right-to-left by its letters, no control needed), a
+    Persian name with its zero-width non-joiner, an emoji sequence with zero-width joiners."""
+    for name in ("فاطمة", "محمد\u200cرضا", "Sam 👩\u200d🚒"):
+        v = visitors()
+        created = await v.create(topic="general", display_name=name)
+        assert created["number"]

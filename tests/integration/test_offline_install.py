@@ -44,6 +44,8 @@ def test_the_kit_is_whole():
         digest, name = line.split("  ", 1)
         assert hashlib.sha256((KIT / name).read_bytes()).hexdigest() == digest, name
     assert "python3-venv" in (KIT / "debian-packages.txt").read_text()
+    # Compiled wheels fit one Python version: the operator's instructions say which.
+    assert f"CPython {sys.version_info.major}.{sys.version_info.minor} on " in (KIT / "INSTALL.md").read_text()
 
 
 async def test_precinct_installs_and_runs_with_every_index_unreachable(tmp_path: Path):

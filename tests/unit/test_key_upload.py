@@ -3,7 +3,10 @@ same one-time keys after a restart (matrix/homeserver.py ``PuppetClient.keys_upl
 the answer, so the restarted puppet made new keys under the same IDs and the homeserver refused them for good."""
 from __future__ import annotations
 
+import shutil
+
 import nio
+import vodozemac
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -49,5 +52,62 @@ async def test_an_upload_cut_short_is_repeated_with_the_same_one_time_keys(tmp_p
         # Every key of the first upload again, unchanged (the homeserver takes a repeat; a new key under an
         # ID it already holds it refuses for good); more may come with them.
         assert one_time[0] and all(one_time[1].get(key_id) == key for key_id, key in one_time[0].items())
+    finally:
+        await server.close()
+
+
+async def test_a_device_restored_from_a_backup_skips_the_key_ids_it_made_after_it(tmp_path):
+    """A puppet restored from a backup numbers its next one-time keys from where the backup left it; the homeserver
+    may hold keys made after the backup under those IDs and refuses them for good, as Synapse does (the test of
+    tests/integration/test_backup_restore.py saw 'One time key … already exists' after a restart following the
+    backup). The restored device skips past them, and the keys from before the backup stay usable."""
+    held: dict[str, dict] = {}         # key ID → key, as the homeserver keeps them
+    uploads: list[set[str]] = []
+    counts = {"signed_curve25519": 0}
+
+    async def upload(request: web.Request) -> web.Response:
+        body = await request.json()
+        offered = body.get("one_time_keys") or {}
+        uploads.append(set(offered))
+        clash = [k for k, v in offered.items() if k in held and held[k] != v]
+        if clash:
+            return web.json_response({"errcode": "M_UNKNOWN", "error": f"One time key {clash[0]} already exists."},
+                                     status=400)
+        held.update(offered)
+        counts["signed_curve25519"] = len(held)
+        return web.json_response({"one_time_key_counts": {"signed_curve25519": len(held)}})
+    app = web.Application()
+    app.router.add_post("/_matrix/client/v3/keys/upload", upload)
+    server = TestServer(app)
+    await server.start_server()
+    url = str(server.make_url(""))
+    live, backup = tmp_path / "live", tmp_path / "backup"
+    live.mkdir()
+    try:
+        first = puppet(url, live)
+        assert isinstance(await first.keys_upload(), nio.KeysUploadResponse)       # 50 keys before the backup
+        await first.close()
+        shutil.copytree(live, backup)                                              # the backup
+        after = puppet(url, live)
+        after.olm.uploaded_key_count = 47                                          # three were handed out …
+        assert isinstance(await after.keys_upload(), nio.KeysUploadResponse)       # … and made again
+        made_after_backup = uploads[-1]
+        await after.close()
+
+        restored = puppet(url, backup)
+        restored.olm.uploaded_key_count = 46                                       # one more handed out since
+        assert isinstance(await restored.keys_upload(), nio.KeysUploadResponse)
+        assert uploads[-2] & made_after_backup                                     # it clashed first …
+        assert not uploads[-1] & set().union(*uploads[:-1])                        # … then used IDs never used
+        # A key from before the backup that the homeserver still hands out still opens a session.
+        from_before = next(iter(uploads[0]))
+        officer = vodozemac.Account()
+        session = officer.create_outbound_session(
+            vodozemac.Curve25519PublicKey.from_base64(restored.olm.account.identity_keys["curve25519"]),
+            vodozemac.Curve25519PublicKey.from_base64(held[from_before]["key"]))
+        _, plain = restored.olm.account._account.create_inbound_session(
+            officer.curve25519_key, session.encrypt(b"room key").to_pre_key())
+        assert plain == b"room key"
+        await restored.close()
     finally:
         await server.close()

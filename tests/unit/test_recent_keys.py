@@ -145,3 +145,28 @@ async def test_the_bots_direct_rooms_are_shown_to_its_crypto_again_at_start_up(t
                      keys=None)  # type: ignore[arg-type]
     await rooms.restore()
     assert crypto.restored == [("@precinct:hs", "!a:hs")]
+
+
+async def test_a_puppets_key_counts_are_its_own_devices_not_its_cross_signing_keys(tmp_path):
+    """Synapse's MSC3202 counts list a user's cross-signing keys beside its devices, with no counts. The bridge
+    took whichever entry came last, so nio never saw a puppet's keys go down and never made new ones while the
+    bridge ran (an officer's new device took one: 49 of 50 for as long as the test watched)."""
+    from bridge.matrix.crypto import OTK_COUNTS, Crypto
+    from bridge.store import Store
+    store = Store.open(tmp_path / "db.sqlite")
+    store.puppets.add("@webchat_a:hs", "PUPPETDEV", "chat-1")
+    crypto = Crypto(RecordingApi(), "http://127.0.0.1:1", tmp_path, "k" * 32, store.puppets)  # type: ignore[arg-type]
+    received: list = []
+
+    async def receive(user_id: str, sync: dict) -> None:
+        received.append((user_id, sync))
+    crypto._receive = receive  # type: ignore[method-assign]
+    await crypto.feed_transaction({
+        "de.sorunome.msc2409.to_device": [{"type": "m.room.encrypted", "sender": "@officer:hs",
+                                           "to_user_id": "@webchat_a:hs", "to_device_id": "PUPPETDEV",
+                                           "content": {"ciphertext": "…"}}],
+        OTK_COUNTS: {"@webchat_a:hs": {"PUPPETDEV": {"signed_curve25519": 49},
+                                       "iyfEiTtGmOY3Ofk3kDVnpC1wuLVOICSn1/IZZVTm1ys": {},
+                                       "p2H7xpGGWvmcD6G58I0mog+TlhfcTZipeyMi1vYmjGM": {}}}}, lambda user: True)
+    [(user_id, sync)] = received
+    assert user_id == "@webchat_a:hs" and sync["device_one_time_keys_count"] == {"signed_curve25519": 49}

@@ -205,3 +205,20 @@ def test_generate_registration_names_a_missing_secret_key(config_copy: Path, tmp
     config_copy.write_text(re.sub(r"(?m)^\s+hs_token:.*\n", "", text), encoding="utf-8")
     with pytest.raises(cfg.ConfigError, match="hs_token"):
         cli.generate_registration(config_copy, tmp_path / "registration.yaml")
+
+
+def test_generate_registration_replaces_only_the_values_as_yaml_reads_them(tmp_path: Path):
+    """The values are found by the YAML parser, not by a pattern: a comment after a value stays (a pattern up
+    to the end of the line ate it), a quoted value is replaced whole, an empty one is filled."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    text = text.replace("  as_token: CHANGE-ME-as-token", "  as_token: 'CHANGE-ME'   # from the vault, see RUNBOOK-7")
+    text = text.replace("  hs_token: CHANGE-ME-hs-token", "  hs_token:")
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    cli.generate_registration(path, tmp_path / "registration.yaml")
+    after = path.read_text(encoding="utf-8")
+    as_token, hs_token, _ = secrets_of(path)
+    assert HEX64.fullmatch(as_token) and HEX64.fullmatch(hs_token)
+    assert f"  as_token: {as_token}   # from the vault, see RUNBOOK-7\n" in after
+    assert f"  hs_token: {hs_token}\n" in after
+    assert len(after.splitlines()) == len(text.splitlines())

@@ -57,9 +57,22 @@ async def test_since_beyond_the_last_message_still_gets_new_messages(tmp_path):
         ws = await s.ws_connect(server.make_url(f"/api/v1/chats/{chat.id}/ws"))
         await ws.send_json({"type": "auth", "token": token, "since": 99})
         assert (await ws.receive_json(timeout=5))["type"] == "ready"
+        # A page that has seen more than the store holds (restored from a backup, docs/deployment.md) is told,
+        # under a seq past its own, and what follows comes after it: nothing new under a seq it already shows.
+        told = await ws.receive_json(timeout=5)
+        assert told["type"] == "message" and told["code"] == "restored" and told["seq"] == 100, told
         await ws.send_json({"type": "message", "client_id": "x", "body": "hello"})
         frames = [await ws.receive_json(timeout=5) for _ in range(2)]
         assert {f["type"] for f in frames} == {"ack", "message"}
+        assert next(f for f in frames if f["type"] == "message")["seq"] == 101
+        # Told once: the page is no longer ahead. And a claim far past anything is only confusion (no notice).
+        for since in (99, 101 + 10_001):
+            ws3 = await s.ws_connect(server.make_url(f"/api/v1/chats/{chat.id}/ws"))
+            await ws3.send_json({"type": "auth", "token": token, "since": since})
+            assert (await ws3.receive_json(timeout=5))["type"] == "ready"
+            await ws3.close()
+        assert [m.code for m in store.messages.since(chat.id, 0)].count("restored") == 1
+        assert store.messages.last_seq(chat.id) == 101
         for bad in ("5", 5.9, True, -1):
             ws2 = await s.ws_connect(server.make_url(f"/api/v1/chats/{chat.id}/ws"))
             await ws2.send_json({"type": "auth", "token": token, "since": bad})

@@ -97,43 +97,48 @@ async def outage_keys(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     try:
         officers, chats = await open_chats(stack, pool, citizens)
         writers = {i: o for i, (o, _, _) in chats.items()}
-        for r in range(args.rounds):
-            log(f"round {r + 1}: the bridge stopped; new devices write")
-            await asyncio.to_thread(stack.bridge.stop)
-            outage_lines = {}
-            for c in citizens:
-                o, room, _ = chats[c.index]
-                device = await pool.start(stack.synapse.url, o.client.user_id, f"r{r}c{c.index}", auto_claim=False)
-                await device.wait_member(room, 60)
-                body = f"o c{c.index} r{r} {uuid.uuid4().hex[:4]}"
-                await device.send(room, body)
-                writers[c.index] = device
-                outage_lines[c.index] = body
-                to_citizens.append(body)
-            started = time.monotonic()
-            await asyncio.to_thread(stack.bridge.start)
-            for c in citizens:
-                await c.reconnect(timeout=DEADLINE)
-            for c in citizens:
-                body = outage_lines[c.index]
-                await until(lambda: body in c.officer_bodies(), DEADLINE, f"{body!r} at its citizen")
-                key_to_delivery.append(time.monotonic() - started)
-            for c in citizens:
-                o, room, _ = chats[c.index]
-                line = f"c{c.index} m{r + 1}"
-                await c.say(line)
-                to_officers.append(line)
-                after = f"a c{c.index} r{r}"
-                await writers[c.index].send(room, after)
-                to_citizens.append(after)
-            everyone = pool.started
-            await until(lambda: all(any(m.body == f"c{c.index} m{r + 1}" for o in everyone for m in o.messages)
-                                    and f"a c{c.index} r{r}" in c.officer_bodies() for c in citizens),
-                        DEADLINE, f"round {r + 1}'s lines each way")
+        aborted = None
+        try:
+            for r in range(args.rounds):
+                log(f"round {r + 1}: the bridge stopped; new devices write")
+                await asyncio.to_thread(stack.bridge.stop)
+                outage_lines = {}
+                for c in citizens:
+                    o, room, _ = chats[c.index]
+                    device = await pool.start(stack.synapse.url, o.client.user_id, f"r{r}c{c.index}",
+                                              auto_claim=False)
+                    await device.wait_member(room, 60)
+                    body = f"o c{c.index} r{r} {uuid.uuid4().hex[:4]}"
+                    await device.send(room, body)
+                    writers[c.index] = device
+                    outage_lines[c.index] = body
+                    to_citizens.append(body)
+                started = time.monotonic()
+                await asyncio.to_thread(stack.bridge.start)
+                for c in citizens:
+                    await c.reconnect(timeout=DEADLINE)
+                for c in citizens:
+                    body = outage_lines[c.index]
+                    await until(lambda: body in c.officer_bodies(), DEADLINE, f"{body!r} at its citizen")
+                    key_to_delivery.append(time.monotonic() - started)
+                for c in citizens:
+                    o, room, _ = chats[c.index]
+                    line = f"c{c.index} m{r + 1}"
+                    await c.say(line)
+                    to_officers.append(line)
+                    after = f"a c{c.index} r{r}"
+                    await writers[c.index].send(room, after)
+                    to_citizens.append(after)
+                everyone = pool.started
+                await until(lambda: all(any(m.body == f"c{c.index} m{r + 1}" for o in everyone for m in o.messages)
+                                        and f"a c{c.index} r{r}" in c.officer_bodies() for c in citizens),
+                            DEADLINE, f"round {r + 1}'s lines each way")
+        except AssertionError as e:     # a wait ran out: a miss, with the figures so far
+            aborted = str(e)
         everyone = pool.started
         at_citizens = [b for c in citizens for b in c.officer_bodies()]
         at_officers = {m.event_id: m.body for o in everyone for m in o.messages}
-        return {"scenario": "outage-keys", "rounds": args.rounds, "citizens": args.citizens,
+        return {"scenario": "outage-keys", "aborted": aborted, "rounds": args.rounds, "citizens": args.citizens,
                 "to_citizens": len(to_citizens), "to_officers": len(to_officers),
                 "delivered_once_to_citizens": sum(1 for b in to_citizens if at_citizens.count(b) == 1),
                 "delivered_once_to_officers": sum(1 for b in to_officers
@@ -169,58 +174,64 @@ async def late_key(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     early_requests = 0
     try:
         officers, chats = await open_chats(stack, pool, citizens)
-        for r in range(args.rounds):
-            log(f"round {r + 1}: room keys held back, then sent {args.late} s after the bridge failed")
-            for c in citizens:
-                o, room, puppet = chats[c.index]
-                withheld: list = []
-                withholding(o, puppet, withheld)
-                try:
-                    o.client.invalidate_outbound_session(room)
-                    body = f"late c{c.index} r{r}"
-                    event_id = await o.send(room, body)
-                finally:
-                    del o.client.olm.share_group_session_parallel
-                written[c.index].append(body)
-                if not withheld:
-                    raise AssertionError("the puppet's copy of the room key was never made")
-                failed_at = await until(lambda: first_failed(stack, event_id), DEADLINE, "the bridge failing")
-                await asyncio.sleep(args.late)
-                sent_key = time.monotonic()
-                for user, device, content in withheld:
-                    resp = await o.client.to_device(nio.ToDeviceMessage("m.room.encrypted", user, device, content))
-                    if not isinstance(resp, nio.ToDeviceResponse):
-                        raise AssertionError(f"the late key: {resp}")
-                await until(lambda: body in c.officer_bodies(), DEADLINE, f"{body!r} once its key came")
-                key_to_delivery.append(time.monotonic() - sent_key)
-                await until(lambda: time.time() * 1000 > failed_at + (wait_s + 1) * 1000, 60, "past the wait")
-                after = f"next c{c.index} r{r}"
-                await o.send(room, after)
-                written[c.index].append(after)
-                await until(lambda: after in c.officer_bodies(), DEADLINE, f"{after!r}")
-        early_requests = sum(len(resend_requests(pool.started, room)) for _, room, _ in chats.values())
-
-        # The key that never comes: a request to send it again, and not before the wait.
-        log("last round: one key held back for good")
-        c = citizens[0]
-        o, room, puppet = chats[c.index]
-        withholding(o, puppet, [])
+        aborted = None
+        c, requests, failed_at, lost_body, never_from = citizens[0], [], 0, "", float("inf")
         try:
-            o.client.invalidate_outbound_session(room)
-            lost_body = f"never c{c.index}"
-            event_id = await o.send(room, lost_body)
-        finally:
-            del o.client.olm.share_group_session_parallel
-        failed_at = await until(lambda: first_failed(stack, event_id), DEADLINE, "the bridge failing")
-        requests = await until(lambda: [t for _, t in resend_requests(pool.started, room) if t >= failed_at],
-                               DEADLINE, "the request to send it again")
-        o.client.invalidate_outbound_session(room)       # the next line under a key the bridge gets
-        await o.send(room, f"after never c{c.index}")
-        await until(lambda: f"after never c{c.index}" in c.officer_bodies(), DEADLINE, "the line after it")
-        await asyncio.sleep(1)                           # a doubled frame would come with the line after it
+            for r in range(args.rounds):
+                log(f"round {r + 1}: room keys held back, then sent {args.late} s after the bridge failed")
+                for c in citizens:
+                    o, room, puppet = chats[c.index]
+                    withheld: list = []
+                    withholding(o, puppet, withheld)
+                    try:
+                        o.client.invalidate_outbound_session(room)
+                        body = f"late c{c.index} r{r}"
+                        event_id = await o.send(room, body)
+                    finally:
+                        del o.client.olm.share_group_session_parallel
+                    written[c.index].append(body)
+                    if not withheld:
+                        raise AssertionError("the puppet's copy of the room key was never made")
+                    failed_at = await until(lambda: first_failed(stack, event_id), DEADLINE, "the bridge failing")
+                    await asyncio.sleep(args.late)
+                    sent_key = time.monotonic()
+                    for user, device, content in withheld:
+                        resp = await o.client.to_device(nio.ToDeviceMessage("m.room.encrypted", user, device, content))
+                        if not isinstance(resp, nio.ToDeviceResponse):
+                            raise AssertionError(f"the late key: {resp}")
+                    await until(lambda: body in c.officer_bodies(), DEADLINE, f"{body!r} once its key came")
+                    key_to_delivery.append(time.monotonic() - sent_key)
+                    await until(lambda: time.time() * 1000 > failed_at + (wait_s + 1) * 1000, 60, "past the wait")
+                    after = f"next c{c.index} r{r}"
+                    await o.send(room, after)
+                    written[c.index].append(after)
+                    await until(lambda: after in c.officer_bodies(), DEADLINE, f"{after!r}")
+
+            # The key that never comes: a request to send it again, and not before the wait.
+            log("last round: one key held back for good")
+            c = citizens[0]
+            o, room, puppet = chats[c.index]
+            withholding(o, puppet, [])
+            try:
+                o.client.invalidate_outbound_session(room)
+                lost_body = f"never c{c.index}"
+                event_id = await o.send(room, lost_body)
+            finally:
+                del o.client.olm.share_group_session_parallel
+            failed_at = never_from = await until(lambda: first_failed(stack, event_id), DEADLINE, "the bridge failing")
+            requests = await until(lambda: [t for _, t in resend_requests(pool.started, room) if t >= failed_at],
+                                   DEADLINE, "the request to send it again")
+            o.client.invalidate_outbound_session(room)       # the next line under a key the bridge gets
+            await o.send(room, f"after never c{c.index}")
+            await until(lambda: f"after never c{c.index}" in c.officer_bodies(), DEADLINE, "the line after it")
+            await asyncio.sleep(1)                           # a doubled frame would come with the line after it
+        except AssertionError as e:     # a wait ran out: a miss, with the figures so far
+            aborted = str(e)
         at = {c.index: c.officer_bodies() for c in citizens}
-        return {"scenario": "late-key", "rounds": args.rounds, "citizens": args.citizens, "late_s": args.late,
-                "wait_s": wait_s,
+        early_requests = sum(1 for _, room, _ in chats.values() for _, t in resend_requests(pool.started, room)
+                             if t < never_from)
+        return {"scenario": "late-key", "aborted": aborted, "rounds": args.rounds, "citizens": args.citizens,
+                "late_s": args.late, "wait_s": wait_s,
                 "to_citizens": sum(len(w) for w in written.values()),
                 "to_officers": len(citizens),
                 "delivered_once_to_citizens": sum(1 for i, w in written.items() for b in w if at[i].count(b) == 1),
@@ -228,7 +239,7 @@ async def late_key(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
                                           if [b for b in at[i] if b in w] != w),
                 "undecryptable_at_end": sum(1 for i, w in written.items() for b in w if b not in at[i]),
                 "resend_requests": early_requests,
-                "never_key_request_after_s": round((min(requests) - failed_at) / 1000, 2),
+                "never_key_request_after_s": round((min(requests) - failed_at) / 1000, 2) if requests else None,
                 "never_key_at_citizen": at[c.index].count(lost_body),
                 "wrong_at_citizen": sum(wrong_at_citizen(c) for c in citizens),
                 "key_to_delivery_p50_s": p(key_to_delivery, 0.5), "key_to_delivery_max_s": p(key_to_delivery, 1.0)}
@@ -237,7 +248,7 @@ async def late_key(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def verdict(r: dict[str, Any]) -> list[str]:
-    missed = []
+    missed = [f"stopped: {r['aborted']}"] if r["aborted"] else []
     if r["delivered_once_to_citizens"] != r["to_citizens"]:
         missed.append(f"{r['to_citizens'] - r['delivered_once_to_citizens']} officer lines not delivered once")
     if r.get("delivered_once_to_officers", r["to_officers"]) != r["to_officers"]:
@@ -250,7 +261,9 @@ def verdict(r: dict[str, Any]) -> list[str]:
         missed.append(f"{r['wrong_at_citizen']} ciphertext or error frames at a citizen")
     if r.get("chats_out_of_order"):
         missed.append(f"{r['chats_out_of_order']} chats out of order")
-    if "never_key_request_after_s" in r and r["never_key_request_after_s"] < r["wait_s"]:
+    if "never_key_request_after_s" in r and r["never_key_request_after_s"] is None:
+        missed.append("no request to send again for the key that never came")
+    elif "never_key_request_after_s" in r and r["never_key_request_after_s"] < r["wait_s"]:
         missed.append(f"asked to resend after {r['never_key_request_after_s']} s, before the {r['wait_s']} s wait")
     if r.get("never_key_at_citizen"):
         missed.append("the never-decrypted line reached the citizen")
@@ -273,7 +286,8 @@ def show(r: dict[str, Any]) -> None:
              ("undecryptable at the end", r["undecryptable_at_end"]),
              ("resend requests (key came)", r["resend_requests"]),
              ("ciphertext/error at citizen", r["wrong_at_citizen"]),
-             ("key → delivery p50 s", r["key_to_delivery_p50_s"]), ("key → delivery max s", r["key_to_delivery_max_s"])]
+             ("key → delivery p50 s", r["key_to_delivery_p50_s"]),
+             ("key → delivery max s", r["key_to_delivery_max_s"])]
     if "never_key_request_after_s" in r:
         rows_.append(("never-key request after s", f"{r['never_key_request_after_s']} (wait {r['wait_s']})"))
     for name, value in rows_:

@@ -114,6 +114,8 @@ load: $(STAMP) nginx homeserver-packages
 # The store's faults: the bridge SIGKILLed 100 times mid-burst of writes, integrity_check and every acknowledged
 # message looked up after each (about 4 minutes); the store's file system filled mid-conversation (a tmpfs:
 # root) and given space back. Reduced ones: tests/integration/test_chaos_store.py.
+# Room keys (bench/chaos_keys.py, 10 rounds each): new officer devices writing while the bridge is down; a room key
+# held back and sent late, and one held back for good. Reduced ones: tests/integration/test_chaos_keys.py.
 chaos: $(STAMP)
 	$(BIN)/python bench/kill_loop.py
 	$(BIN)/python bench/chaos_homeserver.py --scenario restart
@@ -123,6 +125,8 @@ chaos: $(STAMP)
 	$(BIN)/python bench/token_abuse.py --rounds 20
 	$(BIN)/python bench/chaos_writes.py
 	$(BIN)/python bench/chaos_disk_full.py
+	$(BIN)/python bench/chaos_keys.py --scenario outage-keys --rounds 10
+	$(BIN)/python bench/chaos_keys.py --scenario late-key --rounds 10
 
 clean:
 	rm -rf $(VENV) tests/interop/node_modules tests/browser/node_modules tests/artifacts wheelhouse

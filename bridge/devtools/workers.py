@@ -141,6 +141,23 @@ def _postgres_bin(name: str) -> str:
     return found
 
 
+def _ephemeral_low() -> int:
+    """The first port of the kernel's range for outgoing connections (Linux's default when unreadable)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
 def _port_answers(port: int, host: str = LOOPBACK) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):
@@ -307,7 +324,19 @@ class LocalSynapseWorkers(LocalSynapse):
     # -- configuration ----------------------------------------------------------
 
     def _allocate_ports(self) -> None:
-        self._ports = {name: free_port() for name in ("main", "replication", "redis", *WORKERS)}
+        """Free ports below the kernel's ephemeral range for the internal listeners: the workers bind theirs
+        seconds after the choice, and a port from that range (free_port's) can meanwhile become the local end of
+        one of the machine's outgoing connections (seen: the event persister's 'Address already in use')."""
+        chosen: dict[str, int] = {}
+        for name in ("main", "replication", "redis", *WORKERS):
+            for _ in range(200):
+                port = secrets.randbelow(_ephemeral_low() - 20000) + 20000
+                if port not in chosen.values() and _bindable(port):
+                    chosen[name] = port
+                    break
+            else:
+                chosen[name] = free_port()
+        self._ports = chosen
 
     def _instance_settings(self, config: dict[str, Any]) -> dict[str, Any]:
         settings = super()._instance_settings(config)
@@ -468,8 +497,18 @@ class LocalSynapseWorkers(LocalSynapse):
         """Start PostgreSQL, Redis, Synapse's main process, its workers and nginx; wait until clients get answers.
 
         Raises RuntimeError (with the end of the failing process's log) if one exits or is not ready within
-        ``timeout`` seconds; everything started is stopped then.
+        ``timeout`` seconds; everything started is stopped then. A listener whose port was taken meanwhile
+        makes it start again on other ports (at most 3 attempts).
         """
+        for attempt in range(3):
+            try:
+                self._start_once(timeout)
+                return
+            except RuntimeError as err:
+                if "Address already in use" not in str(err) or attempt == 2:
+                    raise
+
+    def _start_once(self, timeout: float) -> None:
         if self.pids:
             raise RuntimeError(f"homeserver {self.server_name} is already running: {self.pids}")
         for program in (NGINX, REDIS):
@@ -508,9 +547,10 @@ class LocalSynapseWorkers(LocalSynapse):
             if self.federation_port is not None:
                 checks.append(lambda: _port_answers(self.federation_port, self.federation_host))
             self._wait([nginx], lambda: all(check() for check in checks), "nginx in front of Synapse", deadline)
-            dead = {c.name: c.proc.returncode for c in self._children if c.proc.poll() is not None}
+            dead = [c for c in self._children if c.proc.poll() is not None]
             if dead:
-                raise RuntimeError(f"exited while the others started: {dead}")
+                raise RuntimeError("exited while the others started: " + "".join(
+                    f"{c.name} ({c.proc.returncode})\n--- {c.log} (end) ---\n{_tail(c.log)}\n" for c in dead))
         except BaseException:
             self.stop()
             raise

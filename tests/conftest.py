@@ -20,7 +20,7 @@ from bridge.devtools.localhs import LocalSynapse, free_port
 from bridge.devtools.workers import homeserver_class
 from tests.support.bridge_process import BridgeProcess
 from tests.support.configs import crypto_section
-from tests.support import limited, lowfd, pow_bridge, proxied, restorable, supervisor_room
+from tests.support import bench_runs, limited, lowfd, pow_bridge, proxied, restorable, supervisor_room
 from tests.support.officer import NioOfficer, OfficerPool
 from tests.support.visitor import Visitor
 
@@ -66,6 +66,16 @@ TEST_AGENCY_SETTINGS = {
 for _agency in OFFICERS:
     _settings = TEST_AGENCY_SETTINGS.setdefault(_agency, {})
     _settings["timeouts"] = {"officer_absent_seconds": 0, **_settings.get("timeouts", {})}
+
+
+@pytest.hookimpl(trylast=True)          # after -k and -m have deselected what will not run
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start the reduced bench runs the collected guard tests will check, in the background (bench_runs.py)."""
+    bench_runs.RUNS.plan([tuple(mark.args[0]) for item in items for mark in item.iter_markers("bench")])
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    bench_runs.RUNS.stop()
 
 
 @dataclass

@@ -7,15 +7,22 @@ a process group of its own and kills that group if it overruns, so nothing outli
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
+import pytest
+
+from tests.support import bench_runs
+
 ROOT = Path(__file__).resolve().parents[2]
-DEADLINE = 600          # seconds; the reduced run takes about a minute
+# The reduced runs (started in the background at collection: tests/support/bench_runs.py).
+ABUSE = ("bench/abuse.py", "--requests", "40", "--addresses", "3", "--in-flight", "10",
+         "--message-frames", "60", "--typing-frames", "300", "--quick")
+LOAD = ("bench/load.py", "--citizens", "8", "--rounds", "2", "--in-flight", "4", "--addresses", "4",
+        "--idle-unload", "2")
+CONNECTED = ("bench/load.py", "--connected", "12", "--active", "3", "--cycles", "2", "--messages", "1",
+             "--addresses", "4", "--idle-unload", "2")
+KILL_LOOP = ("bench/kill_loop.py", "--citizens", "3", "--messages", "6", "--kills", "3")
 
 
 def _outcomes(report: str, scenario: str) -> dict[str, int]:
@@ -26,22 +33,14 @@ def _outcomes(report: str, scenario: str) -> dict[str, int]:
 
 
 def _run_bench(script: str, *args: str) -> str:
-    """Run a bench script to its end (its own group, killed if it overruns); its output, after exit 0."""
-    proc = subprocess.Popen([sys.executable, script, *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=DEADLINE)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-        raise AssertionError(f"{script} overran {DEADLINE} s:\n{out[-3000:]}")
-    assert proc.returncode == 0, out[-3000:]
-    return out
+    """Its output after exit 0: run in the background from collection on when the test is marked with it
+    (tests/support/bench_runs.py), else now; its own process group, killed if it overruns."""
+    return bench_runs.output(script, *args)
 
 
+@pytest.mark.bench(ABUSE)
 def test_reduced_abuse_bench_runs_and_the_floods_are_refused():
-    out = _run_bench("bench/abuse.py", "--requests", "40", "--addresses", "3", "--in-flight", "10",
-                     "--message-frames", "60", "--typing-frames", "300", "--quick")
+    out = _run_bench(*ABUSE)
 
     one = _outcomes(out, "chat flood, 1 address")
     assert one.get("201 created", 0) <= 5 and one.get("429 rate_limited", 0) >= 35, one   # burst 5 per address
@@ -56,12 +55,12 @@ def test_reduced_abuse_bench_runs_and_the_floods_are_refused():
         assert re.search(r"legitimate opens ok [1-9]\d*, refused/failed 0; /health failures 0", line), line
 
 
+@pytest.mark.bench(LOAD)
 def test_reduced_load_bench_runs_and_nothing_stays_per_chat():
     """bench/load.py, reduced: two rounds of citizens open, speak and close; every chat opens, every message
     is acknowledged, and after each round no crypto store file is open and no more puppet clients are
     loaded than when the round began (counts, never timings)."""
-    out = _run_bench("bench/load.py", "--citizens", "8", "--rounds", "2", "--in-flight", "4", "--addresses", "4",
-                     "--idle-unload", "2")
+    out = _run_bench(*LOAD)
     result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
     for r in result["rounds"]:
         assert r["opened"] == 8 and not r["failed"] and r["acks"] == 16 and r["settled"], (r, out[-3000:])
@@ -70,12 +69,12 @@ def test_reduced_load_bench_runs_and_nothing_stays_per_chat():
     assert result["log"]["unexpected_errors"] == 0 and result["log"]["out_of_system_resource"] == 0, result
 
 
+@pytest.mark.bench(CONNECTED)
 def test_reduced_connected_load_runs_and_every_conversation_is_had():
     """bench/load.py --connected, reduced (about 50 s): citizens connected at once, some talking with a real nio
     officer who claims exactly those; every chat opens, every conversation goes both ways, and after each cycle
     no more puppet clients are loaded than when it began (counts, never timings)."""
-    out = _run_bench("bench/load.py", "--connected", "12", "--active", "3", "--cycles", "2", "--messages", "1",
-                     "--addresses", "4", "--idle-unload", "2")
+    out = _run_bench(*CONNECTED)
     result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
     for r in result["rounds"]:
         assert r["opened"] == 12 and not r["failed"] and r["conversations"] == 3 and r["settled"], (r, out[-3000:])
@@ -84,13 +83,14 @@ def test_reduced_connected_load_runs_and_every_conversation_is_had():
     assert result["log"]["unexpected_errors"] == 0 and result["log"]["out_of_system_resource"] == 0, result
 
 
+@pytest.mark.bench(KILL_LOOP)
 def test_reduced_kill_loop_loses_doubles_and_reorders_nothing():
     """bench/kill_loop.py, reduced (issue 13; `make chaos` runs it full size): 3 citizens and 2 officers talk,
     6 messages each way per chat, while the bridge is SIGKILLed and restarted 3 times; counted from the clients'
     own view, nothing is lost or doubled either way and every chat keeps its order (the script exits 1
     otherwise, which _run_bench refuses). The one loss allowed is an officer's reply Synapse itself still holds
     unsent in a stranded appservice transaction (docs/reliability.md), named by event from Synapse's database."""
-    out = _run_bench("bench/kill_loop.py", "--citizens", "3", "--messages", "6", "--kills", "3")
+    out = _run_bench(*KILL_LOOP)
     result = json.loads(out.strip().splitlines()[-1])
     assert result["kills"] == 3, out[-3000:]
     for way in ("to_officers", "to_citizens"):

@@ -8,28 +8,24 @@ group of its own and kills that group if it overruns, so nothing outlives the te
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tests.support import bench_runs
+
 ROOT = Path(__file__).resolve().parents[2]
-DEADLINE = 600          # seconds; each reduced scenario takes well under a minute
+# The reduced runs (started in the background at collection: tests/support/bench_runs.py).
+RESTART = ("bench/chaos_homeserver.py", "--scenario", "restart", "--citizens", "2", "--before", "3", "--down", "10", "--after", "3")
+OUTAGE = ("bench/chaos_homeserver.py", "--scenario", "outage", "--citizens", "2", "--down", "10", "--every", "2", "--compare")
+COLD_START = ("bench/chaos_homeserver.py", "--scenario", "cold-start", "--citizens", "2", "--messages", "3", "--down", "8")
 
 
-def _scenario(name: str, *args: str) -> dict[str, Any]:
-    """Run one scenario to its end (its own group, killed if it overruns); its JSON result, after exit 0."""
-    proc = subprocess.Popen([sys.executable, "bench/chaos_homeserver.py", "--scenario", name, *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=DEADLINE)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-        raise AssertionError(f"{name} overran {DEADLINE} s:\n{out[-3000:]}")
-    assert proc.returncode == 0, out[-3000:]
+def _scenario(*run: str) -> dict[str, Any]:
+    """The run's JSON result after exit 0 (started in the background at collection: tests/support/bench_runs.py;
+    its own process group, killed if it overruns)."""
+    out = bench_runs.output(*run)
     result = json.loads(out.strip().splitlines()[-1])
     assert result["missed"] == [], out[-3000:]
     return result
@@ -42,32 +38,35 @@ def _nothing_lost(result: dict[str, Any], sent: int | None = None) -> None:
         assert r["sent"] > 0 and (sent is None or r["sent"] == sent), (way, result)
 
 
+@pytest.mark.bench(RESTART)
 def test_reduced_homeserver_restart_under_traffic_loses_nothing():
     """Synapse stopped for 10 s while two citizens write 2 messages a second and the officers answer: every
     message written meanwhile is acknowledged and delivered once, in order, each way; /health says
     homeserver_unreachable while it is down and ok after."""
-    result = _scenario("restart", "--citizens", "2", "--before", "3", "--down", "10", "--after", "3")
+    result = _scenario(*RESTART)
     _nothing_lost(result)
     assert result["written_while_down"] > 0, result
     assert set(result["health_while_down"]) == {"homeserver_unreachable"}, result
     assert result["health_ok_after_back_s"] is not None, result
 
 
+@pytest.mark.bench(OUTAGE)
 def test_reduced_long_bridge_outage_delivers_the_backlog_in_order():
     """The bridge killed for 10 s, twice (start-up ping on, then off), while each chat's officer writes every
     2 s: every line reaches its citizen once and in order both times."""
-    result = _scenario("outage", "--citizens", "2", "--down", "10", "--every", "2", "--compare")
+    result = _scenario(*OUTAGE)
     assert [r["ping"] for r in result["rounds"]] == [True, False], result
     for r in result["rounds"]:
         assert r["written"] >= 2 * 3 and (r["lost"], r["duplicated"], r["chats_out_of_order"]) == (0, 0, 0), r
         assert r["drained"] and r["recovery_s"] is not None, r
 
 
+@pytest.mark.bench(COLD_START)
 def test_reduced_homeserver_unreachable_at_start_serves_and_delivers():
     """The bridge starts 8 s before Synapse: the page is served, two citizens open chats and write three lines
     each, all acknowledged, /health says homeserver_unreachable; once Synapse comes every line reaches an
     officer once and in order, and every reply its citizen."""
-    result = _scenario("cold-start", "--citizens", "2", "--messages", "3", "--down", "8")
+    result = _scenario(*COLD_START)
     _nothing_lost(result, sent=6)
     assert result["page_status"] == 200 and result["acked_before_homeserver"] == 6, result
     assert set(result["health_before"]) == {"homeserver_unreachable"}, result

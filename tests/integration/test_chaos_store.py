@@ -30,22 +30,26 @@ from tests.integration.test_bench_guards import _run_bench
 from tests.support.configs import example_config
 
 DEADLINE = 30.0
+# The reduced runs (started in the background at collection: tests/support/bench_runs.py).
+WRITES = ("bench/chaos_writes.py", "--kills", "8", "--citizens", "3", "--seed", "5")
+DISK_FULL = ("bench/chaos_disk_full.py", "--citizens", "2", "--messages", "2", "--full-seconds", "3", "--size-mb", "24")
 
 
 def _result(out: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.bench(WRITES)
 def test_reduced_crash_during_writes_loses_nothing_acknowledged_and_every_store_checks_ok():
-    result = _result(_run_bench("bench/chaos_writes.py", "--kills", "8", "--citizens", "3", "--seed", "5"))
+    result = _result(_run_bench(*WRITES))
     assert result["kills"] == 8
     assert result["files_checked"] >= 8 * 2 and result["integrity_ok"] == result["files_checked"], result
     assert result["acknowledged"] > 8 and result["lost"] == 0, result
 
 
+@pytest.mark.bench(DISK_FULL)
 def test_reduced_disk_full_refuses_clearly_loses_nothing_and_recovers_by_itself():
-    out = _run_bench("bench/chaos_disk_full.py", "--citizens", "2", "--messages", "2", "--full-seconds", "3",
-                     "--size-mb", "24")
+    out = _run_bench(*DISK_FULL)
     result = _result(out)
     assert "MISSED" not in out, out[-3000:]
     assert result["refused"]["full"] == ["store_full"] and result["health_while_full"] == ["503 store_full"]

@@ -132,7 +132,8 @@ class Bridge:
         self.console = ConsoleWeb(config, self.store, self.console_auth, self.records, self.retention, self.chats.bot,
                                   addresses, sections=[ReportsWeb(config, self.store, self.records, addresses),
                                                        PracticeWeb(config, self.chats, self.routing.claim, self.journal,
-                                                                   addresses)])
+                                                                   addresses)],
+                                  watch=self.routing.watch)
         # !console in a direct chat with the bot (the command refuses non-supervisors and records it).
         self.bot_commands.register(CONSOLE_SPEC, ConsoleCommand(self.console_auth, prefix).handle,
                                    officers_only=False)

@@ -160,7 +160,8 @@ def search(page: Page, form: dict[str, str], agencies: dict[str, str], topics: d
     return layout(page, "Transcript search", body)
 
 
-def transcript(page: Page, doc: dict[str, Any], feedback: dict | None, can_hold: bool) -> str:
+def transcript(page: Page, doc: dict[str, Any], feedback: dict | None, can_hold: bool,
+               can_watch: bool = False) -> str:
     chat = doc.get("chat") or {}
     cid, hold = str(chat.get("id")), chat.get("legal_hold")
     rows = [("Agency", e(chat.get("agency"))), ("Topic", e(chat.get("topic"))), ("State", e(chat.get("state"))),
@@ -188,6 +189,12 @@ def transcript(page: Page, doc: dict[str, Any], feedback: dict | None, can_hold:
         hold_form = (f"<form method=\"post\" action=\"/console/chats/{e(cid)}/hold\" class=\"filters\">"
                      f"<input type=\"hidden\" name=\"csrf\" value=\"{e(page.csrf)}\">"
                      f"<input type=\"hidden\" name=\"action\" value=\"{action}\">{reason}<button>{label}</button></form>")
+    if can_watch:
+        hold_form += (f"<form method=\"post\" action=\"/console/chats/{e(cid)}/watch\" class=\"filters\">"
+                      f"<input type=\"hidden\" name=\"csrf\" value=\"{e(page.csrf)}\">"
+                      "<button>Invite me to its room to review it</button></form>"
+                      "<p>You join the room in your Matrix client and read the conversation from its start; the chat "
+                      "stays with its officer, and the review is recorded in the audit log.</p>")
     entries = table(["#", "Time", "Who", "What"], [[e(x.get("index")), e(when(x.get("ts"))), e(export.who(x)),
                                                    e(export.describe(x))] for x in doc.get("entries") or []],
                     numeric=(0,), empty="This chat has no recorded entries.")
@@ -207,6 +214,11 @@ def signing_key(page: Page, public_key: str) -> str:
                   "Ed25519 key. Give it to whoever verifies an exported record:</p>"
                   f"<p class=\"hash\">{e(public_key)}</p><p><code>python -m bridge transcript verify record.json "
                   f"--public-key {e(public_key)}</code></p>")
+
+
+def told(page: Page, title: str, message: str, back: str) -> str:
+    return layout(page, title, f"<p class=\"notice\" role=\"status\">{e(message)}</p>"
+                               f"<p><a href=\"{e(back)}\">Back to the chat</a></p>")
 
 
 def problem(page: Page, title: str, message: str) -> str:

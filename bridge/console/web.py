@@ -50,6 +50,8 @@ MAX_FORM_BYTES = 16 * 1024          # a sign-in token, a CSRF token and a hold r
 EXPORT_TYPES = {"json": "application/json", "html": "text/html", "txt": "text/plain"}
 
 Handler = Callable[[web.Request, Supervisor, str], Awaitable[web.StreamResponse]]
+# Invite a supervisor to an open chat's room to review it (routing's watch); returns what to tell them.
+Watch = Callable[[Chat, str, str | None], Awaitable[str]]
 Guard = Callable[[Handler], Callable[[web.Request], Awaitable[web.StreamResponse]]]
 # A POST's fields once the CSRF checks passed (request, session ID); raises the console's refusals.
 FormReader = Callable[[web.Request, str], Awaitable[dict[str, str]]]
@@ -82,8 +84,10 @@ def day_ms(text: str | None, end: bool = False) -> int | None:
 
 class ConsoleWeb:
     def __init__(self, config: Config, store: Store, auth: ConsoleAuth, records: Records, retention: Retention,
-                 bot: str, addresses: ClientAddresses | None = None, sections: Sequence[ConsoleSection] = ()) -> None:
+                 bot: str, addresses: ClientAddresses | None = None, sections: Sequence[ConsoleSection] = (),
+                 watch: Watch | None = None) -> None:
         self.config, self.store, self.auth, self.records, self.bot = config, store, auth, records, bot
+        self.watch = watch
         self.retention = retention
         self.client_address = addresses or ClientAddresses(config.get("web.trusted_proxies"))
         public = urlsplit(config.get("web.public_url"))
@@ -105,6 +109,8 @@ class ConsoleWeb:
         r.add_get("/chats/{chat_id}/export", guarded(self.export))
         r.add_get("/chats/{chat_id}/training-case", guarded(self.training_case))
         r.add_post("/chats/{chat_id}/hold", guarded(self.set_hold))
+        if self.watch is not None:
+            r.add_post("/chats/{chat_id}/watch", guarded(self.watch_chat))
         r.add_get("/feedback", guarded(self.feedback))
         r.add_get("/key", guarded(self.key))
         for section in self.sections:
@@ -290,7 +296,8 @@ class ConsoleWeb:
         chat = self._chat_for(who, request.match_info["chat_id"], "transcript.viewed", self.client_address(request))
         doc = self.records.view(chat.id, actor=who.user_id, origin=self.client_address(request))
         return html_response(pages.transcript(self._page(who, sid), doc, self.store.feedback.get(chat.id),
-                                           can_hold=True))
+                                           can_hold=True, can_watch=self.watch is not None and chat.state != CLOSED
+                                           and bool(chat.room_id)))
 
     async def export(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
         fmt = request.query.get("format", "")
@@ -324,6 +331,16 @@ class ConsoleWeb:
         else:
             self.retention.lift(chat, who.user_id, self.client_address(request))
         raise web.HTTPSeeOther(f"/console/chats/{chat.id}")
+
+    async def watch_chat(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
+        """Monitoring from the console: the supervisor is invited to the open chat's room (as by !watch N)."""
+        await self._form(request, sid)
+        origin = self.client_address(request)
+        chat = self._chat_for(who, request.match_info["chat_id"], "chat.watch", origin)
+        assert self.watch is not None
+        told = await self.watch(chat, who.user_id, origin)
+        return html_response(pages.told(self._page(who, sid), f"Chat {chat.number}", told,
+                                        f"/console/chats/{chat.id}"))
 
     async def feedback(self, request: web.Request, who: Supervisor, sid: str) -> web.Response:
         return html_response(pages.feedback_list(self._page(who, sid), self.store.feedback.recent(list(who.agencies))))

@@ -406,13 +406,18 @@ class Routing(ChatListener):
             await ctx.reply(f"There is no chat {target} you supervise here." if chat is None or agencies
                             else f"Only supervisors may watch a chat; {ctx.sender} is not one here.")
             return
+        await ctx.reply(await self.watch(chat, ctx.sender, ctx.room_id))
+
+    async def watch(self, chat: Chat, supervisor: str, origin: str | None) -> str:
+        """Invite a supervisor (already checked to supervise the chat's agency: the bot command or the console)
+        to the chat's room to review it; audited. Returns what to tell them."""
+        chat = self.store.chats.refresh(chat)
         if chat.state == CLOSED or not chat.room_id or not chat.puppet:
-            await ctx.reply(f"Chat {chat.number} has no conversation to watch "
-                            f"({'closed' if chat.state == CLOSED else 'nothing said yet'}).")
-            return
-        await rooms.invite(self.chats.api, chat.puppet, chat.room_id, ctx.sender)
-        self.journal.audit("chat.watch", ctx.sender, target=chat.id, origin=ctx.room_id)
-        await ctx.reply(f"{ctx.sender}: you are invited to chat {chat.number}'s room to review it.")
+            return (f"Chat {chat.number} has no conversation to watch "
+                    f"({'closed' if chat.state == CLOSED else 'nothing said yet'}).")
+        await rooms.invite(self.chats.api, chat.puppet, chat.room_id, supervisor)
+        self.journal.audit("chat.watch", supervisor, target=chat.id, origin=origin)
+        return f"{supervisor}: you are invited to chat {chat.number}'s room to review it."
 
     async def claim_ticket(self, ctx: BotContext, number: int) -> str:
         """Taking an offline message: the officer answers it by the contact given; the notice says who has it."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import uuid
 from pathlib import Path
 
 from playwright.async_api import Browser, Page, expect
@@ -197,4 +198,30 @@ async def test_the_console_forms_posted_from_other_sites_are_refused(
         await page.context.close()
     finally:
         await visitor.http("POST", f"/api/v1/chats/{visitor.chat_id}/close", json={})
+        await visitor.close()
+
+
+async def test_a_supervisor_reviews_an_active_chat_from_the_console_in_chromium(
+        browser: Browser, matrix_env: MatrixEnv, officer_of, bridge_log):
+    """Monitoring from the console (issue 15): on an open chat's page the supervisor presses "Invite me to its
+    room to review it"; their own Matrix client is invited by the chat's puppet, joins and reads the conversation
+    from its start; the audit log names them and the browser's address. The chat stays with its officer."""
+    from tests.support.bridge_db import claimed_by
+
+    words = f"a review of this one please {uuid.uuid4().hex[:6]}"
+    visitor = await hooked_chat(matrix_env, officer_of, words)
+    reviewer = await officer_of("supervisor", auto_claim=False)
+    try:
+        holder = claimed_by(matrix_env.db_path, visitor.chat_id)
+        page = await signed_in_page(browser, matrix_env)
+        await page.goto(f"{matrix_env.public_url}/console/chats/{visitor.chat_id}")
+        await page.get_by_role("button", name="Invite me to its room to review it").click()
+        await expect(page.get_by_role("status")).to_contain_text("you are invited to chat")
+        read = await reviewer.wait_message(lambda m: m.body == words, 90, "the citizen's words at the reviewer")
+        assert read.room_id
+        watched = [(a, o, origin) for a, o, origin in audit_rows(matrix_env, "chat.watch") if a == SUPERVISOR_ID]
+        assert watched and watched[-1][1] == "ok" and watched[-1][2] == "127.0.0.1", watched
+        assert claimed_by(matrix_env.db_path, visitor.chat_id) == holder
+        await page.context.close()
+    finally:
         await visitor.close()

@@ -43,7 +43,7 @@ from typing import Any
 
 import aiohttp
 
-from chaos_parts import (EMERGENCY_WORD, REPLY, TOPIC, Citizen, Stack, answer_everything, both_ways,
+from chaos_parts import (EMERGENCY_WORD, REPLY, TOPIC, Citizen, Stack, answer_everything, both_ways, conclude,
                          held_by_homeserver, log,
                          met, new_pool, print_ways, read_back_events, start_officers, until, wind_down)
 
@@ -494,13 +494,7 @@ def main() -> int:
         result = asyncio.run(run(stack, args))
     finally:
         stack.close()
-    missed = verdict(result)
-    result["missed"] = missed
-    print()
-    show(result)
-    print("criteria: " + ("met" if not missed else "MISSED: " + "; ".join(missed)))
-    print(json.dumps(result))
-    return 1 if missed else 0
+    return conclude(result, verdict, show)
 
 
 if __name__ == "__main__":

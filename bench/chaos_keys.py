@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import statistics
 import sys
@@ -37,7 +36,7 @@ from typing import Any
 
 import nio
 
-from chaos_parts import (TOPIC, Citizen, Stack, log, new_pool, start_officers, until, wind_down)
+from chaos_parts import (TOPIC, Citizen, Stack, conclude, log, new_pool, start_officers, until, wind_down)
 from tests.support.bridge_db import rows
 
 RESEND = "send it again"
@@ -314,13 +313,7 @@ def main() -> int:
         result = asyncio.run(SCENARIOS[args.scenario](stack, args))
     finally:
         stack.close()
-    missed = verdict(result)
-    result["missed"] = missed
-    print()
-    show(result)
-    print("criteria: " + ("met" if not missed else "MISSED: " + "; ".join(missed)))
-    print(json.dumps(result))
-    return 1 if missed else 0
+    return conclude(result, verdict, show)
 
 
 if __name__ == "__main__":

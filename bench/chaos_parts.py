@@ -309,3 +309,15 @@ def print_ways(ways: Iterable[tuple[str, dict[str, Any]]]) -> None:
     for name, r in ways:
         print(f"{name:<22}{r['sent']:>6}{r['lost']:>6}{r['duplicated']:>9}{r['chats_out_of_order']:>20}   "
               f"lost 0, doubled 0, order kept: {'met' if met(r) else 'MISSED'}")
+
+
+def conclude(result: dict[str, Any], verdict: Any, show: Any) -> int:
+    """A scenario's end: its missed criteria (``verdict``) into the result, the table (``show``), the verdict
+    line and the JSON line the guards read; the exit status (1 when a criterion was missed)."""
+    missed = verdict(result)
+    result["missed"] = missed
+    print()
+    show(result)
+    print("criteria: " + ("met" if not missed else "MISSED: " + "; ".join(missed)))
+    print(json.dumps(result))
+    return 1 if missed else 0

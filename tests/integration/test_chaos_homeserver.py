@@ -7,7 +7,6 @@ group of its own and kills that group if it overruns, so nothing outlives the te
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,7 @@ COLD_START = ("bench/chaos_homeserver.py", "--scenario", "cold-start", "--citize
 
 
 def _scenario(*run: str) -> dict[str, Any]:
-    """The run's JSON result after exit 0 (started in the background at collection: tests/support/bench_runs.py;
-    its own process group, killed if it overruns)."""
-    out = bench_runs.output(*run)
-    result = json.loads(out.strip().splitlines()[-1])
-    assert result["missed"] == [], out[-3000:]
-    return result
+    return bench_runs.scenario_result(*run)
 
 
 def _nothing_lost(result: dict[str, Any], sent: int | None = None) -> None:

@@ -96,3 +96,12 @@ def output(*run: str) -> str:
     code, out = RUNS.result(tuple(run))
     assert code == 0, out[-3000:]
     return out
+
+
+def scenario_result(*run: str) -> dict:
+    """The JSON line a chaos scenario ends with, once it has ended with status 0 and missed no criterion."""
+    import json
+    out = output(*run)
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["missed"] == [], out[-3000:]
+    return result

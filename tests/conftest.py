@@ -71,6 +71,8 @@ for _agency in OFFICERS:
 @pytest.hookimpl(trylast=True)          # after -k and -m have deselected what will not run
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Start the reduced bench runs the collected guard tests will check, in the background (bench_runs.py)."""
+    if config.option.collectonly:
+        return
     bench_runs.RUNS.plan([tuple(mark.args[0]) for item in items for mark in item.iter_markers("bench")])
 
 

@@ -1,6 +1,8 @@
 """A valid configuration for unit tests: the example config with real-looking secrets."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -26,3 +28,13 @@ UNDECRYPTABLE_WAIT_SECONDS = 6
 def crypto_section(**extra: object) -> dict[str, object]:
     """The ``crypto`` section of a test bridge's configuration."""
     return {"pickle_key": "placeholder", "undecryptable_wait_seconds": UNDECRYPTABLE_WAIT_SECONDS, **extra}
+
+
+def write_registered(dir: Path, config: dict) -> Path:
+    """Write a test bridge's ``config.yaml`` in ``dir`` and its registration (``generate-registration``, which puts
+    fresh tokens in both); the registration's path, for the Synapse that loads it."""
+    path, registration = dir / "config.yaml", dir / "registration.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    subprocess.run([sys.executable, "-m", "bridge", "generate-registration", "-c", str(path), "-o",
+                    str(registration)], check=True, cwd=ROOT, capture_output=True)
+    return registration

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import copy
 import sqlite3
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +25,8 @@ import yaml
 from bridge.devtools.localhs import free_port
 
 from .bridge_process import BridgeProcess
-from tests.support.configs import crypto_section
+from tests.support.configs import crypto_section, write_registered
 
-ROOT = Path(__file__).parents[2]
 OFFICER = "limitofficer"            # named in its agency, never signed in: no test's officer sees its rooms
 PROXY = "127.0.0.90"                # the reverse proxy the bridge trusts
 PHONE = "101"
@@ -119,11 +116,7 @@ def prepare(dir: Path, hs_url: str, server: str) -> Path:
         "topics": [{"id": "general", "label": "General enquiry", "agency": "limitdesk"}],
         "logging": {"level": "INFO"},
     }
-    path, registration = dir / "config.yaml", dir / "registration.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    subprocess.run([sys.executable, "-m", "bridge", "generate-registration", "-c", str(path), "-o",
-                    str(registration)], check=True, cwd=ROOT, capture_output=True)
-    return registration
+    return write_registered(dir, config)
 
 
 def env(dir: Path) -> LimitedEnv:

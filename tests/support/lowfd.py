@@ -8,8 +8,6 @@ the process is started by the test that needs it and stopped by PID at the end o
 """
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +16,8 @@ import yaml
 from bridge.devtools.localhs import free_port
 
 from .bridge_process import BridgeProcess
-from tests.support.configs import crypto_section
+from tests.support.configs import crypto_section, write_registered
 
-ROOT = Path(__file__).parents[2]
 OFFICER = "lowfdofficer"
 PHONE = "101"
 OPEN_FILES = 192                  # reserve: 64 (an eighth of the limit, at least 64)
@@ -69,11 +66,7 @@ def prepare(dir: Path, hs_url: str, server: str) -> Path:
         "topics": [{"id": "general", "label": "General enquiry", "agency": "lowdesk"}],
         "logging": {"level": "INFO"},
     }
-    path, registration = dir / "config.yaml", dir / "registration.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    subprocess.run([sys.executable, "-m", "bridge", "generate-registration", "-c", str(path), "-o",
-                    str(registration)], check=True, cwd=ROOT, capture_output=True)
-    return registration
+    return write_registered(dir, config)
 
 
 def env(dir: Path) -> LowFdEnv:

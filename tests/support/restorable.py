@@ -7,8 +7,6 @@ shared one in tests/conftest.py so Synapse loads it at start; the test starts an
 """
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +15,8 @@ import yaml
 from bridge.devtools.localhs import free_port
 
 from .bridge_process import BridgeProcess
-from .configs import crypto_section
+from .configs import crypto_section, write_registered
 
-ROOT = Path(__file__).parents[2]
 OFFICER = "restoreofficer"
 AGENCY = "restoredesk"
 
@@ -73,11 +70,7 @@ def prepare(dir: Path, hs_url: str, server: str) -> Path:
         "topics": [{"id": "general", "label": "General enquiry", "agency": AGENCY}],
         "logging": {"level": "INFO"},
     }
-    path, registration = dir / "config.yaml", dir / "registration.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    subprocess.run([sys.executable, "-m", "bridge", "generate-registration", "-c", str(path), "-o",
-                    str(registration)], check=True, cwd=ROOT, capture_output=True)
-    return registration
+    return write_registered(dir, config)
 
 
 def env(dir: Path) -> RestorableEnv:

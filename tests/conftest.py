@@ -26,7 +26,7 @@ import yaml
 
 from bridge.devtools.localhs import LocalSynapse, free_port
 from bridge.devtools.workers import homeserver_class
-from tests.support.bridge_process import BridgeProcess
+from tests.support.bridge_process import BridgeEnv, BridgeProcess
 from tests.support.configs import crypto_section
 from tests.support import agencies, bench_runs, limited, lowfd, pow_bridge, proxied, restorable, supervisor_room
 from tests.support.officer import NioOfficer, OfficerPool
@@ -75,7 +75,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @dataclass
-class MatrixEnv:
+class MatrixEnv(BridgeEnv):
     dir: Path
     synapse: LocalSynapse
     config_path: Path
@@ -84,31 +84,14 @@ class MatrixEnv:
     bridge: BridgeProcess
 
     @property
-    def public_url(self) -> str:
-        return self.config["web"]["public_url"]
-
-    @property
     def webhook_port(self) -> int:
         return int(self.config["webhooks"]["endpoints"][0]["url"].split(":")[2].split("/")[0])
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.config['metrics']['port']}/metrics"
-
-    @property
-    def agency_site(self) -> str:
-        """Origin of the agency's own website (served by tests/browser's fixture), allowed to embed the chat."""
-        return self.config["web"]["embed_origins"][0]
 
     def officer_id(self, agency: str) -> str:
         """The officer of a shared agency by its key (or the user ID as it is, e.g. an own agency's officer)."""
         if agency.startswith("@"):
             return agency
         return f"@{({**OFFICERS, **OTHERS, 'sergeant': SERGEANT, 'supervisor': SUPERVISOR})[agency]}:{SERVER}"
-
-    @property
-    def db_path(self) -> Path:
-        return self.dir / "precinct.db"
 
 
 AGENCY_HOST = "127.0.0.2"      # an agency's own website, allowed to embed the widget (tests/browser)
@@ -164,7 +147,7 @@ def matrix_env(tmp_path_factory: pytest.TempPathFactory):
                     "-o", str(registration)], check=True, cwd=ROOT, capture_output=True)
     config = yaml.safe_load(config_path.read_text())
     # A second bridge with the proof-of-work gate on (pow_env below): Synapse must know it from the start.
-    _, pow_registration = pow_bridge.prepare(dir / "pow", f"http://127.0.0.1:{hs_port}", SERVER)
+    pow_registration = pow_bridge.prepare(dir / "pow", f"http://127.0.0.1:{hs_port}", SERVER)
     # And one with tight admission limits (limited_env below).
     limited_registration = limited.prepare(dir / "limited", f"http://127.0.0.1:{hs_port}", SERVER)
     # And one under a low open-files limit (lowfd_env below).

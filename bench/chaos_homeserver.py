@@ -196,8 +196,9 @@ async def restart(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         except AssertionError:
             log("dispatch notice / emergency alert of the chat opened while Synapse was down:", noticed(), alerted())
         await asyncio.sleep(1.5)                        # /health's next answers, after the drain
-        late = {ik for ik, e in reply_events.items() if e in read_back_events(stack.bridge)}
-        ways = both_ways(officers, citizens, sent, replied, late)
+        ways = both_ways(officers, citizens, sent, replied)       # every reply in the order check, read back or not
+        read_back = read_back_events(stack.bridge)
+        ways["to_citizens"]["read_back"] = sorted(f"c{i} m{k}" for (i, k), e in reply_events.items() if e in read_back)
         held = held_by_homeserver(stack.hs_db, stack.as_id)
         ways["to_citizens"]["held_by_homeserver"] = sorted(
             f"c{i} m{k}" for i, k in ways["to_citizens"]["_lost"] if reply_events.get((i, k)) in held)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol, Sequence
 
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 EPHEMERAL = ("ephemeral", "de.sorunome.msc2409.ephemeral")
 UNKNOWN_ROOM_GRACE_MS = 10 * 60 * 1000   # events may arrive before we stored the room we just created
 READ_BACK_MS = 15 * 60 * 1000            # how far back a room is read when an officer's message was skipped
+INDEXED_ROOMS = 1000                     # rooms whose session numbers are kept in memory (the most recent)
 
 
 class RoomHandler(Protocol):
@@ -222,10 +224,10 @@ class ChatRooms:
         bridge never received; how many (appservice/catchup.py)."""
         self.store, self.crypto, self.puppets, self.chats = store, crypto, puppets, chats
         self.commands, self.admission, self.keys, self.read_back = commands, admission, keys, read_back
-        # The highest message number handled of each officer's room-key session, per room (see _in_sequence);
-        # loaded from the store for a room the first time, so it holds across restarts.
-        self._last_index: dict[tuple[str, str], int] = {}
-        self._indexed: set[str] = set()
+        # Per room, the highest message number handled of each sender's room-key session (see _in_sequence): read
+        # from the store when a room is first needed (so it holds across restarts), the rooms of the last
+        # INDEXED_ROOMS kept in memory (a room dropped is read again when it speaks again).
+        self._last_index: OrderedDict[str, dict[str, int]] = OrderedDict()
         self._gap_waited: set[str] = set()         # events held once for transactions not yet taken in
         self._gap_read: set[str] = set()           # events whose gap was already read back for
         self.max_hash_bytes = max(config.get("attachments.max_bytes"), 100 * 1024 * 1024)
@@ -338,13 +340,8 @@ class ChatRooms:
         session, index = position
         room_id = chat.room_id
         assert room_id and chat.puppet
-        if room_id not in self._indexed:
-            for e in self.store.room_events.handled_encrypted(room_id):
-                if (p := megolm_position(e)) is not None:
-                    key = (room_id, p[0])
-                    self._last_index[key] = max(p[1], self._last_index.get(key, -1))
-            self._indexed.add(room_id)
-        last = self._last_index.get((room_id, session), -1)
+        numbers = self._numbers(room_id)
+        last = numbers.get(session, -1)
         if index > last + 1 and item.event_id not in self._gap_read:
             if item.event_id not in self._gap_waited and self.store.transactions.unprocessed(1):
                 self._gap_waited.add(item.event_id)
@@ -361,8 +358,22 @@ class ChatRooms:
                 log.warning("chat %s: %s came before %d earlier event(s) the homeserver's push skipped; read back, "
                             "they go first", chat.number, item.event_id, found)
                 return False
-        self._last_index[(room_id, session)] = max(index, last)
+        numbers[session] = max(index, last)
         return True
+
+    def _numbers(self, room_id: str) -> dict[str, int]:
+        """Session ID → highest message number handled in the room."""
+        numbers = self._last_index.get(room_id)
+        if numbers is None:
+            numbers = {}
+            for e in self.store.room_events.handled_encrypted(room_id):
+                if (p := megolm_position(e)) is not None:
+                    numbers[p[0]] = max(p[1], numbers.get(p[0], -1))
+            self._last_index[room_id] = numbers
+            while len(self._last_index) > INDEXED_ROOMS:
+                self._last_index.popitem(last=False)
+        self._last_index.move_to_end(room_id)
+        return numbers
 
     async def _display_name(self, chat: Chat, user_id: str) -> str:
         name = await self.crypto.member_name(chat.puppet, chat.room_id, user_id)  # type: ignore[arg-type]

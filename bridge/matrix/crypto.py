@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable
 
 import nio
+import peewee
 from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 
 from ..private_files import private_dir
@@ -99,6 +100,24 @@ def _sync_response(sync: dict[str, Any]) -> nio.SyncResponse:
     return response
 
 
+_STORE_MODELS = frozenset(nio.store.SqliteStore.models)
+
+
+class _StoreDatabase(peewee.SqliteDatabase):
+    """A puppet store's database whose ``bind_ctx`` binds just the models it is given.
+
+    nio binds its models to one store's database around every store call (each puppet has its own file and
+    they share the model classes); peewee then walks the models' references for each of them, which was the
+    largest single cost of a chat in the bridge's profile (bench/chat_life.py). Around its calls nio passes
+    every model its store uses, so the walk finds only models no call touches (tests/unit/test_puppet_store.py
+    checks it); other lists (a schema upgrade) are bound as peewee does."""
+
+    def bind_ctx(self, models, bind_refs=True, bind_backrefs=True):  # type: ignore[no-untyped-def]
+        if frozenset(models) == _STORE_MODELS:
+            return super().bind_ctx(models, False, False)
+        return super().bind_ctx(models, bind_refs, bind_backrefs)
+
+
 class PuppetStore(nio.store.SqliteStore):
     """nio's SQLite store without the work that changes nothing (same rows, same answers).
 
@@ -109,6 +128,9 @@ class PuppetStore(nio.store.SqliteStore):
     changes) is looked up once; the Olm account itself is still read fresh by ``load_account``. Whether a
     sender's device is verified (asked for every message decrypted) is read once per device keys, until
     anything writes trust or device keys."""
+
+    def _create_database(self) -> peewee.SqliteDatabase:
+        return _StoreDatabase(self.database_path, pragmas={"foreign_keys": 1, "secure_delete": 1})
 
     def __post_init__(self) -> None:
         self._account_row: Any = None

@@ -101,6 +101,7 @@ def _sync_response(sync: dict[str, Any]) -> nio.SyncResponse:
 
 
 _STORE_MODELS = frozenset(nio.store.SqliteStore.models)
+_DDL: dict[tuple[Any, ...], list[tuple[str, Any]]] = {}    # the table statements of a model list, as peewee wrote them
 
 
 class _StoreDatabase(peewee.SqliteDatabase):
@@ -116,6 +117,27 @@ class _StoreDatabase(peewee.SqliteDatabase):
         if frozenset(models) == _STORE_MODELS:
             return super().bind_ctx(models, False, False)
         return super().bind_ctx(models, bind_refs, bind_backrefs)
+
+    def create_tables(self, models, **options):  # type: ignore[no-untyped-def]
+        """nio makes its tables (``IF NOT EXISTS``) whenever a store opens: every new puppet and every reload
+        of an unloaded one. peewee writes the same statements from the models each time; they are written
+        once per process here and replayed, in one transaction."""
+        key = (tuple(sorted(m.__name__ for m in models)), tuple(sorted(options.items())))
+        statements = _DDL.get(key)
+        with self.atomic():
+            if statements is None:
+                recorded: list[tuple[str, Any]] = []
+                run = self.execute_sql
+                self.execute_sql = lambda sql, params=None, *a, **k: (  # type: ignore[method-assign]
+                    recorded.append((sql, params)), run(sql, params, *a, **k))[1]
+                try:
+                    super().create_tables(models, **options)
+                finally:
+                    del self.execute_sql
+                _DDL[key] = recorded
+            else:
+                for sql, params in statements:
+                    self.execute_sql(sql, params)
 
 
 class PuppetStore(nio.store.SqliteStore):

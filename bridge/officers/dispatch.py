@@ -63,6 +63,7 @@ class Dispatch:
         self.policy = policy or RoomPolicy()        # ACL and room version of dispatch rooms
         self._jobs: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         self._queued_chats: set[str] = set()
+        self._rooms: dict[str, str] = {}                          # agency → its dispatch room, once known
         self._gathering: dict[str, asyncio.TimerHandle] = {}    # chat → its edit, due in EDIT_AFTER
         self._task: asyncio.Task | None = None
         self._sends = OrderedSends(self._attempt, SENDS_IN_FLIGHT)
@@ -70,7 +71,18 @@ class Dispatch:
 
     # ---- rooms ---------------------------------------------------------------------------------
     def room_of(self, agency_id: str) -> str | None:
-        return self.store.settings.get(SETTING + agency_id)
+        """Asked for every event the bridge reads (is it a bot room?): kept in memory once known; only
+        ``_ensure_room`` changes it."""
+        room_id = self._rooms.get(agency_id)
+        if room_id is None:
+            room_id = self.store.settings.get(SETTING + agency_id)
+            if room_id is not None:
+                self._rooms[agency_id] = room_id
+        return room_id
+
+    def _set_room(self, agency_id: str, room_id: str) -> None:
+        self.store.settings.set(SETTING + agency_id, room_id)
+        self._rooms[agency_id] = room_id
 
     def agency_of_room(self, room_id: str) -> Agency | None:
         return next((a for a in self.config.agencies if self.room_of(a.id) == room_id), None)
@@ -87,10 +99,10 @@ class Dispatch:
         if agency.dispatch_room and room_id != agency.dispatch_room:
             await self.api.send(cs_api.join(agency.dispatch_room), user_id=self.bot, what="join dispatch room")
             room_id = agency.dispatch_room
-            self.store.settings.set(SETTING + agency.id, room_id)
+            self._set_room(agency.id, room_id)
         if not room_id:
             room_id = await self._create_room(agency)
-            self.store.settings.set(SETTING + agency.id, room_id)
+            self._set_room(agency.id, room_id)
             log.info("dispatch room of %s created: %s", agency.id, room_id)
         else:
             await self._invite_missing(agency, room_id)

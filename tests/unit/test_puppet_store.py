@@ -91,3 +91,19 @@ def test_two_stores_keep_their_own_rows_with_the_lighter_binding(tmp_path):
     assert "@officer:localhost" not in second.load_device_keys()
     assert first.is_device_verified(device) and not second.is_device_verified(device)
     assert first.load_encrypted_rooms() == set() and second.load_encrypted_rooms() == {"!b:localhost"}
+
+
+def test_a_store_opened_again_or_anew_gets_the_same_tables_as_nios_own(tmp_path):
+    """The table statements are written by peewee for the first store and replayed for the next ones."""
+    def schema(path) -> list[tuple]:
+        import sqlite3
+        with sqlite3.connect(path) as db:
+            return sorted(db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall())
+    first = PuppetStore(USER, DEVICE, str(tmp_path), KEY, "a.db")
+    again = PuppetStore(USER, DEVICE, str(tmp_path), KEY, "a.db")          # reopened: nothing changes
+    other = PuppetStore("@webchat_b:localhost", "DEVB", str(tmp_path), KEY, "b.db")
+    plain = nio.store.SqliteStore("@webchat_c:localhost", "DEVC", str(tmp_path), KEY, "c.db")
+    for store in (first, again, other, plain):
+        store.database.close()
+    assert schema(tmp_path / "a.db") == schema(tmp_path / "b.db") == schema(tmp_path / "c.db")
+    assert len(schema(tmp_path / "a.db")) > 10

@@ -103,8 +103,8 @@ abuse: $(STAMP)
 load: $(STAMP) nginx homeserver-packages
 	$(BIN)/python bench/load.py --homeserver both
 
-# Faults injected at volume (issue 13): the bridge SIGKILLed 10 times while 20 citizens and 2 officers talk,
-# 50 messages each way per chat; exits 1 if anything is lost, doubled or reordered (docs/reliability.md).
+# Faults injected at volume (issue 13): the bridge SIGKILLed 10 times while 20 citizens and 2 officers (one on
+# matrix-nio, one on matrix-js-sdk + Rust crypto, Element's stack: hence `node`) talk, 50 messages each way per chat; exits 1 if anything is lost, doubled or reordered (docs/reliability.md).
 # `make test` runs a reduced one (tests/integration/test_bench_guards.py).
 # The homeserver's faults (bench/chaos_homeserver.py): Synapse stopped 60 s under traffic; the bridge down 4 min,
 # twice, with and without its start-up ping (docs/reliability.md has a 10-minute run); the bridge started 60 s
@@ -116,7 +116,7 @@ load: $(STAMP) nginx homeserver-packages
 # root) and given space back. Reduced ones: tests/integration/test_chaos_store.py.
 # Room keys (bench/chaos_keys.py, 10 rounds each): new officer devices writing while the bridge is down; a room key
 # held back and sent late, and one held back for good. Reduced ones: tests/integration/test_chaos_keys.py.
-chaos: $(STAMP)
+chaos: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python bench/kill_loop.py
 	$(BIN)/python bench/chaos_homeserver.py --scenario restart
 	$(BIN)/python bench/chaos_homeserver.py --scenario outage --down 240 --compare

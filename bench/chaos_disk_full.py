@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sqlite3
 import subprocess
 import sys
@@ -46,6 +45,7 @@ from typing import Any
 
 from chaos_parts import (REPLY, TOPIC, Citizen, Stack, answer_everything, citizen_lines, log, new_pool,
                          start_officers, until, wind_down)
+from tests.support.disk import fill  # noqa: E402   (on the path chaos_parts put there)
 
 DISK = "disk"                               # the tmpfs, inside the run's directory
 
@@ -57,22 +57,6 @@ def health(url: str) -> tuple[int, str]:
     except urllib.error.HTTPError as e:
         with e:
             return e.code, json.loads(e.read() or b"{}").get("status", "")
-
-
-def fill(folder: Path) -> Path:
-    """A file grown until the file system refuses another byte."""
-    filler = folder / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        size = 1 << 20
-        while size:
-            try:
-                os.write(fd, b"\0" * size)
-            except OSError:
-                size //= 2                       # the last MB, then smaller, to the last byte
-    finally:
-        os.close(fd)
-    return filler
 
 
 async def line(c: Citizen, body: str, timeout: float = 60) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """What the chaos scripts share (bench/kill_loop.py, bench/chaos_homeserver.py): the stack on loopback (own
-Synapse and bridge), officers as real encrypted nio clients of one agency in automatic routing, citizens
-behaving as the page does, and counting lost, doubled and reordered messages from each client's own view.
+Synapse and bridge), officers as real encrypted clients of one agency in automatic routing (matrix-nio, and
+on request matrix-js-sdk with its Rust crypto, the stack Element runs), citizens behaving as the page does,
+and counting lost, doubled and reordered messages from each client's own view.
 
 Imported by the scripts (run as ``bench/NAME.py``, so this folder is on their path); not a script itself.
 """
@@ -29,7 +30,8 @@ from bridge.devtools.localhs import LocalSynapse, free_port  # noqa: E402
 from tests.conftest import PASSWORD, SERVER, write_bridge_config  # noqa: E402
 from tests.support.bridge_db import dispatch_room_of  # noqa: E402
 from tests.support.bridge_process import BridgeProcess  # noqa: E402
-from tests.support.officer import NioOfficer, OfficerPool  # noqa: E402
+from tests.interop.officer_client import JsOfficer  # noqa: E402
+from tests.support.officer import WHOLE_BURSTS, NioOfficer, OfficerPool, Received  # noqa: E402
 from tests.support.visitor import Visitor  # noqa: E402
 from tests.support.waiting import until  # noqa: E402
 
@@ -170,16 +172,97 @@ class Stack:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-async def start_officers(pool: OfficerPool, stack: Stack) -> list[NioOfficer]:
-    """The two officers signed in and available in the agency's dispatch room (automatic routing: nobody claims)."""
-    officers = [await pool.start(stack.synapse.url, f"@{name}:{SERVER}", name, auto_claim=False)
-                for name in OFFICER_NAMES]
+class ElementOfficer:
+    """An officer on Element's client stack (matrix-js-sdk + Rust crypto, ``tests/interop/officer.mjs`` in a
+    Node process of its own), seen through what the scripts read of a NioOfficer: the messages its client
+    decrypted (``messages``, in the order it got them), ``send``, ``wait_message``, ``state_report`` and ``stop``.
+    It joins every room it is invited to and sends a message again when the bot asks, as the nio officer does."""
+
+    client_stack = "matrix-js-sdk + Rust crypto"
+
+    def __init__(self, homeserver: str, user_id: str, stderr_path: Path) -> None:
+        # Each sync asks for as much of a room's timeline as the nio officer's (WHOLE_BURSTS): a backlog sent at
+        # once after a restart has no gap, which Element would fill by paging back as the officer scrolls.
+        self.js = JsOfficer(homeserver, user_id, PASSWORD, log_level="warn", stderr_path=stderr_path,
+                            sync_timeline_limit=WHOLE_BURSTS["room"]["timeline"]["limit"])
+        self.user_id = user_id
+        self._messages: list[Received] = []
+        self._read = 0                          # how many of the process's events are in ``_messages``
+
+    async def start(self) -> None:
+        await self.js.start()
+
+    @property
+    def messages(self) -> list[Received]:
+        for e in self.js.events[self._read:]:
+            if e["event"] == "message":
+                self._messages.append(Received(e["room_id"], e["event_id"], e["sender"], e.get("body") or "",
+                                               e.get("sender_curve25519"), e.get("sender_device_id"),
+                                               {"origin_server_ts": e.get("ts") or 0}))
+        self._read = len(self.js.events)
+        return self._messages
+
+    async def send(self, room_id: str, body: str) -> str:
+        return await self.js.send(room_id, body)
+
+    async def wait_message(self, predicate: Any, timeout: float = 30, what: str = "an officer-side message") -> Received:
+        found = await until(lambda: next((m for m in self.messages if predicate(m)), None), timeout, what)
+        return found  # type: ignore[no-any-return]
+
+    async def wait_joined(self, room_id: str, timeout: float = 60) -> None:
+        await self.js.wait_for(lambda e: e["event"] == "joined" and e["room_id"] == room_id, timeout)
+
+    def state_report(self) -> str:
+        undecryptable = {e["event_id"]: e for e in self.js.events if e["event"] == "undecryptable"}
+        for m in self.messages:
+            undecryptable.pop(m.event_id, None)
+        joined = sorted({e["room_id"] for e in self.js.events if e["event"] == "joined"})
+        lines = [f"officer {self.user_id} ({self.client_stack}) device {self.js.device_id}: "
+                 f"{len(self.messages)} messages, joined {joined}"]
+        lines += [f"  undecryptable in {e['room_id']} from {e['sender']}: {e['reason']}" for e in undecryptable.values()]
+        return "\n".join(lines + [self.js.stderr_tail(10)])
+
+    async def stop(self) -> None:
+        await self.js.stop()
+
+
+async def start_officers(pool: OfficerPool, stack: Stack, element: int = 0) -> list[Any]:
+    """The two officers signed in and available in the agency's dispatch room (automatic routing: nobody claims);
+    the last ``element`` of them on Element's client stack (ElementOfficer), the others matrix-nio clients. Each
+    is in ``pool.started``, so ``pool.stop_all()`` (``wind_down``) stops it."""
+    officers: list[Any] = []
+    for i, name in enumerate(OFFICER_NAMES):
+        if i >= len(OFFICER_NAMES) - element:
+            o = ElementOfficer(stack.synapse.url, f"@{name}:{SERVER}", stack.dir / f"{name}-node.log")
+            pool.started.append(o)              # type: ignore[arg-type]  # stopped with the nio officers
+            await o.start()
+        else:
+            o = await pool.start(stack.synapse.url, f"@{name}:{SERVER}", name, auto_claim=False)
+        officers.append(o)
     dispatch = await dispatch_room_of(stack.db_path, AGENCY)
     for o in officers:
-        await o.wait_member(dispatch, 60)
+        if isinstance(o, ElementOfficer):
+            await o.wait_joined(dispatch, 90)
+        else:
+            await o.wait_member(dispatch, 60)
         await o.send(dispatch, "!available")
-        await o.wait_message(lambda m: m.room_id == dispatch and "is available" in m.body, 60, "!available answered")
+        # Its own answer: the other's "… is available" is in the same room (taking that one let chats go out
+        # before this officer was in the rotation, all to the other).
+        answer = f"{o.user_id if isinstance(o, ElementOfficer) else o.client.user_id} is available"
+        await o.wait_message(lambda m: m.room_id == dispatch and m.body.startswith(answer), 60, "!available answered")
     return officers
+
+
+def officers_view(officers: list[Any], reply_events: dict[tuple[int, int], str],
+                  sent_by: dict[str, str]) -> list[dict[str, Any]]:
+    """Per officer: its client stack, how many citizen lines its client read, how many replies it sent."""
+    rows = []
+    for o in officers:
+        user = getattr(o, "user_id", None) or o.client.user_id
+        read = {m.event_id for m in o.messages if CITIZEN_LINE.fullmatch(m.body)}
+        rows.append({"officer": user, "client": getattr(o, "client_stack", "matrix-nio"), "read": len(read),
+                     "replied": sum(1 for e in reply_events.values() if sent_by.get(e) == user)})
+    return rows
 
 
 def new_pool(stack: Stack) -> OfficerPool:
@@ -187,13 +270,14 @@ def new_pool(stack: Stack) -> OfficerPool:
     return OfficerPool(stack.dir / "officers", PASSWORD)
 
 
-async def answer_everything(officer: NioOfficer, seen: set[str], replied: list[tuple[int, int]],
+async def answer_everything(officer: Any, seen: set[str], replied: list[tuple[int, int]],
                             reply_events: dict[tuple[int, int], str],
-                            first_read: dict[str, float] | None = None) -> None:
+                            first_read: dict[str, float] | None = None,
+                            sent_by: dict[str, str] | None = None) -> None:
     """Reply once to every citizen message this officer reads (and only citizen messages), one send at a
     time; ``replied`` gets (citizen, k) in the order the homeserver took the replies, the order a citizen
     must see them in (an officer whose client decrypts a message late answers it late, in that order).
-    ``first_read``: body → when (monotonic) an officer first read it."""
+    ``first_read``: body → when (monotonic) an officer first read it; ``sent_by``: reply event ID → officer."""
     while True:
         for m in list(officer.messages):
             line = CITIZEN_LINE.fullmatch(m.body)
@@ -206,6 +290,8 @@ async def answer_everything(officer: NioOfficer, seen: set[str], replied: list[t
                 event_id = await officer.send(m.room_id, REPLY + m.body)
                 replied.append((int(line[1]), int(line[2])))
                 reply_events[(int(line[1]), int(line[2]))] = event_id
+                if sent_by is not None:
+                    sent_by[event_id] = getattr(officer, "user_id", None) or officer.client.user_id
             except Exception as e:                 # a send that fails (the homeserver away) is retried
                 seen.discard(m.event_id)
                 log("officer reply failed, again:", e)

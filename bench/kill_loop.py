@@ -1,10 +1,13 @@
 """Bridge kill loop (issue 13, chaos): citizens and officers talk while the bridge is killed (SIGKILL) at
 random moments and started again; nothing either side wrote may be lost, doubled or reordered.
 
-    .venv/bin/python bench/kill_loop.py [--citizens 20] [--messages 50] [--kills 10] [--seed N] [--keep]
+    .venv/bin/python bench/kill_loop.py [--citizens 20] [--messages 50] [--kills 10] [--element-officers 1]
+                                        [--seed N] [--keep]
 
-Its own Synapse and bridge on loopback (the tests' set-up), two officers as real encrypted matrix-nio
-clients of one agency in automatic routing, and citizens over the visitor API, each as the real page
+Its own Synapse and bridge on loopback (the tests' set-up), two officers as real encrypted clients of one
+agency in automatic routing — one matrix-nio, one on matrix-js-sdk with its Rust crypto (the stack Element
+runs; ``--element-officers`` 0–2 of them, Node and ``make node``'s packages needed when not 0) — and
+citizens over the visitor API, each as the real page
 behaves: it writes one message at a time, and after a reconnect sends again, with the same client ID,
 every message it never saw acknowledged. Each officer answers every citizen message it reads with a reply
 naming it. A killer SIGKILLs the bridge at random moments (``--kills`` times, uniformly over the time the
@@ -27,9 +30,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from chaos_parts import (REPLY, TOPIC, Citizen, Stack, answer_everything, both_ways, citizen_lines,
-                         held_by_homeserver, log, new_pool, officer_frames, print_ways, read_back_events,
-                         start_officers, until, wind_down)
+from chaos_parts import (OFFICER_NAMES, REPLY, TOPIC, Citizen, Stack, answer_everything, both_ways,
+                         citizen_lines, held_by_homeserver, log, new_pool, officer_frames, officers_view,
+                         print_ways, read_back_events, start_officers, until, wind_down)
 
 DRAIN_SECONDS = 120                   # after the last citizen message, the longest wait for what is still owed
 
@@ -58,11 +61,14 @@ async def run_loop(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     run = Run(args.citizens, args.messages, args.kills)
     bridge = stack.bridge
     pool = new_pool(stack)
-    officers = await start_officers(pool, stack)      # automatic routing gives each chat to one of them
+    # Automatic routing gives each chat to one of them (the one with the fewest: each gets some).
+    officers = await start_officers(pool, stack, element=args.element_officers)
     seen: set[str] = set()
     replied: list[tuple[int, int]] = []
     reply_events: dict[tuple[int, int], str] = {}
-    repliers = [asyncio.create_task(answer_everything(o, seen, replied, reply_events)) for o in officers]
+    sent_by: dict[str, str] = {}
+    repliers = [asyncio.create_task(answer_everything(o, seen, replied, reply_events, sent_by=sent_by))
+                for o in officers]
     citizens = [Citizen(stack.public_url, i) for i in range(args.citizens)]
     started = time.monotonic()
     try:
@@ -116,6 +122,7 @@ async def run_loop(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         result["to_citizens"]["held_by_homeserver"] = sorted(f"c{i} m{k}" for i, k in lost
                                                              if reply_events.get((i, k)) in held)
         result["to_officers"].pop("_lost")
+        result["officers"] = officers_view(officers, reply_events, sent_by)
         return result
     finally:
         await wind_down(repliers, citizens, pool)
@@ -138,6 +145,8 @@ def main() -> int:
     ap.add_argument("--citizens", type=int, default=20)
     ap.add_argument("--messages", type=int, default=50)
     ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--element-officers", type=int, default=1, choices=range(len(OFFICER_NAMES) + 1),
+                    help="how many of the two officers run Element's client stack (matrix-js-sdk + Rust crypto)")
     ap.add_argument("--seed", type=int, default=None, help="random seed (kill moments, pauses); printed")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (logs, databases)")
     args = ap.parse_args()
@@ -158,6 +167,8 @@ def main() -> int:
     print(f"Bridge kill loop — {result['citizens']} citizens × {result['messages']} messages each way, "
           f"{result['kills']} kills (SIGKILL, restarted at once), seed {args.seed}, {result['took_s']} s")
     print_ways((("citizen → officer", inn), ("officer → citizen", out)))
+    for o in result["officers"]:
+        print(f"  {o['officer']} ({o['client']}): read {o['read']} citizen lines, sent {o['replied']} replies")
     if out.get("read_back_late"):
         print(f"  of the officers' replies: {len(out['read_back_late'])} never pushed by Synapse and read back from "
               f"the room by the bridge, so they came after later ones (docs/reliability.md): "

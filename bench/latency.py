@@ -78,6 +78,7 @@ from tests.support.bridge_process import BridgeProcess  # noqa: E402
 from tests.support.officer import NEW_CHAT_NOTICE, NioOfficer  # noqa: E402
 from tests.support.visitor import Visitor  # noqa: E402
 from tests.support.waiting import until  # noqa: E402
+import topologies  # noqa: E402   (bench/, the script's own folder)
 
 AGENCY, TOPIC = "central", "general"          # officer1's agency and one of its topics
 FLOOR_USER = "floorpeer"
@@ -719,22 +720,17 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, _terminate)
     logging.getLogger("nio").setLevel(logging.ERROR)     # the clients' crypto chatter (missing sessions etc.)
-    kinds = ["single", "workers"] if args.homeserver == "both" else [args.homeserver]
     top = Path(tempfile.mkdtemp(prefix="precinct-bench-"))
-    results: dict[str, tuple[str, list[Round]]] = {}
+
+    def run(kind: str) -> tuple[int, str, list[Round]]:
+        # Each topology in its own folder, with its own bridge: the same visitors, messages and limits.
+        dir = top / kind if args.homeserver == "both" else top
+        dir.mkdir(exist_ok=True)
+        return run_one(kind, dir, args, counts)
     status = 0
     try:
-        for kind in kinds:
-            # Each topology in its own folder, with its own bridge: the same visitors, messages and limits.
-            dir = top / kind if len(kinds) > 1 else top
-            dir.mkdir(exist_ok=True)
-            status, description, rounds = run_one(kind, dir, args, counts)
-            results[kind] = (description, rounds)
-            if status:
-                break
+        status = topologies.each(args.homeserver, run, compare)
     finally:
-        if len(results) > 1:
-            compare(results)
         if not args.keep:
             shutil.rmtree(top, ignore_errors=True)
         else:

@@ -72,6 +72,7 @@ from tests.conftest import OFFICERS, PASSWORD, SERVER  # noqa: E402
 from tests.support.bridge_db import room_of  # noqa: E402
 from tests.support.officer import NioOfficer  # noqa: E402
 from tests.support.visitor import Visitor  # noqa: E402
+import topologies  # noqa: E402   (bench/, the script's own folder)
 
 TOPIC = "general"
 CITIZEN_TIMEOUT = 60.0         # one citizen's whole visit (POST, socket, messages, close) at most
@@ -585,19 +586,7 @@ def main() -> int:
         ap.error("out of range: see --help")
     signal.signal(signal.SIGTERM, _terminate)
     logging.getLogger("nio").setLevel(logging.ERROR)      # the officer client's crypto chatter
-    kinds = ["single", "workers"] if args.homeserver == "both" else [args.homeserver]
-    results: dict[str, tuple[str, list[Round]]] = {}
-    status = 0
-    try:
-        for kind in kinds:
-            status, description, rounds = run_one(kind, args)
-            results[kind] = (description, rounds)
-            if status:
-                break
-    finally:
-        if len(results) > 1:
-            compare(results)
-    return status
+    return topologies.each(args.homeserver, lambda kind: run_one(kind, args), compare)
 
 
 def compare(results: dict[str, tuple[str, list[Round]]]) -> None:

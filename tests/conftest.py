@@ -5,11 +5,19 @@ Synapse as production runs it: PostgreSQL, Redis, workers, nginx in front (bridg
 
 The registration Synapse loads is the output of ``python -m bridge
 generate-registration``, so every integration test also shows Synapse accepts it.
+
+Shared state: every test on the session bridge meets the chats of the tests before it in the shared agencies
+below ("central" above all). A test whose assertions need a quiet queue — its places or estimate, who gets
+auto-assigned, what is re-alerted or closed for waiting, counts of waiting chats or of the agency's figures —
+does not use them: it marks itself ``@pytest.mark.agency(**settings)`` and takes the ``agency`` fixture, an
+agency of its own with one topic and its own officers (tests/support/agencies.py; ``officer_of(agency.officers[0])``
+starts one). Do that for every new test of the queue; tests/README.md says more.
 """
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +26,9 @@ import yaml
 
 from bridge.devtools.localhs import LocalSynapse, free_port
 from bridge.devtools.workers import homeserver_class
-from tests.support.bridge_process import BridgeProcess
+from tests.support.bridge_process import BridgeEnv, BridgeProcess
 from tests.support.configs import crypto_section
-from tests.support import bench_runs, limited, lowfd, pow_bridge, proxied, restorable, supervisor_room
+from tests.support import agencies, bench_runs, limited, lowfd, pow_bridge, proxied, restorable, supervisor_room
 from tests.support.officer import NioOfficer, OfficerPool
 from tests.support.visitor import Visitor
 
@@ -28,14 +36,14 @@ ROOT = Path(__file__).parents[1]
 SERVER = "localhost"
 PASSWORD = "officer-password-1"
 ATTACHMENT_LIMIT = 3 * 1024 * 1024      # 2 MB files fit (issue 10 round trips); Synapse allows 50 MB
+# The shared agencies. Tests of the queue (routing, timers, places, full queues) have their own: see above.
 OFFICERS = {"central": "officer1", "nightshift": "officer2", "interop": "jsofficer", "hooked": "hookofficer",
-            "autodesk": "officer3", "timers": "officer5", "closed": "officer6", "autotimers": "officer7",
-            "lazydesk": "officer9", "shift": "officer10"}
+            "closed": "officer6"}
 SUPERVISOR = "supervisor1"                 # supervises the "hooked" agency (console tests)
 WEBHOOK_SECRET = "webhook-secret-of-the-hooked-agency-0123456789"   # the "hooked" agency's chats send webhooks
-SERGEANT = "sergeant1"                     # supervises central, autodesk and timers (alerts mention them)
+SERGEANT = "sergeant1"                     # supervises central and own agencies that list him (alerts mention them)
 # Users who are not officers of the agency they try to act in.
-OTHERS = {"autodesk2": "officer4", "autotimers2": "officer8", "intruder": "intruder"}
+OTHERS = {"intruder": "intruder"}
 TEST_AGENCY_SETTINGS = {
     # Old chats of earlier tests stay open; a cap would make later claims fail.
     "central": {"max_chats_per_officer": 1000, "supervisors": [f"@{SERGEANT}:{SERVER}"],
@@ -43,26 +51,11 @@ TEST_AGENCY_SETTINGS = {
                 "emergency": {"en": ["knife", "help me"], "fr": ["au secours"]}},
     "nightshift": {"max_chats_per_officer": 1000},
     "interop": {"max_chats_per_officer": 1000},
-    "autodesk": {"routing": "auto", "max_chats_per_officer": 1, "supervisors": [f"@{SERGEANT}:{SERVER}"],
-                 "officers": [f"@officer3:{SERVER}", f"@officer4:{SERVER}"], "present_officers_as": "Officer {n}"},
-    "timers": {"max_chats_per_officer": 1000, "supervisors": [f"@{SERGEANT}:{SERVER}"],
-               "timeouts": {"unclaimed_seconds": 3, "unanswered_seconds": 6, "visitor_idle_seconds": 4,
-                            "visitor_idle_close_seconds": 4}},
-    "autotimers": {"routing": "auto", "max_chats_per_officer": 5, "supervisors": [f"@{SERGEANT}:{SERVER}"],
-                   "officers": [f"@officer7:{SERVER}", f"@officer8:{SERVER}"],
-                   "timeouts": {"unanswered_seconds": 6}},
     "closed": {"hours": {"timezone": "UTC", "weekly": {}}, "max_chats_per_officer": 1000},
     "hooked": {"supervisors": [f"@{SUPERVISOR}:{SERVER}"], "max_chats_per_officer": 1000},
-    # Silent chats (tests/integration/test_silent_chats.py): a queue of at most 3, re-alerts every 3 s,
-    # waiting chats left with no page open closed after 4 s.
-    "lazydesk": {"max_chats_per_officer": 1000, "supervisors": [f"@{SERGEANT}:{SERVER}"], "max_waiting_chats": 3,
-                 "timeouts": {"unclaimed_seconds": 3, "abandoned_seconds": 4}},
-    # An officer whose client goes offline hands their chats on after 3 s (tests/integration/test_routing.py).
-    "shift": {"max_chats_per_officer": 1000, "supervisors": [f"@{SERGEANT}:{SERVER}"],
-              "timeouts": {"officer_absent_seconds": 3}},
 }
-# Elsewhere the suite's officers sign out with chats still claimed (they are long gone by the end of a
-# run): no agency but "shift" hands chats on for an absent holder.
+# The suite's officers sign out with chats still claimed (they are long gone by the end of a run): no shared
+# agency hands chats on for an absent holder.
 for _agency in OFFICERS:
     _settings = TEST_AGENCY_SETTINGS.setdefault(_agency, {})
     _settings["timeouts"] = {"officer_absent_seconds": 0, **_settings.get("timeouts", {})}
@@ -71,6 +64,7 @@ for _agency in OFFICERS:
 @pytest.hookimpl(trylast=True)          # after -k and -m have deselected what will not run
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Start the reduced bench runs the collected guard tests will check, in the background (bench_runs.py)."""
+    agencies.PLAN.plan(items, SERVER)       # each marked test's own agency, in the session bridge's config
     if config.option.collectonly:
         return
     bench_runs.RUNS.plan([tuple(mark.args[0]) for item in items for mark in item.iter_markers("bench")])
@@ -81,7 +75,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @dataclass
-class MatrixEnv:
+class MatrixEnv(BridgeEnv):
     dir: Path
     synapse: LocalSynapse
     config_path: Path
@@ -90,34 +84,21 @@ class MatrixEnv:
     bridge: BridgeProcess
 
     @property
-    def public_url(self) -> str:
-        return self.config["web"]["public_url"]
-
-    @property
     def webhook_port(self) -> int:
         return int(self.config["webhooks"]["endpoints"][0]["url"].split(":")[2].split("/")[0])
 
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.config['metrics']['port']}/metrics"
-
-    @property
-    def agency_site(self) -> str:
-        """Origin of the agency's own website (served by tests/browser's fixture), allowed to embed the chat."""
-        return self.config["web"]["embed_origins"][0]
-
     def officer_id(self, agency: str) -> str:
+        """The officer of a shared agency by its key (or the user ID as it is, e.g. an own agency's officer)."""
+        if agency.startswith("@"):
+            return agency
         return f"@{({**OFFICERS, **OTHERS, 'sergeant': SERGEANT, 'supervisor': SUPERVISOR})[agency]}:{SERVER}"
-
-    @property
-    def db_path(self) -> Path:
-        return self.dir / "precinct.db"
 
 
 AGENCY_HOST = "127.0.0.2"      # an agency's own website, allowed to embed the widget (tests/browser)
 
 
-def write_bridge_config(dir: Path, hs_url: str) -> tuple[Path, dict]:
+def write_bridge_config(dir: Path, hs_url: str, own: Sequence[agencies.OwnAgency] = ()) -> tuple[Path, dict]:
+    """The session bridge's config (and that of bridges built like it); ``own``: the tests' own agencies."""
     web_port, as_port, metrics_port, webhook_port = free_port(), free_port(), free_port(), free_port()
     agency_site = f"http://{AGENCY_HOST}:{free_port(AGENCY_HOST)}"
     config = {
@@ -138,20 +119,15 @@ def write_bridge_config(dir: Path, hs_url: str) -> tuple[Path, dict]:
         # Every test starts its chats from 127.0.0.1: limits the suite never meets (see limited.LOOSE_LIMITS).
         "limits": limited.LOOSE_LIMITS,
         "agencies": [{"id": a, "name": f"{a.title()} Police", "officers": [f"@{o}:{SERVER}"],
-                      **TEST_AGENCY_SETTINGS.get(a, {})} for a, o in OFFICERS.items()],
+                      **TEST_AGENCY_SETTINGS.get(a, {})} for a, o in OFFICERS.items()]
+                    + [a.agency_entry() for a in own],
         "topics": [{"id": "general", "label": "General enquiry", "agency": "central"},
                    {"id": "lost-property", "label": "Lost property", "agency": "central"},
                    {"id": "night", "label": "Night desk", "agency": "nightshift"},
                    {"id": "interop", "label": "Interop", "agency": "interop"},
                    {"id": "hooked", "label": "Hooked", "agency": "hooked"},
-                   {"id": "auto", "label": "Automatic desk", "agency": "autodesk"},
-                   {"id": "timers", "label": "Timers desk", "agency": "timers"},
-                   {"id": "autotimers", "label": "Automatic desk with timers", "agency": "autotimers"},
-                   {"id": "after-hours", "label": "After hours", "agency": "closed"},
-                   {"id": "lazy", "label": "Quiet desk", "agency": "lazydesk"},
-                   # Its own waits only (queue estimates are per topic): tests/browser/test_queue_estimate.py.
-                   {"id": "estimates", "label": "Estimates desk", "agency": "central"},
-                   {"id": "shift", "label": "Shift desk", "agency": "shift"}],
+                   {"id": "after-hours", "label": "After hours", "agency": "closed"}]
+                  + [a.topic_entry() for a in own],
         "webhooks": {"endpoints": [{"agency": "hooked", "url": f"http://127.0.0.1:{webhook_port}/hook",
                                     "secret": WEBHOOK_SECRET}]},
         "logging": {"level": "INFO"},
@@ -165,13 +141,13 @@ def write_bridge_config(dir: Path, hs_url: str) -> tuple[Path, dict]:
 def matrix_env(tmp_path_factory: pytest.TempPathFactory):
     dir = tmp_path_factory.mktemp("matrix")
     hs_port = free_port()
-    config_path, _ = write_bridge_config(dir, f"http://127.0.0.1:{hs_port}")
+    config_path, _ = write_bridge_config(dir, f"http://127.0.0.1:{hs_port}", agencies.PLAN.agencies)
     registration = dir / "registration.yaml"
     subprocess.run([sys.executable, "-m", "bridge", "generate-registration", "-c", str(config_path),
                     "-o", str(registration)], check=True, cwd=ROOT, capture_output=True)
     config = yaml.safe_load(config_path.read_text())
     # A second bridge with the proof-of-work gate on (pow_env below): Synapse must know it from the start.
-    _, pow_registration = pow_bridge.prepare(dir / "pow", f"http://127.0.0.1:{hs_port}", SERVER)
+    pow_registration = pow_bridge.prepare(dir / "pow", f"http://127.0.0.1:{hs_port}", SERVER)
     # And one with tight admission limits (limited_env below).
     limited_registration = limited.prepare(dir / "limited", f"http://127.0.0.1:{hs_port}", SERVER)
     # And one under a low open-files limit (lowfd_env below).
@@ -189,6 +165,9 @@ def matrix_env(tmp_path_factory: pytest.TempPathFactory):
         for localpart in [*OFFICERS.values(), SERGEANT, *OTHERS.values()]:
             synapse.register_user(localpart, PASSWORD)
         synapse.register_user(SUPERVISOR, PASSWORD)
+        for own in agencies.PLAN.agencies:
+            for officer in own.officers:
+                synapse.register_user(officer[1:].split(":")[0], PASSWORD)
         synapse.register_user(pow_bridge.OFFICER, PASSWORD)
         synapse.register_user(limited.OFFICER, PASSWORD)
         synapse.register_user(lowfd.OFFICER, PASSWORD)
@@ -283,6 +262,13 @@ async def visitors(matrix_env: MatrixEnv):
         if v.chat_id:
             await v.http("POST", f"/api/v1/chats/{v.chat_id}/close", json={})
         await v.close()
+
+
+@pytest.fixture
+def agency(request: pytest.FixtureRequest, matrix_env: MatrixEnv) -> agencies.OwnAgency:
+    """This test's own agency in the session bridge (``@pytest.mark.agency(**settings)`` on the test): a queue
+    no other test touches. ``officers=N`` in the marker gives it N officers (default 1)."""
+    return agencies.PLAN.of(request.node)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@
     queue.py, hours.py  queue place and estimate, opening hours (pure)
     conversation.py  the conversation as people saw it (pure; transcripts, transfer notices)
     hub.py           signals to the citizen's open connections; notices.py, attachments.py
+    training.py      practice chats: the bridge, or a supervisor, plays the citizen
 
 Knows nothing of officers or web (tests/unit/test_layers.py).
 """

@@ -4,6 +4,8 @@
 ``wheelhouse`` ``make wheelhouse``: the wheels, Node packages and Debian package list of an offline install.
 ``localhs``  a real Synapse on loopback for the demo, the tests and the benchmarks; its settings template
              is the repository's ``config/demo-homeserver.yaml``.
+``workers``  Synapse as production runs it (PostgreSQL, Redis, workers, nginx), for ``make test-workers``.
+``offline_check``  ``make test-wheelhouse``: the air-gapped kit installed and run as an offline machine would.
 
 The wheel leaves this package out (setup.cfg); nothing in the running bridge imports it.
 """

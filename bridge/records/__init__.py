@@ -10,6 +10,7 @@
     training_case.py  a closed chat as a training case: roles for names, personal details replaced (pure)
     retention.py    purge after retention, legal hold, erasure
     keeper.py       the bridge's background work for them: redactions owed, the purge schedule
+    refusals.py     repeated refusals from one source: one audit entry at once, then one per window, counted
     cli.py          ``transcript …``, ``audit verify``, ``records …`` commands
 """
 from .writer import Records

@@ -1,4 +1,18 @@
-"""The bridge's SQLite store: one module per table, no SQL outside this package."""
+"""The bridge's SQLite store: one module per table, no SQL outside this package. Knows nothing above it.
+
+    db.py            the connection (WAL), numbered migrations, the durability barrier every ack waits for;
+                     schema.sql is the current schema as one readable snapshot (a unit test keeps it true)
+    chats.py, messages.py, outbox.py, attachments.py, feedback.py, tickets.py
+                     chats and what was said in them, sends owed to Matrix, files, ratings, offline messages
+    puppets.py, transactions.py, room_events.py, redactions.py
+                     the Matrix side: visitor users, appservice transactions, room events to handle, erasures owed
+    chat_records.py, record_seals.py, audit_log.py, legal_holds.py
+                     the records (see bridge.records): transcripts, seals, the audit chain, holds
+    officers.py, console_links.py, console_sessions.py, settings.py, sources.py, webhooks.py
+                     officers seen, console sign-in, the bridge's own values, where chats come from (hashed),
+                     webhooks owed
+    backup.py        ``backup`` / ``restore``: online copies with a manifest, checked
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass

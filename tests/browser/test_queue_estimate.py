@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
 from playwright.async_api import expect
 
 from bridge.chats.queue import MIN_SAMPLES
@@ -15,14 +16,16 @@ from .conftest import CitizenPage
 WAIT_MS = 180_000          # each answered chat is made to have waited three minutes (controlled times)
 
 
-async def test_a_waiting_citizen_reads_the_median_of_real_waits_in_minutes(citizen: CitizenPage, matrix_env,
+@pytest.mark.agency(label="Estimates desk")
+async def test_a_waiting_citizen_reads_the_median_of_real_waits_in_minutes(citizen: CitizenPage, matrix_env, agency,
                                                                           officer_of, visitors, bridge_log):
-    officer = await officer_of("central", auto_claim=False)
-    dispatch = await dispatch_room_of(matrix_env.db_path, "central")
+    """In an agency of its own: its waits are the only ones on the topic and the citizen is alone in its queue."""
+    officer = await officer_of(agency.officers[0], auto_claim=False)
+    dispatch = await dispatch_room_of(matrix_env.db_path, agency.id)
     answered = []
     for i in range(MIN_SAMPLES):                        # real chats, claimed and answered through the bridge
         v = visitors()
-        number = (await v.create(topic="estimates"))["number"]
+        number = (await v.create(topic=agency.topic))["number"]
         await v.connect()
         await v.send(f"estimate sample {i}")
         await officer.notice(dispatch, number)
@@ -39,8 +42,8 @@ async def test_a_waiting_citizen_reads_the_median_of_real_waits_in_minutes(citiz
                              [(WAIT_MS, chat_id) for chat_id in answered])
     finally:
         conn.close()
-    await until(lambda: rows(matrix_env.db_path, "SELECT COUNT(*) FROM chats WHERE topic = 'estimates' AND "
-                             "answered_ts - created_ts = ?", [WAIT_MS])[0][0] == MIN_SAMPLES, 10, "the waits")
+    await until(lambda: rows(matrix_env.db_path, "SELECT COUNT(*) FROM chats WHERE topic = ? AND answered_ts - "
+                             "created_ts = ?", [agency.topic, WAIT_MS])[0][0] == MIN_SAMPLES, 10, "the waits")
 
     await citizen.open()
     await citizen.start("Estimates desk")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from bridge.web import visitor_api
 from bridge.web.server import public_app
 from tests.integration.test_bench_guards import _run_bench
 from tests.support.configs import example_config
+from tests.support.disk import fill
 
 DEADLINE = 30.0
 # The reduced runs (started in the background at collection: tests/support/bench_runs.py).
@@ -69,21 +69,6 @@ def small_disk(tmp_path: Path):
         subprocess.run(["umount", "-l", str(disk)], check=True, timeout=30)
 
 
-def _fill(folder: Path) -> Path:
-    filler = folder / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        size = 1 << 20
-        while size:
-            try:
-                os.write(fd, b"\0" * size)
-            except OSError:
-                size //= 2
-    finally:
-        os.close(fd)
-    return filler
-
-
 async def test_a_full_disk_refuses_input_with_store_full_and_health_says_so_until_space_returns(
         tmp_path: Path, small_disk: Path):
     config = example_config(tmp_path)
@@ -107,7 +92,7 @@ async def test_a_full_disk_refuses_input_with_store_full_and_health_says_so_unti
                         return frame
             assert (await say("before", "written before the disk filled"))["type"] == "ack"
 
-            filler = _fill(small_disk)
+            filler = fill(small_disk)
             refused = None
             for n in range(300):       # SQLite may first write into WAL space its file already has
                 answer = await say(f"full-{n}", f"line {n} " + "x" * 2000)

@@ -88,6 +88,81 @@ async def test_simultaneous_claims_have_exactly_one_winner(matrix_env, officer_o
     await winner.send(room, "!close")
 
 
+async def test_claims_from_two_rooms_at_once_have_exactly_one_winner(matrix_env, officer_of, visitors, bridge_log):
+    """Two officers of one agency claim the same chat at the same instant from two different rooms: one with
+    ``!claim N`` in the dispatch room, the other with ``!claim N`` in their direct room with the bot; both sends
+    are released together (both clients ready: room keys shared and devices known beforehand).
+
+    What this can and cannot race, precisely: the bridge handles every room's events on one inbound pump
+    (``chats/inbound.py``, ``InboundPump.process_all``: the rooms with pending events one after another, each
+    event's handling awaited to its end, the dispatch and direct rooms both by ``officers/bot_rooms.BotRooms``),
+    and ``officers/routing.Routing.claim`` reads the chat and writes the claim with no ``await`` in between. So
+    inside one bridge the second claim always finds the first one written: the claims from two rooms are
+    serialised by the pump, never interleaved. Two guards stand between them: the claim's check of
+    ``chat.claimed_by`` and the conditional ``UPDATE … WHERE claimed_by IS NULL`` (``store/chats.claim``). Checked
+    by removing them: either one alone keeps this test passing (the pump's order means the second claim meets
+    whichever is left), both removed it fails with two winners. What it shows is
+    the outcome officers see when they claim from two rooms at once: exactly one winner recorded, only the
+    winner invited to the chat's room, the loser told who has it, in the room they claimed from."""
+    officer = await officer_of("central", auto_claim=False)
+    supervisor = await officer_of("sergeant", auto_claim=False)       # supervisors may claim too
+    dispatch = await dispatch_room_of(matrix_env.db_path, "central")
+    await officer.wait_member(dispatch, 60)
+    await supervisor.wait_member(dispatch, 60)
+    direct = await supervisor.create_room_with("@precinct:localhost")
+    await supervisor.wait_message(lambda m: m.room_id == direct and m.body.startswith("Commands"), 60,
+                                  "the bot's greeting in a direct chat")
+    # Both rooms warmed up, so that neither send waits for key sharing or a device query and both go at once.
+    await officer.caught_up(dispatch)
+    await supervisor.caught_up(direct)
+    visitor = visitors()
+    number = (await visitor.create(topic="general"))["number"]
+    await officer.notice(dispatch, number)
+    await supervisor.notice(dispatch, number)
+
+    release = asyncio.Event()
+
+    async def claim(who, room_id: str) -> str:
+        await release.wait()
+        return await who.send(room_id, f"!claim {number}")
+    sends = [asyncio.create_task(claim(officer, dispatch)), asyncio.create_task(claim(supervisor, direct))]
+    await asyncio.sleep(0)                    # both tasks are waiting on the event
+    release.set()
+    await asyncio.gather(*sends)
+
+    def answers(who, room_id: str) -> list[str]:
+        return [m.body for m in who.messages if m.room_id == room_id
+                and (f"Chat {number} claimed by" in m.body or f"Chat {number} was already taken by" in m.body)]
+    await officer.wait_message(lambda m: answers(officer, dispatch), 60, "the dispatch room's claim answered")
+    await supervisor.wait_message(lambda m: answers(supervisor, direct), 60, "the direct room's claim answered")
+    in_dispatch, in_direct = answers(officer, dispatch), answers(supervisor, direct)
+    # Each claim answered once, in the room it came from (the answer to the direct-room claim is not in the
+    # dispatch room, where the officer reads).
+    assert len(in_dispatch) == 1 and len(in_direct) == 1, (in_dispatch, in_direct)
+    wins = [a for a in in_dispatch + in_direct if "claimed by" in a]
+    losses = [a for a in in_dispatch + in_direct if "already taken by" in a]
+    assert len(wins) == 1 and len(losses) == 1, (in_dispatch, in_direct)
+    winner, loser = (officer, supervisor) if "claimed by" in in_dispatch[0] else (supervisor, officer)
+    assert f"claimed by {winner.client.user_id}" in wins[0], wins
+    assert f"already taken by {winner.client.user_id}" in losses[0], losses     # the loser is told who has it
+    claims = [e for e in audit_entries(matrix_env.db_path, "chat.claim") if e["target"] == visitor.chat_id]
+    assert sorted((e["actor"], e["outcome"]) for e in claims) == sorted(
+        [(winner.client.user_id, "ok"), (loser.client.user_id, "refused")])
+
+    # Exactly one officer invited: the winner joins; then, past the moment the loser's invite would have come
+    # (the bot answered a later command of theirs), the room's membership on the homeserver has no one else.
+    room = await room_of(matrix_env.db_path, visitor.chat_id)
+    await winner.wait_joined(room, 60)
+    await loser.caught_up(dispatch)
+    assert room not in loser.client.invited_rooms and room not in loser.client.rooms
+    state = await winner.client.room_get_state(room)
+    people = {e["state_key"] for e in state.events if e["type"] == "m.room.member"
+              and e["content"].get("membership") in ("invite", "join")
+              and not e["state_key"].startswith(("@webchat_", "@precinct:"))}
+    assert people == {winner.client.user_id}, people
+    await winner.send(room, "!close")
+
+
 async def test_only_officers_of_the_agency_may_claim(matrix_env, officer_of, visitors, bridge_log):
     """officer2 belongs to the night shift: a direct chat with the bot does not let them take a central chat."""
     central = await officer_of("central", auto_claim=False)

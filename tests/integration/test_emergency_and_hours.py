@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import aiohttp
+import pytest
 
 from bridge.chats import notices
+from tests.conftest import SERGEANT, SERVER
 from tests.support.bridge_db import dispatch_room_of
 from tests.support.visitor import Visitor
 
@@ -14,16 +16,17 @@ async def position(visitor: Visitor) -> int:
     return body["position"]
 
 
-async def test_emergency_words_banner_priority_front_of_queue_and_alert(matrix_env, officer_of, visitors,
+@pytest.mark.agency(supervisors=[f"@{SERGEANT}:{SERVER}"], emergency={"en": ["knife", "help me"]})
+async def test_emergency_words_banner_priority_front_of_queue_and_alert(matrix_env, agency, officer_of, visitors,
                                                                         bridge_log):
-    officer = await officer_of("central", auto_claim=False)
-    dispatch = await dispatch_room_of(matrix_env.db_path, "central")
+    """In an agency of its own, so the two chats are the whole queue."""
+    officer = await officer_of(agency.officers[0], auto_claim=False)
+    dispatch = await dispatch_room_of(matrix_env.db_path, agency.id)
     earlier, urgent = visitors(), visitors()
-    await earlier.create(topic="general", language="en")
-    number = (await urgent.create(topic="general", language="en"))["number"]
+    await earlier.create(topic=agency.topic, language="en")
+    number = (await urgent.create(topic=agency.topic, language="en"))["number"]
     await urgent.connect()
-    before = await position(earlier)
-    assert await position(urgent) == before + 1
+    assert (await position(earlier), await position(urgent)) == (1, 2)
     status, body = await urgent.http("GET", f"/api/v1/chats/{urgent.chat_id}")
     assert body["emergency"] is False
 
@@ -34,10 +37,8 @@ async def test_emergency_words_banner_priority_front_of_queue_and_alert(matrix_e
     await urgent.wait_frame(lambda f: f.get("type") == "status" and f.get("emergency") is True, 60,
                             "status with the emergency flag")
     status, body = await urgent.http("GET", f"/api/v1/chats/{urgent.chat_id}")
-    # Ahead of every ordinary chat: at the earlier chat's old place or before it (other tests' emergencies
-    # sharing this agency's queue may still wait ahead of it, first come first served among emergencies).
-    assert body["emergency"] is True and body["position"] <= before
-    assert await position(earlier) == before + 1          # moved back by one: the emergency went first
+    assert body["emergency"] is True and body["position"] == 1     # ahead of the chat that came first
+    assert await position(earlier) == 2                              # moved back by one: the emergency went first
 
     alert = await officer.wait_message(lambda m: m.room_id == dispatch and f"Emergency in chat {number}" in m.body,
                                        60, "the emergency alert")

@@ -7,6 +7,7 @@ import urllib.request
 from urllib.parse import quote
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import MatrixEnv
@@ -27,7 +28,9 @@ def value(scraped: dict, name: str, **labels: str) -> float:
     return scraped.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-async def test_metrics_move_as_a_chat_happens(matrix_env: MatrixEnv, officer_of, bridge_log):
+@pytest.mark.agency
+async def test_metrics_move_as_a_chat_happens(matrix_env: MatrixEnv, agency, officer_of, bridge_log):
+    """In an agency of its own, so its queue and counts move with this chat alone."""
     # Only the private listener has them; the public one does not.
     try:
         urllib.request.urlopen(matrix_env.public_url + "/metrics", timeout=5)
@@ -35,18 +38,19 @@ async def test_metrics_move_as_a_chat_happens(matrix_env: MatrixEnv, officer_of,
     except urllib.error.HTTPError as e:
         assert e.code == 404
 
-    officer = await officer_of("central")
+    officer = await officer_of(agency.officers[0])
     before = await scrape(matrix_env)
     visitor = Visitor(matrix_env.public_url)
     try:
         officer.auto_join = lambda room_id: False          # let the chat wait in the queue first
-        await visitor.create(topic="general")
+        await visitor.create(topic=agency.topic)
         await visitor.connect()
         queued = await until(lambda: _scrape_if(matrix_env, lambda m: value(m, "precinct_queue_length",
-                             agency="central") > value(before, "precinct_queue_length", agency="central")),
-                             60, "queue length of central to grow")
-        assert value(queued, "precinct_waiting_seconds_count", agency="central") == \
-            value(before, "precinct_waiting_seconds_count", agency="central")
+                             agency=agency.id) > value(before, "precinct_queue_length", agency=agency.id)),
+                             60, "queue length of the agency to grow")
+        assert value(queued, "precinct_queue_length", agency=agency.id) == 1
+        assert value(queued, "precinct_waiting_seconds_count", agency=agency.id) == \
+            value(before, "precinct_waiting_seconds_count", agency=agency.id)
 
         officer.auto_join = lambda room_id: True
         room = await _join_invited(matrix_env, officer, visitor.chat_id)
@@ -59,12 +63,12 @@ async def test_metrics_move_as_a_chat_happens(matrix_env: MatrixEnv, officer_of,
                                  what="officer reply at the citizen")
 
         def moved(m: dict) -> bool:
-            return (value(m, "precinct_active_chats", agency="central")
-                    > value(before, "precinct_active_chats", agency="central")
-                    and value(m, "precinct_waiting_seconds_count", agency="central")
-                    > value(before, "precinct_waiting_seconds_count", agency="central")
-                    and value(m, "precinct_first_response_seconds_count", agency="central")
-                    > value(before, "precinct_first_response_seconds_count", agency="central")
+            return (value(m, "precinct_active_chats", agency=agency.id)
+                    > value(before, "precinct_active_chats", agency=agency.id)
+                    and value(m, "precinct_waiting_seconds_count", agency=agency.id)
+                    > value(before, "precinct_waiting_seconds_count", agency=agency.id)
+                    and value(m, "precinct_first_response_seconds_count", agency=agency.id)
+                    > value(before, "precinct_first_response_seconds_count", agency=agency.id)
                     and value(m, "precinct_messages_bridged_total", direction="to_matrix")
                     > value(before, "precinct_messages_bridged_total", direction="to_matrix")
                     and value(m, "precinct_messages_bridged_total", direction="to_citizen")
@@ -73,8 +77,7 @@ async def test_metrics_move_as_a_chat_happens(matrix_env: MatrixEnv, officer_of,
                     and value(m, "precinct_appservice_transaction_lag_seconds_count")
                     > value(before, "precinct_appservice_transaction_lag_seconds_count"))
         during = await until(lambda: _scrape_if(matrix_env, moved), 60, "metrics of an answered chat")
-        assert value(during, "precinct_queue_length", agency="central") < \
-            value(queued, "precinct_queue_length", agency="central")
+        assert value(during, "precinct_queue_length", agency=agency.id) == 0
 
         # An officer event nobody can decrypt (no such session) counts as a decrypt failure.
         await _send_undecryptable(matrix_env, officer, room)

@@ -1,25 +1,34 @@
 """Automatic assignment (availability, cap, balance) and the timers, against the real bridge and Synapse.
 
-The session config (tests/conftest.py) gives the "autodesk" agency automatic routing with one chat per
-officer, and the "timers" agency timeouts of a few seconds.
+Each test has an agency of its own (tests/support/agencies.py), so who is assigned what, what waits and what is
+handed on are its chats alone: automatic routing with one chat per officer, timeouts of a few seconds, a short
+grace for an absent officer, as each test's marker says.
 """
 from __future__ import annotations
 
+import pytest
 
 from bridge.chats import notices
+from tests.conftest import SERGEANT, SERVER
 from tests.support.bridge_db import claimed_by, dispatch_room_of, has_room, room_of
 from tests.support.visitor import Visitor
 from tests.support.waiting import until
+
+SUPERVISED = {"supervisors": [f"@{SERGEANT}:{SERVER}"]}          # alerts mention the sergeant
+SHIFT = {**SUPERVISED, "timeouts": {"officer_absent_seconds": 3}}   # an absent officer's chats handed on after 3 s
 
 
 def system_texts(visitor: Visitor) -> list[str]:
     return [f["body"] for f in visitor.messages() if f["from"] == "system"]
 
 
-async def test_auto_assignment_respects_the_cap_and_balances_load(matrix_env, officer_of, visitors, bridge_log):
-    first = await officer_of("autodesk", auto_claim=False)
-    second = await officer_of("autodesk2", auto_claim=False)
-    dispatch = await dispatch_room_of(matrix_env.db_path, "autodesk")
+@pytest.mark.agency(officers=2, routing="auto", max_chats_per_officer=1, present_officers_as="Officer {n}",
+                    **SUPERVISED)
+async def test_auto_assignment_respects_the_cap_and_balances_load(matrix_env, agency, officer_of, visitors,
+                                                                 bridge_log):
+    first = await officer_of(agency.officers[0], auto_claim=False)
+    second = await officer_of(agency.officers[1], auto_claim=False)
+    dispatch = await dispatch_room_of(matrix_env.db_path, agency.id)
     for officer in (first, second):
         await officer.wait_member(dispatch, 60)
         await officer.send(dispatch, "!available")
@@ -28,7 +37,7 @@ async def test_auto_assignment_respects_the_cap_and_balances_load(matrix_env, of
     try:
         chats = [visitors() for _ in range(3)]
         for v in chats:
-            await v.create(topic="auto")
+            await v.create(topic=agency.topic)
             await v.connect()
         # Chats that have not said anything get a room when they are assigned (the third is not, yet).
         rooms = [await room_of(matrix_env.db_path, v.chat_id, 90) for v in chats[:2]]
@@ -42,7 +51,7 @@ async def test_auto_assignment_respects_the_cap_and_balances_load(matrix_env, of
             await v.wait_frame(lambda f: f.get("type") == "status" and f.get("state") == "active", 60, "active")
             # The agency shows officers to citizens as "Officer {n}", never by their Matrix name.
             joined = [t for t in system_texts(v) if t.endswith("has joined the chat.")]
-            assert joined and joined[0].startswith("Officer ") and "officer3" not in joined[0]
+            assert joined and joined[0].startswith("Officer ") and "-officer" not in joined[0]
         # Both are at the cap (1): the third chat waits, first in the queue.
         status = await chats[2].wait_frame(lambda f: f.get("type") == "status", 30, "the third chat's status")
         assert status["state"] == "waiting"
@@ -65,11 +74,13 @@ async def test_auto_assignment_respects_the_cap_and_balances_load(matrix_env, of
                                        and "is away" in m.body, 60, "away confirmed")
 
 
-async def test_timers_realert_requeue_and_close_an_idle_chat(matrix_env, officer_of, visitors, bridge_log):
-    officer = await officer_of("timers", auto_claim=False)
-    dispatch = await dispatch_room_of(matrix_env.db_path, "timers")
+@pytest.mark.agency(**SUPERVISED, timeouts={"unclaimed_seconds": 3, "unanswered_seconds": 6,
+                                             "visitor_idle_seconds": 4, "visitor_idle_close_seconds": 4})
+async def test_timers_realert_requeue_and_close_an_idle_chat(matrix_env, agency, officer_of, visitors, bridge_log):
+    officer = await officer_of(agency.officers[0], auto_claim=False)
+    dispatch = await dispatch_room_of(matrix_env.db_path, agency.id)
     visitor = visitors()
-    number = (await visitor.create(topic="timers"))["number"]
+    number = (await visitor.create(topic=agency.topic))["number"]
     await visitor.connect()
 
     # Unclaimed for 3 s: the dispatch room is alerted again, and the supervisors are mentioned.
@@ -101,11 +112,14 @@ async def test_timers_realert_requeue_and_close_an_idle_chat(matrix_env, officer
     await officer.notice(dispatch, number, edited=True, predicate=lambda b: "Closed after" in b)
 
 
-async def test_auto_mode_gives_an_unanswered_chat_to_the_next_officer(matrix_env, officer_of, visitors, bridge_log):
-    """The "autotimers" agency routes automatically and takes a chat back after 6 s without an answer."""
-    first = await officer_of("autotimers", auto_claim=False)
-    second = await officer_of("autotimers2", auto_claim=False)
-    dispatch = await dispatch_room_of(matrix_env.db_path, "autotimers")
+@pytest.mark.agency(officers=2, routing="auto", max_chats_per_officer=5, timeouts={"unanswered_seconds": 6},
+                    **SUPERVISED)
+async def test_auto_mode_gives_an_unanswered_chat_to_the_next_officer(matrix_env, agency, officer_of, visitors,
+                                                                     bridge_log):
+    """The agency routes automatically and takes a chat back after 6 s without an answer."""
+    first = await officer_of(agency.officers[0], auto_claim=False)
+    second = await officer_of(agency.officers[1], auto_claim=False)
+    dispatch = await dispatch_room_of(matrix_env.db_path, agency.id)
     officers = (first, second)
     for officer in officers:
         await officer.wait_member(dispatch, 60)
@@ -114,7 +128,7 @@ async def test_auto_mode_gives_an_unanswered_chat_to_the_next_officer(matrix_env
                                    and "is available" in m.body, 60, "availability confirmed")
     try:
         visitor = visitors()
-        await visitor.create(topic="autotimers")
+        await visitor.create(topic=agency.topic)
         await visitor.connect()
         room = await room_of(matrix_env.db_path, visitor.chat_id)
 
@@ -144,20 +158,21 @@ async def test_auto_mode_gives_an_unanswered_chat_to_the_next_officer(matrix_env
                                        and "is away" in m.body, 60, "away confirmed")
 
 
-async def test_an_officer_whose_client_goes_offline_has_their_chats_handed_on(matrix_env, officer_of, visitors,
-                                                                              bridge_log):
+@pytest.mark.agency(**SHIFT)
+async def test_an_officer_whose_client_goes_offline_has_their_chats_handed_on(matrix_env, agency,
+                                                                              officer_of, visitors, bridge_log):
     """Issue 15: an officer closes the laptop mid-chat. The homeserver's presence says offline; after the
-    agency's grace (3 s for "shift") the supervisors are alerted and the chat goes back to the queue, the
+    agency's grace (3 s here) the supervisors are alerted and the chat goes back to the queue, the
     citizen told ("requeued", shown in their language by its code), the record and audit log saying why."""
     from tests.integration.test_conversation import open_chat
     from tests.support.bridge_db import audit_entries
 
-    officer = await officer_of("shift")
-    sergeant = await officer_of("sergeant", auto_claim=False)          # supervises "shift"
-    dispatch = await dispatch_room_of(matrix_env.db_path, "shift")
+    officer = await officer_of(agency.officers[0])
+    sergeant = await officer_of("sergeant", auto_claim=False)          # supervises the agency
+    dispatch = await dispatch_room_of(matrix_env.db_path, agency.id)
     await sergeant.wait_member(dispatch, 60)
     visitor = visitors()
-    got = await open_chat(visitor, officer, topic="shift", language="es")
+    got = await open_chat(visitor, officer, topic=agency.topic, language="es")
     await officer.send(got.room_id, "I'm looking into it")            # answered: no 'unanswered' hand-on
     await visitor.wait_frame(lambda f: f.get("body") == "I'm looking into it", 60, "the officer's reply")
     assert claimed_by(matrix_env.db_path, visitor.chat_id) == officer.client.user_id
@@ -177,17 +192,18 @@ async def test_an_officer_whose_client_goes_offline_has_their_chats_handed_on(ma
     assert len(requeued) == 1 and requeued[0]["actor"] == "system" and "offline" in requeued[0]["details"]
 
 
-async def test_an_officer_whose_client_goes_quiet_without_a_word_has_their_chats_handed_on(matrix_env, officer_of,
-                                                                                           visitors, bridge_log):
+@pytest.mark.agency(**SHIFT)
+async def test_an_officer_whose_client_goes_quiet_without_a_word_has_their_chats_handed_on(
+        matrix_env, agency, officer_of, visitors, bridge_log):
     """Issue 15, "the officer's client going quiet": the network drops or the client is killed, so nothing says
     offline; the client just stops syncing. The homeserver's presence times out (Synapse: 30 s without a sync)
     and the bridge, polling the presence of officers who hold chats, hands the chat on as for an offline one."""
     from tests.integration.test_conversation import open_chat
     from tests.support.bridge_db import audit_entries
 
-    officer = await officer_of("shift")
+    officer = await officer_of(agency.officers[0])
     visitor = visitors()
-    got = await open_chat(visitor, officer, topic="shift")
+    got = await open_chat(visitor, officer, topic=agency.topic)
     await officer.send(got.room_id, "checking the log now")
     await visitor.wait_frame(lambda f: f.get("body") == "checking the log now", 60, "the officer's reply")
     await officer.lose_connection()
@@ -198,16 +214,17 @@ async def test_an_officer_whose_client_goes_quiet_without_a_word_has_their_chats
     assert len(requeued) == 1 and requeued[0]["actor"] == "system" and "offline" in requeued[0]["details"]
 
 
-async def test_an_officer_who_says_away_has_their_chats_handed_on_after_the_grace(matrix_env, officer_of, visitors,
-                                                                                   bridge_log):
+@pytest.mark.agency(**SHIFT)
+async def test_an_officer_who_says_away_has_their_chats_handed_on_after_the_grace(matrix_env, agency,
+                                                                                  officer_of, visitors, bridge_log):
     """!away stops automatic assignment at once and, after the agency's grace, hands on what they hold."""
     from tests.integration.test_conversation import open_chat
     from tests.support.bridge_db import audit_entries
 
-    officer = await officer_of("shift")
-    dispatch = await dispatch_room_of(matrix_env.db_path, "shift")
+    officer = await officer_of(agency.officers[0])
+    dispatch = await dispatch_room_of(matrix_env.db_path, agency.id)
     visitor = visitors()
-    got = await open_chat(visitor, officer, topic="shift")
+    got = await open_chat(visitor, officer, topic=agency.topic)
     await officer.send(got.room_id, "one moment")
     await visitor.wait_frame(lambda f: f.get("body") == "one moment", 60, "the officer's reply")
     await officer.send(dispatch, "!away")
@@ -216,4 +233,3 @@ async def test_an_officer_who_says_away_has_their_chats_handed_on_after_the_grac
     assert claimed_by(matrix_env.db_path, visitor.chat_id) is None
     requeued = [e for e in audit_entries(matrix_env.db_path, "chat.requeue") if e["target"] == visitor.chat_id]
     assert len(requeued) == 1 and "said they are away" in requeued[0]["details"]
-    await officer.send(dispatch, "!available")           # back for the next tests of this agency

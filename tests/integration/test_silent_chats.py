@@ -1,8 +1,8 @@
 """What a chat that has said nothing costs, and the alerts it causes (issue 10), on the real bridge and Synapse.
 
-The "lazydesk" agency (tests/conftest.py) takes at most 3 waiting chats, re-alerts every 3 s and closes a
-waiting chat whose citizen has had no page open (and written nothing) for 4 s. Chats that must not expire
-keep a WebSocket open.
+Each test has an agency of its own (tests/support/agencies.py), so its queue holds its chats alone: at most 3
+waiting chats, re-alerts every 3 s, and a waiting chat whose citizen has had no page open (and written nothing)
+closed after 4 s. Chats that must not expire keep a WebSocket open.
 """
 from __future__ import annotations
 
@@ -11,12 +11,16 @@ import sqlite3
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from bridge.chats import notices
 from tests.support.bridge_db import dispatch_room_of, has_room, record_of, room_of
+from tests.conftest import SERGEANT, SERVER
 from tests.support.waiting import until
 
-AGENCY, TOPIC = "lazydesk", "lazy"
+QUIET_DESK = {"supervisors": [f"@{SERGEANT}:{SERVER}"], "max_waiting_chats": 3,
+              "timeouts": {"unclaimed_seconds": 3, "abandoned_seconds": 4}}
+pytestmark = pytest.mark.agency(**QUIET_DESK)
 
 
 def _one(db: Path, sql: str, params: list | tuple = ()) -> int:
@@ -41,29 +45,24 @@ def pool_full(env) -> bool:
     return _one(env.db_path, "SELECT COUNT(*) FROM puppets WHERE chat_id IS NULL AND room_id IS NOT NULL") >= size
 
 
-def waiting_here(env) -> int:
-    return _one(env.db_path, "SELECT COUNT(*) FROM chats WHERE agency = ? AND state = 'waiting'", [AGENCY])
-
-
 async def state_of(visitor) -> str:
     status, body = await visitor.http("GET", f"/api/v1/chats/{visitor.chat_id}")
     assert status == 200, body
     return body["state"]
 
 
-async def test_a_silent_chat_costs_no_matrix_account_until_it_speaks_or_is_claimed(matrix_env, officer_of, visitors,
-                                                                                    bridge_log):
-    officer = await officer_of(AGENCY, auto_claim=False)
-    dispatch = await dispatch_room_of(matrix_env.db_path, AGENCY)
+async def test_a_silent_chat_costs_no_matrix_account_until_it_speaks_or_is_claimed(matrix_env, agency, officer_of,
+                                                                                    visitors, bridge_log):
+    officer = await officer_of(agency.officers[0], auto_claim=False)
+    dispatch = await dispatch_room_of(matrix_env.db_path, agency.id)
     await officer.wait_member(dispatch, 60)
-    await until(lambda: waiting_here(matrix_env) == 0, 60, "an empty queue")
     await until(lambda: pool_full(matrix_env), 120, "the puppet pool filled")
     puppets, hs_users = puppet_count(matrix_env), homeserver_puppets(matrix_env)
 
     chats = [visitors() for _ in range(3)]
     numbers = []
     for v in chats:
-        numbers.append((await v.create(topic=TOPIC))["number"])
+        numbers.append((await v.create(topic=agency.topic))["number"])
         await v.connect()              # an open page: the chat does not expire
     # The police see every waiting citizen at once: the bot's notice is posted at open, before any word.
     for number in numbers:
@@ -97,12 +96,13 @@ async def test_a_silent_chat_costs_no_matrix_account_until_it_speaks_or_is_claim
     assert not has_room(matrix_env.db_path, chats[2].chat_id)
 
 
-async def test_a_first_attachment_sets_the_chat_up_within_the_request(matrix_env, officer_of, visitors, bridge_log):
-    officer = await officer_of(AGENCY, auto_claim=False)
-    dispatch = await dispatch_room_of(matrix_env.db_path, AGENCY)
+async def test_a_first_attachment_sets_the_chat_up_within_the_request(matrix_env, agency, officer_of, visitors,
+                                                                      bridge_log):
+    officer = await officer_of(agency.officers[0], auto_claim=False)
+    dispatch = await dispatch_room_of(matrix_env.db_path, agency.id)
     await officer.wait_member(dispatch, 60)
     visitor = visitors()
-    number = (await visitor.create(topic=TOPIC))["number"]
+    number = (await visitor.create(topic=agency.topic))["number"]
     await visitor.connect()
     await officer.notice(dispatch, number)
     assert not has_room(matrix_env.db_path, visitor.chat_id)
@@ -120,15 +120,14 @@ async def test_a_first_attachment_sets_the_chat_up_within_the_request(matrix_env
     await until(lambda: next((e for r, e in officer.media if r == room), None), 60, "the photo at the officer")
 
 
-async def test_a_waiting_chat_with_no_page_open_expires_but_one_with_a_page_does_not(matrix_env, officer_of,
+async def test_a_waiting_chat_with_no_page_open_expires_but_one_with_a_page_does_not(matrix_env, agency, officer_of,
                                                                                       visitors, bridge_log):
-    officer = await officer_of(AGENCY, auto_claim=False)
-    dispatch = await dispatch_room_of(matrix_env.db_path, AGENCY)
-    await until(lambda: waiting_here(matrix_env) == 0, 60, "an empty queue")
+    officer = await officer_of(agency.officers[0], auto_claim=False)
+    dispatch = await dispatch_room_of(matrix_env.db_path, agency.id)
     watched, left = visitors(), visitors()
-    await watched.create(topic=TOPIC)
+    await watched.create(topic=agency.topic)
     await watched.connect()
-    number = (await left.create(topic=TOPIC))["number"]     # opened after the watched one, and never connected
+    number = (await left.create(topic=agency.topic))["number"]     # opened after the watched one, and never connected
 
     async def closed(v) -> bool:
         return await state_of(v) == "closed"
@@ -150,15 +149,14 @@ async def test_a_waiting_chat_with_no_page_open_expires_but_one_with_a_page_does
     await watched.wait_frame(lambda f: f.get("code") == "ended_abandoned", 30, "the notice on return")
 
 
-async def test_a_full_queue_answers_busy_and_creates_nothing(matrix_env, visitors, bridge_log):
-    await until(lambda: waiting_here(matrix_env) == 0, 60, "an empty queue")
+async def test_a_full_queue_answers_busy_and_creates_nothing(matrix_env, agency, visitors, bridge_log):
     queue = [visitors() for _ in range(3)]
     for v in queue:
-        await v.create(topic=TOPIC)
+        await v.create(topic=agency.topic)
         await v.connect()
     chats_before = _one(matrix_env.db_path, "SELECT COUNT(*) FROM chats")
     async with aiohttp.ClientSession() as http:
-        async with http.post(matrix_env.public_url + "/api/v1/chats", json={"topic": TOPIC}) as r:
+        async with http.post(matrix_env.public_url + "/api/v1/chats", json={"topic": agency.topic}) as r:
             body = await r.json()
             assert r.status == 503 and body["error"] == "busy", body
             assert r.headers["Retry-After"] == "60"
@@ -174,7 +172,7 @@ async def test_a_full_queue_answers_busy_and_creates_nothing(matrix_env, visitor
             assert r.status == 200
         # A place frees: the next citizen gets in.
         await queue[0].http("POST", f"/api/v1/chats/{queue[0].chat_id}/close", json={})
-        async with http.post(matrix_env.public_url + "/api/v1/chats", json={"topic": TOPIC}) as r:
+        async with http.post(matrix_env.public_url + "/api/v1/chats", json={"topic": agency.topic}) as r:
             later = await r.json()
             assert r.status == 201, later
         async with http.post(f"{matrix_env.public_url}/api/v1/chats/{later['chat_id']}/close", json={},
@@ -182,13 +180,14 @@ async def test_a_full_queue_answers_busy_and_creates_nothing(matrix_env, visitor
             assert r.status == 200
 
 
-async def test_unclaimed_chats_are_realerted_in_one_notice_listing_them(matrix_env, officer_of, visitors, bridge_log):
-    officer = await officer_of(AGENCY, auto_claim=False)
-    dispatch = await dispatch_room_of(matrix_env.db_path, AGENCY)
+async def test_unclaimed_chats_are_realerted_in_one_notice_listing_them(matrix_env, agency, officer_of, visitors,
+                                                                        bridge_log):
+    officer = await officer_of(agency.officers[0], auto_claim=False)
+    dispatch = await dispatch_room_of(matrix_env.db_path, agency.id)
     await officer.wait_member(dispatch, 60)
-    await until(lambda: waiting_here(matrix_env) == 0, 60, "an empty queue")
     first, second = visitors(), visitors()
-    numbers = [d["number"] for d in await asyncio.gather(first.create(topic=TOPIC), second.create(topic=TOPIC))]
+    created = await asyncio.gather(first.create(topic=agency.topic), second.create(topic=agency.topic))
+    numbers = [d["number"] for d in created]
     await asyncio.gather(first.connect(), second.connect())
 
     def realerts(number: int) -> list:

@@ -6,6 +6,10 @@
 //                    [--log-level trace|debug|info|warn|error|silent]   (default info)
 //                    [--initial-device-display-name NAME]               (default interop-officer)
 //                    [--hold-after-login]
+//                    [--sync-timeline-limit N]
+//        each sync asks for up to N events of a room's timeline (Synapse's default is 10): a burst larger than
+//        that (a backlog sent at once after an outage) then has no gap, which Element fills by paging back as the
+//        officer scrolls and this script would not
 //        log in (the homeserver now has the new device), report "logged_in", and start the client
 //        (crypto, key upload, sync) only on {"cmd":"resume"}: a test can then make something happen
 //        between the sign-in and the moment the device's keys exist, as happens while Element starts.
@@ -20,9 +24,9 @@
 //        first sync done, Rust crypto initialised, our device keys visible on the homeserver
 //   {"event":"joined","room_id"}
 //        joined a room we were invited to (invites are accepted automatically)
-//   {"event":"message","room_id","event_id","sender","body","msgtype","encrypted",
+//   {"event":"message","room_id","event_id","sender","ts","body","msgtype","encrypted",
 //    "shield_colour","shield_reason","sender_device_id","sender_curve25519","sender_ed25519"}
-//        an m.room.message from another user, decrypted if it was encrypted.
+//        an m.room.message from another user, decrypted if it was encrypted; ts: its origin_server_ts.
 //        shield_colour: EventShieldColour from CryptoApi.getEncryptionInfoForEvent
 //        (0 NONE, 1 GREY, 2 RED; null for unencrypted events); shield_reason: EventShieldReason
 //        name ("UNSIGNED_DEVICE", "UNVERIFIED_IDENTITY", "UNKNOWN_DEVICE",
@@ -70,11 +74,15 @@ try {
             "log-level": { type: "string", default: "info" },
             "initial-device-display-name": { type: "string", default: "interop-officer" },
             "hold-after-login": { type: "boolean", default: false },
+            "sync-timeline-limit": { type: "string" },
         },
         strict: true,
     }));
     for (const required of ["homeserver", "user", "password"]) {
         if (!args[required]) throw new Error(`--${required} is required`);
+    }
+    if (args["sync-timeline-limit"] !== undefined && !(Number(args["sync-timeline-limit"]) > 0)) {
+        throw new Error("--sync-timeline-limit must be a positive number");
     }
     if (!(args["log-level"] in LEVELS)) throw new Error(`--log-level must be one of ${Object.keys(LEVELS)}`);
     new URL(args.homeserver);
@@ -255,6 +263,7 @@ async function reportEvent(event) {
         room_id: event.getRoomId(),
         event_id: eventId,
         sender: event.getSender(),
+        ts: event.getTs(),
         body: content.body ?? null,
         msgtype: content.msgtype,
         encrypted,
@@ -495,7 +504,12 @@ async function main() {
         };
         client.on(ClientEvent.Sync, onSync);
     });
-    await client.startClient({ initialSyncLimit: 20, threadSupport: false });
+    let filter;
+    if (args["sync-timeline-limit"] !== undefined) {
+        filter = new sdk.Filter(login.user_id);
+        filter.setTimelineLimit(Number(args["sync-timeline-limit"]));
+    }
+    await client.startClient({ initialSyncLimit: 20, threadSupport: false, filter });
     await firstSync;
     log(`first sync done (${Date.now() - t0} ms)`);
     await waitForOwnKeysOnServer(login.user_id, login.device_id);

@@ -101,6 +101,7 @@ class JsOfficer:
         stderr_path: Path | str | None = None,
         node: str | None = None,
         hold_after_login: bool = False,
+        sync_timeline_limit: int | None = None,
     ) -> None:
         self.homeserver = homeserver
         self.user = user
@@ -109,6 +110,8 @@ class JsOfficer:
         self.stderr_path = Path(stderr_path) if stderr_path else None
         self.node = node
         self.hold_after_login = hold_after_login
+        #: events of a room's timeline each sync asks for (``--sync-timeline-limit`` of officer.mjs)
+        self.sync_timeline_limit = sync_timeline_limit
         #: every protocol event received so far, in order
         self.events: list[Event] = []
         self.user_id: str | None = None
@@ -146,6 +149,7 @@ class JsOfficer:
             "--log-level",
             self.log_level,
             *(["--hold-after-login"] if self.hold_after_login else []),
+            *(["--sync-timeline-limit", str(self.sync_timeline_limit)] if self.sync_timeline_limit else []),
             cwd=str(INTEROP_DIR),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

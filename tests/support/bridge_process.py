@@ -11,6 +11,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import yaml
+
 
 class BridgeProcess:
     def __init__(self, config_path: Path, public_url: str, log_path: Path, open_files: int | None = None) -> None:
@@ -77,3 +79,37 @@ class BridgeProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+class BridgeEnv:
+    """What tests read of a test bridge from its folder and config, under the same names for every bridge of the
+    suite (the session's MatrixEnv, and pow_bridge, limited, lowfd, proxied, federation): mixed into their
+    dataclasses, which have ``dir`` and ``config``."""
+    dir: Path
+    config: dict
+
+    @property
+    def public_url(self) -> str:
+        return self.config["web"]["public_url"]
+
+    @property
+    def agency_site(self) -> str:
+        """Origin of the agency's own website, allowed to embed the chat."""
+        return self.config["web"]["embed_origins"][0]
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.config['metrics']['port']}/metrics"
+
+    @property
+    def db_path(self) -> Path:
+        return self.dir / "precinct.db"
+
+
+def prepared(dir: Path, open_files: int | None = None) -> tuple[Path, dict, BridgeProcess]:
+    """A bridge prepared in ``dir`` (configs.write_registered): its config's path, the config, and its process,
+    not started."""
+    config_path = dir / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    return config_path, config, BridgeProcess(config_path, config["web"]["public_url"], dir / "bridge.log",
+                                              open_files=open_files)

@@ -22,7 +22,7 @@ import yaml
 from bridge.devtools.localhs import LocalSynapse, free_port
 from bridge.devtools.workers import homeserver_class
 
-from .bridge_process import BridgeProcess
+from .bridge_process import BridgeEnv, BridgeProcess
 from .limited import LOOSE_LIMITS
 from .officer import NioOfficer, Received
 from .visitor import Visitor
@@ -43,21 +43,13 @@ def federating_synapse(dir: Path, host: str, registrations: list[Path] = (),  # 
 
 
 @dataclass
-class FederationEnv:
+class FederationEnv(BridgeEnv):
     dir: Path
     a: LocalSynapse
     b: LocalSynapse
     c: LocalSynapse
     config: dict
     bridge: BridgeProcess
-
-    @property
-    def public_url(self) -> str:
-        return self.config["web"]["public_url"]
-
-    @property
-    def db_path(self) -> Path:
-        return self.dir / "precinct.db"
 
     @property
     def officer_a(self) -> str:

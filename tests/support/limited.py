@@ -24,7 +24,7 @@ import yaml
 
 from bridge.devtools.localhs import free_port
 
-from .bridge_process import BridgeProcess
+from .bridge_process import BridgeEnv, BridgeProcess, prepared
 from tests.support.configs import crypto_section, write_registered
 
 OFFICER = "limitofficer"            # named in its agency, never signed in: no test's officer sees its rooms
@@ -50,24 +50,12 @@ TIGHT = {
 
 
 @dataclass
-class LimitedEnv:
+class LimitedEnv(BridgeEnv):
     dir: Path
     config_path: Path
     config: dict
     bridge: BridgeProcess
     limits: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def public_url(self) -> str:
-        return self.config["web"]["public_url"]
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.config['metrics']['port']}/metrics"
-
-    @property
-    def db_path(self) -> Path:
-        return self.dir / "precinct.db"
 
     def restart(self, **limits: dict[str, Any]) -> None:
         """The bridge afresh (full buckets), with ``TIGHT`` overridden by ``limits``."""
@@ -121,7 +109,5 @@ def prepare(dir: Path, hs_url: str, server: str) -> Path:
 
 def env(dir: Path) -> LimitedEnv:
     """The prepared bridge, not yet started (``restart`` starts it)."""
-    config_path = dir / "config.yaml"
-    config = yaml.safe_load(config_path.read_text())
-    return LimitedEnv(dir, config_path, config, BridgeProcess(config_path, config["web"]["public_url"],
-                                                                dir / "bridge.log"), dict(TIGHT))
+    config_path, config, bridge = prepared(dir)
+    return LimitedEnv(dir, config_path, config, bridge, dict(TIGHT))

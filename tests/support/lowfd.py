@@ -11,11 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from bridge.devtools.localhs import free_port
 
-from .bridge_process import BridgeProcess
+from .bridge_process import BridgeEnv, BridgeProcess, prepared
 from tests.support.configs import crypto_section, write_registered
 
 OFFICER = "lowfdofficer"
@@ -25,18 +23,10 @@ IDLE_UNLOAD_SECONDS = 2.0
 
 
 @dataclass
-class LowFdEnv:
+class LowFdEnv(BridgeEnv):
     dir: Path
     config: dict
     bridge: BridgeProcess
-
-    @property
-    def public_url(self) -> str:
-        return self.config["web"]["public_url"]
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.config['metrics']['port']}/metrics"
 
     @property
     def officer_id(self) -> str:
@@ -71,7 +61,5 @@ def prepare(dir: Path, hs_url: str, server: str) -> Path:
 
 def env(dir: Path) -> LowFdEnv:
     """The prepared bridge, not yet started."""
-    config_path = dir / "config.yaml"
-    config = yaml.safe_load(config_path.read_text())
-    return LowFdEnv(dir, config, BridgeProcess(config_path, config["web"]["public_url"], dir / "bridge.log",
-                                               open_files=OPEN_FILES))
+    _, config, bridge = prepared(dir, open_files=OPEN_FILES)
+    return LowFdEnv(dir, config, bridge)

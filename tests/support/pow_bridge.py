@@ -10,20 +10,15 @@ takes one waiting chat: the next is refused busy, which is what raises the diffi
 """
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from bridge.devtools.localhs import free_port
 
-from .bridge_process import BridgeProcess
+from .bridge_process import BridgeEnv, BridgeProcess, prepared
 from .limited import LOOSE_LIMITS
-from tests.support.configs import crypto_section
+from tests.support.configs import crypto_section, write_registered
 
-ROOT = Path(__file__).parents[2]
 POW_HOST = "127.0.0.2"          # the agency site that embeds this bridge's widget
 OFFICER = "powofficer"          # named in its agencies, never signed in: no test's officer sees its rooms
 POW = {"enabled": True, "base_bits": 8, "max_bits": 12, "refusals_per_bit": 1.0, "half_life_seconds": 1.0,
@@ -31,27 +26,15 @@ POW = {"enabled": True, "base_bits": 8, "max_bits": 12, "refusals_per_bit": 1.0,
 
 
 @dataclass
-class PowBridgeEnv:
+class PowBridgeEnv(BridgeEnv):
     """What tests (and tests/browser's CitizenPage) need of it: the same names as MatrixEnv's."""
     dir: Path
     config: dict
     bridge: BridgeProcess
 
-    @property
-    def public_url(self) -> str:
-        return self.config["web"]["public_url"]
 
-    @property
-    def agency_site(self) -> str:
-        return self.config["web"]["embed_origins"][0]
-
-    @property
-    def db_path(self) -> Path:
-        return self.dir / "precinct.db"
-
-
-def prepare(dir: Path, hs_url: str, server: str) -> tuple[Path, Path]:
-    """Config and registration (written by ``generate-registration``); (config path, registration path)."""
+def prepare(dir: Path, hs_url: str, server: str) -> Path:
+    """Config and registration (written by ``generate-registration``); the registration's path."""
     dir.mkdir(parents=True, exist_ok=True)
     web_port, as_port, metrics_port = free_port(), free_port(), free_port()
     officer = f"@{OFFICER}:{server}"
@@ -75,14 +58,10 @@ def prepare(dir: Path, hs_url: str, server: str) -> tuple[Path, Path]:
                    {"id": "full", "label": "Small queue", "agency": "powfull"}],
         "logging": {"level": "INFO"},
     }
-    path, registration = dir / "config.yaml", dir / "registration.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    subprocess.run([sys.executable, "-m", "bridge", "generate-registration", "-c", str(path), "-o",
-                    str(registration)], check=True, cwd=ROOT, capture_output=True)
-    return path, registration
+    return write_registered(dir, config)
 
 
 def env(dir: Path) -> PowBridgeEnv:
-    config_path = dir / "config.yaml"
-    config = yaml.safe_load(config_path.read_text())
-    return PowBridgeEnv(dir, config, BridgeProcess(config_path, config["web"]["public_url"], dir / "bridge.log"))
+    """The prepared bridge, not yet started."""
+    _, config, bridge = prepared(dir)
+    return PowBridgeEnv(dir, config, bridge)

@@ -28,9 +28,9 @@ import yaml
 
 from bridge.devtools.localhs import free_port
 
-from .bridge_process import BridgeProcess
+from .bridge_process import BridgeEnv, BridgeProcess
 from .limited import LOOSE_LIMITS
-from tests.support.configs import crypto_section
+from tests.support.configs import crypto_section, write_registered
 
 ROOT = Path(__file__).parents[2]
 SAMPLE = ROOT / "config" / "nginx-precinct.conf"
@@ -44,7 +44,7 @@ ATTACHMENT_LIMIT = 10 * 1024 * 1024
 
 
 @dataclass
-class ProxiedEnv:
+class ProxiedEnv(BridgeEnv):
     dir: Path
     config_path: Path
     config: dict
@@ -52,20 +52,8 @@ class ProxiedEnv:
     nginx: "NginxProcess"
 
     @property
-    def public_url(self) -> str:
-        return self.config["web"]["public_url"]
-
-    @property
     def direct_url(self) -> str:
         return f"http://127.0.0.1:{self.config['web']['port']}"
-
-    @property
-    def agency_site(self) -> str:
-        return self.config["web"]["embed_origins"][0]
-
-    @property
-    def db_path(self) -> Path:
-        return self.dir / "precinct.db"
 
 
 def prepare(dir: Path, hs_url: str, server: str) -> Path:
@@ -96,13 +84,8 @@ def prepare(dir: Path, hs_url: str, server: str) -> Path:
         "logging": {"level": "INFO"},
         "nginx_test": {"https_port": https_port, "http_port": http_port},
     }
-    path, registration = dir / "config.yaml", dir / "registration.yaml"
-    bridge_config = {k: v for k, v in config.items() if k != "nginx_test"}
-    path.write_text(yaml.safe_dump(bridge_config, sort_keys=False))
-    (dir / "ports.yaml").write_text(yaml.safe_dump(config["nginx_test"]))
-    subprocess.run([sys.executable, "-m", "bridge", "generate-registration", "-c", str(path), "-o",
-                    str(registration)], check=True, cwd=ROOT, capture_output=True)
-    return registration
+    (dir / "ports.yaml").write_text(yaml.safe_dump(config.pop("nginx_test")))
+    return write_registered(dir, config)
 
 
 def self_signed(dir: Path) -> tuple[Path, Path]:

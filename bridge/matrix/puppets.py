@@ -140,7 +140,9 @@ class PuppetManager:
     async def _fill(self) -> None:
         try:
             for puppet in self.puppets.pool():
-                if not puppet.ready:
+                if not puppet.ready or not puppet.room_id:
+                    # A stop while its room was being made leaves a pool puppet ready but roomless: never
+                    # handed out (claim_ready wants the room), it would keep a place in the pool for good.
                     await self.ensure_ready(puppet)
                 elif puppet.room_id and self.policy.acl is not None and puppet.user_id not in self._acl_checked:
                     # rooms made ahead by an earlier run, before the allowlist changed (or had an ACL at all)

@@ -2,11 +2,13 @@
 started before its homeserver; nothing either side wrote may be lost, doubled or reordered.
 
     .venv/bin/python bench/chaos_homeserver.py --scenario restart     [--citizens 4] [--down 60] [--rate 2]
+                                                                      [--element-officers 1]
     .venv/bin/python bench/chaos_homeserver.py --scenario outage      [--citizens 3] [--down 600] [--every 10]
     .venv/bin/python bench/chaos_homeserver.py --scenario cold-start  [--citizens 4] [--down 60] [--messages 4]
 
 The kill loop's set-up (bench/chaos_parts.py): its own Synapse and bridge on loopback, two officers as real
-encrypted matrix-nio clients of one agency in automatic routing, each answering every citizen line it reads
+encrypted clients of one agency in automatic routing (in the restart, one of them on matrix-js-sdk with its Rust
+crypto, Element's stack, by default; elsewhere matrix-nio), each answering every citizen line it reads
 ("re: cN mK"), and citizens over the visitor API as the page behaves (one message at a time; after a reconnect,
 every unacknowledged one again with its client ID). Lost, doubled and reordered are counted by unique body from
 each client's own view, never from the bridge's store. Each scenario prints its criterion, a table of figures
@@ -43,9 +45,9 @@ from typing import Any
 
 import aiohttp
 
-from chaos_parts import (EMERGENCY_WORD, REPLY, TOPIC, Citizen, Stack, answer_everything, both_ways, conclude,
-                         held_by_homeserver, log,
-                         met, new_pool, print_ways, read_back_events, start_officers, until, wind_down)
+from chaos_parts import (EMERGENCY_WORD, REPLY, TOPIC, Citizen, ElementOfficer, Stack, answer_everything, both_ways,
+                         conclude, held_by_homeserver, log, met, new_pool, officers_view, print_ways, read_back_events,
+                         start_officers, until, wind_down)
 
 DRAIN_SECONDS = 180          # after the fault ends, the longest wait for what is still owed
 HEALTH_NOTICES_WITHIN = 7.0  # the bridge asks the homeserver every 5 s while it answers; /health is polled every 1 s
@@ -121,7 +123,8 @@ def faster_officer_retries(officers: list) -> None:
     """nio waits up to a minute between tries of a homeserver it lost; Element checks every few seconds. The
     delays measured here are the bridge's and Synapse's, not the test client's back-off."""
     for o in officers:
-        o.client.config = dataclasses.replace(o.client.config, max_timeout_retry_wait_time=OFFICER_RETRY_SECONDS)
+        if not isinstance(o, ElementOfficer):   # matrix-js-sdk's own keep-alive already checks every few seconds
+            o.client.config = dataclasses.replace(o.client.config, max_timeout_retry_wait_time=OFFICER_RETRY_SECONDS)
 
 
 # ---- homeserver restart under traffic -------------------------------------------------------------------
@@ -137,10 +140,12 @@ async def restart(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     watch = Watch(stack, [], citizens)
     repliers: list[asyncio.Task] = []
     said: dict[str, tuple[float, float]] = {}        # body → (written, acknowledged)
+    sent_by: dict[str, str] = {}                     # reply event ID → officer
     try:
-        officers = watch.officers = await start_officers(pool, stack)
+        officers = watch.officers = await start_officers(pool, stack, element=args.element_officers)
         faster_officer_retries(officers)
-        repliers = [asyncio.create_task(answer_everything(o, seen, replied, reply_events)) for o in officers]
+        repliers = [asyncio.create_task(answer_everything(o, seen, replied, reply_events, sent_by=sent_by))
+                    for o in officers]
         for c in citizens[:-1]:
             await c.create(topic=TOPIC, display_name=f"Chaos {c.index}")
             await c.connect()
@@ -196,8 +201,9 @@ async def restart(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         except AssertionError:
             log("dispatch notice / emergency alert of the chat opened while Synapse was down:", noticed(), alerted())
         await asyncio.sleep(1.5)                        # /health's next answers, after the drain
-        late = {ik for ik, e in reply_events.items() if e in read_back_events(stack.bridge)}
-        ways = both_ways(officers, citizens, sent, replied, late)
+        ways = both_ways(officers, citizens, sent, replied)       # every reply in the order check, read back or not
+        read_back = read_back_events(stack.bridge)
+        ways["to_citizens"]["read_back"] = sorted(f"c{i} m{k}" for (i, k), e in reply_events.items() if e in read_back)
         held = held_by_homeserver(stack.hs_db, stack.as_id)
         ways["to_citizens"]["held_by_homeserver"] = sorted(
             f"c{i} m{k}" for i, k in ways["to_citizens"]["_lost"] if reply_events.get((i, k)) in held)
@@ -211,7 +217,8 @@ async def restart(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         backlog_officer = [watch.at_officer[b] - back for b in during if b in watch.at_officer]
         backlog_citizen = [watch.at_citizen[REPLY + b] - back for b in during if REPLY + b in watch.at_citizen]
         return {"scenario": "restart", "citizens": args.citizens, "rate_per_s": args.rate, "down_s": round(back - down, 1),
-                **ways, "newcomer_dispatch_notice": noticed(), "newcomer_emergency_alert": alerted(),
+                **ways, "officers": officers_view(officers, reply_events, sent_by),
+                "newcomer_dispatch_notice": noticed(), "newcomer_emergency_alert": alerted(),
                 "written_while_down": len(during), "refused_as_too_fast": sum(c.rate_limited for c in citizens),
                 "ack_while_down_s": {"p50": seconds(statistics.median(acks_during)) if acks_during else None,
                                      "max": seconds(max(acks_during, default=None))},
@@ -249,6 +256,8 @@ def print_restart(r: dict[str, Any]) -> None:
     print(f"Homeserver restart under traffic — {r['citizens']} citizens (+1 opening a chat while it is down) writing {r['rate_per_s']} messages/s between "
           f"them, 2 officers replying; Synapse down {r['down_s']} s; {r['took_s']} s")
     print_ways((("citizen → officer", r["to_officers"]), ("officer → citizen", r["to_citizens"])))
+    for o in r["officers"]:
+        print(f"  {o['officer']} ({o['client']}): read {o['read']} citizen lines, sent {o['replied']} replies")
     if r["to_citizens"].get("held_by_homeserver"):
         print(f"  held unsent by Synapse (docs/reliability.md): {', '.join(r['to_citizens']['held_by_homeserver'])}")
     d, b, a = r["longest_delay_s"], r["drain_after_back_s"], r["ack_while_down_s"]
@@ -480,6 +489,9 @@ def main() -> int:
     ap.add_argument("--every", type=float, default=10.0, help="outage: seconds between an officer's lines")
     ap.add_argument("--compare", action="store_true", help="outage: a second outage with the start-up ping off")
     ap.add_argument("--messages", type=int, default=4, help="cold-start: lines each citizen writes before Synapse")
+    ap.add_argument("--element-officers", type=int, default=1, choices=range(3),
+                    help="restart: how many of the two officers run Element's client stack (matrix-js-sdk + Rust "
+                         "crypto; the others matrix-nio)")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (logs, databases)")
     args = ap.parse_args()
     args.citizens = args.citizens or {"restart": 4, "outage": 3, "cold-start": 4}[args.scenario]

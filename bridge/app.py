@@ -109,14 +109,15 @@ class Bridge:
         keys = KeyWait(self.store, self.crypto, config.get("crypto.undecryptable_wait_seconds"))
         self.bot_rooms = BotRooms(config, self.store, self.api, self.crypto, self.dispatch, self.bot_commands,
                                   self.journal, self.chats.bot, keys, on_reaction=self.routing.on_reaction)
+        # What the homeserver's push may have left out (Synapse can strand a transaction), read back from the rooms.
+        self.catchup = RoomCatchup(self.api, self.store, self._rooms_to_catch_up, lambda: self.inbound.wake(),
+                                   lambda: bot.mark_push(self.api, self.store.settings, self.chats.bot))
         chat_rooms = ChatRooms(config, self.store, self.crypto, self.puppets, self.chats, self.commands,
-                               self.admission, keys)
+                               self.admission, keys, self.catchup.read_back_room)
         self.inbound = InboundPump(self.store, self.crypto, self.puppets, self.chats, [chat_rooms, self.bot_rooms],
                                    on_presence=self.routing.presence)
         self.endpoint = AppserviceEndpoint(config.get("appservice.hs_token"), self.store.transactions,
                                            self.inbound.wake, self._user_exists, self.store.db.durable)
-        # What the homeserver's push may have left out (Synapse can strand a transaction), read back from the rooms.
-        self.catchup = RoomCatchup(self.api, self.store, self._rooms_to_catch_up, self.inbound.wake)
         self.keeper = RecordsKeeper(config, self.store, self.api, self.records, self.retention)
         self.pow_gate = PowGate.from_config(config)
         # Who is asking, behind the reverse proxy or not: one answer for the visitor API and the console.

@@ -1,13 +1,21 @@
 """Catch-up: the recent timeline of each open chat's room, read back after a start, for events the
-homeserver's push never brought.
+homeserver's push went past and never brought.
 
     start ──► +10 s ──► +60 s ──► every 10 min
                 │
                 ▼  for each open chat's room (as its puppet) and dispatch room (as the bot), a few at a time:
          GET /rooms/{room}/messages?dir=b  (pages of 50, back to ``since``)
                 │
-                ▼  events not yet in room_events, oldest first
+                ▼  events not yet in room_events: candidates (none: done until the next reading)
+         a mark written in the bot's status room (matrix.bot.mark_push), then waited for through the push
+                │  (not come within MARK_WAIT_S: the push is still catching up; the next reading looks again)
+                ▼  candidates still not in room_events, oldest first: the push went past them
          room_events.add ──► the inbound pump, as if pushed (a pushed copy later is ignored: same event ID)
+
+Why the mark: the homeserver pushes events in the order they were written, so an event written before the
+mark that has not come by the time the mark has is one the push skipped. Without it, a reading made while
+the push was merely behind (a backlog after a restart) took events it was about to bring as never pushed:
+59 of 1,000 replies in one full kill loop.
 
 Why: Synapse's appservice recoverer (which takes over while the bridge is down) can strand a transaction.
 ``_TransactionController.send`` reads the service as down and only stores a new transaction for the
@@ -24,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from ..background import WakeableLoop
 from ..matrix.homeserver import HomeserverApi
@@ -38,6 +46,7 @@ LOOK_BACK_MS = 15 * 60 * 1000    # how far back the first reading goes: events s
 PAGE = 50
 MAX_PAGES = 4                    # per room and reading: bounded, whatever the room holds
 IN_FLIGHT = 4
+MARK_WAIT_S = 120.0              # how long a reading waits for its mark to come through the push
 
 
 def missing_events(page: list[dict[str, Any]], known: Callable[[str], bool], since_ms: int) -> list[dict[str, Any]]:
@@ -49,13 +58,15 @@ def missing_events(page: list[dict[str, Any]], known: Callable[[str], bool], sin
 
 class RoomCatchup(WakeableLoop):
     def __init__(self, api: HomeserverApi, store: Store, rooms: Callable[[], list[tuple[str, str]]],
-                 wake_inbound: Callable[[], None], *, after_start: tuple[float, ...] = AFTER_START_S,
-                 every: float = EVERY_S) -> None:
+                 wake_inbound: Callable[[], None], mark: Callable[[], Awaitable[str | None]], *,
+                 after_start: tuple[float, ...] = AFTER_START_S, every: float = EVERY_S,
+                 mark_wait: float = MARK_WAIT_S) -> None:
         """``rooms``: (reader, room ID) of every room to read now: open chats' rooms as their puppets,
-        dispatch rooms as the bot (officers' commands are as easily stranded as their words)."""
+        dispatch rooms as the bot (officers' commands are as easily stranded as their words). ``mark``: writes
+        an event the homeserver pushes to the bridge and returns its ID (None: it cannot now)."""
         super().__init__()
-        self.api, self.store, self.rooms, self.wake_inbound = api, store, rooms, wake_inbound
-        self.after_start, self.every = after_start, every
+        self.api, self.store, self.rooms, self.wake_inbound, self.mark = api, store, rooms, wake_inbound, mark
+        self.after_start, self.every, self.mark_wait = after_start, every, mark_wait
         self.caught_up = 0                       # events found missing so far (metrics, tests)
 
     async def _run(self) -> None:
@@ -68,34 +79,68 @@ class RoomCatchup(WakeableLoop):
             elapsed += max(0.0, wait)
             started = int(time.time() * 1000)
             try:
-                await self.read_rooms(since)
+                if await self.read_rooms(since) is not None:
+                    since = started - 60_000     # the next reading overlaps this one by a minute
             except Exception:                    # the next reading tries again
                 log.exception("catch-up of the chats' rooms failed")
-            since = started - 60_000             # the next reading overlaps this one by a minute
 
-    async def read_rooms(self, since_ms: int) -> int:
-        """Read every room's recent timeline; returns how many events were missing (and are now queued)."""
+    async def read_rooms(self, since_ms: int) -> int | None:
+        """Read every room's recent timeline; returns how many events the push went past (now queued), or None
+        when that could not be told this time (the mark did not come through the push in time)."""
         slots = asyncio.Semaphore(IN_FLIGHT)
-        found = 0
+        candidates: list[dict[str, Any]] = []
 
         async def one(puppet: str, room_id: str) -> None:
-            nonlocal found
             async with slots:
                 try:
-                    found += await self._read_room(puppet, room_id, since_ms)
+                    candidates.extend(await self._read_room(puppet, room_id, since_ms))
                 except Exception as e:           # a room we left meanwhile, the homeserver busy: next time
                     log.info("catch-up of %s not done: %s", room_id, e)
         await asyncio.gather(*(one(reader, room_id) for reader, room_id in self.rooms()))
-        if found:
-            self.caught_up += found
-            log.warning("%d event(s) the homeserver never pushed were read back from the chats' rooms", found)
-            self.wake_inbound()
-        return found
+        if not candidates:
+            return 0
+        if not await self._push_passed():
+            return None
+        added = self._queue(candidates)
+        if added:
+            log.warning("%d event(s) the homeserver's push skipped were read back from the chats' rooms", added)
+        return added
 
-    async def _read_room(self, puppet: str, room_id: str, since_ms: int) -> int:
+    async def read_back_room(self, reader: str, room_id: str, since_ms: int) -> int:
+        """Read one room back now, when its handler knows the push went past something (a later event of the same
+        sender's session came, an earlier one did not: chats/inbound.py); returns how many events were queued."""
+        return self._queue(await self._read_room(reader, room_id, since_ms))
+
+    def _queue(self, events: list[dict[str, Any]]) -> int:
+        with self.store.db.transaction():
+            added = [e for e in events if self.store.room_events.add(e)]
+        for room_id in sorted({e["room_id"] for e in added}):
+            log.warning("read back from %s, skipped by the homeserver's push: %s", room_id,
+                        " ".join(e["event_id"] for e in added if e["room_id"] == room_id))
+        if added:
+            self.caught_up += len(added)
+            self.wake_inbound()
+        return len(added)
+
+    async def _push_passed(self) -> bool:
+        """Whether the push has brought a mark written now, i.e. everything written before it that it ever will."""
+        mark = await self.mark()
+        if mark is None:
+            log.info("catch-up waits: no room to write its mark in yet")
+            return False
+        deadline = time.monotonic() + self.mark_wait
+        while not self.store.room_events.known(mark):
+            if time.monotonic() > deadline:
+                log.info("catch-up waits: the homeserver's push has not brought its mark within %.0f s", self.mark_wait)
+                return False
+            await asyncio.sleep(0.2)
+        return True
+
+    async def _read_room(self, puppet: str, room_id: str, since_ms: int) -> list[dict[str, Any]]:
+        """The room's recent events the bridge has not received, oldest first."""
         first_seen = self.store.room_events.first_seen_ms(room_id)
         if first_seen is None:
-            return 0                    # nothing pushed from it yet: the room is too new to have lost anything
+            return []                   # nothing pushed from it yet: the room is too new to have lost anything
         # Never before the bridge's first event of the room: what was said there before it joined (a dispatch
         # room an operator made) was never meant for it.
         since_ms = max(since_ms, first_seen)
@@ -106,8 +151,4 @@ class RoomCatchup(WakeableLoop):
             missing = missing_events(page, self.store.room_events.known, since_ms) + missing
             if not token or not page or int(page[-1].get("origin_server_ts") or 0) < since_ms:
                 break
-        with self.store.db.transaction():
-            added = [e["event_id"] for e in missing if self.store.room_events.add(e)]
-        if added:
-            log.warning("read back from %s, never pushed by the homeserver: %s", room_id, " ".join(added))
-        return len(added)
+        return missing

@@ -20,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 from .. import metrics
 from ..background import WakeableLoop
 from ..config import Config
-from ..matrix.crypto import SENDER_DEVICE, Crypto
+from ..matrix.crypto import SENDER_DEVICE, Crypto, megolm_position
 from ..matrix.puppets import PuppetManager
 from ..store import Store
 from ..store.attachments import Attachment
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 
 EPHEMERAL = ("ephemeral", "de.sorunome.msc2409.ephemeral")
 UNKNOWN_ROOM_GRACE_MS = 10 * 60 * 1000   # events may arrive before we stored the room we just created
+READ_BACK_MS = 15 * 60 * 1000            # how far back a room is read when an officer's message was skipped
+INDEXED_ROOMS = 1000                     # rooms whose session numbers are kept in memory (the most recent)
 
 
 class RoomHandler(Protocol):
@@ -215,9 +218,18 @@ class ChatRooms:
     refusals; commands kept from the citizen."""
 
     def __init__(self, config: Config, store: Store, crypto: Crypto, puppets: PuppetManager, chats: ChatService,
-                 commands: ChatCommands, admission: Admission, keys: KeyWait) -> None:
+                 commands: ChatCommands, admission: Admission, keys: KeyWait,
+                 read_back: Callable[[str, str, int], Awaitable[int]]) -> None:
+        """``read_back(puppet, room_id, since_ms)``: read the room's timeline back now and queue the events the
+        bridge never received; how many (appservice/catchup.py)."""
         self.store, self.crypto, self.puppets, self.chats = store, crypto, puppets, chats
-        self.commands, self.admission, self.keys = commands, admission, keys
+        self.commands, self.admission, self.keys, self.read_back = commands, admission, keys, read_back
+        # Per room, the highest message number handled of each sender's room-key session (see _in_sequence): read
+        # from the store when a room is first needed (so it holds across restarts), the rooms of the last
+        # INDEXED_ROOMS kept in memory (a room dropped is read again when it speaks again).
+        self._last_index: OrderedDict[str, dict[str, int]] = OrderedDict()
+        self._gap_waited: set[str] = set()         # events held once for transactions not yet taken in
+        self._gap_read: set[str] = set()           # events whose gap was already read back for
         self.max_hash_bytes = max(config.get("attachments.max_bytes"), 100 * 1024 * 1024)
         self.bot = chats.bot
 
@@ -255,6 +267,8 @@ class ChatRooms:
                 self.store.room_events.finish(item.stream, FAILED, "undecryptable")
                 return True
             event = decrypted.event
+            if not await self._in_sequence(chat, item):
+                return False
         meaning = ev.interpret(event)
         sender, device = str(event.get("sender")), event.get(SENDER_DEVICE)
         name = await self._display_name(chat, sender)
@@ -310,6 +324,56 @@ class ChatRooms:
                 log.info("chat %s: %s not shown to the citizen: %s", chat.number, item.event_id, meaning.reason)
             self.store.room_events.finish(item.stream, DONE)
         return True
+
+    async def _in_sequence(self, chat: Chat, item: RoomEvent) -> bool:
+        """False when an earlier message of the same sender's room-key session never reached the bridge and was
+        now read back from the room: it is queued and handled first, so the citizen gets them in the order written.
+
+        The homeserver pushes a room's events in the order they were written, except when it strands a
+        transaction (Synapse, appservice/catchup.py): its events come with a later recovery or never, after
+        messages written after them. The bridge sees that by the Megolm message numbers, which the officer's
+        client gives 0, 1, 2 … to what it encrypts in the room: a number skipped means an earlier message the
+        push went past (or a send that failed and never happened, which the reading shows: nothing is found)."""
+        position = megolm_position(item.event)
+        if position is None:
+            return True
+        session, index = position
+        room_id = chat.room_id
+        assert room_id and chat.puppet
+        numbers = self._numbers(room_id)
+        last = numbers.get(session, -1)
+        if index > last + 1 and item.event_id not in self._gap_read:
+            if item.event_id not in self._gap_waited and self.store.transactions.unprocessed(1):
+                self._gap_waited.add(item.event_id)
+                return False          # first what the push has already brought (the next pass takes it in)
+            self._gap_read.add(item.event_id)
+            since = int(item.event.get("origin_server_ts") or time.time() * 1000) - READ_BACK_MS
+            try:
+                found = await self.read_back(chat.puppet, room_id, since)
+            except Exception as e:            # never a reason to hold the message back: it goes now
+                log.warning("chat %s: %s skipped a message number; the room could not be read back: %s",
+                            chat.number, item.event_id, e)
+                found = 0
+            if found:
+                log.warning("chat %s: %s came before %d earlier event(s) the homeserver's push skipped; read back, "
+                            "they go first", chat.number, item.event_id, found)
+                return False
+        numbers[session] = max(index, last)
+        return True
+
+    def _numbers(self, room_id: str) -> dict[str, int]:
+        """Session ID → highest message number handled in the room."""
+        numbers = self._last_index.get(room_id)
+        if numbers is None:
+            numbers = {}
+            for e in self.store.room_events.handled_encrypted(room_id):
+                if (p := megolm_position(e)) is not None:
+                    numbers[p[0]] = max(p[1], numbers.get(p[0], -1))
+            self._last_index[room_id] = numbers
+            while len(self._last_index) > INDEXED_ROOMS:
+                self._last_index.popitem(last=False)
+        self._last_index.move_to_end(room_id)
+        return numbers
 
     async def _display_name(self, chat: Chat, user_id: str) -> str:
         name = await self.crypto.member_name(chat.puppet, chat.room_id, user_id)  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ import asyncio
 import logging
 
 from .. import metrics
-from ..background import Retries
+from ..background import Retries, WakeableLoop
 from ..matrix.crypto import Crypto
 from ..matrix.mentions import ensure_mentions
 from ..store import Store
@@ -19,34 +19,24 @@ from ..store.chats import CLOSED
 log = logging.getLogger(__name__)
 
 
-class OutboundPump:
+class OutboundPump(WakeableLoop):
     def __init__(self, store: Store, crypto: Crypto, retries: Retries | None = None) -> None:
         """``retries``: the pauses after a failed send, cut short when the homeserver answers again (app.py)."""
+        super().__init__()
         self.store, self.crypto = store, crypto
         self.retries = retries or Retries()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
         self._senders: dict[str, asyncio.Task] = {}
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
     async def stop(self) -> None:
-        tasks = [t for t in [self._task, *self._senders.values()] if t]
-        for t in tasks:
+        await super().stop()                          # the loop first: it starts no sender after this
+        senders = list(self._senders.values())
+        for t in senders:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*senders, return_exceptions=True)
 
     async def _run(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=5.0)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
+            await self._sleep(5.0)
             for chat_id in [c for c, task in self._senders.items() if task.done()]:
                 ended = self._senders.pop(chat_id)     # one entry per chat sending now, not per chat ever served
                 if not ended.cancelled() and ended.exception() is not None:

@@ -14,6 +14,7 @@ from . import cs_api
 from .homeserver import HomeserverApi, MatrixError
 
 STATUS_ROOM = "status_room"
+PUSH_MARK = "org.precinct.push_mark"       # an event type clients do not show
 
 
 async def announce_start(api: HomeserverApi, settings: Settings, bot: str, version: str) -> str:
@@ -35,6 +36,18 @@ async def announce_start(api: HomeserverApi, settings: Settings, bot: str, versi
             raise
         settings.set(STATUS_ROOM, "")          # the room is gone (purged?): make a new one next start
     return room_id
+
+
+async def mark_push(api: HomeserverApi, settings: Settings, bot: str) -> str | None:
+    """Write a mark in the status room and return its event ID (None: no status room yet). The homeserver
+    pushes the bridge its events in the order they were written, so once the mark has come through the push,
+    everything written before it has come too, or never will by itself (appservice/catchup.py)."""
+    room_id = settings.get(STATUS_ROOM)
+    if not room_id:
+        return None
+    data = await api.send(cs_api.send_event(room_id, PUSH_MARK, f"precinct.mark.{time.time_ns()}", {}),
+                          user_id=bot, what="push mark")
+    return str(data["event_id"])
 
 
 async def join_room(api: HomeserverApi, bot: str, room_id: str) -> bool:

@@ -39,6 +39,8 @@ them (``recent_keys.py``); ``PuppetClient`` notes every device a key query revea
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import hashlib
 import itertools
@@ -769,6 +771,33 @@ def encrypt_file(data: bytes) -> tuple[bytes, dict[str, Any]]:
     """Encrypt an attachment (AES-CTR); returns the ciphertext and the EncryptedFile fields but "url"."""
     ciphertext, info = encrypt_attachment(data)
     return ciphertext, info
+
+
+def megolm_position(event: dict[str, Any]) -> tuple[str, int] | None:
+    """(session ID, message index) of a Megolm event, read from its ciphertext's header, or None for anything
+    else. The sender's client numbers the messages of a session 0, 1, 2 … in the order it encrypts them, so a
+    number skipped in a room is a message of that session not received (yet), or a send that never happened.
+    (The header is authenticated by the decryption, which uses the index it states.)"""
+    content = event.get("content")
+    if not isinstance(content, dict) or content.get("algorithm") != "m.megolm.v1.aes-sha2":
+        return None
+    session, ciphertext = content.get("session_id"), content.get("ciphertext")
+    if not isinstance(session, str) or not isinstance(ciphertext, str):
+        return None
+    try:
+        head = base64.b64decode(ciphertext[:24] + "=" * (-len(ciphertext[:24]) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    # Version 3, then field 1 (the index) as a varint: tag 0x08.
+    if len(head) < 3 or head[0] != 3 or head[1] != 0x08:
+        return None
+    index, shift = 0, 0
+    for byte in head[2:]:
+        index |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return session, index
+        shift += 7
+    return None
 
 
 def decrypt_file(ciphertext: bytes, info: dict[str, Any]) -> bytes:

@@ -13,6 +13,7 @@ import json
 import logging
 import time
 
+from ..background import WakeableLoop
 from ..journal import Journal
 from ..chats import training
 from ..chats.lifecycle import ChatListener, ChatService
@@ -36,14 +37,13 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
-class Routing(ChatListener):
+class Routing(WakeableLoop, ChatListener):
     def __init__(self, config: Config, chats: ChatService, dispatch: Dispatch, journal: Journal,
                  bot_commands: BotCommands) -> None:
+        super().__init__()
         self.config, self.chats, self.store, self.dispatch = config, chats, chats.store, dispatch
         self.journal, self.prefix = journal, config.get("officers.command_prefix")
         self._tasks: set[asyncio.Task] = set()
-        self._tick: asyncio.Task | None = None
-        self._wake = asyncio.Event()
         self._passed_over: dict[str, set[str]] = {}      # chat → officers who let it time out (auto mode)
         self._presence_every = config.get("officers.presence_poll_seconds")
         self._presence_next = 0.0
@@ -65,18 +65,14 @@ class Routing(ChatListener):
         for chat in self.store.chats.open_chats():
             if chat.claimed_by and chat.state == WAITING and chat.room_id:
                 self._spawn(self._invite(chat.id))          # an invite a crash may have lost (idempotent)
-        self._tick = asyncio.create_task(self._run())
+        super().start()
 
     async def stop(self) -> None:
-        if self._tick:
-            self._tick.cancel()
-        for task in [self._tick, *self._tasks]:
-            if task:
-                task.cancel()
-        await asyncio.gather(*[t for t in [self._tick, *self._tasks] if t], return_exceptions=True)
-
-    def wake(self) -> None:
-        self._wake.set()
+        await super().stop()                                # the loop first: it spawns nothing after this
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
         task = asyncio.create_task(coro)
@@ -85,11 +81,7 @@ class Routing(ChatListener):
 
     async def _run(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
+            await self._sleep(1.0)
             try:
                 await self._timers()
                 await self._assign_waiting()

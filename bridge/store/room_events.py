@@ -47,6 +47,12 @@ class RoomEvents:
     def known(self, event_id: str) -> bool:
         return self.db.row("SELECT 1 AS x FROM room_events WHERE event_id = ?", [event_id]) is not None
 
+    def handled_encrypted(self, room_id: str) -> list[dict[str, Any]]:
+        """The encrypted events of a room handled so far (any outcome), as received."""
+        rows = self.db.rows("SELECT event FROM room_events WHERE state IN (?, ?, ?) AND room_id = ?"
+                            " AND type = 'm.room.encrypted'", [DONE, FAILED, IGNORED, room_id])
+        return [json.loads(r["event"]) for r in rows]
+
     def rooms_pending(self) -> list[str]:
         return [r["room_id"] for r in self.db.rows(
             "SELECT room_id, MIN(stream) AS s FROM room_events WHERE state = ? GROUP BY room_id ORDER BY s", [PENDING])]

@@ -34,11 +34,14 @@ def _nothing_lost(result: dict[str, Any], sent: int | None = None) -> None:
 
 @pytest.mark.bench(RESTART)
 def test_reduced_homeserver_restart_under_traffic_loses_nothing():
-    """Synapse stopped for 10 s while two citizens write 2 messages a second and the officers answer: every
-    message written meanwhile is acknowledged and delivered once, in order, each way; /health says
+    """Synapse stopped for 10 s while two citizens write 2 messages a second and the officers answer (one on
+    matrix-nio, one on matrix-js-sdk + Rust crypto, Element's stack): every message written meanwhile is
+    acknowledged and delivered once, in order, each way, counted from both clients' view; /health says
     homeserver_unreachable while it is down and ok after."""
     result = _scenario(*RESTART)
     _nothing_lost(result)
+    assert {o["client"] for o in result["officers"]} == {"matrix-nio", "matrix-js-sdk + Rust crypto"}, result
+    assert all(o["read"] > 0 and o["replied"] == o["read"] for o in result["officers"]), result["officers"]
     assert result["written_while_down"] > 0, result
     assert set(result["health_while_down"]) == {"homeserver_unreachable"}, result
     assert result["health_ok_after_back_s"] is not None, result

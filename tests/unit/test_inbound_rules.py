@@ -11,6 +11,10 @@ from bridge.store.room_events import RoomEvent
 from tests.support.configs import example_config
 
 
+async def read_nothing_back(puppet: str, room_id: str, since_ms: int) -> int:
+    return 0                            # these events are not encrypted: no session numbers to follow
+
+
 def _pump(store: Store, tmp_path):
     published: list[tuple] = []
     chats = SimpleNamespace(bot="@precinct:police.example", listener=ChatListener(),
@@ -23,7 +27,7 @@ def _pump(store: Store, tmp_path):
                      SimpleNamespace(is_puppet=lambda u: u.startswith("@webchat_")), chats,  # type: ignore[arg-type]
                      SimpleNamespace(is_command=lambda t: t.startswith("!")),  # type: ignore[arg-type]
                      SimpleNamespace(allowed=lambda u: True, admitted=lambda c, u: True),  # type: ignore[arg-type]
-                     KeyWait(store, crypto, 6))  # type: ignore[arg-type]
+                     KeyWait(store, crypto, 6), read_nothing_back)  # type: ignore[arg-type]
     return pump, published
 
 

@@ -60,7 +60,8 @@ class ChatListener:
 
     def queued(self, chat: Chat) -> None: ...
 
-    def ready(self, chat: Chat) -> None: ...
+    def ready(self, chat: Chat, invited: tuple[str, ...] = ()) -> None:
+        """The chat's room exists; ``invited``: whom its set-up invited already (the officer who had claimed it)."""
 
     def visitor_said(self, chat: Chat, body: str) -> None: ...
 
@@ -587,21 +588,33 @@ class ChatService:
             self.store.chats.set_puppet(chat.id, puppet.user_id)
         topic = self.config.topic(chat.topic)
         name = training.room_name(chat.number, topic.label, chat.training)
-        officers: list[str] = []               # nobody before a claim: routing invites whoever takes it
+        # Nobody before a claim; a chat set up because an officer claimed it invites them with its room (in
+        # createRoom itself when the pool is empty): a separate invite after the room cost a round trip of
+        # the busy homeserver on the claim's path. Whoever takes it later is invited by the listener.
+        officers = [chat.claimed_by] if chat.claimed_by else []
         renamed = self.api.set_display_name(puppet.user_id, chat.display_name) if chat.display_name else None
+        # A puppet made now has its user and device; its keys go up while its room is made (the citizen's
+        # messages wait for both: the outbound pump sends once the room is stored, after this).
+        keys = [] if puppet.ready else [self.puppets.ensure_ready(puppet)]
         if puppet.room_id:                     # from the pool: the room exists, give it this chat's face
             room_id = puppet.room_id
             await asyncio.gather(rooms.dress_chat_room(self.api, puppet.user_id, room_id, name, officers),
-                                 *([renamed] if renamed else []))
+                                 *([renamed] if renamed else []), *keys)
         else:
-            if renamed:
-                await renamed
-            room_id = await rooms.find_chat_room(self.api, puppet.user_id) or await rooms.create_chat_room(
-                self.api, puppet.user_id, rooms.chat_room_request(name, officers, self.bot, puppet.user_id,
-                                                                  self.policy.version, self.policy.acl))
+            # The name first: the puppet's membership in the new room carries it (a rename later is an event).
+            found, *_ = await asyncio.gather(rooms.find_chat_room(self.api, puppet.user_id),
+                                             *([renamed] if renamed else []))
+            if found is not None:
+                room_id = found
+                officers = []                  # made before a crash, perhaps before the claim: invite again
+                await asyncio.gather(*keys)
+            else:
+                room_id, *_ = await asyncio.gather(rooms.create_chat_room(
+                    self.api, puppet.user_id, rooms.chat_room_request(name, officers, self.bot, puppet.user_id,
+                                                                      self.policy.version, self.policy.acl)), *keys)
         self.store.chats.set_room(chat.id, room_id)
         log.info("chat %s ready in %s", chat.number, room_id)
-        self.listener.ready(self.store.chats.refresh(chat))
+        self.listener.ready(self.store.chats.refresh(chat), tuple(officers))
         self.wake_outbound()
         self.puppets.refill_pool()             # after this chat's room, so the refill does not compete with it
         if self.store.chats.refresh(chat).state != CLOSED:   # a closed chat's puppet is not loaded again

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable
 
 import nio
+import peewee
 from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 
 from ..private_files import private_dir
@@ -91,14 +92,60 @@ def _txn_safe(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()[:16]
 
 
+# nio's sync parsing without its JSON-schema check of the response's containers (rooms, timelines, lists):
+# this module builds those itself, and the check was a tenth of the bridge's CPU per chat
+# (bench/chat_life.py). Each event in them is still checked by nio's own parser, as before.
+_parse_sync = nio.SyncResponse.from_dict.__wrapped__
+
+
 def _sync_response(sync: dict[str, Any]) -> nio.SyncResponse:
     """Shape a transaction slice as a sync response. Each needs its own next_batch: nio skips repeats."""
     sync = {**sync, "next_batch": f"appservice-{next(_batches)}"}
     sync.setdefault("rooms", {"join": {}, "invite": {}, "leave": {}})
-    response = nio.SyncResponse.from_dict(sync)
-    if isinstance(response, nio.SyncError):
-        raise CryptoError(f"could not shape a sync response: {response.message}")
-    return response
+    try:
+        return _parse_sync(nio.SyncResponse, sync)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CryptoError(f"could not shape a sync response: {type(e).__name__}: {e}") from e
+
+
+_STORE_MODELS = frozenset(nio.store.SqliteStore.models)
+_DDL: dict[tuple[Any, ...], list[tuple[str, Any]]] = {}    # the table statements of a model list, as peewee wrote them
+
+
+class _StoreDatabase(peewee.SqliteDatabase):
+    """A puppet store's database whose ``bind_ctx`` binds just the models it is given.
+
+    nio binds its models to one store's database around every store call (each puppet has its own file and
+    they share the model classes); peewee then walks the models' references for each of them, which was the
+    largest single cost of a chat in the bridge's profile (bench/chat_life.py). Around its calls nio passes
+    every model its store uses, so the walk finds only models no call touches (tests/unit/test_puppet_store.py
+    checks it); other lists (a schema upgrade) are bound as peewee does."""
+
+    def bind_ctx(self, models, bind_refs=True, bind_backrefs=True):  # type: ignore[no-untyped-def]
+        if frozenset(models) == _STORE_MODELS:
+            return super().bind_ctx(models, False, False)
+        return super().bind_ctx(models, bind_refs, bind_backrefs)
+
+    def create_tables(self, models, **options):  # type: ignore[no-untyped-def]
+        """nio makes its tables (``IF NOT EXISTS``) whenever a store opens: every new puppet and every reload
+        of an unloaded one. peewee writes the same statements from the models each time; they are written
+        once per process here and replayed, in one transaction."""
+        key = (tuple(sorted(m.__name__ for m in models)), tuple(sorted(options.items())))
+        statements = _DDL.get(key)
+        with self.atomic():
+            if statements is None:
+                recorded: list[tuple[str, Any]] = []
+                run = self.execute_sql
+                self.execute_sql = lambda sql, params=None, *a, **k: (  # type: ignore[method-assign]
+                    recorded.append((sql, params)), run(sql, params, *a, **k))[1]
+                try:
+                    super().create_tables(models, **options)
+                finally:
+                    del self.execute_sql
+                _DDL[key] = recorded
+            else:
+                for sql, params in statements:
+                    self.execute_sql(sql, params)
 
 
 class PuppetStore(nio.store.SqliteStore):
@@ -111,6 +158,9 @@ class PuppetStore(nio.store.SqliteStore):
     changes) is looked up once; the Olm account itself is still read fresh by ``load_account``. Whether a
     sender's device is verified (asked for every message decrypted) is read once per device keys, until
     anything writes trust or device keys."""
+
+    def _create_database(self) -> peewee.SqliteDatabase:
+        return _StoreDatabase(self.database_path, pragmas={"foreign_keys": 1, "secure_delete": 1})
 
     def __post_init__(self) -> None:
         self._account_row: Any = None
@@ -324,10 +374,11 @@ class Crypto:
             for user_id, devices in (body.get(key) or {}).items():
                 if is_puppet(user_id) and isinstance(devices, dict):
                     own = self._device_of(user_id)
-                    if own is not None and own in devices:
+                    if own is not None and isinstance(devices.get(own), dict if field == "otk" else list):
                         slot(user_id)[field] = devices[own]
         lists = body.get(DEVICE_LISTS) or {}
-        changed, left = set(lists.get("changed", [])), set(lists.get("left", []))
+        changed = {u for u in lists.get("changed", []) or [] if isinstance(u, str)}
+        left = {u for u in lists.get("left", []) or [] if isinstance(u, str)}
         if changed or left:
             for user_id, c in self.clients.items():
                 members = {u for room in c.rooms.values() for u in room.users}

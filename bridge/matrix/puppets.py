@@ -56,65 +56,82 @@ class PuppetManager:
             self.puppets.mark(self.bot, "registered")
         return await self.ensure_ready(bot)
 
-    async def new(self, chat_id: str | None = None) -> Puppet:
+    async def new(self, chat_id: str | None = None, account_only: bool = False) -> Puppet:
         """A new puppet, for a chat or (chat_id None) for the pool; born assigned so the pool never sees it."""
         localpart = self.prefix + secrets.token_hex(8)
         device_id = "PRECINCT" + secrets.token_hex(4).upper()
         puppet = self.puppets.add(f"@{localpart}:{self.server_name}", device_id, chat_id)
-        return await self.ensure_ready(puppet)
+        return await self.ensure_ready(puppet, account_only)
 
-    async def ensure_ready(self, puppet: Puppet) -> Puppet:
+    async def ensure_ready(self, puppet: Puppet, account_only: bool = False) -> Puppet:
         """Finish whatever set-up steps this puppet still lacks (idempotent, one preparation at a time)."""
         user_id = puppet.user_id
         lock = self._preparing.setdefault(user_id, asyncio.Lock())
         self._waiting[user_id] += 1
         try:
             async with lock:
-                return await self._prepare(self.puppets.get(user_id) or puppet)
+                return await self._prepare(self.puppets.get(user_id) or puppet, account_only)
         finally:
             self._waiting[user_id] -= 1
             if not self._waiting[user_id]:          # nobody else preparing it: no lock kept per puppet ever made
                 del self._waiting[user_id]
                 self._preparing.pop(user_id, None)
 
-    async def _prepare(self, puppet: Puppet) -> Puppet:
+    async def _prepare(self, puppet: Puppet, account_only: bool = False) -> Puppet:
+        """The set-up steps, overlapped where one does not need another's answer (each a homeserver round trip,
+        queued behind everything else the homeserver does in a burst of new chats):
+
+            register ─▶ device ∥ display name ─▶ device keys ∥ cross-signing keys ─▶ query ─▶ signatures
+                                               └─ (pool puppets) its room, made meanwhile
+
+        ``account_only``: stop once the user and its device exist (a chat's set-up makes its room while the
+        keys go up: ``ensure_ready`` finishes them)."""
         user_id = puppet.user_id
         if not puppet.registered:
             await self.api.register(user_id[1:].split(":")[0])
             self.puppets.mark(user_id, "registered")
         if not puppet.device_created:
-            await self.api.create_device(user_id, puppet.device_id, "Precinct web chat")
             # Officers see "Visitor" unless the citizen gives a name (then the chat renames it).
-            await self.api.set_display_name(user_id, "Precinct" if user_id == self.bot else "Visitor")
+            await asyncio.gather(self.api.create_device(user_id, puppet.device_id, "Precinct web chat"),
+                                 self.api.set_display_name(user_id, "Precinct" if user_id == self.bot else "Visitor"))
             self.puppets.mark(user_id, "device_created")
-        await self.crypto.upload_device_keys(user_id)
-        if not puppet.cross_signed:
-            identity = CrossSigningIdentity.generate(user_id)
-            await self.api.upload_cross_signing(user_id, identity.upload_body())
-            device_keys = await self.api.query_device_keys(user_id, puppet.device_id)
-            if not device_keys:
-                raise RuntimeError(f"homeserver has no keys for {user_id} {puppet.device_id} after upload")
-            await self.api.upload_signatures(user_id, identity.sign_device(device_keys))
-            # The private keys are not kept: the device is signed once and never replaced.
-            self.puppets.mark(user_id, "master_key", identity.master.public_key)
-            self.puppets.mark(user_id, "cross_signed")
+        if account_only:
+            return self.puppets.get(user_id)  # type: ignore[return-value]
+        steps = [self._keys(self.puppets.get(user_id) or puppet)]
         if puppet.chat_id is None and not puppet.room_id:
-            # Pool puppets get their (bare, encrypted) room now, off the new chat's critical path.
-            room_id = await rooms.find_chat_room(self.api, user_id) or await rooms.create_chat_room(
-                self.api, user_id, rooms.pool_room_request(self.bot, user_id, self.policy.version, self.policy.acl))
-            self.puppets.mark(user_id, "room_id", room_id)
+            steps.append(self._pool_room(user_id))     # off the new chat's critical path, beside the keys
+        await asyncio.gather(*steps)
         return self.puppets.get(user_id)  # type: ignore[return-value]
 
+    async def _keys(self, puppet: Puppet) -> None:
+        user_id = puppet.user_id
+        if puppet.cross_signed:
+            await self.crypto.upload_device_keys(user_id)
+            return
+        identity = CrossSigningIdentity.generate(user_id)
+        await asyncio.gather(self.crypto.upload_device_keys(user_id),
+                             self.api.upload_cross_signing(user_id, identity.upload_body()))
+        device_keys = await self.api.query_device_keys(user_id, puppet.device_id)
+        if not device_keys:
+            raise RuntimeError(f"homeserver has no keys for {user_id} {puppet.device_id} after upload")
+        await self.api.upload_signatures(user_id, identity.sign_device(device_keys))
+        # The private keys are not kept: the device is signed once and never replaced.
+        self.puppets.mark(user_id, "master_key", identity.master.public_key)
+        self.puppets.mark(user_id, "cross_signed")
+
+    async def _pool_room(self, user_id: str) -> None:
+        room_id = await rooms.find_chat_room(self.api, user_id) or await rooms.create_chat_room(
+            self.api, user_id, rooms.pool_room_request(self.bot, user_id, self.policy.version, self.policy.acl))
+        self.puppets.mark(user_id, "room_id", room_id)
+
     async def for_chat(self, chat_id: str) -> Puppet:
-        """The chat's puppet: already assigned, from the pool (with its room), or made now (without)."""
+        """The chat's puppet: already assigned, from the pool (ready, with its room), or made now: then without
+        a room and perhaps without its keys yet (the caller makes the room meanwhile, then ``ensure_ready``)."""
         puppet = self.puppets.for_chat(chat_id) or self.puppets.claim_ready(chat_id)
-        if puppet is not None:
-            self._acl_checked.discard(puppet.user_id)      # out of the pool: its room is a chat's now
         if puppet is None:
-            puppet = await self.new(chat_id)
-        elif not puppet.ready:
-            puppet = await self.ensure_ready(puppet)
-        return puppet
+            return await self.new(chat_id, account_only=True)
+        self._acl_checked.discard(puppet.user_id)          # out of the pool: its room is a chat's now
+        return puppet if puppet.ready else await self.ensure_ready(puppet, account_only=True)
 
     def refill_pool(self) -> None:
         if self.pool_size > 0 and (self._filling is None or self._filling.done()):
@@ -123,7 +140,9 @@ class PuppetManager:
     async def _fill(self) -> None:
         try:
             for puppet in self.puppets.pool():
-                if not puppet.ready:
+                if not puppet.ready or not puppet.room_id:
+                    # A stop while its room was being made leaves a pool puppet ready but roomless: never
+                    # handed out (claim_ready wants the room), it would keep a place in the pool for good.
                     await self.ensure_ready(puppet)
                 elif puppet.room_id and self.policy.acl is not None and puppet.user_id not in self._acl_checked:
                     # rooms made ahead by an earlier run, before the allowlist changed (or had an ACL at all)

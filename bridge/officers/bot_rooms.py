@@ -63,7 +63,9 @@ class BotRooms:
 
     def context(self, room_id: str, sender: str, event_id: str | None = None) -> BotContext:
         async def reply(text: str) -> None:
-            await self.dispatch.say(room_id, text)
+            # A Matrix reply to the command: answers are sent after the command took effect, while the bot reads
+            # on, so with several officers at work the answer shows which command it is for.
+            self.dispatch.answer(room_id, text, event_id)
         return BotContext(room_id, sender, self.dispatch.agency_of_room(room_id), reply, event_id)
 
     async def invited(self, item: RoomEvent) -> bool:
@@ -111,8 +113,7 @@ class BotRooms:
             if decrypted.event is None:
                 # A reply to the message itself: several sent under one lost key each get theirs, and the
                 # officer's client shows which message it was (the bot cannot quote what it cannot read).
-                await self.dispatch.say(item.room_id, UNDECRYPTABLE_REPLY.format(sender=sender),
-                                        in_reply_to=item.event_id)
+                self.dispatch.answer(item.room_id, UNDECRYPTABLE_REPLY.format(sender=sender), item.event_id)
                 self.store.room_events.finish(item.stream, FAILED, "undecryptable")
                 return True
             event = decrypted.event

@@ -5,15 +5,20 @@ moves, so the room reads as the current state. Alerts (unclaimed too long, emerg
 supervisors. All sends go through one worker, in order, retried on failure; the store says what a
 notice must show, so a repeated or late edit still shows the latest state.
 
-    chat_changed / alert / replace / ticket_changed ──▶ jobs queue ──▶ _run ──▶ up to SENDS_IN_FLIGHT
+    chat_changed / alert / answer / replace / ticket_changed ──▶ jobs queue ──▶ _run ──▶ up to SENDS_IN_FLIGHT
                                                                       │        jobs at once, each retried
                                                                       └─ a job whose subject (a chat, a
                                                                          ticket, an edited notice) is being
                                                                          sent waits for it: an edit always
-                                                                         follows the notice it edits
+                                                                         follows the notice it edits, and
+                                                                         the answers in one room keep the
+                                                                         order of the commands
 
 Sends overlap because each costs the homeserver about 0.2 s under load (bench/latency.py); one at a
 time, a burst of new chats made the tenth citizen's notice wait two seconds behind the others.
+The bot's answers to commands are jobs too: a command takes effect when it is read, and the next
+event of that room is read while the answer is on its way (awaited in the room's pump, ten claims
+in a burst each waited for the answer to the one before: the tenth officer was invited 1.5 s late).
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ log = logging.getLogger(__name__)
 
 SETTING = "dispatch_room."          # + agency id → room ID
 SENDS_IN_FLIGHT = 4                 # dispatch jobs sent at once (different subjects)
+EDIT_AFTER = 1.0                    # seconds an edit of a posted notice waits, gathering the changes that follow
 _alerts = itertools.count()
 
 
@@ -57,13 +63,26 @@ class Dispatch:
         self.policy = policy or RoomPolicy()        # ACL and room version of dispatch rooms
         self._jobs: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         self._queued_chats: set[str] = set()
+        self._rooms: dict[str, str] = {}                          # agency → its dispatch room, once known
+        self._gathering: dict[str, asyncio.TimerHandle] = {}    # chat → its edit, due in EDIT_AFTER
         self._task: asyncio.Task | None = None
         self._sends = OrderedSends(self._attempt, SENDS_IN_FLIGHT)
         self._txn = 0
 
     # ---- rooms ---------------------------------------------------------------------------------
     def room_of(self, agency_id: str) -> str | None:
-        return self.store.settings.get(SETTING + agency_id)
+        """Asked for every event the bridge reads (is it a bot room?): kept in memory once known; only
+        ``_ensure_room`` changes it."""
+        room_id = self._rooms.get(agency_id)
+        if room_id is None:
+            room_id = self.store.settings.get(SETTING + agency_id)
+            if room_id is not None:
+                self._rooms[agency_id] = room_id
+        return room_id
+
+    def _set_room(self, agency_id: str, room_id: str) -> None:
+        self.store.settings.set(SETTING + agency_id, room_id)
+        self._rooms[agency_id] = room_id
 
     def agency_of_room(self, room_id: str) -> Agency | None:
         return next((a for a in self.config.agencies if self.room_of(a.id) == room_id), None)
@@ -80,10 +99,10 @@ class Dispatch:
         if agency.dispatch_room and room_id != agency.dispatch_room:
             await self.api.send(cs_api.join(agency.dispatch_room), user_id=self.bot, what="join dispatch room")
             room_id = agency.dispatch_room
-            self.store.settings.set(SETTING + agency.id, room_id)
+            self._set_room(agency.id, room_id)
         if not room_id:
             room_id = await self._create_room(agency)
-            self.store.settings.set(SETTING + agency.id, room_id)
+            self._set_room(agency.id, room_id)
             log.info("dispatch room of %s created: %s", agency.id, room_id)
         else:
             await self._invite_missing(agency, room_id)
@@ -148,13 +167,30 @@ class Dispatch:
                                                  f"precinct.bot.{time.time_ns()}.{self._txn}")
 
     def chat_changed(self, chat_id: str) -> None:
-        """Post or edit the chat's notice to show its state now (de-duplicated while queued)."""
-        if chat_id not in self._queued_chats:
-            self._queued_chats.add(chat_id)
+        """Post the chat's notice at once, or edit it to show its state (de-duplicated while queued).
+
+        An edit waits EDIT_AFTER, so the changes of a chat's first moments (its preview, the claim, the
+        officer joining) make one edit, not three: each edit is an event in the busy dispatch room, and
+        a burst of new chats made thirty of them in the seconds officers were claiming."""
+        if chat_id in self._queued_chats:
+            return
+        self._queued_chats.add(chat_id)
+        chat = self.store.chats.get(chat_id)
+        if chat is not None and chat.dispatch_event_id:
+            self._gathering[chat_id] = asyncio.get_running_loop().call_later(EDIT_AFTER, self._edit_due, chat_id)
+        else:
             self._jobs.put_nowait(("chat", chat_id))
+
+    def _edit_due(self, chat_id: str) -> None:
+        self._gathering.pop(chat_id, None)
+        self._jobs.put_nowait(("chat", chat_id))
 
     def alert(self, agency_id: str, text: str, mention_supervisors: bool = True) -> None:
         self._jobs.put_nowait(("alert", agency_id, text, mention_supervisors))
+
+    def answer(self, room_id: str, text: str, in_reply_to: str | None = None) -> None:
+        """The bot's answer to an officer in any of its rooms (sent after the earlier answers of that room)."""
+        self._jobs.put_nowait(("answer", room_id, text, in_reply_to))
 
     def replace(self, agency_id: str, event_id: str, text: str) -> None:
         """Edit one earlier notice to a final text (a chat that left this agency)."""
@@ -172,6 +208,8 @@ class Dispatch:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
+        for timer in self._gathering.values():
+            timer.cancel()
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -184,6 +222,8 @@ class Dispatch:
             return job[:2]
         if job[0] == "replace":
             return ("event", job[2])
+        if job[0] == "answer":
+            return ("answers", job[1])
         return ("alert", next(_alerts))                    # alerts stand alone
 
     async def _run(self) -> None:
@@ -206,6 +246,9 @@ class Dispatch:
                 if supervisors:
                     text += "\n" + " ".join(supervisors)
                 await self.say(room, text, mentions=supervisors)
+        elif job[0] == "answer":
+            _, room_id, text, in_reply_to = job
+            await self.say(room_id, text, in_reply_to=in_reply_to)
         elif job[0] == "ticket":
             await self._show_ticket(job[1])
         elif job[0] == "replace":

@@ -108,9 +108,19 @@ class Routing(WakeableLoop, ChatListener):
         self.dispatch.chat_changed(chat.id)
         self.wake()
 
-    def ready(self, chat: Chat) -> None:
-        if chat.claimed_by:
+    def ready(self, chat: Chat, invited: tuple[str, ...] = ()) -> None:
+        if chat.claimed_by and chat.claimed_by not in invited:
             self._spawn(self._invite(chat.id))
+        for officer in invited:
+            if officer != chat.claimed_by:    # requeued while its room was being made: the invite is withdrawn
+                self._spawn(self._withdraw(chat, officer))
+
+    async def _withdraw(self, chat: Chat, officer: str) -> None:
+        try:
+            await rooms.kick(self.chats.api, chat.puppet, chat.room_id, officer,  # type: ignore[arg-type]
+                             "The chat went back to the queue.")
+        except Exception as e:
+            log.warning("could not take %s out of chat %s: %s", officer, chat.number, e)
 
     def visitor_said(self, chat: Chat, body: str) -> None:
         fresh = self.store.chats.refresh(chat)
@@ -217,10 +227,7 @@ class Routing(WakeableLoop, ChatListener):
         self.dispatch.alert(chat.agency, f"Chat {chat.number} is back in the queue: {officer} {reason}.",
                             mention_supervisors=False)
         if chat.room_id and chat.puppet:
-            try:
-                await rooms.kick(self.chats.api, chat.puppet, chat.room_id, officer, "The chat went back to the queue.")
-            except Exception as e:
-                log.warning("could not take %s out of chat %s: %s", officer, chat.number, e)
+            await self._withdraw(chat, officer)
         self.wake()
 
     # ---- priority and emergencies -------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The appservice API as the homeserver sees it: authentication, replays, malformed input."""
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -104,12 +105,22 @@ async def test_replayed_transactions_and_events_do_not_duplicate_and_bad_events_
 
 
 async def test_registration_from_generate_registration_is_accepted_by_synapse(matrix_env: MatrixEnv):
-    """Synapse loaded our registration and reaches the bridge with it: its ping round trip succeeds."""
+    """Synapse loaded our registration and reaches the bridge with it: its ping round trip succeeds.
+
+    While Synapse is still retrying the transactions the bridge refused before it listened, a ping can get
+    Synapse's own 502 "AlreadyCalled" (its recoverer's timer fired already; matrix-findings.md): only that
+    answer is tried again, until the recovery is over."""
     reg = yaml.safe_load(matrix_env.registration_path.read_text())
+    deadline = time.monotonic() + 60
     async with aiohttp.ClientSession() as s:
-        async with s.post(f"{matrix_env.synapse.url}/_matrix/client/v1/appservice/{reg['id']}/ping",
-                          json={"transaction_id": "test-ping"},
-                          headers={"Authorization": f"Bearer {reg['as_token']}"}) as r:
-            body = await r.json()
-            assert r.status == 200, body
-            assert "duration_ms" in body
+        while True:
+            async with s.post(f"{matrix_env.synapse.url}/_matrix/client/v1/appservice/{reg['id']}/ping",
+                              json={"transaction_id": "test-ping"},
+                              headers={"Authorization": f"Bearer {reg['as_token']}"}) as r:
+                body = await r.json()
+            recovering = r.status == 502 and "AlreadyCalled" in str(body.get("error"))
+            if not recovering or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        assert r.status == 200, body
+        assert isinstance(body.get("duration_ms"), int)

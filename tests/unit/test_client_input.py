@@ -37,7 +37,9 @@ def test_not_json(raw):
 
 @pytest.mark.parametrize("raw", [b"NaN", b"[Infinity]", b'{"a": -Infinity}', b"[" * 60_000,
                                  b'{"a": "\\ud800"}', b'{"\\udfff": 1}', '["\udcff"]'.encode("utf-8", "surrogatepass"),
-                                 b"[" * 33 + b"]" * 33])
+                                 b"[" * 33 + b"]" * 33, b'[{"a": ["\\uDBFF"]}]',
+                                 '["\udc00"]'.encode("utf-16-le", "surrogatepass"),
+                                 '["\ud800"]'.encode("utf-32", "surrogatepass")])
 def test_json_we_refuse(raw):
     with pytest.raises(BadJson):
         client_input.parse_json(raw)

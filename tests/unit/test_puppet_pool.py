@@ -76,3 +76,24 @@ async def test_chats_made_while_the_pool_is_empty_are_never_prepared_twice(tmp_p
     assert all(count == 1 for count in api.identities.values())
     await manager.stop()
     store.close()
+
+
+async def test_a_pool_puppet_left_without_its_room_gets_one_at_the_next_fill(tmp_path):
+    """Stopped while a pool puppet's room was being made (its keys were done): the next fill makes the room,
+    so the puppet is handed out again instead of holding a place in the pool for good."""
+    store = Store.open(tmp_path / "db.sqlite")
+    api = FakeApi(store)
+    store.puppets.add("@webchat_left:hs.example", "DEVLEFT")
+    for step in ("registered", "device_created", "cross_signed"):
+        store.puppets.mark("@webchat_left:hs.example", step)
+    manager = PuppetManager(api, FakeCrypto(), store.puppets, "hs.example", "webchat_", pool_size=2)  # type: ignore[arg-type]
+    manager.refill_pool()
+    await manager._filling
+    pool = store.puppets.pool()
+    assert len(pool) == 2 and all(p.ready and p.room_id for p in pool)
+    assert "@webchat_left:hs.example" in {p.user_id for p in pool}
+    assert api.identities.get("@webchat_left:hs.example") is None     # its cross-signing is not made again
+    taken = await manager.for_chat("chat")
+    assert taken.room_id
+    await manager.stop()
+    store.close()

@@ -66,3 +66,44 @@ def test_device_trust_is_read_once_and_again_after_any_trust_write(tmp_path):
     store.verify_device(device)
     store.database.close()
     assert _store(tmp_path).is_device_verified(device) is True              # and it is what the file holds
+
+
+def test_two_stores_keep_their_own_rows_with_the_lighter_binding(tmp_path):
+    """nio's models are shared by every puppet's store and bound to one database around each call; binding
+    them without peewee's walk of their references must still put each store's rows in its own file."""
+    walked = {m for model in nio.store.SqliteStore.models
+              for _, m, _ in model._meta.model_graph(refs=True, backrefs=True)}
+    unlisted = walked - set(nio.store.SqliteStore.models)
+    # What the walk adds is never used by a store call: nothing in nio's store module names it but its
+    # schema upgrade, which binds its own list (and gets peewee's walk).
+    source = open(nio.store.database.__file__).read()
+    assert {m.__name__ for m in unlisted} <= {"TrackedUsers", "DeviceKeys_v1"}
+    assert "TrackedUsers" not in source and source.count("DeviceKeys_v1") == 3
+    first = PuppetStore(USER, DEVICE, str(tmp_path), KEY, "a.db")
+    second = PuppetStore("@webchat_b:localhost", "DEVB", str(tmp_path), KEY, "b.db")
+    for store in (first, second):
+        store.save_account(nio.crypto.OlmAccount())
+    device = nio.crypto.OlmDevice("@officer:localhost", "OFFDEV", {"ed25519": "edkey", "curve25519": "cukey"})
+    first.save_device_keys({"@officer:localhost": {"OFFDEV": device}})
+    first.verify_device(device)
+    second.save_encrypted_rooms({"!b:localhost"})
+    assert first.load_device_keys()["@officer:localhost"]["OFFDEV"].ed25519 == "edkey"
+    assert "@officer:localhost" not in second.load_device_keys()
+    assert first.is_device_verified(device) and not second.is_device_verified(device)
+    assert first.load_encrypted_rooms() == set() and second.load_encrypted_rooms() == {"!b:localhost"}
+
+
+def test_a_store_opened_again_or_anew_gets_the_same_tables_as_nios_own(tmp_path):
+    """The table statements are written by peewee for the first store and replayed for the next ones."""
+    def schema(path) -> list[tuple]:
+        import sqlite3
+        with sqlite3.connect(path) as db:
+            return sorted(db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall())
+    first = PuppetStore(USER, DEVICE, str(tmp_path), KEY, "a.db")
+    again = PuppetStore(USER, DEVICE, str(tmp_path), KEY, "a.db")          # reopened: nothing changes
+    other = PuppetStore("@webchat_b:localhost", "DEVB", str(tmp_path), KEY, "b.db")
+    plain = nio.store.SqliteStore("@webchat_c:localhost", "DEVC", str(tmp_path), KEY, "c.db")
+    for store in (first, again, other, plain):
+        store.database.close()
+    assert schema(tmp_path / "a.db") == schema(tmp_path / "b.db") == schema(tmp_path / "c.db")
+    assert len(schema(tmp_path / "a.db")) > 10

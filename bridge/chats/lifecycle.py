@@ -568,6 +568,10 @@ class ChatService:
             try:
                 await self.setup(chat_id)
                 self._setup.pop(chat_id, None)
+                if not self._setup:
+                    # Once no chat is being set up: in a burst, making the next puppets (ten homeserver round
+                    # trips each, a room among them) competed with the burst's own rooms and invites.
+                    self.puppets.refill_pool()
                 return
             except asyncio.CancelledError:
                 raise
@@ -616,7 +620,6 @@ class ChatService:
         log.info("chat %s ready in %s", chat.number, room_id)
         self.listener.ready(self.store.chats.refresh(chat), tuple(officers))
         self.wake_outbound()
-        self.puppets.refill_pool()             # after this chat's room, so the refill does not compete with it
         if self.store.chats.refresh(chat).state != CLOSED:   # a closed chat's puppet is not loaded again
             await self.crypto.restore_room(puppet.user_id, room_id)
 

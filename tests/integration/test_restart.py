@@ -181,6 +181,15 @@ def _hold_back(synapse, as_id: str, event_id: str) -> bool:
     return False
 
 
+async def _in_conversation(citizen: Citizen, officer: NioOfficer) -> str:
+    """A citizen's chat the officer has read the opening line of; its room."""
+    await citizen.create(topic="night", display_name="Kim")
+    await citizen.connect()
+    opening = f"hello {uuid.uuid4().hex[:6]}"
+    await citizen.say(opening)
+    return (await officer.wait_message(lambda m: m.body == opening, 60, "opening message")).room_id
+
+
 async def test_an_officer_message_the_homeserver_never_pushes_is_read_back_from_the_room(
         matrix_env: MatrixEnv, officer: NioOfficer, bridge_log):
     """Synapse can strand an appservice transaction at the end of its recovery after the bridge's downtime, and
@@ -189,11 +198,7 @@ async def test_an_officer_message_the_homeserver_never_pushes_is_read_back_from_
     bridge = matrix_env.bridge
     citizen = Citizen(matrix_env.public_url)
     try:
-        await citizen.create(topic="night", display_name="Kim")
-        await citizen.connect()
-        opening = f"hello {uuid.uuid4().hex[:6]}"
-        await citizen.say(opening)
-        room_id = (await officer.wait_message(lambda m: m.body == opening, 60, "opening message")).room_id
+        room_id = await _in_conversation(citizen, officer)
         bridge.kill9()
         words = f"this one is never pushed {uuid.uuid4().hex[:6]}"
         event_id = await officer.send(room_id, words)
@@ -223,11 +228,7 @@ async def test_an_officer_message_pushed_after_a_later_one_still_reaches_the_cit
     bridge = matrix_env.bridge
     citizen = Citizen(matrix_env.public_url)
     try:
-        await citizen.create(topic="night", display_name="Kim")
-        await citizen.connect()
-        opening = f"hello {uuid.uuid4().hex[:6]}"
-        await citizen.say(opening)
-        room_id = (await officer.wait_message(lambda m: m.body == opening, 60, "opening message")).room_id
+        room_id = await _in_conversation(citizen, officer)
         first = f"first answer {uuid.uuid4().hex[:6]}"
         await officer.send(room_id, first)
         await citizen.wait_frame(lambda f: f.get("type") == "message" and f.get("body") == first, 60, "first answer")

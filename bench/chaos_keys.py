@@ -163,6 +163,16 @@ def withholding(officer, puppet: str, withheld: list) -> None:  # type: ignore[n
     olm.share_group_session_parallel = holding_back
 
 
+async def send_withholding(officer, room: str, puppet: str, body: str, withheld: list) -> str:  # type: ignore[no-untyped-def]
+    """The officer writes ``body`` under a new room key whose puppet copy goes to ``withheld``; the event ID."""
+    withholding(officer, puppet, withheld)
+    try:
+        officer.client.invalidate_outbound_session(room)
+        return await officer.send(room, body)
+    finally:
+        del officer.client.olm.share_group_session_parallel
+
+
 async def late_key(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     stack.bridge.start()
     wait_s = float(stack.config["crypto"]["undecryptable_wait_seconds"])
@@ -181,13 +191,8 @@ async def late_key(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
                 for c in citizens:
                     o, room, puppet = chats[c.index]
                     withheld: list = []
-                    withholding(o, puppet, withheld)
-                    try:
-                        o.client.invalidate_outbound_session(room)
-                        body = f"late c{c.index} r{r}"
-                        event_id = await o.send(room, body)
-                    finally:
-                        del o.client.olm.share_group_session_parallel
+                    body = f"late c{c.index} r{r}"
+                    event_id = await send_withholding(o, room, puppet, body, withheld)
                     written[c.index].append(body)
                     if not withheld:
                         raise AssertionError("the puppet's copy of the room key was never made")
@@ -210,13 +215,8 @@ async def late_key(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             log("last round: one key held back for good")
             c = citizens[0]
             o, room, puppet = chats[c.index]
-            withholding(o, puppet, [])
-            try:
-                o.client.invalidate_outbound_session(room)
-                lost_body = f"never c{c.index}"
-                event_id = await o.send(room, lost_body)
-            finally:
-                del o.client.olm.share_group_session_parallel
+            lost_body = f"never c{c.index}"
+            event_id = await send_withholding(o, room, puppet, lost_body, [])
             failed_at = never_from = await until(lambda: first_failed(stack, event_id), DEADLINE, "the bridge failing")
             requests = await until(lambda: [t for _, t in resend_requests(pool.started, room) if t >= failed_at],
                                    DEADLINE, "the request to send it again")

@@ -190,6 +190,19 @@ async def _in_conversation(citizen: Citizen, officer: NioOfficer) -> str:
     return (await officer.wait_message(lambda m: m.body == opening, 60, "opening message")).room_id
 
 
+async def _stranded_while_down(matrix_env: MatrixEnv, citizen: Citizen, officer: NioOfficer, room_id: str,
+                               words: str) -> str:
+    """The bridge killed; the officer writes ``words``, which Synapse keeps for the bridge in a transaction of its
+    own, taken out of that transaction (never pushed); the bridge started again, the citizen back. Its event ID."""
+    matrix_env.bridge.kill9()
+    event_id = await officer.send(room_id, words)
+    await until(lambda: _hold_back(matrix_env.synapse, matrix_env.config["appservice"]["id"], event_id), 60,
+                "the homeserver's transaction holding the officer's message")
+    matrix_env.bridge.start()
+    await citizen.reconnect()
+    return event_id
+
+
 async def test_an_officer_message_the_homeserver_never_pushes_is_read_back_from_the_room(
         matrix_env: MatrixEnv, officer: NioOfficer, bridge_log):
     """Synapse can strand an appservice transaction at the end of its recovery after the bridge's downtime, and
@@ -199,14 +212,8 @@ async def test_an_officer_message_the_homeserver_never_pushes_is_read_back_from_
     citizen = Citizen(matrix_env.public_url)
     try:
         room_id = await _in_conversation(citizen, officer)
-        bridge.kill9()
         words = f"this one is never pushed {uuid.uuid4().hex[:6]}"
-        event_id = await officer.send(room_id, words)
-        # Synapse keeps it for the bridge (down) in a transaction of its own; take it out of that transaction.
-        await until(lambda: _hold_back(matrix_env.synapse, matrix_env.config["appservice"]["id"], event_id), 60,
-                    "the homeserver's transaction holding the officer's message")
-        bridge.start()
-        await citizen.reconnect()
+        event_id = await _stranded_while_down(matrix_env, citizen, officer, room_id, words)
         await citizen.wait_frame(lambda f: f.get("type") == "message" and f.get("body") == words, 90,
                                  "the message read back from the room")
         read_back = [line for line in bridge.log_path.read_text(errors="replace").splitlines()
@@ -232,13 +239,8 @@ async def test_an_officer_message_pushed_after_a_later_one_still_reaches_the_cit
         first = f"first answer {uuid.uuid4().hex[:6]}"
         await officer.send(room_id, first)
         await citizen.wait_frame(lambda f: f.get("type") == "message" and f.get("body") == first, 60, "first answer")
-        bridge.kill9()
         skipped = f"written while the bridge was down, never pushed {uuid.uuid4().hex[:6]}"
-        event_id = await officer.send(room_id, skipped)
-        await until(lambda: _hold_back(matrix_env.synapse, matrix_env.config["appservice"]["id"], event_id), 60,
-                    "the homeserver's transaction holding the officer's message")
-        bridge.start()
-        await citizen.reconnect()
+        event_id = await _stranded_while_down(matrix_env, citizen, officer, room_id, skipped)
         later = f"written after the restart {uuid.uuid4().hex[:6]}"
         await officer.send(room_id, later)
         await citizen.wait_frame(lambda f: f.get("type") == "message" and f.get("body") == later, 90,

@@ -452,16 +452,18 @@ class Load:
         return False
 
     async def quiet(self, r: Round, http: aiohttp.ClientSession) -> None:
-        """'After close': once memory, descriptors and loaded clients hold still over 5 s, and the loaded
-        clients are back to the round's start, or IDLE_UNLOAD_SECONDS have passed (bounded)."""
-        deadline, last = time.monotonic() + QUIET_TIMEOUT, None
+        """'After close': once memory, descriptors and loaded clients hold still over 10 s (three samples:
+        the bridge looks for freed heap to give back every 10 s), and the loaded clients are back to the
+        round's start, or IDLE_UNLOAD_SECONDS have passed (bounded)."""
+        deadline, last, still = time.monotonic() + QUIET_TIMEOUT, None, 0
         unload_by = time.monotonic() + self.args.idle_unload + 10
         while True:
             rss, fds, files = self.sample()
             live = await self.live_clients(http)
             now = (fds, files, live, (rss or 0) // 2048)       # RSS to the 2 MB
             unloaded = live is None or live <= (r.live_clients[0] or 0) or time.monotonic() > unload_by
-            if (now == last and unloaded) or time.monotonic() > deadline:
+            still = still + 1 if now == last else 0
+            if (still >= 2 and unloaded) or time.monotonic() > deadline:
                 r.rss[2], r.fds[2], r.crypto_files[2], r.live_clients[2] = rss, fds, files, live
                 return
             last = now

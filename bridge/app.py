@@ -19,10 +19,10 @@ from .console.auth import ConsoleAuth, supervised_agencies
 from .console.practice_web import PracticeWeb
 from .console.reports_web import ReportsWeb
 from .console.web import ConsoleWeb
-from .background import Retries
+from .background import Periodic, Retries
 from .limits import Limit
 from .reports.poster import SummaryPoster
-from .resources import OpenFiles, Shortages, loop_exception_handler, raise_open_files_limit
+from .resources import FreedHeap, OpenFiles, Shortages, loop_exception_handler, raise_open_files_limit
 from . import __version__, metrics
 from .matrix import bot, rooms
 from .matrix.crypto import Crypto
@@ -59,6 +59,8 @@ class Bridge:
         # Descriptors kept for open chats, and one rate-limited report when anything runs short (resources.py).
         self.open_files = OpenFiles(config.get("resources.reserved_descriptors"))
         self.shortages = Shortages(self.open_files)
+        self.freed_heap = FreedHeap()
+        self.heap_return = Periodic(self.freed_heap.give_back, FreedHeap.EVERY, "giving freed heap back")
         # Group commit: no fsync on the event loop; whatever acknowledges awaits store.db.durable() (store/db.py).
         self.store = Store.open(config.path("store.path"), config.get("chats.first_number"), group_commit=True)
         self.records = Records.open(config, self.store)
@@ -221,6 +223,7 @@ class Bridge:
         self.inbound.start()
         self.outbound.start()
         self.idle_unloader.start()
+        self.heap_return.start()
         self.catchup.start()
         self.keeper.start()
         self.webhooks.start()
@@ -284,6 +287,7 @@ class Bridge:
         await self.inbound.stop()
         await self.outbound.stop()
         await self.idle_unloader.stop()
+        await self.heap_return.stop()
         await self.catchup.stop()
         await self.keeper.stop()
         await self.webhooks.stop()

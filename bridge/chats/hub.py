@@ -6,20 +6,21 @@ not from this queue.
 """
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import defaultdict
 from typing import Any
+
+from ..background import Mailbox
 
 
 class Subscription:
     def __init__(self, hub: "ChatHub", chat_id: str) -> None:
         self.hub, self.chat_id = hub, chat_id
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+        self.signals: Mailbox[dict[str, Any]] = Mailbox(1000)
         self.queue_pending = False      # a "queue" signal waits unread: another one would say nothing new
 
     async def get(self) -> dict[str, Any]:
-        signal = await self.queue.get()
+        signal = await self.signals.get()
         if signal["kind"] == "queue":
             self.queue_pending = False
         return signal
@@ -64,10 +65,7 @@ class ChatHub:
 
     def _publish(self, chat_id: str, signal: dict[str, Any]) -> None:
         for sub in list(self._subs.get(chat_id, ())):
-            try:
-                sub.queue.put_nowait(signal)
-            except asyncio.QueueFull:
-                pass  # a stuck client; it re-reads from the store when it catches up
+            sub.signals.put_nowait(signal)    # dropped when full: a stuck client re-reads the store when it catches up
 
     def messages(self, chat_id: str) -> None:
         self._publish(chat_id, {"kind": "messages"})
@@ -81,12 +79,8 @@ class ChatHub:
         At most one such signal waits per connection: a thousand closes while a citizen's page is busy
         leave one "read your place again", not a thousand."""
         for sub in list(self._subs.get(chat_id, ())):
-            if not sub.queue_pending:
-                try:
-                    sub.queue.put_nowait({"kind": "queue"})
-                    sub.queue_pending = True
-                except asyncio.QueueFull:
-                    pass
+            if not sub.queue_pending and sub.signals.put_nowait({"kind": "queue"}):
+                sub.queue_pending = True
 
     def read(self, chat_id: str) -> None:
         """An officer's client marked the conversation read further."""

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from .. import client_input, metrics
+from ..background import Mailbox
 from ..journal import Journal, LogJournal
 from ..client_address import ClientAddresses
 from ..config import Config
@@ -711,7 +712,7 @@ class VisitorApi:
     async def _read_frames(self, ws: web.WebSocketResponse, chat: Chat) -> None:
         """Handle the citizen's frames one by one; their answers go back in the same order through
         ``_answer``, so reading the next frame never waits for the disk (acks of a burst share flushes)."""
-        replies: asyncio.Queue[tuple[dict[str, Any], int | None] | None] = asyncio.Queue(REPLIES_PENDING)
+        replies: Mailbox[tuple[dict[str, Any], int | None] | None] = Mailbox(REPLIES_PENDING)
         answering = asyncio.create_task(self._answer(ws, replies))
         try:
             async for msg in ws:
@@ -750,7 +751,7 @@ class VisitorApi:
             await answering
 
     async def _answer(self, ws: web.WebSocketResponse,
-                      replies: asyncio.Queue[tuple[dict[str, Any], int | None] | None]) -> None:
+                      replies: Mailbox[tuple[dict[str, Any], int | None] | None]) -> None:
         """Send the answers in order; an ack only once what it acknowledges is on disk (store/db.py).
         It always drains the queue (even after the socket went away), so the reader never waits on it for ever."""
         gone = False

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bridge.background import OrderedSends, WakeableLoop
+from bridge.background import Mailbox, OrderedSends, WakeableLoop
 
 
 class Stubborn(WakeableLoop):
@@ -105,3 +105,35 @@ async def test_a_failed_job_does_not_stop_the_ones_behind_it():
         await asyncio.sleep(0.01)
     assert done == ["edit"]
     await sends.stop()
+
+
+async def test_a_mailbox_hands_items_out_in_order_and_wakes_its_reader():
+    box: Mailbox[int] = Mailbox(10)
+    reader = asyncio.create_task(box.get())
+    await asyncio.sleep(0)                      # the reader waits on an empty mailbox
+    assert not reader.done()
+    assert box.put_nowait(1) and box.put_nowait(2)
+    assert await asyncio.wait_for(reader, 5) == 1
+    assert await box.get() == 2 and len(box) == 0
+
+
+async def test_a_full_mailbox_refuses_without_waiting_and_holds_its_writer_until_read():
+    box: Mailbox[str] = Mailbox(2)
+    assert box.put_nowait("a") and box.put_nowait("b")
+    assert not box.put_nowait("c") and len(box) == 2      # refused, nothing queued
+    writer = asyncio.create_task(box.put("c"))
+    await asyncio.sleep(0)
+    assert not writer.done()                               # waits while full
+    assert await box.get() == "a"
+    await asyncio.wait_for(writer, 5)
+    assert [box.get_nowait(), box.get_nowait()] == ["b", "c"]
+
+
+async def test_a_cancelled_reader_leaves_the_mailbox_usable():
+    box: Mailbox[int] = Mailbox(5)
+    reader = asyncio.create_task(box.get())
+    await asyncio.sleep(0)
+    reader.cancel()
+    await asyncio.gather(reader, return_exceptions=True)
+    assert box.put_nowait(7)                                # no error waking a cancelled reader
+    assert await asyncio.wait_for(box.get(), 5) == 7

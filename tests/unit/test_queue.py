@@ -29,7 +29,7 @@ def test_positions_move_up_and_waiting_chats_hear_about_it(tmp_path):
     subs = [hub.subscribe(c.id) for c in chats]
     service.close(store.chats.get(chats[0].id), by="visitor")           # the first citizen gives up
     assert [service.queue_place(store.chats.get(c.id))[0] for c in chats[1:]] == [1, 2]
-    assert all(any(s.queue.get_nowait()["kind"] == "queue" for _ in range(s.queue.qsize())) for s in subs[1:])
+    assert all(any(s.signals.get_nowait()["kind"] == "queue" for _ in range(len(s.signals))) for s in subs[1:])
     store.close()
 
 

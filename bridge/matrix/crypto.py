@@ -68,6 +68,7 @@ DEVICE_LISTS = "org.matrix.msc3202.device_lists"
 TO_DEVICE = ("de.sorunome.msc2409.to_device", "to_device")
 FLUSH_NOTE = "precinct.flush"      # content key of the no-op to-device note (see _send_room_keys)
 NUDGE_EVERY = 3.0                  # seconds between two nudges of the appservice user's inbox
+CRYPTO_STATE = frozenset({"m.room.member", "m.room.encryption"})   # the state nio is shown (observe)
 
 
 class CryptoError(Exception):
@@ -411,8 +412,13 @@ class Crypto:
         return puppet.device_id if puppet is not None else None
 
     def _admitted(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The events without membership of users who may not hold room keys."""
-        return [e for e in events if e.get("type") != "m.room.member" or self.may_hold_keys(str(e.get("state_key")))]
+        """The state nio is shown: membership and encryption, without members who may not hold room keys.
+
+        Only who is in the room and whether it is encrypted matter to encryption; every other state event
+        (a new room brings eight: power levels, join rules, name, topic, ACL...) would cost nio a sync
+        response to parse and validate for nothing (bench/chat_life.py's profile)."""
+        return [e for e in events if e.get("type") in CRYPTO_STATE
+                and (e.get("type") != "m.room.member" or self.may_hold_keys(str(e.get("state_key"))))]
 
     async def observe(self, user_id: str, room_id: str, events: list[dict[str, Any]], *, as_state: bool = False) -> None:
         """Let nio see a room's state/membership events (who to encrypt for, whether it is encrypted).
@@ -423,6 +429,8 @@ class Crypto:
         if user_id not in self.clients and not as_state:
             return      # an unloaded client rebuilds its rooms from /state when loaded again (_ensure_room)
         events = self._admitted(events)
+        if not events and not as_state:
+            return      # nothing encryption needs
         joined = {str(e.get("state_key")) for e in events if e.get("type") == "m.room.member"
                   and (e.get("content") or {}).get("membership") == "join" and e.get("state_key") != user_id}
         if joined and not as_state:

@@ -5,6 +5,7 @@ light queue."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from typing import Any, Awaitable, Callable, Generic, Hashable, TypeVar
 
@@ -50,7 +51,8 @@ class WakeableLoop:
 
 
 class Periodic(WakeableLoop):
-    """Runs ``work()`` every ``seconds`` (sooner when woken); a failure is logged and the next run comes."""
+    """Runs ``work()`` (a function or a coroutine function) every ``seconds``, sooner when woken; a failure
+    is logged and the next run comes."""
 
     def __init__(self, work: Callable[[], Any], seconds: float, what: str) -> None:
         super().__init__()
@@ -60,7 +62,11 @@ class Periodic(WakeableLoop):
         while True:
             await self._sleep(self.seconds)
             try:
-                self.work()
+                done = self.work()
+                if inspect.isawaitable(done):
+                    await done
+            except asyncio.CancelledError:
+                raise
             except Exception:
                 log.exception("%s failed; trying again later", self.what)
 

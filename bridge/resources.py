@@ -225,7 +225,7 @@ class FreedHeap:
         assert self._libc is not None
         self._libc.malloc_trim(0)
         self.given_back += 1
-        log.debug("gave back freed heap: %.1f MB were free, %.1f MB now", free / 1e6, (self.free_bytes() or 0) / 1e6)
+        log.debug("gave back freed heap: %.1f MB were free", free / 1e6)
         return True
 
 

@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import logging
 
-from ..background import WakeableLoop
+from ..background import Periodic
 from .crypto import Crypto
 
 log = logging.getLogger(__name__)
 
 
-class IdleUnloader(WakeableLoop):
+class IdleUnloader(Periodic):
     def __init__(self, crypto: Crypto, idle_seconds: float) -> None:
-        super().__init__()
+        super().__init__(self._unload, max(1.0, idle_seconds / 4), "unloading idle puppet clients")
         self.crypto, self.idle_seconds = crypto, idle_seconds
 
-    async def _run(self) -> None:
-        while True:
-            await self._sleep(max(1.0, self.idle_seconds / 4))
-            try:
-                if unloaded := await self.crypto.unload_idle(self.idle_seconds):
-                    log.debug("unloaded %d idle puppet clients; %d loaded", unloaded, self.crypto.live_clients)
-            except Exception:
-                log.exception("unloading idle puppet clients failed; trying again later")
+    async def _unload(self) -> None:
+        if unloaded := await self.crypto.unload_idle(self.idle_seconds):
+            log.debug("unloaded %d idle puppet clients; %d loaded", unloaded, self.crypto.live_clients)

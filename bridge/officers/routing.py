@@ -13,7 +13,7 @@ import json
 import logging
 import time
 
-from ..background import WakeableLoop
+from ..background import Periodic
 from ..journal import Journal
 from ..chats import training
 from ..chats.lifecycle import ChatListener, ChatService
@@ -37,10 +37,10 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
-class Routing(WakeableLoop, ChatListener):
+class Routing(Periodic, ChatListener):
     def __init__(self, config: Config, chats: ChatService, dispatch: Dispatch, journal: Journal,
                  bot_commands: BotCommands) -> None:
-        super().__init__()
+        super().__init__(self._pass, 1.0, "routing pass")
         self.config, self.chats, self.store, self.dispatch = config, chats, chats.store, dispatch
         self.journal, self.prefix = journal, config.get("officers.command_prefix")
         self._tasks: set[asyncio.Task] = set()
@@ -79,16 +79,10 @@ class Routing(WakeableLoop, ChatListener):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self) -> None:
-        while True:
-            await self._sleep(1.0)
-            try:
-                await self._timers()
-                await self._assign_waiting()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("routing pass failed; retrying")
+    async def _pass(self) -> None:
+        """Once a second and at every wake (Periodic): the timers, then waiting chats to officers."""
+        await self._timers()
+        await self._assign_waiting()
 
     # ---- chat life (ChatListener) -------------------------------------------------------------------
     def queued(self, chat: Chat) -> None:

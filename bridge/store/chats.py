@@ -10,7 +10,7 @@ from .db import Database
 WAITING, ACTIVE, CLOSED = "waiting", "active", "closed"
 
 
-@dataclass(slots=True)       # slots: every open citizen connection holds its chat (a fifth of the memory)
+@dataclass(slots=True)       # slots: every open citizen connection holds its chat; a sixth of the size with no __dict__
 class Chat:
     id: str
     number: int

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bridge.background import Mailbox, OrderedSends, WakeableLoop
+from bridge.background import Mailbox, OrderedSends, Periodic, WakeableLoop
 
 
 class Stubborn(WakeableLoop):
@@ -137,3 +137,30 @@ async def test_a_cancelled_reader_leaves_the_mailbox_usable():
     await asyncio.gather(reader, return_exceptions=True)
     assert box.put_nowait(7)                                # no error waking a cancelled reader
     assert await asyncio.wait_for(box.get(), 5) == 7
+
+
+async def test_periodic_work_runs_again_after_a_failure_whether_a_function_or_a_coroutine():
+    runs: list[str] = []
+
+    def plain() -> None:
+        runs.append("plain")
+        if len(runs) == 1:
+            raise ValueError("first run fails")
+
+    async def coroutine() -> None:
+        runs.append("coroutine")
+        if runs.count("coroutine") == 1:
+            raise ValueError("first run fails")
+
+    loops = [Periodic(plain, 0.01, "plain work"), Periodic(coroutine, 0.01, "coroutine work")]
+    for loop in loops:
+        loop.start()
+    try:
+        for _ in range(500):
+            if runs.count("plain") >= 3 and runs.count("coroutine") >= 3:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        for loop in loops:
+            await loop.stop()
+    assert runs.count("plain") >= 3 and runs.count("coroutine") >= 3

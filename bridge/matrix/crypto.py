@@ -69,6 +69,9 @@ TO_DEVICE = ("de.sorunome.msc2409.to_device", "to_device")
 FLUSH_NOTE = "precinct.flush"      # content key of the no-op to-device note (see _send_room_keys)
 NUDGE_EVERY = 3.0                  # seconds between two nudges of the appservice user's inbox
 CRYPTO_STATE = frozenset({"m.room.member", "m.room.encryption"})   # the state nio is shown (observe)
+# How long the device lists of a bot room's members count as known without asking (send_to_members). Changes
+# come at once in live transactions; this bounds how long one the push never brought can go unseen.
+MEMBERS_FRESH_S = 60.0
 
 
 class CryptoError(Exception):
@@ -253,6 +256,7 @@ class Crypto:
         # never reaches it (see _send_room_keys).
         self.blind_inbox_user = blind_inbox_user
         self._last_nudge = -NUDGE_EVERY
+        self._members_asked: dict[tuple[str, str], float] = {}   # (client, room) → when its members were asked
         # Who may ever hold a room key. nio shares with every member it knows, so members who may not
         # are never shown to it: their membership events stop here (see _admitted).
         self.may_hold_keys = may_hold_keys          # who may be given room keys (officers/access.py)
@@ -347,6 +351,8 @@ class Crypto:
         await self.unload(user_id)
         self._recent.forget(user_id)
         self._last_recovery.pop(user_id, None)
+        for asked in [a for a in self._members_asked if a[0] == user_id]:
+            del self._members_asked[asked]
         self.puppets.forget_room_keys(user_id)
 
     async def close(self) -> None:
@@ -577,17 +583,25 @@ class Crypto:
                               txn_id: str) -> str:
         """Encrypt for every current member device, then send; for the bot's few messages in its rooms.
 
-        Unlike ``send`` this asks for the members' device lists each time and starts a new room key
-        when any member device lacks the current one (officers sign in on new devices all the time),
-        and it keeps ``m.relates_to`` in the clear, as the spec asks, so edits and reactions aggregate.
+        Unlike ``send`` this asks for the members' device lists again (at most once per MEMBERS_FRESH_S:
+        the live push names changed users at once, and a dispatch room in a burst sends a dozen notices a
+        chat) and starts a new room key when any member device lacks the current one (officers sign in on
+        new devices all the time), and it keeps ``m.relates_to`` in the clear, as the spec asks, so edits
+        and reactions aggregate.
         """
         async with self._using(user_id) as c:
             await self._ensure_room(c, room_id)
             olm, room = c.olm, c.rooms[room_id]
             assert olm
-            olm.users_for_key_query.update(room.users)
+            asked = (user_id, room_id)
+            now = self._clock()
+            due = now - self._members_asked.get(asked, -MEMBERS_FRESH_S) >= MEMBERS_FRESH_S
+            if due:
+                olm.users_for_key_query.update(room.users)
             if c.should_query_keys:
                 _check(await c.keys_query(), "keys query")
+            if due:
+                self._members_asked[asked] = now
             if c.should_claim_keys:
                 _check(await c.keys_claim(c.get_users_for_key_claiming()), "keys claim")
             # Devices seen only now get what was sent just before (under the key nio has just dropped).

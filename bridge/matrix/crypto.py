@@ -426,32 +426,34 @@ class Crypto:
         return [e for e in events if e.get("type") in CRYPTO_STATE
                 and (e.get("type") != "m.room.member" or self.may_hold_keys(str(e.get("state_key"))))]
 
-    async def observe(self, user_id: str, room_id: str, events: list[dict[str, Any]], *, as_state: bool = False) -> None:
+    async def observe(self, user_id: str, room_id: str, events: list[dict[str, Any]]) -> None:
         """Let nio see a room's state/membership events (who to encrypt for, whether it is encrypted).
 
         A member who joins is asked for their devices again: while only invited they shared no joined
         room with us, so the homeserver told us of none of their device changes.
         """
-        if user_id not in self.clients and not as_state:
+        if user_id not in self.clients:
             return      # an unloaded client rebuilds its rooms from /state when loaded again (_ensure_room)
         events = self._admitted(events)
-        if not events and not as_state:
+        if not events:
             return      # nothing encryption needs
         joined = {str(e.get("state_key")) for e in events if e.get("type") == "m.room.member"
                   and (e.get("content") or {}).get("membership") == "join" and e.get("state_key") != user_id}
-        if joined and not as_state:
+        if joined:
             async with self._using(user_id, locked=False) as c:
                 if c.olm:
                     c.olm.users_for_key_query.update(joined)
-        join = {"timeline": {"events": [] if as_state else events, "limited": False},
-                "state": {"events": events if as_state else []}}
+        join = {"timeline": {"events": events, "limited": False}, "state": {"events": []}}
         await self._receive(user_id, {"rooms": {"join": {room_id: join}}})
 
     async def restore_room(self, user_id: str, room_id: str) -> None:
-        state = await self.api.room_state(user_id, room_id)
-        async with self._using(user_id, locked=False) as c:
-            await self.observe(user_id, room_id, state, as_state=True)
-            self._members_known(c, room_id)
+        """Show the client the room's membership and encryption from ``/state``, unless it holds them already.
+
+        Under the device's lock, as every other reader of ``/state`` (``_ensure_room``): a new chat's first
+        message, sent while its set-up restored the room, read the state a second time (bench/chat_life.py).
+        Later changes come as events (``observe``)."""
+        async with self._using(user_id) as c:
+            await self._ensure_room(c, room_id)
 
     async def member_name(self, user_id: str, room_id: str, member: str) -> str | None:
         """The display name ``member`` has in the room as the puppet sees it (its state fetched again when

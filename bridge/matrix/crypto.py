@@ -585,11 +585,11 @@ class Crypto:
                               txn_id: str) -> str:
         """Encrypt for every current member device, then send; for the bot's few messages in its rooms.
 
-        Unlike ``send`` this asks for the members' device lists again (at most once per MEMBERS_FRESH_S:
-        the live push names changed users at once, and a dispatch room in a burst sends a dozen notices a
-        chat) and starts a new room key when any member device lacks the current one (officers sign in on
-        new devices all the time), and it keeps ``m.relates_to`` in the clear, as the spec asks, so edits
-        and reactions aggregate.
+        Unlike ``send`` this asks for the device lists of invited members each time and of joined ones at
+        most once per MEMBERS_FRESH_S (the live push names joined members whose devices changed at once, and
+        a dispatch room in a burst sends a dozen notices a chat), starts a new room key when any member device
+        lacks the current one (officers sign in on new devices all the time), and keeps ``m.relates_to`` in
+        the clear, as the spec asks, so edits and reactions aggregate.
         """
         async with self._using(user_id) as c:
             await self._ensure_room(c, room_id)
@@ -598,8 +598,10 @@ class Crypto:
             asked = (user_id, room_id)
             now = self._clock()
             due = now - self._members_asked.get(asked, -MEMBERS_FRESH_S) >= MEMBERS_FRESH_S
-            if due:
-                olm.users_for_key_query.update(room.users)
+            # Invited members are asked every time: the homeserver reports device changes only for users who
+            # share a *joined* room with us, so an officer invited to a dispatch room who signs in on a new
+            # device is heard of by nobody until they join.
+            olm.users_for_key_query.update(room.users if due else room.invited_users)
             if c.should_query_keys:
                 _check(await c.keys_query(), "keys query")
             if due:

@@ -8,9 +8,12 @@ notice stays undecryptable there for good (its later edits, under a new key, wou
 """
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import PASSWORD, SERVER, MatrixEnv
 from tests.interop.officer_client import JsOfficer, prerequisites_missing
 from tests.support.bridge_db import dispatch_notice_of, dispatch_room_of
+from tests.support.agencies import OwnAgency
 from tests.support.officer import NioOfficer
 from tests.support.waiting import until
 
@@ -66,3 +69,28 @@ async def test_bot_reply_in_a_direct_room_decrypts_on_a_device_signed_in_just_be
         assert got.body == reply.body
     finally:
         await laptop.stop()
+
+
+@pytest.mark.agency(officers=2)
+async def test_notice_decrypts_for_an_officer_invited_but_not_joined_who_signed_in_since_the_last_one(
+        agency: OwnAgency, matrix_env: MatrixEnv, officer_of, visitors, tmp_path, bridge_log):
+    """The bot asks joined members for their devices at most once a minute, since the homeserver's push tells of
+    their new devices at once; it tells of nobody's who is only invited. An officer invited to the dispatch room
+    who signs in between two notices must still be given the second one's key, and read it once they join."""
+    dispatch = await dispatch_room_of(matrix_env.db_path, agency.id)
+    desk = await officer_of(agency.officers[0], auto_claim=False)
+    first = visitors()
+    number = (await first.create(topic=agency.topic))["number"]
+    await desk.notice(dispatch, number)                     # the bot has just asked its members for their devices
+    late = NioOfficer(matrix_env.synapse.url, agency.officers[1], PASSWORD, tmp_path / "late")
+    late.auto_join = lambda room_id: False                  # invited to the dispatch room since it was made
+    try:
+        await late.start()                                  # a new device, its keys uploaded
+        second = visitors()
+        number = (await second.create(topic=agency.topic))["number"]
+        notice = await dispatch_notice_of(matrix_env.db_path, second.chat_id)
+        await late._join(dispatch)
+        got = await late.wait_message(lambda m: m.event_id == notice, 60, "the second notice on the new device")
+        assert f"Chat {number} ·" in got.body
+    finally:
+        await late.stop()

@@ -33,7 +33,7 @@ from ..matrix import rooms
 from ..matrix.rooms import RoomPolicy
 from ..matrix.crypto import Crypto, CryptoError, decrypt_file, encrypt_file
 from ..matrix.homeserver import HomeserverApi, MatrixError, MediaTooLarge
-from ..matrix.puppets import PuppetManager
+from ..matrix.puppets import VISITOR_NAME, PuppetManager
 from ..store import Store
 from ..store.attachments import Attachment
 from ..store.chats import ACTIVE, CLOSED, WAITING, Chat
@@ -587,6 +587,7 @@ class ChatService:
         chat = self.store.chats.get(chat_id)
         if chat is None or chat.room_id:
             return
+        resumed = chat.puppet is not None     # an earlier set-up got as far as its room, perhaps
         puppet = await self.puppets.for_chat(chat.id)
         if chat.puppet != puppet.user_id:
             self.store.chats.set_puppet(chat.id, puppet.user_id)
@@ -596,32 +597,41 @@ class ChatService:
         # createRoom itself when the pool is empty): a separate invite after the room cost a round trip of
         # the busy homeserver on the claim's path. Whoever takes it later is invited by the listener.
         officers = [chat.claimed_by] if chat.claimed_by else []
-        renamed = self.api.set_display_name(puppet.user_id, chat.display_name) if chat.display_name else None
-        # A puppet made now has its user and device; its keys go up while its room is made (the citizen's
-        # messages wait for both: the outbound pump sends once the room is stored, after this).
+        # A puppet made now is a user only: its device and keys go up while it is named and its room is made
+        # (the citizen's messages wait for them: the outbound pump sends once the room is stored, after this).
         keys = [] if puppet.ready else [self.puppets.ensure_ready(puppet)]
         if puppet.room_id:                     # from the pool: the room exists, give it this chat's face
             room_id = puppet.room_id
+            renamed = [self.api.set_display_name(puppet.user_id, chat.display_name)] if chat.display_name else []
             await asyncio.gather(rooms.dress_chat_room(self.api, puppet.user_id, room_id, name, officers),
-                                 *([renamed] if renamed else []), *keys)
+                                 *renamed, *keys)
         else:
-            # The name first: the puppet's membership in the new room carries it (a rename later is an event).
-            found, *_ = await asyncio.gather(rooms.find_chat_room(self.api, puppet.user_id),
-                                             *([renamed] if renamed else []))
-            if found is not None:
-                room_id = found
-                officers = []                  # made before a crash, perhaps before the claim: invite again
-                await asyncio.gather(*keys)
-            else:
-                room_id, *_ = await asyncio.gather(rooms.create_chat_room(
-                    self.api, puppet.user_id, rooms.chat_room_request(name, officers, self.bot, puppet.user_id,
-                                                                      self.policy.version, self.policy.acl)), *keys)
+            (room_id, officers), *_ = await asyncio.gather(
+                self._made_room(chat, puppet.user_id, name, officers, resumed), *keys)
         self.store.chats.set_room(chat.id, room_id)
         log.info("chat %s ready in %s", chat.number, room_id)
         self.listener.ready(self.store.chats.refresh(chat), tuple(officers))
         self.wake_outbound()
         if self.store.chats.refresh(chat).state != CLOSED:   # a closed chat's puppet is not loaded again
             await self.crypto.restore_room(puppet.user_id, room_id)
+
+    async def _made_room(self, chat: Chat, puppet: str, name: str, officers: list[str],
+                         resumed: bool) -> tuple[str, list[str]]:
+        """A room made for the chat by its own puppet, and whom its creation invited.
+
+        Named first: the puppet's membership in the new room carries the name (a rename later is an event).
+        Only a resumed set-up can find a room made already (a crash between createRoom and storing its ID),
+        so a puppet made now goes from its name straight to its room."""
+        named = self.api.set_display_name(puppet, chat.display_name or VISITOR_NAME)
+        if resumed:
+            found, _ = await asyncio.gather(rooms.find_chat_room(self.api, puppet), named)
+            if found is not None:
+                return found, []       # made before a crash, perhaps before the claim: invite again
+        else:
+            await named
+        room_id = await rooms.create_chat_room(self.api, puppet, rooms.chat_room_request(
+            name, officers, self.bot, puppet, self.policy.version, self.policy.acl))
+        return room_id, officers
 
     async def resume(self) -> None:
         """At start-up, once the homeserver answers: finish interrupted set-ups, set up the chats that spoke before

@@ -23,6 +23,12 @@ from .homeserver import HomeserverApi
 log = logging.getLogger(__name__)
 
 BOT_CHAT = "(bot)"         # the bot's row in the puppets table: a chat ID no chat has
+VISITOR_NAME = "Visitor"   # what officers see of a citizen who gave no name
+
+
+def chat_named(puppet: Puppet) -> bool:
+    """Whether the puppet's display name is the chat set-up's to give: made for one chat, not for the pool."""
+    return puppet.chat_id is not None and puppet.chat_id != BOT_CHAT
 
 
 class PuppetManager:
@@ -82,21 +88,24 @@ class PuppetManager:
         queued behind everything else the homeserver does in a burst of new chats):
 
             register ─▶ device ∥ display name ─▶ device keys ∥ cross-signing keys ─▶ query ─▶ signatures
-                                               └─ (pool puppets) its room, made meanwhile
+                     │                        └─ (pool puppets) its room, made meanwhile
+                     └─ (account_only) returned here: a chat's set-up names it and makes its room meanwhile
 
-        ``account_only``: stop once the user and its device exist (a chat's set-up makes its room while the
-        keys go up: ``ensure_ready`` finishes them)."""
+        A chat's own puppet is named by the chat's set-up (``chat_named``), before its room is made (its
+        membership there carries the name), so the name here is only for the pool's and the bot's."""
         user_id = puppet.user_id
         if not puppet.registered:
             await self.api.register(user_id[1:].split(":")[0])
             self.puppets.mark(user_id, "registered")
-        if not puppet.device_created:
-            # Officers see "Visitor" unless the citizen gives a name (then the chat renames it).
-            await asyncio.gather(self.api.create_device(user_id, puppet.device_id, "Precinct web chat"),
-                                 self.api.set_display_name(user_id, "Precinct" if user_id == self.bot else "Visitor"))
-            self.puppets.mark(user_id, "device_created")
         if account_only:
             return self.puppets.get(user_id)  # type: ignore[return-value]
+        if not puppet.device_created:
+            steps = [self.api.create_device(user_id, puppet.device_id, "Precinct web chat")]
+            if not chat_named(puppet):
+                # Officers see VISITOR_NAME unless the citizen gives a name (then the chat renames it).
+                steps.append(self.api.set_display_name(user_id, "Precinct" if user_id == self.bot else VISITOR_NAME))
+            await asyncio.gather(*steps)
+            self.puppets.mark(user_id, "device_created")
         steps = [self._keys(self.puppets.get(user_id) or puppet)]
         if puppet.chat_id is None and not puppet.room_id:
             steps.append(self._pool_room(user_id))     # off the new chat's critical path, beside the keys

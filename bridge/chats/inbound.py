@@ -145,7 +145,9 @@ class InboundPump(WakeableLoop):
                 log.warning("transaction %s: malformed event set aside: %.200r", txn_id, event)
                 self.failed_events += 1
                 continue
-            self.store.room_events.add(event)
+            # The echo of what we sent ourselves (a puppet's message, the bot's notice) is done on arrival:
+            # every handler would only mark it so. State events go through: encryption follows membership.
+            self.store.room_events.add(event, handled=self._ours(str(event.get("sender"))) and "state_key" not in event)
         try:
             await self.crypto.feed_transaction(body, self.puppets.has_device)
         except Exception:

@@ -30,13 +30,15 @@ class RoomEvents:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def add(self, event: dict[str, Any]) -> bool:
-        """Queue an event; False when it was seen before."""
+    def add(self, event: dict[str, Any], handled: bool = False) -> bool:
+        """Queue an event; False when it was seen before. ``handled``: one with nothing to do (the echo of
+        our own message), kept only so that it is known, as done."""
+        now = int(time.time() * 1000)
         cur = self.db.execute(
-            "INSERT OR IGNORE INTO room_events (event_id, room_id, type, sender, event, state, received_ts)"
-            " VALUES (?,?,?,?,?,?,?)",
+            "INSERT OR IGNORE INTO room_events (event_id, room_id, type, sender, event, state, received_ts,"
+            " processed_ts) VALUES (?,?,?,?,?,?,?,?)",
             [event["event_id"], event["room_id"], event.get("type", ""), event.get("sender"), json.dumps(event),
-             PENDING, int(time.time() * 1000)])
+             DONE if handled else PENDING, now, now if handled else None])
         return cur.rowcount == 1
 
     def first_seen_ms(self, room_id: str) -> int | None:

@@ -26,7 +26,7 @@ BOT_CHAT = "(bot)"         # the bot's row in the puppets table: a chat ID no ch
 VISITOR_NAME = "Visitor"   # what officers see of a citizen who gave no name
 
 
-def chat_named(puppet: Puppet) -> bool:
+def _chat_named(puppet: Puppet) -> bool:
     """Whether the puppet's display name is the chat set-up's to give: made for one chat, not for the pool."""
     return puppet.chat_id is not None and puppet.chat_id != BOT_CHAT
 
@@ -91,7 +91,7 @@ class PuppetManager:
                      │                        └─ (pool puppets) its room, made meanwhile
                      └─ (account_only) returned here: a chat's set-up names it and makes its room meanwhile
 
-        A chat's own puppet is named by the chat's set-up (``chat_named``), before its room is made (its
+        A chat's own puppet is named by the chat's set-up (``_chat_named``), before its room is made (its
         membership there carries the name), so the name here is only for the pool's and the bot's."""
         user_id = puppet.user_id
         if not puppet.registered:
@@ -101,7 +101,7 @@ class PuppetManager:
             return self.puppets.get(user_id)  # type: ignore[return-value]
         if not puppet.device_created:
             steps = [self.api.create_device(user_id, puppet.device_id, "Precinct web chat")]
-            if not chat_named(puppet):
+            if not _chat_named(puppet):
                 # Officers see VISITOR_NAME unless the citizen gives a name (then the chat renames it).
                 steps.append(self.api.set_display_name(user_id, "Precinct" if user_id == self.bot else VISITOR_NAME))
             await asyncio.gather(*steps)

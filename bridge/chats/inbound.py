@@ -361,6 +361,8 @@ class ChatRooms:
                             "they go first", chat.number, item.event_id, found)
                 return False
         numbers[session] = max(index, last)
+        self._gap_waited.discard(item.event_id)      # handled now: nothing is held for it any more
+        self._gap_read.discard(item.event_id)
         return True
 
     def _numbers(self, room_id: str) -> dict[str, int]:

@@ -642,7 +642,9 @@ class Crypto:
         if session is None or not session.shared:
             return
         now = asyncio.get_running_loop().time()
-        self._recent.sent(c.user_id, room_id, session.id, session.session_key, session.users_shared_with, now)
+        room = c.rooms.get(room_id)
+        self._recent.sent(c.user_id, room_id, session.id, session.session_key, session.users_shared_with, now,
+                          members=[u for u in room.users if u != c.user_id] if room else ())
         if now - self._last_sweep > 60:
             self._last_sweep = now
             self._recent.sweep(now)

@@ -9,8 +9,10 @@ undecryptable on that device for good.
 ``RecentKeys`` remembers, for each message we encrypted in the last ``window`` seconds, its
 Megolm session exported at that message's index and the devices the session had been given to.
 A device seen later gets, for each such session, the key at the earliest index still in the
-window, but only when its owner already held that session on another device: the user learns
-nothing they did not have, and a user who was not a holder (not a member then) gets nothing.
+window, but only when its owner already held that session on another device or was a member of
+the room when it was used (encrypted for, had we known of the device in time: the bot asks a room's
+joined members for their devices at most once a minute, crypto.MEMBERS_FRESH_S, and a member whose
+only device is new had no other device to hold it). A user who was neither gets nothing.
 Pure bookkeeping, memory only: a restart loses it (nio's outbound sessions are memory-only too).
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ Device = tuple[str, str]             # (user ID, device ID)
 @dataclass
 class _Session:
     holders: set[Device]                                         # given the session (or ignored: our own)
+    members: set[str] = field(default_factory=set)               # users in the room when it was used
     sent: list[tuple[float, str]] = field(default_factory=list)  # (when, session key at that message's index)
 
 
@@ -46,20 +49,23 @@ class RecentKeys:
         self._rooms: dict[tuple[str, str], dict[str, _Session]] = {}
 
     def sent(self, owner: str, room_id: str, session_id: str, session_key: str, holders: Iterable[Device],
-             now: float) -> None:
-        """``owner`` is about to encrypt one message with this session; ``session_key`` is its key now."""
+             now: float, members: Iterable[str] = ()) -> None:
+        """``owner`` is about to encrypt one message with this session; ``session_key`` is its key now;
+        ``members``: who is in the room (joined or invited), each entitled to it on any device."""
         if self.window <= 0:
             return
         sessions = self._rooms.setdefault((owner, room_id), {})
         session = sessions.setdefault(session_id, _Session(set()))
         session.holders.update(holders)
+        session.members.update(members)
         session.sent.append((now, session_key))
         self._prune(owner, room_id, now)
 
     def due(self, owner: str, devices: Iterable[Device], now: float,
             may_hold: Callable[[str], bool] = lambda user: True) -> list[KeyDue]:
         """The keys ``owner`` owes these newly seen devices: for every session used in the window whose
-        holders include another device of the same user, the key at its earliest in-window index."""
+        holders include another device of the same user, or whose room the user was in then, the key at
+        its earliest in-window index."""
         devices = [d for d in devices if may_hold(d[0])]
         owed: list[KeyDue] = []
         for (who, room_id) in list(self._rooms):
@@ -67,7 +73,7 @@ class RecentKeys:
                 continue
             self._prune(owner, room_id, now)
             for session_id, session in self._rooms.get((owner, room_id), {}).items():
-                users = {user for user, _ in session.holders}
+                users = {user for user, _ in session.holders} | session.members
                 to = frozenset(d for d in devices if d[0] in users and d not in session.holders)
                 if to and session.sent:
                     content = {"algorithm": MEGOLM, "room_id": room_id, "session_id": session_id,

@@ -29,6 +29,17 @@ def test_nothing_for_users_who_did_not_hold_the_session_or_may_not_hold_keys():
     assert keys.due("@someone-else:hs", [LAPTOP], now=1) == []       # another client's sessions
 
 
+def test_a_member_whose_only_device_is_new_gets_the_key_a_non_member_does_not():
+    """A member with no device we knew of when the message was sent (all signed out, then a new sign-in the
+    bot had not yet heard of) was entitled to it all the same; a user who joined only later was not."""
+    keys = RecentKeys(window=300)
+    keys.sent(BOT, ROOM, "S1", "k", [DESK], now=0, members=["@officer:hs", "@sergeant:hs"])
+    sergeant_phone = ("@sergeant:hs", "PHONE")
+    [due] = keys.due(BOT, [sergeant_phone, STRANGER], now=1)
+    assert due.devices == {sergeant_phone} and due.content["session_key"] == "k"
+    assert keys.due(BOT, [sergeant_phone], now=1, may_hold=lambda user: False) == []
+
+
 def test_a_device_that_already_holds_it_or_was_given_it_gets_nothing_more():
     keys = RecentKeys(window=300)
     keys.sent(BOT, ROOM, "S1", "k", [DESK, LAPTOP], now=0)

@@ -69,8 +69,9 @@ TO_DEVICE = ("de.sorunome.msc2409.to_device", "to_device")
 FLUSH_NOTE = "precinct.flush"      # content key of the no-op to-device note (see _send_room_keys)
 NUDGE_EVERY = 3.0                  # seconds between two nudges of the appservice user's inbox
 CRYPTO_STATE = frozenset({"m.room.member", "m.room.encryption"})   # the state nio is shown (observe)
-# How long the device lists of a bot room's members count as known without asking (send_to_members). Changes
-# come at once in live transactions; this bounds how long one the push never brought can go unseen.
+# How long the device lists of a bot room's joined members count as known without asking (send_to_members).
+# Their changes come at once in live transactions (invited members' never do: they are asked every time); this
+# bounds how long a change the push never brought can go unseen.
 MEMBERS_FRESH_S = 60.0
 
 

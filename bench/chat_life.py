@@ -86,6 +86,12 @@ class Life:
         self.cpu: dict[str, dict[str, list[float]]] = {"chat": {}, "floor": {}}
         self.idle_per_s: list[float] = []
         self.failed: dict[str, int] = {}
+        self.phases: dict[str, list[float]] = {}      # the bridge's CPU per part of a chat's life
+
+    def phase(self, name: str, since: float) -> float:
+        now = cpu_seconds(self.bridge.pid)
+        self.phases.setdefault(name, []).append(now - since)
+        return now
 
     def now(self) -> dict[str, float]:
         return {"bridge": cpu_seconds(self.bridge.pid), "homeserver": cpu_seconds(self.synapse.pid),
@@ -126,6 +132,7 @@ class Life:
     async def chat(self, i: int) -> None:
         v = Visitor(self.bridge.public_url, source=f"127.0.0.{10 + i % 50}")
         before = self.now()
+        mark = before["bridge"]
         try:
             await v.create(topic=TOPIC, consent=True, display_name=f"Life {i}")
             await v.connect()
@@ -136,18 +143,21 @@ class Life:
                 if room_id is None:        # the first message makes the room; the officer claims and joins
                     room_id = await room_of(self.db, v.chat_id, STEP_TIMEOUT)
                     await self.officer.wait_joined(room_id, STEP_TIMEOUT)
+                    mark = self.phase("open: POST → officer joined", mark)
                 # (NioOfficer.messages: also what it could decrypt only later, as Element shows it)
                 await self.officer.wait_message(lambda m, up=up: m.body == up, STEP_TIMEOUT, f"{up!r} at the officer")
                 down = f"officer {self.run_id} {i}.{k}"
                 await self.officer.send(room_id, down)
                 await v.wait_frame(lambda f: f.get("type") == "message" and f.get("body") == down, STEP_TIMEOUT,
                                    f"officer message {down!r} at the citizen")
+            mark = self.phase("conversation: the messages", mark)
             status, body = await v.http("POST", f"/api/v1/chats/{v.chat_id}/close")
             if status != 200:
                 raise RuntimeError(f"close answered {status} {body}")
             await v.wait_frame(lambda f: f.get("type") == "status" and f.get("state") == "closed", STEP_TIMEOUT,
                                "closed status")
             await self.bridge_idle()
+            self.phase("close: until idle (pool refilled)", mark)
             spent = self.record("chat", before)
             log(f"chat {i}: bridge {spent['bridge'] * 1000:.0f} ms, homeserver {spent['homeserver'] * 1000:.0f} ms")
         except Exception as e:
@@ -191,6 +201,7 @@ class Life:
             await self.chat(-1)                     # warm-up (first claim, dispatch room keys): not counted
             await self.floor_chat(-1)
             self.cpu = {"chat": {}, "floor": {}}
+            self.phases.clear()
             self.failed.clear()
             for i in range(self.args.chats):
                 await self.measure_idle()
@@ -218,6 +229,9 @@ def report(life: Life, args: Any) -> None:
         n = len(life.cpu[kind].get("bridge", []))
         out.append(f"{name + f' (n={n})':<34}{col(kind, 'bridge'):>24}{col(kind, 'homeserver'):>24}"
                    f"{col(kind, 'clients'):>24}")
+    for name, xs in life.phases.items():
+        out.append(f"  bridge, {name:<40}{statistics.median(xs) * 1000:>8.0f} ms "
+                   f"({min(xs) * 1000:.0f}–{max(xs) * 1000:.0f})")
     idle = statistics.median(life.idle_per_s) * 1000 if life.idle_per_s else float("nan")
     out.append(f"bridge idle: {idle:.1f} ms CPU per second (median of {len(life.idle_per_s)} 3 s readings)")
     hs_chat = life.cpu["chat"].get("homeserver", [])

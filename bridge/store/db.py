@@ -282,9 +282,21 @@ def _v20(db: sqlite_utils.Database) -> None:
                                   not_null={"content", "created_ts"})
 
 
+def _v21(db: sqlite_utils.Database) -> None:
+    # Lookups that scanned tables which grow with every chat ever served. The inbound pump asks for the
+    # unprocessed transactions after every transaction (about 50 a chat), and the processed ones stay for
+    # weeks: a partial index holds only the few waiting. Reactions on dispatch notices and offline-message
+    # notices found their chat or ticket by reading every row.
+    db.execute("CREATE INDEX idx_as_transactions_unprocessed ON as_transactions (received_ts)"
+               " WHERE processed_ts IS NULL")
+    db["chats"].create_index(["dispatch_event_id"])
+    db["tickets"].create_index(["event_id"])
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
-                                                             _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20]
+                                                             _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
+                                                             _v21]
 
 
 class StoreTooNew(Exception):

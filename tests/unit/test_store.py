@@ -460,3 +460,55 @@ def test_room_keys_a_client_created_outlive_the_process_newest_twenty_per_room(t
     store.puppets.forget_room_keys("@p:l")
     assert store.puppets.room_keys("@p:l", "!r:l") == [] and len(store.puppets.room_keys("@q:l", "!r:l")) == 1
     assert store.puppets.forget_room_keys_before(2**62) == 1 and store.puppets.room_keys("@q:l", "!r:l") == []
+
+
+# ---- lookups that must not grow with history ---------------------------------------------------------
+
+def _steps(store: Store, lookup) -> int:
+    """SQLite virtual-machine steps a lookup takes: rows read show here, whatever the machine's speed."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    store.db.db.conn.set_progress_handler(count, 1)
+    try:
+        lookup()
+    finally:
+        store.db.db.conn.set_progress_handler(None, 1)
+    return steps
+
+
+def _history(store: Store, start: int, n: int) -> None:
+    """``n`` more finished chats, each with its dispatch notice, an offline message and 5 handled transactions."""
+    for i in range(start, start + n):
+        new_chat(store, i)
+        store.chats.mark(f"chat-{i}", dispatch_event_id=f"$notice-{i}")
+        store.tickets.set_event(store.tickets.add("central", "general", "m", None, None).number, f"$ticket-{i}")
+        for k in range(5):
+            store.transactions.store(f"t{i}.{k}", {"events": [], "n": k})
+            key = next(t for t, _ in store.transactions.unprocessed() if t.startswith(f"t{i}.{k}#"))
+            store.transactions.mark_processed(key)
+
+
+def test_finding_waiting_transactions_and_notice_reactions_costs_the_same_after_months_of_chats(store: Store):
+    """The inbound pump asks for waiting transactions after every one it handles (about 50 a chat), and a
+    reaction on a notice looks up its chat or offline message: a scan of everything ever stored made each
+    of these cost more every month the bridge ran."""
+    def lookups() -> dict[str, int]:
+        return {"waiting transactions": _steps(store, store.transactions.unprocessed),
+                "how many wait": _steps(store, store.transactions.count_unprocessed),
+                "chat of a notice": _steps(store, lambda: store.chats.by_dispatch_event("$notice-3")),
+                "ticket of a notice": _steps(store, lambda: store.tickets.by_event("$ticket-3"))}
+
+    _history(store, 0, 20)
+    store.transactions.store("waiting", {"events": []})
+    few = lookups()
+    _history(store, 20, 400)
+    many = lookups()
+    assert many == few, f"steps after 20 chats {few}, after 420 {many}"
+    assert store.chats.by_dispatch_event("$notice-3").id == "chat-3"
+    assert store.tickets.by_event("$ticket-3").event_id == "$ticket-3"
+    assert [t.split("#")[0] for t, _ in store.transactions.unprocessed()] == ["waiting"]

@@ -80,7 +80,8 @@ def parse_json(raw: bytes | str, max_depth: int | None = MAX_DEPTH) -> Any:
     # through); with neither, and no NUL byte (UTF-16 or UTF-32 text), the strings need no look. Every
     # appservice transaction is parsed here: this halved its cost.
     strings = not isinstance(raw, (bytes, bytearray)) or b"\x00" in raw or _SURROGATE.search(raw) is not None
-    _check(value, max_depth, strings)
+    if strings or max_depth is not None:     # else nothing to look for (appservice transactions, mostly)
+        _check(value, max_depth, strings)
     return value
 
 

@@ -94,6 +94,7 @@ class PuppetManager:
         A chat's own puppet is named by the chat's set-up (``_chat_named``), before its room is made (its
         membership there carries the name), so the name here is only for the pool's and the bot's."""
         user_id = puppet.user_id
+        new_account = not puppet.registered        # then it has made no room yet: none to look for
         if not puppet.registered:
             await self.api.register(user_id[1:].split(":")[0])
             self.puppets.mark(user_id, "registered")
@@ -108,7 +109,7 @@ class PuppetManager:
             self.puppets.mark(user_id, "device_created")
         steps = [self._keys(self.puppets.get(user_id) or puppet)]
         if puppet.chat_id is None and not puppet.room_id:
-            steps.append(self._pool_room(user_id))     # off the new chat's critical path, beside the keys
+            steps.append(self._pool_room(user_id, new_account))   # off the new chat's critical path, beside the keys
         await asyncio.gather(*steps)
         return self.puppets.get(user_id)  # type: ignore[return-value]
 
@@ -128,9 +129,13 @@ class PuppetManager:
         self.puppets.mark(user_id, "master_key", identity.master.public_key)
         self.puppets.mark(user_id, "cross_signed")
 
-    async def _pool_room(self, user_id: str) -> None:
-        room_id = await rooms.find_chat_room(self.api, user_id) or await rooms.create_chat_room(
+    async def _pool_room(self, user_id: str, new_account: bool) -> None:
+        """Make the pool puppet's room ahead, unless an earlier run made it and stopped before storing its ID."""
+        found = None if new_account else await rooms.find_chat_room(self.api, user_id)
+        room_id = found or await rooms.create_chat_room(
             self.api, user_id, rooms.pool_room_request(self.bot, user_id, self.policy.version, self.policy.acl))
+        if not found:
+            self._acl_checked.add(user_id)      # made with today's allowlist: nothing for the pool's check
         self.puppets.mark(user_id, "room_id", room_id)
 
     async def for_chat(self, chat_id: str) -> Puppet:

@@ -484,7 +484,7 @@ class ChatService:
         self.listener.joined(chat, user_id)
         try:
             # Share the room key now, so the officer's first read does not wait for key exchange.
-            await self.crypto.share_room_key(chat.puppet, chat.room_id, refresh=[user_id])  # type: ignore[arg-type]
+            await self.crypto.share_room_key(chat.puppet, chat.room_id, joined=[user_id])  # type: ignore[arg-type]
         except Exception as e:
             log.warning("room key for chat %s not shared on join (will be on next send): %s", chat.number, e)
 

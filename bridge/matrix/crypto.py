@@ -205,6 +205,8 @@ class PuppetStore(nio.store.SqliteStore):
         return self._trust_written(super().ignore_devices(devices))
 
     def save_device_keys(self, device_keys):  # type: ignore[no-untyped-def]
+        if not any(device_keys.values()):
+            return None     # nio saves after every key query, mostly with nothing changed: no write, no reopen
         return self._trust_written(super().save_device_keys(device_keys))
 
     def _get_account(self):  # type: ignore[no-untyped-def]
@@ -287,6 +289,10 @@ class Crypto:
                              store_path=str(self.store_dir), config=config, ssl=self.api.ssl,
                              session=self.api.session)
             c.restore_login(user_id, puppet.device_id, self.api.as_token)
+            if c.olm:
+                # Its only device is this one: nio would otherwise ask the homeserver for the client's own
+                # device list whenever it sees itself in a room (once a chat, for nothing to share with).
+                c.olm.tracked_users.add(user_id)
             self.clients[user_id] = c
             self._used[user_id] = self._clock()
             self.loads += 1
@@ -540,24 +546,25 @@ class Crypto:
         source["room_id"] = event["room_id"]
         return source
 
-    async def share_room_key(self, user_id: str, room_id: str, refresh: Iterable[str] = ()) -> None:
+    async def share_room_key(self, user_id: str, room_id: str, joined: Iterable[str] = ()) -> None:
         """Share a new room key with every member device now (called when an officer joins).
 
-        ``refresh``: users whose device lists to fetch again first.  The homeserver reports device
-        changes only for users who share a *joined* room with us, so an officer who signed in on a
-        new device between the invite and the join would otherwise be left without the key.
+        ``joined``: the members who just joined; they are also given the keys of earlier sessions. Their
+        device lists were asked for afresh when their join was shown to the client (``observe``: while only
+        invited, the homeserver told us of none of their device changes), or, for a client loaded since,
+        with everyone's when it rebuilt the room (``_ensure_room``); asking a third time here was a key query
+        per chat for nothing (bench/chat_life.py).
         """
         async with self._using(user_id) as c:
             assert c.olm
-            refresh = [u for u in refresh if self.may_hold_keys(u)]
-            c.olm.users_for_key_query.update(refresh)
+            joined = [u for u in joined if self.may_hold_keys(u)]
             await self._ensure_room(c, room_id)
             # nio does not count invite → join as a change, so rotate explicitly: a fresh key for
             # every device present now, including ones that appeared after the invite.
             c.invalidate_outbound_session(room_id)
             await self._share_new_session(c, room_id)
             # Messages sent just before the join (it reaches us a moment later) used an earlier key.
-            await self._reshare_earlier_keys(c, room_id, list(refresh))
+            await self._reshare_earlier_keys(c, room_id, joined)
             await self._give_recent_keys(c)
 
     async def send(self, user_id: str, room_id: str, event_type: str, content: dict[str, Any], txn_id: str) -> str:

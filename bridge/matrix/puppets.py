@@ -131,11 +131,13 @@ class PuppetManager:
 
     async def _pool_room(self, user_id: str, new_account: bool) -> None:
         """Make the pool puppet's room ahead, unless an earlier run made it and stopped before storing its ID."""
-        found = None if new_account else await rooms.find_chat_room(self.api, user_id)
-        room_id = found or await rooms.create_chat_room(
-            self.api, user_id, rooms.pool_room_request(self.bot, user_id, self.policy.version, self.policy.acl))
-        if not found:
-            self._acl_checked.add(user_id)      # made with today's allowlist: nothing for the pool's check
+        room_id = None if new_account else await rooms.find_chat_room(self.api, user_id)
+        if room_id is None:
+            room_id = await rooms.create_chat_room(
+                self.api, user_id, rooms.pool_room_request(self.bot, user_id, self.policy.version, self.policy.acl))
+        elif self.policy.acl is not None:        # made by an earlier run, perhaps under another allowlist
+            await rooms.ensure_server_acl(self.api, user_id, room_id, self.policy.acl)
+        self._acl_checked.add(user_id)           # its room has today's allowlist: nothing for the next fill
         self.puppets.mark(user_id, "room_id", room_id)
 
     async def for_chat(self, chat_id: str) -> Puppet:
@@ -158,10 +160,10 @@ class PuppetManager:
                     # A stop while its room was being made leaves a pool puppet ready but roomless: never
                     # handed out (claim_ready wants the room), it would keep a place in the pool for good.
                     await self.ensure_ready(puppet)
-                elif puppet.room_id and self.policy.acl is not None and puppet.user_id not in self._acl_checked:
+                elif self.policy.acl is not None and puppet.user_id not in self._acl_checked:
                     # rooms made ahead by an earlier run, before the allowlist changed (or had an ACL at all)
                     await rooms.ensure_server_acl(self.api, puppet.user_id, puppet.room_id, self.policy.acl)
-                self._acl_checked.add(puppet.user_id)
+                    self._acl_checked.add(puppet.user_id)
             while len(self.puppets.pool()) < self.pool_size:
                 await self.new()
         except Exception:

@@ -4,7 +4,10 @@ from __future__ import annotations
 import asyncio
 
 from bridge.matrix.puppets import PuppetManager
+from bridge.matrix.rooms import RoomPolicy
 from bridge.store import Store
+
+ACL = {"allow": ["hs.example"], "deny": [], "allow_ip_literals": False}
 
 
 class FakeApi:
@@ -13,6 +16,9 @@ class FakeApi:
         self.identities: dict[str, int] = {}
         self.rooms: dict[str, str] = {}
         self.seen_in_pool_while_preparing: list[str] = []
+        self.looked_for_rooms: list[str] = []         # joined_rooms asked, per user
+        self.acl_reads: list[str] = []                # rooms whose m.room.server_acl was read
+        self.acl: dict[str, dict] = {}                # room → its server ACL
 
     async def register(self, localpart: str) -> None:
         await asyncio.sleep(0.01)
@@ -34,16 +40,27 @@ class FakeApi:
         pass
 
     async def joined_rooms(self, user_id: str) -> list[str]:
+        self.looked_for_rooms.append(user_id)
         return [room for room, creator in self.rooms.items() if creator == user_id]
 
     async def send(self, req, **kw) -> dict:     # HomeserverApi.send: a cs_api.Request, sent
         return await self.request(req.method, req.path, req.body, **kw)
 
     async def request(self, method: str, path: str, body=None, *, user_id=None, **kw) -> dict:
-        assert path.endswith("/createRoom") and user_id
+        assert user_id
+        if "/state/m.room.server_acl" in path:
+            room_id = path.split("/rooms/")[1].split("/")[0].replace("%21", "!").replace("%3A", ":")
+            if method == "GET":
+                self.acl_reads.append(room_id)
+                return self.acl.get(room_id, {})
+            self.acl[room_id] = body
+            return {}
+        assert path.endswith("/createRoom")
         await asyncio.sleep(0.01)
         room_id = f"!room{len(self.rooms)}:hs.example"
         self.rooms[room_id] = user_id
+        self.acl[room_id] = next((e["content"] for e in body.get("initial_state", [])
+                                  if e["type"] == "m.room.server_acl"), {})
         return {"room_id": room_id}
 
 
@@ -95,5 +112,37 @@ async def test_a_pool_puppet_left_without_its_room_gets_one_at_the_next_fill(tmp
     assert api.identities.get("@webchat_left:hs.example") is None     # its cross-signing is not made again
     taken = await manager.for_chat("chat")
     assert taken.room_id
+    await manager.stop()
+    store.close()
+
+
+async def test_a_new_pool_puppet_makes_its_room_without_looking_for_one_and_its_acl_is_not_read_back(tmp_path):
+    """Each is a homeserver request per chat: an account registered in the same preparation has made no room,
+    and a room made with today's allowlist needs no check on the next pass. A puppet an earlier run left
+    registered but roomless may have made its room before the stop: that one is looked for, and its ACL checked."""
+    store = Store.open(tmp_path / "db.sqlite")
+    api = FakeApi(store)
+    store.puppets.add("@webchat_left:hs.example", "DEVLEFT")
+    for step in ("registered", "device_created", "cross_signed"):
+        store.puppets.mark("@webchat_left:hs.example", step)
+    api.rooms["!earlier:hs.example"] = "@webchat_left:hs.example"        # made before the stop, ID not stored
+    manager = PuppetManager(api, FakeCrypto(), store.puppets, "hs.example", "webchat_", pool_size=3,  # type: ignore[arg-type]
+                            policy=RoomPolicy(acl=ACL))
+    manager.refill_pool()
+    await manager._filling
+    pool = store.puppets.pool()
+    assert len(pool) == 3 and all(p.ready and p.room_id for p in pool)
+    assert api.looked_for_rooms == ["@webchat_left:hs.example"]
+    assert store.puppets.get("@webchat_left:hs.example").room_id == "!earlier:hs.example"
+    manager.refill_pool()                                              # the next pass, as after a chat
+    await manager._filling
+    assert api.acl_reads == ["!earlier:hs.example"]                    # only the room found, not those made
+    assert api.acl["!earlier:hs.example"] == ACL
+    assert all(api.acl[p.room_id] == ACL for p in store.puppets.pool())
+    taken = await manager.for_chat("chat")                              # a chat takes one; the pool refills
+    manager.refill_pool()
+    await manager._filling
+    assert api.looked_for_rooms == ["@webchat_left:hs.example"] and len(store.puppets.pool()) == 3
+    assert taken.room_id and len(api.acl_reads) == 1
     await manager.stop()
     store.close()

@@ -68,6 +68,28 @@ def test_device_trust_is_read_once_and_again_after_any_trust_write(tmp_path):
     assert _store(tmp_path).is_device_verified(device) is True              # and it is what the file holds
 
 
+def test_a_key_query_that_changed_no_device_writes_nothing_and_keeps_the_trust_answers(tmp_path):
+    """nio saves device keys after every key query, mostly none changed: that reopened the closed store file
+    (the bridge closes it between operations) and dropped the trust answers the next decrypt needs."""
+    store = _store(tmp_path)
+    store.save_account(nio.crypto.OlmAccount())
+    device = nio.crypto.OlmDevice("@officer:localhost", "OFFDEV", {"ed25519": "edkey", "curve25519": "cukey"})
+    store.save_device_keys({"@officer:localhost": {"OFFDEV": device}})
+    assert store.is_device_verified(device) is False
+    store.database.close()
+    queries: list[str] = []
+    original = store.database.execute_sql
+    store.database.execute_sql = lambda sql, *a, **k: (queries.append(sql), original(sql, *a, **k))[1]
+    store.save_device_keys({})
+    store.save_device_keys({"@officer:localhost": {}})
+    assert store.is_device_verified(device) is False
+    assert queries == [] and store.database.is_closed()
+    other = nio.crypto.OlmDevice("@officer:localhost", "NEWDEV", {"ed25519": "ed2", "curve25519": "cu2"})
+    store.save_device_keys({"@officer:localhost": {"NEWDEV": other}})       # a real change is written
+    assert any("INSERT" in q for q in queries)
+    assert "NEWDEV" in _store(tmp_path).load_device_keys()["@officer:localhost"]
+
+
 def test_two_stores_keep_their_own_rows_with_the_lighter_binding(tmp_path):
     """nio's models are shared by every puppet's store and bound to one database around each call; binding
     them without peewee's walk of their references must still put each store's rows in its own file."""

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -87,6 +89,7 @@ class Life:
         self.idle_per_s: list[float] = []
         self.failed: dict[str, int] = {}
         self.phases: dict[str, list[float]] = {}      # the bridge's CPU per part of a chat's life
+        self.windows: list[tuple[float, float]] = []   # wall-clock spans of the chats measured
 
     def phase(self, name: str, since: float) -> float:
         now = cpu_seconds(self.bridge.pid)
@@ -131,7 +134,7 @@ class Life:
     # -- one chat, its whole life --
     async def chat(self, i: int) -> None:
         v = Visitor(self.bridge.public_url, source=f"127.0.0.{10 + i % 50}")
-        before = self.now()
+        before, started = self.now(), time.time()
         mark = before["bridge"]
         try:
             await v.create(topic=TOPIC, consent=True, display_name=f"Life {i}")
@@ -159,6 +162,7 @@ class Life:
             await self.bridge_idle()
             self.phase("close: until idle (pool refilled)", mark)
             spent = self.record("chat", before)
+            self.windows.append((started, time.time()))
             log(f"chat {i}: bridge {spent['bridge'] * 1000:.0f} ms, homeserver {spent['homeserver'] * 1000:.0f} ms")
         except Exception as e:
             why = f"{type(e).__name__}: {e}"[:120]
@@ -202,6 +206,7 @@ class Life:
             await self.floor_chat(-1)
             self.cpu = {"chat": {}, "floor": {}}
             self.phases.clear()
+            self.windows.clear()
             self.failed.clear()
             for i in range(self.args.chats):
                 await self.measure_idle()
@@ -213,6 +218,34 @@ class Life:
                     await asyncio.wait_for(c.stop(), 15)
                 except Exception as e:
                     log(f"stopping a client: {e}")
+
+
+_REQUEST = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) .*\{(\S*)\} Processed request: .*"(GET|PUT|POST|DELETE) (\S+) HTTP')
+
+
+def bridge_requests(log_path: Path, windows: list[tuple[float, float]]) -> collections.Counter[str]:
+    """The bridge's requests to the homeserver within the chats' spans, by kind, from Synapse's access log
+    (the bot's and the puppets': an appservice request names its user in ``user_id``)."""
+    counts: collections.Counter[str] = collections.Counter()
+    if not log_path.exists() or not windows:
+        return counts
+    for line in log_path.read_text(errors="replace").splitlines():
+        m = _REQUEST.match(line)
+        if not m:
+            continue
+        stamp, ms, requester, method, url = m.groups()
+        ts = time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(ms) / 1000
+        if not any(a <= ts <= b for a, b in windows):
+            continue
+        who = dict(re.findall(r"[?&](user_id)=([^&]+)", url)).get("user_id", requester).replace("%40", "@")
+        if not (who.startswith("@precinct") or who.startswith("@webchat_")):
+            continue
+        path = re.sub(r"^/_matrix/client/(v3|r0|v1)", "", url.split("?")[0])
+        path = re.sub(r"/rooms/[^/]+", "/rooms/…", path)
+        path = re.sub(r"/(send|state|sendToDevice)/([^/]+)/.*", r"/\1/\2", path)
+        path = re.sub(r"/(profile|devices)/[^/]+", r"/\1/…", path)
+        counts[f"{method} {path} ({'bot' if who.startswith('@precinct') else 'puppet'})"] += 1
+    return counts
 
 
 def report(life: Life, args: Any) -> None:
@@ -232,6 +265,11 @@ def report(life: Life, args: Any) -> None:
     for name, xs in life.phases.items():
         out.append(f"  bridge, {name:<40}{statistics.median(xs) * 1000:>8.0f} ms "
                    f"({min(xs) * 1000:.0f}–{max(xs) * 1000:.0f})")
+    requests = bridge_requests(life.synapse.log_path, life.windows)
+    if requests:
+        n = len(life.windows)
+        out.append(f"  the bridge's homeserver requests per chat: {sum(requests.values()) / n:.1f} — "
+                   + ", ".join(f"{k} {v / n:.1f}" for k, v in requests.most_common(12)))
     idle = statistics.median(life.idle_per_s) * 1000 if life.idle_per_s else float("nan")
     out.append(f"bridge idle: {idle:.1f} ms CPU per second (median of {len(life.idle_per_s)} 3 s readings)")
     hs_chat = life.cpu["chat"].get("homeserver", [])

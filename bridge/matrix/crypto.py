@@ -160,9 +160,9 @@ class PuppetStore(nio.store.SqliteStore):
     ago, and looks the account row up again for every store call; fed a sync response per appservice
     transaction, that was two thirds of the store's queries and about a third of the bridge's CPU per chat
     (bench/chat_life.py). Here the rooms already saved are skipped and the account row (whose id never
-    changes) is looked up once; the Olm account itself is still read fresh by ``load_account``. Whether a
-    sender's device is verified (asked for every message decrypted) is read once per device keys, until
-    anything writes trust or device keys."""
+    changes) is looked up once; the Olm account itself is still read fresh by ``load_account``. A device's
+    trust (verified: asked for every message decrypted; blacklisted and ignored: for every device each time a
+    room key is shared) is read once per device keys, until anything writes trust or device keys."""
 
     def _create_database(self) -> peewee.SqliteDatabase:
         return _StoreDatabase(self.database_path, pragmas={"foreign_keys": 1, "secure_delete": 1})
@@ -170,17 +170,26 @@ class PuppetStore(nio.store.SqliteStore):
     def __post_init__(self) -> None:
         self._account_row: Any = None
         self._saved_rooms: set[str] = set()
-        self._verified: dict[tuple[str, str, str], bool] = {}
+        self._trusted: dict[tuple[str, str, str, str], bool] = {}     # (kind, user, device, ed25519) → trust
         super().__post_init__()
 
+    def _trust(self, kind: str, device: Any, read: Callable[[Any], bool]) -> bool:
+        key = (kind, device.user_id, device.id, device.ed25519)
+        if key not in self._trusted:
+            self._trusted[key] = read(device)
+        return self._trusted[key]
+
     def is_device_verified(self, device):  # type: ignore[no-untyped-def]
-        key = (device.user_id, device.id, device.ed25519)
-        if key not in self._verified:
-            self._verified[key] = super().is_device_verified(device)
-        return self._verified[key]
+        return self._trust("verified", device, super().is_device_verified)
+
+    def is_device_blacklisted(self, device):  # type: ignore[no-untyped-def]
+        return self._trust("blacklisted", device, super().is_device_blacklisted)
+
+    def is_device_ignored(self, device):  # type: ignore[no-untyped-def]
+        return self._trust("ignored", device, super().is_device_ignored)
 
     def _trust_written(self, result: Any) -> Any:
-        self._verified.clear()
+        self._trusted.clear()
         return result
 
     def verify_device(self, device):  # type: ignore[no-untyped-def]

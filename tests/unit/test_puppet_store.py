@@ -68,6 +68,29 @@ def test_device_trust_is_read_once_and_again_after_any_trust_write(tmp_path):
     assert _store(tmp_path).is_device_verified(device) is True              # and it is what the file holds
 
 
+def test_blacklist_and_ignore_are_read_once_per_device_and_again_after_a_trust_write(tmp_path):
+    """Asked for every member device each time a room key is shared (nio's share_group_session_parallel)."""
+    store = _store(tmp_path)
+    store.save_account(nio.crypto.OlmAccount())
+    device = nio.crypto.OlmDevice("@officer:localhost", "OFFDEV", {"ed25519": "edkey", "curve25519": "cukey"})
+    store.save_device_keys({"@officer:localhost": {"OFFDEV": device}})
+    assert not store.is_device_blacklisted(device) and not store.is_device_ignored(device)
+    queries: list[str] = []
+    original = store.database.execute_sql
+    store.database.execute_sql = lambda sql, *a, **k: (queries.append(sql), original(sql, *a, **k))[1]
+    for _ in range(3):
+        assert not store.is_device_blacklisted(device) and not store.is_device_ignored(device)
+    assert queries == []                                                     # answered from memory
+    store.blacklist_device(device)
+    assert store.is_device_blacklisted(device) and not store.is_device_ignored(device)
+    store.unblacklist_device(device)
+    store.ignore_device(device)
+    assert not store.is_device_blacklisted(device) and store.is_device_ignored(device)
+    store.database.close()
+    again = _store(tmp_path)
+    assert again.is_device_ignored(device) and not again.is_device_blacklisted(device)
+
+
 def test_a_key_query_that_changed_no_device_writes_nothing_and_keeps_the_trust_answers(tmp_path):
     """nio saves device keys after every key query, mostly none changed: that reopened the closed store file
     (the bridge closes it between operations) and dropped the trust answers the next decrypt needs."""

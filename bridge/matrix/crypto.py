@@ -57,7 +57,7 @@ from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 from ..private_files import private_dir
 from ..store.puppets import Puppets
 from . import cs_api
-from .homeserver import HomeserverApi, PuppetClient
+from .homeserver import NIO_ONE_TIME_KEYS, HomeserverApi, PuppetClient
 from .recent_keys import KeyDue, RecentKeys
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,13 @@ CRYPTO_STATE = frozenset({"m.room.member", "m.room.encryption"})   # the state n
 # Their changes come at once in live transactions (invited members' never do: they are asked every time); this
 # bounds how long a change the push never brought can go unseen.
 MEMBERS_FRESH_S = 60.0
+# One-time keys a client keeps on the homeserver, and how few left before it publishes more. Each officer device
+# that first sends a room key to a puppet takes one: a handful in a chat's life, so ten, topped up below five.
+# nio keeps fifty and publishes again after every key taken; making, signing and uploading them, and the account
+# that holds them written at every change, was the largest part of a new puppet's cost (bench/chat_life.py).
+# The bot, in every dispatch room for good, keeps nio's fifty: a shift's sign-ins take many at once.
+PUPPET_ONE_TIME_KEYS = (10, 5)
+RESIDENT_ONE_TIME_KEYS = (NIO_ONE_TIME_KEYS, NIO_ONE_TIME_KEYS)
 
 
 class CryptoError(Exception):
@@ -296,7 +303,8 @@ class Crypto:
                 pickle_key=self.pickle_key, max_timeouts=3, max_limit_exceeded=5, request_timeout=30)
             c = PuppetClient(self.homeserver_url, user_id, device_id=puppet.device_id, durable=self.api.durable,
                              store_path=str(self.store_dir), config=config, ssl=self.api.ssl,
-                             session=self.api.session)
+                             session=self.api.session,
+                             one_time_keys=RESIDENT_ONE_TIME_KEYS if user_id in self.resident else PUPPET_ONE_TIME_KEYS)
             c.restore_login(user_id, puppet.device_id, self.api.as_token)
             if c.olm:
                 # Its only device is this one: nio would otherwise ask the homeserver for the client's own

@@ -55,6 +55,8 @@ async def read_to_end(stream: aiohttp.StreamReader, limit: int) -> bytes:
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=30)
 PING_AGAIN_AFTER = (0.5, 1.0, 2.0, 4.0)     # seconds between start-up pings that failed (ping)
 CLASH_SKIP = 50                             # one-time key IDs skipped when the homeserver holds ours (keys_upload)
+OLM_ALGORITHM, MEGOLM_ALGORITHM = "m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"
+NIO_ONE_TIME_KEYS = 50                      # nio's own: published again after every key an officer's device takes
 CLASH_TRIES = 20                            # … at most this many times (1,000 IDs: a restored device, see keys_upload)
 
 
@@ -240,9 +242,12 @@ class PuppetClient(nio.AsyncClient):
     """
 
     def __init__(self, homeserver: str, user: str, *, durable: Callable[[], Awaitable[None]],
-                 session: aiohttp.ClientSession | None = None, **kwargs: Any) -> None:
+                 session: aiohttp.ClientSession | None = None,
+                 one_time_keys: tuple[int, int] = (NIO_ONE_TIME_KEYS, NIO_ONE_TIME_KEYS), **kwargs: Any) -> None:
+        """``one_time_keys``: (how many to keep published, how few left on the homeserver before more are)."""
         super().__init__(homeserver, user, **kwargs)
         self.durable = durable
+        self.one_time_keys, self.replenish_below = one_time_keys
         self.new_devices: set[tuple[str, str]] = set()
         self.shared_session = session
         if session is not None:
@@ -260,7 +265,7 @@ class PuppetClient(nio.AsyncClient):
         if not self.should_upload_keys:
             raise nio.LocalProtocolError("No key upload needed.")
         assert self.olm
-        keys = self.olm.share_keys()
+        keys = self._keys_to_publish()
         self.olm.save_account()                     # an upload cut short is repeated with the very same keys
         method, path, data = NioApi.keys_upload(self.access_token, keys)
         resp = await self._send(nio.KeysUploadResponse, method, path, data)
@@ -278,11 +283,48 @@ class PuppetClient(nio.AsyncClient):
             account.mark_keys_as_published()
             account.generate_one_time_keys(CLASH_SKIP)
             account.mark_keys_as_published()
-            keys = self.olm.share_keys()
+            keys = self._keys_to_publish()
             self.olm.save_account()
             method, path, data = NioApi.keys_upload(self.access_token, keys)
             resp = await self._send(nio.KeysUploadResponse, method, path, data)
         return resp
+
+    @property
+    def should_upload_keys(self) -> bool:
+        """The device's first upload, or fewer than ``replenish_below`` one-time keys left on the homeserver."""
+        olm = self.olm
+        if olm is None:
+            return False
+        if not olm.account.shared:
+            return True
+        return olm.uploaded_key_count is not None and olm.uploaded_key_count < self.replenish_below
+
+    def _keys_to_publish(self) -> dict[str, Any]:
+        """The body of a key upload: the identity keys on the first, and one-time keys up to ``one_time_keys``
+        on the homeserver. Keys made for an upload that never got its answer are not published yet, so they go
+        again, unchanged (the homeserver takes a repeat)."""
+        olm = self.olm
+        assert olm
+        account = olm.account
+        held = (olm.uploaded_key_count or 0) if account.shared else 0
+        waiting = len(account.one_time_keys["curve25519"])
+        if self.one_time_keys - held - waiting > 0:
+            account.generate_one_time_keys(self.one_time_keys - held - waiting)
+        body: dict[str, Any] = {"one_time_keys": {
+            f"signed_curve25519:{key_id}": self._signed({"key": key})
+            for key_id, key in account.one_time_keys["curve25519"].items()}}
+        if not account.shared:
+            identity = account.identity_keys
+            body["device_keys"] = self._signed({
+                "algorithms": [OLM_ALGORITHM, MEGOLM_ALGORITHM], "device_id": self.device_id, "user_id": self.user_id,
+                "keys": {f"curve25519:{self.device_id}": identity["curve25519"],
+                         f"ed25519:{self.device_id}": identity["ed25519"]}})
+        return body
+
+    def _signed(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """``obj`` with this device's signature."""
+        assert self.olm
+        return {**obj, "signatures": {self.user_id: {f"ed25519:{self.device_id}": self.olm.sign_json(obj)}}}
 
     async def keys_query(self) -> nio.KeysQueryResponse | nio.KeysQueryError:
         resp = await super().keys_query()

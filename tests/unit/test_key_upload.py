@@ -10,7 +10,9 @@ import vodozemac
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bridge.matrix.crypto import PuppetStore
+from nio.api import Api
+
+from bridge.matrix.crypto import PUPPET_ONE_TIME_KEYS, PuppetStore
 from bridge.matrix.homeserver import PuppetClient
 
 USER, DEVICE = "@webchat_k:localhost", "PRECINCTK"
@@ -20,10 +22,11 @@ async def nothing_to_flush() -> None:
     """No bridge store here."""
 
 
-def puppet(url: str, store_dir) -> PuppetClient:
+def puppet(url: str, store_dir, **kwargs) -> PuppetClient:
     config = nio.AsyncClientConfig(encryption_enabled=True, store=PuppetStore, store_name="k.db",
                                    pickle_key="pickle-key-0123456789")
-    c = PuppetClient(url, USER, device_id=DEVICE, durable=nothing_to_flush, store_path=str(store_dir), config=config)
+    c = PuppetClient(url, USER, device_id=DEVICE, durable=nothing_to_flush, store_path=str(store_dir), config=config,
+                     **kwargs)
     c.restore_login(USER, DEVICE, "as-token")
     return c
 
@@ -109,5 +112,51 @@ async def test_a_device_restored_from_a_backup_skips_the_key_ids_it_made_after_i
             officer.curve25519_key, session.encrypt(b"room key").to_pre_key())
         assert plain == b"room key"
         await restored.close()
+    finally:
+        await server.close()
+
+
+async def test_a_puppet_keeps_ten_one_time_keys_published_and_publishes_more_only_below_five(tmp_path):
+    """A puppet's one-time keys are taken by the few officer devices that send it a room key; nio published fifty
+    and again after each one taken. Every key and the device keys are signed by the device, as the spec asks."""
+    uploads: list[dict] = []
+    held: set[str] = set()
+
+    async def upload(request: web.Request) -> web.Response:
+        body = await request.json()
+        uploads.append(body)
+        held.update(body.get("one_time_keys") or {})
+        return web.json_response({"one_time_key_counts": {"signed_curve25519": len(held)}})
+    app = web.Application()
+    app.router.add_post("/_matrix/client/v3/keys/upload", upload)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        c = puppet(str(server.make_url("")), tmp_path, one_time_keys=PUPPET_ONE_TIME_KEYS)
+        assert c.should_upload_keys
+        assert isinstance(await c.keys_upload(), nio.KeysUploadResponse)
+        first = uploads[0]
+        assert len(first["one_time_keys"]) == 10 and c.olm.uploaded_key_count == 10
+        ed25519 = vodozemac.Ed25519PublicKey.from_base64(c.olm.account.identity_keys["ed25519"])
+        device_keys = first["device_keys"]
+        assert device_keys["keys"] == {f"curve25519:{DEVICE}": c.olm.account.identity_keys["curve25519"],
+                                       f"ed25519:{DEVICE}": c.olm.account.identity_keys["ed25519"]}
+        assert set(device_keys["algorithms"]) == {"m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"}
+        for signed in [device_keys, *first["one_time_keys"].values()]:
+            unsigned = {k: v for k, v in signed.items() if k != "signatures"}
+            ed25519.verify_signature(Api.to_canonical_json(unsigned).encode(),
+                                     vodozemac.Ed25519Signature.from_base64(signed["signatures"][USER][f"ed25519:{DEVICE}"]))
+        for taken in list(held)[:5]:                 # officers' devices take five: five are left, none published
+            held.discard(taken)
+        c.olm.uploaded_key_count = len(held)
+        assert not c.should_upload_keys
+        held.discard(next(iter(held)))               # a sixth: four left, fewer than five
+        c.olm.uploaded_key_count = len(held)
+        assert c.should_upload_keys
+        assert isinstance(await c.keys_upload(), nio.KeysUploadResponse)
+        assert "device_keys" not in uploads[1] and len(uploads[1]["one_time_keys"]) == 6
+        assert not set(uploads[1]["one_time_keys"]) & set(first["one_time_keys"])
+        assert len(held) == 10 and c.olm.uploaded_key_count == 10 and not c.should_upload_keys
+        await c.close()
     finally:
         await server.close()

@@ -55,9 +55,9 @@ async def read_to_end(stream: aiohttp.StreamReader, limit: int) -> bytes:
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=30)
 PING_AGAIN_AFTER = (0.5, 1.0, 2.0, 4.0)     # seconds between start-up pings that failed (ping)
 CLASH_SKIP = 50                             # one-time key IDs skipped when the homeserver holds ours (keys_upload)
-OLM_ALGORITHM, MEGOLM_ALGORITHM = "m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"
-NIO_ONE_TIME_KEYS = 50                      # nio's own: published again after every key an officer's device takes
 CLASH_TRIES = 20                            # … at most this many times (1,000 IDs: a restored device, see keys_upload)
+NIO_ONE_TIME_KEYS = 50                      # nio's own: published again after every key an officer's device takes
+OLM_ALGORITHM, MEGOLM_ALGORITHM = "m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"
 
 
 class HomeserverApi:

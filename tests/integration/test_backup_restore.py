@@ -59,7 +59,8 @@ def server_keys(synapse, user_id: str, device_id: str) -> int:
 
 async def take_keys(officer: NioOfficer, synapse, puppet: str, device: str, left: int) -> None:
     """Officers' devices take the puppet device's one-time keys (each device that first sends it a room key takes
-    one) until ``left`` remain on the homeserver: a puppet publishes more only when few are left."""
+    one) until ``left`` remain on the homeserver: a puppet publishes more only when few are left. The bridge
+    hears of it with the next event in one of the puppet's rooms (or at its next start)."""
     url = f"{officer.client.homeserver}/_matrix/client/v3/keys/claim"
     headers = {"Authorization": f"Bearer {officer.client.access_token}"}
     async with aiohttp.ClientSession() as http:
@@ -201,6 +202,11 @@ async def test_a_backup_taken_while_the_bridge_runs_restores_into_a_fresh_folder
         tablet_device = await new_device_says(pool, env, "tablet", room, puppet, tablet)
         await citizen_reads(citizen, tablet, "the second new device's message")
         await take_keys(officer, synapse, puppet, device, PUPPET_ONE_TIME_KEYS[1] - 1)
+        # The homeserver tells the bridge a puppet's key count with the next event in one of its rooms (a device
+        # that took a key sends something next): here the officer writes.
+        after_taking = words("after the keys were taken")
+        await officer.send(room, after_taking)
+        await citizen_reads(citizen, after_taking, "the officer's message after the keys were taken")
         await until(lambda: server_keys(synapse, puppet, device) >= PUPPET_ONE_TIME_KEYS[0], 60,
                     "the restored puppet's keys made again")
         assert "keys upload failed" not in (tmp_path / "bridge-after.log").read_text(errors="replace")

@@ -237,7 +237,8 @@ def bridge_requests(log_path: Path, windows: list[tuple[float, float]]) -> colle
         ts = time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(ms) / 1000
         if not any(a <= ts <= b for a, b in windows):
             continue
-        who = dict(re.findall(r"[?&](user_id)=([^&]+)", url)).get("user_id", requester).replace("%40", "@")
+        asserted = re.search(r"[?&]user_id=([^&]+)", url)
+        who = (asserted.group(1) if asserted else requester).replace("%40", "@")
         if not (who.startswith("@precinct") or who.startswith("@webchat_")):
             continue
         path = re.sub(r"^/_matrix/client/(v3|r0|v1)", "", url.split("?")[0])

@@ -204,6 +204,12 @@ class NioOfficer:
             lines.append(f"  invited, not joined: {invited}")
         notices = [m.body[:80] for m in self.messages if NEW_CHAT_NOTICE.search(m.body)]
         lines.append(f"  new-chat notices read: {notices[-5:]}")
+        # Claims and resends run as tasks: one that raised would otherwise fail without a word.
+        failed = [t.exception() for t in self.claims if t.done() and not t.cancelled() and t.exception()]
+        lines += [f"  a claim or resend failed: {type(e).__name__}: {e}" for e in failed]
+        asked = [m.body[:60] for m in self.messages if m.body.startswith(f"{self.client.user_id}: your message could")]
+        if asked:
+            lines.append(f"  the bot could not read {len(asked)} message(s) of this officer")
         return "\n".join(lines)
 
     async def caught_up(self, dispatch_room: str, timeout: float = 60) -> None:

@@ -45,6 +45,7 @@ import contextlib
 import hashlib
 import itertools
 import logging
+import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -73,6 +74,12 @@ CRYPTO_STATE = frozenset({"m.room.member", "m.room.encryption"})   # the state n
 # Their changes come at once in live transactions (invited members' never do: they are asked every time); this
 # bounds how long a change the push never brought can go unseen.
 MEMBERS_FRESH_S = 60.0
+# How long the device lists of a bot room's invited members count as known. The push never tells of theirs, so
+# they were asked before every send: a dispatch room with an officer invited but not joined cost a key query per
+# notice and per edit (five a chat, bench/chat_life.py), in the bridge and in the homeserver. A device that appears
+# in between is asked for at most this long after a send that skipped it (``_ask_invited_later``) and then given
+# the keys of what it missed (recent_keys.py), so this stays well inside ``new_device_window``.
+INVITED_FRESH_S = 10.0
 # One-time keys a client keeps on the homeserver, and how few left before it publishes more. Each officer device
 # that first sends a room key to a puppet takes one: a handful in a chat's life, so ten, topped up below five.
 # nio keeps fifty and publishes again after every key taken; making, signing and uploading them, and the account
@@ -276,6 +283,10 @@ class Crypto:
         self.blind_inbox_user = blind_inbox_user
         self._last_nudge = -NUDGE_EVERY
         self._members_asked: dict[tuple[str, str], float] = {}   # (client, room) → when its members were asked
+        self._invited_asked: dict[tuple[str, str], float] = {}   # (client, room) → when its invited were asked
+        self._invited_fresh = min(INVITED_FRESH_S, new_device_window / 2)
+        self._ask_later: dict[tuple[str, str], asyncio.TimerHandle] = {}   # follow-up asks of invited members
+        self._asking: set[asyncio.Task[None]] = set()
         # Who may ever hold a room key. nio shares with every member it knows, so members who may not
         # are never shown to it: their membership events stop here (see _admitted).
         self.may_hold_keys = may_hold_keys          # who may be given room keys (officers/access.py)
@@ -380,6 +391,12 @@ class Crypto:
         self.puppets.forget_room_keys(user_id)
 
     async def close(self) -> None:
+        for handle in self._ask_later.values():
+            handle.cancel()
+        self._ask_later.clear()
+        for task in list(self._asking):
+            task.cancel()
+        await asyncio.gather(*self._asking, return_exceptions=True)
         for user_id in list(self.clients):
             await self.unload(user_id)
 
@@ -610,9 +627,10 @@ class Crypto:
                               txn_id: str) -> str:
         """Encrypt for every current member device, then send; for the bot's few messages in its rooms.
 
-        Unlike ``send`` this asks for the device lists of invited members each time and of joined ones at
-        most once per MEMBERS_FRESH_S (the live push names joined members whose devices changed at once, and
-        a dispatch room in a burst sends a dozen notices a chat), starts a new room key when any member device
+        Unlike ``send`` this asks for the device lists of invited members at most once per INVITED_FRESH_S (and
+        once more that long after a send that skipped them) and of joined ones at most once per MEMBERS_FRESH_S
+        (the live push names joined members whose devices changed at once, and a dispatch room in a burst sends
+        a dozen notices a chat), starts a new room key when any member device
         lacks the current one (officers sign in on new devices all the time), and keeps ``m.relates_to`` in
         the clear, as the spec asks, so edits and reactions aggregate.
         """
@@ -623,14 +641,18 @@ class Crypto:
             asked = (user_id, room_id)
             now = self._clock()
             due = now - self._members_asked.get(asked, -MEMBERS_FRESH_S) >= MEMBERS_FRESH_S
-            # Invited members are asked every time: the homeserver reports device changes only for users who
-            # share a *joined* room with us, so an officer invited to a dispatch room who signs in on a new
-            # device is heard of by nobody until they join.
-            olm.users_for_key_query.update(room.users if due else room.invited_users)
+            # The homeserver reports device changes only for users who share a *joined* room with us, so an
+            # officer invited to a dispatch room who signs in on a new device is heard of only when asked.
+            invited_due = due or now - self._invited_asked.get(asked, -math.inf) >= self._invited_fresh
+            olm.users_for_key_query.update(room.users if due else room.invited_users if invited_due else ())
             if c.should_query_keys:
                 _check(await c.keys_query(), "keys query")
             if due:
                 self._members_asked[asked] = now
+            if invited_due:
+                self._invited_asked[asked] = now
+            elif room.invited_users:
+                self._ask_invited_later(user_id, room_id)
             if c.should_claim_keys:
                 _check(await c.keys_claim(c.get_users_for_key_claiming()), "keys claim")
             # Devices seen only now get what was sent just before (under the key nio has just dropped).
@@ -648,6 +670,38 @@ class Crypto:
         data = await self.api.send(cs_api.send_event(room_id, "m.room.encrypted", txn_id, encrypted),
                                    user_id=user_id, device_id=device_id, what="send encrypted")
         return data["event_id"]
+
+    def _ask_invited_later(self, user_id: str, room_id: str) -> None:
+        """Ask the room's invited members for their devices once their last answer is INVITED_FRESH_S old: a
+        device that appeared just before a send that did not ask is then found within the new-device window,
+        and given that send's key (``_give_recent_keys``), even when the bot sends nothing more."""
+        asked = (user_id, room_id)
+        if asked in self._ask_later:
+            return
+        delay = max(0.0, self._invited_asked.get(asked, self._clock()) + self._invited_fresh - self._clock())
+
+        def start() -> None:
+            del self._ask_later[asked]
+            task = asyncio.get_running_loop().create_task(self._ask_invited(user_id, room_id))
+            self._asking.add(task)
+            task.add_done_callback(self._asking.discard)
+        self._ask_later[asked] = asyncio.get_running_loop().call_later(delay, start)
+
+    async def _ask_invited(self, user_id: str, room_id: str) -> None:
+        try:
+            async with self._using(user_id) as c:
+                room = c.rooms.get(room_id)
+                if c.olm is None or room is None:
+                    return
+                self._invited_asked[(user_id, room_id)] = self._clock()
+                c.olm.users_for_key_query.update(room.invited_users)
+                if c.should_query_keys:
+                    _check(await c.keys_query(), "keys query")
+                await self._give_recent_keys(c)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:       # the next send asks again
+            log.warning("asking the invited members of %s for their devices failed: %s", room_id, e)
 
     async def _share_new_session(self, c: PuppetClient, room_id: str) -> None:
         _check(await c.share_group_session(room_id, ignore_unverified_devices=True), "share room key")

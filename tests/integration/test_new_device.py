@@ -75,8 +75,10 @@ async def test_bot_reply_in_a_direct_room_decrypts_on_a_device_signed_in_just_be
 async def test_notice_decrypts_for_an_officer_invited_but_not_joined_who_signed_in_since_the_last_one(
         agency: OwnAgency, matrix_env: MatrixEnv, officer_of, visitors, tmp_path, bridge_log):
     """The bot asks joined members for their devices at most once a minute, since the homeserver's push tells of
-    their new devices at once; it tells of nobody's who is only invited. An officer invited to the dispatch room
-    who signs in between two notices must still be given the second one's key, and read it once they join."""
+    their new devices at once; it tells of nobody's who is only invited, and those are asked at most every
+    crypto.INVITED_FRESH_S. An officer invited to the dispatch room who signs in between two notices must still be
+    given the second one's key, while still only invited (the bot asks again after a send that did not ask, even
+    if it sends nothing more), and read the notice once they join."""
     dispatch = await dispatch_room_of(matrix_env.db_path, agency.id)
     desk = await officer_of(agency.officers[0], auto_claim=False)
     first = visitors()
@@ -89,6 +91,10 @@ async def test_notice_decrypts_for_an_officer_invited_but_not_joined_who_signed_
         second = visitors()
         number = (await second.create(topic=agency.topic))["number"]
         notice = await dispatch_notice_of(matrix_env.db_path, second.chat_id)
+        olm = late.client.olm
+        assert olm is not None
+        await until(lambda: [s for s in olm.inbound_group_store if s.room_id == dispatch], 60,
+                    "a room key of the dispatch room on the invited officer's new device, before joining")
         await late._join(dispatch)
         got = await late.wait_message(lambda m: m.event_id == notice, 60, "the second notice on the new device")
         assert f"Chat {number} ·" in got.body

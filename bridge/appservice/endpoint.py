@@ -71,8 +71,8 @@ class AppserviceEndpoint:
         txn_id = request.match_info["txn_id"]
         try:
             # Only what the homeserver itself could parse reaches us, so no depth limit of our own here.
-            body = client_input.parse_json(await client_input.read_body(request, MAX_TRANSACTION_BYTES),
-                                           max_depth=None)
+            raw = await client_input.read_body(request, MAX_TRANSACTION_BYTES)
+            body = client_input.parse_json(raw, max_depth=None)
         except client_input.BodyTooLarge as e:
             return matrix_error(413, "M_TOO_LARGE", f"Transaction body is larger than {e.limit} bytes")
         except client_input.NotJson:
@@ -81,7 +81,7 @@ class AppserviceEndpoint:
             return matrix_error(400, "M_BAD_JSON", f"Transaction body is not accepted: {e}")
         if not isinstance(body, dict) or not isinstance(body.get("events", []), list):
             return matrix_error(400, "M_BAD_JSON", "Transaction must be an object with an 'events' list")
-        if self.transactions.store(txn_id, body):
+        if self.transactions.store(txn_id, body, _as_text(raw)):
             self.on_stored()
         else:
             log.debug("transaction %s already received", txn_id)
@@ -99,3 +99,14 @@ class AppserviceEndpoint:
     async def ping(self, request: web.Request) -> web.Response:
         self.pings += 1
         return web.json_response({})
+
+
+def _as_text(raw: bytes) -> str | None:
+    """The transaction as it came, to store as it is (the homeserver sends UTF-8 JSON); None when it is in
+    another encoding JSON allows (UTF-16 or -32: NUL bytes), and the parsed body is written out instead."""
+    if b"\x00" in raw:
+        return None
+    try:
+        return raw.decode("utf-8-sig")          # a byte-order mark (JSON allows one) is not kept
+    except UnicodeDecodeError:
+        return None

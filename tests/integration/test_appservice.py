@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 import uuid
 
@@ -124,3 +125,35 @@ async def test_registration_from_generate_registration_is_accepted_by_synapse(ma
             await asyncio.sleep(0.5)
         assert r.status == 200, body
         assert isinstance(body.get("duration_ms"), int)
+
+
+async def test_transactions_in_any_json_encoding_are_stored_so_they_read_back_the_same(matrix_env: MatrixEnv):
+    """The bridge keeps a transaction's text as the homeserver sent it (UTF-8); JSON also allows a byte-order
+    mark and UTF-16 or -32. Each is taken, reaches the citizen, and is stored in a form that parses back to the
+    same transaction (what the pump reads after a restart)."""
+    visitor = Visitor(matrix_env.public_url)
+    try:
+        await visitor.create(topic="general")
+        await visitor.connect()
+        await visitor.send("hello")
+        room_id = await room_of(matrix_env.dir / "precinct.db", visitor.chat_id)
+        token = _hs_token(matrix_env)
+        sent: dict[str, tuple[bytes, dict]] = {}
+        for name, encode in (("utf8", lambda t: t.encode()), ("escaped", lambda t: t.encode()),
+                             ("bom", lambda t: b"\xef\xbb\xbf" + t.encode()), ("utf16", lambda t: t.encode("utf-16")),
+                             ("utf32", lambda t: t.encode("utf-32-le"))):
+            body = {"events": [_event(room_id, f"{name}: café ☎ 👮")]}
+            text = json.dumps(body, ensure_ascii=(name == "escaped"))
+            sent[f"enc-{name}-{uuid.uuid4().hex}"] = (encode(text), body)
+        async with aiohttp.ClientSession() as s:
+            for txn, (raw, body) in sent.items():
+                assert (await _put(s, matrix_env, txn, raw, token))[0] == 200, txn
+                await visitor.wait_frame(lambda f: f.get("body") == body["events"][0]["content"]["body"], what=txn)
+        with sqlite3.connect(matrix_env.dir / "precinct.db") as db:
+            for txn, (raw, body) in sent.items():
+                [(stored,)] = db.execute("SELECT body FROM as_transactions WHERE txn_id LIKE ?", [txn + "#%"])
+                assert json.loads(stored) == body, txn
+                if txn.startswith(("enc-utf8", "enc-escaped")):
+                    assert stored.encode() == raw                  # as it came
+    finally:
+        await visitor.close()

@@ -1,6 +1,7 @@
 """The SQLite store: schema and migrations, numbering, uniqueness that makes every path idempotent, atomicity."""
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from bridge.store import Store
 from bridge.store.chats import ACTIVE, CLOSED, WAITING
 from bridge.store.db import MIGRATIONS, Database
 from bridge.store.messages import OFFICER, SYSTEM, VISITOR
+from bridge.store.transactions import Transactions
 
 TABLES = {"chats", "puppets", "messages", "outbox", "as_transactions", "room_events", "schema_version"}
 
@@ -193,6 +195,21 @@ def test_a_retried_transaction_is_stored_once_but_a_reused_id_with_new_content_i
     # Synapse numbers transactions from 1 again after its own restart: same id, new content.
     assert store.transactions.store("t1", {"events": [2]}) is True
     assert [b for _, b in store.transactions.unprocessed()] == [{"events": [2]}]
+
+
+def test_a_transaction_is_stored_as_it_came_and_the_pump_gets_the_parsed_body_without_parsing_it_again(store: Store):
+    text = '{"events":[{"content":{"body":"caf\\u00e9 \u260e"}}],  "n": 1}'
+    body = json.loads(text)
+    assert store.transactions.store("t1", body, text) is True
+    assert store.transactions.store("t1", body, text) is False               # the homeserver's retry
+    [(key, got)] = store.transactions.unprocessed()
+    assert got is body                                                       # the endpoint's parse, not another
+    assert store.db.row("SELECT body FROM as_transactions WHERE txn_id = ?", [key])["body"] == text
+    # After a restart the stored text is the truth, parsed again.
+    [(again, read)] = Transactions(store.db).unprocessed()
+    assert again == key and read == body and read is not body
+    store.transactions.mark_processed(key)
+    assert store.transactions.unprocessed() == [] and Transactions(store.db).unprocessed() == []
 
 
 def test_repeated_event_id_is_not_queued_twice(store: Store):

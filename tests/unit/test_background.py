@@ -49,6 +49,24 @@ async def test_wake_ends_the_sleep_at_once():
     await loop.stop()
 
 
+async def test_the_sleep_ends_when_its_time_is_up_and_a_wake_leaves_no_timer_behind():
+    class Sleeper(WakeableLoop):
+        async def _run(self) -> None:
+            pass
+
+    loop = Sleeper()
+    await asyncio.wait_for(loop._sleep(0.01), 10)          # nobody wakes it: its time runs out
+    assert not loop._wake.is_set()
+    sleeping = asyncio.create_task(loop._sleep(0.2))
+    await asyncio.sleep(0)
+    loop.wake()
+    await asyncio.wait_for(sleeping, 10)
+    await asyncio.sleep(0.4)                               # past the woken sleep's time
+    assert not loop._wake.is_set()                         # its timer did not fire later: the next sleep sleeps
+    loop.wake()
+    await asyncio.wait_for(loop._sleep(60), 10)            # a wake before the sleep ends it at once
+
+
 async def test_ordered_sends_keep_one_subject_in_order_and_run_others_side_by_side():
     """The dispatch room's sender (officers/dispatch.py): a chat's notice, then its edits, in that order,
     while other chats' notices go out beside them, never more than ``in_flight`` at once."""

@@ -263,6 +263,12 @@ def report(life: Life, args: Any) -> None:
         n = len(life.cpu[kind].get("bridge", []))
         out.append(f"{name + f' (n={n})':<34}{col(kind, 'bridge'):>24}{col(kind, 'homeserver'):>24}"
                    f"{col(kind, 'clients'):>24}")
+    br_chat = life.cpu["chat"].get("bridge", [])
+    if br_chat:
+        # The kernel counts CPU in 10 ms ticks, so each chat's figure (and the median) moves in steps of 10 ms;
+        # the mean over all chats resolves a side-by-side comparison more finely.
+        out.append(f"  bridge, mean per chat: {statistics.fmean(br_chat) * 1000:.1f} ms "
+                   f"(total {sum(br_chat) * 1000:.0f} ms over {len(br_chat)} chats)")
     for name, xs in life.phases.items():
         out.append(f"  bridge, {name:<40}{statistics.median(xs) * 1000:>8.0f} ms "
                    f"({min(xs) * 1000:.0f}–{max(xs) * 1000:.0f})")

@@ -71,7 +71,7 @@ FLUSH_NOTE = "precinct.flush"      # content key of the no-op to-device note (se
 NUDGE_EVERY = 3.0                  # seconds between two nudges of the appservice user's inbox
 CRYPTO_STATE = frozenset({"m.room.member", "m.room.encryption"})   # the state nio is shown (observe)
 # How long the device lists of a bot room's joined members count as known without asking (send_to_members).
-# Their changes come at once in live transactions (invited members' never do: they are asked every time); this
+# Their changes come at once in live transactions (invited members' never do: see INVITED_FRESH_S); this
 # bounds how long a change the push never brought can go unseen.
 MEMBERS_FRESH_S = 60.0
 # How long the device lists of a bot room's invited members count as known. The push never tells of theirs, so
@@ -697,14 +697,14 @@ class Crypto:
                 room = c.rooms.get(room_id)
                 if c.olm is None or room is None:
                     return
-                self._invited_asked[(user_id, room_id)] = self._clock()
                 c.olm.users_for_key_query.update(room.invited_users)
                 if c.should_query_keys:
                     _check(await c.keys_query(), "keys query")
+                self._invited_asked[(user_id, room_id)] = self._clock()
                 await self._give_recent_keys(c)
         except asyncio.CancelledError:
             raise
-        except Exception as e:       # the next send asks again
+        except Exception as e:       # not noted as asked: the next send asks again
             log.warning("asking the invited members of %s for their devices failed: %s", room_id, e)
 
     async def _share_new_session(self, c: PuppetClient, room_id: str) -> None:

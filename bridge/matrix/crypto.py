@@ -58,8 +58,8 @@ from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 from ..private_files import private_dir
 from ..store.puppets import Puppets
 from . import cs_api
-from .homeserver import NIO_ONE_TIME_KEYS, HomeserverApi, PuppetClient
-from .recent_keys import MEGOLM, KeyDue, RecentKeys
+from .homeserver import MEGOLM_ALGORITHM, NIO_ONE_TIME_KEYS, HomeserverApi, PuppetClient
+from .recent_keys import KeyDue, RecentKeys
 
 log = logging.getLogger(__name__)
 
@@ -564,7 +564,7 @@ class Crypto:
         # Straight to nio's Megolm parser (which checks the event against its schema): the general one checks
         # a looser schema first only to pick it, a thirtieth of the bridge's CPU per chat (bench/chat_life.py).
         content = event.get("content")
-        megolm = isinstance(content, dict) and content.get("algorithm") == MEGOLM
+        megolm = isinstance(content, dict) and content.get("algorithm") == MEGOLM_ALGORITHM
         parsed = nio.MegolmEvent.from_dict(event) if megolm else None
         if not isinstance(parsed, nio.MegolmEvent):
             raise CryptoError(f"not a Megolm event: {event.get('event_id')}")
@@ -716,7 +716,7 @@ class Crypto:
         # committed before the first message under it is sent): an officer who joins later, even after a
         # restart that lost nio's in-memory outbound session, is given it (_reshare_earlier_keys).
         self.puppets.remember_room_key(c.user_id, room_id, {
-            "algorithm": "m.megolm.v1.aes-sha2", "room_id": room_id, "session_id": session.id,
+            "algorithm": MEGOLM_ALGORITHM, "room_id": room_id, "session_id": session.id,
             "session_key": session.session_key})
 
     def _note_sending(self, c: PuppetClient, room_id: str) -> None:
@@ -898,7 +898,7 @@ def megolm_position(event: dict[str, Any]) -> tuple[str, int] | None:
     number skipped in a room is a message of that session not received (yet), or a send that never happened.
     (The header is authenticated by the decryption, which uses the index it states.)"""
     content = event.get("content")
-    if not isinstance(content, dict) or content.get("algorithm") != "m.megolm.v1.aes-sha2":
+    if not isinstance(content, dict) or content.get("algorithm") != MEGOLM_ALGORITHM:
         return None
     session, ciphertext = content.get("session_id"), content.get("ciphertext")
     if not isinstance(session, str) or not isinstance(ciphertext, str):

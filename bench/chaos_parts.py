@@ -406,3 +406,47 @@ def conclude(result: dict[str, Any], verdict: Any, show: Any) -> int:
     print("criteria: " + ("met" if not missed else "MISSED: " + "; ".join(missed)))
     print(json.dumps(result))
     return 1 if missed else 0
+
+
+def explain_disorder(db_path: Path, log_path: Path, citizens: list[Citizen], replied: list[tuple[int, int]],
+                     reply_events: dict[tuple[int, int], str]) -> list[str]:
+    """For each chat whose citizen got the officer's replies in another order than they were sent: every reply
+    as the bridge saw it (stream, when received and handled, Megolm session and number, the transactions that
+    brought it, the seq it was given) and the bridge's log lines naming them. An intermittent disorder is then
+    explained by the run that met it, whose directory is gone afterwards."""
+    from bridge.matrix.crypto import megolm_position       # bench scripts run from the repository's root
+    got = replies_at_citizens(citizens)
+    lines: list[str] = []
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    log_lines = log_path.read_text(errors="replace").splitlines() if log_path.exists() else []
+    try:
+        for c in citizens:
+            seen = [k for j, k in got if j == c.index]
+            sent = [k for j, k in replied if j == c.index and k in seen]
+            if seen == sent:
+                continue
+            lines.append(f"chat c{c.index}: replies sent in the order {sent}, the citizen got {seen}")
+            ids = [reply_events[(c.index, k)] for k in sent if (c.index, k) in reply_events]
+            for k, event_id in ((k, reply_events.get((c.index, k))) for k in sent):
+                row = conn.execute("SELECT stream, state, error, received_ts, processed_ts, event FROM room_events"
+                                   " WHERE event_id = ?", [event_id]).fetchone() if event_id else None
+                seq = conn.execute("SELECT seq FROM messages WHERE event_id = ?", [event_id]).fetchone() \
+                    if event_id else None
+                txns = [r[0] for r in conn.execute("SELECT txn_id FROM as_transactions WHERE instr(body, ?) > 0",
+                                                   [event_id])] if event_id else []
+                if row is None:
+                    lines.append(f"  m{k} {event_id}: not in the bridge's room_events; seq {seq and seq[0]}")
+                    continue
+                event = json.loads(row["event"])
+                position = megolm_position(event)
+                lines.append(f"  m{k} {event_id}: stream {row['stream']} {row['state']}"
+                             f"{' (' + row['error'] + ')' if row['error'] else ''}, origin "
+                             f"{event.get('origin_server_ts')} received {row['received_ts']} handled "
+                             f"{row['processed_ts']}, megolm {position and (position[0][:8], position[1])}, transactions {txns}, "
+                             f"seq {seq and seq[0]}")
+            named = [line for line in log_lines if any(e in line for e in ids)]
+            lines += [f"  log: {line[:300]}" for line in named[:20]]
+    finally:
+        conn.close()
+    return lines

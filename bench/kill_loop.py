@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaos_parts import (OFFICER_NAMES, REPLY, TOPIC, Citizen, Stack, answer_everything, both_ways,
-                         citizen_lines, held_by_homeserver, log, new_pool, officer_frames, officers_view,
+                         citizen_lines, explain_disorder, held_by_homeserver, log, new_pool, officer_frames, officers_view,
                          print_ways, read_back_events, start_officers, until, wind_down)
 
 DRAIN_SECONDS = 120                   # after the last citizen message, the longest wait for what is still owed
@@ -123,6 +123,9 @@ async def run_loop(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         # Every reply is in the order check. Those the homeserver's push went past, which the bridge read back from
         # the room (appservice/catchup.py, chats/inbound.py), are named.
         result = report(run, officers, citizens, replied, time.monotonic() - started)
+        if result["to_citizens"]["chats_out_of_order"]:
+            for line in explain_disorder(stack.db_path, bridge.log_path, citizens, replied, reply_events):
+                log(line)
         read_back = read_back_events(bridge)
         result["to_citizens"]["read_back"] = sorted(f"c{i} m{k}" for (i, k), e in reply_events.items()
                                                     if e in read_back)

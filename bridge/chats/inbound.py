@@ -1,9 +1,10 @@
 """Matrix → citizen: from stored appservice transactions to messages the citizen can read.
 
     as_transactions (stored by appservice.endpoint before its 200)
-        │ 1. room events → room_events (unique event_id: replays and repeats vanish here)
-        │ 2. crypto payload → matrix.crypto.feed_transaction (keys before the messages that need them)
-        │ 3. typing → hub
+        │ 1. crypto payload → matrix.crypto.feed_transaction (keys before the messages that need them)
+        │ 2. typing, receipts, presence → hub, chats
+        │ 3. room events → room_events (unique event_id: replays and repeats vanish here), and the
+        │    transaction marked processed, in one commit
         ▼
     room_events, per room, oldest first (by the homeserver's clock), to the RoomHandler that owns the room (given at wiring time:
         │ ChatRooms below for chats, officers.bot_rooms.BotRooms for the bot's dispatch and direct rooms)
@@ -139,15 +140,9 @@ class InboundPump(WakeableLoop):
             await self.process_room(room_id)
 
     async def process_transaction(self, txn_id: str, body: dict[str, Any]) -> None:
-        for event in body.get("events") or []:
-            if not (isinstance(event, dict) and isinstance(event.get("event_id"), str)
-                    and isinstance(event.get("room_id"), str) and isinstance(event.get("type"), str)):
-                log.warning("transaction %s: malformed event set aside: %.200r", txn_id, event)
-                self.failed_events += 1
-                continue
-            # The echo of what we sent ourselves (a puppet's message, the bot's notice) is done on arrival:
-            # every handler would only mark it so. State events go through: encryption follows membership.
-            self.store.room_events.add(event, handled=self._ours(str(event.get("sender"))) and "state_key" not in event)
+        """Crypto first, then the room events queued and the transaction marked processed in one commit (one
+        write of the store's log a transaction, not one per event plus one for the mark). A crash before that
+        commit feeds the crypto payload again on restart, as it always could between feeding and marking."""
         try:
             await self.crypto.feed_transaction(body, self.puppets.has_device)
         except Exception:
@@ -162,7 +157,18 @@ class InboundPump(WakeableLoop):
                     content = e.get("content") or {}
                     if isinstance(e.get("sender"), str) and isinstance(content.get("presence"), str):
                         self.on_presence(e["sender"], content["presence"])
-        self.store.transactions.mark_processed(txn_id)
+        with self.store.db.transaction():
+            for event in body.get("events") or []:
+                if not (isinstance(event, dict) and isinstance(event.get("event_id"), str)
+                        and isinstance(event.get("room_id"), str) and isinstance(event.get("type"), str)):
+                    log.warning("transaction %s: malformed event set aside: %.200r", txn_id, event)
+                    self.failed_events += 1
+                    continue
+                # The echo of what we sent ourselves (a puppet's message, the bot's notice) is done on arrival:
+                # every handler would only mark it so. State events go through: encryption follows membership.
+                self.store.room_events.add(event, handled=self._ours(str(event.get("sender")))
+                                           and "state_key" not in event)
+            self.store.transactions.mark_processed(txn_id)
         metrics.transaction_processed(_oldest_origin(body))
 
     def _typing(self, event: dict[str, Any]) -> None:

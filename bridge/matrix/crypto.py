@@ -420,7 +420,9 @@ class Crypto:
         # no count, and a puppet whose keys officers' new devices took never made new ones while the bridge ran.
         for key, field in ((OTK_COUNTS, "otk"), (FALLBACK_KEYS, "fallback")):
             for user_id, devices in (body.get(key) or {}).items():
-                if is_puppet(user_id) and isinstance(devices, dict):
+                # Counts alone never load a client (below), so those of unloaded ones are not even looked at.
+                if (user_id in self.clients or user_id in per_device) and is_puppet(user_id) \
+                        and isinstance(devices, dict):
                     own = self._device_of(user_id)
                     if own is not None and isinstance(devices.get(own), dict if field == "otk" else list):
                         slot(user_id)[field] = devices[own]
@@ -434,8 +436,6 @@ class Crypto:
                     slot(user_id)["changed"] |= members & changed
                     slot(user_id)["left"] |= members & left
         for user_id, part in per_device.items():
-            if not self.puppets.exists(user_id):
-                continue
             if user_id not in self.clients and not part["to_device"]:
                 # Key counts alone do not load an idle puppet (a closed chat's would stay loaded for good);
                 # nio asks for more keys by those counts once something loads it again.
@@ -443,6 +443,8 @@ class Crypto:
             if not (part["to_device"] or part["changed"] or part["left"]) and _nothing_new(
                     self.clients.get(user_id), part["otk"]):
                 continue        # most transactions: the same key counts for every loaded client, nothing else
+            if not self.puppets.exists(user_id):     # last: a store read, and most transactions end above
+                continue
             sync: dict[str, Any] = {"to_device": {"events": part["to_device"]},
                                     "device_lists": {"changed": sorted(part["changed"]), "left": sorted(part["left"])}}
             if part["otk"] is not None:

@@ -232,10 +232,10 @@ class ChatRooms:
         bridge never received; how many (appservice/catchup.py)."""
         self.store, self.crypto, self.puppets, self.chats = store, crypto, puppets, chats
         self.commands, self.admission, self.keys, self.read_back = commands, admission, keys, read_back
-        # Per room, the highest message number handled of each sender's room-key session (see _in_sequence): read
+        # Per room and sender, the highest message number handled of each room-key session (see _in_sequence): read
         # from the store when a room is first needed (so it holds across restarts), the rooms of the last
         # INDEXED_ROOMS kept in memory (a room dropped is read again when it speaks again).
-        self._last_index: OrderedDict[str, dict[str, int]] = OrderedDict()
+        self._last_index: OrderedDict[str, dict[str, dict[str, int]]] = OrderedDict()
         self._gap_waited: set[str] = set()         # events held once for transactions not yet taken in
         self._gap_read: set[str] = set()           # events whose gap was already read back for
         self.max_hash_bytes = max(config.get("attachments.max_bytes"), 100 * 1024 * 1024)
@@ -334,23 +334,26 @@ class ChatRooms:
         return True
 
     async def _in_sequence(self, chat: Chat, item: RoomEvent) -> bool:
-        """False when an earlier message of the same sender's room-key session never reached the bridge and was
-        now read back from the room: it is queued and handled first, so the citizen gets them in the order written.
+        """False when an earlier message of the same sender never reached the bridge and was now read back from
+        the room: it is queued and handled first, so the citizen gets them in the order written.
 
         The homeserver pushes a room's events in the order they were written, except when it strands a
         transaction (Synapse, appservice/catchup.py): its events come with a later recovery or never, after
         messages written after them. The bridge sees that by the Megolm message numbers, which the officer's
         client gives 0, 1, 2 … to what it encrypts in the room: a number skipped means an earlier message the
-        push went past (or a send that failed and never happened, which the reading shows: nothing is found)."""
+        push went past (or a send that failed and never happened, which the reading shows: nothing is found).
+        A sender's new room key (clients start one when someone leaves, and every 100 messages in Element) is
+        checked the same way: the last messages under the old key may be what the push went past."""
         position = megolm_position(item.event)
         if position is None:
             return True
         session, index = position
         room_id = chat.room_id
         assert room_id and chat.puppet
-        numbers = self._numbers(room_id)
-        last = numbers.get(session, -1)
-        if index > last + 1 and item.event_id not in self._gap_read:
+        sessions = self._numbers(room_id).setdefault(str(item.event.get("sender")), {})
+        last = sessions.get(session, -1)
+        gap = index > last + 1 or (last == -1 and bool(sessions))
+        if gap and item.event_id not in self._gap_read:
             if item.event_id not in self._gap_waited and self.store.transactions.unprocessed(1):
                 self._gap_waited.add(item.event_id)
                 return False          # first what the push has already brought (the next pass takes it in)
@@ -359,26 +362,27 @@ class ChatRooms:
             try:
                 found = await self.read_back(chat.puppet, room_id, since)
             except Exception as e:            # never a reason to hold the message back: it goes now
-                log.warning("chat %s: %s skipped a message number; the room could not be read back: %s",
-                            chat.number, item.event_id, e)
+                log.warning("chat %s: %s skipped a message number or began a new room key; the room could not be "
+                            "read back: %s", chat.number, item.event_id, e)
                 found = 0
             if found:
                 log.warning("chat %s: %s came before %d earlier event(s) the homeserver's push skipped; read back, "
                             "they go first", chat.number, item.event_id, found)
                 return False
-        numbers[session] = max(index, last)
+        sessions[session] = max(index, last)
         self._gap_waited.discard(item.event_id)      # handled now: nothing is held for it any more
         self._gap_read.discard(item.event_id)
         return True
 
-    def _numbers(self, room_id: str) -> dict[str, int]:
-        """Session ID → highest message number handled in the room."""
+    def _numbers(self, room_id: str) -> dict[str, dict[str, int]]:
+        """Sender → session ID → highest message number handled in the room."""
         numbers = self._last_index.get(room_id)
         if numbers is None:
             numbers = {}
             for e in self.store.room_events.handled_encrypted(room_id):
                 if (p := megolm_position(e)) is not None:
-                    numbers[p[0]] = max(p[1], numbers.get(p[0], -1))
+                    sessions = numbers.setdefault(str(e.get("sender")), {})
+                    sessions[p[0]] = max(p[1], sessions.get(p[0], -1))
             self._last_index[room_id] = numbers
             while len(self._last_index) > INDEXED_ROOMS:
                 self._last_index.popitem(last=False)

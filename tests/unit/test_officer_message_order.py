@@ -90,3 +90,47 @@ async def test_a_skipped_number_is_read_back_and_goes_first_and_a_failed_send_co
     assert await restarted._in_sequence(chat, _received(store, _encrypted(session, "$m5")))
     assert rooms.readings == 2
     store.close()
+
+
+async def test_a_new_room_key_is_checked_for_what_the_old_one_left_behind(tmp_path):
+    """A sender's client starts a new room key (someone left, or 100 messages in Element): its first message is
+    number 0 again, so no number is skipped, yet the last messages under the old key may be what the push went
+    past. The room is read back once for it; the first key of a sender costs no reading."""
+    store = Store.open(tmp_path / "p.db")
+    store.chats.create("a", "ha", "general", "central", None, None)
+    store.chats.set_puppet("a", "@webchat_a:police.example")
+    store.chats.set_room("a", ROOM)
+    chat = store.chats.get("a")
+    rooms = Rooms(store)
+    handler = _chat_rooms(store, tmp_path, rooms)
+    old, new = vodozemac.GroupSession(), vodozemac.GroupSession()
+    a0, a1 = _encrypted(old, "$a0"), _encrypted(old, "$a1")
+    b0 = {**_encrypted(new, "$b0"), "origin_server_ts": 1_010}          # written after a1
+
+    first = _received(store, a0)
+    assert await handler._in_sequence(chat, first) and rooms.readings == 0     # the sender's first key: no reading
+    store.room_events.finish(first.stream, DONE)
+    rooms.held = [a1]                                                           # stranded by the homeserver
+    later = _received(store, b0)
+    assert not await handler._in_sequence(chat, later)                         # held: a1 was read back
+    assert rooms.readings == 1 and [i.event_id for i in store.room_events.pending(ROOM)] == ["$a1", "$b0"]
+    skipped = next(i for i in store.room_events.pending(ROOM) if i.event_id == "$a1")
+    assert await handler._in_sequence(chat, skipped)
+    store.room_events.finish(skipped.stream, DONE)
+    assert await handler._in_sequence(chat, later) and rooms.readings == 1     # read once, not again
+    store.room_events.finish(later.stream, DONE)
+
+    # A third key with nothing left behind: one reading finds nothing, and the message goes at once.
+    third_key = vodozemac.GroupSession()
+    third = _received(store, {**_encrypted(third_key, "$c0"), "origin_server_ts": 1_020})
+    assert await handler._in_sequence(chat, third) and rooms.readings == 2
+    store.room_events.finish(third.stream, DONE)
+    # Another sender's first key is that sender's first: no reading.
+    other = {**_encrypted(vodozemac.GroupSession(), "$o0"), "sender": "@o2:police.example", "origin_server_ts": 1_030}
+    assert await handler._in_sequence(chat, _received(store, other)) and rooms.readings == 2
+    # After a restart the senders' keys come from the store: the next message under the third key needs none.
+    restarted = _chat_rooms(store, tmp_path, rooms)
+    assert await restarted._in_sequence(chat, _received(store, {**_encrypted(third_key, "$c1"),
+                                                                 "origin_server_ts": 1_040}))
+    assert rooms.readings == 2
+    store.close()

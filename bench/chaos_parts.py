@@ -410,8 +410,8 @@ def conclude(result: dict[str, Any], verdict: Any, show: Any) -> int:
 
 def explain_disorder(db_path: Path, log_path: Path, citizens: list[Citizen], replied: list[tuple[int, int]],
                      reply_events: dict[tuple[int, int], str]) -> list[str]:
-    """For each chat whose citizen got the officer's replies in another order than they were sent: every reply
-    as the bridge saw it (stream, when received and handled, Megolm session and number, the transactions that
+    """For each chat whose citizen got the officer's replies in another order than they were sent, or not all of
+    them: every reply as the bridge saw it (stream, when received and handled, Megolm session and number, the transactions that
     brought it, the seq it was given) and the bridge's log lines naming them. An intermittent disorder is then
     explained by the run that met it, whose directory is gone afterwards."""
     from bridge.matrix.crypto import megolm_position       # bench scripts run from the repository's root
@@ -423,8 +423,8 @@ def explain_disorder(db_path: Path, log_path: Path, citizens: list[Citizen], rep
     try:
         for c in citizens:
             seen = [k for j, k in got if j == c.index]
-            sent = [k for j, k in replied if j == c.index and k in seen]
-            if seen == sent:
+            sent = [k for j, k in replied if j == c.index]
+            if seen == [k for k in sent if k in seen] and set(sent) <= set(seen):
                 continue
             lines.append(f"chat c{c.index}: replies sent in the order {sent}, the citizen got {seen}")
             ids = [reply_events[(c.index, k)] for k in sent if (c.index, k) in reply_events]
@@ -445,6 +445,9 @@ def explain_disorder(db_path: Path, log_path: Path, citizens: list[Citizen], rep
                              f"{event.get('origin_server_ts')} received {row['received_ts']} handled "
                              f"{row['processed_ts']}, megolm {position and (position[0][:8], position[1])}, transactions {txns}, "
                              f"seq {seq and seq[0]}")
+            # Lines naming the replies, or their room-key sessions (nio's "no session found with session id …").
+            ids += sorted({json.loads(r[0]).get("content", {}).get("session_id") or "-" for r in conn.execute(
+                f"SELECT event FROM room_events WHERE event_id IN ({','.join('?' * len(ids))})", ids)} - {"-"})
             named = [line for line in log_lines if any(e in line for e in ids)]
             lines += [f"  log: {line[:300]}" for line in named[:20]]
     finally:

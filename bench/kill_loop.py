@@ -123,7 +123,7 @@ async def run_loop(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         # Every reply is in the order check. Those the homeserver's push went past, which the bridge read back from
         # the room (appservice/catchup.py, chats/inbound.py), are named.
         result = report(run, officers, citizens, replied, time.monotonic() - started)
-        if result["to_citizens"]["chats_out_of_order"]:
+        if result["to_citizens"]["chats_out_of_order"] or result["to_citizens"]["lost"]:
             for line in explain_disorder(stack.db_path, bridge.log_path, citizens, replied, reply_events):
                 log(line)
         read_back = read_back_events(bridge)

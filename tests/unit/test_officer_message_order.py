@@ -10,6 +10,7 @@ import vodozemac
 from bridge.chats.inbound import ChatRooms, KeyWait
 from bridge.chats.lifecycle import ChatListener
 from bridge.store import Store
+from bridge.store.chats import Chat
 from bridge.store.room_events import DONE, RoomEvent
 from tests.support.configs import example_config
 
@@ -55,14 +56,18 @@ def _received(store: Store, event: dict) -> RoomEvent:
     return next(i for i in store.room_events.pending(ROOM) if i.event_id == event["event_id"])
 
 
-async def test_a_skipped_number_is_read_back_and_goes_first_and_a_failed_send_costs_one_reading(tmp_path):
+def _a_chat(tmp_path) -> tuple[Store, Chat, Rooms, ChatRooms]:
+    """A store with one chat in ROOM, the room as the homeserver has it, and the chat rooms' handler."""
     store = Store.open(tmp_path / "p.db")
     store.chats.create("a", "ha", "general", "central", None, None)
     store.chats.set_puppet("a", "@webchat_a:police.example")
     store.chats.set_room("a", ROOM)
-    chat = store.chats.get("a")
     rooms = Rooms(store)
-    handler = _chat_rooms(store, tmp_path, rooms)
+    return store, store.chats.get("a"), rooms, _chat_rooms(store, tmp_path, rooms)  # type: ignore[return-value]
+
+
+async def test_a_skipped_number_is_read_back_and_goes_first_and_a_failed_send_costs_one_reading(tmp_path):
+    store, chat, rooms, handler = _a_chat(tmp_path)
     session = vodozemac.GroupSession()
     m0, m1, m2 = (_encrypted(session, f"$m{n}") for n in range(3))
 
@@ -96,13 +101,7 @@ async def test_a_new_room_key_is_checked_for_what_the_old_one_left_behind(tmp_pa
     """A sender's client starts a new room key (someone left, or 100 messages in Element): its first message is
     number 0 again, so no number is skipped, yet the last messages under the old key may be what the push went
     past. The room is read back once for it; the first key of a sender costs no reading."""
-    store = Store.open(tmp_path / "p.db")
-    store.chats.create("a", "ha", "general", "central", None, None)
-    store.chats.set_puppet("a", "@webchat_a:police.example")
-    store.chats.set_room("a", ROOM)
-    chat = store.chats.get("a")
-    rooms = Rooms(store)
-    handler = _chat_rooms(store, tmp_path, rooms)
+    store, chat, rooms, handler = _a_chat(tmp_path)
     old, new = vodozemac.GroupSession(), vodozemac.GroupSession()
     a0, a1 = _encrypted(old, "$a0"), _encrypted(old, "$a1")
     b0 = {**_encrypted(new, "$b0"), "origin_server_ts": 1_010}          # written after a1

@@ -408,12 +408,13 @@ def conclude(result: dict[str, Any], verdict: Any, show: Any) -> int:
     return 1 if missed else 0
 
 
-def explain_disorder(db_path: Path, log_path: Path, citizens: list[Citizen], replied: list[tuple[int, int]],
-                     reply_events: dict[tuple[int, int], str]) -> list[str]:
-    """For each chat whose citizen got the officer's replies in another order than they were sent, or not all of
-    them: every reply as the bridge saw it (stream, when received and handled, Megolm session and number, the transactions that
-    brought it, the seq it was given) and the bridge's log lines naming them. An intermittent disorder is then
-    explained by the run that met it, whose directory is gone afterwards."""
+def explain_replies(db_path: Path, log_path: Path, citizens: list[Citizen], replied: list[tuple[int, int]],
+                    reply_events: dict[tuple[int, int], str]) -> list[str]:
+    """For each chat whose citizen got the officer's replies in another order than they were sent, or not all
+    of them: every reply as the bridge saw it (stream, when received and handled, Megolm session and number, the
+    transactions that brought it, the seq it was given) and the bridge's log lines naming the replies or their
+    room-key sessions. An intermittent fault is then explained by the run that met it, whose directory is gone
+    afterwards."""
     from bridge.matrix.crypto import megolm_position       # bench scripts run from the repository's root
     got = replies_at_citizens(citizens)
     lines: list[str] = []
@@ -427,29 +428,30 @@ def explain_disorder(db_path: Path, log_path: Path, citizens: list[Citizen], rep
             if seen == [k for k in sent if k in seen] and set(sent) <= set(seen):
                 continue
             lines.append(f"chat c{c.index}: replies sent in the order {sent}, the citizen got {seen}")
-            ids = [reply_events[(c.index, k)] for k in sent if (c.index, k) in reply_events]
-            for k, event_id in ((k, reply_events.get((c.index, k))) for k in sent):
+            named: set[str] = set()      # event IDs, and sessions (nio's "no session found with session id …")
+            for k in sent:
+                event_id = reply_events.get((c.index, k))
+                if event_id is None:
+                    continue
+                named.add(event_id)
                 row = conn.execute("SELECT stream, state, error, received_ts, processed_ts, event FROM room_events"
-                                   " WHERE event_id = ?", [event_id]).fetchone() if event_id else None
-                seq = conn.execute("SELECT seq FROM messages WHERE event_id = ?", [event_id]).fetchone() \
-                    if event_id else None
+                                   " WHERE event_id = ?", [event_id]).fetchone()
+                seq = conn.execute("SELECT seq FROM messages WHERE event_id = ?", [event_id]).fetchone()
                 txns = [r[0] for r in conn.execute("SELECT txn_id FROM as_transactions WHERE instr(body, ?) > 0",
-                                                   [event_id])] if event_id else []
+                                                   [event_id])]
                 if row is None:
                     lines.append(f"  m{k} {event_id}: not in the bridge's room_events; seq {seq and seq[0]}")
                     continue
                 event = json.loads(row["event"])
                 position = megolm_position(event)
+                if position is not None:
+                    named.add(position[0])
                 lines.append(f"  m{k} {event_id}: stream {row['stream']} {row['state']}"
                              f"{' (' + row['error'] + ')' if row['error'] else ''}, origin "
                              f"{event.get('origin_server_ts')} received {row['received_ts']} handled "
-                             f"{row['processed_ts']}, megolm {position and (position[0][:8], position[1])}, transactions {txns}, "
-                             f"seq {seq and seq[0]}")
-            # Lines naming the replies, or their room-key sessions (nio's "no session found with session id …").
-            ids += sorted({json.loads(r[0]).get("content", {}).get("session_id") or "-" for r in conn.execute(
-                f"SELECT event FROM room_events WHERE event_id IN ({','.join('?' * len(ids))})", ids)} - {"-"})
-            named = [line for line in log_lines if any(e in line for e in ids)]
-            lines += [f"  log: {line[:300]}" for line in named[:20]]
+                             f"{row['processed_ts']}, megolm {position and (position[0][:8], position[1])}, "
+                             f"transactions {txns}, seq {seq and seq[0]}")
+            lines += [f"  log: {line[:300]}" for line in log_lines if any(n in line for n in named)][:20]
     finally:
         conn.close()
     return lines

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaos_parts import (OFFICER_NAMES, REPLY, TOPIC, Citizen, Stack, answer_everything, both_ways,
-                         citizen_lines, explain_disorder, held_by_homeserver, log, new_pool, officer_frames, officers_view,
-                         print_ways, read_back_events, start_officers, until, wind_down)
+                         citizen_lines, explain_replies, held_by_homeserver, log, new_pool, officer_frames,
+                         officers_view, print_ways, read_back_events, start_officers, until, wind_down)
 
 DRAIN_SECONDS = 120                   # after the last citizen message, the longest wait for what is still owed
 
@@ -124,7 +124,7 @@ async def run_loop(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         # the room (appservice/catchup.py, chats/inbound.py), are named.
         result = report(run, officers, citizens, replied, time.monotonic() - started)
         if result["to_citizens"]["chats_out_of_order"] or result["to_citizens"]["lost"]:
-            for line in explain_disorder(stack.db_path, bridge.log_path, citizens, replied, reply_events):
+            for line in explain_replies(stack.db_path, bridge.log_path, citizens, replied, reply_events):
                 log(line)
         read_back = read_back_events(bridge)
         result["to_citizens"]["read_back"] = sorted(f"c{i} m{k}" for (i, k), e in reply_events.items()

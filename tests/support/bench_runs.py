@@ -94,7 +94,7 @@ RUNS = BackgroundRuns()
 def output(*run: str) -> str:
     """The run's output once it has ended with status 0 (planned in the background, or made now)."""
     code, out = RUNS.result(tuple(run))
-    assert code == 0, out[-12000:]       # room for a failed run's explanation (kill_loop: explain_disorder)
+    assert code == 0, out[-12000:]       # room for a failed run's explanation (kill_loop: explain_replies)
     return out
 
 

@@ -231,25 +231,31 @@ async def start_officers(pool: OfficerPool, stack: Stack, element: int = 0) -> l
     the last ``element`` of them on Element's client stack (ElementOfficer), the others matrix-nio clients. Each
     is in ``pool.started``, so ``pool.stop_all()`` (``wind_down``) stops it."""
     officers: list[Any] = []
-    for i, name in enumerate(OFFICER_NAMES):
-        if i >= len(OFFICER_NAMES) - element:
-            o = ElementOfficer(stack.synapse.url, f"@{name}:{SERVER}", stack.dir / f"{name}-node.log")
-            pool.started.append(o)              # type: ignore[arg-type]  # stopped with the nio officers
-            await o.start()
-        else:
-            o = await pool.start(stack.synapse.url, f"@{name}:{SERVER}", name, auto_claim=False)
-        officers.append(o)
-    dispatch = await dispatch_room_of(stack.db_path, AGENCY)
-    for o in officers:
-        if isinstance(o, ElementOfficer):
-            await o.wait_joined(dispatch, 90)
-        else:
-            await o.wait_member(dispatch, 60)
-        await o.send(dispatch, "!available")
-        # Its own answer: the other's "… is available" is in the same room (taking that one let chats go out
-        # before this officer was in the rotation, all to the other).
-        answer = f"{o.user_id if isinstance(o, ElementOfficer) else o.client.user_id} is available"
-        await o.wait_message(lambda m: m.room_id == dispatch and m.body.startswith(answer), 60, "!available answered")
+    try:
+        for i, name in enumerate(OFFICER_NAMES):
+            if i >= len(OFFICER_NAMES) - element:
+                o = ElementOfficer(stack.synapse.url, f"@{name}:{SERVER}", stack.dir / f"{name}-node.log")
+                pool.started.append(o)              # type: ignore[arg-type]  # stopped with the nio officers
+                await o.start()
+            else:
+                o = await pool.start(stack.synapse.url, f"@{name}:{SERVER}", name, auto_claim=False)
+            officers.append(o)
+        dispatch = await dispatch_room_of(stack.db_path, AGENCY)
+        for o in officers:
+            if isinstance(o, ElementOfficer):
+                await o.wait_joined(dispatch, 90)
+            else:
+                await o.wait_member(dispatch, 60)
+            await o.send(dispatch, "!available")
+            # Its own answer: the other's "… is available" is in the same room (taking that one let chats go out
+            # before this officer was in the rotation, all to the other).
+            answer = f"{o.user_id if isinstance(o, ElementOfficer) else o.client.user_id} is available"
+            await o.wait_message(lambda m: m.room_id == dispatch and m.body.startswith(answer), 60, "!available answered")
+    except BaseException:
+        # Stopped here, not left to the caller: a Node officer still running would hold the run open for ever
+        # (its reader waits for the process to end).
+        await pool.stop_all()
+        raise
     return officers
 
 

@@ -284,7 +284,15 @@ class NioOfficer:
             assert isinstance(resp, nio.JoinedMembersResponse), resp
         if room is not None:
             await self._know_devices(room)
-        resp = await self.client.room_send(room_id, event_type, content, ignore_unverified_devices=True)
+        for attempt in range(3):
+            try:
+                resp = await self.client.room_send(room_id, event_type, content, ignore_unverified_devices=True)
+                break
+            except KeyError as e:
+                # nio's own race: its sync loop dropped the room's outbound session (a member's devices changed)
+                # while room_send was sharing it; the next try makes a new one (a kill loop's start, once).
+                if e.args != (room_id,) or attempt == 2:
+                    raise
         assert isinstance(resp, nio.RoomSendResponse), resp
         self._sent[resp.event_id] = (room_id, event_type, content, first or resp.event_id)
         return resp.event_id

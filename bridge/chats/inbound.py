@@ -270,8 +270,11 @@ class ChatRooms:
             if decrypted.event is None and not decrypted.give_up:
                 return False
             if decrypted.event is None:
-                self.chats.notify_officers(chat, "⚠ The citizen did not receive your message sent at "
-                                           f"{_clock(event)} (it could not be decrypted). Please send it again.")
+                # A reply to the message itself (the bridge cannot quote what it could not read). Sent again under
+                # the same room key it would fail the same way: Element's /discardsession starts a new one.
+                self.chats.notify_officers(chat, f"⚠ {event.get('sender')}: the citizen did not receive your "
+                                           f"message sent at {_clock(event)} (it could not be decrypted). Please "
+                                           "type /discardsession, then send it again.", item.event_id)
                 self.store.room_events.finish(item.stream, FAILED, "undecryptable")
                 return True
             event = decrypted.event

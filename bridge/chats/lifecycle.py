@@ -529,9 +529,13 @@ class ChatService:
             log.warning("chat %s: attachment %s not hashed for the record: %s", chat.number, mxc, e)
             return None
 
-    def notify_officers(self, chat: Chat, text: str) -> None:
-        """A notice in the room from the visitor's puppet (never shown to the citizen)."""
-        self.store.outbox.add(chat.id, new_txn_id(), "m.room.message", {"msgtype": "m.notice", "body": text})
+    def notify_officers(self, chat: Chat, text: str, reply_to: str | None = None) -> None:
+        """A notice in the room from the visitor's puppet (never shown to the citizen); ``reply_to``: the event it
+        is about, which the officers' clients then show above it."""
+        content: dict[str, Any] = {"msgtype": "m.notice", "body": text}
+        if reply_to:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+        self.store.outbox.add(chat.id, new_txn_id(), "m.room.message", content)
         self.wake_outbound()
 
     # ---- setup -----------------------------------------------------------------------------------

@@ -9,8 +9,9 @@
     room_events, per room, oldest first (by the homeserver's clock), to the RoomHandler that owns the room (given at wiring time:
         │ ChatRooms below for chats, officers.bot_rooms.BotRooms for the bot's dispatch and direct rooms)
         │ membership/state → crypto.observe (who to encrypt for) + chat life cycle (officer joined)
-        │ m.room.encrypted → KeyWait: crypto.decrypt; no key yet → the room waits (order kept) until the
-        │                    key arrives or `undecryptable_wait_seconds` pass, then the sender is asked to resend
+        │ m.room.encrypted → KeyWait: crypto.decrypt; no key yet → the room waits (order kept): the inbox is
+        │                    fetched, after 5 s the sender's devices are asked for the key (m.room_key_request),
+        │                    and when `undecryptable_wait_seconds` pass the sender is asked to resend
         ▼ m.room.message / redaction → messages (+ seq) and the event marked done, in one commit
 
 A failing event is marked ``failed`` with its error and logged; it never blocks the rest. This module knows
@@ -43,6 +44,9 @@ EPHEMERAL = ("ephemeral", "de.sorunome.msc2409.ephemeral")
 UNKNOWN_ROOM_GRACE_MS = 10 * 60 * 1000   # events may arrive before we stored the room we just created
 READ_BACK_MS = 15 * 60 * 1000            # how far back a room is read when an officer's message was skipped
 INDEXED_ROOMS = 1000                     # rooms whose session numbers are kept in memory (the most recent)
+# A room key normally comes before its message or within a second of it, and one the push skipped is in the
+# inbox (fetched at once); one still missing after this long is asked of the sender's devices.
+ASK_SENDER_AFTER_MS = 5000
 
 
 class RoomHandler(Protocol):
@@ -103,10 +107,24 @@ class KeyWait:
         if item.first_failed_ts is None:
             metrics.decrypt_failed(final=False)
         self.store.room_events.note_failure(item.stream)
-        if time.time() * 1000 - max(item.received_ts, self.started_ms) < self.wait_ms:
+        waited_ms = time.time() * 1000 - max(item.received_ts, self.started_ms)
+        if waited_ms >= min(ASK_SENDER_AFTER_MS, self.wait_ms):
+            await self._ask_sender(user_id, item)
+        if waited_ms < self.wait_ms:
             return Decrypted(None)
         metrics.decrypt_failed(final=True)
         return Decrypted(None, give_up=True)
+
+    async def _ask_sender(self, user_id: str, item: RoomEvent) -> None:
+        """Ask the sender's devices for the key (once per session: Crypto keeps count); a failure to ask is only
+        logged, the wait goes on."""
+        try:
+            await self.crypto.request_room_key(user_id, item.event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.warning("could not ask %s for the room key of %s: %s: %s", item.event.get("sender"),
+                        item.event.get("event_id"), type(e).__name__, e)
 
 
 class InboundPump(WakeableLoop):

@@ -22,7 +22,9 @@ while the bridge was down are not repeated in catch-up transactions; ``catch_up`
 fetches them at start-up, and ``recover_keys`` does the same for one puppet when
 a room key is missing (the push can skip to-device messages); these are the only
 /sync calls, filtered to to-device, with a stored ``since`` so the homeserver can
-delete what was delivered.
+delete what was delivered. A key in neither place is asked of its sender's devices
+(``request_room_key``); the answer is taken from the device that made the session
+(``homeserver.SenderForwardedKeys``).
 
 Loaded clients are what a chat costs while it lasts, so they do not outlive their use: every operation
 holds its client through ``_using`` (loaded on demand, never unloaded meanwhile), nio's SQLite store is
@@ -546,6 +548,33 @@ class Crypto:
             return False
         self._last_recovery[user_id] = now
         await self.catch_up(user_id)
+        return True
+
+    async def request_room_key(self, user_id: str, event: dict[str, Any]) -> bool:
+        """Ask the sender's devices for the room key of ``event``, once per session (nio keeps the request in the
+        device's store, so a restart does not ask again); True if asked now.
+
+        For a key that is neither pushed nor in the inbox: lost on the way, or not decryptable here. Element
+        (Rust crypto) answers a device it gave the session to, with the session from that message on, and
+        ``SenderForwardedKeys`` takes it; clients that do not answer leave the officer to be asked to resend."""
+        parsed = nio.MegolmEvent.from_dict(event)
+        if not isinstance(parsed, nio.MegolmEvent):
+            raise CryptoError(f"not a Megolm event: {event.get('event_id')}")
+        parsed.room_id = event["room_id"]
+        async with self._using(user_id) as c:
+            assert c.olm
+            queued = c.olm.outgoing_to_device_messages
+            if parsed.session_id in c.olm.outgoing_key_requests or any(
+                    isinstance(m, nio.RoomKeyRequestMessage) and m.session_id == parsed.session_id for m in queued):
+                return False
+            # To every device of the sender (the event's device_id is deprecated and may be absent), through nio's
+            # queue: nio notes the request as outgoing once the homeserver has taken it (which is what lets the
+            # answer in), and a request that failed stays queued for the next upkeep.
+            queued.append(parsed.as_key_request(parsed.sender, c.device_id, parsed.session_id))
+            for resp in await c.send_to_device_messages():
+                _check(resp, "room key request")
+        log.info("%s: asked %s for the room key of %s (session %s)", user_id, parsed.sender,
+                 event.get("event_id"), parsed.session_id)
         return True
 
     async def catch_up(self, user_id: str) -> None:

@@ -231,6 +231,27 @@ class HomeserverApi:
                                     headers={"Authorization": f"Bearer {self.as_token}"})
 
 
+class SenderForwardedKeys(nio.crypto.Olm):
+    """nio's Olm machine, also taking a room key we asked for (``Crypto.request_room_key``) when the device that
+    made the session forwards it itself.
+
+    nio takes forwarded room keys only from its user's own verified devices; a puppet has no other device. An
+    officer's Element (Rust crypto) answers a key request from a device it once gave a session to, with that
+    session from the same message on: a key the puppet never got (lost on the way, or not decryptable here) comes
+    back. Taken only when the forwarding device is the session's own (its Curve25519 key is the session's sender
+    key, nobody else in the chain, its Ed25519 key the one the session claims): the same device vouching for the
+    same session, as trustworthy as the ``m.room_key`` it replaces."""
+
+    def _should_accept_forward(self, sender: str, sender_key: str, event: nio.ForwardedRoomKeyEvent) -> bool:
+        content = event.source.get("content") or {}
+        asked = self.outgoing_key_requests.get(event.session_id)
+        device = self.device_store.device_from_sender_key(sender, sender_key)
+        return (event.algorithm == MEGOLM_ALGORITHM and asked is not None and asked.room_id == event.room_id
+                and asked.session_id == event.session_id and content.get("sender_key") == sender_key
+                and not content.get("forwarding_curve25519_key_chain") and device is not None
+                and content.get("sender_claimed_ed25519_key") == device.ed25519)
+
+
 class PuppetClient(nio.AsyncClient):
     """A nio client whose every request is made as ``user_id`` on ``device_id`` (appservice masquerading).
 
@@ -256,6 +277,13 @@ class PuppetClient(nio.AsyncClient):
     async def close(self) -> None:
         if self.shared_session is None:
             await super().close()
+
+    def load_store(self) -> None:
+        super().load_store()
+        # nio builds its own Olm machine here and has no hook for another class; the subclass adds one rule and
+        # no state, so the machine nio just loaded is given it rather than loaded a second time.
+        if type(self.olm) is nio.crypto.Olm:
+            self.olm.__class__ = SenderForwardedKeys
 
     async def keys_upload(self) -> nio.KeysUploadResponse | nio.KeysUploadError:
         """As nio's, but the one-time keys made for this upload are saved before it is sent. nio saves them only

@@ -77,7 +77,9 @@ async def test_the_key_wait_runs_from_receipt_so_events_queued_under_one_missing
     store = Store.open(tmp_path / "p.db")
     async def decrypt(user_id, event):
         return None                                     # the key never comes
-    keys = KeyWait(store, SimpleNamespace(decrypt=decrypt), 6)  # type: ignore[arg-type]
+    async def request_room_key(user_id, event):
+        return False                                    # asked once already (tests/unit/test_room_key_requests.py)
+    keys = KeyWait(store, SimpleNamespace(decrypt=decrypt, request_room_key=request_room_key), 6)  # type: ignore[arg-type]
     now = int(time.time() * 1000)
     events = [{"type": "m.room.encrypted", "event_id": f"$c{i}", "room_id": "!d:police.example",
                "sender": "@o1:police.example", "origin_server_ts": i, "content": {}} for i in range(10)]

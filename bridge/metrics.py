@@ -38,6 +38,10 @@ _bridged = Counter("precinct_messages_bridged", "Messages carried across the bri
 _decrypt = Counter("precinct_decrypt_failures", "Officer events the bridge could not decrypt: final=false when "
                    "first seen without keys (it waits for them), final=true when given up and the officer asked "
                    "to resend.", ["final"], registry=REGISTRY)
+_key_requests = Counter("precinct_room_key_requests", "Room keys asked of an officer's devices "
+                        "(m.room_key_request) because neither the push nor the device's inbox brought them within "
+                        "5 s; Element answers, and the event is then decrypted without the officer resending.",
+                        registry=REGISTRY)
 _txn_lag = Histogram("precinct_appservice_transaction_lag_seconds", "From the oldest event's origin_server_ts in "
                      "an appservice transaction until the bridge finished processing it (homeserver queueing plus "
                      "bridge work).", buckets=LAG_BUCKETS, registry=REGISTRY)
@@ -75,6 +79,10 @@ def first_response(agency: str, created_ms: int, replied_ms: int | None = None) 
 
 def decrypt_failed(final: bool) -> None:
     _decrypt.labels("true" if final else "false").inc()
+
+
+def room_key_requested() -> None:
+    _key_requests.inc()
 
 
 def transaction_processed(oldest_origin_ms: int | None) -> None:

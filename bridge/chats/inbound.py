@@ -119,7 +119,8 @@ class KeyWait:
         """Ask the sender's devices for the key (once per session: Crypto keeps count); a failure to ask is only
         logged, the wait goes on."""
         try:
-            await self.crypto.request_room_key(user_id, item.event)
+            if await self.crypto.request_room_key(user_id, item.event):
+                metrics.room_key_requested()
         except asyncio.CancelledError:
             raise
         except Exception as e:

@@ -15,6 +15,7 @@ from nio.crypto import OlmDevice
 from nio.crypto.key_request import OutgoingKeyRequest
 from nio.store import SqliteMemoryStore
 
+from bridge import metrics
 from bridge.chats.inbound import ASK_SENDER_AFTER_MS, KeyWait
 from bridge.matrix.homeserver import MEGOLM_ALGORITHM, SenderForwardedKeys
 from bridge.store import Store
@@ -57,10 +58,12 @@ async def test_a_missing_key_is_asked_of_its_sender_once_it_has_waited_a_while(t
     # Just received: a key is usually a moment behind its message, so nobody is asked yet.
     fresh = await keys.decrypt(PUPPET, _waiting(store, 100))
     assert fresh.event is None and not fresh.give_up and crypto.asked == []
-    # Missing for longer: asked (Crypto keeps it to once a session); the wait for the key goes on.
+    # Missing for longer: asked (Crypto keeps it to once a session), and counted; the wait for the key goes on.
+    requests = metrics.REGISTRY.get_sample_value("precinct_room_key_requests_total") or 0
     late = _waiting(store, ASK_SENDER_AFTER_MS + 1000)
     result = await keys.decrypt(PUPPET, late)
     assert result.event is None and not result.give_up and crypto.asked == [late.event_id]
+    assert metrics.REGISTRY.get_sample_value("precinct_room_key_requests_total") == requests + 1
     # A request that cannot be sent is logged, and the event waits as before: no crash, nothing lost.
     failing = KeyWait(store, Crypto(fail=True), 60)  # type: ignore[arg-type]
     failing.started_ms = 0
@@ -68,6 +71,7 @@ async def test_a_missing_key_is_asked_of_its_sender_once_it_has_waited_a_while(t
         result = await failing.decrypt(PUPPET, late)
     assert result.event is None and not result.give_up
     assert any("could not ask" in r.getMessage() and late.event_id in r.getMessage() for r in caplog.records)
+    assert metrics.REGISTRY.get_sample_value("precinct_room_key_requests_total") == requests + 1
     store.close()
 
 

@@ -556,7 +556,9 @@ class Crypto:
 
         For a key that is neither pushed nor in the inbox: lost on the way, or not decryptable here. Element
         (Rust crypto) answers a device it gave the session to, with the session from that message on, and
-        ``SenderForwardedKeys`` takes it; clients that do not answer leave the officer to be asked to resend."""
+        ``SenderForwardedKeys`` takes it; clients that do not answer leave the officer to be asked to resend.
+        nio asks by itself at the first failure when its Olm session with the sending device is under an hour
+        old (this then finds the request made); this covers the rest, the bot's long-known officers among them."""
         parsed = nio.MegolmEvent.from_dict(event)
         if not isinstance(parsed, nio.MegolmEvent):
             raise CryptoError(f"not a Megolm event: {event.get('event_id')}")

@@ -10,21 +10,25 @@ from types import SimpleNamespace
 from typing import Any
 
 import nio
+import pytest
 import vodozemac
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from nio.crypto import OlmDevice
 from nio.crypto.key_request import OutgoingKeyRequest
 from nio.store import SqliteMemoryStore
 
 from bridge import metrics
 from bridge.chats.inbound import ASK_SENDER_AFTER_MS, KeyWait
-from bridge.matrix.homeserver import MEGOLM_ALGORITHM, SenderForwardedKeys
+from bridge.matrix.crypto import Crypto, CryptoError
+from bridge.matrix.homeserver import MEGOLM_ALGORITHM, HomeserverApi, SenderForwardedKeys
 from bridge.store import Store
 
 PUPPET, PUPPET_DEVICE = "@webchat_q:police.example", "PRECINCTQ"
 OFFICER, ROOM, SESSION = "@o1:police.example", "!chat:police.example", "S" * 43
 
 
-class Crypto:
+class KeysNeverCome:
     """The two calls KeyWait makes: the key never comes; asking is counted (or fails, when told to)."""
 
     def __init__(self, fail: bool = False) -> None:
@@ -52,7 +56,7 @@ def _waiting(store: Store, received_ms_ago: int) -> Any:
 
 async def test_a_missing_key_is_asked_of_its_sender_once_it_has_waited_a_while(tmp_path, caplog):
     store = Store.open(tmp_path / "p.db")
-    crypto = Crypto()
+    crypto = KeysNeverCome()
     keys = KeyWait(store, crypto, 60)  # type: ignore[arg-type]
     keys.started_ms = 0
     # Just received: a key is usually a moment behind its message, so nobody is asked yet.
@@ -65,7 +69,7 @@ async def test_a_missing_key_is_asked_of_its_sender_once_it_has_waited_a_while(t
     assert result.event is None and not result.give_up and crypto.asked == [late.event_id]
     assert metrics.REGISTRY.get_sample_value("precinct_room_key_requests_total") == requests + 1
     # A request that cannot be sent is logged, and the event waits as before: no crash, nothing lost.
-    failing = KeyWait(store, Crypto(fail=True), 60)  # type: ignore[arg-type]
+    failing = KeyWait(store, KeysNeverCome(fail=True), 60)  # type: ignore[arg-type]
     failing.started_ms = 0
     with caplog.at_level(logging.WARNING):
         result = await failing.decrypt(PUPPET, late)
@@ -120,3 +124,66 @@ def test_a_forwarded_key_is_taken_only_from_the_device_that_made_the_session_and
     # A forwarding device the puppet does not know (its keys never queried): refused.
     unknown, _ = _device(OFFICER, "NEW")
     assert not olm._should_accept_forward(*_forward(unknown, unknown))
+
+
+async def test_the_request_goes_to_every_device_of_the_sender_once_per_session_even_after_a_restart(tmp_path):
+    """What Crypto.request_room_key sends, through the real loading of the puppet's client and a stand-in for the
+    homeserver's sendToDevice endpoint (that Element answers it is shown in test_key_delivery)."""
+    sent: list[tuple[str, dict]] = []
+    answer = {"status": 200}
+
+    async def send_to_device(request: web.Request) -> web.Response:
+        sent.append((request.match_info["type"], await request.json()))
+        if answer["status"] != 200:
+            return web.json_response({"errcode": "M_UNKNOWN", "error": "away"}, status=answer["status"])
+        return web.json_response({})
+    app = web.Application()
+    app.router.add_put("/_matrix/client/v3/sendToDevice/{type}/{txn}", send_to_device)
+    server = TestServer(app)
+    await server.start_server()
+    store = Store.open(tmp_path / "p.db")
+    store.puppets.add(PUPPET, PUPPET_DEVICE)
+
+    async def durable() -> None:
+        """Nothing of the bridge's store to flush here."""
+
+    async def started() -> tuple[Crypto, HomeserverApi]:
+        api = HomeserverApi(str(server.make_url("")).rstrip("/"), "as-token", "precinct", durable=durable)
+        await api.start()
+        return Crypto(api, api.base_url, tmp_path / "crypto", "k" * 32, store.puppets), api
+
+    event = {"type": "m.room.encrypted", "event_id": "$lost", "room_id": ROOM, "sender": OFFICER,
+             "origin_server_ts": 1, "content": {"algorithm": MEGOLM_ALGORITHM, "sender_key": "K" * 43,
+                                                "device_id": "ELEMENT", "session_id": SESSION, "ciphertext": "AwgA"}}
+    try:
+        crypto, api = await started()
+        assert await crypto.request_room_key(PUPPET, event)
+        [(kind, body)] = sent
+        assert kind == "m.room_key_request"
+        # To every device of the sender: the event's device_id is deprecated, and the key may be on another.
+        [(user, devices)] = body["messages"].items()
+        assert user == OFFICER and list(devices) == ["*"]
+        content = devices["*"]
+        assert content["action"] == "request" and content["requesting_device_id"] == PUPPET_DEVICE
+        assert content["body"] == {"algorithm": MEGOLM_ALGORITHM, "room_id": ROOM, "session_id": SESSION,
+                                   "sender_key": "K" * 43}
+        # Once per session: the same key is not asked for again, by this client nor after a restart.
+        assert not await crypto.request_room_key(PUPPET, {**event, "event_id": "$also-lost"})
+        await crypto.unload(PUPPET)
+        await api.close()
+        crypto, api = await started()
+        assert not await crypto.request_room_key(PUPPET, event)
+        assert len(sent) == 1
+        # A request the homeserver refused is not counted as made, and is not made twice over: it waits in the
+        # client's queue for its next upkeep.
+        answer["status"] = 500
+        other = {**event, "event_id": "$other", "content": {**event["content"], "session_id": "T" * 43}}
+        with pytest.raises(CryptoError):
+            await crypto.request_room_key(PUPPET, other)
+        assert not await crypto.request_room_key(PUPPET, other)
+        assert [b["messages"][OFFICER]["*"]["body"]["session_id"] for _, b in sent[1:]] == ["T" * 43]
+        await crypto.unload(PUPPET)
+        await api.close()
+    finally:
+        store.close()
+        await server.close()

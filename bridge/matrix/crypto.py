@@ -108,6 +108,11 @@ def _sender_device(c: PuppetClient, event: nio.MegolmEvent) -> str | None:
     return device.id if device else (event.device_id or None)
 
 
+def _store_stem(user_id: str) -> str:
+    """The name of a device's store file without its suffix: the user's localpart."""
+    return user_id[1:].split(":")[0]
+
+
 def _txn_safe(session_id: str) -> str:
     """A path-safe txn id part: Megolm session IDs are unpadded base64 and may hold '/' or '+'."""
     return hashlib.sha256(session_id.encode()).hexdigest()[:16]
@@ -312,7 +317,7 @@ class Crypto:
                 raise CryptoError(f"unknown puppet {user_id}")
             private_dir(self.store_dir)          # pickled device keys: owner-only whatever the umask
             config = nio.AsyncClientConfig(
-                encryption_enabled=True, store=PuppetStore, store_name=f"{user_id[1:].split(':')[0]}.db",
+                encryption_enabled=True, store=PuppetStore, store_name=f"{_store_stem(user_id)}.db",
                 pickle_key=self.pickle_key, max_timeouts=3, max_limit_exceeded=5, request_timeout=30)
             c = PuppetClient(self.homeserver_url, user_id, device_id=puppet.device_id, durable=self.api.durable,
                              store_path=str(self.store_dir), config=config, ssl=self.api.ssl,
@@ -382,6 +387,15 @@ class Crypto:
         if c:
             await c.close()
             _close_store(c)
+
+    async def discard(self, user_id: str) -> None:
+        """A retired puppet: forgotten, and its device's store deleted (its Olm account and every room key it
+        held: nothing here can decrypt that chat's room any more)."""
+        await self.forget(user_id)
+        if user_id in self.clients:
+            raise CryptoError(f"{user_id} is in use; not discarded")
+        for path in self.store_dir.glob(f"{_store_stem(user_id)}.db*"):   # the file and its journal, if any
+            path.unlink(missing_ok=True)
 
     async def forget(self, user_id: str) -> None:
         """A puppet whose chat is over: unload it and drop everything kept about it in memory."""

@@ -47,6 +47,11 @@ def register(localpart: str) -> Request:
                    {"type": "m.login.application_service", "username": localpart, "inhibit_login": True})
 
 
+def delete_device(device_id: str) -> Request:
+    """An appservice deletes its users' devices without interactive auth (MSC4190, as it creates them)."""
+    return Request("DELETE", f"{CLIENT}/devices/{quote(device_id)}", {})
+
+
 def create_device(device_id: str, display_name: str) -> Request:
     """MSC4190: an appservice creates its user's device directly."""
     return Request("PUT", f"{CLIENT}/devices/{quote(device_id)}", {"display_name": display_name})

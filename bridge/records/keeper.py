@@ -3,14 +3,16 @@
 Redactions are stored before the erasure is acknowledged and sent here with a fixed transaction ID
 each, so a crash or homeserver outage only delays them.  Windows of repeated refusals
 (``records/refusals.py``) are written here as they end. Every ``records.purge_interval_minutes``
-the keeper purges expired chats, prunes the audit trail past its retention and drops the bodies of
-appservice transactions handled more than a day ago (they hold raw events, names included).
+the keeper purges expired chats (then their puppets are retired: device, room and keys gone), prunes the
+audit trail past its retention and drops the bodies of appservice transactions handled more than a day ago
+(they hold raw events, names included).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from typing import Awaitable, Callable
 
 from ..background import WakeableLoop
 from ..config import Config
@@ -28,8 +30,11 @@ ERASED_NAME = "Visitor (erased)"
 
 class RecordsKeeper(WakeableLoop):
     def __init__(self, config: Config, store: Store, api: HomeserverApi, records: Records,
-                 retention: Retention) -> None:
+                 retention: Retention, retire_puppets: Callable[[], Awaitable[int]] | None = None) -> None:
+        """``retire_puppets``: after each purge, the Matrix side of purged chats goes too (their puppets' devices,
+        rooms and stores: matrix/puppets.py ``PuppetManager.retire_orphans``)."""
         self.config, self.store, self.api, self.records, self.retention = config, store, api, records, retention
+        self.retire_puppets = retire_puppets
         self.interval_s = config.get("records.purge_interval_minutes") * 60
         self.checkpoint_s = config.get("records.audit_checkpoint_minutes") * 60
         self._next_purge = 0.0
@@ -44,6 +49,8 @@ class RecordsKeeper(WakeableLoop):
                 if time.monotonic() >= self._next_purge:
                     self.housekeeping()
                     self._next_purge = time.monotonic() + self.interval_s
+                    if self.retire_puppets:
+                        await self.retire_puppets()
                 self.records.refusals.flush()
                 if time.monotonic() >= self._next_checkpoint:
                     self.records.trail.checkpoint()

@@ -126,6 +126,8 @@ class Retention:
                 table.delete_chat(chat.id)
             if chat.room_id:
                 self.store.room_events.forget_room(chat.room_id)
+                if chat.puppet:       # for the puppet's retirement, which leaves the room (matrix/puppets.py)
+                    self.store.puppets.mark(chat.puppet, "room_id", chat.room_id)
             self.store.chats.delete(chat.id)
             self.records.audit("chat.purged", actor, target=chat.id, origin=origin, number=chat.number,
                                agency=chat.agency, closed_ts=chat.closed_ts, retention_days=retention_days)

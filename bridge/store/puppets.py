@@ -68,6 +68,19 @@ class Puppets:
             self.db.execute("UPDATE puppets SET chat_id = ? WHERE user_id = ?", [chat_id, row["user_id"]])
         return self.get(row["user_id"])
 
+    def orphaned(self, keep_chat: str, limit: int = 100) -> list[Puppet]:
+        """Puppets whose chat is gone (purged at the end of its retention), oldest first; ``keep_chat``: the
+        chat ID of rows that never have a chat (the bot's)."""
+        return [Puppet(**r) for r in self.db.rows(
+            "SELECT * FROM puppets WHERE chat_id IS NOT NULL AND chat_id != ? AND chat_id NOT IN "
+            "(SELECT id FROM chats) ORDER BY created_ts LIMIT ?", [keep_chat, limit])]
+
+    def delete(self, user_id: str) -> None:
+        """The puppet's row and the room keys it created, in one commit."""
+        with self.db.transaction():
+            self.db.execute("DELETE FROM puppet_room_keys WHERE user_id = ?", [user_id])
+            self.db.execute("DELETE FROM puppets WHERE user_id = ?", [user_id])
+
     def assign(self, user_id: str, chat_id: str) -> None:
         self.db.execute("UPDATE puppets SET chat_id = ? WHERE user_id = ?", [chat_id, user_id])
 

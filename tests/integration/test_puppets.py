@@ -72,3 +72,66 @@ async def test_burst_of_chats_while_the_pool_refills(matrix_env: MatrixEnv, brid
             assert problem not in log, f"bridge log shows {problem!r}"
     finally:
         await asyncio.gather(*(v.close() for v in visitors))
+
+
+async def test_a_purged_chats_puppet_is_retired_with_its_device_room_and_keys(matrix_env: MatrixEnv, officer_of,
+                                                                             bridge_log):
+    """At the end of a chat's retention the bridge purges it, and its puppet goes with it: the puppet leaves the
+    room, its device is deleted on the homeserver (with it the to-device messages Synapse kept for it: it keeps
+    every one pushed to an appservice), and its device store here (every room key it held) and its row go.
+    Before, all of it stayed for good, a crypto store of about 130 kB per chat ever served among it."""
+    import time
+    import uuid
+
+    from tests.support.bridge_db import audit_entries, rows
+    from tests.support.waiting import until
+
+    db, hs_db = matrix_env.db_path, matrix_env.synapse.data_dir / "homeserver.db"
+    as_token = yaml.safe_load(matrix_env.registration_path.read_text())["as_token"]
+
+    def inbox(user_id: str) -> int:
+        with sqlite3.connect(f"file:{hs_db}?mode=ro", uri=True) as conn:
+            return conn.execute("SELECT COUNT(*) FROM device_inbox WHERE user_id = ?", [user_id]).fetchone()[0]
+
+    async def devices_of(user_id: str) -> list[str]:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{matrix_env.synapse.url}/_matrix/client/v3/devices", params={"user_id": user_id},
+                             headers={"Authorization": f"Bearer {as_token}"}) as r:
+                assert r.status == 200, await r.text()
+                return [d["device_id"] for d in (await r.json())["devices"]]
+
+    officer = await officer_of("central")
+    visitor = Visitor(matrix_env.public_url)
+    try:
+        await visitor.create(topic="general")
+        await visitor.connect()
+        opening = f"a stolen bike {uuid.uuid4().hex[:6]}"
+        await visitor.send(opening)
+        got = await officer.wait_message(lambda m: m.body == opening, 60, "the opening message")
+        room_id, puppet = got.room_id, got.sender
+        reply = f"noted {uuid.uuid4().hex[:6]}"
+        await officer.send(room_id, reply)                 # its room key: a to-device message to the puppet
+        await visitor.wait_frame(lambda f: f.get("body") == reply, 60, "the reply at the citizen")
+        await officer.send(room_id, "!close resolved")
+        await until(lambda: rows(db, "SELECT state FROM chats WHERE id = ?", [visitor.chat_id])[0][0] == "closed",
+                    60, "the chat closed")
+    finally:
+        await visitor.close()
+    [(device_id,)] = rows(db, "SELECT device_id FROM puppets WHERE user_id = ?", [puppet])
+    device_store = matrix_env.dir / "crypto" / f"{puppet[1:].split(':')[0]}.db"
+    assert device_store.exists() and device_id in await devices_of(puppet) and inbox(puppet) >= 1
+
+    # Two years on: the bridge starts, its keeper purges the chat at once and retires the puppet.
+    matrix_env.bridge.stop()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE chats SET closed_ts = ? WHERE id = ?", [int(time.time() * 1000) - 800 * 86_400_000,
+                                                                    visitor.chat_id])
+    matrix_env.bridge.start()
+    await until(lambda: not rows(db, "SELECT 1 FROM puppets WHERE user_id = ?", [puppet]), 60, "the puppet retired")
+    assert not rows(db, "SELECT 1 FROM chats WHERE id = ?", [visitor.chat_id])
+    assert any(e["target"] == visitor.chat_id for e in audit_entries(db, "chat.purged"))
+    assert not rows(db, "SELECT 1 FROM puppet_room_keys WHERE user_id = ?", [puppet])
+    assert not device_store.exists(), "the retired device's keys are still on the bridge's disk"
+    assert device_id not in await devices_of(puppet)
+    await until(lambda: puppet not in officer.client.rooms[room_id].users, 60, "the puppet gone from the room")
+    await until(lambda: inbox(puppet) == 0, 60, "the homeserver's inbox of the deleted device emptied")

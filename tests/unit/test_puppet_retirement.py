@@ -1,0 +1,60 @@
+"""Puppets of purged chats are retired (bridge/matrix/puppets.py ``PuppetManager.retire_orphans``): which ones,
+and what a homeserver that refuses leaves for the next sweep. Against Synapse:
+tests/integration/test_puppets.py::test_a_purged_chats_puppet_is_retired_with_its_device_room_and_keys."""
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.matrix.crypto import Crypto
+from bridge.matrix.homeserver import MatrixError
+from bridge.matrix.puppets import BOT_CHAT, PuppetManager
+from bridge.store import Store
+
+
+class Homeserver:
+    """Takes the requests a retirement makes (leave, delete device) and refuses them while ``away``."""
+
+    def __init__(self) -> None:
+        self.away = False
+        self.calls: list[tuple[str, str, str | None]] = []
+
+    async def send(self, req: Any, *, user_id: str | None = None, ok: tuple[int, ...] = (200,), **_: Any) -> dict:
+        if self.away:
+            raise MatrixError(502, {"errcode": "M_UNKNOWN", "error": "away"}, "retire")
+        self.calls.append((req.method, req.path, user_id))
+        return {}
+
+
+async def test_only_puppets_of_purged_chats_are_retired_and_a_refusal_waits_for_the_next_sweep(tmp_path):
+    store = Store.open(tmp_path / "p.db")
+    for n in ("kept", "gone"):
+        store.chats.create(n, "h" + n, "general", "central", None, None)
+    store.puppets.add("@webchat_kept:p", "DKEPT", "kept")
+    store.puppets.add("@webchat_gone:p", "DGONE", "gone")
+    store.puppets.mark("@webchat_gone:p", "room_id", "!gone:p")
+    store.puppets.add("@webchat_pool:p", "DPOOL")                  # in the pool: no chat yet
+    store.puppets.add("@precinct:p", "DBOT", BOT_CHAT)             # the bot: never a chat
+    store.puppets.remember_room_key("@webchat_gone:p", "!gone:p", {"session_id": "s", "session_key": "k"})
+    store.db.execute("DELETE FROM chats WHERE id = 'gone'")       # purged (records/retention.py)
+    crypto_dir = tmp_path / "crypto"
+    crypto_dir.mkdir()
+    for name in ("webchat_gone.db", "webchat_gone.db-journal", "webchat_gone2.db", "webchat_kept.db"):
+        (crypto_dir / name).write_bytes(b"keys")
+    hs = Homeserver()
+    crypto = Crypto(hs, "http://127.0.0.1:1", crypto_dir, "k" * 32, store.puppets)  # type: ignore[arg-type]
+    manager = PuppetManager(hs, crypto, store.puppets, "p", "webchat_", bot="@precinct:p")  # type: ignore[arg-type]
+
+    assert [p.user_id for p in store.puppets.orphaned(keep_chat=BOT_CHAT)] == ["@webchat_gone:p"]
+    hs.away = True                                       # nothing is deleted here before the homeserver has
+    assert await manager.retire_orphans() == 0
+    assert store.puppets.get("@webchat_gone:p") is not None and (crypto_dir / "webchat_gone.db").exists()
+    hs.away = False
+    assert await manager.retire_orphans() == 1
+    assert hs.calls == [("POST", "/_matrix/client/v3/rooms/%21gone%3Ap/leave", "@webchat_gone:p"),
+                        ("DELETE", "/_matrix/client/v3/devices/DGONE", "@webchat_gone:p")]
+    assert store.puppets.get("@webchat_gone:p") is None and store.puppets.room_keys("@webchat_gone:p", "!gone:p") == []
+    assert sorted(p.name for p in crypto_dir.iterdir()) == ["webchat_gone2.db", "webchat_kept.db"]
+    assert {p.user_id for p in (store.puppets.get(u) for u in ("@webchat_kept:p", "@webchat_pool:p", "@precinct:p"))
+            if p} == {"@webchat_kept:p", "@webchat_pool:p", "@precinct:p"}
+    assert await manager.retire_orphans() == 0                  # nothing left to do
+    store.close()

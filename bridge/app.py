@@ -121,7 +121,7 @@ class Bridge:
         self.endpoint = AppserviceEndpoint(config.get("appservice.hs_token"), self.store.transactions,
                                            self.inbound.wake, self._user_exists, self.store.db.durable)
         self.keeper = RecordsKeeper(config, self.store, self.api, self.records, self.retention,
-                                    retire_puppets=self.puppets.retire_orphans)
+                                    retire_puppets=self.puppets.retire)
         self.pow_gate = PowGate.from_config(config)
         # Who is asking, behind the reverse proxy or not: one answer for the visitor API and the console.
         addresses = ClientAddresses(config.get("web.trusted_proxies"))

@@ -169,30 +169,31 @@ class PuppetManager:
         except Exception:
             log.exception("could not fill the puppet pool; chats will prepare their own puppet")
 
-    async def retire_orphans(self) -> int:
-        """Retire the puppets whose chat was purged (the end of its retention); how many.
+    async def retire(self) -> int:
+        """Retire the puppets whose chat is over for good (purged at the end of its retention, or erased at the
+        citizen's request once its redactions are sent); how many.
 
         Each leaves its room, its device is deleted on the homeserver (with the device go its keys and the
         to-device messages the homeserver kept for it: Synapse keeps every one an appservice was pushed), then
         its store here and its row. Idempotent step by step: one the homeserver refuses now (away, say) stays,
         and the next sweep tries it again."""
         retired = 0
-        for puppet in self.puppets.orphaned(keep_chat=BOT_CHAT):
+        for puppet in self.puppets.retirable(keep_chat=BOT_CHAT):
             try:
                 if puppet.room_id:
                     await self.api.send(cs_api.leave(puppet.room_id), user_id=puppet.user_id, ok=(200, 403, 404),
-                                        what="leave a purged chat's room")
+                                        what="leave a finished chat's room")
                 await self.api.send(cs_api.delete_device(puppet.device_id), user_id=puppet.user_id,
-                                    ok=(200, 404), what="delete a purged chat's device")
+                                    ok=(200, 404), what="delete a finished chat's device")
                 await self.crypto.discard(puppet.user_id)
             except (MatrixError, CryptoError, OSError, asyncio.TimeoutError) as e:
-                log.warning("could not retire %s (its chat was purged); trying again later: %s: %s",
+                log.warning("could not retire %s (its chat is over); trying again later: %s: %s",
                             puppet.user_id, type(e).__name__, e)
                 continue
             self.puppets.delete(puppet.user_id)
             retired += 1
         if retired:
-            log.info("retired %d puppets whose chats were purged", retired)
+            log.info("retired %d puppets whose chats were purged or erased", retired)
         return retired
 
     async def stop(self) -> None:

@@ -3,7 +3,8 @@
 Redactions are stored before the erasure is acknowledged and sent here with a fixed transaction ID
 each, so a crash or homeserver outage only delays them.  Windows of repeated refusals
 (``records/refusals.py``) are written here as they end. Every ``records.purge_interval_minutes``
-the keeper purges expired chats (then their puppets are retired: device, room and keys gone), prunes the
+the keeper purges expired chats (then the puppets of purged and erased chats are retired: device, room and
+keys gone), prunes the
 audit trail past its retention and drops the bodies of appservice transactions handled more than a day ago
 (they hold raw events, names included).
 """
@@ -31,8 +32,8 @@ ERASED_NAME = "Visitor (erased)"
 class RecordsKeeper(WakeableLoop):
     def __init__(self, config: Config, store: Store, api: HomeserverApi, records: Records,
                  retention: Retention, retire_puppets: Callable[[], Awaitable[int]] | None = None) -> None:
-        """``retire_puppets``: after each purge, the Matrix side of purged chats goes too (their puppets' devices,
-        rooms and stores: matrix/puppets.py ``PuppetManager.retire_orphans``)."""
+        """``retire_puppets``: after each purge, the Matrix side of purged and erased chats goes too (their
+        puppets' devices, rooms and stores: matrix/puppets.py ``PuppetManager.retire``)."""
         self.config, self.store, self.api, self.records, self.retention = config, store, api, records, retention
         self.retire_puppets = retire_puppets
         self.interval_s = config.get("records.purge_interval_minutes") * 60

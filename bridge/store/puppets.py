@@ -68,12 +68,16 @@ class Puppets:
             self.db.execute("UPDATE puppets SET chat_id = ? WHERE user_id = ?", [chat_id, row["user_id"]])
         return self.get(row["user_id"])
 
-    def orphaned(self, keep_chat: str, limit: int = 100) -> list[Puppet]:
-        """Puppets whose chat is gone (purged at the end of its retention), oldest first; ``keep_chat``: the
-        chat ID of rows that never have a chat (the bot's)."""
+    def retirable(self, keep_chat: str, limit: int = 100) -> list[Puppet]:
+        """Puppets whose chat is over for good, oldest first: purged at the end of its retention, or erased with
+        every redaction it owed sent (they are made as the puppet). ``keep_chat``: the chat ID of rows that never
+        have a chat (the bot's)."""
         return [Puppet(**r) for r in self.db.rows(
-            "SELECT * FROM puppets WHERE chat_id IS NOT NULL AND chat_id != ? AND chat_id NOT IN "
-            "(SELECT id FROM chats) ORDER BY created_ts LIMIT ?", [keep_chat, limit])]
+            "SELECT * FROM puppets WHERE chat_id IS NOT NULL AND chat_id != ? AND ("
+            " chat_id NOT IN (SELECT id FROM chats)"
+            " OR (chat_id IN (SELECT chat_id FROM chat_records WHERE kind = 'erased')"
+            "     AND chat_id NOT IN (SELECT chat_id FROM redactions)))"
+            " ORDER BY created_ts LIMIT ?", [keep_chat, limit])]
 
     def delete(self, user_id: str) -> None:
         """The puppet's row and the room keys it created, in one commit."""

@@ -70,6 +70,14 @@ async def test_erasure_refused_then_done_and_the_puppets_messages_redacted(matri
         return member["content"].get("displayname") == "Visitor (erased)"
     await until(renamed, 60, "the puppet's neutral name", interval=0.5)
 
+    # With its redactions sent, the puppet is retired at the keeper's next run (at start-up, then hourly): its
+    # device store (every room key it held, which could decrypt officers' words in the room) and its device go.
+    puppet_store = matrix_env.dir / "crypto" / f"{first.sender[1:].split(':')[0]}.db"
+    assert puppet_store.exists()
+    matrix_env.bridge.stop()
+    matrix_env.bridge.start()
+    await until(lambda: not puppet_store.exists(), 60, "the erased chat's puppet retired")
+
     status, data = await visitor.http("GET", path + "/messages")
     assert status == 200 and secret not in json.dumps(data)
     out = matrix_env.dir / f"erased-{visitor.chat_id}.json"

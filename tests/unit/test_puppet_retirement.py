@@ -1,14 +1,19 @@
-"""Puppets of purged chats are retired (bridge/matrix/puppets.py ``PuppetManager.retire_orphans``): which ones,
-and what a homeserver that refuses leaves for the next sweep. Against Synapse:
-tests/integration/test_puppets.py::test_a_purged_chats_puppet_is_retired_with_its_device_room_and_keys."""
+"""Puppets of purged and erased chats are retired (bridge/matrix/puppets.py ``PuppetManager.retire``): which
+ones, and what a homeserver that refuses leaves for the next sweep. Against Synapse:
+tests/integration/test_puppets.py::test_a_purged_chats_puppet_is_retired_with_its_device_room_and_keys and
+tests/integration/test_erasure.py."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from bridge.matrix.crypto import Crypto
 from bridge.matrix.homeserver import MatrixError
 from bridge.matrix.puppets import BOT_CHAT, PuppetManager
+from bridge.records.retention import Retention
 from bridge.store import Store
+from tests.support.records import records_env
+from tests.unit.test_records_retention import finished_chat
 
 
 class Homeserver:
@@ -27,13 +32,14 @@ class Homeserver:
 
 async def test_only_puppets_of_purged_chats_are_retired_and_a_refusal_waits_for_the_next_sweep(tmp_path):
     store = Store.open(tmp_path / "p.db")
-    for n in ("kept", "gone"):
+    for n in ("kept", "gone", "erased"):
         store.chats.create(n, "h" + n, "general", "central", None, None)
     store.puppets.add("@webchat_kept:p", "DKEPT", "kept")
     store.puppets.add("@webchat_gone:p", "DGONE", "gone")
     store.puppets.mark("@webchat_gone:p", "room_id", "!gone:p")
     store.puppets.add("@webchat_pool:p", "DPOOL")                  # in the pool: no chat yet
     store.puppets.add("@precinct:p", "DBOT", BOT_CHAT)             # the bot: never a chat
+    store.puppets.add("@webchat_erased:p", "DERASED", "erased")
     store.puppets.remember_room_key("@webchat_gone:p", "!gone:p", {"session_id": "s", "session_key": "k"})
     store.db.execute("DELETE FROM chats WHERE id = 'gone'")       # purged (records/retention.py)
     crypto_dir = tmp_path / "crypto"
@@ -44,17 +50,37 @@ async def test_only_puppets_of_purged_chats_are_retired_and_a_refusal_waits_for_
     crypto = Crypto(hs, "http://127.0.0.1:1", crypto_dir, "k" * 32, store.puppets)  # type: ignore[arg-type]
     manager = PuppetManager(hs, crypto, store.puppets, "p", "webchat_", bot="@precinct:p")  # type: ignore[arg-type]
 
-    assert [p.user_id for p in store.puppets.orphaned(keep_chat=BOT_CHAT)] == ["@webchat_gone:p"]
+    assert [p.user_id for p in store.puppets.retirable(keep_chat=BOT_CHAT)] == ["@webchat_gone:p"]
     hs.away = True                                       # nothing is deleted here before the homeserver has
-    assert await manager.retire_orphans() == 0
+    assert await manager.retire() == 0
     assert store.puppets.get("@webchat_gone:p") is not None and (crypto_dir / "webchat_gone.db").exists()
     hs.away = False
-    assert await manager.retire_orphans() == 1
+    assert await manager.retire() == 1
     assert hs.calls == [("POST", "/_matrix/client/v3/rooms/%21gone%3Ap/leave", "@webchat_gone:p"),
                         ("DELETE", "/_matrix/client/v3/devices/DGONE", "@webchat_gone:p")]
     assert store.puppets.get("@webchat_gone:p") is None and store.puppets.room_keys("@webchat_gone:p", "!gone:p") == []
     assert sorted(p.name for p in crypto_dir.iterdir()) == ["webchat_gone2.db", "webchat_kept.db"]
     assert {p.user_id for p in (store.puppets.get(u) for u in ("@webchat_kept:p", "@webchat_pool:p", "@precinct:p"))
             if p} == {"@webchat_kept:p", "@webchat_pool:p", "@precinct:p"}
-    assert await manager.retire_orphans() == 0                  # nothing left to do
+    assert await manager.retire() == 0                  # nothing left to do
+    store.close()
+
+
+async def test_an_erased_chats_puppet_goes_once_the_redactions_it_owes_are_sent(tmp_path):
+    """Erased at the citizen's request: its redactions are made as the puppet, so it stays until they are sent;
+    then its device and keys go like a purged chat's, while the chat and its record stay."""
+    config, store, records, service = records_env(tmp_path)
+    chat = finished_chat(store, service, "my address")              # closed, one message sent as the puppet
+    store.puppets.add(chat.puppet, "DERASED", chat.id)
+    Retention(config, store, records).erase(chat, "visitor", "127.0.0.1")
+    assert store.redactions.count(chat.id) >= 1 and store.puppets.retirable(keep_chat=BOT_CHAT) == []
+    for owed in store.redactions.pending():
+        store.redactions.done(owed.id)
+    assert [p.user_id for p in store.puppets.retirable(keep_chat=BOT_CHAT)] == [chat.puppet]
+    hs = Homeserver()
+    crypto = Crypto(hs, "http://127.0.0.1:1", tmp_path, "k" * 32, store.puppets)  # type: ignore[arg-type]
+    assert await PuppetManager(hs, crypto, store.puppets, "p", "webchat_").retire() == 1  # type: ignore[arg-type]
+    assert ("POST", f"/_matrix/client/v3/rooms/{quote(chat.room_id)}/leave", chat.puppet) in hs.calls
+    assert store.puppets.get(chat.puppet) is None and store.chats.get(chat.id) is not None
+    assert records.transcripts.verify_stored(chat.id) is None
     store.close()

@@ -178,7 +178,7 @@ class PuppetManager:
         its store here and its row. Idempotent step by step: one the homeserver refuses now (away, say) stays,
         and the next sweep tries it again."""
         retired = 0
-        for puppet in self.puppets.retirable(keep_chat=BOT_CHAT):
+        for puppet in self.puppets.retirable():
             try:
                 if puppet.room_id:
                     await self.api.send(cs_api.leave(puppet.room_id), user_id=puppet.user_id, ok=(200, 403, 404),

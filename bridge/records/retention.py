@@ -89,8 +89,8 @@ class Retention:
             self.store.chats.erase_personal(chat.id)
             if chat.room_id:
                 self.store.room_events.forget_room(chat.room_id)
-                if chat.puppet:       # for the puppet's retirement, which leaves the room (matrix/puppets.py)
-                    self.store.puppets.mark(chat.puppet, "room_id", chat.room_id)
+            if chat.puppet:           # its keys and device go once its redactions are sent (matrix/puppets.py)
+                self.store.puppets.retiring(chat.puppet, chat.room_id)
             self.store.chat_records.erase_content(chat.id)
             self.records.chat_event(chat.id, "erased", actor, redactions=len(events))
             self.records.audit("chat.erase", actor, target=chat.id, origin=origin, redactions=len(events))
@@ -128,8 +128,8 @@ class Retention:
                 table.delete_chat(chat.id)
             if chat.room_id:
                 self.store.room_events.forget_room(chat.room_id)
-                if chat.puppet:       # for the puppet's retirement, which leaves the room (matrix/puppets.py)
-                    self.store.puppets.mark(chat.puppet, "room_id", chat.room_id)
+            if chat.puppet:           # its device, keys and row go too (matrix/puppets.py)
+                self.store.puppets.retiring(chat.puppet, chat.room_id)
             self.store.chats.delete(chat.id)
             self.records.audit("chat.purged", actor, target=chat.id, origin=origin, number=chat.number,
                                agency=chat.agency, closed_ts=chat.closed_ts, retention_days=retention_days)

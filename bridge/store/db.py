@@ -294,10 +294,21 @@ def _v21(db: sqlite_utils.Database) -> None:
     db["tickets"].create_index(["event_id"])
 
 
+def _v22(db: sqlite_utils.Database) -> None:
+    # Puppets to retire (matrix/puppets.py): marked when their chat is purged or erased, so the keeper's sweep
+    # reads those few rather than every puppet against every chat and record. The puppets of chats purged or
+    # erased before this version are marked now; '(bot)' is the bot's row, which never has a chat.
+    db["puppets"].add_column("retire_ts", int)
+    db.execute("CREATE INDEX idx_puppets_retiring ON puppets (retire_ts) WHERE retire_ts IS NOT NULL")
+    db.execute("UPDATE puppets SET retire_ts = ? WHERE chat_id IS NOT NULL AND chat_id != '(bot)' AND ("
+               " chat_id NOT IN (SELECT id FROM chats)"
+               " OR chat_id IN (SELECT chat_id FROM chat_records WHERE kind = 'erased'))", [int(time.time() * 1000)])
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                              _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
-                                                             _v21]
+                                                             _v21, _v22]
 
 
 class StoreTooNew(Exception):

@@ -28,6 +28,7 @@ class Puppet:
     next_batch: str | None
     created_ts: int
     room_id: str | None = None
+    retire_ts: int | None = None
 
     @property
     def ready(self) -> bool:
@@ -68,16 +69,19 @@ class Puppets:
             self.db.execute("UPDATE puppets SET chat_id = ? WHERE user_id = ?", [chat_id, row["user_id"]])
         return self.get(row["user_id"])
 
-    def retirable(self, keep_chat: str, limit: int = 100) -> list[Puppet]:
-        """Puppets whose chat is over for good, oldest first: purged at the end of its retention, or erased with
-        every redaction it owed sent (they are made as the puppet). ``keep_chat``: the chat ID of rows that never
-        have a chat (the bot's)."""
+    def retiring(self, user_id: str, room_id: str | None) -> None:
+        """Its chat is over for good (purged, or erased): to be retired (matrix/puppets.py). ``room_id``: the chat's
+        room, which the retirement leaves (a puppet made for its chat was never told it)."""
+        self.db.execute("UPDATE puppets SET retire_ts = ?, room_id = COALESCE(?, room_id) WHERE user_id = ?",
+                        [int(time.time() * 1000), room_id, user_id])
+
+    def retirable(self, limit: int = 100) -> list[Puppet]:
+        """Puppets marked ``retiring`` whose chat owes no redaction any more (they are made as the puppet),
+        oldest first."""
         return [Puppet(**r) for r in self.db.rows(
-            "SELECT * FROM puppets WHERE chat_id IS NOT NULL AND chat_id != ? AND ("
-            " chat_id NOT IN (SELECT id FROM chats)"
-            " OR (chat_id IN (SELECT chat_id FROM chat_records WHERE kind = 'erased')"
-            "     AND chat_id NOT IN (SELECT chat_id FROM redactions)))"
-            " ORDER BY created_ts LIMIT ?", [keep_chat, limit])]
+            "SELECT * FROM puppets WHERE retire_ts IS NOT NULL AND NOT EXISTS "
+            "(SELECT 1 FROM redactions WHERE redactions.chat_id = puppets.chat_id) ORDER BY retire_ts LIMIT ?",
+            [limit])]
 
     def delete(self, user_id: str) -> None:
         """The puppet's row and the room keys it created, in one commit."""

@@ -152,3 +152,28 @@ def test_a_store_opened_again_or_anew_gets_the_same_tables_as_nios_own(tmp_path)
         store.database.close()
     assert schema(tmp_path / "a.db") == schema(tmp_path / "b.db") == schema(tmp_path / "c.db")
     assert len(schema(tmp_path / "a.db")) > 10
+
+
+def test_a_new_store_uses_small_pages_and_an_old_one_keeps_its_own(tmp_path):
+    """A device's store is mostly empty tables, a page each: 1 KiB pages make a fresh one about a third the size
+    (docs/deployment.md: one per chat kept). A store made with 4 KiB pages (by nio, or an earlier version) opens
+    as it is."""
+    import sqlite3
+
+    from bridge.matrix.crypto import STORE_PAGE_SIZE
+
+    store = _store(tmp_path)
+    account = nio.crypto.OlmAccount()
+    account.generate_one_time_keys(50)
+    store.save_account(account)
+    store.database.close()
+    with sqlite3.connect(tmp_path / "a.db") as db:
+        assert db.execute("PRAGMA page_size").fetchone()[0] == STORE_PAGE_SIZE == 1024
+    assert (tmp_path / "a.db").stat().st_size < 64 * 1024
+    old = tmp_path / "old"
+    old.mkdir()
+    nio.store.SqliteStore(USER, DEVICE, str(old), KEY, "a.db").save_account(account)
+    again = _store(old)
+    assert again.load_account().identity_keys == account.identity_keys
+    with sqlite3.connect(old / "a.db") as db:
+        assert db.execute("PRAGMA page_size").fetchone()[0] == 4096

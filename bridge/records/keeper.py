@@ -3,10 +3,9 @@
 Redactions are stored before the erasure is acknowledged and sent here with a fixed transaction ID
 each, so a crash or homeserver outage only delays them.  Windows of repeated refusals
 (``records/refusals.py``) are written here as they end. Every ``records.purge_interval_minutes``
-the keeper purges expired chats (then the puppets of purged and erased chats are retired: device, room and
-keys gone), prunes the
-audit trail past its retention and drops the bodies of appservice transactions handled more than a day ago
-(they hold raw events, names included).
+the keeper purges expired chats (then the puppets of purged and erased chats are retired: device, room
+and keys gone), prunes the audit trail past its retention and drops the bodies of appservice transactions
+handled more than a day ago (they hold raw events, names included).
 """
 from __future__ import annotations
 

@@ -75,9 +75,9 @@ class Puppets:
         self.db.execute("UPDATE puppets SET retire_ts = ?, room_id = COALESCE(?, room_id) WHERE user_id = ?",
                         [int(time.time() * 1000), room_id, user_id])
 
-    def retirable(self, limit: int = 100) -> list[Puppet]:
+    def retirable(self, limit: int = 1000) -> list[Puppet]:
         """Puppets marked ``retiring`` whose chat owes no redaction any more (they are made as the puppet),
-        oldest first."""
+        oldest first; at most ``limit`` (a sweep's worth: about a minute of homeserver requests)."""
         return [Puppet(**r) for r in self.db.rows(
             "SELECT * FROM puppets WHERE retire_ts IS NOT NULL AND NOT EXISTS "
             "(SELECT 1 FROM redactions WHERE redactions.chat_id = puppets.chat_id) ORDER BY retire_ts LIMIT ?",

@@ -83,6 +83,7 @@ async def test_a_purged_chats_puppet_is_retired_with_its_device_room_and_keys(ma
     import time
     import uuid
 
+    from tests.integration.test_conversation import open_chat
     from tests.support.bridge_db import audit_entries, rows
     from tests.support.waiting import until
 
@@ -103,11 +104,7 @@ async def test_a_purged_chats_puppet_is_retired_with_its_device_room_and_keys(ma
     officer = await officer_of("central")
     visitor = Visitor(matrix_env.public_url)
     try:
-        await visitor.create(topic="general")
-        await visitor.connect()
-        opening = f"a stolen bike {uuid.uuid4().hex[:6]}"
-        await visitor.send(opening)
-        got = await officer.wait_message(lambda m: m.body == opening, 60, "the opening message")
+        got = await open_chat(visitor, officer)
         room_id, puppet = got.room_id, got.sender
         reply = f"noted {uuid.uuid4().hex[:6]}"
         await officer.send(room_id, reply)                 # its room key: a to-device message to the puppet

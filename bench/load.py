@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/load.py [--citizens 200] [--in-flight 20] [--rounds 3] [--messages 2]
                                    [--addresses 50] [--open-files N] [--keep]
+                                   [--connected N --active A --cycles C [--restart kill|term]]
                                    [--homeserver single|workers|both]
 
 Run from the repository root. It starts its own Synapse and the real bridge on free loopback ports in a
@@ -20,7 +21,12 @@ is the figures as JSON (``RESULT {…}``), for the reduced run in tests/integrat
 opens its chat and keeps its WebSocket), A of them writing and talking with an officer (a real encrypted nio
 client that claims those chats, and only those, from the dispatch room; --messages each way), the others
 waiting silent in the queue; once every conversation is done all N close, and "after" is read as above. The
-issue-11 figure: ``--connected 1000 --active 200 --cycles 5``.
+issue-11 figure: ``--connected 1000 --active 200 --cycles 5``. With --restart kill|term, each cycle, once the
+conversations are done, the bridge is SIGKILLed (a crash) or stopped (an upgrade) under every connected citizen,
+the officer writes once to each conversation while it is down, and the bridge is started again: every citizen
+comes back as the page does (its socket closes; it tries again after 1 s, doubling to 30 s, ±20 %, from its last
+seq), and the report says how long until all were back, which attempts failed once the bridge answered, whether
+each message written meanwhile reached its citizen once, and whether each citizen's next line reached the officer.
 
 --homeserver workers runs it against Synapse on PostgreSQL with workers (bridge/devtools/workers.py) instead
 of one Synapse process on SQLite; both runs the same thing against each, one after the other (each with a bridge
@@ -39,6 +45,7 @@ import importlib.util
 import json
 import logging
 import os
+import random
 import re
 import resource
 import shutil
@@ -78,6 +85,7 @@ TOPIC = "general"
 CITIZEN_TIMEOUT = 60.0         # one citizen's whole visit (POST, socket, messages, close) at most
 SETTLE_TIMEOUT = 600.0         # the Matrix side catching up after a round, at most
 QUIET_TIMEOUT = 120.0          # memory and descriptors settling after that, at most
+RESTART_TIMEOUT = 300.0        # --restart: every citizen back, from the stop, at most
 SEND_FAILED = re.compile(r"send \S+ failed")
 LOOSE = {"burst": 1_000_000, "per_hour": 36_000_000}
 
@@ -170,6 +178,12 @@ class Bridge:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc and self.proc.poll() is None else None
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would: nothing is closed, no page is told."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
@@ -198,12 +212,14 @@ class Round:
     setup_s: float | None = None                                  # first POST → last room ready (store stamps)
     settled: bool = True
     conversations: int = 0                                       # --connected: active chats that went both ways
+    restart: dict[str, Any] = field(default_factory=dict)        # --restart: what the citizens saw of it
 
 
 class Load:
     def __init__(self, args: Any, dir: Path, bridge: Bridge, synapse: Any, metrics_url: str | None) -> None:
         self.args, self.dir, self.bridge, self.synapse, self.metrics_url = args, dir, bridge, synapse, metrics_url
         self.db = dir / "precinct.db"
+        self.carried_cpu = 0.0                 # CPU seconds of bridge processes a --restart stopped, this cycle
 
     # -- readings --
     async def live_clients(self, http: aiohttp.ClientSession) -> int | None:
@@ -316,6 +332,7 @@ class Load:
         active = set(sorted(active)[:args.active])
         numbers: dict[int, int] = {}             # chat number → citizen index, for the officer's claims
         talked: list[str] = []                   # the rooms of this cycle's conversations
+        rooms: dict[int, str] = {}               # citizen index → its conversation's room
         officer.auto_claim = lambda n: numbers.get(n, -1) in active
         citizens = [Visitor(self.bridge.public_url, source=f"127.0.0.{10 + i % args.addresses}")
                     for i in range(args.connected)]
@@ -353,6 +370,7 @@ class Load:
                                        CITIZEN_TIMEOUT * 3, step)
                     room_id = await room_of(self.db, v.chat_id, CITIZEN_TIMEOUT)
                     talked.append(room_id)
+                    rooms[i] = room_id
                     await officer.wait_joined(room_id, CITIZEN_TIMEOUT)
                     for k in range(args.messages):
                         down = f"officer {number}.{i}.{k}"
@@ -389,6 +407,8 @@ class Load:
                     log(f"cycle {number}: {r.opened} connected ({sum(r.failed.values())} failed) in "
                         f"{time.monotonic() - started:.0f} s; {len(active)} in conversation")
                     await asyncio.gather(*(talk(i) for i in sorted(active) if citizens[i].ws is not None))
+                    if args.restart:
+                        await self.restart(number, citizens, rooms, officer, r)
                     r.settled = await self.settle()
                     log(f"cycle {number}: {r.conversations} conversations done at {time.monotonic() - started:.0f} s;"
                         f" RSS {mb(rss_kb(self.bridge.pid))} MB, {open_fds(self.bridge.pid)} fds; closing all")
@@ -404,6 +424,89 @@ class Load:
                 r.setup_s = (rows[0][1] - first_ms) / 1000
             await self.quiet(r, http)
         return r
+
+    async def restart(self, number: int, citizens: list[Visitor], rooms: dict[int, str], officer: NioOfficer,
+                      r: Round) -> None:
+        """--restart: the bridge stopped under every connected citizen (SIGKILL: a crash; SIGTERM: an upgrade), the
+        officer writing to each conversation while it is down, then started again. Every citizen comes back as the
+        page does (static/js/connection.js: its socket closes, it tries again after 1 s, doubling to 30 s, ±20 %,
+        asking from the last seq it has). Counted from the clients: how long until all were back, the attempts
+        that failed and why, each of the officer's messages at its citizen once, and one more line from each
+        citizen at the officer."""
+        args = self.args
+        connected = [v for v in citizens if v.ws is not None]
+        old_pid = self.bridge.pid
+        self.carried_cpu += cpu_seconds(old_pid)
+        stopped = time.monotonic()
+        if args.restart == "kill":
+            self.bridge.kill()
+        else:
+            await asyncio.to_thread(self.bridge.stop)
+        log(f"cycle {number}: bridge {'killed' if args.restart == 'kill' else 'stopped'} under {len(connected)} "
+            f"connected citizens; the officer writes to {len(rooms)} conversations meanwhile")
+        up: list[float] = []
+        back_ms: list[float] = []
+        failures: dict[str, int] = {}
+        attempts = 0
+
+        async def come_back(v: Visitor) -> None:
+            nonlocal attempts
+            await v.wait_closed(60)                                 # the page sees its socket close
+            delay, deadline = 1.0, stopped + RESTART_TIMEOUT
+            while time.monotonic() < deadline:
+                await asyncio.sleep(min(delay, 30.0) * random.uniform(0.8, 1.2))
+                delay *= 2
+                attempts += 1
+                try:
+                    await asyncio.wait_for(v.connect(), 30)
+                except (AssertionError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+                    status = getattr(e, "status", None)
+                    why = f"{status} at the upgrade" if status else type(e).__name__
+                    failures[why] = failures.get(why, 0) + 1        # (while it is down: refused)
+                    continue
+                back_ms.append((time.monotonic() - stopped) * 1000)
+                return
+
+        returning = [asyncio.create_task(come_back(v)) for v in connected]     # the pages try from now on
+        down = {i: f"officer {number}.{i} while the bridge was down" for i in rooms}
+        gate = asyncio.Semaphore(10)
+
+        async def write(i: int) -> None:
+            async with gate:
+                await officer.send(rooms[i], down[i])
+        await asyncio.gather(*(write(i) for i in rooms))
+        await asyncio.to_thread(self.bridge.start, 120)
+        up.append(time.monotonic())
+        log(f"cycle {number}: bridge ready again (/health ok) {up[0] - stopped:.1f} s after the stop")
+        await asyncio.gather(*returning)
+        delivered = doubled = after = 0
+
+        async def resume(i: int) -> None:
+            nonlocal delivered, doubled, after
+            v = citizens[i]
+            if v.ws is None:
+                return
+            async with gate:
+                try:
+                    await v.wait_frame(lambda f: f.get("type") == "message" and f.get("body") == down[i],
+                                       CITIZEN_TIMEOUT, down[i])
+                    delivered += 1
+                    doubled += len({f["seq"] for f in v.frames if f.get("body") == down[i]}) > 1
+                    line = f"citizen {number}.{i} after the restart"
+                    await v.send(line, client_id=uuid.uuid4().hex)
+                    await officer.wait_message(lambda m: m.body == line, CITIZEN_TIMEOUT, line)
+                    after += 1
+                except (AssertionError, aiohttp.ClientError, asyncio.TimeoutError):
+                    pass
+        await asyncio.gather(*(resume(i) for i in rooms))
+        r.restart = {"how": args.restart, "connected": len(connected), "back": len(back_ms),
+                     "ready_s": round(up[0] - stopped, 1), "all_back_s": round(max(back_ms, default=0) / 1000, 1),
+                     "back_p50_ms": round(pct(back_ms, 50)) if back_ms else None,
+                     "back_p99_ms": round(pct(back_ms, 99)) if back_ms else None,
+                     "attempts": attempts, "failed_attempts": failures, "written_while_down": len(down),
+                     "delivered": delivered, "doubled": doubled, "answered_after": after}
+        log(f"cycle {number}: {len(back_ms)} of {len(connected)} citizens back, the last {r.restart['all_back_s']} s "
+            f"after the stop; {delivered} of {len(down)} messages written while it was down delivered")
 
     @contextlib.asynccontextmanager
     async def watching(self, r: Round, http: aiohttp.ClientSession) -> AsyncIterator[None]:
@@ -433,8 +536,10 @@ class Load:
             await watcher
             r.rss[1], r.fds[1], r.crypto_files[1], r.live_clients[1] = (peak["rss"], peak["fds"], peak["files"],
                                                                          peak["live"])
-            r.cpu = {"bridge": cpu_seconds(self.bridge.pid) - cpu0["bridge"],
+            # A restart (--restart) carries the CPU of the process it stopped, read just before.
+            r.cpu = {"bridge": cpu_seconds(self.bridge.pid) + self.carried_cpu - cpu0["bridge"],
                      "homeserver": self.homeserver_cpu() - cpu0["homeserver"]}
+            self.carried_cpu = 0.0
 
     def homeserver_cpu(self) -> float:
         """CPU seconds of every homeserver process (Synapse's, and PostgreSQL's, Redis's, nginx's with workers)."""
@@ -507,6 +612,15 @@ def report(rounds: list[Round], args: Any, log_path: Path, open_files_line: str,
         if args.connected:
             out.append(f"      conversations done: {r.conversations} of {args.active}; all {r.opened} closed in "
                        f"{r.citizens_s:.0f} s from the first POST")
+        if r.restart:
+            x = r.restart
+            refused = ", ".join(f"{k}: {v}" for k, v in sorted(x["failed_attempts"].items())) or "none"
+            out.append(f"      restart ({'SIGKILL' if x['how'] == 'kill' else 'SIGTERM'}), times from the stop: "
+                       f"{x['back']} of {x['connected']} citizens back (their page says ready) p50 / p99 "
+                       f"{x['back_p50_ms']} / {x['back_p99_ms']} ms, the last at {x['all_back_s']} s; /health ok at "
+                       f"{x['ready_s']} s; {x['attempts']} attempts, failed: {refused}; written by the officer while "
+                       f"it was down: {x['delivered']} of {x['written_while_down']} at their citizens, {x['doubled']} "
+                       f"doubled; a line from each citizen after it: {x['answered_after']} at the officer")
         if r.acks_missing:
             out.append(f"      messages refused (error frame instead of ack): {r.acks_missing}")
     out.append("  set-up /s: rooms made ÷ (last room ready − round start), from the bridge store's stamps. CPU: "
@@ -526,7 +640,7 @@ def report(rounds: list[Round], args: Any, log_path: Path, open_files_line: str,
     result = {"rounds": [{"opened": r.opened, "failed": r.failed, "rss_kb": r.rss, "fds": r.fds,
                           "crypto_files": r.crypto_files, "live_clients": r.live_clients, "rooms": r.rooms,
                           "settled": r.settled, "acks": len(r.ack_ms), "acks_missing": r.acks_missing,
-                          "conversations": r.conversations}
+                          "conversations": r.conversations, "restart": r.restart}
                          for r in rounds],
               "log": {"lines": len(lines), "out_of_system_resource": sum("out of system resource" in x for x in lines),
                       "resources_short": sum("resources short" in x for x in lines),
@@ -575,6 +689,10 @@ def main() -> int:
     ap.add_argument("--active", type=int, default=0,
                     help="with --connected: how many of them write and talk with an officer (nio, claims them)")
     ap.add_argument("--cycles", type=int, default=0, help="with --connected: cycles (default: --rounds)")
+    ap.add_argument("--restart", choices=("kill", "term"),
+                    help="with --connected: each cycle, once the conversations are done, the bridge is SIGKILLed "
+                         "(kill) or stopped (term) under every connected citizen and started again; the citizens "
+                         "come back as the page does")
     ap.add_argument("--profile", type=Path, help="run the bridge under cProfile (CPU time), its stats written here")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, databases)")
     ap.add_argument("--homeserver", choices=("single", "workers", "both"), default="single",
@@ -584,7 +702,7 @@ def main() -> int:
         args.rounds = args.cycles
     if not (1 <= args.citizens <= 5000 and 1 <= args.in_flight <= 1000 and 1 <= args.rounds <= 10
             and 0 <= args.messages <= 50 and 1 <= args.addresses <= 200 and 0 <= args.connected <= 5000
-            and 0 <= args.active <= args.connected):
+            and 0 <= args.active <= args.connected and (not args.restart or args.connected)):
         ap.error("out of range: see --help")
     signal.signal(signal.SIGTERM, _terminate)
     logging.getLogger("nio").setLevel(logging.ERROR)      # the officer client's crypto chatter

@@ -21,7 +21,7 @@ ABUSE = ("bench/abuse.py", "--requests", "40", "--addresses", "3", "--in-flight"
 LOAD = ("bench/load.py", "--citizens", "8", "--rounds", "2", "--in-flight", "4", "--addresses", "4",
         "--idle-unload", "2")
 CONNECTED = ("bench/load.py", "--connected", "12", "--active", "3", "--cycles", "2", "--messages", "1",
-             "--addresses", "4", "--idle-unload", "2")
+             "--addresses", "4", "--idle-unload", "2", "--restart", "kill")
 KILL_LOOP = ("bench/kill_loop.py", "--citizens", "3", "--messages", "6", "--kills", "3")
 
 
@@ -73,13 +73,19 @@ def test_reduced_load_bench_runs_and_nothing_stays_per_chat():
 def test_reduced_connected_load_runs_and_every_conversation_is_had():
     """bench/load.py --connected, reduced (about 50 s): citizens connected at once, some talking with a real nio
     officer who claims exactly those; every chat opens, every conversation goes both ways, and after each cycle
-    no more puppet clients are loaded than when it began (counts, never timings)."""
+    no more puppet clients are loaded than when it began (counts, never timings). Each cycle the bridge is also
+    SIGKILLed under every connected citizen and started again (--restart kill): every citizen's page comes back,
+    what the officer wrote meanwhile reaches each citizen once, and each citizen's next line reaches the officer."""
     out = _run_bench(*CONNECTED)
     result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
     for r in result["rounds"]:
         assert r["opened"] == 12 and not r["failed"] and r["conversations"] == 3 and r["settled"], (r, out[-3000:])
         assert r["acks"] == 6 and r["rooms"] == 3, r                        # opening line + one reply each
         assert r["live_clients"][2] <= r["live_clients"][0], r
+        restart = r["restart"]
+        assert restart["how"] == "kill" and restart["connected"] == restart["back"] == 12, (restart, out[-3000:])
+        assert restart["written_while_down"] == restart["delivered"] == 3 and restart["doubled"] == 0, restart
+        assert restart["answered_after"] == 3, restart
     assert result["log"]["unexpected_errors"] == 0 and result["log"]["out_of_system_resource"] == 0, result
 
 

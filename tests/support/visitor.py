@@ -44,6 +44,11 @@ class Visitor:
             if msg.type == aiohttp.WSMsgType.TEXT:
                 self.frames.append(json.loads(msg.data))
 
+    async def wait_closed(self, timeout: float) -> None:
+        """Until the socket is closed from the other end (what a page notices when the bridge goes away)."""
+        if self._reader is not None:
+            await asyncio.wait({self._reader}, timeout=timeout)
+
     async def disconnect(self) -> None:
         if self.ws is not None:
             await self.ws.close()

@@ -101,6 +101,9 @@ class ChatNotReady(Exception):
 
 
 SETUP_WAIT_SECONDS = 20.0     # how long an attachment request waits for its chat's puppet before "not ready"
+# Open chats whose devices are caught up at once at start-up: one after another, 200 conversations under way
+# kept /health at "starting" (and the officers' replies waiting) 4 s after a crash (bench/load.py --restart).
+RESUME_IN_FLIGHT = 8
 
 
 class AttachmentUnavailable(Exception):
@@ -647,12 +650,16 @@ class ChatService:
             # a silent one nobody has taken gets nothing until it speaks or is claimed.
             if self.needs_room(chat, chat.id in unsent):
                 self.start_setup(chat.id)
-        for chat in self.store.chats.open_with_room():
-            try:
-                await self.crypto.catch_up(chat.puppet)  # type: ignore[arg-type]
-                await self.crypto.restore_room(chat.puppet, chat.room_id)  # type: ignore[arg-type]
-            except Exception as e:
-                log.warning("could not restore chat %s: %s", chat.number, e)
+        slots = asyncio.Semaphore(RESUME_IN_FLIGHT)
+
+        async def restore(chat: Chat) -> None:
+            async with slots:
+                try:
+                    await self.crypto.catch_up(chat.puppet)  # type: ignore[arg-type]
+                    await self.crypto.restore_room(chat.puppet, chat.room_id)  # type: ignore[arg-type]
+                except Exception as e:
+                    log.warning("could not restore chat %s: %s", chat.number, e)
+        await asyncio.gather(*(restore(chat) for chat in self.store.chats.open_with_room()))
 
     async def stop(self) -> None:
         for task in self._setup.values():

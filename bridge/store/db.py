@@ -305,10 +305,18 @@ def _v22(db: sqlite_utils.Database) -> None:
                " OR chat_id IN (SELECT chat_id FROM chat_records WHERE kind = 'erased'))", [int(time.time() * 1000)])
 
 
+def _v23(db: sqlite_utils.Database) -> None:
+    # Olm messages a device has handled (store/puppets.py): the inbox fetch and a transaction fed again after a
+    # crash hand some over a second time, and they are passed over rather than decrypted again.
+    db.execute('CREATE TABLE "puppet_olm_taken" ("user_id" TEXT, "digest" TEXT, "created_ts" INTEGER NOT NULL, '
+               'PRIMARY KEY ("user_id", "digest")) WITHOUT ROWID')
+    db.execute("CREATE INDEX idx_puppet_olm_taken_created ON puppet_olm_taken (created_ts)")
+
+
 # Numbered upgrade steps: never edit a released step, append a new one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11,
                                                              _v12, _v13, _v14, _v15, _v16, _v17, _v18, _v19, _v20,
-                                                             _v21, _v22]
+                                                             _v21, _v22, _v23]
 
 
 class StoreTooNew(Exception):

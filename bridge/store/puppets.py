@@ -84,9 +84,10 @@ class Puppets:
             [limit])]
 
     def delete(self, user_id: str) -> None:
-        """The puppet's row and the room keys it created, in one commit."""
+        """The puppet's row, the room keys it created and the Olm messages it took, in one commit."""
         with self.db.transaction():
             self.db.execute("DELETE FROM puppet_room_keys WHERE user_id = ?", [user_id])
+            self.db.execute("DELETE FROM puppet_olm_taken WHERE user_id = ?", [user_id])
             self.db.execute("DELETE FROM puppets WHERE user_id = ?", [user_id])
 
     def assign(self, user_id: str, chat_id: str) -> None:
@@ -117,6 +118,34 @@ class Puppets:
         """The room keys this client created in the room, oldest first."""
         return [json.loads(r["content"]) for r in self.db.rows(
             "SELECT content FROM puppet_room_keys WHERE user_id = ? AND room_id = ? ORDER BY rowid", [user_id, room_id])]
+
+    # ---- Olm messages a device has taken ----------------------------------------------------------
+    # A digest of every encrypted to-device message nio has handled for a device. The homeserver keeps what it
+    # pushed to an appservice's devices in their inboxes (synapse#11423), so the inbox fetch at start-up hands
+    # them over a second time, and a transaction taken in before a crash may be fed again; an Olm message
+    # decrypted once cannot be decrypted again, and nio then logs an error and, once its session with that
+    # device is an hour old, makes a new one (a one-time key claimed from the officer's device) for nothing.
+
+    def olm_taken(self, user_id: str, digests: list[str]) -> set[str]:
+        """Which of these the device has handled already."""
+        if not digests:
+            return set()
+        marks = ",".join("?" * len(digests))
+        return {r["digest"] for r in self.db.rows(
+            f"SELECT digest FROM puppet_olm_taken WHERE user_id = ? AND digest IN ({marks})", [user_id, *digests])}
+
+    def note_olm_taken(self, user_id: str, digests: list[str]) -> None:
+        """Noted once nio has handled them (and stored what they carried): a crash before this feeds them again."""
+        if digests:
+            now = int(time.time() * 1000)
+            with self.db.transaction():
+                for digest in digests:
+                    self.db.execute("INSERT OR IGNORE INTO puppet_olm_taken (user_id, digest, created_ts) "
+                                    "VALUES (?,?,?)", [user_id, digest, now])
+
+    def forget_olm_taken_before(self, ts_ms: int) -> int:
+        """Drop what the inbox can no longer hand over again (older than its keeping); returns how many."""
+        return self.db.execute("DELETE FROM puppet_olm_taken WHERE created_ts < ?", [ts_ms]).rowcount
 
     def forget_room_keys(self, user_id: str) -> None:
         self.db.execute("DELETE FROM puppet_room_keys WHERE user_id = ?", [user_id])

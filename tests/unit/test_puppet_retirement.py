@@ -80,6 +80,7 @@ def test_puppets_of_chats_purged_or_erased_before_the_upgrade_are_marked_for_ret
     store.db.execute("UPDATE puppets SET retire_ts = NULL")      # as version 21 had them: no such mark
     store.db.execute("DROP INDEX idx_puppets_retiring")
     store.db.execute("ALTER TABLE puppets DROP COLUMN retire_ts")
+    store.db.execute("DROP TABLE puppet_olm_taken")                 # (version 23's)
     store.db.execute("UPDATE schema_version SET version = 21")
     store.close()
     store = Store.open(tmp_path / "p.db")                         # migrated on opening

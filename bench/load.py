@@ -25,8 +25,9 @@ issue-11 figure: ``--connected 1000 --active 200 --cycles 5``. With --restart ki
 conversations are done, the bridge is SIGKILLed (a crash) or stopped (an upgrade) under every connected citizen,
 the officer writes once to each conversation while it is down, and the bridge is started again: every citizen
 comes back as the page does (its socket closes; it tries again after 1 s, doubling to 30 s, ±20 %, from its last
-seq), and the report says how long until all were back, which attempts failed once the bridge answered, whether
-each message written meanwhile reached its citizen once, and whether each citizen's next line reached the officer.
+seq), and the report says how long until all were back, which attempts failed and why (a refused connection while
+the bridge is down; anything else is the bridge's), whether each message written meanwhile reached its citizen
+once, and whether each citizen's next line reached the officer.
 
 --homeserver workers runs it against Synapse on PostgreSQL with workers (bridge/devtools/workers.py) instead
 of one Synapse process on SQLite; both runs the same thing against each, one after the other (each with a bridge
@@ -462,7 +463,7 @@ class Load:
                 except (AssertionError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
                     status = getattr(e, "status", None)
                     why = f"{status} at the upgrade" if status else type(e).__name__
-                    failures[why] = failures.get(why, 0) + 1        # (while it is down: refused)
+                    failures[why] = failures.get(why, 0) + 1        # ClientConnectorError: still down
                     continue
                 back_ms.append((time.monotonic() - stopped) * 1000)
                 return

@@ -86,6 +86,8 @@ def test_reduced_connected_load_runs_and_every_conversation_is_had():
         assert restart["how"] == "kill" and restart["connected"] == restart["back"] == 12, (restart, out[-3000:])
         assert restart["written_while_down"] == restart["delivered"] == 3 and restart["doubled"] == 0, restart
         assert restart["answered_after"] == 3, restart
+        # Only refused while it was down: once it listened, no page was turned away (a 503, a timeout).
+        assert set(restart["failed_attempts"]) <= {"ClientConnectorError"}, restart
     assert result["log"]["unexpected_errors"] == 0 and result["log"]["out_of_system_resource"] == 0, result
 
 

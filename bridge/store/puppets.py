@@ -120,11 +120,8 @@ class Puppets:
             "SELECT content FROM puppet_room_keys WHERE user_id = ? AND room_id = ? ORDER BY rowid", [user_id, room_id])]
 
     # ---- Olm messages a device has taken ----------------------------------------------------------
-    # A digest of every encrypted to-device message nio has handled for a device. The homeserver keeps what it
-    # pushed to an appservice's devices in their inboxes (synapse#11423), so the inbox fetch at start-up hands
-    # them over a second time, and a transaction taken in before a crash may be fed again; an Olm message
-    # decrypted once cannot be decrypted again, and nio then logs an error and, once its session with that
-    # device is an hour old, makes a new one (a one-time key claimed from the officer's device) for nothing.
+    # A digest of every Olm-encrypted to-device message nio has handled for a device, so that one handed over
+    # again is passed over (why it comes again, and what decrypting it twice costs: ``Crypto._receive``).
 
     def olm_taken(self, user_id: str, digests: list[str]) -> set[str]:
         """Which of these the device has handled already."""

@@ -430,8 +430,9 @@ class Load:
                       r: Round) -> None:
         """--restart: the bridge stopped under every connected citizen (SIGKILL: a crash; SIGTERM: an upgrade), the
         officer writing to each conversation while it is down, then started again. Every citizen comes back as the
-        page does (static/js/connection.js: its socket closes, it tries again after 1 s, doubling to 30 s, ±20 %,
-        asking from the last seq it has). Counted from the clients: how long until all were back, the attempts
+        page does (static/js/connection.js: its socket closes, it tries again after 1 s, doubling to 30 s, ±20 %;
+        every second for a minute if the bridge closed it with 1001 "server restarting"; asking from the last seq
+        it has). Counted from the clients: how long until all were back, the attempts
         that failed and why, each of the officer's messages at its citizen once, and one more line from each
         citizen at the officer."""
         args = self.args
@@ -452,11 +453,16 @@ class Load:
 
         async def come_back(v: Visitor) -> None:
             nonlocal attempts
-            await v.wait_closed(60)                                 # the page sees its socket close
+            code = await v.wait_closed(60)                          # the page sees its socket close
+            closed = time.monotonic()
+            restarting_until = closed + 60 if code == 1001 else closed
             delay, deadline = 1.0, stopped + RESTART_TIMEOUT
             while time.monotonic() < deadline:
-                await asyncio.sleep(min(delay, 30.0) * random.uniform(0.8, 1.2))
-                delay *= 2
+                if time.monotonic() < restarting_until:
+                    await asyncio.sleep(random.uniform(0.8, 1.2))
+                else:
+                    await asyncio.sleep(min(delay, 30.0) * random.uniform(0.8, 1.2))
+                    delay *= 2
                 attempts += 1
                 try:
                     await asyncio.wait_for(v.connect(), 30)

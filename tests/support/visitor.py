@@ -44,10 +44,12 @@ class Visitor:
             if msg.type == aiohttp.WSMsgType.TEXT:
                 self.frames.append(json.loads(msg.data))
 
-    async def wait_closed(self, timeout: float) -> None:
-        """Until the socket is closed from the other end (what a page notices when the bridge goes away)."""
+    async def wait_closed(self, timeout: float) -> int | None:
+        """Until the socket is closed from the other end (what a page notices when the bridge goes away); the
+        close code the page would see (1001 "server restarting", 1006 for a connection simply lost)."""
         if self._reader is not None:
             await asyncio.wait({self._reader}, timeout=timeout)
+        return self.ws.close_code if self.ws is not None else None
 
     async def disconnect(self) -> None:
         if self.ws is not None:

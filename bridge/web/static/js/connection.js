@@ -1,13 +1,23 @@
 /* The chat's WebSocket: auth with the tab's token and the last seq seen, reconnect with backoff,
- * give up only when the server refuses the token. */
+ * give up only when the server refuses the token.
+ *
+ * The pace of the retries (nextRetry, pure so that a test can ask it):
+ *   socket lost for any reason ──▶ 1 s, 2 s, 4 s … 30 s (±20 %), back to 1 s once "ready" comes
+ *   closed with 1001 ──────────▶ every second (±20 %) for RESTART_WINDOW_MS, then as above: the bridge
+ *   ("server restarting")        said it is being restarted (an upgrade, a configuration change), which
+ *                                takes seconds; doubling would keep the citizen waiting up to 4 s more
+ *                                after it is back. A restart that outlasts the window is an outage. */
 import { app } from "./state.js";
 import { chatPath } from "./api.js";
 
-const RETRY_MIN_MS = 1000;
-const RETRY_MAX_MS = 30000;
+export const RETRY_MIN_MS = 1000;
+export const RETRY_MAX_MS = 30000;
+export const RESTART_WINDOW_MS = 60000;
+const GOING_AWAY = 1001;
 
 let ws = null;
 let retryDelay = RETRY_MIN_MS;
+let restartUntil = 0;    // while Date.now() is before this, the bridge is restarting: retry every second
 let retryTimer = null;
 let hooks = null;   // {frame(frame), gone(), lost(), retrying(seconds)}
 
@@ -54,13 +64,14 @@ export function connect() {
     let frame;
     try { frame = JSON.parse(event.data); } catch (e) { return; }
     if (frame && typeof frame === "object") {
-      if (frame.type === "ready") { link.ready = true; retryDelay = RETRY_MIN_MS; }
+      if (frame.type === "ready") { link.ready = true; retryDelay = RETRY_MIN_MS; restartUntil = 0; }
       hooks.frame(frame);
     }
   };
   sock.onclose = function (event) {
     if (sock !== ws) { return; }
     socketGone();
+    if (event.code === GOING_AWAY && !restartUntil) { restartUntil = Date.now() + RESTART_WINDOW_MS; }
     if (event.code === 4401 || event.code === 4404) {
       hooks.lost();
     } else if (app.session && app.session.state !== "closed") {
@@ -76,12 +87,20 @@ function socketGone() {
   hooks.gone();
 }
 
+/** How long to wait before the next attempt, and the doubling delay after it. ``jitter`` in [0, 1). */
+export function nextRetry(doubling, restartingUntil, now, jitter) {
+  const spread = 0.8 + jitter * 0.4;
+  if (now < restartingUntil) { return { wait: RETRY_MIN_MS * spread, doubling: doubling }; }
+  const base = Math.min(doubling, RETRY_MAX_MS);
+  return { wait: base * spread, doubling: Math.min(doubling * 2, RETRY_MAX_MS) };
+}
+
 export function scheduleReconnect() {
   if (retryTimer || !app.session) { return; }
-  const delay = Math.min(retryDelay, RETRY_MAX_MS) * (0.8 + Math.random() * 0.4);
-  retryDelay = Math.min(retryDelay * 2, RETRY_MAX_MS);
-  hooks.retrying(Math.max(1, Math.round(delay / 1000)));
-  retryTimer = window.setTimeout(function () { retryTimer = null; connect(); }, delay);
+  const next = nextRetry(retryDelay, restartUntil, Date.now(), Math.random());
+  retryDelay = next.doubling;
+  hooks.retrying(Math.max(1, Math.round(next.wait / 1000)));
+  retryTimer = window.setTimeout(function () { retryTimer = null; connect(); }, next.wait);
 }
 
 export function reconnectNow() {
@@ -109,5 +128,6 @@ export function dropForOffline() {
 export function disconnect() {
   window.clearTimeout(retryTimer);
   retryTimer = null;
+  restartUntil = 0;
   if (ws) { const old = ws; ws = null; link.ready = false; try { old.close(1000); } catch (e) { /* closing */ } }
 }

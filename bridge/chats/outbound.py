@@ -74,5 +74,6 @@ class OutboundPump(WakeableLoop):
                 metrics.message_bridged(metrics.TO_MATRIX)
         chat = self.store.chats.get(chat_id)
         if chat and chat.state == CLOSED and chat.puppet:
-            # Nothing left to send for a finished chat: free its device's memory (reloaded if ever needed).
-            await self.crypto.forget(chat.puppet)
+            # Nothing left to send for a finished chat: its device's inbox emptied and its memory freed (reloaded if
+            # ever needed).
+            await self.crypto.chat_over(chat.puppet)

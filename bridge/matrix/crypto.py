@@ -20,9 +20,9 @@ Rooms are not remembered by nio across restarts, so ``restore_room`` rebuilds a
 room from ``/state`` when a puppet is loaded.  To-device messages that arrived
 while the bridge was down are not repeated in catch-up transactions; ``catch_up``
 fetches them at start-up, and ``recover_keys`` does the same for one puppet when
-a room key is missing (the push can skip to-device messages); these are the only
-/sync calls, filtered to to-device, with a stored ``since`` so the homeserver can
-delete what was delivered. A key in neither place is asked of its sender's devices
+a room key is missing (the push can skip to-device messages); ``chat_over`` fetches
+a finished chat's last ones. These are the only /sync calls, filtered to to-device,
+with a stored ``since`` so the homeserver can delete what was delivered. A key in neither place is asked of its sender's devices
 (``request_room_key``); the answer is taken from the device that made the session
 (``homeserver.SenderForwardedKeys``).
 
@@ -89,6 +89,9 @@ INVITED_FRESH_S = 10.0
 # The bot, in every dispatch room for good, keeps nio's fifty: a shift's sign-ins take many at once.
 PUPPET_ONE_TIME_KEYS = (10, 5)
 RESIDENT_ONE_TIME_KEYS = (NIO_ONE_TIME_KEYS, NIO_ONE_TIME_KEYS)
+# Finished chats whose device inbox is emptied at once (chat_over): two to-device fetches each, and a thousand
+# chats can end together.
+INBOXES_EMPTIED_AT_ONCE = 4
 
 
 class CryptoError(Exception):
@@ -320,6 +323,7 @@ class Crypto:
         # Who may ever hold a room key. nio shares with every member it knows, so members who may not
         # are never shown to it: their membership events stop here (see _admitted).
         self.may_hold_keys = may_hold_keys          # who may be given room keys (officers/access.py)
+        self._emptying = asyncio.Semaphore(INBOXES_EMPTIED_AT_ONCE)
 
     # ---- loading -------------------------------------------------------------------------------
     def lock(self, user_id: str) -> asyncio.Lock:
@@ -419,6 +423,25 @@ class Crypto:
             raise CryptoError(f"{user_id} is in use; not discarded")
         for path in self.store_dir.glob(f"{_store_stem(user_id)}.db*"):   # the file and its journal, if any
             path.unlink(missing_ok=True)
+
+    async def chat_over(self, user_id: str) -> None:
+        """A puppet whose chat is over and sent its last: its device's inbox emptied, then ``forget``.
+
+        The homeserver keeps every to-device message it pushed to the appservice (synapse#11423) until the device
+        fetches its inbox past it: each finished chat left its officers' room keys and key requests there (1.1 kB
+        a chat) until its puppet was retired at the end of the record's retention, years later. What the inbox
+        still holds is handed to nio first (``catch_up``: anything not had yet is taken), and a second fetch from
+        where that one ended tells the homeserver to drop it. Best effort: what is left goes with the device at
+        retirement."""
+        try:
+            async with self._emptying:
+                # The first fetch drops what came before the stored batch and hands over the rest; a second one, from
+                # where it ended, drops what it handed over.
+                if await self.catch_up(user_id):
+                    await self.catch_up(user_id)
+        except Exception as e:                   # the homeserver away, say; the chat's end does not wait on this
+            log.info("inbox of %s (its chat is over) not emptied: %s: %s", user_id, type(e).__name__, e)
+        await self.forget(user_id)
 
     async def forget(self, user_id: str) -> None:
         """A puppet whose chat is over: unload it and drop everything kept about it in memory."""
@@ -630,17 +653,19 @@ class Crypto:
                  event.get("event_id"), parsed.session_id)
         return True
 
-    async def catch_up(self, user_id: str) -> None:
-        """Fetch to-device messages from the device inbox (start-up, and recover_keys)."""
+    async def catch_up(self, user_id: str) -> int:
+        """Fetch to-device messages from the device inbox (start-up, recover_keys, chat_over); how many came.
+        The fetch starts where the last one ended, and the homeserver drops what came before that."""
         puppet = self.puppets.get(user_id)
         if puppet is None:
-            return
+            return 0
         data = await self.api.to_device_backlog(user_id, puppet.device_id, puppet.next_batch)
         sync = {"to_device": data.get("to_device", {"events": []}),
                 "device_one_time_keys_count": data.get("device_one_time_keys_count", {})}
         await self._receive(user_id, sync)
         if data.get("next_batch"):
             self.puppets.mark(user_id, "next_batch", data["next_batch"])
+        return len(sync["to_device"].get("events") or [])
 
     # ---- using ---------------------------------------------------------------------------------
     async def decrypt(self, user_id: str, event: dict[str, Any]) -> dict[str, Any] | None:

@@ -189,7 +189,7 @@ class HomeserverApi:
         return data.get("device_keys", {}).get(user_id, {}).get(device_id, {})
 
     async def to_device_backlog(self, user_id: str, device_id: str, since: str | None) -> dict[str, Any]:
-        """Pending to-device messages for one puppet device (only used at start-up, see crypto.catch_up)."""
+        """Pending to-device messages for one puppet device after ``since`` (see crypto.catch_up)."""
         only_to_device = json.dumps({"room": {"rooms": []}, "presence": {"types": []}, "account_data": {"types": []}})
         return await self.send(cs_api.to_device_sync(only_to_device, since), user_id=user_id, device_id=device_id,
                                what="to-device catch-up")

@@ -5,12 +5,20 @@ import asyncio
 import sqlite3
 
 import aiohttp
+import nio
 import yaml
 
 from bridge.matrix.crosssign import verify_json
 from tests.conftest import PASSWORD, MatrixEnv
 from tests.support.bridge_db import room_of
 from tests.support.visitor import Visitor
+
+
+def homeserver_inbox(matrix_env: MatrixEnv, user_id: str) -> int:
+    """How many to-device messages Synapse holds for the user's devices (its own database, read-only)."""
+    hs_db = matrix_env.synapse.data_dir / "homeserver.db"
+    with sqlite3.connect(f"file:{hs_db}?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT COUNT(*) FROM device_inbox WHERE user_id = ?", [user_id]).fetchone()[0]
 
 
 async def test_burst_of_chats_while_the_pool_refills(matrix_env: MatrixEnv, bridge_log):
@@ -87,12 +95,11 @@ async def test_a_purged_chats_puppet_is_retired_with_its_device_room_and_keys(ma
     from tests.support.bridge_db import audit_entries, rows
     from tests.support.waiting import until
 
-    db, hs_db = matrix_env.db_path, matrix_env.synapse.data_dir / "homeserver.db"
+    db = matrix_env.db_path
     as_token = yaml.safe_load(matrix_env.registration_path.read_text())["as_token"]
 
     def inbox(user_id: str) -> int:
-        with sqlite3.connect(f"file:{hs_db}?mode=ro", uri=True) as conn:
-            return conn.execute("SELECT COUNT(*) FROM device_inbox WHERE user_id = ?", [user_id]).fetchone()[0]
+        return homeserver_inbox(matrix_env, user_id)
 
     async def devices_of(user_id: str) -> list[str]:
         async with aiohttp.ClientSession() as s:
@@ -115,8 +122,12 @@ async def test_a_purged_chats_puppet_is_retired_with_its_device_room_and_keys(ma
     finally:
         await visitor.close()
     [(device_id,)] = rows(db, "SELECT device_id FROM puppets WHERE user_id = ?", [puppet])
+    # The close empties the device's inbox (test below); something sent to it later stays until the retirement.
+    await until(lambda: inbox(puppet) == 0, 60, "the closed chat's inbox emptied")
+    later = await officer.client.to_device(nio.ToDeviceMessage("m.dummy", puppet, device_id, {}))
+    assert isinstance(later, nio.ToDeviceResponse), later
     device_store = matrix_env.dir / "crypto" / f"{puppet[1:].split(':')[0]}.db"
-    assert device_store.exists() and device_id in await devices_of(puppet) and inbox(puppet) >= 1
+    assert device_store.exists() and device_id in await devices_of(puppet) and inbox(puppet) == 1
 
     # Two years on: the bridge starts, its keeper purges the chat at once and retires the puppet.
     matrix_env.bridge.stop()
@@ -132,3 +143,34 @@ async def test_a_purged_chats_puppet_is_retired_with_its_device_room_and_keys(ma
     assert device_id not in await devices_of(puppet)
     await until(lambda: puppet not in officer.client.rooms[room_id].users, 60, "the puppet gone from the room")
     await until(lambda: inbox(puppet) == 0, 60, "the homeserver's inbox of the deleted device emptied")
+
+
+async def test_a_finished_chats_device_inbox_is_emptied(matrix_env: MatrixEnv, officer_of, bridge_log):
+    """Synapse keeps every to-device message it pushed to the appservice until the device fetches its inbox past
+    it, so a finished chat's officers' room keys stayed there until its puppet was retired, years later. Once a
+    closed chat has sent its last, the bridge takes what is left and has the homeserver drop it."""
+    import uuid
+
+    from tests.integration.test_conversation import open_chat
+    from tests.support.bridge_db import rows
+    from tests.support.waiting import until
+
+    officer = await officer_of("central")
+    visitor = Visitor(matrix_env.public_url)
+    try:
+        got = await open_chat(visitor, officer)
+        room_id, puppet = got.room_id, got.sender
+        reply = f"noted {uuid.uuid4().hex[:6]}"
+        await officer.send(room_id, reply)                 # its room key: a to-device message to the puppet
+        await visitor.wait_frame(lambda f: f.get("body") == reply, 60, "the reply at the citizen")
+        await until(lambda: homeserver_inbox(matrix_env, puppet) >= 1, 30, "the officer's room key in the inbox")
+        await officer.send(room_id, "!close resolved")
+        await until(lambda: rows(matrix_env.db_path, "SELECT state FROM chats WHERE id = ?",
+                                 [visitor.chat_id])[0][0] == "closed", 60, "the chat closed")
+        await until(lambda: homeserver_inbox(matrix_env, puppet) == 0, 60, "the finished chat's inbox emptied")
+        # Emptied, not lost: the chat's record holds the officer's reply, and the puppet still has its device.
+        assert rows(matrix_env.db_path, "SELECT 1 FROM messages WHERE chat_id = ? AND body = ?",
+                    [visitor.chat_id, reply])
+        assert rows(matrix_env.db_path, "SELECT device_id FROM puppets WHERE user_id = ?", [puppet])
+    finally:
+        await visitor.close()

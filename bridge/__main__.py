@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             logging.basicConfig(level=config.get("logging.level"),
                                 format="%(asctime)s %(levelname)s %(name)s: %(message)s")
             logging.getLogger("nio").setLevel(logging.WARNING)
+            from .matrix.crypto import quiet_routine_nio_lines      # nio only for the bridge itself
+            quiet_routine_nio_lines()
             asyncio.run(_run(config))
         elif args.command == "demo":
             try:

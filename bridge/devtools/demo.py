@@ -375,6 +375,8 @@ def _setup_logging(config: cfg.Config, path: Path) -> list[logging.Handler]:
     root.addHandler(to_file)
     root.addHandler(to_console)
     logging.getLogger("nio").setLevel(logging.WARNING)
+    from ..matrix.crypto import quiet_routine_nio_lines
+    quiet_routine_nio_lines()
     return [to_file, to_console]
 
 

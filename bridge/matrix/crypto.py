@@ -98,6 +98,24 @@ class CryptoError(Exception):
     pass
 
 
+class _RoutineNioLines(logging.Filter):
+    """nio's warnings that are the normal course here, kept out of the operator's log: every new puppet's first
+    room key meets officers' devices it has no Olm session with yet, and nio warns of each before it makes one
+    (1,001 lines in five cycles of bench/load.py, one per conversation)."""
+
+    ROUTINE = ("Missing session for device ",)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith(self.ROUTINE))
+
+
+def quiet_routine_nio_lines() -> None:
+    """Keep nio's routine warnings (``_RoutineNioLines``) out of the log; once per process, at logging set-up."""
+    nio_log = logging.getLogger("nio.crypto.log")
+    if not any(isinstance(f, _RoutineNioLines) for f in nio_log.filters):
+        nio_log.addFilter(_RoutineNioLines())
+
+
 _batches = itertools.count(1)
 
 

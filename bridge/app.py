@@ -91,7 +91,7 @@ class Bridge:
         self.homeserver = HomeserverWatch(self.api, self._homeserver_back)
         self._connecting: asyncio.Task | None = None
         self.connected = False                       # start-up's homeserver steps are done (/health)
-        self.hub = ChatHub()
+        self.hub = ChatHub(keep_left_seconds=config.longest_abandoned_seconds())
         self.outbound = OutboundPump(self.store, self.crypto, self.retries)
         self.chats = ChatService(config, self.store, self.api, self.crypto, self.puppets, self.hub,
                                  self.outbound.wake, self.journal, policy=self.room_policy, retries=self.retries)

@@ -543,6 +543,10 @@ class Config:
         own = self.agency(agency_id).timeouts.abandoned_seconds
         return self.values["chats.abandoned_seconds"] if own is None else own
 
+    def longest_abandoned_seconds(self) -> float:
+        """The longest ``abandoned_seconds`` of any agency (0: no agency closes abandoned chats)."""
+        return max((self.abandoned_seconds(a.id) for a in self.agencies), default=0.0)
+
     def topic(self, topic_id: str | None) -> Topic:
         for t in self.topics:
             if t.id == topic_id:

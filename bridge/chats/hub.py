@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Any
+from typing import Any, Callable
 
 from ..background import Mailbox
 
@@ -29,10 +29,20 @@ class Subscription:
         self.hub._closed(self)
 
 
+PRUNE_EVERY_MS = 60_000
+
+
 class ChatHub:
-    def __init__(self) -> None:
+    def __init__(self, keep_left_seconds: float = 3600.0, clock: Callable[[], float] = time.time) -> None:
+        """``keep_left_seconds``: how long to remember when a chat's last page closed (``last_seen``), at least
+        the longest a waiting chat may go unseen before it counts as abandoned (0: never asked, never kept).
+        Remembered longer, it would grow with every chat served: a page usually closes after its chat ended, so
+        the chat's own end cannot forget it (five cycles of bench/load.py kept 500 entries per 500 chats)."""
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
         self._left: dict[str, int] = {}        # chat → when its last open connection closed (ms)
+        self._keep_left_ms = int(keep_left_seconds * 1000)
+        self._clock = clock
+        self._pruned_ms = 0
 
     def subscribe(self, chat_id: str) -> Subscription:
         sub = Subscription(self, chat_id)
@@ -45,14 +55,27 @@ class ChatHub:
             subs.discard(sub)
             if not subs:
                 del self._subs[sub.chat_id]
-                self._left[sub.chat_id] = int(time.time() * 1000)
+                if self._keep_left_ms:
+                    now = self._now_ms()
+                    self._left[sub.chat_id] = now
+                    if now - self._pruned_ms >= PRUNE_EVERY_MS:
+                        self._pruned_ms = now
+                        self._left = {c: t for c, t in self._left.items() if now - t <= self._keep_left_ms}
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
 
     def last_seen(self, chat_id: str) -> int | None:
         """When the citizen last had the chat open (ms): now while a connection is open, else when the last one
         closed in this process's life (None: not since start-up)."""
         if self._subs.get(chat_id):
-            return int(time.time() * 1000)
+            return self._now_ms()
         return self._left.get(chat_id)
+
+    @property
+    def remembered(self) -> int:
+        """How many chats' last page closes are remembered (tests, benchmarks)."""
+        return len(self._left)
 
     def forget(self, chat_id: str) -> None:
         """A finished chat: nothing more to remember about its connections."""

@@ -69,3 +69,50 @@ def test_the_hub_remembers_when_a_chats_last_page_went_away():
     assert hub.connections("c") == 0 and gone is not None
     hub.forget("c")
     assert hub.last_seen("c") is None
+
+
+def test_the_hub_forgets_pages_gone_longer_than_any_abandoned_limit():
+    """A page usually closes after its chat ended, so the end cannot forget it: remembered for good, every chat
+    ever served would stay in memory. Kept as long as the longest abandoned limit, which the decision needs."""
+    now = [1_000.0]
+    hub = ChatHub(keep_left_seconds=900, clock=lambda: now[0])
+    for i in range(5_000):                        # a day of chats, one page closing every 17 s
+        hub.subscribe(f"chat-{i}").close()
+        now[0] += 17.28
+    assert hub.remembered <= 900 / 17.28 + 60 / 17.28 + 2, hub.remembered
+    assert hub.last_seen("chat-4999") is not None and hub.last_seen("chat-4950") is not None
+    assert hub.last_seen("chat-0") is None
+    # What is forgotten could not change the decision: older than the limit, as the creation time already is.
+    recent = hub.last_seen("chat-4950")
+    assert recent is not None and now[0] * 1000 - recent < 900_000
+
+
+def test_a_hub_for_agencies_that_never_close_abandoned_chats_remembers_nothing():
+    hub = ChatHub(keep_left_seconds=0)
+    hub.subscribe("c").close()
+    assert hub.remembered == 0 and hub.last_seen("c") is None
+
+
+def test_the_longest_abandoned_limit_is_any_agencys_own_or_the_default(tmp_path):
+    """What the bridge gives the hub (app.py): an agency's own, longer limit counts; 0 everywhere: nothing kept."""
+    import yaml
+
+    from bridge import config as cfg
+    from tests.support.configs import ROOT
+
+    def with_limits(default: float, own: list[float | None]) -> cfg.Config:
+        raw = yaml.safe_load((ROOT / "example-config.yaml").read_text())
+        raw["appservice"].update(as_token="a" * 64, hs_token="b" * 64)
+        raw["crypto"]["pickle_key"] = "c" * 64
+        raw["chats"]["abandoned_seconds"] = default
+        raw["agencies"].append({**raw["agencies"][0], "id": "north", "name": "North Police"})
+        for key in ("dispatch_room", "topics"):
+            raw["agencies"][1].pop(key, None)
+        for agency, limit in zip(raw["agencies"], own):
+            if limit is not None:
+                agency.setdefault("timeouts", {})["abandoned_seconds"] = limit
+        return cfg.load(raw, tmp_path, {})
+
+    assert with_limits(900, [None, None]).longest_abandoned_seconds() == 900
+    assert with_limits(900, [None, 7200]).longest_abandoned_seconds() == 7200
+    assert with_limits(900, [0, 0]).longest_abandoned_seconds() == 0

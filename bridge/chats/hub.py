@@ -37,7 +37,7 @@ class ChatHub:
         """``keep_left_seconds``: how long to remember when a chat's last page closed (``last_seen``), at least
         the longest a waiting chat may go unseen before it counts as abandoned (0: never asked, never kept).
         Remembered longer, it would grow with every chat served: a page usually closes after its chat ended, so
-        the chat's own end cannot forget it (five cycles of bench/load.py kept 500 entries per 500 chats)."""
+        the chat's own end cannot forget it (tracemalloc over cycles of bench/load.py: an entry per chat served)."""
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
         self._left: dict[str, int] = {}        # chat → when its last open connection closed (ms)
         self._keep_left_ms = int(keep_left_seconds * 1000)

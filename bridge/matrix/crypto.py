@@ -22,9 +22,9 @@ while the bridge was down are not repeated in catch-up transactions; ``catch_up`
 fetches them at start-up, and ``recover_keys`` does the same for one puppet when
 a room key is missing (the push can skip to-device messages); ``chat_over`` fetches
 a finished chat's last ones. These are the only /sync calls, filtered to to-device,
-with a stored ``since`` so the homeserver can delete what was delivered. A key in neither place is asked of its sender's devices
-(``request_room_key``); the answer is taken from the device that made the session
-(``homeserver.SenderForwardedKeys``).
+with a stored ``since`` so the homeserver can delete what was delivered. A key in
+neither place is asked of its sender's devices (``request_room_key``); the answer
+is taken from the device that made the session (``homeserver.SenderForwardedKeys``).
 
 Loaded clients are what a chat costs while it lasts, so they do not outlive their use: every operation
 holds its client through ``_using`` (loaded on demand, never unloaded meanwhile), nio's SQLite store is

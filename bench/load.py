@@ -487,6 +487,7 @@ class Load:
         log(f"cycle {number}: bridge ready again (/health ok) {up[0] - stopped:.1f} s after the stop")
         await asyncio.gather(*returning)
         delivered = doubled = after = 0
+        delivered_ms: list[float] = []                  # from the stop to the officer's line at its citizen
 
         async def resume(i: int) -> None:
             nonlocal delivered, doubled, after
@@ -498,6 +499,8 @@ class Load:
                     await v.wait_frame(lambda f: f.get("type") == "message" and f.get("body") == down[i],
                                        CITIZEN_TIMEOUT, down[i])
                     delivered += 1
+                    first = next(n for n, f in enumerate(v.frames) if f.get("body") == down[i])
+                    delivered_ms.append((v.arrived[first] - stopped) * 1000)
                     doubled += len({f["seq"] for f in v.frames if f.get("body") == down[i]}) > 1
                     line = f"citizen {number}.{i} after the restart"
                     await v.send(line, client_id=uuid.uuid4().hex)
@@ -511,7 +514,9 @@ class Load:
                      "back_p50_ms": round(pct(back_ms, 50)) if back_ms else None,
                      "back_p99_ms": round(pct(back_ms, 99)) if back_ms else None,
                      "attempts": attempts, "failed_attempts": failures, "written_while_down": len(down),
-                     "delivered": delivered, "doubled": doubled, "answered_after": after}
+                     "delivered": delivered, "doubled": doubled, "answered_after": after,
+                     "delivered_p50_ms": round(pct(delivered_ms, 50)) if delivered_ms else None,
+                     "delivered_last_ms": round(max(delivered_ms)) if delivered_ms else None}
         log(f"cycle {number}: {len(back_ms)} of {len(connected)} citizens back, the last {r.restart['all_back_s']} s "
             f"after the stop; {delivered} of {len(down)} messages written while it was down delivered")
 
@@ -626,8 +631,9 @@ def report(rounds: list[Round], args: Any, log_path: Path, open_files_line: str,
                        f"{x['back']} of {x['connected']} citizens back (their page says ready) p50 / p99 "
                        f"{x['back_p50_ms']} / {x['back_p99_ms']} ms, the last at {x['all_back_s']} s; /health ok at "
                        f"{x['ready_s']} s; {x['attempts']} attempts, failed: {refused}; written by the officer while "
-                       f"it was down: {x['delivered']} of {x['written_while_down']} at their citizens, {x['doubled']} "
-                       f"doubled; a line from each citizen after it: {x['answered_after']} at the officer")
+                       f"it was down: {x['delivered']} of {x['written_while_down']} at their citizens (p50 "
+                       f"{x.get('delivered_p50_ms')} ms, the last at {x.get('delivered_last_ms')} ms from the stop), "
+                       f"{x['doubled']} doubled; a line from each citizen after it: {x['answered_after']} at the officer")
         if r.acks_missing:
             out.append(f"      messages refused (error frame instead of ack): {r.acks_missing}")
     out.append("  set-up /s: rooms made ÷ (last room ready − round start), from the bridge store's stamps. CPU: "

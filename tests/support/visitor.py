@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from typing import Any, Callable
 
@@ -19,6 +20,7 @@ class Visitor:
         self.session = aiohttp.ClientSession(connector=connector)
         self.chat_id = self.token = self.ws_url = ""
         self.frames: list[dict[str, Any]] = []
+        self.arrived: list[float] = []         # when each frame came (time.monotonic), for benchmarks
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task | None = None
 
@@ -43,6 +45,7 @@ class Visitor:
         async for msg in ws:
             if msg.type == aiohttp.WSMsgType.TEXT:
                 self.frames.append(json.loads(msg.data))
+                self.arrived.append(time.monotonic())
 
     async def wait_closed(self, timeout: float) -> int | None:
         """Until the socket is closed from the other end (what a page notices when the bridge goes away); the

@@ -229,6 +229,16 @@ class Bridge:
         self.keeper.start()
         self.webhooks.start()
         self.summaries.start()
+        # An event of ours wakes the homeserver's appservice scheduler (idle after its own restart); the ping then
+        # makes it push what it kept for us now rather than after its back-off. Before the open chats are caught
+        # up, not after: the inbound pump is running and takes what comes meanwhile (a key not fetched yet is
+        # waited for, as any late key), and after a crash with 200 conversations under way the officers' lines
+        # written while the bridge was down reached their citizens 2.4 s later, behind the catch-up.
+        try:
+            await bot.announce_start(self.api, self.store.settings, self.chats.bot, __version__)
+        except Exception as e:
+            log.warning("start-up notice failed: %s", e)
+        await self._ping()
         await self.chats.resume()             # with the chats citizens opened and spoke in before this
         self.inbound.wake()
         self.outbound.wake()
@@ -236,13 +246,6 @@ class Bridge:
         self.dispatch.start()
         self.routing.start()
         self.connected = True
-        # An event of ours wakes the homeserver's appservice scheduler (idle after its own restart);
-        # the ping then makes it retry queued transactions now rather than after its back-off.
-        try:
-            await bot.announce_start(self.api, self.store.settings, self.chats.bot, __version__)
-        except Exception as e:
-            log.warning("start-up notice failed: %s", e)
-        await self._ping()
         log.info("Precinct is running: citizens at %s/chat", self.config.get("web.public_url"))
 
     async def _ping(self) -> None:

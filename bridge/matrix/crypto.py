@@ -446,7 +446,7 @@ class Crypto:
         """A puppet whose chat is over and sent its last: its device's inbox emptied, then ``forget``.
 
         The homeserver keeps every to-device message it pushed to the appservice (synapse#11423) until the device
-        fetches its inbox past it: each finished chat left its officers' room keys and key requests there (1.1 kB
+        fetches its inbox past it: each finished chat left its officers' room keys and key requests there (1.5 kB
         a chat) until its puppet was retired at the end of the record's retention, years later. What the inbox
         still holds is handed to nio first (``catch_up``: anything not had yet is taken), and a second fetch from
         where that one ended tells the homeserver to drop it. Best effort: what is left goes with the device at

@@ -21,6 +21,27 @@ def homeserver_inbox(matrix_env: MatrixEnv, user_id: str) -> int:
         return conn.execute("SELECT COUNT(*) FROM device_inbox WHERE user_id = ?", [user_id]).fetchone()[0]
 
 
+async def replied_and_closed(matrix_env: MatrixEnv, officer, visitor: Visitor) -> tuple[str, str, str]:
+    """A chat opened, answered by the officer (its room key: a to-device message in the puppet's inbox on the
+    homeserver) and closed by them; its room, its puppet and the officer's reply."""
+    import uuid
+
+    from tests.integration.test_conversation import open_chat
+    from tests.support.bridge_db import rows
+    from tests.support.waiting import until
+
+    got = await open_chat(visitor, officer)
+    room_id, puppet = got.room_id, got.sender
+    reply = f"noted {uuid.uuid4().hex[:6]}"
+    await officer.send(room_id, reply)
+    await visitor.wait_frame(lambda f: f.get("body") == reply, 60, "the reply at the citizen")
+    await until(lambda: homeserver_inbox(matrix_env, puppet) >= 1, 30, "the officer's room key in the inbox")
+    await officer.send(room_id, "!close resolved")
+    await until(lambda: rows(matrix_env.db_path, "SELECT state FROM chats WHERE id = ?",
+                             [visitor.chat_id])[0][0] == "closed", 60, "the chat closed")
+    return room_id, puppet, reply
+
+
 async def test_burst_of_chats_while_the_pool_refills(matrix_env: MatrixEnv, bridge_log):
     visitors = [Visitor(matrix_env.public_url) for _ in range(8)]
     names = [f"Citizen {i}" if i % 2 else None for i in range(len(visitors))]
@@ -89,9 +110,7 @@ async def test_a_purged_chats_puppet_is_retired_with_its_device_room_and_keys(ma
     every one pushed to an appservice), and its device store here (every room key it held) and its row go.
     Before, all of it stayed for good, a crypto store of about 130 kB per chat ever served among it."""
     import time
-    import uuid
 
-    from tests.integration.test_conversation import open_chat
     from tests.support.bridge_db import audit_entries, rows
     from tests.support.waiting import until
 
@@ -111,14 +130,7 @@ async def test_a_purged_chats_puppet_is_retired_with_its_device_room_and_keys(ma
     officer = await officer_of("central")
     visitor = Visitor(matrix_env.public_url)
     try:
-        got = await open_chat(visitor, officer)
-        room_id, puppet = got.room_id, got.sender
-        reply = f"noted {uuid.uuid4().hex[:6]}"
-        await officer.send(room_id, reply)                 # its room key: a to-device message to the puppet
-        await visitor.wait_frame(lambda f: f.get("body") == reply, 60, "the reply at the citizen")
-        await officer.send(room_id, "!close resolved")
-        await until(lambda: rows(db, "SELECT state FROM chats WHERE id = ?", [visitor.chat_id])[0][0] == "closed",
-                    60, "the chat closed")
+        room_id, puppet, _ = await replied_and_closed(matrix_env, officer, visitor)
     finally:
         await visitor.close()
     [(device_id,)] = rows(db, "SELECT device_id FROM puppets WHERE user_id = ?", [puppet])
@@ -149,24 +161,13 @@ async def test_a_finished_chats_device_inbox_is_emptied(matrix_env: MatrixEnv, o
     """Synapse keeps every to-device message it pushed to the appservice until the device fetches its inbox past
     it, so a finished chat's officers' room keys stayed there until its puppet was retired, years later. Once a
     closed chat has sent its last, the bridge takes what is left and has the homeserver drop it."""
-    import uuid
-
-    from tests.integration.test_conversation import open_chat
     from tests.support.bridge_db import rows
     from tests.support.waiting import until
 
     officer = await officer_of("central")
     visitor = Visitor(matrix_env.public_url)
     try:
-        got = await open_chat(visitor, officer)
-        room_id, puppet = got.room_id, got.sender
-        reply = f"noted {uuid.uuid4().hex[:6]}"
-        await officer.send(room_id, reply)                 # its room key: a to-device message to the puppet
-        await visitor.wait_frame(lambda f: f.get("body") == reply, 60, "the reply at the citizen")
-        await until(lambda: homeserver_inbox(matrix_env, puppet) >= 1, 30, "the officer's room key in the inbox")
-        await officer.send(room_id, "!close resolved")
-        await until(lambda: rows(matrix_env.db_path, "SELECT state FROM chats WHERE id = ?",
-                                 [visitor.chat_id])[0][0] == "closed", 60, "the chat closed")
+        _, puppet, reply = await replied_and_closed(matrix_env, officer, visitor)
         await until(lambda: homeserver_inbox(matrix_env, puppet) == 0, 60, "the finished chat's inbox emptied")
         # Emptied, not lost: the chat's record holds the officer's reply, and the puppet still has its device.
         assert rows(matrix_env.db_path, "SELECT 1 FROM messages WHERE chat_id = ? AND body = ?",

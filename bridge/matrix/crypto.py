@@ -453,8 +453,6 @@ class Crypto:
         retirement."""
         try:
             async with self._emptying:
-                # The first fetch drops what came before the stored batch and hands over the rest; a second one, from
-                # where it ended, drops what it handed over.
                 if await self.catch_up(user_id):
                     await self.catch_up(user_id)
         except Exception as e:                   # the homeserver away, say; the chat's end does not wait on this

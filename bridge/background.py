@@ -135,6 +135,11 @@ class OrderedSends:
     def busy(self) -> int:
         return len(self._tasks)
 
+    async def slot_free(self) -> None:
+        """Return once a slot is free, for a single submitter that picks its next job only then."""
+        await self._slots.acquire()
+        self._slots.release()
+
     async def submit(self, subject: Hashable, job: Any) -> None:
         """Queue ``job``; waits only for a free slot when its subject is not already being sent."""
         if subject in self._waiting:

@@ -2,17 +2,17 @@
 
 Each new chat gets a notice when it is queued; the notice is edited (``m.replace``) as the chat
 moves, so the room reads as the current state. Alerts (unclaimed too long, emergencies) mention the
-supervisors. All sends go through one worker, in order, retried on failure; the store says what a
-notice must show, so a repeated or late edit still shows the latest state.
+supervisors. All sends go through one worker, retried on failure; the store says what a notice must
+show, so a repeated or late edit still shows the latest state.
 
     chat_changed / alert / answer / replace / ticket_changed ──▶ jobs queue ──▶ _run ──▶ up to SENDS_IN_FLIGHT
-                                                                      │        jobs at once, each retried
-                                                                      └─ a job whose subject (a chat, a
-                                                                         ticket, an edited notice) is being
-                                                                         sent waits for it: an edit always
-                                                                         follows the notice it edits, and
-                                                                         the answers in one room keep the
-                                                                         order of the commands
+                                                                  │            │        jobs at once, each retried
+              earliest due first: an edit is due EDITS_YIELD ─────┘            └─ a job whose subject (a chat, a
+              after it came, anything else at once                                ticket, an edited notice) is being
+                                                                                  sent waits for it: an edit always
+                                                                                  follows the notice it edits, and
+                                                                                  the answers in one room keep the
+                                                                                  order of the commands
 
 Sends overlap because each costs the homeserver about 0.2 s under load (bench/latency.py); one at a
 time, a burst of new chats made the tenth citizen's notice wait two seconds behind the others.
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 SETTING = "dispatch_room."          # + agency id → room ID
 SENDS_IN_FLIGHT = 4                 # dispatch jobs sent at once (different subjects)
 EDIT_AFTER = 1.0                    # seconds an edit of a posted notice waits, gathering the changes that follow
+EDITS_YIELD = 2.0                   # seconds of later notices, answers and alerts an edit lets go before it
 _alerts = itertools.count()
 
 
@@ -61,7 +62,8 @@ class Dispatch:
         self.retries = retries or Retries()
         self.prefix = config.get("officers.command_prefix")
         self.policy = policy or RoomPolicy()        # ACL and room version of dispatch rooms
-        self._jobs: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self._jobs: asyncio.PriorityQueue[tuple[float, int, tuple[Any, ...]]] = asyncio.PriorityQueue()
+        self._order = itertools.count()
         self._queued_chats: set[str] = set()
         self._rooms: dict[str, str] = {}                          # agency → its dispatch room, once known
         self._gathering: dict[str, asyncio.TimerHandle] = {}    # chat → its edit, due in EDIT_AFTER
@@ -179,25 +181,33 @@ class Dispatch:
         if chat is not None and chat.dispatch_event_id:
             self._gathering[chat_id] = asyncio.get_running_loop().call_later(EDIT_AFTER, self._edit_due, chat_id)
         else:
-            self._jobs.put_nowait(("chat", chat_id))
+            self._queue(("chat", chat_id))
 
     def _edit_due(self, chat_id: str) -> None:
         self._gathering.pop(chat_id, None)
-        self._jobs.put_nowait(("chat", chat_id))
+        self._queue(("chat", chat_id), edit=True)
 
     def alert(self, agency_id: str, text: str, mention_supervisors: bool = True) -> None:
-        self._jobs.put_nowait(("alert", agency_id, text, mention_supervisors))
+        self._queue(("alert", agency_id, text, mention_supervisors))
 
     def answer(self, room_id: str, text: str, in_reply_to: str | None = None) -> None:
         """The bot's answer to an officer in any of its rooms (sent after the earlier answers of that room)."""
-        self._jobs.put_nowait(("answer", room_id, text, in_reply_to))
+        self._queue(("answer", room_id, text, in_reply_to))
 
     def replace(self, agency_id: str, event_id: str, text: str) -> None:
         """Edit one earlier notice to a final text (a chat that left this agency)."""
-        self._jobs.put_nowait(("replace", agency_id, event_id, text))
+        self._queue(("replace", agency_id, event_id, text), edit=True)
 
     def ticket_changed(self, number: int) -> None:
-        self._jobs.put_nowait(("ticket", number))
+        ticket = self.store.tickets.get(number)
+        self._queue(("ticket", number), edit=bool(ticket and ticket.event_id))
+
+    def _queue(self, job: tuple[Any, ...], edit: bool = False) -> None:
+        """Jobs go out earliest first, an edit counted EDITS_YIELD later than it came: in a burst the new
+        notices and the answers officers wait for go first (Synapse writes one event at a time in a room),
+        and an edit kept back meanwhile shows every change made in the wait. Not a timer: with nothing
+        else queued an edit goes at once."""
+        self._jobs.put_nowait((time.monotonic() + (EDITS_YIELD if edit else 0.0), next(self._order), job))
 
     def start(self) -> None:
         for chat in self.store.chats.open_chats():
@@ -228,7 +238,8 @@ class Dispatch:
 
     async def _run(self) -> None:
         while True:
-            job = await self._jobs.get()
+            await self._sends.slot_free()            # the job is picked only now: the earliest due by then
+            _, _, job = await self._jobs.get()
             await self._sends.submit(self._subject(job), job)
 
     async def _attempt(self, job: tuple[Any, ...]) -> None:

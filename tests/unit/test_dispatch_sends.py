@@ -41,6 +41,18 @@ async def until(condition, timeout: float = 10) -> None:
 
 @pytest.fixture
 def parts(tmp_path):
+    yield from _parts(tmp_path)
+
+
+@pytest.fixture
+def one_slot(tmp_path, monkeypatch):
+    """As ``parts``, with one send at a time: what is sent next is what the queue's order says."""
+    monkeypatch.setattr(dispatch_module, "SENDS_IN_FLIGHT", 1)
+    monkeypatch.setattr(dispatch_module, "EDIT_AFTER", 0.05)
+    yield from _parts(tmp_path)
+
+
+def _parts(tmp_path):
     config = example_config(tmp_path)
     store = Store.open(tmp_path / "p.db")
     agency = config.agencies[0]
@@ -114,5 +126,61 @@ async def test_answers_are_queued_not_awaited_and_keep_their_order_in_a_room(par
         assert [c["m.relates_to"]["m.in_reply_to"]["event_id"] for _, c in crypto.sent] == \
             [f"$command{i}" for i in range(5)]
         assert {room for room, _ in crypto.sent} == {"!direct:hs.example"}
+    finally:
+        await dispatch.stop()
+
+
+
+async def test_in_a_burst_new_notices_and_answers_go_before_edits(one_slot):
+    """Synapse writes one event at a time in a room: in a burst an edit waits for the notices and answers
+    queued in the EDITS_YIELD after it, and then shows every change made meanwhile in one event."""
+    store, new_chat, crypto, dispatch = one_slot
+    dispatch.start()
+    try:
+        crypto.hold.clear()                                    # the homeserver is busy with an alert
+        dispatch.alert(dispatch.config.agencies[0].id, "busy", mention_supervisors=False)
+        posted = new_chat()
+        store.chats.mark(posted.id, dispatch_event_id="$notice")
+        store.chats.mark(posted.id, preview="my bike")
+        dispatch.chat_changed(posted.id)
+        await asyncio.sleep(dispatch_module.EDIT_AFTER * 3)    # gathered: the edit is queued now
+        fresh = new_chat()
+        dispatch.chat_changed(fresh.id)
+        dispatch.answer("!direct:hs.example", "answer", in_reply_to="$command")
+        store.chats.mark(posted.id, preview="my bike was stolen")   # while the edit waits
+        dispatch.chat_changed(posted.id)
+        crypto.hold.set()
+        await until(lambda: len(crypto.sent) == 4, 5)
+        await asyncio.sleep(dispatch_module.EDIT_AFTER * 3)
+        texts = [text_of(c) for _, c in crypto.sent]
+        assert len(texts) == 4, texts                          # the second change made no edit of its own
+        assert texts[0].startswith("busy")
+        assert texts[1].startswith(f"Chat {fresh.number} ")    # the new chat's notice
+        assert texts[2] == "answer"
+        assert crypto.sent[3][1]["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$notice"}
+        assert "my bike was stolen" in texts[3]
+    finally:
+        await dispatch.stop()
+
+
+async def test_an_edit_is_not_overtaken_by_what_comes_after_its_yield(one_slot, monkeypatch):
+    """An edit yields for EDITS_YIELD, not for ever: a steady stream of new chats does not leave the
+    notices of claimed chats showing them as waiting."""
+    monkeypatch.setattr(dispatch_module, "EDITS_YIELD", 0.2)
+    store, new_chat, crypto, dispatch = one_slot
+    dispatch.start()
+    try:
+        crypto.hold.clear()
+        dispatch.alert(dispatch.config.agencies[0].id, "busy", mention_supervisors=False)
+        posted = new_chat()
+        store.chats.mark(posted.id, dispatch_event_id="$notice")
+        dispatch.chat_changed(posted.id)
+        await asyncio.sleep(dispatch_module.EDIT_AFTER + 0.4)  # the edit queued, its yield over
+        fresh = new_chat()
+        dispatch.chat_changed(fresh.id)
+        crypto.hold.set()
+        await until(lambda: len(crypto.sent) == 3, 5)
+        assert crypto.sent[1][1]["m.relates_to"]["event_id"] == "$notice"
+        assert text_of(crypto.sent[2][1]).startswith(f"Chat {fresh.number} ")
     finally:
         await dispatch.stop()

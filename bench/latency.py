@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any, Awaitable, Callable
+from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -206,6 +207,17 @@ class Round:
     notice_ms: list[float] = field(default_factory=list)          # POST /api/v1/chats → dispatch notice at the officer
     claim_ms: list[float] = field(default_factory=list)           # officer sends !claim → invite at the officer
     setup_ms: list[float] = field(default_factory=list)           # bridge store: chat created → room created
+    # The same two, split at the bridge store's own times and at Synapse's stamp on the event (origin_server_ts,
+    # given as the event is made, once its turn in the room has come). After the stamp: the homeserver storing
+    # the event, the officer's /sync and client, which no bridge changes.
+    notice_post_ms: list[float] = field(default_factory=list)     # POST sent → chat stored (created_ts)
+    notice_stamp_ms: list[float] = field(default_factory=list)    # chat stored → Synapse stamps the notice
+    notice_delivery_ms: list[float] = field(default_factory=list) # notice stamped → at the officer
+    claim_push_ms: list[float] = field(default_factory=list)      # !claim sent → the bridge took it (claimed_ts)
+    claim_stamp_ms: list[float] = field(default_factory=list)     # the bridge took it → Synapse stamps the invite
+    invite_delivery_ms: list[float] = field(default_factory=list) # invite stamped → at the officer
+    floor_stamp_ms: list[float] = field(default_factory=list)     # floor createRoom → Synapse stamps the invite
+    floor_delivery_ms: list[float] = field(default_factory=list)  # invite stamped → at the officer
     setup_failed: int = 0
     name_mismatch: int = 0
     pool_at_start: int = 0
@@ -233,8 +245,11 @@ class Bench:
         self.probe = Probe()
         self.officer_id = f"@{OFFICERS[AGENCY]}:{SERVER}"
         self.invited_at: dict[str, float] = {}           # room_id → when the officer's client had the invite
+        self.invited_wall: dict[str, float] = {}         # room_id → the same, wall clock ms (for invite_stamps)
         self.notice_at: dict[int, float] = {}            # chat number → when its dispatch notice reached the officer
+        self.notice_wall: dict[int, tuple[float, int]] = {}   # chat number → then (wall clock ms), its stamp
         self.claimed_at: dict[int, float] = {}           # chat number → when the officer sent its !claim
+        self.claimed_wall: dict[int, float] = {}         # the same, wall clock ms
         self.puppet_of_room: dict[str, str] = {}
         self._bg: set[asyncio.Task] = set()
         self.officer = NioOfficer(synapse.url, self.officer_id, PASSWORD, dir / "officer-store")
@@ -261,17 +276,20 @@ class Bench:
 
     def _claiming(self, number: int) -> bool:
         """NioOfficer asks just before it sends "!claim N": note when."""
-        self.claimed_at.setdefault(number, time.monotonic())
+        if number not in self.claimed_at:
+            self.claimed_at[number], self.claimed_wall[number] = time.monotonic(), time.time() * 1000
         return True
 
     async def _officer_notice(self, room: nio.MatrixRoom, event: Any) -> None:
         found = NEW_CHAT_NOTICE.search(getattr(event, "body", "") or "")
-        if found and "m.new_content" not in event.source.get("content", {}):
-            self.notice_at.setdefault(int(found[1]), time.monotonic())
+        if found and "m.new_content" not in event.source.get("content", {}) and int(found[1]) not in self.notice_at:
+            self.notice_at[int(found[1])] = time.monotonic()
+            self.notice_wall[int(found[1])] = (time.time() * 1000, event.server_timestamp)
 
     async def _officer_invite(self, room: nio.MatrixRoom, event: nio.InviteMemberEvent) -> None:
         if event.state_key == self.officer_id and event.membership == "invite" and room.room_id not in self.invited_at:
             self.invited_at[room.room_id] = time.monotonic()
+            self.invited_wall[room.room_id] = time.time() * 1000
             task = asyncio.create_task(self._join(room.room_id))
             self._bg.add(task)
             task.add_done_callback(self._bg.discard)
@@ -306,7 +324,8 @@ class Bench:
                 log(f"stopping a client: {e}")
 
     # -- floor rooms: officer and a plain nio user, encrypted, no bridge --
-    async def ensure_floor_rooms(self, count: int, ready_ms: list[float]) -> None:
+    async def ensure_floor_rooms(self, count: int, ready_ms: list[float], stamp_ms: list[float],
+                                 delivery_ms: list[float]) -> None:
         """One floor room per sender lane, as the bridge has one room per visitor (Synapse creates the events
         of one room one at a time, so lanes sharing a room would queue behind each other). Reused by later
         rounds; each gets an unmeasured warm-up message each way, so its room keys are shared before measuring,
@@ -350,7 +369,47 @@ class Bench:
         if missing > 0:
             log(f"creating {missing} floor rooms")
             base = len(self.floor_rooms)
-            self.floor_rooms.extend(await asyncio.gather(*(make(base + j) for j in range(missing))))
+            made = await asyncio.gather(*(make(base + j) for j in range(missing)))
+            self.floor_rooms.extend(made)
+            stamps = await self.invite_stamps(made)
+            for room, ms in zip(made, ready_ms[-len(made):]):
+                if room in stamps:
+                    delivery_ms.append(self.invited_wall[room] - stamps[room])
+                    stamp_ms.append(ms - delivery_ms[-1])
+
+    async def invite_stamps(self, room_ids: list[str]) -> dict[str, float]:
+        """Room → origin_server_ts of the officer's invite. The invite as /sync gives it is stripped state,
+        without the stamp, so each is read from the room's history once the round is over (unmeasured)."""
+        stamps: dict[str, float] = {}
+        filter_ = json.dumps({"types": ["m.room.member"], "lazy_load_members": False})
+        for room_id in room_ids:
+            resp = await self.officer.client.send(
+                "GET", f"/_matrix/client/v3/rooms/{room_id}/messages?dir=f&limit=50&filter={quote(filter_)}",
+                headers={"Authorization": f"Bearer {self.officer.client.access_token}"})
+            for ev in (await resp.json()).get("chunk", []):
+                if ev.get("state_key") == self.officer_id and ev.get("content", {}).get("membership") == "invite":
+                    stamps[room_id] = ev["origin_server_ts"]
+                    break
+        return stamps
+
+    async def split_new_chats(self, r: Round, chats: dict[int, tuple[float, str]]) -> None:
+        """``chats``: number → (POST sent, wall clock ms; its room). Fills the round's split of the notice
+        and the claim (see Round), from the bridge store's times and Synapse's stamps."""
+        marks = ",".join("?" * len(chats))
+        stored = {number: (created, claimed) for number, created, claimed in self._db(
+            f"SELECT number, created_ts, claimed_ts FROM chats WHERE number IN ({marks})", list(chats))}
+        stamps = await self.invite_stamps([room for _, room in chats.values()])
+        for number, (posted, room) in chats.items():
+            created, claimed = stored.get(number, (None, None))
+            if number in self.notice_wall and created:
+                seen, stamp = self.notice_wall[number]
+                r.notice_post_ms.append(created - posted)
+                r.notice_stamp_ms.append(stamp - created)
+                r.notice_delivery_ms.append(seen - stamp)
+            if number in self.claimed_wall and claimed and room in stamps:
+                r.claim_push_ms.append(claimed - self.claimed_wall[number])
+                r.claim_stamp_ms.append(stamps[room] - claimed)
+                r.invite_delivery_ms.append(self.invited_wall[room] - stamps[room])
 
     # -- bridge store peeks (read-only) --
     def _db(self, sql: str, params: list[Any] | tuple = ()) -> list[tuple]:
@@ -385,7 +444,7 @@ class Bench:
         r = Round(n)
         m, sem = self.args.messages, asyncio.Semaphore(self.args.concurrency)
         open_sem = asyncio.Semaphore(self.args.open_concurrency or self.args.concurrency)
-        await self.ensure_floor_rooms(n, r.floor_ready_ms)
+        await self.ensure_floor_rooms(n, r.floor_ready_ms, r.floor_stamp_ms, r.floor_delivery_ms)
         r.pool_at_start = await self.wait_pool()
         t_round = time.monotonic()          # the round proper: floor rooms and a full pool are ready
         cpu0 = self.cpu_now()
@@ -396,6 +455,7 @@ class Bench:
         opened: dict[int, float] = {}
         active_at: dict[int, float] = {}
         rooms: dict[int, str] = {}
+        new_chats: dict[int, tuple[float, str]] = {}    # number → (POST sent, wall clock ms; room), for the split
 
         def on_frame(i: int) -> Callable[[dict[str, Any]], None]:
             def handle(f: dict[str, Any]) -> None:
@@ -408,6 +468,7 @@ class Bench:
         async def open_chat(i: int, v: Visitor) -> None:
             async with open_sem:
                 t0 = opened[i] = time.monotonic()
+                posted = time.time() * 1000
                 data = await v.create(topic=TOPIC, display_name=f"Bench {n}-{i}")
                 ready = await v.connect()      # a browser connects its WebSocket at once
                 if ready.get("state") == "active":
@@ -421,6 +482,7 @@ class Bench:
                     r.notice_ms.append((self.notice_at[number] - t0) * 1000)
                 if number in self.claimed_at:
                     r.claim_ms.append((self.invited_at[room_id] - self.claimed_at[number]) * 1000)
+                new_chats[number] = (posted, room_id)
                 name = await until(lambda: (self.officer.client.rooms.get(room_id)
                                             or self.officer.client.invited_rooms.get(room_id)), 30, "room in client")
                 if f"Chat {data['number']}" not in (name.name or name.display_name or ""):
@@ -439,6 +501,7 @@ class Bench:
                     r.setup_failed += 1
                     log(f"chat {i} set-up failed: {type(res).__name__}: {res}")
             ok = [i for i in range(n) if i in rooms]
+            await self.split_new_chats(r, new_chats)
             warm = self.warm_chats([visitors[i].chat_id for i in ok])
             for i in ok:
                 ms = (self.invited_at[rooms[i]] - opened[i]) * 1000
@@ -623,6 +686,12 @@ def report(rounds: list[Round], args: Any, log_summary: list[str], dir: Path, ke
     p("Where the bridge path's time goes (bridge store timestamps, ms, p50 / p95):")
     for r in rounds:
         p(f"{r.n:>4}  new chat: chat stored → room created (createRoom returned) {triple(r.setup_ms, (50, 95))}")
+        p(f"{r.n:>4}  notice: POST → chat stored {triple(r.notice_post_ms, (50, 95))}, → Synapse stamped the "
+          f"notice {triple(r.notice_stamp_ms, (50, 95))}, → at the officer {triple(r.notice_delivery_ms, (50, 95))}")
+        p(f"{r.n:>4}  claim: !claim sent → bridge took it {triple(r.claim_push_ms, (50, 95))}, → Synapse stamped "
+          f"the invite {triple(r.claim_stamp_ms, (50, 95))}, → at the officer {triple(r.invite_delivery_ms, (50, 95))}")
+        p(f"{r.n:>4}  floor: createRoom sent → Synapse stamped the invite {triple(r.floor_stamp_ms, (50, 95))}, "
+          f"→ at the officer {triple(r.floor_delivery_ms, (50, 95))}")
         p(f"{r.n:>4}  visitor→officer: message stored → Synapse accepted the send "
           f"{triple(r.v2o_outbox_ms, (50, 95))}")
         p(f"{r.n:>4}  officer→visitor: Synapse origin_server_ts → bridge received "

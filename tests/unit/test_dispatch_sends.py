@@ -130,7 +130,6 @@ async def test_answers_are_queued_not_awaited_and_keep_their_order_in_a_room(par
         await dispatch.stop()
 
 
-
 async def test_in_a_burst_new_notices_and_answers_go_before_edits(one_slot):
     """Synapse writes one event at a time in a room: in a burst an edit waits for the notices and answers
     queued in the EDITS_YIELD after it, and then shows every change made meanwhile in one event."""

@@ -3,7 +3,7 @@
     .venv/bin/python bench/load.py [--citizens 200] [--in-flight 20] [--rounds 3] [--messages 2]
                                    [--addresses 50] [--open-files N] [--keep]
                                    [--connected N --active A --cycles C [--restart kill|term]]
-                                   [--homeserver single|workers|both]
+                                   [--homeserver single|postgres|workers|both]
 
 Run from the repository root. It starts its own Synapse and the real bridge on free loopback ports in a
 temporary directory (the integration tests' set-up, bench/latency.py's ``start_stack``), with admission
@@ -30,7 +30,7 @@ the bridge is down; anything else is the bridge's), whether each message written
 once, and whether each citizen's next line reached the officer.
 
 --homeserver workers runs it against Synapse on PostgreSQL with workers (bridge/devtools/workers.py) instead
-of one Synapse process on SQLite; both runs the same thing against each, one after the other (each with a bridge
+of one Synapse process on SQLite, postgres against one Synapse process on PostgreSQL; both runs the same thing against each, one after the other (each with a bridge
 of its own), and ends with the two side by side. The homeserver's CPU is then all of its processes'.
 
 --open-files N starts the bridge with RLIMIT_NOFILE N (soft and hard), e.g. 1024, systemd's default soft
@@ -708,8 +708,9 @@ def main() -> int:
                          "come back as the page does")
     ap.add_argument("--profile", type=Path, help="run the bridge under cProfile (CPU time), its stats written here")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, databases)")
-    ap.add_argument("--homeserver", choices=("single", "workers", "both"), default="single",
-                    help="one Synapse process on SQLite (default), Synapse with workers on PostgreSQL, or both")
+    ap.add_argument("--homeserver", choices=("single", "postgres", "workers", "both"), default="single",
+                    help="one Synapse process on SQLite (default) or on PostgreSQL, Synapse with workers on "
+                         "PostgreSQL, or both single and workers")
     args = ap.parse_args()
     if args.cycles:
         args.rounds = args.cycles

@@ -1,11 +1,11 @@
-"""One benchmark run against each homeserver topology asked for (--homeserver single|workers|both), the
+"""One benchmark run against each homeserver topology asked for (--homeserver single|postgres|workers|both), the
 topologies then compared side by side: what bench/latency.py and bench/load.py both do."""
 from __future__ import annotations
 
 from typing import Callable, TypeVar
 
 Rounds = TypeVar("Rounds")
-TOPOLOGIES = ("single", "workers")
+TOPOLOGIES = ("single", "workers")           # what "both" runs; "postgres" is asked for by name
 
 
 def each(choice: str, run: Callable[[str], tuple[int, str, Rounds]],

@@ -21,6 +21,9 @@ the tests and benchmarks run against either (``PRECINCT_HOMESERVER=workers`` pic
 - Debian's nginx in front, on ``port`` (and, with ``federation_port``, with TLS on the federation
   address), routing each documented worker endpoint to ``client1`` and everything else to main.
 
+:class:`LocalSynapsePostgres` (``PRECINCT_HOMESERVER=postgres``) is the same cluster under one Synapse process alone:
+the database changed and nothing else, for benchmarks that ask what SQLite costs.
+
 Start-up waits for conditions only (the socket answers, ``/health``, the client API through nginx).
 Nothing binds or contacts an address outside 127.0.0.0/8.
 """
@@ -46,9 +49,10 @@ import yaml
 
 from bridge.devtools.localhs import LOOPBACK, LocalSynapse, free_port
 
-__all__ = ["LocalSynapseWorkers", "homeserver_class", "HOMESERVER_ENV", "WORKERS"]
+__all__ = ["LocalSynapseWorkers", "LocalSynapsePostgres", "homeserver_class", "HOMESERVER_ENV", "WORKERS"]
 
-#: Environment variable that picks the homeserver of the tests and benchmarks: ``single`` (default) or ``workers``.
+#: Environment variable that picks the homeserver of the tests and benchmarks: ``single`` (default), ``postgres``
+#: or ``workers``.
 HOMESERVER_ENV = "PRECINCT_HOMESERVER"
 NGINX = "/usr/sbin/nginx"
 REDIS = "/usr/bin/redis-server"
@@ -126,7 +130,9 @@ def homeserver_class() -> type[LocalSynapse]:
         return LocalSynapse
     if kind == "workers":
         return LocalSynapseWorkers
-    raise ValueError(f"{HOMESERVER_ENV}={kind!r}: expected 'single' or 'workers'")
+    if kind == "postgres":
+        return LocalSynapsePostgres
+    raise ValueError(f"{HOMESERVER_ENV}={kind!r}: expected 'single', 'postgres' or 'workers'")
 
 
 def _postgres_bin(name: str) -> str:
@@ -347,10 +353,7 @@ class LocalSynapseWorkers(LocalSynapse):
             {"port": ports["replication"], "type": "http", "tls": False, "bind_addresses": [LOOPBACK],
              "resources": [{"names": ["replication"], "compress": False}]},
         ]
-        settings["database"] = {
-            "name": "psycopg2",
-            "args": {"user": DB_ROLE, "database": DB_NAME, "host": str(self.postgres_dir), "cp_min": 2, "cp_max": 10},
-        }
+        settings["database"] = self._database_settings()
         settings["redis"] = {"enabled": True, "host": LOOPBACK, "port": ports["redis"]}
         settings["worker_replication_secret"] = config.get("worker_replication_secret") or secrets.token_urlsafe(32)
         settings["instance_map"] = {
@@ -361,6 +364,10 @@ class LocalSynapseWorkers(LocalSynapse):
         settings["notify_appservices_from_worker"] = "appservice1"
         settings["federation_sender_instances"] = ["fedsender1"]
         return settings
+
+    def _database_settings(self) -> dict[str, Any]:
+        return {"name": "psycopg2",
+                "args": {"user": DB_ROLE, "database": DB_NAME, "host": str(self.postgres_dir), "cp_min": 2, "cp_max": 10}}
 
     def _write_workers(self) -> None:
         """One config and one log config per worker, beside the shared homeserver.yaml."""
@@ -606,3 +613,50 @@ class LocalSynapseWorkers(LocalSynapse):
                 return int(cur.rowcount)
         finally:
             conn.close()
+
+
+class LocalSynapsePostgres(LocalSynapseWorkers):
+    """One Synapse process on PostgreSQL, on 127.0.0.1 only: the smallest set-up Synapse's docs call fit for
+    production (SQLite is for testing). Against :class:`LocalSynapse` it changes the database alone, so a
+    benchmark run on both tells what Synapse's single SQLite connection costs; no Redis, workers or nginx.
+    The PostgreSQL cluster is :class:`LocalSynapseWorkers`'s (a child process, its folder removed by ``close``).
+    """
+
+    @property
+    def worker_log_paths(self) -> dict[str, Path]:
+        return {}
+
+    @property
+    def description(self) -> str:
+        return "one Synapse process, PostgreSQL"
+
+    def process_groups(self) -> dict[str, list[int]]:
+        return {"Synapse": self.synapse_pids, "PostgreSQL": _with_descendants(self.pids.get("postgres"))}
+
+    def _allocate_ports(self) -> None:
+        self._ports = {}
+
+    def _instance_settings(self, config: dict[str, Any]) -> dict[str, Any]:
+        settings = LocalSynapse._instance_settings(self, config)   # its listeners: the client port, federation's TLS
+        settings["database"] = self._database_settings()
+        return settings
+
+    def _write_workers(self) -> None:
+        pass
+
+    def _start_once(self, timeout: float) -> None:
+        if self.pids:
+            raise RuntimeError(f"homeserver {self.server_name} is already running: {self.pids}")
+        deadline = time.monotonic() + timeout
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.write_config()
+            self._start_postgres(deadline)
+            main = self._spawn("main", self._synapse_args("main"), self.console_path, cwd=self.data_dir)
+            checks = [lambda: _http_ok(f"{self.url}/_matrix/client/versions")]
+            if self.federation_port is not None:
+                checks.append(lambda: _port_answers(self.federation_port, self.federation_host))
+            self._wait([main], lambda: all(check() for check in checks), "Synapse", deadline)
+        except BaseException:
+            self.stop()
+            raise

@@ -1,4 +1,5 @@
-"""bridge.devtools.workers: Synapse on PostgreSQL with Redis and workers behind nginx, started on loopback.
+"""bridge.devtools.workers: Synapse on PostgreSQL with Redis and workers behind nginx, started on loopback; and
+one Synapse process on PostgreSQL alone.
 
 The topology itself, whatever PRECINCT_HOMESERVER says: each duty is done by the worker named for it (told
 apart by each process's own log), the data outlives a restart, and every process is gone, by PID, after stop.
@@ -9,6 +10,7 @@ import json
 import os
 import threading
 import urllib.parse
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
@@ -17,7 +19,7 @@ import pytest
 import yaml
 
 from bridge.devtools.localhs import free_port, request_json
-from bridge.devtools.workers import WORKERS, LocalSynapseWorkers
+from bridge.devtools.workers import WORKERS, LocalSynapsePostgres, LocalSynapseWorkers
 from tests.support.waiting import until
 
 HS_TOKEN = "hs-token-of-the-topology-test"
@@ -65,35 +67,67 @@ def _log(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
-async def test_each_duty_runs_on_its_worker_and_everything_stops_by_pid(tmp_path: Path, appservice) -> None:
-    url, handler = appservice
+def _registration(tmp_path: Path, url: str) -> Path:
     registration = tmp_path / "registration.yaml"
     registration.write_text(yaml.safe_dump({
         "id": "topology-test", "url": url, "as_token": AS_TOKEN, "hs_token": HS_TOKEN, "sender_localpart": "bot",
         "namespaces": {"users": [{"exclusive": True, "regex": "@webchat_.*:localhost"}], "rooms": [], "aliases": []},
         "rate_limited": False}))
-    hs = LocalSynapseWorkers(tmp_path / "hs", "localhost", free_port(), [registration])
+    return registration
+
+
+async def _message_to_the_appservice(hs: LocalSynapseWorkers, handler: type[_Appservice]) -> tuple[str, str]:
+    """A user's message in a room the appservice's user joined, pushed to the appservice: (quoted room, event)."""
+    hs.register_user("alice", "pw")
+    status, body = request_json("POST", f"{hs.url}/_matrix/client/v3/login", {
+        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "pw"})
+    assert status == 200, body
+    token = body["access_token"]
+    status, body = request_json("POST", f"{hs.url}/_matrix/client/v3/createRoom",
+                                {"invite": ["@bot:localhost"]}, token=token)
+    assert status == 200, body
+    room = urllib.parse.quote(body["room_id"])
+    status, body = request_json("POST", f"{hs.url}/_matrix/client/v3/rooms/{room}/join", {}, token=AS_TOKEN)
+    assert status == 200, body
+    status, body = request_json("PUT", f"{hs.url}/_matrix/client/v3/rooms/{room}/send/m.room.message/t1",
+                                {"msgtype": "m.text", "body": "hello workers"}, token=token)
+    assert status == 200, body
+    event_id = body["event_id"]
+    await until(lambda: event_id in handler.received, 60, "the event pushed to the appservice")
+    return room, event_id
+
+
+def _restart_keeps_the_data(hs: LocalSynapseWorkers, event_id: str) -> None:
+    """Stop (every process gone by PID), start again on the same cluster: the account and the event are there."""
+    pids = hs.pids
+    hs.stop()
+    assert not any(_alive(pid) for pid in pids.values()), pids
+    assert hs.pid is None
+    hs.start()                                   # the same cluster: the account and the event are still there
+    assert hs.query("SELECT name FROM users WHERE name = ?", ["@alice:localhost"]) == [("@alice:localhost",)]
+    assert hs.query("SELECT COUNT(*) FROM events WHERE event_id = ?", [event_id]) == [(1,)]
+
+
+@contextmanager
+def _running(hs: LocalSynapseWorkers) -> Iterator[LocalSynapseWorkers]:
+    """Started; closed at the end, after which every process it ran then is gone (by PID) and so is its cluster."""
     try:
         hs.start()
+        yield hs
+    finally:
         pids = hs.pids
-        assert set(pids) == {"postgres", "redis", "main", *WORKERS, "nginx"}
-        hs.register_user("alice", "pw")
-        status, body = request_json("POST", f"{hs.url}/_matrix/client/v3/login", {
-            "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "pw"})
-        assert status == 200, body
-        token = body["access_token"]
-        # The appservice's user is in the room, so Synapse pushes its events to the appservice.
-        status, body = request_json("POST", f"{hs.url}/_matrix/client/v3/createRoom",
-                                    {"invite": ["@bot:localhost"]}, token=token)
-        assert status == 200, body
-        room = urllib.parse.quote(body["room_id"])
-        status, body = request_json("POST", f"{hs.url}/_matrix/client/v3/rooms/{room}/join", {}, token=AS_TOKEN)
-        assert status == 200, body
-        status, body = request_json("PUT", f"{hs.url}/_matrix/client/v3/rooms/{room}/send/m.room.message/t1",
-                                    {"msgtype": "m.text", "body": "hello workers"}, token=token)
-        assert status == 200, body
-        event_id = body["event_id"]
-        await until(lambda: event_id in handler.received, 60, "the event pushed to the appservice")
+        postgres_dir = hs.postgres_dir if hs._postgres_dir_record.exists() else None
+        hs.close()
+    assert not any(_alive(pid) for pid in pids.values()), pids
+    assert postgres_dir is None or not postgres_dir.exists()
+
+
+async def test_each_duty_runs_on_its_worker_and_everything_stops_by_pid(tmp_path: Path, appservice) -> None:
+    url, handler = appservice
+    with _running(LocalSynapseWorkers(tmp_path / "hs", "localhost", free_port(),
+                                      [_registration(tmp_path, url)])) as hs:
+        assert set(hs.pids) == {"postgres", "redis", "main", *WORKERS, "nginx"}
+        room, event_id = await _message_to_the_appservice(hs, handler)
 
         # Each process's log says what it did (Synapse writes its log lines up to a few seconds late).
         def logged(name: str, text: str) -> bool:
@@ -116,15 +150,22 @@ async def test_each_duty_runs_on_its_worker_and_everything_stops_by_pid(tmp_path
         assert config["federation_sender_instances"] == ["fedsender1"]
         assert hs.query("SELECT COUNT(*) FROM events WHERE event_id = ?", [event_id]) == [(1,)]
 
-        hs.stop()
-        assert not any(_alive(pid) for pid in pids.values()), pids
-        assert hs.pid is None
-        hs.start()                                   # the same cluster: the account and the event are still there
-        assert hs.query("SELECT name FROM users WHERE name = ?", ["@alice:localhost"]) == [("@alice:localhost",)]
-        assert hs.query("SELECT COUNT(*) FROM events WHERE event_id = ?", [event_id]) == [(1,)]
+        _restart_keeps_the_data(hs, event_id)
+
+
+async def test_one_process_on_postgres_serves_and_stops_by_pid(tmp_path: Path, appservice) -> None:
+    """--homeserver postgres: Synapse's own process alone on the cluster, its listener the client port itself."""
+    url, handler = appservice
+    with _running(LocalSynapsePostgres(tmp_path / "hs", "localhost", free_port(),
+                                       [_registration(tmp_path, url)])) as hs:
         pids = hs.pids
-    finally:
-        postgres_dir = hs.postgres_dir if hs._postgres_dir_record.exists() else None
-        hs.close()
-    assert not any(_alive(pid) for pid in pids.values()), pids
-    assert postgres_dir is None or not postgres_dir.exists()
+        assert set(pids) == {"postgres", "main"}
+        assert hs.pid == pids["main"] and hs.synapse_pids == [pids["main"]]
+        assert set(hs.process_groups()) == {"Synapse", "PostgreSQL"}
+        _, event_id = await _message_to_the_appservice(hs, handler)
+        config = yaml.safe_load(hs.config_path.read_text())
+        assert config["database"]["name"] == "psycopg2"
+        assert [listener["port"] for listener in config["listeners"]] == [hs.port]
+        assert "redis" not in config and "stream_writers" not in config
+        assert hs.query("SELECT COUNT(*) FROM events WHERE event_id = ?", [event_id]) == [(1,)]
+        _restart_keeps_the_data(hs, event_id)

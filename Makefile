@@ -22,7 +22,7 @@ endif
 WORKER_TESTS := tests/integration/test_conversation.py tests/integration/test_restart.py \
                 tests/integration/test_homeserver_restart.py tests/integration/test_backup_restore.py tests/federation
 
-.PHONY: demo test test-workers test-wheelhouse abuse load chaos install node browser chromium nginx homeserver-packages wheelhouse clean
+.PHONY: demo test test-workers test-wheelhouse abuse load latency chaos install node browser chromium nginx homeserver-packages wheelhouse clean
 
 install: $(STAMP)
 
@@ -97,6 +97,12 @@ $(OFFLINE_KIT): $(STAMP) setup.cfg pyproject.toml tests/browser/package-lock.jso
 # docs/security.md). `make test` runs a reduced one (tests/integration/test_bench_guards.py).
 abuse: $(STAMP)
 	$(BIN)/python bench/abuse.py
+
+# Visitor ⇄ officer latency against plain Matrix, and the new chat split into its parts (issue 11): 1, 10 and 100
+# citizens, one Synapse on SQLite (bench/README.md; --homeserver postgres|workers|both for the others). About three
+# minutes. `make test` runs a reduced one (tests/integration/test_bench_guards.py).
+latency: $(STAMP)
+	$(BIN)/python bench/latency.py
 
 # Many citizens at once, in rounds (issue 11): latencies, memory and descriptors per round, against one Synapse
 # process on SQLite and then Synapse with workers on PostgreSQL (issue 12), compared at the end. Several minutes.

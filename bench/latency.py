@@ -36,7 +36,10 @@ Fairness notes (also printed):
 - Keys are shared before anything is measured: the bridge shares the puppet's
   key when the officer joins; before officer→visitor the officer shares its key
   in each chat room (as Element's "prepare to encrypt" does when typing), one
-  room at a time; each floor room gets an unmeasured warm-up message each way.
+  room at a time, and in each floor room; the floor user shares its key in a
+  floor room once the officer's join is seen. Floor rooms are made fresh each
+  round, as chat rooms are, and no room holds a message before the measured
+  ones (Synapse does more for a room's first message than for later ones).
 - Chats are opened in a burst (bounded in flight); the messages are measured
   once the bridge has refilled its puppet pool.
 - All clients (officer, floor user, visitors) run in this one process on one
@@ -189,12 +192,16 @@ class StampedFrames(list):
 class Series:
     latencies: list[float] = field(default_factory=list)
     lost: int = 0
+    by_message: list[list[float]] = field(default_factory=list)   # [k]: each sender's k-th message
 
-    def add(self, ms: float | None) -> None:
+    def add(self, ms: float | None, k: int = 0) -> None:
         if ms is None:
             self.lost += 1
         else:
             self.latencies.append(ms)
+            while len(self.by_message) <= k:
+                self.by_message.append([])
+            self.by_message[k].append(ms)
 
 
 @dataclass
@@ -256,7 +263,9 @@ class Bench:
         self._bg: set[asyncio.Task] = set()
         self.officer = NioOfficer(synapse.url, self.officer_id, PASSWORD, dir / "officer-store")
         self.floor = NioOfficer(synapse.url, f"@{FLOOR_USER}:{SERVER}", PASSWORD, dir / "floor-store")
-        self.floor_rooms: list[str] = []
+        self.floor_id = f"@{FLOOR_USER}:{SERVER}"
+        self.floor_rooms: list[str] = []        # this round's
+        self.round_no = 0
         self.undecryptable: dict[str, int] = {}
 
     # -- clients --
@@ -326,19 +335,24 @@ class Bench:
                 log(f"stopping a client: {e}")
 
     # -- floor rooms: officer and a plain nio user, encrypted, no bridge --
-    async def ensure_floor_rooms(self, count: int, ready_ms: list[float], stamp_ms: list[float],
-                                 delivery_ms: list[float]) -> None:
-        """One floor room per sender lane, as the bridge has one room per visitor (Synapse creates the events
-        of one room one at a time, so lanes sharing a room would queue behind each other). Reused by later
-        rounds; each gets an unmeasured warm-up message each way, so its room keys are shared before measuring,
-        as the bridge shares the puppet's key when the officer joins."""
+    async def make_floor_rooms(self, count: int, ready_ms: list[float], stamp_ms: list[float],
+                               delivery_ms: list[float]) -> None:
+        """One fresh floor room per sender lane, as the bridge has one fresh room per visitor each round (Synapse
+        creates the events of one room one at a time, so lanes sharing a room would queue behind each other).
+
+        Like a chat room, a floor room holds no message before the measured ones: the floor user shares its room
+        key once the officer's join is seen, as the bridge shares the puppet's key when the officer joins. Synapse
+        does more for a room's first message after a join than for later ones (14 database transactions against
+        10, in its log): floor rooms that had warm-up messages paid that unmeasured, and the bridge's first
+        message in each chat paid it measured (its first messages were 18 ms slower at p50 than the floor's)."""
         sem = asyncio.Semaphore(self.args.open_concurrency or self.args.concurrency)
+        fc = self.floor.client
 
         async def make(j: int) -> str:
             async with sem:
                 t0 = time.monotonic()
-                resp = await self.floor.client.room_create(
-                    name=f"Latency floor {j}", invite=[self.officer_id],
+                resp = await fc.room_create(
+                    name=f"Latency floor {self.round_no}.{j}", invite=[self.officer_id],
                     initial_state=[{"type": "m.room.encryption", "state_key": "",
                                     "content": {"algorithm": "m.megolm.v1.aes-sha2"}}])
                 if not isinstance(resp, nio.RoomCreateResponse):
@@ -347,37 +361,31 @@ class Bench:
                 await until(lambda: room in self.invited_at, SETUP_TIMEOUT, f"officer invite to {room}")
                 ready_ms.append((self.invited_at[room] - t0) * 1000)
                 await self.officer.wait_joined(room, 60)
-                await until(lambda: room in self.floor.client.rooms
-                            and self.officer_id in self.floor.client.rooms[room].users,
+                await until(lambda: room in fc.rooms and self.officer_id in fc.rooms[room].users,
                             60, "officer's join seen by the floor user")
                 await until(lambda: room in self.officer.client.rooms, 60, "floor room in the officer's client")
-                for attempt in range(3):
-                    up, down = (f"floor warm-up {d} {self.run_id} {j}.{attempt}" for d in ("up", "down"))
-                    a = await self.probe.timed(up, lambda: self.floor.send(room, up))
-                    b = await self.probe.timed(down, lambda: self.officer.send(room, down))
-                    if a is not None and b is not None:
-                        break
-                else:
-                    raise RuntimeError(f"floor room {room}: warm-up messages never arrived")
-                # Chat rooms are fresh each round; floor rooms are reused, so keep them from rotating their
-                # Megolm session (nio: every 100 messages) part-way through a measurement.
-                for c in (self.floor.client, self.officer.client):
-                    session = c.olm.outbound_group_sessions.get(room) if c.olm else None
-                    if session is not None:
-                        session.max_messages = 10 ** 9
+                await self.share_key(fc, room, self.officer_id)
                 return room
 
-        missing = count - len(self.floor_rooms)
-        if missing > 0:
-            log(f"creating {missing} floor rooms")
-            base = len(self.floor_rooms)
-            made = await asyncio.gather(*(make(base + j) for j in range(missing)))
-            self.floor_rooms.extend(made)
-            stamps = await self.invite_stamps(made)
-            for room, ms in zip(made, ready_ms[-len(made):]):
-                if room in stamps:
-                    delivery_ms.append(self.invited_wall[room] - stamps[room])
-                    stamp_ms.append(ms - delivery_ms[-1])
+        log(f"creating {count} floor rooms")
+        made = await asyncio.gather(*(make(j) for j in range(count)))
+        self.floor_rooms = list(made)
+        stamps = await self.invite_stamps(made)
+        for room, ms in zip(made, ready_ms[-len(made):]):
+            if room in stamps:
+                delivery_ms.append(self.invited_wall[room] - stamps[room])
+                stamp_ms.append(ms - delivery_ms[-1])
+
+    async def leave_floor_rooms(self) -> None:
+        """The floor user and the officer leave the round's floor rooms (unmeasured), as citizens end their chats,
+        so the next round's /sync answers do not grow with every room ever used."""
+        for room in self.floor_rooms:
+            for c in (self.floor.client, self.officer.client):
+                try:
+                    await c.room_leave(room)
+                except Exception as e:
+                    log(f"leaving floor room {room}: {type(e).__name__}: {e}")
+        self.floor_rooms = []
 
     async def invite_stamps(self, room_ids: list[str]) -> dict[str, float]:
         """Room → origin_server_ts of the officer's invite. The invite as /sync gives it is stripped state,
@@ -446,7 +454,8 @@ class Bench:
         r = Round(n)
         m, sem = self.args.messages, asyncio.Semaphore(self.args.concurrency)
         open_sem = asyncio.Semaphore(self.args.open_concurrency or self.args.concurrency)
-        await self.ensure_floor_rooms(n, r.floor_ready_ms, r.floor_stamp_ms, r.floor_delivery_ms)
+        self.round_no += 1
+        await self.make_floor_rooms(n, r.floor_ready_ms, r.floor_stamp_ms, r.floor_delivery_ms)
         r.pool_at_start = await self.wait_pool()
         t_round = time.monotonic()          # the round proper: floor rooms and a full pool are ready
         cpu0 = self.cpu_now()
@@ -529,7 +538,7 @@ class Bench:
                     for k in range(m):
                         body = f"{tag} {self.run_id} {n}:{i}:{k}"
                         async with sem:
-                            series.add(await self.probe.timed(body, lambda: send(body)))
+                            series.add(await self.probe.timed(body, lambda: send(body)), k)
                 return run()
 
             def interleaved(a: list[Awaitable[None]], b: list[Awaitable[None]]) -> list[Awaitable[None]]:
@@ -545,12 +554,12 @@ class Bench:
             # officer → visitor: first, like Element when the officer starts typing, share the officer's room key.
             # One room at a time: concurrent sendToDevice requests to puppets can make Synapse skip some of them
             # in appservice transactions (see bench/README.md), and the key share is not what we measure.
-            log(f"N={n}: officer prepares to encrypt in {len(ok)} rooms; officer→visitor and officer→floor user")
-            for i in ok:
+            log(f"N={n}: officer prepares to encrypt in {2 * len(ok)} rooms; officer→visitor and officer→floor user")
+            for room in [rooms[i] for i in ok] + self.floor_rooms[:len(ok)]:
                 try:
-                    await self.prepare_to_encrypt(rooms[i])
+                    await self.prepare_to_encrypt(room)
                 except Exception as e:
-                    log(f"prepare to encrypt in {rooms[i]} failed: {type(e).__name__}: {e}")
+                    log(f"prepare to encrypt in {room} failed: {type(e).__name__}: {e}")
             o2v_wall = int(time.time() * 1000)
             await asyncio.gather(*interleaved(
                 [lane(r.o2v, "o2v", i, lambda body, room=rooms[i]: self.officer.send(room, body)) for i in ok],
@@ -571,6 +580,7 @@ class Bench:
         r.seconds = time.monotonic() - t_round
         r.cpu = {k: v - cpu0[k] for k, v in self.cpu_now().items()}
         log(f"N={n}: done in {r.seconds:.1f}s")
+        await self.leave_floor_rooms()
         return r
 
     def cpu_now(self) -> dict[str, float]:
@@ -598,14 +608,21 @@ class Bench:
 
     async def prepare_to_encrypt(self, room_id: str) -> None:
         """What nio's room_send does before encrypting, done ahead (Element: prepareToEncrypt on typing)."""
-        c = self.officer.client
+        if room_id in self.floor_rooms:
+            await self.share_key(self.officer.client, room_id, self.floor_id)
+            return
         puppet = await until(lambda: self.puppet_of_room.get(room_id), 30, f"puppet of {room_id}")
-        await until(lambda: list(c.device_store.active_user_devices(puppet)), 30, f"device keys of {puppet}")
+        await self.share_key(self.officer.client, room_id, puppet)
+
+    @staticmethod
+    async def share_key(c: nio.AsyncClient, room_id: str, other: str) -> None:
+        """``c``'s room key given to ``other``'s devices ahead of its first message in the room (to-device only)."""
         room = c.rooms[room_id]
         if not room.members_synced:
             await c.joined_members(room_id)
-            if c.should_query_keys:
-                await c.keys_query()
+        if c.should_query_keys:
+            await c.keys_query()
+        await until(lambda: list(c.device_store.active_user_devices(other)), 30, f"device keys of {other}")
         if c.olm.should_share_group_session(room_id):
             await c.share_group_session(room_id, ignore_unverified_devices=True)
 
@@ -699,16 +716,21 @@ def report(rounds: list[Round], args: Any, log_summary: list[str], dir: Path, ke
           f"{triple(r.v2o_outbox_ms, (50, 95))}")
         p(f"{r.n:>4}  officer→visitor: Synapse origin_server_ts → bridge received "
           f"{triple(r.o2v_delivery_ms, (50, 95))}, received → processed {triple(r.o2v_processing_ms, (50, 95))}")
+        for name, b, f in (("visitor→officer", r.v2o, r.floor_v2o), ("officer→visitor", r.o2v, r.floor_o2v)):
+            p(f"{r.n:>4}  {name} by each sender's message (1st, 2nd …), p50 / p99, bridge | floor: " + "; ".join(
+                f"{k + 1}: {triple(mine, (50, 99))} | {triple(theirs, (50, 99))}"
+                for k, (mine, theirs) in enumerate(zip_longest(b.by_message, f.by_message, fillvalue=[]))))
     p("")
     p("Notes: 'new chat ready' = POST /api/v1/chats → officer's client holds the invite to the chat's room; "
       "warm = the chat's puppet came ready from the pool, cold = made on demand.")
     p("  floor (new chat) = the floor user's own createRoom (encrypted, officer invited) → officer's client holds "
-      "the invite, same in-flight limit; only the floor rooms new in that round (n), which later rounds reuse.")
+      "the invite, same in-flight limit; the floor's rooms are fresh each round, as the chats' are.")
     p("  'visitor sees active' = POST → the visitor's WebSocket says an officer joined (officer joins at once).")
     p("  Chats are opened in a burst (bounded in flight); messages are measured after the bridge has refilled its "
       "pool, bridge and floor senders alternating in the same in-flight limit (same load for both).")
-    p("  Before officer→visitor the officer shares its room key in each room, one room at a time (unmeasured), "
-      "as the floor rooms' warm-up messages do.")
+    p("  Before officer→visitor the officer shares its room key in each room, one room at a time (unmeasured); the "
+      "floor user shares its key when the officer joins, as the bridge does for the puppet. No room holds a message "
+      "before the measured ones.")
     p("  The floor has one encrypted room per sender lane, like the bridge's one room per visitor. RSS 'after' is "
       "read after both bridge directions, before the chats are closed.")
     p("")

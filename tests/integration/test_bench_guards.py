@@ -23,6 +23,7 @@ LOAD = ("bench/load.py", "--citizens", "8", "--rounds", "2", "--in-flight", "4",
 CONNECTED = ("bench/load.py", "--connected", "12", "--active", "3", "--cycles", "2", "--messages", "1",
              "--addresses", "4", "--idle-unload", "2", "--restart", "kill")
 KILL_LOOP = ("bench/kill_loop.py", "--citizens", "3", "--messages", "6", "--kills", "3")
+LATENCY = ("bench/latency.py", "--visitors", "1,3", "--messages", "2")
 
 
 def _outcomes(report: str, scenario: str) -> dict[str, int]:
@@ -111,3 +112,23 @@ def test_reduced_kill_loop_loses_doubles_and_reorders_nothing():
         r = result[way]
         held = len(r.get("held_by_homeserver", []))
         assert (r["sent"], r["lost"] - held, r["duplicated"], r["chats_out_of_order"]) == (18, 0, 0, 0), (way, out[-3000:])
+
+
+@pytest.mark.bench(LATENCY)
+def test_reduced_latency_bench_measures_both_ways_against_a_fair_floor():
+    """bench/latency.py, reduced (two rounds, 1 then 3 citizens, 2 messages each way; the figures are printed, never
+    asserted): every message of the bridge and of the floor arrives and decrypts, both directions are judged against
+    their targets, the notice and the claim are split at Synapse's stamp, and each round makes its own floor rooms
+    (as chats are new each round) with no warm-up message in them before the measured ones."""
+    out = _run_bench(*LATENCY)
+    rows = re.findall(r"^\s+(\d+)\s+(visitor→officer|officer→visitor)\s+(\d+)\s+(\d+)\s.*(p50 ≤ floor\+\d+: \w+)",
+                      out, re.M)
+    assert sorted((n, way, sent, lost) for n, way, sent, lost, _ in rows) == [
+        ("1", "officer→visitor", "2", "0"), ("1", "visitor→officer", "2", "0"),
+        ("3", "officer→visitor", "6", "0"), ("3", "visitor→officer", "6", "0")], out[-3000:]
+    assert "Undecryptable events seen by the test clients: officer 0, floor user 0" in out, out[-3000:]
+    assert re.search(r"creating 1 floor rooms.*creating 3 floor rooms", out, re.S), out[-3000:]
+    assert "warm-up" not in out, out[-3000:]
+    for n in ("1", "3"):
+        assert re.search(rf"^\s+{n}  notice: POST → chat stored .*→ Synapse stamped the notice", out, re.M), out[-3000:]
+        assert re.search(rf"^\s+{n}  claim: !claim sent → bridge took it", out, re.M), out[-3000:]

@@ -554,7 +554,8 @@ class Bench:
             # officer → visitor: first, like Element when the officer starts typing, share the officer's room key.
             # One room at a time: concurrent sendToDevice requests to puppets can make Synapse skip some of them
             # in appservice transactions (see bench/README.md), and the key share is not what we measure.
-            log(f"N={n}: officer prepares to encrypt in {2 * len(ok)} rooms; officer→visitor and officer→floor user")
+            log(f"N={n}: officer prepares to encrypt in {2 * len(ok)} rooms; "
+                "officer→visitor and officer→floor user")
             for room in [rooms[i] for i in ok] + self.floor_rooms[:len(ok)]:
                 try:
                     await self.prepare_to_encrypt(room)

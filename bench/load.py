@@ -30,8 +30,9 @@ the bridge is down; anything else is the bridge's), whether each message written
 once, and whether each citizen's next line reached the officer.
 
 --homeserver workers runs it against Synapse on PostgreSQL with workers (bridge/devtools/workers.py) instead
-of one Synapse process on SQLite, postgres against one Synapse process on PostgreSQL; both runs the same thing against each, one after the other (each with a bridge
-of its own), and ends with the two side by side. The homeserver's CPU is then all of its processes'.
+of one Synapse process on SQLite, and postgres against one Synapse process on PostgreSQL; both runs the same
+thing against single and workers, one after the other (each with a bridge of its own), and ends with the two side
+by side. The homeserver's CPU is then all of its processes'.
 
 --open-files N starts the bridge with RLIMIT_NOFILE N (soft and hard), e.g. 1024, systemd's default soft
 limit, to see what happens there. Every process it starts is stopped by PID in a ``finally``; every loop

@@ -366,8 +366,8 @@ class LocalSynapseWorkers(LocalSynapse):
         return settings
 
     def _database_settings(self) -> dict[str, Any]:
-        return {"name": "psycopg2",
-                "args": {"user": DB_ROLE, "database": DB_NAME, "host": str(self.postgres_dir), "cp_min": 2, "cp_max": 10}}
+        return {"name": "psycopg2", "args": {"user": DB_ROLE, "database": DB_NAME, "host": str(self.postgres_dir),
+                                             "cp_min": 2, "cp_max": 10}}
 
     def _write_workers(self) -> None:
         """One config and one log config per worker, beside the shared homeserver.yaml."""

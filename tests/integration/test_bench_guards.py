@@ -130,5 +130,6 @@ def test_reduced_latency_bench_measures_both_ways_against_a_fair_floor():
     assert re.search(r"creating 1 floor rooms.*creating 3 floor rooms", out, re.S), out[-3000:]
     assert "warm-up" not in out, out[-3000:]
     for n in ("1", "3"):
-        assert re.search(rf"^\s+{n}  notice: POST → chat stored .*→ Synapse stamped the notice", out, re.M), out[-3000:]
+        assert re.search(rf"^\s+{n}  notice: POST → chat stored .*→ Synapse stamped the notice", out, re.M), \
+            out[-3000:]
         assert re.search(rf"^\s+{n}  claim: !claim sent → bridge took it", out, re.M), out[-3000:]

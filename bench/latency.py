@@ -262,8 +262,8 @@ class Bench:
         self.puppet_of_room: dict[str, str] = {}
         self._bg: set[asyncio.Task] = set()
         self.officer = NioOfficer(synapse.url, self.officer_id, PASSWORD, dir / "officer-store")
-        self.floor = NioOfficer(synapse.url, f"@{FLOOR_USER}:{SERVER}", PASSWORD, dir / "floor-store")
         self.floor_id = f"@{FLOOR_USER}:{SERVER}"
+        self.floor = NioOfficer(synapse.url, self.floor_id, PASSWORD, dir / "floor-store")
         self.floor_rooms: list[str] = []        # this round's
         self.round_no = 0
         self.undecryptable: dict[str, int] = {}

@@ -633,16 +633,10 @@ class LocalSynapsePostgres(LocalSynapseWorkers):
     def process_groups(self) -> dict[str, list[int]]:
         return {"Synapse": self.synapse_pids, "PostgreSQL": _with_descendants(self.pids.get("postgres"))}
 
-    def _allocate_ports(self) -> None:
-        self._ports = {}
-
     def _instance_settings(self, config: dict[str, Any]) -> dict[str, Any]:
         settings = LocalSynapse._instance_settings(self, config)   # its listeners: the client port, federation's TLS
         settings["database"] = self._database_settings()
         return settings
-
-    def _write_workers(self) -> None:
-        pass
 
     def _start_once(self, timeout: float) -> None:
         if self.pids:

@@ -103,7 +103,7 @@ def _restart_keeps_the_data(hs: LocalSynapseWorkers, event_id: str) -> None:
     hs.stop()
     assert not any(_alive(pid) for pid in pids.values()), pids
     assert hs.pid is None
-    hs.start()                                   # the same cluster: the account and the event are still there
+    hs.start()
     assert hs.query("SELECT name FROM users WHERE name = ?", ["@alice:localhost"]) == [("@alice:localhost",)]
     assert hs.query("SELECT COUNT(*) FROM events WHERE event_id = ?", [event_id]) == [(1,)]
 

@@ -16,6 +16,9 @@ cut it per puppet and hand it to nio as if it were a sync response.
         └─ room events ─▶ (chats.delivery stores them; calls observe() for
                            membership/state and decrypt() for m.room.encrypted)
 
+What nio writes while taking one feed is one commit in the device's store (``_one_commit``): an Olm
+message decrypts only once, so a kill between its session's write and its room key's would lose the key.
+
 Rooms are not remembered by nio across restarts, so ``restore_room`` rebuilds a
 room from ``/state`` when a puppet is loaded.  To-device messages that arrived
 while the bridge was down are not repeated in catch-up transactions; ``catch_up``

@@ -63,11 +63,15 @@ for _agency in OFFICERS:
 
 @pytest.hookimpl(trylast=True)          # after -k and -m have deselected what will not run
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Start the reduced bench runs the collected guard tests will check, in the background (bench_runs.py)."""
+    """Start the reduced bench runs the collected guard tests will check, in the background (bench_runs.py), and
+    move those guard tests to the end of the session: met in collection order, the suite stood still for about
+    two minutes waiting for runs still queued, which the rest of the suite now overlaps."""
     agencies.PLAN.plan(items, SERVER)       # each marked test's own agency, in the session bridge's config
+    guards = [item for item in items if item.get_closest_marker("bench")]
+    items[:] = [item for item in items if not item.get_closest_marker("bench")] + guards
     if config.option.collectonly:
         return
-    bench_runs.RUNS.plan([tuple(mark.args[0]) for item in items for mark in item.iter_markers("bench")])
+    bench_runs.RUNS.plan([tuple(mark.args[0]) for item in guards for mark in item.iter_markers("bench")])
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -1,6 +1,7 @@
 """The bench scripts CI runs reduced (the guards of `make abuse`, `make load`, `make chaos`), started in the
 background as soon as the session has collected them, one at a time, so that their minutes overlap the rest of
-the suite instead of adding to it; each guard test then waits for its own run and checks what it printed.
+the suite instead of adding to it; the guard tests come last in the session (tests/conftest.py), and each waits
+for its own run and checks what it printed.
 
 A guard test names its run with ``@pytest.mark.bench(RUN)`` (RUN: the script and its arguments) and gets its
 output from ``output(*RUN)``. A run nobody planned (a test run on its own, or without the mark) is made there

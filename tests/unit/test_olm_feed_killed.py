@@ -64,7 +64,7 @@ def child(dir: str) -> None:
     asyncio.run(feed())
 
 
-async def officer_client(dir: Path) -> nio.AsyncClient:
+def officer_client(dir: Path) -> nio.AsyncClient:
     dir.mkdir()
     client = nio.AsyncClient(NOWHERE, OFFICER, device_id=OFFICER_DEVICE, store_path=str(dir),
                              config=nio.AsyncClientConfig(encryption_enabled=True))
@@ -87,7 +87,7 @@ async def officers_room_key(dir: Path, officer_first: bool) -> tuple[dict[str, A
     keys); otherwise the puppet opened it (sharing its own room key) and the officer's is a normal message."""
     store, crypto = open_crypto(dir)
     store.puppets.add(PUPPET, PUPPET_DEVICE, "chat-1")
-    officer = await officer_client(dir / "officer")
+    officer = officer_client(dir / "officer")
     try:
         puppet = await crypto.client(PUPPET)
         assert puppet.olm and officer.olm
